@@ -1,0 +1,108 @@
+"""One exception tree for the whole project.
+
+Every error names the item it concerns and the fix, so that the CLI can print one clear line.
+All types pickle cleanly (they only carry plain strings), so they cross process and Ray boundaries.
+"""
+
+from __future__ import annotations
+
+
+class ClipfactoryError(Exception):
+    """Root of every error clipfactory raises on purpose.
+
+    ``item`` names what the error is about (a file, a source id, a config key); ``fix`` tells the user
+    what to do about it.
+    """
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, item: str | None = None, fix: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.item = item
+        self.fix = fix
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.message, self.item, self.fix))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.item:
+            parts.append(f"{self.item}: ")
+        parts.append(self.message)
+        if self.fix:
+            parts.append(f" (fix: {self.fix})")
+        return "".join(parts)
+
+
+def _rebuild(cls, message, item, fix):
+    return cls(message, item=item, fix=fix)
+
+
+class TransientError(ClipfactoryError):
+    """Worth retrying with backoff: timeouts, 429, 5xx, a busy catalog."""
+
+    transient = True
+
+
+class TerminalError(ClipfactoryError):
+    """Retrying will not help: unreadable media, 404, a denied licence."""
+
+
+class ConfigError(TerminalError):
+    """The configuration or a command-line argument is wrong."""
+
+
+class CatalogError(ClipfactoryError):
+    """The catalog cannot be opened or is in an unexpected state."""
+
+
+class CatalogBusyError(TransientError, CatalogError):
+    """Another process holds the catalog's write lock for longer than we were willing to wait."""
+
+
+class ManifestError(TerminalError):
+    """A manifest cannot be read as the format it claims (or was told) to be."""
+
+
+class MediaError(TerminalError):
+    """A media file cannot be probed, decoded or cut."""
+
+
+class PolicyError(TerminalError):
+    """A policy file, purpose profile or licence entry is invalid."""
+
+
+class NotFoundError(TerminalError):
+    """A named item (source, clip, build, dataset) does not exist in the catalog."""
+
+
+class MissingExtraError(ClipfactoryError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, package: str, extra: str, *, feature: str | None = None):
+        what = feature or package
+        super().__init__(
+            f"{what} needs the optional package '{package}'",
+            item=package,
+            fix=f"pip install 'clipfactory[{extra}]'",
+        )
+        self.package = package
+        self.extra = extra
+
+    def __reduce__(self):
+        return (MissingExtraError, (self.package, self.extra))
+
+
+class ErrorBudgetExceeded(ClipfactoryError):
+    """Too many items failed with ``bug`` errors; the run stopped to avoid wasting work."""
+
+
+def require(module: str, extra: str, feature: str | None = None):
+    """Import an optional module or raise :class:`MissingExtraError` naming the install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingExtraError(module.split(".")[0], extra, feature=feature) from exc
