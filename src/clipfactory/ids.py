@@ -97,9 +97,7 @@ def clip_id(source_id: str, start_ms: int, end_ms: int) -> str:
 
 
 #: DuckDB expression computing :func:`clip_id` from columns ``source_id``, ``start_ms``, ``end_ms``.
-CLIP_ID_SQL = (
-    f"substr(sha256(source_id || '|' || CAST(start_ms AS BIGINT) || '|' || CAST(end_ms AS BIGINT)), 1, {CLIP_ID_LEN})"
-)
+CLIP_ID_SQL = f"substr(sha256(source_id || '|' || CAST(start_ms AS BIGINT) || '|' || CAST(end_ms AS BIGINT)), 1, {CLIP_ID_LEN})"
 
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:

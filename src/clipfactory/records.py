@@ -121,6 +121,8 @@ class SourceRecord(Record):
     rotation: int | None = None
     n_audio_streams: int | None = None
     acquired_at: str | None = None  # ISO-8601 UTC
+    analysis_uri: str | None = None  # blob: JSON of the single analysis pass (shots, scores)
+    fingerprint_uri: str | None = None  # blob: Parquet of per-frame PDQ hashes (see fingerprints.frames)
 
 
 @dataclass(frozen=True)

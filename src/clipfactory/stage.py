@@ -78,7 +78,9 @@ class Stage:
             try:
                 config = self.Config(**config)
             except Exception as exc:  # pydantic.ValidationError
-                raise ConfigError(f"invalid config for stage {self.name}: {exc}", item=f"[{self.name}]") from exc
+                raise ConfigError(
+                    f"invalid config for stage {self.name}: {exc}", item=f"[{self.name}]"
+                ) from exc
         self.config = config
         self.context = context or StageContext()
 

@@ -1,1 +1,5 @@
-"""catalog."""
+"""The DuckDB catalog: schema, locking, and helpers shared by every subsystem."""
+
+from .db import Catalog, load_records, upsert_records
+
+__all__ = ["Catalog", "load_records", "upsert_records"]

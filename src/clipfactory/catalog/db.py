@@ -1,0 +1,250 @@
+"""The catalog: one DuckDB file.
+
+DuckDB allows one read-write process at a time, and a read-only process cannot open the file while a
+writer has it. We therefore never keep the file open: every access takes a cross-process advisory lock
+on ``<catalog>.lock`` (exclusive for writers, shared for readers), opens DuckDB, does its work in a
+transaction and closes. Writers are short (loading Parquet parts, one ingest), so readers such as the
+web UI or reports wait at most a moment. A crash inside a write leaves DuckDB to roll the transaction
+back, so the catalog stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ..errors import CatalogBusyError, CatalogError
+from ..records import ClipRecord, Record, SourceRecord
+
+RECORD_TYPES: list[type[Record]] = [SourceRecord, ClipRecord]
+
+_ARROW_TO_DUCK = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.list_(pa.string()): "VARCHAR[]",
+}
+
+
+def record_ddl(cls: type[Record]) -> str:
+    cols = []
+    for f in cls.arrow_schema():
+        typ = _ARROW_TO_DUCK[f.type]
+        pk = " PRIMARY KEY" if f.name == cls.id_field else ""
+        cols.append(f"    {f.name} {typ}{pk}")
+    return f"CREATE TABLE IF NOT EXISTS {cls.table} (\n" + ",\n".join(cols) + "\n);"
+
+
+def _schema_sql() -> list[tuple[str, str]]:
+    files = sorted(
+        (
+            p
+            for p in resources.files("clipfactory.catalog").joinpath("schema").iterdir()
+            if p.name.endswith(".sql")
+        ),
+        key=lambda p: p.name,
+    )
+    out = [(p.name, p.read_text()) for p in files]
+    out.insert(1 if out else 0, ("records", "\n".join(record_ddl(c) for c in RECORD_TYPES)))
+    return out
+
+
+def _schema_hash() -> str:
+    h = hashlib.sha256()
+    for name, sql in _schema_sql():
+        h.update(name.encode())
+        h.update(sql.encode())
+    return h.hexdigest()[:16]
+
+
+def _migrate_record_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """Add columns that newer record classes declare (additive schema evolution)."""
+    for cls in RECORD_TYPES:
+        have = {r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {cls.table})").fetchall()}
+        for f in cls.arrow_schema():
+            if f.name not in have:
+                con.execute(f"ALTER TABLE {cls.table} ADD COLUMN {f.name} {_ARROW_TO_DUCK[f.type]}")
+
+
+class Catalog:
+    """Handle on a catalog file. Cheap to create; opens DuckDB only inside :meth:`read`/:meth:`write`."""
+
+    def __init__(self, path: str | os.PathLike, *, lock_timeout: float = 120.0):
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"Catalog({str(self.path)!r})"
+
+    # -- locking ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self, exclusive: bool) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + self.lock_timeout
+        try:
+            delay = 0.01
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise CatalogBusyError(
+                            f"another process has held the catalog for over {self.lock_timeout:.0f}s",
+                            item=str(self.path),
+                            fix="wait for the other clipfactory process to finish, or raise the lock timeout",
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- connections -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An exclusive connection inside one transaction: committed on success, rolled back on error."""
+        held = getattr(self._local, "con", None)
+        if held is not None:
+            if getattr(self._local, "read_only", False):
+                raise CatalogError("cannot write inside a read-only catalog block", item=str(self.path))
+            yield held
+            return
+        with self._lock(exclusive=True):
+            con = self._connect(read_only=False)
+            self._local.con, self._local.read_only = con, False
+            try:
+                self._ensure_schema(con)
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            finally:
+                self._local.con = None
+                con.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A shared read-only connection. Creates the catalog on first use."""
+        held = getattr(self._local, "con", None)
+        if held is not None:
+            yield held
+            return
+        if not self.path.exists() or self._needs_schema():
+            with self.write():
+                pass
+        with self._lock(exclusive=False):
+            con = self._connect(read_only=True)
+            self._local.con, self._local.read_only = con, True
+            try:
+                yield con
+            finally:
+                self._local.con = None
+                con.close()
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise CatalogError(f"cannot open catalog: {exc}", item=str(self.path)) from exc
+        except duckdb.Error as exc:
+            raise CatalogError(
+                f"not a clipfactory catalog or corrupt: {exc}",
+                item=str(self.path),
+                fix="point --catalog at a catalog file, or at a new path to create one",
+            ) from exc
+
+    def _needs_schema(self) -> bool:
+        try:
+            con = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.Error:
+            return True
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_hash'").fetchone()
+            return row is None or row[0] != _schema_hash()
+        except duckdb.Error:
+            return True
+        finally:
+            con.close()
+
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        want = _schema_hash()
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_hash'").fetchone()
+            if row is not None and row[0] == want:
+                return
+        except duckdb.CatalogException:
+            pass
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for _name, sql in _schema_sql():
+                con.execute(sql)
+            _migrate_record_columns(con)
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_hash', ?)", [want])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Run a read query and return rows as dicts."""
+        with self.read() as con:
+            cur = con.execute(sql, params or [])
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        with self.read() as con:
+            row = con.execute(sql, params or []).fetchone()
+            return row[0] if row else None
+
+
+def upsert_records(con: duckdb.DuckDBPyConnection, records: list[Record]) -> int:
+    """Insert or replace records in their tables, grouped by type."""
+    by_type: dict[type[Record], list[Record]] = {}
+    for r in records:
+        by_type.setdefault(type(r), []).append(r)
+    n = 0
+    for cls, recs in by_type.items():
+        con.register("_cf_upsert", cls.to_table(recs))
+        try:
+            con.execute(f"INSERT OR REPLACE INTO {cls.table} BY NAME SELECT * FROM _cf_upsert")
+        finally:
+            con.unregister("_cf_upsert")
+        n += len(recs)
+    return n
+
+
+def load_records(con: duckdb.DuckDBPyConnection, cls: type[Record], ids: list[str]) -> list[Record]:
+    if not ids:
+        return []
+    con.register("_cf_ids", pa.table({"id": pa.array(ids, pa.string())}))
+    try:
+        cur = con.execute(f"SELECT t.* FROM {cls.table} t JOIN _cf_ids i ON t.{cls.id_field} = i.id")
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    finally:
+        con.unregister("_cf_ids")
+    return [cls.from_row(dict(zip(names, row, strict=True))) for row in rows]

@@ -1,0 +1,67 @@
+"""The ``clipfactory`` command. Command groups live in their own modules and register themselves here."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+import typer
+from typer.core import TyperGroup
+
+from ..errors import ClipfactoryError
+from .common import err_console
+
+_DEBUG = {"on": bool(os.environ.get("CLIPFACTORY_DEBUG"))}
+
+
+class _Group(TyperGroup):
+    """Turns a :class:`ClipfactoryError` into one red line and exit code 1 (``--debug`` shows the traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ClipfactoryError as exc:
+            if _DEBUG["on"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="clipfactory: video dataset manifests and owned media to training-ready clips, compliant by construction.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+datasets_app = typer.Typer(help="Datasets in the catalog: overlap, listing.", no_args_is_help=True)
+sources_app = typer.Typer(help="Source videos: listing, missing media, revalidation.", no_args_is_help=True)
+policy_app = typer.Typer(help="Licence policy: check a purpose, list profiles.", no_args_is_help=True)
+runs_app = typer.Typer(help="Runs and their outcome rows.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(sources_app, name="sources")
+app.add_typer(policy_app, name="policy")
+app.add_typer(runs_app, name="runs")
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress lines."),
+) -> None:
+    _DEBUG["on"] = debug or bool(os.environ.get("CLIPFACTORY_DEBUG"))
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+#: Command modules; each defines its commands on the apps above when imported.
+COMMAND_MODULES = ["sources", "policy", "media", "build", "fetch", "fingerprint", "runs"]
+
+for _mod in COMMAND_MODULES:
+    importlib.import_module(f"{__package__}.{_mod}")
+
+
+def main() -> None:
+    app()

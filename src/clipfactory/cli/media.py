@@ -1,0 +1,3 @@
+"""CLI commands (thin shell over the library)."""
+
+from __future__ import annotations

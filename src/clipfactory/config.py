@@ -1,0 +1,188 @@
+"""Configuration with dlt's precedence: CLI flags > ``CLIPFACTORY_*`` environment > ``clipfactory.toml`` > defaults.
+
+Stage sections are keyed by the stage's stable ``name``. In TOML, ``[quality.filter]`` (nested tables) and
+``["quality.filter"]`` (a quoted key) mean the same section. Environment variables use a double
+underscore for nesting: ``CLIPFACTORY_STAGES__QUALITY.FILTER__MIN_LUMA=12`` is awkward, so stage options
+are best set in TOML or with ``--set quality.filter.min_luma=12`` on the command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "clipfactory.toml"
+
+
+class BuildSettings(BaseModel):
+    name: str = Field("build", description="Name of the build; shards go to <out>/<name>/v<N>/")
+    out: str = Field("builds", description="Folder that receives builds")
+    shard_size: int = Field(100, description="Clips per WebDataset shard")
+    evaluation_manifests: list[str] = Field(
+        default_factory=list, description="Datasets (by name) whose sources are excluded from training builds"
+    )
+
+
+class Settings(BaseSettings):
+    """Top-level settings. Unknown top-level keys are errors, so typos surface."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIPFACTORY_", env_nested_delimiter="__", extra="forbid")
+
+    catalog: str = Field("clipfactory.duckdb", description="Path of the DuckDB catalog file")
+    store: str = Field("clipfactory-store", description="Root folder of the content-addressed blob store")
+    purpose: str = Field(
+        "research", description="Purpose profile of builds: commercial, research or a custom one"
+    )
+    policy_file: str | None = Field(
+        None, description="A policy TOML with custom profiles and licence overrides"
+    )
+    registry_file: str | None = Field(
+        None, description="A TOML that adds or overrides dataset registry entries"
+    )
+    permissions_file: str | None = Field(None, description="A TOML recording written acquisition permissions")
+    workers: int = Field(1, description="Worker processes of the local executor")
+    error_budget: float = Field(0.05, description="Share of items failing with bugs that stops a run")
+    retries: int = Field(3, description="Attempts for transient failures")
+    inputs: list[str] = Field(
+        default_factory=list, description="Media files or folders for `clipfactory run`"
+    )
+    license: str | None = Field(None, description="SPDX licence of owned media given in `inputs`")
+    rights_holder: str | None = Field(None, description="Rights holder of owned media given in `inputs`")
+    build: BuildSettings = Field(default_factory=BuildSettings)
+    stages: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Stage sections by stage name"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ):
+        return (init_settings, env_settings)
+
+    def stage_config(self, name: str) -> dict[str, Any]:
+        return dict(self.stages.get(name, {}))
+
+    def stage_hash(self, name: str) -> str:
+        payload = json.dumps(self.stage_config(name), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def resolved(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _flatten_stage_sections(data: dict[str, Any], stage_names: set[str]) -> dict[str, Any]:
+    """Move ``[quality.filter]`` and ``["quality.filter"]`` tables under ``stages``."""
+    data = dict(data)
+    stages: dict[str, Any] = dict(data.pop("stages", {}) or {})
+    for name in sorted(stage_names):
+        head, _, tail = name.partition(".")
+        if name in data:
+            stages.setdefault(name, {}).update(data.pop(name))
+        elif isinstance(data.get(head), dict) and tail in data[head]:
+            stages.setdefault(name, {}).update(data[head].pop(tail))
+            if not data[head]:
+                data.pop(head)
+    if stages:
+        data["stages"] = stages
+    return data
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_sets(data: dict[str, Any], sets: list[str], stage_names: set[str]) -> dict[str, Any]:
+    """Apply ``--set a.b.c=value`` overrides; stage names may contain dots."""
+    data = json.loads(json.dumps(data))
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError(
+                f"--set needs KEY=VALUE, got {item!r}", item=item, fix="e.g. --set quality.filter.min_luma=12"
+            )
+        key, value = item.split("=", 1)
+        key = key.strip()
+        stage = next((s for s in sorted(stage_names, key=len, reverse=True) if key.startswith(s + ".")), None)
+        if stage:
+            data.setdefault("stages", {}).setdefault(stage, {})[key[len(stage) + 1 :]] = _parse_value(value)
+            continue
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> Settings:
+    """Resolve settings. ``overrides`` are CLI flags (strongest); ``None`` values are ignored."""
+    from .registry import load_all
+
+    stage_names = set(load_all())
+    data: dict[str, Any] = {}
+    path = Path(config_file) if config_file else Path(DEFAULT_CONFIG_FILE)
+    if config_file and not path.exists():
+        raise ConfigError("config file not found", item=str(path), fix="check the path given to --config")
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}", item=str(path)) from exc
+        data = _flatten_stage_sections(data, stage_names)
+        base = path.resolve().parent
+        for key in ("catalog", "store", "policy_file", "registry_file", "permissions_file"):
+            if isinstance(data.get(key), str) and not os.path.isabs(data[key]) and "://" not in data[key]:
+                data[key] = str(base / data[key])
+        if isinstance(data.get("inputs"), list):
+            data["inputs"] = [i if os.path.isabs(i) or "://" in i else str(base / i) for i in data["inputs"]]
+        if isinstance(data.get("build"), dict) and isinstance(data["build"].get("out"), str):
+            if not os.path.isabs(data["build"]["out"]):
+                data["build"]["out"] = str(base / data["build"]["out"])
+    if sets:
+        data = apply_sets(data, sets, stage_names)
+    unknown_stages = set(data.get("stages", {})) - stage_names
+    if unknown_stages:
+        raise ConfigError(
+            f"unknown stage section(s): {', '.join(sorted(unknown_stages))}",
+            item=str(path),
+            fix=f"stage sections are: {', '.join(sorted(stage_names))}",
+        )
+    # Environment beats the file: drop file values that the environment sets.
+    env_keys = {
+        k[len("CLIPFACTORY_") :].lower().split("__")[0] for k in os.environ if k.startswith("CLIPFACTORY_")
+    }
+    file_data = {k: v for k, v in data.items() if k not in env_keys}
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        settings = Settings(**{**file_data, **flags}) if not env_keys else _with_env(file_data, flags)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}", item=str(path)) from exc
+    return settings
+
+
+def _with_env(file_data: dict[str, Any], flags: dict[str, Any]) -> Settings:
+    # Init kwargs beat the environment in pydantic-settings, so pass the file values as defaults instead.
+    env_only = Settings(**flags)
+    merged = {**file_data, **{k: getattr(env_only, k) for k in env_only.model_fields_set}}
+    return Settings(**merged)

@@ -1,0 +1,369 @@
+"""The local executor: runs a pipeline of stages in this process (or a pool of worker processes).
+
+Workers never open the catalog. Each batch's outcome rows and output records go to Parquet part files
+(written atomically), and this process, the single writer, loads the parts into DuckDB with
+``INSERT … SELECT FROM read_parquet(...)`` and deletes them. Parts left behind by a crash are loaded on the
+next start, so no finished work is lost.
+
+Resume is keyed by content: an item is skipped when the catalog already has a kept or dropped outcome for
+``(item_id, stage, stage_version, config_hash)``; its outputs are read back from the catalog.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing as mp
+import random
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..catalog import Catalog, load_records
+from ..errors import ErrorBudgetExceeded
+from ..progress import NullProgress, Progress
+from ..records import Record, Result
+from ..stage import Stage
+from ..storage import atomic_path
+
+log = logging.getLogger(__name__)
+
+OUTCOME_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("stage", pa.string()),
+        ("stage_version", pa.int32()),
+        ("config_hash", pa.string()),
+        ("item_id", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("error_kind", pa.string()),
+        ("error", pa.string()),
+        ("detail", pa.string()),
+        ("output_ids", pa.list_(pa.string())),
+        ("attempt", pa.int32()),
+        ("recorded_at", pa.timestamp("us")),
+    ]
+)
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    kept: int = 0
+    dropped: int = 0
+    failed: int = 0
+    skipped: int = 0
+    outputs: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    stages: list[StageSummary]
+    outputs: list[Record]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "stages": [vars(s) for s in self.stages],
+            "n_outputs": len(self.outputs),
+        }
+
+
+# -- worker-process side -----------------------------------------------------------------------------
+_WORKER_STAGE: Stage | None = None
+
+
+def _worker_init(stage_cls: type[Stage], config: dict, context) -> None:
+    global _WORKER_STAGE
+    _WORKER_STAGE = stage_cls(config, context)
+    _WORKER_STAGE.setup()
+
+
+def _worker_run(items: list[Record]) -> list[Result]:
+    assert _WORKER_STAGE is not None
+    return _WORKER_STAGE.process_batch(items)
+
+
+class LocalExecutor:
+    """Runs stages one after another; items flow between them as records."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        workers: int = 1,
+        retries: int = 3,
+        error_budget: float = 0.05,
+        progress: Progress | None = None,
+        backoff_s: float = 0.5,
+    ):
+        self.catalog = catalog
+        self.workers = max(1, int(workers))
+        self.retries = max(1, int(retries))
+        self.error_budget = error_budget
+        self.progress = progress or NullProgress()
+        self.backoff_s = backoff_s
+        self.parts_root = catalog.path.with_name(catalog.path.name + ".parts")
+
+    # -- parts -------------------------------------------------------------------------------------
+    def recover_parts(self) -> int:
+        """Load part files left by an interrupted run. Returns how many were loaded."""
+        if not self.parts_root.exists():
+            return 0
+        parts = sorted(p for p in self.parts_root.rglob("*.parquet") if not p.name.startswith("."))
+        for p in self.parts_root.rglob(".*.part*"):
+            p.unlink(missing_ok=True)
+        if parts:
+            self._load_parts(parts)
+        return len(parts)
+
+    def _write_parts(
+        self, run_id: str, stage: Stage, seq: int, results: list[Result], attempt: dict[str, int]
+    ) -> list[Path]:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rows = []
+        records_by_type: dict[type[Record], list[Record]] = {}
+        for r in results:
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "stage": stage.name,
+                    "stage_version": stage.version,
+                    "config_hash": stage.config_hash,
+                    "item_id": r.item_id,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "error_kind": r.error_kind,
+                    "error": r.error,
+                    "detail": r.detail,
+                    "output_ids": [rec.id for rec in r.records],
+                    "attempt": attempt.get(r.item_id, 1),
+                    "recorded_at": now,
+                }
+            )
+            for rec in r.records:
+                records_by_type.setdefault(type(rec), []).append(rec)
+        d = self.parts_root / run_id
+        # Records first, outcomes last: an outcome part only exists once its records are on disk.
+        paths = []
+        for cls, recs in records_by_type.items():
+            p = d / f"{seq:06d}-{stage.name}-records-{cls.table}.parquet"
+            with atomic_path(p) as tmp:
+                pq.write_table(cls.to_table(recs), tmp)
+            paths.append(p)
+        p = d / f"{seq:06d}-{stage.name}-outcomes.parquet"
+        with atomic_path(p) as tmp:
+            pq.write_table(pa.Table.from_pylist(rows, schema=OUTCOME_SCHEMA), tmp)
+        paths.append(p)
+        return paths
+
+    def _load_parts(self, paths: list[Path]) -> None:
+        from ..catalog.db import RECORD_TYPES
+
+        tables = {cls.table: cls for cls in RECORD_TYPES}
+        with self.catalog.write() as con:
+            for p in paths:
+                if p.name.endswith("-outcomes.parquet"):
+                    con.execute("INSERT INTO stage_outcomes BY NAME SELECT * FROM read_parquet(?)", [str(p)])
+                else:
+                    table = p.stem.rsplit("-records-", 1)[1]
+                    if table not in tables:
+                        raise ValueError(f"unknown record table in part {p.name}")
+                    con.execute(
+                        f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(p)]
+                    )
+        for p in paths:
+            p.unlink(missing_ok=True)
+
+    # -- resume ------------------------------------------------------------------------------------
+    def _finished(self, stage: Stage, ids: list[str]) -> dict[str, tuple[str, list[str]]]:
+        if not ids:
+            return {}
+        with self.catalog.read() as con:
+            con.register("_cf_ids", pa.table({"id": pa.array(ids, pa.string())}))
+            try:
+                rows = con.execute(
+                    """SELECT o.item_id, o.status, o.output_ids FROM latest_outcomes o JOIN _cf_ids i ON o.item_id = i.id
+                       WHERE o.stage = ? AND o.stage_version = ? AND o.config_hash = ? AND o.status IN ('kept', 'dropped')""",
+                    [stage.name, stage.version, stage.config_hash],
+                ).fetchall()
+            finally:
+                con.unregister("_cf_ids")
+        return {r[0]: (r[1], list(r[2] or [])) for r in rows}
+
+    # -- running -----------------------------------------------------------------------------------
+    def start_run(self, command: str, config: dict[str, Any] | None = None) -> str:
+        import json
+
+        run_id = new_run_id()
+        with self.catalog.write() as con:
+            con.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', ?, ?)",
+                [
+                    run_id,
+                    command,
+                    self.name,
+                    datetime.now(UTC).replace(tzinfo=None),
+                    json.dumps(config or {}),
+                    __version__,
+                ],
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.catalog.write() as con:
+            con.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+                [status, datetime.now(UTC).replace(tzinfo=None), run_id],
+            )
+
+    def run(
+        self,
+        stages: Sequence[Stage],
+        items: Iterable[Record],
+        *,
+        run_id: str | None = None,
+        command: str = "pipeline",
+        config: dict[str, Any] | None = None,
+    ) -> RunSummary:
+        self.recover_parts()
+        own_run = run_id is None
+        run_id = run_id or self.start_run(command, config)
+        current = list(items)
+        summaries = []
+        status = "failed"
+        try:
+            for stage in stages:
+                current, summary = self._run_stage(run_id, stage, current)
+                summaries.append(summary)
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if own_run:
+                self.finish_run(run_id, status)
+        return RunSummary(run_id, summaries, current)
+
+    def _run_stage(self, run_id: str, stage: Stage, items: list[Record]) -> tuple[list[Record], StageSummary]:
+        summary = StageSummary(stage.name)
+        ids = [stage.item_id(i) for i in items]
+        done = self._finished(stage, ids)
+        todo = [i for i, iid in zip(items, ids, strict=True) if iid not in done]
+        summary.skipped = len(items) - len(todo)
+        out_by_item: dict[str, list[Record]] = {}
+        # Outputs of items finished earlier are read back from the catalog.
+        kept_ids = [oid for st, oids in done.values() if st == "kept" for oid in oids]
+        if kept_ids:
+            out_type = stage.output_type or type(items[0])
+            with self.catalog.read() as con:
+                loaded = {r.id: r for r in load_records(con, out_type, kept_ids)}
+            for iid, (st, oids) in done.items():
+                if st == "kept":
+                    out_by_item[iid] = [loaded[o] for o in oids if o in loaded]
+        self.progress.start(stage.name, total=len(items), unit="items")
+        if summary.skipped:
+            self.progress.advance(stage.name, summary.skipped)
+        bugs = 0
+        seq = 0
+        for results, attempts in self._process(stage, todo):
+            self._load_parts(self._write_parts(run_id, stage, seq, results, attempts))
+            seq += 1
+            for r in results:
+                if r.status == Result.KEPT:
+                    summary.kept += 1
+                    out_by_item[r.item_id] = list(r.records)
+                elif r.status == Result.DROPPED:
+                    summary.dropped += 1
+                    summary.reasons[r.reason or "?"] = summary.reasons.get(r.reason or "?", 0) + 1
+                else:
+                    summary.failed += 1
+                    key = f"failed.{r.error_kind}"
+                    summary.reasons[key] = summary.reasons.get(key, 0) + 1
+                    bugs += r.error_kind == "bug"
+            self.progress.advance(stage.name, len(results))
+            if bugs > max(2, self.error_budget * len(items)):
+                raise ErrorBudgetExceeded(
+                    f"{bugs} items failed with bugs in stage {stage.name}; stopping the run",
+                    item=stage.name,
+                    fix="see the failed outcome rows with `clipfactory runs show`",
+                )
+        self.progress.finish(stage.name)
+        outputs = [rec for iid in ids for rec in out_by_item.get(iid, [])]
+        summary.outputs = len(outputs)
+        return outputs, summary
+
+    def _process(self, stage: Stage, items: list[Record]):
+        """Yield ``(results, attempts)`` per batch, retrying transient failures with backoff and jitter."""
+        if not items:
+            return
+        batches = [items[i : i + stage.batch_size] for i in range(0, len(items), stage.batch_size)]
+        if self.workers == 1:
+            stage.setup()
+            try:
+                for batch in batches:
+                    yield self._with_retries(stage.process_batch, stage, batch)
+            finally:
+                stage.teardown()
+            return
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(
+            self.workers,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(type(stage), stage.config.model_dump(), stage.context),
+        ) as pool:
+            futures = [pool.submit(_worker_run, b) for b in batches]
+            for batch, fut in zip(batches, futures, strict=True):
+                yield self._with_retries(
+                    lambda b: pool.submit(_worker_run, b).result(), stage, batch, first=fut.result()
+                )
+
+    def _with_retries(
+        self, fn, stage: Stage, batch: list[Record], first: list[Result] | None = None
+    ) -> tuple[list[Result], dict[str, int]]:
+        results = first if first is not None else fn(batch)
+        _check_results(stage, batch, results)
+        attempts = {stage.item_id(i): 1 for i in batch}
+        for attempt in range(2, self.retries + 1):
+            retry = [
+                i
+                for i, r in zip(batch, results, strict=True)
+                if r.status == Result.FAILED and r.error_kind == "transient"
+            ]
+            if not retry:
+                break
+            time.sleep(self.backoff_s * (2 ** (attempt - 2)) * (0.5 + random.random()))
+            again = fn(retry)
+            _check_results(stage, retry, again)
+            by_id = {r.item_id: r for r in again}
+            for i in retry:
+                attempts[stage.item_id(i)] = attempt
+            results = [by_id.get(r.item_id, r) for r in results]
+        return results, attempts
+
+
+def _check_results(stage: Stage, batch: list[Record], results: list[Result]) -> None:
+    if len(results) != len(batch):
+        raise RuntimeError(f"stage {stage.name} returned {len(results)} results for {len(batch)} items")
+    want = [stage.item_id(i) for i in batch]
+    got = [r.item_id for r in results]
+    if want != got:
+        raise RuntimeError(f"stage {stage.name} returned results out of order or for other items")
