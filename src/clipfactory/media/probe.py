@@ -1,0 +1,326 @@
+"""Probe a media file with PyAV: what it holds, and whether it can be decoded at all.
+
+:func:`probe` opens the container, reads the stream headers and decodes the first video frame (so a
+missing decoder or an unusable pixel format is found here, not halfway through a stage).
+:func:`keyframe_times` lists keyframe times by demuxing packets only, for the cutter.
+
+Every failure is a :class:`MediaProbeError` whose ``reason`` is one of the stable codes in
+:data:`REASONS`; the message starts with the code, e.g. ``media.empty_file: file has zero bytes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from clipfactory.errors import MediaError
+
+log = logging.getLogger(__name__)
+
+REASONS = (
+    "media.empty_file",
+    "media.not_media",
+    "media.no_video_stream",
+    "media.truncated",
+    "media.unsupported_codec",
+    "media.unsupported_pixel_format",
+    "media.decode_error",
+)
+
+# Leading bytes of container formats we can recognise even when the file is cut short.
+_MAGIC = (
+    (4, b"ftyp"),  # ISO BMFF: mp4, mov, m4v, 3gp (size box first)
+    (0, b"RIFF"),  # avi, wav
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM (EBML)
+    (0, b"OggS"),
+    (0, b"FLV"),
+    (0, b"\x00\x00\x01\xba"),  # MPEG-PS
+    (0, b"\x47"),  # MPEG-TS sync byte (checked with a second sync below)
+    (0, b"\x30\x26\xb2\x75"),  # ASF / WMV
+)
+
+_DECODE_PROBE_PACKETS = 400
+
+
+class MediaProbeError(MediaError):
+    """A media file cannot be probed or decoded; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str, *, item: str | None = None, fix: str | None = None):
+        if reason not in REASONS:
+            raise ValueError(f"unknown media failure reason {reason!r}")
+        super().__init__(f"{reason}: {detail}", item=item, fix=fix)
+        self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self):
+        return (_rebuild_probe_error, (self.reason, self.detail, self.item, self.fix))
+
+
+def _rebuild_probe_error(reason, detail, item, fix):
+    return MediaProbeError(reason, detail, item=item, fix=fix)
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """What a media file holds. Times are in milliseconds; ``None`` means the container does not say."""
+
+    path: str
+    size_bytes: int
+    container: str
+    video_codec: str
+    audio_codecs: tuple[str, ...]
+    n_audio_streams: int
+    width: int
+    height: int
+    fps: float
+    is_vfr: bool
+    duration_ms: int | None
+    n_frames: int | None
+    rotation: int
+    pix_fmt: str | None
+    bit_rate: int | None
+    start_ms: int = 0
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) after applying the rotation."""
+        if self.rotation % 180:
+            return self.height, self.width
+        return self.width, self.height
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["audio_codecs"] = list(self.audio_codecs)
+        return d
+
+
+def _looks_like_media(head: bytes) -> bool:
+    for offset, magic in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            if magic == b"\x47":
+                return len(head) > 188 and head[188] == 0x47
+            return True
+    return False
+
+
+def open_container(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open ``path`` for reading, turning every failure into a :class:`MediaProbeError`."""
+    p = Path(path)
+    item = str(p)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise MediaProbeError(
+            "media.not_media", f"cannot read file ({exc.strerror})", item=item, fix="check the path"
+        ) from exc
+    if size == 0:
+        raise MediaProbeError(
+            "media.empty_file", "file has zero bytes", item=item, fix="fetch or copy the file again"
+        )
+    try:
+        return av.open(str(p), "r")
+    except av.error.FFmpegError as exc:
+        with open(p, "rb") as fh:
+            head = fh.read(512)
+        if _looks_like_media(head):
+            raise MediaProbeError(
+                "media.truncated",
+                f"container header found but the file cannot be opened ({exc.strerror or exc})",
+                item=item,
+                fix="the file is incomplete; fetch it again",
+            ) from exc
+        raise MediaProbeError(
+            "media.not_media",
+            f"not a media file FFmpeg can read ({exc.strerror or exc})",
+            item=item,
+            fix="check that the file is a video",
+        ) from exc
+
+
+def _video_stream(container, item: str):
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise MediaProbeError(
+            "media.no_video_stream",
+            f"no video stream (streams: {', '.join(kinds)})",
+            item=item,
+            fix="only video files can be analysed",
+        )
+    # Prefer a real video stream over an attached picture (cover art).
+    for s in container.streams.video:
+        if not (s.disposition & av.stream.Disposition.attached_pic):
+            return s
+    return container.streams.video[0]
+
+
+def _ms(value, time_base) -> int | None:
+    if value is None or time_base is None:
+        return None
+    return int(round(float(value * time_base) * 1000))
+
+
+def _is_vfr(stream) -> bool:
+    avg, guessed = stream.average_rate, stream.guessed_rate or stream.base_rate
+    if avg and guessed and abs(float(avg) - float(guessed)) / float(guessed) > 0.02:
+        return True
+    # Cheap second opinion from the index (no I/O): spread of presentation-time deltas.
+    try:
+        entries = stream.index_entries
+    except Exception:  # pragma: no cover - formats without an index
+        return False
+    ts = sorted(e.timestamp for e in entries[:300])
+    if len(ts) < 8:
+        return False
+    deltas = [b - a for a, b in zip(ts, ts[1:], strict=False) if b > a]
+    if not deltas:
+        return False
+    deltas.sort()
+    lo, hi = deltas[len(deltas) // 10], deltas[-1 - len(deltas) // 10]
+    return hi > 1.5 * lo
+
+
+def check_decoder(stream, item: str) -> None:
+    """Raise ``media.unsupported_codec`` when FFmpeg has no decoder for ``stream``."""
+    name = stream.codec_context.name if stream.codec_context else None
+    try:
+        av.codec.Codec(name, "r")
+    except Exception as exc:
+        raise MediaProbeError(
+            "media.unsupported_codec",
+            f"no decoder for codec {name!r}",
+            item=item,
+            fix="re-encode the file to H.264 or install an FFmpeg build with this decoder",
+        ) from exc
+
+
+def _first_frame(container, stream, item: str):
+    """Decode the first frame of ``stream`` (demuxing at most a few hundred packets)."""
+    errors = 0
+    last_exc: Exception | None = None
+    for n, packet in enumerate(container.demux(stream)):
+        if n > _DECODE_PROBE_PACKETS:
+            break
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            errors += 1
+            last_exc = exc
+            continue
+        if frames:
+            return frames[0]
+    if errors and last_exc is not None:
+        raise MediaProbeError(
+            "media.decode_error",
+            f"no frame could be decoded ({errors} packet errors, last: {last_exc})",
+            item=item,
+            fix="the video data is corrupt; fetch or re-encode it",
+        ) from last_exc
+    raise MediaProbeError(
+        "media.truncated",
+        "the video stream holds no decodable frame",
+        item=item,
+        fix="the file is incomplete; fetch it again",
+    )
+
+
+def probe(path: str | os.PathLike) -> ProbeInfo:
+    """Read what ``path`` holds and prove that its first video frame decodes.
+
+    Raises :class:`MediaProbeError` with one of the :data:`REASONS` codes.
+    """
+    item = str(path)
+    size = Path(path).stat().st_size if Path(path).exists() else 0
+    with open_container(path) as container:
+        stream = _video_stream(container, item)
+        check_decoder(stream, item)
+        cc = stream.codec_context
+        tb = stream.time_base
+        duration_ms = _ms(stream.duration, tb)
+        if duration_ms is None and container.duration is not None:
+            duration_ms = int(round(container.duration / 1000))
+        start_ms = _ms(stream.start_time, tb) or 0
+        fps_rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(fps_rate) if fps_rate else 0.0
+        n_frames = stream.frames or None
+        if n_frames is None and duration_ms and fps:
+            n_frames = None  # unknown: the container does not count frames
+        is_vfr = _is_vfr(stream)
+        audio = [s for s in container.streams.audio]
+        audio_codecs = tuple((s.codec_context.name if s.codec_context else "unknown") for s in audio)
+        bit_rate = container.bit_rate or cc.bit_rate or None
+        container_name = container.format.name
+        truncated = _index_past_end(stream, size)
+        stream.thread_type = "AUTO"
+        frame = _first_frame(container, stream, item)
+        if truncated:
+            raise MediaProbeError(
+                "media.truncated",
+                f"the index points past the end of the file ({size} bytes)",
+                item=item,
+                fix="the file is incomplete; fetch it again",
+            )
+        pix_fmt = frame.format.name
+        rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+        if not rotation:
+            try:
+                rotation = int(stream.metadata.get("rotate", 0)) % 360
+            except ValueError:
+                rotation = 0
+        width, height = frame.width or cc.width, frame.height or cc.height
+        from clipfactory.media.decode import check_pixel_format
+
+        check_pixel_format(pix_fmt, item)
+    return ProbeInfo(
+        path=item,
+        size_bytes=size,
+        container=container_name,
+        video_codec=cc.name,
+        audio_codecs=audio_codecs,
+        n_audio_streams=len(audio),
+        width=int(width),
+        height=int(height),
+        fps=fps,
+        is_vfr=is_vfr,
+        duration_ms=duration_ms,
+        n_frames=n_frames,
+        rotation=rotation,
+        pix_fmt=pix_fmt,
+        bit_rate=int(bit_rate) if bit_rate else None,
+        start_ms=start_ms,
+    )
+
+
+def _index_past_end(stream, size: int) -> bool:
+    """True when the container index (mp4 ``moov`` first) points at data beyond the file's end."""
+    try:
+        entries = stream.index_entries
+    except Exception:  # pragma: no cover
+        return False
+    if not entries:
+        return False
+    last = max(entries[-1].pos + entries[-1].size, entries[len(entries) // 2].pos)
+    return last > size
+
+
+def keyframe_times(path: str | os.PathLike) -> list[float]:
+    """Presentation times (seconds, sorted) of the video keyframes, from packets only (no decode).
+
+    Times are relative to the stream's start, so they line up with :class:`ProbeInfo` durations and
+    with the frame times of :func:`clipfactory.media.analyse.analyse`.
+    """
+    item = str(path)
+    with open_container(path) as container:
+        stream = _video_stream(container, item)
+        tb = stream.time_base or Fraction(1, 1)
+        start = stream.start_time or 0
+        times = []
+        for packet in container.demux(stream):
+            if packet.is_keyframe and packet.pts is not None:
+                times.append(float((packet.pts - start) * tb))
+    return sorted(set(round(t, 6) for t in times))

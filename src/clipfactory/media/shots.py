@@ -1,0 +1,206 @@
+"""Streaming shot-boundary detection from per-frame scores.
+
+The analysis pass feeds one :class:`FrameScores` per decoded frame to :class:`ShotDetector`, which
+emits boundaries a bounded number of frames later (longer only while a black run or a dissolve is
+still going on). Three detectors share the stream:
+
+* **hard cuts**: the frame-to-frame change (mean absolute difference of the subsampled luma plus
+  the two chroma planes) must exceed ``cut_min_score`` *and* be ``cut_adaptive_ratio`` times the
+  mean change of the ``cut_window`` frames on each side. The ratio is what keeps fast motion and
+  hand-held shake from being read as cuts (the same idea as PySceneDetect's AdaptiveDetector).
+* **fades**: a run of black frames (mean luma under ``black_luma`` and almost no bright pixel)
+  between two non-black stretches gives one boundary in the middle of the run.
+* **dissolves**: over a window of ``dissolve_window`` frames the picture changes a lot, and the
+  middle frame is close to the average of the two ends (a cross-fade is a linear blend; motion is
+  not). A run of such windows gives one boundary at its centre. A dissolve that starts or ends on
+  black is reported as a fade.
+
+A boundary ``b`` means frame ``b`` is the first frame of the next shot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Thresholds of the detector; :class:`clipfactory.media.analyse.AnalyseConfig` documents them."""
+
+    cut_min_score: float = 12.0
+    cut_adaptive_ratio: float = 3.0
+    cut_window: int = 2
+    black_luma: float = 24.0
+    dissolve_window: int = 10
+    dissolve_min_change: float = 10.0
+    dissolve_max_error: float = 0.3
+    dissolve_min_frames: int = 3
+    min_shot_frames: int = 6
+
+
+@dataclass
+class Boundary:
+    frame: int
+    kind: str  # "cut" | "fade" | "dissolve"
+    score: float
+
+
+class ShotDetector:
+    """Feed frames in order with :meth:`push`; collect final boundaries from :meth:`pop_final`."""
+
+    def __init__(self, params: DetectorParams):
+        self.p = params
+        self.scores: list[float] = []  # frame-to-frame change, index = frame
+        self.black: list[bool] = []
+        self.lin_ok: dict[int, float] = {}
+        self.n = 0
+        self._ring: list[np.ndarray | None] = [None] * (params.dissolve_window + 1)
+        self._black_start: int | None = None
+        self._seen_content = False
+        self._dis_start: int | None = None
+        self._dis_last: int | None = None
+        self._dis_peak = 0.0
+        self._dis_black = False
+        self._pending: list[Boundary] = []
+        self._last_final = 0
+        self._final: list[Boundary] = []
+
+    # -- input ------------------------------------------------------------------------------------
+
+    def push(self, y: np.ndarray, score: float, is_black: bool) -> None:
+        """Add frame ``self.n``: its small luma plane, its change score from the previous frame, and
+        whether it is black."""
+        i = self.n
+        self.n += 1
+        self.scores.append(score)
+        self.black.append(is_black)
+        k = self.p.dissolve_window
+        self._ring[i % (k + 1)] = y
+        self._check_black(i, is_black)
+        if i >= k:
+            self._check_dissolve(i, y)
+        j = i - self.p.cut_window
+        if j >= 1:
+            self._check_cut(j)
+        self._finalise(upto=i - (k + self.p.cut_window + 2))
+
+    def finish(self) -> list[Boundary]:
+        """End of stream: settle everything still pending and return all final boundaries."""
+        n = self.n
+        for j in range(max(1, n - self.p.cut_window), n):
+            self._check_cut(j, at_end=True)
+        self._close_dissolve()
+        # A trailing black run does not split: it ends the last shot.
+        self._black_start = None
+        self._finalise(upto=n + 1)
+        return self._final
+
+    def pop_final(self) -> list[Boundary]:
+        out, self._final_new = getattr(self, "_final_new", []), []
+        return out
+
+    # -- detectors --------------------------------------------------------------------------------
+
+    def _check_cut(self, j: int, at_end: bool = False) -> None:
+        s = self.scores[j]
+        if s < self.p.cut_min_score:
+            return
+        w = self.p.cut_window
+        lo, hi = max(1, j - w), min(self.n, j + w + 1)
+        nb = [self.scores[t] for t in range(lo, hi) if t != j]
+        ref = (sum(nb) / len(nb)) if nb else 0.0
+        if s >= self.p.cut_adaptive_ratio * max(ref, 1.0):
+            self._pending.append(Boundary(j, "cut", s))
+
+    def _check_black(self, i: int, is_black: bool) -> None:
+        if is_black:
+            if self._black_start is None:
+                self._black_start = i
+            return
+        if self._black_start is not None:
+            start = self._black_start
+            self._black_start = None
+            if self._seen_content and start > 0:
+                self._pending.append(Boundary((start + i) // 2, "fade", float(i - start)))
+        self._seen_content = True
+
+    def _check_dissolve(self, i: int, y: np.ndarray) -> None:
+        k = self.p.dissolve_window
+        a = self._ring[(i - k) % (k + 1)]
+        m = self._ring[(i - k // 2) % (k + 1)]
+        change = float(np.abs(y - a).mean())
+        c = i - k // 2
+        ok = False
+        if change >= self.p.dissolve_min_change:
+            err = float(np.abs(m - (a + y) * 0.5).mean())
+            # Frames inside the window must change smoothly: no single step carries the change.
+            steps = self.scores[i - k + 1 : i + 1]
+            if err <= self.p.dissolve_max_error * change and max(steps) < 0.5 * change + 2.0:
+                ok = True
+        if ok:
+            if self._dis_start is None:
+                self._dis_start = c
+                self._dis_peak = 0.0
+                self._dis_black = False
+            self._dis_last = c
+            self._dis_peak = max(self._dis_peak, change)
+            if self.black[i] or self.black[i - k]:
+                self._dis_black = True
+        elif self._dis_start is not None and c - (self._dis_last or c) > 1:
+            self._close_dissolve()
+
+    def _close_dissolve(self) -> None:
+        if self._dis_start is None:
+            return
+        start, last = self._dis_start, self._dis_last
+        self._dis_start = self._dis_last = None
+        if last - start + 1 >= self.p.dissolve_min_frames:
+            kind = "fade" if self._dis_black else "dissolve"
+            self._pending.append(Boundary((start + last + 1) // 2, kind, self._dis_peak))
+
+    # -- merging ----------------------------------------------------------------------------------
+
+    def _finalise(self, upto: int) -> None:
+        """Make pending boundaries before ``upto`` final, unless a black run or dissolve is open."""
+        if self._black_start is not None:
+            upto = min(upto, self._black_start - self.p.dissolve_window)
+        if self._dis_start is not None:
+            upto = min(upto, self._dis_start - self.p.dissolve_window)
+        if not self._pending:
+            return
+        self._pending.sort(key=lambda b: b.frame)
+        ready = [b for b in self._pending if b.frame < upto]
+        if not ready:
+            return
+        # Also hold back anything close to a not-yet-ready boundary so they are merged together.
+        rest = [b for b in self._pending if b.frame >= upto]
+        while ready and rest and rest[0].frame - ready[-1].frame < self.p.min_shot_frames:
+            rest.insert(0, ready.pop())
+        self._pending = rest
+        for group in _groups(ready, self.p.min_shot_frames):
+            best = _pick(group)
+            if best.frame - self._last_final < self.p.min_shot_frames or best.frame >= self.n:
+                continue
+            self._last_final = best.frame
+            self._final.append(best)
+            self.__dict__.setdefault("_final_new", []).append(best)
+
+
+_PRIORITY = {"fade": 0, "cut": 1, "dissolve": 2}
+
+
+def _groups(bounds: list[Boundary], gap: int) -> list[list[Boundary]]:
+    groups: list[list[Boundary]] = []
+    for b in bounds:
+        if groups and b.frame - groups[-1][-1].frame < gap:
+            groups[-1].append(b)
+        else:
+            groups.append([b])
+    return groups
+
+
+def _pick(group: list[Boundary]) -> Boundary:
+    """One boundary for a cluster: a fade wins (it spans the others), then the strongest cut."""
+    return min(group, key=lambda b: (_PRIORITY[b.kind], -b.score))
