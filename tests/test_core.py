@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import pickle
 import time
@@ -94,8 +95,8 @@ def test_records_round_trip_through_arrow_and_parquet(tmp_path):
     pq.write_table(table, tmp_path / "c.parquet")
     back = ClipRecord.from_table(pq.read_table(tmp_path / "c.parquet"))
     assert back == clips
-    with pytest.raises(Exception):
-        clips[0].start_ms = 5  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        clips[0].start_ms = 5  # type: ignore[misc]
 
 
 def test_result_validation():
