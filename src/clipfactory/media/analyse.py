@@ -113,6 +113,13 @@ class AnalyseConfig(BaseModel):
         1.0, gt=0, description="Seconds between frames sampled for text detection."
     )
     text_min_score: float = Field(0.6, ge=0, le=1, description="OCR confidence for a text box to count.")
+    skip_loop_filter: bool = Field(
+        True,
+        description="Ask the decoder to skip its in-loop deblocking filter (H.264/HEVC): about 30% less "
+        "decode time on 720p H.264. Every frame is still decoded; pictures differ from the reference "
+        "decode only by blocking at macroblock edges, which the subsampled statistics, PDQ and the "
+        "small thumbnails barely see. Turn off for bit-exact pictures.",
+    )
     skip_nonref: bool = Field(
         False,
         description="Coarse mode: decode only reference frames (FFmpeg skip_frame=NONREF). Faster on "
@@ -334,6 +341,8 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
     with open_container(path) as container:
         stream = _video_stream(container, item)
         stream.thread_type = "AUTO"
+        if cfg.skip_loop_filter:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
         if cfg.skip_nonref:
             stream.codec_context.skip_frame = "NONREF"
         tb = float(stream.time_base) if stream.time_base else 1.0 / fps

@@ -45,6 +45,14 @@ class Boundary:
     frame: int
     kind: str  # "cut" | "fade" | "dissolve"
     score: float
+    lo: int = -1  # first and last frame the transition touches
+    hi: int = -1
+
+    def __post_init__(self) -> None:
+        if self.lo < 0:
+            self.lo = self.frame
+        if self.hi < 0:
+            self.hi = self.frame
 
 
 class ShotDetector:
@@ -66,6 +74,8 @@ class ShotDetector:
         self._pending: list[Boundary] = []
         self._last_final = 0
         self._final: list[Boundary] = []
+        self._final_new: list[Boundary] = []
+        self._ended = False
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -94,11 +104,12 @@ class ShotDetector:
         self._close_dissolve()
         # A trailing black run does not split: it ends the last shot.
         self._black_start = None
+        self._ended = True
         self._finalise(upto=n + 1)
         return self._final
 
     def pop_final(self) -> list[Boundary]:
-        out, self._final_new = getattr(self, "_final_new", []), []
+        out, self._final_new = self._final_new, []
         return out
 
     # -- detectors --------------------------------------------------------------------------------
@@ -112,7 +123,7 @@ class ShotDetector:
         nb = [self.scores[t] for t in range(lo, hi) if t != j]
         ref = (sum(nb) / len(nb)) if nb else 0.0
         if s >= self.p.cut_adaptive_ratio * max(ref, 1.0):
-            self._pending.append(Boundary(j, "cut", s))
+            self._pending.append(Boundary(j, "cut", s, j - 1, j))
 
     def _check_black(self, i: int, is_black: bool) -> None:
         if is_black:
@@ -123,7 +134,8 @@ class ShotDetector:
             start = self._black_start
             self._black_start = None
             if self._seen_content and start > 0:
-                self._pending.append(Boundary((start + i) // 2, "fade", float(i - start)))
+                k = self.p.dissolve_window
+                self._pending.append(Boundary((start + i) // 2, "fade", 1000.0 + i - start, start - k, i + k))
         self._seen_content = True
 
     def _check_dissolve(self, i: int, y: np.ndarray) -> None:
@@ -158,7 +170,8 @@ class ShotDetector:
         self._dis_start = self._dis_last = None
         if last - start + 1 >= self.p.dissolve_min_frames:
             kind = "fade" if self._dis_black else "dissolve"
-            self._pending.append(Boundary((start + last + 1) // 2, kind, self._dis_peak))
+            h = self.p.dissolve_window // 2
+            self._pending.append(Boundary((start + last + 1) // 2, kind, self._dis_peak, start - h, last + h))
 
     # -- merging ----------------------------------------------------------------------------------
 
@@ -176,16 +189,17 @@ class ShotDetector:
             return
         # Also hold back anything close to a not-yet-ready boundary so they are merged together.
         rest = [b for b in self._pending if b.frame >= upto]
-        while ready and rest and rest[0].frame - ready[-1].frame < self.p.min_shot_frames:
+        while ready and rest and rest[0].lo - ready[-1].hi < self.p.min_shot_frames:
             rest.insert(0, ready.pop())
         self._pending = rest
         for group in _groups(ready, self.p.min_shot_frames):
             best = _pick(group)
-            if best.frame - self._last_final < self.p.min_shot_frames or best.frame >= self.n:
+            too_late = best.frame > self.n - self.p.min_shot_frames if self._ended else best.frame >= self.n
+            if best.frame - self._last_final < self.p.min_shot_frames or too_late:
                 continue
             self._last_final = best.frame
             self._final.append(best)
-            self.__dict__.setdefault("_final_new", []).append(best)
+            self._final_new.append(best)
 
 
 _PRIORITY = {"fade": 0, "cut": 1, "dissolve": 2}
@@ -194,7 +208,7 @@ _PRIORITY = {"fade": 0, "cut": 1, "dissolve": 2}
 def _groups(bounds: list[Boundary], gap: int) -> list[list[Boundary]]:
     groups: list[list[Boundary]] = []
     for b in bounds:
-        if groups and b.frame - groups[-1][-1].frame < gap:
+        if groups and b.lo - max(g.hi for g in groups[-1]) < gap:
             groups[-1].append(b)
         else:
             groups.append([b])

@@ -1,0 +1,217 @@
+"""The single analysis pass: shots, per-shot statistics, PDQ hashes, thumbnails, robustness."""
+
+from __future__ import annotations
+
+import io
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipfactory.errors import MissingExtraError
+from clipfactory.media.analyse import AnalyseConfig, AnalysisResult, analyse
+from clipfactory.media.probe import MediaProbeError
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+MEDIA = SHARED / "media"
+needs_shared = pytest.mark.skipif(
+    not MEDIA.is_dir(),
+    reason=f"real test media not found at {SHARED} (the shared/ folder beside the project)",
+)
+
+W, H, FPS = 192, 112, 25
+# Synthetic clip: shot A, hard cut at 30, shot B, hard cut at 60, shot C fades out to black and
+# shot D fades in (boundary in the black run), then a 12-frame cross-fade into shot E.
+CUTS = [30, 60]
+FADE_OUT = (90, 100)  # frames 90..99 darken, 100..105 black, 106..115 brighten
+BLACK = (100, 106)
+FADE_IN_END = 116
+DISSOLVE = (150, 162)  # blend from shot D to shot E
+N = 200
+
+
+def _texture(seed: int, width: int = W + N // 4 + 16) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (H // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+    return np.kron(small, np.ones((16, 16, 1), np.uint8)).astype(np.float32)
+
+
+def _shot_frame(tex: np.ndarray, i: int) -> np.ndarray:
+    dx = i // 4  # slow pan, a quarter pixel a frame
+    return tex[:H, dx : dx + W]
+
+
+def synth_frames() -> list[np.ndarray]:
+    texs = [_texture(s) for s in range(5)]
+    out = []
+    for i in range(N):
+        if i < 30:
+            img = _shot_frame(texs[0], i)
+        elif i < 60:
+            img = _shot_frame(texs[1], i)
+        elif i < BLACK[0]:
+            img = _shot_frame(texs[2], i)
+            if i >= FADE_OUT[0]:
+                img = img * (1 - (i - FADE_OUT[0] + 1) / 11)
+        elif i < BLACK[1]:
+            img = np.zeros((H, W, 3), np.float32)
+        elif i < DISSOLVE[0]:
+            img = _shot_frame(texs[3], i)
+            if i < FADE_IN_END:
+                img = img * ((i - BLACK[1] + 1) / 11)
+        elif i < DISSOLVE[1]:
+            a = (i - DISSOLVE[0] + 1) / 13
+            img = _shot_frame(texs[3], i) * (1 - a) + _shot_frame(texs[4], i) * a
+        else:
+            img = _shot_frame(texs[4], i)
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("synth") / "synth.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.options = {"crf": "16", "preset": "veryfast"}
+        s.time_base = Fraction(1, FPS)
+        for i, img in enumerate(synth_frames()):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def synth_result(synth) -> AnalysisResult:
+    return analyse(synth)
+
+
+def test_synthetic_shots(synth_result):
+    r = synth_result
+    assert r.n_frames == N
+    b = r.boundaries
+    kinds = [s.transition_out for s in r.shots]
+    assert len(b) == 4, (b, kinds)
+    assert abs(b[0] - CUTS[0]) <= 1 and abs(b[1] - CUTS[1]) <= 1
+    assert BLACK[0] - 1 <= b[2] <= BLACK[1] + 1
+    assert DISSOLVE[0] <= b[3] <= DISSOLVE[1]
+    assert kinds == ["cut", "cut", "fade", "dissolve", "end"]
+    # shots tile the video, end-exclusive
+    assert r.shots[0].start_frame == 0 and r.shots[-1].end_frame == N
+    for a, c in zip(r.shots, r.shots[1:], strict=False):
+        assert a.end_frame == c.start_frame and a.end_ms == c.start_ms
+    assert r.shots[-1].end_ms == pytest.approx(N * 1000 / FPS, abs=1)
+
+
+def test_synthetic_statistics(synth_result):
+    shots = synth_result.shots
+    # the black run is split between the shot that fades out and the one that fades in
+    black = [round(s.black_fraction * s.n_frames) for s in shots]
+    assert black[2] > 0 and black[3] > 0
+    assert BLACK[1] - BLACK[0] <= sum(black) <= BLACK[1] - BLACK[0] + 4
+    assert shots[0].black_fraction == 0.0
+    assert all(s.motion > 0.5 for s in shots)  # every shot pans
+    assert 0.6 < shots[0].static_fraction < 0.85  # the pan moves on every 4th frame only
+    assert shots[0].sharpness > 100  # hard-edged blocks
+    assert all(s.text_fraction is None for s in shots)
+
+
+def test_pdq_and_thumbnails(synth_result):
+    r = synth_result
+    assert len(r.pdq) == pytest.approx(N / FPS, abs=1)
+    times = [p.time_ms for p in r.pdq]
+    assert all(900 <= b - a <= 1100 for a, b in zip(times, times[1:], strict=False))
+    for p in r.pdq:
+        assert len(p.hash_hex) == 64 and int(p.hash_hex, 16) >= 0
+        assert 0 <= p.quality <= 100
+
+    # different shots hash differently, the same shot a second later almost the same
+    def ham(a, b):
+        return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+    assert ham(r.pdq[0].hash_hex, r.pdq[2].hash_hex) > 60
+    for s in r.shots:
+        img = Image.open(io.BytesIO(s.thumbnail))
+        assert img.format == "JPEG" and img.size[0] == min(320, W)
+    data = json.loads(r.to_json())
+    assert "thumbnail" not in data["shots"][0] and len(data["shots"]) == len(r.shots)
+
+
+def test_static_clip_is_one_static_shot(tmp_path):
+    path = tmp_path / "still.mp4"
+    img = _texture(9)[:H, :W].astype(np.uint8)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for _ in range(40):
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    r = analyse(path)
+    assert len(r.shots) == 1 and r.shots[0].transition_out == "end"
+    assert r.shots[0].static_fraction > 0.9
+
+
+def test_coarse_mode_keeps_cuts(synth):
+    r = analyse(synth, AnalyseConfig(skip_nonref=True))
+    assert r.n_frames == N or r.n_frames >= N - 2
+    assert any(abs(b - CUTS[0]) <= 3 for b in r.boundaries)
+
+
+def test_text_detection_needs_extra(synth):
+    try:
+        import rapidocr_onnxruntime  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingExtraError) as info:
+            analyse(synth, AnalyseConfig(detect_text=True))
+        assert "clipfactory[ocr]" in str(info.value)
+    else:  # pragma: no cover - only where the extra is installed
+        r = analyse(synth, AnalyseConfig(detect_text=True))
+        assert all(s.text_fraction is not None for s in r.shots)
+
+
+def test_not_media_raises_named_reason(tmp_path):
+    (tmp_path / "x.mp4").write_text("hello\n" * 100)
+    with pytest.raises(MediaProbeError) as info:
+        analyse(tmp_path / "x.mp4")
+    assert info.value.reason == "media.not_media"
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_bikes_cuts_within_one_frame():
+    r = analyse(MEDIA / "bikes.mp4")
+    truth = [30, 76, 137, 187, 242]
+    assert len(r.boundaries) == len(truth), r.boundaries
+    assert all(abs(b - t) <= 1 for b, t in zip(r.boundaries, truth, strict=True)), r.boundaries
+    assert all(s.transition_out == "cut" for s in r.shots[:-1])
+
+
+@needs_shared
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["box.mp4", "cup.mp4", "bbb_5s.mp4"])
+def test_single_shot_clips(name):
+    r = analyse(MEDIA / name)
+    assert len(r.shots) == 1, r.boundaries
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_corrupted_frames_do_not_crash():
+    try:
+        r = analyse(MEDIA / "Megamind_bugy.avi")
+    except MediaProbeError as err:  # a clear, named failure is acceptable; a crash is not
+        assert err.reason.startswith("media.")
+        return
+    assert r.n_frames > 200 and len(r.shots) >= 1
+    assert r.shots[-1].end_frame == r.n_frames
