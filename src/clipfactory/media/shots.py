@@ -67,6 +67,7 @@ class ShotDetector:
         self._ring: list[np.ndarray | None] = [None] * (params.dissolve_window + 1)
         self._black_start: int | None = None
         self._seen_content = False
+        self._first_content: int | None = None
         self._dis_start: int | None = None
         self._dis_last: int | None = None
         self._dis_peak = 0.0
@@ -94,7 +95,7 @@ class ShotDetector:
         j = i - self.p.cut_window
         if j >= 1:
             self._check_cut(j)
-        self._finalise(upto=i - (k + self.p.cut_window + 2))
+        self._finalise(upto=i)
 
     def finish(self) -> list[Boundary]:
         """End of stream: settle everything still pending and return all final boundaries."""
@@ -102,7 +103,12 @@ class ShotDetector:
         for j in range(max(1, n - self.p.cut_window), n):
             self._check_cut(j, at_end=True)
         self._close_dissolve()
-        # A trailing black run does not split: it ends the last shot.
+        # A long trailing black run (fade-out, black end card) becomes its own last shot; a short one
+        # ends the last shot.
+        start = self._black_start
+        if start is not None and self._seen_content and n - start >= self.p.min_shot_frames:
+            k = self.p.dissolve_window
+            self._pending.append(Boundary(start, "fade", _BLACK_RUN_SCORE + n - start, start - k, n))
         self._black_start = None
         self._ended = True
         self._finalise(upto=n + 1)
@@ -133,10 +139,18 @@ class ShotDetector:
         if self._black_start is not None:
             start = self._black_start
             self._black_start = None
-            if self._seen_content and start > 0:
-                k = self.p.dissolve_window
-                self._pending.append(Boundary((start + i) // 2, "fade", 1000.0 + i - start, start - k, i + k))
+            k = self.p.dissolve_window
+            if self._seen_content:
+                # Through black: the boundary is the middle of the black run.
+                self._pending.append(
+                    Boundary((start + i) // 2, "fade", _BLACK_RUN_SCORE + i - start, start - k, i + k)
+                )
+            elif i >= self.p.min_shot_frames:
+                # A long black lead-in is a shot of its own; the picture starts at its end.
+                self._pending.append(Boundary(i, "fade", _BLACK_RUN_SCORE + i, 0, i + k))
         self._seen_content = True
+        if self._first_content is None:
+            self._first_content = i
 
     def _check_dissolve(self, i: int, y: np.ndarray) -> None:
         k = self.p.dissolve_window
@@ -168,15 +182,22 @@ class ShotDetector:
             return
         start, last = self._dis_start, self._dis_last
         self._dis_start = self._dis_last = None
+        h = self.p.dissolve_window // 2
+        if self._first_content is None or start - h <= self._first_content + h:
+            return  # a fade-in from the leading black is the first shot's start, not a boundary
         if last - start + 1 >= self.p.dissolve_min_frames:
             kind = "fade" if self._dis_black else "dissolve"
-            h = self.p.dissolve_window // 2
             self._pending.append(Boundary((start + last + 1) // 2, kind, self._dis_peak, start - h, last + h))
 
     # -- merging ----------------------------------------------------------------------------------
 
     def _finalise(self, upto: int) -> None:
-        """Make pending boundaries before ``upto`` final, unless a black run or dissolve is open."""
+        """Make pending boundaries final once the stream is far enough past them.
+
+        A boundary is ready when frame ``upto`` is ``min_shot_frames + dissolve_window`` past the last
+        frame its transition touches (so a neighbouring transition can still merge with it), and no
+        black run or dissolve that could absorb it is still open.
+        """
         if self._black_start is not None:
             upto = min(upto, self._black_start - self.p.dissolve_window)
         if self._dis_start is not None:
@@ -184,11 +205,12 @@ class ShotDetector:
         if not self._pending:
             return
         self._pending.sort(key=lambda b: b.frame)
-        ready = [b for b in self._pending if b.frame < upto]
+        margin = 0 if self._ended else self.p.min_shot_frames + self.p.dissolve_window
+        ready = [b for b in self._pending if b.hi + margin < upto]
         if not ready:
             return
         # Also hold back anything close to a not-yet-ready boundary so they are merged together.
-        rest = [b for b in self._pending if b.frame >= upto]
+        rest = [b for b in self._pending if b.hi + margin >= upto]
         while ready and rest and rest[0].lo - ready[-1].hi < self.p.min_shot_frames:
             rest.insert(0, ready.pop())
         self._pending = rest
@@ -203,6 +225,7 @@ class ShotDetector:
 
 
 _PRIORITY = {"fade": 0, "cut": 1, "dissolve": 2}
+_BLACK_RUN_SCORE = 1000.0  # black-run fades score above any change score, so they win a cluster
 
 
 def _groups(bounds: list[Boundary], gap: int) -> list[list[Boundary]]:
@@ -216,5 +239,12 @@ def _groups(bounds: list[Boundary], gap: int) -> list[list[Boundary]]:
 
 
 def _pick(group: list[Boundary]) -> Boundary:
-    """One boundary for a cluster: a fade wins (it spans the others), then the strongest cut."""
-    return min(group, key=lambda b: (_PRIORITY[b.kind], -b.score))
+    """One boundary for a cluster: a black run wins, then the strongest cut; gradual transitions that
+    run into each other (a dip to a dark title card) become one, at the centre of their span."""
+    best = min(group, key=lambda b: (_PRIORITY[b.kind], -b.score))
+    gradual = [b for b in group if b.kind != "cut" and b.score < _BLACK_RUN_SCORE]
+    if len(gradual) == len(group) > 1:
+        lo, hi = min(b.lo for b in group), max(b.hi for b in group)
+        kind = "fade" if any(b.kind == "fade" for b in group) else "dissolve"
+        return Boundary((lo + hi + 1) // 2, kind, max(b.score for b in group), lo, hi)
+    return best
