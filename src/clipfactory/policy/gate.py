@@ -107,6 +107,7 @@ def _term_reasons(t: LicenseTerms, profile: Profile) -> list[str]:
 @dataclass(frozen=True)
 class _DatasetVerdict:
     dataset: str
+    registry_key: str
     rank: int
     attribution: bool
     share_alike: bool
@@ -156,43 +157,56 @@ class _Context:
                     if (d.key, None) not in self.evaluation and (d.key, split) not in self.evaluation:
                         self.evaluation.append((d.key, split))
         self.policy_hash = policy_hash(policy, permissions, purpose)
-        self._ds: dict[str, _DatasetVerdict] = {}
+        self._ds: dict[tuple[str, str], _DatasetVerdict] = {}
         self._pc: dict[tuple[str | None, str | None], _ContentVerdict] = {}
         self._acq: dict[str | None, _Acq] = {}
 
     # -- evaluation sets -----------------------------------------------------------------------------
-    def is_eval(self, dataset: str, split: str | None) -> bool:
-        return any(d == dataset and (s is None or s == split) for d, s in self.evaluation)
+    def is_eval(self, dataset: str, split: str | None, registry_key: str | None = None) -> bool:
+        names = {dataset, registry_key or dataset}
+        return any(d in names and (s is None or s == split) for d, s in self.evaluation)
 
     def evaluation_names(self) -> list[str]:
         return [d if s is None else f"{d}:{s}" for d, s in self.evaluation]
 
     # -- datasets ------------------------------------------------------------------------------------
-    def dataset(self, name: str) -> _DatasetVerdict:
-        v = self._ds.get(name)
+    def dataset(self, name: str, registry_key: str | None = None) -> _DatasetVerdict:
+        """The verdict on one membership dataset. ``registry_key`` (from ``datasets.registry_key``) names
+        the registry entry when the dataset was ingested under another name."""
+        key = registry_key or name
+        v = self._ds.get((name, key))
         if v is not None:
             return v
         prof = self.profile
-        lineage = dataset_lineage(self.registry, self.licenses, name)
+        lineage = dataset_lineage(self.registry, self.licenses, key)
+        if key != name:
+            lineage = {
+                "dataset": name,
+                "registry_key": key,
+                **{k: x for k, x in lineage.items() if k != "dataset"},
+            }
         deny: list[str] = []
         review: list[str] = []
-        terms = dataset_terms(self.registry, self.licenses, name)
+        terms = dataset_terms(self.registry, self.licenses, key)
         for t in terms:
             deny += _term_reasons(t.terms, prof)
-        for key in lineage["chain"]:
-            e = self.registry.dataset(key)
-            if key in prof.deny_datasets:
-                deny.append(f"policy.dataset_denied:{key}")
+        if name in prof.deny_datasets:
+            deny.append(f"policy.dataset_denied:{name}")
+        for k in lineage["chain"]:
+            e = self.registry.dataset(k)
+            if k in prof.deny_datasets:
+                deny.append(f"policy.dataset_denied:{k}")
             if e is None:
                 continue
             if e.withdrawn:
-                deny.append(f"policy.dataset_withdrawn:{key}")
+                deny.append(f"policy.dataset_withdrawn:{k}")
             if e.no_redistribution and prof.deny_no_redistribution:
-                deny.append(f"policy.no_redistribution:{key}")
-            if e.needs_review and key not in prof.reviewed:
-                review.append(f"policy.needs_review:{key}")
+                deny.append(f"policy.no_redistribution:{k}")
+            if e.needs_review and k not in prof.reviewed and name not in prof.reviewed:
+                review.append(f"policy.needs_review:{k}")
         v = _DatasetVerdict(
             dataset=name,
+            registry_key=key,
             rank=max((t.terms.rank for t in terms), default=0),
             attribution=any(t.terms.attribution for t in terms),
             share_alike=any(t.terms.share_alike for t in terms),
@@ -200,7 +214,7 @@ class _Context:
             review=tuple(sorted(set(review))),
             lineage=lineage,
         )
-        self._ds[name] = v
+        self._ds[(name, key)] = v
         return v
 
     # -- acquisition ---------------------------------------------------------------------------------
@@ -233,7 +247,7 @@ class _Context:
         self._acq[platform] = a
         return a
 
-    def scoped_covers(self, platform: str, source_id: str, datasets: list[str]) -> bool:
+    def scoped_covers(self, platform: str, source_id: str, datasets: list[str] | set[str]) -> bool:
         for x in self.permissions.active(platform, self.purpose):
             if x.scope == "sources" and source_id in x.source_ids:
                 return True
@@ -383,11 +397,15 @@ def _finish(
     )
 
 
-def _decide(ctx: _Context, source: SourceRecord, memberships: list[str]) -> Decision:
-    mems = _parse_eval(memberships)  # same "dataset[:split]" spelling
+def _decide(
+    ctx: _Context, source: SourceRecord, memberships: list[str], registry_keys: dict[str, str] | None = None
+) -> Decision:
+    keys = registry_keys or {}
+    mems = _parse_eval(memberships)  # the same "dataset[:split]" spelling
     datasets = sorted({d for d, _ in mems})
-    dvs = [ctx.dataset(d) for d in datasets]
-    eval_hits = sorted({d for d, s in mems if ctx.is_eval(d, s)})
+    dvs = [ctx.dataset(d, keys.get(d)) for d in datasets]
+    eval_hits = sorted({d for d, s in mems if ctx.is_eval(d, s, keys.get(d))})
+    names = set(datasets) | {keys.get(d, d) for d in datasets}
     pc = ctx.content(source.platform, source.content_license)
     host = _host(source.url)
     hp = _host_platform(ctx, host)
@@ -396,7 +414,7 @@ def _decide(ctx: _Context, source: SourceRecord, memberships: list[str]) -> Deci
     for a in [pc.acq] + ([ctx.acquisition(hp)] if hp is not None and hp != pc.acq.platform else []):
         if a.status == "ok":
             continue
-        if a.status == "scoped" and ctx.scoped_covers(a.platform, source.source_id, datasets):
+        if a.status == "scoped" and ctx.scoped_covers(a.platform, source.source_id, names):
             scoped_hit = True
             continue
         acq_reasons.append(a.reason)
@@ -410,13 +428,15 @@ def decide_source(
     *,
     settings: Any = None,
     evaluation_datasets: list[str] | None = None,
+    registry_keys: dict[str, str] | None = None,
 ) -> Decision:
     """Decide one source (pure: reads no catalog).
 
     ``memberships`` are the datasets the source belongs to, each ``"dataset"`` or ``"dataset:split"``.
-    ``evaluation_datasets`` default to ``settings.build.evaluation_manifests``.
+    ``evaluation_datasets`` default to ``settings.build.evaluation_manifests``. ``registry_keys`` maps a
+    dataset ingested under its own name to its registry entry (``datasets.registry_key``).
     """
-    return _decide(_context(settings, purpose, evaluation_datasets), source, memberships)
+    return _decide(_context(settings, purpose, evaluation_datasets), source, memberships, registry_keys)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -482,6 +502,26 @@ _EMPTY_MEMBERSHIPS = pa.table(
 )
 
 
+def _membership_datasets(con, mem_name: str) -> list[tuple[str, str | None]]:
+    """Distinct membership datasets with their registry key (from ``datasets.registry_key``)."""
+    if _has_table(con, "datasets"):
+        sql = (
+            f"SELECT DISTINCT m.dataset, d.registry_key FROM (SELECT DISTINCT dataset FROM {mem_name}) m "
+            "LEFT JOIN datasets d ON d.dataset = m.dataset WHERE m.dataset IS NOT NULL"
+        )
+    else:
+        sql = f"SELECT DISTINCT dataset, NULL FROM {mem_name} WHERE dataset IS NOT NULL"
+    return [(r[0], r[1]) for r in con.execute(sql).fetchall()]
+
+
+def registry_keys(con) -> dict[str, str]:
+    """``datasets.registry_key`` by dataset name, where the ingest recorded one."""
+    if not _has_table(con, "datasets"):
+        return {}
+    rows = con.execute("SELECT dataset, registry_key FROM datasets WHERE registry_key IS NOT NULL").fetchall()
+    return {d: k for d, k in rows}
+
+
 def _has_table(con, name: str) -> bool:
     rows = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
@@ -490,11 +530,12 @@ def _has_table(con, name: str) -> bool:
     return rows[0][0] > 0
 
 
-def _ds_table(ctx: _Context, names: list[str]) -> pa.Table:
-    vs = [ctx.dataset(n) for n in names]
+def _ds_table(ctx: _Context, names: list[tuple[str, str | None]]) -> pa.Table:
+    vs = [ctx.dataset(n, k) for n, k in names]
     return pa.table(
         {
             "dataset": pa.array([v.dataset for v in vs], pa.string()),
+            "registry_key": pa.array([v.registry_key for v in vs], pa.string()),
             "rank": pa.array([v.rank for v in vs], pa.int32()),
             "attribution": pa.array([v.attribution for v in vs], pa.bool_()),
             "share_alike": pa.array([v.share_alike for v in vs], pa.bool_()),
@@ -584,7 +625,9 @@ mm AS (
     SELECT m.source_id, m.dataset, bool_or(e.dataset IS NOT NULL) AS eval_hit
     FROM {memberships} m
     JOIN src ON src.source_id = m.source_id
-    LEFT JOIN _pol_eval e ON e.dataset = m.dataset AND (e.split IS NULL OR e.split IS NOT DISTINCT FROM m.split)
+    JOIN _pol_ds d ON d.dataset = m.dataset
+    LEFT JOIN _pol_eval e ON (e.dataset = m.dataset OR e.dataset = d.registry_key)
+                         AND (e.split IS NULL OR e.split IS NOT DISTINCT FROM m.split)
     GROUP BY m.source_id, m.dataset
 ),
 mem AS (
@@ -609,7 +652,9 @@ hp AS (
 scoped AS (
     SELECT source_id, platform FROM _pol_perm_src
     UNION
-    SELECT m.source_id, p.platform FROM {memberships} m JOIN _pol_perm_ds p ON p.dataset = m.dataset
+    SELECT m.source_id, p.platform
+    FROM {memberships} m JOIN _pol_ds d ON d.dataset = m.dataset
+    JOIN _pol_perm_ds p ON p.dataset = m.dataset OR p.dataset = d.registry_key
 ),
 j AS (
     SELECT src.source_id, src.host,
@@ -706,12 +751,7 @@ def evaluate(
         pairs = con.execute(
             f"SELECT DISTINCT s.platform, s.content_license FROM sources s {subset_join}"
         ).fetchall()
-        names = [
-            r[0]
-            for r in con.execute(
-                f"SELECT DISTINCT dataset FROM {mem_name} WHERE dataset IS NOT NULL"
-            ).fetchall()
-        ]
+        names = _membership_datasets(con, mem_name)
         scoped_src, scoped_ds = _scoped_tables(ctx)
         hosts = _host_table(ctx)
         tables = {
