@@ -153,12 +153,14 @@ def load_settings(
         base = path.resolve().parent
         for key in ("catalog", "store", "policy_file", "registry_file", "permissions_file"):
             if isinstance(data.get(key), str) and not os.path.isabs(data[key]) and "://" not in data[key]:
-                data[key] = str(base / data[key])
+                data[key] = os.path.normpath(base / data[key])
         if isinstance(data.get("inputs"), list):
-            data["inputs"] = [i if os.path.isabs(i) or "://" in i else str(base / i) for i in data["inputs"]]
+            data["inputs"] = [
+                i if os.path.isabs(i) or "://" in i else os.path.normpath(base / i) for i in data["inputs"]
+            ]
         if isinstance(data.get("build"), dict) and isinstance(data["build"].get("out"), str):
             if not os.path.isabs(data["build"]["out"]):
-                data["build"]["out"] = str(base / data["build"]["out"])
+                data["build"]["out"] = os.path.normpath(base / data["build"]["out"])
     if sets:
         data = apply_sets(data, sets, stage_names)
     unknown_stages = set(data.get("stages", {})) - stage_names

@@ -98,6 +98,10 @@ class Stage:
     def teardown(self) -> None:
         """Release what :meth:`setup` acquired."""
 
+    def progress_info(self, results: list[Result]) -> dict[str, float]:
+        """Extra figures for the progress display after a batch (e.g. frames per second); none by default."""
+        return {}
+
     # -- helpers -----------------------------------------------------------------------------------
     def item_id(self, item: Record) -> str:
         return item.id

@@ -1,3 +1,133 @@
-"""CLI commands (thin shell over the library)."""
+"""``clipfactory add``, ``clipfactory run`` and ``clipfactory builds``: owned media to versioned builds."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..progress import default_progress
+from .app import app
+from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, open_catalog, settings, table
+
+builds_app = typer.Typer(help="Builds: versioned WebDataset exports.", no_args_is_help=True)
+app.add_typer(builds_app, name="builds")
+
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", envvar="CLIPFACTORY_STORE", help="Root folder of the blob store.")
+]
+PurposeOpt = Annotated[
+    str | None, typer.Option("--purpose", help="Purpose profile the build is checked against.")
+]
+
+
+@app.command("add")
+def add_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Media files, folders, file:// or s3:// URLs.")],
+    license: Annotated[
+        str | None, typer.Option("--license", help="SPDX licence of the media, e.g. CC-BY-4.0.")
+    ] = None,
+    rights_holder: Annotated[
+        str | None, typer.Option("--rights-holder", help="Who holds the rights.")
+    ] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Title used in attribution lines.")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset the media joins.")] = "owned",
+    catalog: CatalogOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Add owned media to the blob store and the catalog, with its licence and rights holder.
+
+    A sidecar <file>.json ({"license", "rights_holder", "title"}) beside a file overrides the options.
+    """
+    from ..build.add import add_owned
+
+    s = settings(config, sets, catalog=catalog, store=store)
+    report, _ = add_owned(
+        open_catalog(s),
+        s,
+        paths,
+        license=license or s.license,
+        rights_holder=rights_holder or s.rights_holder,
+        title=title,
+        dataset=dataset,
+        progress=default_progress(quiet=json_),
+    )
+    report.pop("items", None)
+
+    def render(r):
+        table(r["files"], f"added to dataset {r['dataset']}", ["origin_uri", "status", "source_id", "reason"])
+        console.print(f"{r['added']} acquired, {r['skipped']} already acquired")
+
+    emit(report, json_, render)
+
+
+@app.command("run")
+def run_cmd(
+    config: ConfigOpt = None,
+    catalog: CatalogOpt = None,
+    store: StoreOpt = None,
+    purpose: PurposeOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """The main job: add inputs, check policy, probe, analyse, cut, filter and export a build."""
+    from ..build.pipeline import run_pipeline
+
+    s = settings(config, sets, catalog=catalog, store=store, purpose=purpose)
+    progress = default_progress(quiet=json_)
+    try:
+        summary = run_pipeline(s, progress=progress)
+    finally:
+        progress.close()
+
+    def render(d):
+        rows = []
+        for name, c in d["stages"].items():
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["reasons"].items()))
+            rows.append(
+                {
+                    "stage": name,
+                    "kept": c["kept"],
+                    "dropped": c["dropped"],
+                    "failed": c["failed"],
+                    "outputs": c["outputs"],
+                    "reasons": reasons,
+                }
+            )
+        table(rows, f"run {d['run_id']} ({d['purpose']})")
+        b = d["build"]
+        console.print(
+            f"build [bold]{b['build_id']}[/] ({b['status']}): {b['n_clips']} clips in {b['n_shards']} shards"
+            f" at {b['out_dir']}"
+        )
+
+    emit(summary, json_, render)
+
+
+@builds_app.command("list")
+def builds_list(
+    name: Annotated[str | None, typer.Option("--name", help="Only builds of this name.")] = None,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List builds, oldest first."""
+    from ..build.export import list_builds
+
+    rows = list_builds(open_catalog(settings(config, catalog=catalog)), name)
+    emit(rows, json_, lambda r: table(r, "builds"))
+
+
+@builds_app.command("show")
+def builds_show(
+    build_id: str, catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False
+) -> None:
+    """One build's catalog row."""
+    from ..build.export import get_build
+
+    row = get_build(open_catalog(settings(config, catalog=catalog)), build_id)
+    emit(row, json_, lambda r: table([r], build_id))

@@ -272,9 +272,18 @@ class LocalExecutor:
         # Outputs of items finished earlier are read back from the catalog.
         kept_ids = [oid for st, oids in done.values() if st == "kept" for oid in oids]
         if kept_ids:
-            out_type = stage.output_type or type(items[0])
+            from ..catalog.db import RECORD_TYPES
+
+            # A fan-out may emit several record types (e.g. the updated source and its clips): look in each table.
+            first = stage.output_type or type(items[0])
+            types = [first] + [t for t in RECORD_TYPES if t is not first]
+            loaded: dict[str, Record] = {}
             with self.catalog.read() as con:
-                loaded = {r.id: r for r in load_records(con, out_type, kept_ids)}
+                for cls in types:
+                    missing = [o for o in kept_ids if o not in loaded]
+                    if not missing:
+                        break
+                    loaded.update({r.id: r for r in load_records(con, cls, missing)})
             for iid, (st, oids) in done.items():
                 if st == "kept":
                     out_by_item[iid] = [loaded[o] for o in oids if o in loaded]
@@ -298,7 +307,7 @@ class LocalExecutor:
                     key = f"failed.{r.error_kind}"
                     summary.reasons[key] = summary.reasons.get(key, 0) + 1
                     bugs += r.error_kind == "bug"
-            self.progress.advance(stage.name, len(results))
+            self.progress.advance(stage.name, len(results), **stage.progress_info(results))
             if bugs > max(2, self.error_budget * len(items)):
                 raise ErrorBudgetExceeded(
                     f"{bugs} items failed with bugs in stage {stage.name}; stopping the run",

@@ -1,0 +1,685 @@
+"""Builds: versioned WebDataset shards, a Parquet index and a ``build.json`` manifest.
+
+Layout of one build (``<build.out>/<name>/v<N>/``)::
+
+    shard-000000.tar      <key>.mp4  <key>.json  <key>.jpg   per clip, clips sorted by clip_id
+    shard-000001.tar      ...
+    index.parquet         one row per clip: shard, key, span, licence, scores, member hashes
+    build.json            the manifest, written last: a build without it is incomplete
+
+Every file is written to a temporary sibling and renamed into place, so a crash never leaves a partial
+shard under its final name. Shard assignment is deterministic: clips sorted by ``clip_id``, ``shard_size``
+clips per shard, and the tar members carry fixed metadata, so the same clips give byte-identical shards.
+
+**The build refuses every source the policy gate does not allow for the build's purpose.** Refused clips
+get a dropped outcome row (stage ``build.export``, reason ``policy.<reason>``); exported clips a kept row.
+
+A build is immutable. Writing the same clips again returns the existing build; anything else is a new
+version that names the build it ``supersedes`` (what a takedown does through :func:`write_build`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..catalog import Catalog, load_records
+from ..errors import NotFoundError
+from ..records import ClipRecord, SourceRecord
+from ..storage import BlobStore, atomic_path, atomic_write
+
+log = logging.getLogger(__name__)
+
+EXPORT_STAGE = "build.export"
+EXPORT_VERSION = 1
+SHARD_PATTERN = "shard-{:06d}.tar"
+
+
+# -- shards ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardMember:
+    """One WebDataset sample: ``key`` and its files by extension (bytes, or a path to copy from)."""
+
+    key: str
+    files: dict[str, bytes | Path]
+
+
+def write_shard(path: str | Path, members: Iterable[ShardMember]) -> str:
+    """Write one tar shard atomically (temporary sibling, then rename). Returns the tar's sha256.
+
+    Members get fixed metadata (mtime 0, uid/gid 0, mode 0644), so equal inputs give equal bytes.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for m in members:
+                for ext in sorted(m.files, key=_member_order):
+                    data = m.files[ext]
+                    info = tarfile.TarInfo(f"{m.key}.{ext}")
+                    info.mtime, info.mode, info.uid, info.gid = 0, 0o644, 0, 0
+                    info.uname = info.gname = ""
+                    if isinstance(data, bytes):
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+                    else:
+                        info.size = Path(data).stat().st_size
+                        with open(data, "rb") as fh:
+                            tar.addfile(info, fh)
+        digest = _sha256_path(tmp)
+        os.chmod(tmp, 0o644)
+    return digest
+
+
+def _member_order(ext: str) -> tuple[int, str]:
+    return ({"mp4": 0, "json": 1, "jpg": 2}.get(ext, 9), ext)
+
+
+def _sha256_path(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for buf in iter(lambda: fh.read(1 << 20), b""):
+            h.update(buf)
+    return h.hexdigest()
+
+
+def assign_shards(clips: list[ClipRecord], shard_size: int) -> list[tuple[str, list[ClipRecord]]]:
+    """Deterministic sharding: sort by ``clip_id``, ``shard_size`` clips per shard."""
+    ordered = sorted(clips, key=lambda c: c.clip_id)
+    size = max(1, int(shard_size))
+    return [(SHARD_PATTERN.format(i // size), ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
+
+# -- licence lineage and attribution ---------------------------------------------------------------------
+
+
+def license_label(spdx: str | None) -> str | None:
+    """Human form of an SPDX id for attribution lines: ``CC-BY-3.0`` → ``CC BY 3.0``."""
+    if not spdx:
+        return None
+    m = re.fullmatch(r"CC-(BY(?:-NC)?(?:-ND|-SA)?)-(\d\.\d)(?:-[A-Z]+)?", spdx)
+    if m:
+        return f"CC {m.group(1)} {m.group(2)}"
+    m = re.fullmatch(r"CC0-(\d\.\d)", spdx)
+    if m:
+        return f"CC0 {m.group(1)}"
+    return spdx
+
+
+def attribution_text(source: SourceRecord) -> str:
+    """E.g. ``“Big Buck Bunny” © Blender Foundation, CC BY 3.0``."""
+    title = source.title or (Path(source.origin_uri).stem if source.origin_uri else source.source_id)
+    parts = [f"“{title}”"]
+    if source.rights_holder:
+        parts.append(f"© {source.rights_holder}")
+    text = " ".join(parts)
+    label = license_label(source.content_license)
+    return f"{text}, {label}" if label else text
+
+
+def _memberships(con, source_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Dataset memberships of each source, when the ingest tables exist."""
+    try:
+        have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    except Exception:  # pragma: no cover
+        return {}
+    if "memberships" not in have or not source_ids:
+        return {}
+    con.register("_cf_src", pa.table({"id": pa.array(source_ids, pa.string())}))
+    try:
+        cur = con.execute(
+            "SELECT m.* FROM memberships m JOIN _cf_src s ON m.source_id = s.id ORDER BY m.source_id, m.dataset"
+        )
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.unregister("_cf_src")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["source_id"], []).append(
+            {k: r.get(k) for k in ("dataset", "manifest_id", "split", "label") if r.get(k) is not None}
+        )
+    return out
+
+
+def lineage(
+    source: SourceRecord, memberships: list[dict[str, Any]], decision: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The licence lineage of a clip: the pixels' licence, the platform, every dataset it came through,
+    and the policy decision that let it into the build."""
+    chain: list[dict[str, Any]] = [
+        {
+            "kind": "content",
+            "license": source.content_license,
+            "rights_holder": source.rights_holder,
+        },
+        {"kind": "platform", "platform": source.platform},
+    ]
+    for m in memberships:
+        chain.append({"kind": "dataset", **m})
+    return {
+        "content_license": source.content_license,
+        "rights_holder": source.rights_holder,
+        "attribution": attribution_text(source),
+        "lineage": chain,
+        "decision": decision,
+    }
+
+
+# -- the policy gate -------------------------------------------------------------------------------------
+
+
+def policy_check(
+    catalog: Catalog, purpose: str, source_ids: list[str], settings=None
+) -> tuple[set[str], dict[str, str], dict[str, dict[str, Any]]]:
+    """Ask the policy gate about ``source_ids`` for ``purpose``.
+
+    Returns ``(allowed, refused, decisions)``: the allowed ids, ``{source_id: "policy.<reason>"}`` for the
+    rest, and the gate's decision per source (for the lineage). Without the gate module every source is
+    refused (``policy.gate_unavailable``): a build never ships a source nobody checked.
+    """
+    ids_ = sorted(set(source_ids))
+    if not ids_:
+        return set(), {}, {}
+    try:
+        from ..policy import gate
+    except ImportError:
+        log.warning("the policy gate is not available; refusing every source")
+        return set(), {s: "policy.gate_unavailable" for s in ids_}, {}
+    evaluation = None
+    if settings is not None:
+        evaluation = list(settings.build.evaluation_manifests) or None
+    result = gate.evaluate(
+        catalog, purpose, settings=settings, source_ids=ids_, evaluation_datasets=evaluation
+    )
+    decisions = _decisions_by_source(result)
+    allowed_all = gate.allowed_source_ids(catalog, purpose, settings=settings)
+    allowed = {s for s in ids_ if s in allowed_all}
+    refused = {}
+    for s in ids_:
+        if s in allowed:
+            continue
+        d = decisions.get(s) or {}
+        refused[s] = _reason(d)
+    return allowed, refused, decisions
+
+
+def _decisions_by_source(result: Any) -> dict[str, dict[str, Any]]:
+    """Per-source decisions out of the gate's result, whatever list key it uses."""
+    if not isinstance(result, dict):
+        return {}
+    for key in ("decisions", "sources", "items", "rows"):
+        rows = result.get(key)
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "source_id" in rows[0]:
+            return {r["source_id"]: _jsonable(r) for r in rows}
+    return {}
+
+
+def _reason(decision: dict[str, Any]) -> str:
+    for key in ("reason", "reasons"):
+        v = decision.get(key)
+        if isinstance(v, list | tuple) and v:
+            v = v[0]
+        if isinstance(v, dict):
+            v = v.get("reason") or v.get("code")
+        if isinstance(v, str) and v:
+            return v if v.startswith("policy.") else f"policy.{v}"
+    d = decision.get("decision")
+    return f"policy.{d}" if isinstance(d, str) and d else "policy.not_allowed"
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+# -- builds ----------------------------------------------------------------------------------------------
+
+
+def _next_version(con, out_root: Path, name: str) -> int:
+    row = con.execute("SELECT max(version) FROM builds WHERE name = ?", [name]).fetchall()
+    n = int(row[0][0] or 0) if row else 0
+    base = out_root / name
+    if base.exists():
+        for p in base.iterdir():
+            m = re.fullmatch(r"v(\d+)", p.name)
+            if m:
+                n = max(n, int(m.group(1)))
+    return n + 1
+
+
+def _cut_details(con, clip_ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not clip_ids:
+        return {}
+    con.register("_cf_clips", pa.table({"id": pa.array(clip_ids, pa.string())}))
+    try:
+        rows = con.execute(
+            """SELECT o.item_id, o.detail FROM latest_outcomes o JOIN _cf_clips c ON o.item_id = c.id
+               WHERE o.stage = 'media.cut' AND o.status = 'kept' ORDER BY o.recorded_at""",
+        ).fetchall()
+    finally:
+        con.unregister("_cf_clips")
+    return {r[0]: json.loads(r[1]) for r in rows if r[1]}
+
+
+def clip_json(
+    clip: ClipRecord,
+    source: SourceRecord,
+    licence: dict[str, Any],
+    cut: dict[str, Any] | None,
+    jpg_sha256: str | None,
+) -> bytes:
+    """The ``<key>.json`` member: provenance, licence lineage and attribution, scores, caption, hashes."""
+    cut = dict(cut or {})
+    doc = {
+        "clip_id": clip.clip_id,
+        "source_id": clip.source_id,
+        "sha256": clip.content_sha256,
+        "span": {
+            "start_ms": clip.start_ms,
+            "end_ms": clip.end_ms,
+            "duration_ms": clip.end_ms - clip.start_ms,
+            "start_frame": clip.start_frame,
+            "end_frame": clip.end_frame,
+        },
+        "shot": {
+            "index": clip.shot_index,
+            "transition_in": clip.transition_in,
+            "transition_out": clip.transition_out,
+        },
+        "cut": {
+            "method": clip.cut_method,
+            "file_start_ms": cut.get("start_ms"),
+            "file_end_ms": cut.get("end_ms"),
+            "encoder": cut.get("encoder"),
+            "audio": cut.get("audio_method"),
+        },
+        "origin": {
+            "platform": source.platform,
+            "platform_id": source.platform_id,
+            "url": source.url,
+            "origin_uri": source.origin_uri,
+            "title": source.title,
+            "content_sha256": source.content_sha256,
+            "acquired_at": source.acquired_at,
+        },
+        "license": licence,
+        "scores": {
+            "motion": clip.motion,
+            "sharpness": clip.sharpness,
+            "luma": clip.luma,
+            "black_fraction": clip.black_fraction,
+            "static_fraction": clip.static_fraction,
+            "text_fraction": clip.text_fraction,
+        },
+        "caption": clip.caption,
+        "thumbnail_sha256": jpg_sha256,
+    }
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> str:
+    h = hashlib.sha256(f"{purpose}|{shard_size}".encode())
+    for r in rows:
+        h.update(f"|{r['clip_id']}:{r['mp4_sha256']}:{r['json_sha256']}:{r['jpg_sha256']}".encode())
+    return h.hexdigest()[:32]
+
+
+def _record_outcomes(con, run_id: str | None, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    from ..executors.local import OUTCOME_SCHEMA
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    full = [
+        {
+            "run_id": run_id,
+            "stage": EXPORT_STAGE,
+            "stage_version": EXPORT_VERSION,
+            "config_hash": r.get("config_hash"),
+            "item_id": r["item_id"],
+            "status": r["status"],
+            "reason": r.get("reason"),
+            "error_kind": None,
+            "error": None,
+            "detail": json.dumps(r.get("detail"), sort_keys=True) if r.get("detail") is not None else None,
+            "output_ids": r.get("output_ids") or [],
+            "attempt": 1,
+            "recorded_at": now,
+        }
+        for r in rows
+    ]
+    con.register("_cf_outcomes", pa.Table.from_pylist(full, schema=OUTCOME_SCHEMA))
+    try:
+        con.execute("INSERT INTO stage_outcomes BY NAME SELECT * FROM _cf_outcomes")
+    finally:
+        con.unregister("_cf_outcomes")
+
+
+def write_build(
+    catalog: Catalog,
+    settings,
+    *,
+    name: str,
+    purpose: str,
+    clips: list[ClipRecord],
+    supersedes: str | None = None,
+    run_id: str | None = None,
+    shard_size: int | None = None,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Export ``clips`` as a new version of build ``name`` for ``purpose``; returns the ``build.json`` dict.
+
+    Sources the policy gate does not allow for ``purpose`` are refused (dropped outcome rows); clips without
+    a cut file are skipped. If the latest version of ``name`` holds exactly the same members (and nothing
+    supersedes), it is returned unchanged with ``"status": "unchanged"``.
+    """
+    store = BlobStore(settings.store)
+    shard_size = int(shard_size or settings.build.shard_size)
+    out_root = Path(out or settings.build.out)
+    clips = list({c.clip_id: c for c in clips}.values())
+    source_ids = sorted({c.source_id for c in clips})
+    allowed, refused, decisions = policy_check(catalog, purpose, source_ids, settings)
+    config_hash = hashlib.sha256(f"{purpose}|{shard_size}".encode()).hexdigest()[:16]
+    outcome_rows: list[dict[str, Any]] = []
+    for c in clips:
+        if c.source_id in refused:
+            outcome_rows.append(
+                {
+                    "item_id": c.clip_id,
+                    "status": "dropped",
+                    "reason": refused[c.source_id],
+                    "config_hash": config_hash,
+                    "detail": {"source_id": c.source_id, "purpose": purpose},
+                }
+            )
+    export = [c for c in clips if c.source_id in allowed and c.blob_uri]
+    with catalog.read() as con:
+        sources = {
+            s.source_id: s for s in load_records(con, SourceRecord, sorted({c.source_id for c in export}))
+        }
+        members_of = _memberships(con, sorted(sources))
+        cuts = _cut_details(con, [c.clip_id for c in export])
+    export = [c for c in export if c.source_id in sources]
+
+    # Prepare every member's bytes (json, jpg) and hashes first: they decide whether anything changed.
+    planned = []
+    for shard, group in assign_shards(export, shard_size):
+        for c in group:
+            src = sources[c.source_id]
+            jpg = (
+                store.path_of(c.thumb_uri).read_bytes() if c.thumb_uri and store.exists(c.thumb_uri) else None
+            )
+            jpg_sha = hashlib.sha256(jpg).hexdigest() if jpg is not None else None
+            licence = lineage(src, members_of.get(c.source_id, []), decisions.get(c.source_id))
+            js = clip_json(c, src, licence, cuts.get(c.clip_id), jpg_sha)
+            planned.append(
+                {
+                    "shard": shard,
+                    "clip": c,
+                    "source": src,
+                    "json": js,
+                    "jpg": jpg,
+                    "clip_id": c.clip_id,
+                    "mp4_sha256": c.content_sha256,
+                    "json_sha256": hashlib.sha256(js).hexdigest(),
+                    "jpg_sha256": jpg_sha,
+                    "attribution": licence["attribution"],
+                }
+            )
+    content_hash = _content_hash(purpose, shard_size, planned)
+
+    with catalog.read() as con:
+        latest = con.execute(
+            "SELECT build_id, config, out_dir FROM builds WHERE name = ? ORDER BY version DESC LIMIT 1",
+            [name],
+        ).fetchall()
+    if latest and supersedes is None:
+        cfg = json.loads(latest[0][1] or "{}")
+        manifest_path = Path(latest[0][2]) / "build.json"
+        if cfg.get("content_hash") == content_hash and manifest_path.exists():
+            manifest = json.loads(manifest_path.read_text())
+            manifest["status"] = "unchanged"
+            with catalog.write() as con:
+                _record_outcomes(con, run_id, outcome_rows)
+            return manifest
+
+    with catalog.read() as con:
+        version = _next_version(con, out_root, name)
+    if supersedes is None and latest:
+        supersedes = latest[0][0]
+    build_id = f"{name}-v{version}"
+    out_dir = out_root / name / f"v{version}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    shards: list[dict[str, Any]] = []
+    by_shard: dict[str, list[dict[str, Any]]] = {}
+    for p in planned:
+        by_shard.setdefault(p["shard"], []).append(p)
+    for shard, rows in by_shard.items():
+        members = []
+        for p in rows:
+            files: dict[str, bytes | Path] = {"mp4": store.path_of(p["clip"].blob_uri), "json": p["json"]}
+            if p["jpg"] is not None:
+                files["jpg"] = p["jpg"]
+            members.append(ShardMember(p["clip_id"], files))
+        digest = write_shard(out_dir / shard, members)
+        shards.append(
+            {"name": shard, "n_clips": len(rows), "sha256": digest, "bytes": (out_dir / shard).stat().st_size}
+        )
+
+    index = _index_table(build_id, planned)
+    with atomic_path(out_dir / "index.parquet") as tmp:
+        pq.write_table(index, tmp)
+        os.chmod(tmp, 0o644)
+    created = datetime.now(UTC).replace(microsecond=0)
+    manifest = {
+        "build_id": build_id,
+        "name": name,
+        "version": version,
+        "purpose": purpose,
+        "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "supersedes": supersedes,
+        "n_clips": len(planned),
+        "n_sources": len({p["clip"].source_id for p in planned}),
+        "n_shards": len(shards),
+        "shard_size": shard_size,
+        "content_hash": content_hash,
+        "shards": shards,
+        "index": "index.parquet",
+        "refused_sources": [{"source_id": s, "reason": r} for s, r in sorted(refused.items())],
+        "attributions": sorted({p["attribution"] for p in planned}),
+        "run_id": run_id,
+        "out_dir": str(out_dir),
+        "status": "complete",
+    }
+    # The manifest is written last: its presence marks the build as complete.
+    with atomic_write(out_dir / "build.json", "w") as fh:
+        fh.write(json.dumps(manifest, indent=2, ensure_ascii=False))
+        os.chmod(fh.name, 0o644)
+
+    outcome_rows += [
+        {
+            "item_id": p["clip_id"],
+            "status": "kept",
+            "config_hash": config_hash,
+            "output_ids": [p["clip_id"]],
+            "detail": {"build_id": build_id, "shard": p["shard"]},
+        }
+        for p in planned
+    ]
+    with catalog.write() as con:
+        if supersedes:
+            con.execute("UPDATE builds SET status = 'superseded' WHERE build_id = ?", [supersedes])
+        con.execute(
+            "INSERT INTO builds VALUES (?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
+            [
+                build_id,
+                name,
+                version,
+                purpose,
+                created.replace(tzinfo=None),
+                str(out_dir),
+                len(planned),
+                len(shards),
+                supersedes,
+                json.dumps(
+                    {
+                        "shard_size": shard_size,
+                        "content_hash": content_hash,
+                        "run_id": run_id,
+                        "refused_sources": manifest["refused_sources"],
+                    }
+                ),
+            ],
+        )
+        if planned:
+            con.register(
+                "_cf_members",
+                pa.table(
+                    {
+                        "build_id": [build_id] * len(planned),
+                        "clip_id": [p["clip_id"] for p in planned],
+                        "source_id": [p["clip"].source_id for p in planned],
+                        "shard": [p["shard"] for p in planned],
+                        "member_key": [p["clip_id"] for p in planned],
+                        "mp4_sha256": [p["mp4_sha256"] for p in planned],
+                        "json_sha256": [p["json_sha256"] for p in planned],
+                        "jpg_sha256": [p["jpg_sha256"] for p in planned],
+                    }
+                ),
+            )
+            try:
+                con.execute("INSERT INTO build_members BY NAME SELECT * FROM _cf_members")
+            finally:
+                con.unregister("_cf_members")
+        _record_outcomes(con, run_id, outcome_rows)
+    return manifest
+
+
+def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
+    rows = []
+    for p in planned:
+        c: ClipRecord = p["clip"]
+        s: SourceRecord = p["source"]
+        rows.append(
+            {
+                "build_id": build_id,
+                "shard": p["shard"],
+                "key": p["clip_id"],
+                "clip_id": c.clip_id,
+                "source_id": c.source_id,
+                "start_ms": c.start_ms,
+                "end_ms": c.end_ms,
+                "duration_ms": c.end_ms - c.start_ms,
+                "cut_method": c.cut_method,
+                "size_bytes": c.size_bytes,
+                "content_license": s.content_license,
+                "rights_holder": s.rights_holder,
+                "attribution": p["attribution"],
+                "origin_uri": s.origin_uri,
+                "motion": c.motion,
+                "sharpness": c.sharpness,
+                "luma": c.luma,
+                "black_fraction": c.black_fraction,
+                "static_fraction": c.static_fraction,
+                "text_fraction": c.text_fraction,
+                "caption": c.caption,
+                "mp4_sha256": p["mp4_sha256"],
+                "json_sha256": p["json_sha256"],
+                "jpg_sha256": p["jpg_sha256"],
+            }
+        )
+    schema = pa.schema(
+        [
+            ("build_id", pa.string()),
+            ("shard", pa.string()),
+            ("key", pa.string()),
+            ("clip_id", pa.string()),
+            ("source_id", pa.string()),
+            ("start_ms", pa.int64()),
+            ("end_ms", pa.int64()),
+            ("duration_ms", pa.int64()),
+            ("cut_method", pa.string()),
+            ("size_bytes", pa.int64()),
+            ("content_license", pa.string()),
+            ("rights_holder", pa.string()),
+            ("attribution", pa.string()),
+            ("origin_uri", pa.string()),
+            ("motion", pa.float64()),
+            ("sharpness", pa.float64()),
+            ("luma", pa.float64()),
+            ("black_fraction", pa.float64()),
+            ("static_fraction", pa.float64()),
+            ("text_fraction", pa.float64()),
+            ("caption", pa.string()),
+            ("mp4_sha256", pa.string()),
+            ("json_sha256", pa.string()),
+            ("jpg_sha256", pa.string()),
+        ]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+# -- lookups ---------------------------------------------------------------------------------------------
+
+
+def list_builds(catalog: Catalog, name: str | None = None) -> list[dict[str, Any]]:
+    sql = "SELECT build_id, name, version, purpose, status, created_at, n_clips, n_shards, supersedes, out_dir FROM builds"
+    params: list[Any] = []
+    if name:
+        sql += " WHERE name = ?"
+        params.append(name)
+    return catalog.query(sql + " ORDER BY name, version", params)
+
+
+def get_build(catalog: Catalog, build_id: str) -> dict[str, Any]:
+    rows = catalog.query("SELECT * FROM builds WHERE build_id = ?", [build_id])
+    if not rows:
+        raise NotFoundError("no such build", item=build_id, fix="see `clipfactory builds list`")
+    return rows[0]
+
+
+def explain_section(con, source_id: str) -> dict[str, Any] | None:
+    """The builds and clips that contain ``source_id`` (for ``clipfactory explain``), or ``None``."""
+    try:
+        rows = con.execute(
+            """SELECT b.build_id, b.name, b.version, b.purpose, b.status, b.out_dir, m.clip_id, m.shard, m.mp4_sha256
+               FROM build_members m JOIN builds b USING (build_id)
+               WHERE m.source_id = ? ORDER BY b.name, b.version, m.clip_id""",
+            [source_id],
+        ).fetchall()
+        n_clips = con.execute("SELECT count(*) FROM clips WHERE source_id = ?", [source_id]).fetchall()[0][0]
+    except Exception:  # the media tables are not there yet
+        return None
+    if not rows and not n_clips:
+        return None
+    builds: dict[str, dict[str, Any]] = {}
+    for b_id, name, version, purpose, status, out_dir, clip_id, shard, sha in rows:
+        b = builds.setdefault(
+            b_id,
+            {
+                "build_id": b_id,
+                "name": name,
+                "version": version,
+                "purpose": purpose,
+                "status": status,
+                "out_dir": out_dir,
+                "clips": [],
+            },
+        )
+        b["clips"].append({"clip_id": clip_id, "shard": shard, "mp4_sha256": sha})
+    return {"source_id": source_id, "n_clips": int(n_clips), "builds": list(builds.values())}

@@ -1,0 +1,166 @@
+"""``acquire.local``: copy owned media from a local path or an fsspec URL into the blob store."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import Field
+
+from ... import ids
+from ...errors import NotFoundError, TerminalError, TransientError, require
+from ...records import Result, SourceRecord
+from ...registry import register
+from ...resources import Resources
+from ...stage import Stage, StageConfig
+
+#: Fields a re-acquisition keeps from the catalog row of the same content (they describe the bytes).
+_MEDIA_FIELDS = (
+    "duration_ms",
+    "container",
+    "video_codec",
+    "audio_codec",
+    "width",
+    "height",
+    "fps",
+    "variable_fps",
+    "rotation",
+    "n_audio_streams",
+    "analysis_uri",
+    "fingerprint_uri",
+)
+
+
+def local_path(uri: str) -> str | None:
+    """The filesystem path of ``uri`` when it is a plain path or a ``file://`` URL, else ``None``."""
+    if uri.startswith("file://"):
+        return uri[len("file://") :]
+    if "://" in uri:
+        return None
+    return uri
+
+
+def open_uri(uri: str):
+    """Open ``uri`` for binary reading: a local path directly, anything else through fsspec."""
+    path = local_path(uri)
+    if path is not None:
+        return open(path, "rb")
+    fsspec = require("fsspec", "s3", feature=f"reading {uri.split('://')[0]}:// URLs")
+    try:
+        return fsspec.open(uri, "rb").open()
+    except ImportError as exc:  # e.g. s3fs missing for s3://
+        raise TerminalError(
+            f"no fsspec driver for this URL ({exc})", item=uri, fix="pip install 'clipfactory[s3]'"
+        ) from exc
+
+
+def stream_into_store(store, fh) -> tuple[str, str, int]:
+    """Stream an open binary file into the store (temp file in ``incoming/``, then rename).
+
+    Returns ``(uri, sha256, size)``. A crash leaves at most a ``.part`` file that
+    :meth:`BlobStore.clean_incoming` removes.
+    """
+    h = hashlib.sha256()
+    size = 0
+    fd, tmp = tempfile.mkstemp(prefix=".acquire.", suffix=".part", dir=store.incoming())
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                buf = fh.read(1 << 20)
+                if not buf:
+                    break
+                h.update(buf)
+                size += len(buf)
+                out.write(buf)
+            out.flush()
+            os.fsync(out.fileno())
+        sha = h.hexdigest()
+        return store.adopt(tmp, sha), sha, size
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@register
+class LocalAcquireStage(Stage):
+    """Acquire owned media into the content-addressed blob store.
+
+    Reads: a :class:`SourceRecord` planned by :func:`clipfactory.build.add.plan_owned`, whose ``origin_uri``
+    is a local path, a ``file://`` URL or another fsspec URL (``s3://`` needs the ``s3`` extra), and whose
+    provisional ``source_id`` (``origin:<hash>``) keys resume on the origin, its size, its modification time
+    and the declared licence.
+
+    Writes: a :class:`SourceRecord` with ``source_id = sha256:<hex>`` (the content hash), ``platform =
+    "owned"``, ``blob_uri``, ``content_sha256``, ``size_bytes``, ``acquired_at`` and the provenance it was
+    given (``origin_uri``, ``content_license``, ``rights_holder``, ``title``). Media fields already in the
+    catalog for the same content are kept.
+
+    Drops: ``acquire.empty_file`` (zero bytes). Fails: ``terminal`` when the origin is missing or
+    unreadable, ``transient`` for I/O errors worth retrying.
+
+    Resources: one CPU (hashing), I/O bound.
+    """
+
+    name = "acquire.local"
+    version = 1
+    resources = Resources(cpus=1, memory_gb=0.5)
+    batch_size = 16
+    input_type = SourceRecord
+    output_type = SourceRecord
+
+    class Config(StageConfig):
+        allow_empty: bool = Field(False, description="Accept zero-byte files instead of dropping them.")
+
+    def _existing(self, source_id: str) -> dict | None:
+        """The catalog row of the same content, if any (read-only)."""
+        if not self.context.catalog_path or not Path(self.context.catalog_path).exists():
+            return None
+        from ...catalog import Catalog
+
+        rows = Catalog(self.context.catalog_path).query(
+            "SELECT * FROM sources WHERE source_id = ?", [source_id]
+        )
+        return rows[0] if rows else None
+
+    def process(self, item: SourceRecord) -> Result:
+        uri = item.origin_uri
+        if not uri:
+            return Result.failed(
+                item.source_id, "terminal", "acquire.no_origin: the record has no origin_uri"
+            )
+        store = self.context.store()
+        path = local_path(uri)
+        if path is not None and not Path(path).is_file():
+            raise NotFoundError("file not found", item=uri, fix="check the path given to `clipfactory add`")
+        try:
+            with open_uri(uri) as fh:
+                blob, sha, size = stream_into_store(store, fh)
+        except FileNotFoundError as exc:
+            raise NotFoundError("file not found", item=uri) from exc
+        except (TimeoutError, ConnectionError) as exc:
+            raise TransientError(f"reading failed: {exc}", item=uri) from exc
+        if size == 0 and not self.config.allow_empty:
+            return Result.dropped(item.source_id, "acquire.empty_file", {"origin_uri": uri})
+        kept = {}
+        old = self._existing(ids.content_source_id(sha))
+        if old:
+            kept = {k: old[k] for k in _MEDIA_FIELDS if old.get(k) is not None}
+        rec = SourceRecord(
+            source_id=ids.content_source_id(sha),
+            platform="owned",
+            content_sha256=sha,
+            blob_uri=blob,
+            origin_uri=uri,
+            content_license=item.content_license,
+            rights_holder=item.rights_holder,
+            title=item.title,
+            size_bytes=size,
+            acquired_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **kept,
+        )
+        return Result.kept(item.source_id, rec, detail={"origin_uri": uri, "size_bytes": size})

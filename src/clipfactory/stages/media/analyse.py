@@ -1,0 +1,227 @@
+"""``media.analyse``: the single analysis pass over a source, and the clip plan made from its shots."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from ... import ids
+from ...fingerprints.frames import write_frame_hashes
+from ...media.analyse import AnalyseConfig, AnalysisResult, Shot, analyse
+from ...media.cut import keyframes_ms, snap_start
+from ...media.probe import MediaProbeError
+from ...records import ClipRecord, Result, SourceRecord
+from ...registry import register
+from ...resources import Resources
+from ...stage import Stage, StageConfig
+from .probe import media_failure, source_path
+
+GRADUAL = ("fade", "dissolve")
+
+
+@dataclass(frozen=True)
+class PlannedSpan:
+    shot: Shot
+    start_ms: int
+    end_ms: int
+    transition_in: str
+    transition_out: str
+
+
+def plan_spans(
+    result: AnalysisResult,
+    *,
+    min_clip_s: float,
+    max_clip_s: float,
+    gradual_margin_s: float,
+    cut_trim_frames: int,
+    keyframes: list[int] | None = None,
+    keyframe_tolerance_s: float = 0.0,
+) -> tuple[list[PlannedSpan], int]:
+    """Turn shots into clip spans. Returns ``(spans, n_too_short)``.
+
+    Each shot is trimmed by ``gradual_margin_s`` on a side that touches a fade or dissolve and by
+    ``cut_trim_frames`` frames on a side that touches a hard cut; a shot longer than ``max_clip_s`` is split
+    into equal pieces. With ``keyframes``, every span start moves to the nearest keyframe at most
+    ``keyframe_tolerance_s`` later (or back onto the shot boundary itself, within the cut trim), so that the
+    clip can be stream-copied. Spans shorter than ``min_clip_s`` are left out and counted.
+    """
+    frame_ms = 1000.0 / (result.fps or 25.0)
+    trim_cut = int(round(cut_trim_frames * frame_ms))
+    margin = int(round(gradual_margin_s * 1000))
+    spans: list[PlannedSpan] = []
+    too_short = 0
+    prev_out = "start"
+    for shot in result.shots:
+        t_in, t_out = prev_out, shot.transition_out
+        prev_out = t_out
+        start, end = shot.start_ms, shot.end_ms
+        start += margin if t_in in GRADUAL else trim_cut if t_in == "cut" else 0
+        end -= margin if t_out in GRADUAL else trim_cut if t_out == "cut" else 0
+        if end - start < min_clip_s * 1000:
+            too_short += 1
+            continue
+        n = max(1, math.ceil((end - start) / (max_clip_s * 1000)))
+        step = (end - start) / n
+        for k in range(n):
+            s = int(round(start + k * step))
+            e = int(round(start + (k + 1) * step))
+            if keyframes:
+                back = (trim_cut if (k == 0 and t_in == "cut") else 0) + 1
+                s = snap_start(s, e, keyframes, forward_ms=int(keyframe_tolerance_s * 1000), backward_ms=back)
+            if e - s < min_clip_s * 1000:
+                too_short += 1
+                continue
+            spans.append(
+                PlannedSpan(
+                    shot=shot,
+                    start_ms=s,
+                    end_ms=e,
+                    transition_in=t_in if k == 0 else "split",
+                    transition_out=t_out if k == n - 1 else "split",
+                )
+            )
+    return spans, too_short
+
+
+@register
+class AnalyseStage(Stage):
+    """Decode each source once and plan its clips.
+
+    Reads: a probed :class:`SourceRecord` with ``blob_uri``.
+
+    Writes, per source (a fan-out): first the same :class:`SourceRecord` with ``analysis_uri`` (a JSON blob
+    of the analysis: probe, shots with scores, PDQ hashes) and ``fingerprint_uri`` (the per-frame PDQ
+    Parquet blob of :mod:`clipfactory.fingerprints.frames`), then one :class:`ClipRecord` per planned clip:
+    its span, shot index and transitions, the shot's scores (motion, sharpness, luma, black, static and
+    text fractions), ``thumb_uri`` (a JPEG of the shot's middle frame) and ``fingerprint_uri`` (the
+    source's PDQ blob). Clips are not cut yet: ``media.cut`` does that. The pipeline passes only the
+    clip records on to ``media.cut``.
+
+    The analysis options are those of :class:`clipfactory.media.analyse.AnalyseConfig`; the clip plan adds
+    ``min_clip_s``, ``max_clip_s``, ``gradual_margin_s``, ``cut_trim_frames`` and keyframe snapping.
+
+    Drops: ``media.no_clips`` when no shot is long enough for a clip. Fails (``terminal``) with the
+    ``media.*`` reasons of :mod:`clipfactory.media.probe` when nothing decodes; corrupt packets in an
+    otherwise readable file are skipped and counted in the detail (``decode_errors``).
+
+    Resources: one CPU (the decode dominates), memory bounded whatever the video's length.
+    """
+
+    name = "media.analyse"
+    version = 1
+    resources = Resources(cpus=1, memory_gb=1.0)
+    batch_size = 1
+    input_type = SourceRecord
+    output_type = ClipRecord
+
+    class Config(StageConfig, AnalyseConfig):
+        min_clip_s: float = Field(0.5, ge=0, description="Shortest clip planned, in seconds.")
+        max_clip_s: float = Field(
+            10.0, gt=0, description="Longest clip; longer shots are split into equal pieces."
+        )
+        gradual_margin_s: float = Field(
+            0.5, ge=0, description="Trimmed from a clip's side that touches a fade or dissolve, in seconds."
+        )
+        cut_trim_frames: int = Field(
+            1, ge=0, le=10, description="Frames trimmed from a clip's side that touches a hard cut."
+        )
+        snap_to_keyframes: bool = Field(
+            True,
+            description="Keyframe-aligned planning: start clips on a nearby keyframe so they can be "
+            "stream-copied instead of re-encoded.",
+        )
+        keyframe_tolerance_s: float = Field(
+            0.5, ge=0, description="How far later a clip start may move to reach a keyframe, in seconds."
+        )
+
+    def analyse_config(self) -> AnalyseConfig:
+        return AnalyseConfig(**{k: getattr(self.config, k) for k in AnalyseConfig.model_fields})
+
+    def progress_info(self, results: list[Result]) -> dict[str, float]:
+        import json
+
+        frames = sum(json.loads(r.detail).get("frames", 0) for r in results if r.detail)
+        seconds = sum(json.loads(r.detail).get("seconds", 0.0) for r in results if r.detail)
+        clips = sum(max(0, len(r.records) - 1) for r in results)
+        self._frames = getattr(self, "_frames", 0) + frames
+        self._seconds = getattr(self, "_seconds", 0.0) + seconds
+        self._clips = getattr(self, "_clips", 0) + clips
+        return {"fps": self._frames / self._seconds if self._seconds else 0.0, "clips": float(self._clips)}
+
+    def process(self, item: SourceRecord) -> Result:
+        path = source_path(self, item)
+        store = self.context.store()
+        cfg = self.config
+        t0 = time.perf_counter()
+        try:
+            result = analyse(path, self.analyse_config())
+        except MediaProbeError as exc:
+            return media_failure(item.source_id, exc)
+        seconds = time.perf_counter() - t0
+        kf = None
+        if cfg.snap_to_keyframes:
+            try:
+                kf = keyframes_ms(path)
+            except MediaProbeError:
+                kf = None
+        spans, too_short = plan_spans(
+            result,
+            min_clip_s=cfg.min_clip_s,
+            max_clip_s=cfg.max_clip_s,
+            gradual_margin_s=cfg.gradual_margin_s,
+            cut_trim_frames=cfg.cut_trim_frames,
+            keyframes=kf,
+            keyframe_tolerance_s=cfg.keyframe_tolerance_s,
+        )
+        detail = {
+            "frames": result.n_frames,
+            "seconds": round(seconds, 3),
+            "shots": len(result.shots),
+            "clips": len(spans),
+            "too_short": too_short,
+            "decode_errors": result.decode_errors,
+        }
+        if not spans:
+            return Result.dropped(item.source_id, "media.no_clips", detail)
+        analysis_uri = store.put_bytes(result.to_json().encode())
+        pdq_uri = write_frame_hashes(
+            store, [(p.frame_index, p.time_ms, p.hash_hex, p.quality) for p in result.pdq]
+        )
+        thumbs: dict[int, str | None] = {}
+        fps = result.fps or 25.0
+        clips = []
+        for sp in spans:
+            shot = sp.shot
+            if shot.index not in thumbs:
+                thumbs[shot.index] = store.put_bytes(shot.thumbnail) if shot.thumbnail else None
+            clips.append(
+                ClipRecord(
+                    clip_id=ids.clip_id(item.source_id, sp.start_ms, sp.end_ms),
+                    source_id=item.source_id,
+                    start_ms=sp.start_ms,
+                    end_ms=sp.end_ms,
+                    shot_index=shot.index,
+                    start_frame=int(round(sp.start_ms * fps / 1000)),
+                    end_frame=int(round(sp.end_ms * fps / 1000)),
+                    transition_in=sp.transition_in,
+                    transition_out=sp.transition_out,
+                    thumb_uri=thumbs[shot.index],
+                    fingerprint_uri=pdq_uri,
+                    motion=shot.motion,
+                    sharpness=shot.sharpness,
+                    luma=shot.luma,
+                    black_fraction=shot.black_fraction,
+                    static_fraction=shot.static_fraction,
+                    text_fraction=shot.text_fraction,
+                )
+            )
+        source = item.replace(
+            analysis_uri=analysis_uri,
+            fingerprint_uri=pdq_uri,
+            duration_ms=item.duration_ms or result.duration_ms,
+        )
+        return Result.kept(item.source_id, source, *clips, detail=detail)

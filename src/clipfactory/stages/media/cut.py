@@ -1,0 +1,100 @@
+"""``media.cut``: cut each planned clip into its own MP4 blob."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from pathlib import Path
+
+import av
+
+from ...catalog import Catalog, load_records
+from ...errors import MediaError, NotFoundError
+from ...ids import sha256_file
+from ...media.cut import CutOptions, cut_clip, keyframes_ms
+from ...media.probe import MediaProbeError
+from ...records import ClipRecord, Result, SourceRecord
+from ...registry import register
+from ...resources import Resources
+from ...stage import Stage, StageConfig
+from .probe import media_failure
+
+
+@register
+class CutStage(Stage):
+    """Cut planned clips out of their source.
+
+    Reads: a :class:`ClipRecord` planned by ``media.analyse`` (source id and span), and the source's
+    ``blob_uri`` from the catalog (read-only).
+
+    Writes: the same record with ``blob_uri`` (the clip's MP4 in the blob store), ``cut_method``
+    (``copy`` for a stream copy from a keyframe, ``reencode`` otherwise), ``size_bytes`` and
+    ``content_sha256``. The detail of the outcome row holds the span the file really covers, the encoder
+    and what happened to the audio. See :mod:`clipfactory.media.cut` for the two methods.
+
+    Drops: none. Fails (``terminal``): ``media.*`` reasons when the source cannot be read, and when no frame
+    of the span decodes; ``media.not_acquired`` when the source is not in the store.
+
+    Resources: one CPU; a stream copy is I/O bound, a re-encode runs libx264 at ``threads``.
+    """
+
+    name = "media.cut"
+    version = 1
+    resources = Resources(cpus=1, memory_gb=1.0)
+    batch_size = 8
+    input_type = ClipRecord
+    output_type = ClipRecord
+
+    class Config(StageConfig, CutOptions):
+        pass
+
+    def setup(self) -> None:
+        self._keyframes: dict[str, list[int]] = {}
+        self._sources: dict[str, SourceRecord] = {}
+
+    def process_batch(self, items):
+        if not hasattr(self, "_sources"):
+            self.setup()
+        want = sorted({c.source_id for c in items} - set(self._sources))
+        if want and self.context.catalog_path:
+            with Catalog(self.context.catalog_path).read() as con:
+                for rec in load_records(con, SourceRecord, want):
+                    self._sources[rec.source_id] = rec
+        return super().process_batch(items)
+
+    def process(self, item: ClipRecord) -> Result:
+        source = self._sources.get(item.source_id)
+        if source is None or not source.blob_uri:
+            raise NotFoundError(
+                "media.not_acquired: the clip's source has no media in the blob store",
+                item=item.source_id,
+                fix="run the pipeline from acquisition again",
+            )
+        store = self.context.store()
+        src = store.path_of(source.blob_uri)
+        opts = CutOptions(**self.config.model_dump())
+        try:
+            if opts.mode == "auto" and source.source_id not in self._keyframes:
+                self._keyframes[source.source_id] = keyframes_ms(src)
+            kf = self._keyframes.get(source.source_id)
+            # A name ending in .part: BlobStore.clean_incoming() removes it if we die before adopting it.
+            tmp = Path(store.incoming()) / f".cut-{item.clip_id}-{uuid.uuid4().hex[:8]}.part"
+            try:
+                res = cut_clip(src, tmp, item.start_ms, item.end_ms, options=opts, keyframes_ms=kf)
+                sha = sha256_file(str(tmp))
+                uri = store.adopt(tmp, sha)
+            finally:
+                if tmp.exists():
+                    os.unlink(tmp)
+        except MediaProbeError as exc:
+            return media_failure(item.clip_id, exc)
+        except av.error.FFmpegError as exc:
+            err = MediaError(f"media.cut_error: FFmpeg failed while cutting ({exc})", item=item.clip_id)
+            return dataclasses.replace(
+                Result.failed(item.clip_id, "terminal", str(err)), reason="media.cut_error"
+            )
+        detail = res.to_dict()
+        detail.pop("path")
+        rec = item.replace(blob_uri=uri, cut_method=res.method, size_bytes=res.size_bytes, content_sha256=sha)
+        return Result.kept(item.clip_id, rec, detail=detail)

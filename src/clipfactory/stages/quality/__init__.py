@@ -1,0 +1,1 @@
+"""Quality stages: keep or drop clips by the scores of the analysis pass."""
