@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,38 +159,92 @@ def plan_owned(
     return plan
 
 
-def record_memberships(catalog: Catalog, dataset: str, source_ids: list[str]) -> int:
-    """Add ``(dataset, source_id)`` membership rows, so the policy gate sees the owned dataset.
+def _columns(con, table: str) -> set[str]:
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
+            [table],
+        ).fetchall()
+    }
 
-    Skipped (returns 0) while the ingest tables are not in the catalog.
+
+def _insert(con, table: str, row: dict[str, Any], cols: set[str]) -> None:
+    use = [c for c in row if c in cols]
+    con.execute(
+        f"INSERT INTO {table} ({', '.join(use)}) VALUES ({', '.join('?' for _ in use)})",
+        [row[c] for c in use],
+    )
+
+
+def record_memberships(
+    catalog: Catalog, dataset: str, sources: list[SourceRecord], *, uri: str | None = None
+) -> int:
+    """Record that ``sources`` belong to the owned dataset ``dataset``, so the policy gate sees them.
+
+    Writes a ``datasets`` row (format ``owned``, registry key ``owned``), a ``manifests`` row for the file
+    listing (its id is the sha256 of the sorted ``origin_uri  content_sha256`` lines) and one
+    ``memberships`` row per new source. Skipped (returns 0) while the ingest tables are not in the catalog.
     """
-    if not source_ids:
+    if not sources:
         return 0
+    listing = "\n".join(sorted(f"{s.origin_uri}  {s.content_sha256}" for s in sources))
+    manifest_id = hashlib.sha256(listing.encode()).hexdigest()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    ids_ = list(dict.fromkeys(s.source_id for s in sources))
     with catalog.write() as con:
-        cols = {
-            r[0]: r[1]
-            for r in con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'memberships'"
-            ).fetchall()
-        }
-        if not {"dataset", "source_id"} <= set(cols):
+        mcols = _columns(con, "memberships")
+        if not {"dataset", "source_id"} <= mcols:
             log.info("no memberships table yet; owned dataset membership not recorded")
             return 0
+        dcols = _columns(con, "datasets")
+        if dcols:
+            if con.execute("SELECT count(*) FROM datasets WHERE dataset = ?", [dataset]).fetchall()[0][0]:
+                if "last_ingested_at" in dcols:
+                    con.execute("UPDATE datasets SET last_ingested_at = ? WHERE dataset = ?", [now, dataset])
+            else:
+                row = {
+                    "dataset": dataset,
+                    "format": "owned",
+                    "registry_key": "owned",
+                    "first_ingested_at": now,
+                    "last_ingested_at": now,
+                }
+                _insert(con, "datasets", row, dcols)
         have = {
             r[0]
             for r in con.execute(
                 "SELECT source_id FROM memberships WHERE dataset = ? AND source_id IN (SELECT unnest(?))",
-                [dataset, source_ids],
+                [dataset, ids_],
             ).fetchall()
         }
-        new = [s for s in dict.fromkeys(source_ids) if s not in have]
-        values = {"dataset": dataset, "manifest_id": f"owned:{dataset}", "n_spans": 0}
-        use = [c for c in ("dataset", "source_id", "manifest_id", "n_spans") if c in cols]
+        new = [s for s in ids_ if s not in have]
+        if not new:
+            return 0
+        mfcols = _columns(con, "manifests")
+        if (
+            mfcols
+            and not con.execute(
+                "SELECT count(*) FROM manifests WHERE manifest_id = ?", [manifest_id]
+            ).fetchall()[0][0]
+        ):
+            row = {
+                "manifest_id": manifest_id,
+                "dataset": dataset,
+                "uri": uri,
+                "format": "owned",
+                "rows_total": len(sources),
+                "rows_ok": len(sources),
+                "rows_bad": 0,
+                "ingested_at": now,
+            }
+            _insert(con, "manifests", row, mfcols)
         for sid in new:
-            row = {**values, "source_id": sid}
-            con.execute(
-                f"INSERT INTO memberships ({', '.join(use)}) VALUES ({', '.join('?' for _ in use)})",
-                [row[c] for c in use],
+            _insert(
+                con,
+                "memberships",
+                {"dataset": dataset, "source_id": sid, "manifest_id": manifest_id, "n_spans": 0},
+                mcols,
             )
     return len(new)
 
@@ -224,7 +279,7 @@ def add_owned(
     )
     summary = ex.run([stage], plan, run_id=run_id, command="add", config=settings.resolved())
     sources = list({r.id: r for r in summary.outputs if isinstance(r, SourceRecord)}.values())
-    n_members = record_memberships(catalog, dataset, [s.source_id for s in sources])
+    n_members = record_memberships(catalog, dataset, sources, uri=inputs[0] if len(inputs) == 1 else None)
     plan_ids = [p.source_id for p in plan]
     rows = catalog.query(
         """SELECT item_id, status, reason, error, output_ids FROM latest_outcomes

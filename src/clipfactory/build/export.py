@@ -203,30 +203,22 @@ def policy_check(
     evaluation = None
     if settings is not None:
         evaluation = list(settings.build.evaluation_manifests) or None
-    result = gate.evaluate(
-        catalog, purpose, settings=settings, source_ids=ids_, evaluation_datasets=evaluation
-    )
-    decisions = _decisions_by_source(result)
+    gate.evaluate(catalog, purpose, settings=settings, source_ids=ids_, evaluation_datasets=evaluation)
     allowed_all = gate.allowed_source_ids(catalog, purpose, settings=settings)
+    decisions = stored_decisions(catalog, purpose, ids_)
     allowed = {s for s in ids_ if s in allowed_all}
-    refused = {}
-    for s in ids_:
-        if s in allowed:
-            continue
-        d = decisions.get(s) or {}
-        refused[s] = _reason(d)
+    refused = {s: _reason(decisions.get(s) or {}) for s in ids_ if s not in allowed}
     return allowed, refused, decisions
 
 
-def _decisions_by_source(result: Any) -> dict[str, dict[str, Any]]:
-    """Per-source decisions out of the gate's result, whatever list key it uses."""
-    if not isinstance(result, dict):
-        return {}
-    for key in ("decisions", "sources", "items", "rows"):
-        rows = result.get(key)
-        if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "source_id" in rows[0]:
-            return {r["source_id"]: _jsonable(r) for r in rows}
-    return {}
+def stored_decisions(catalog: Catalog, purpose: str, source_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The gate's stored decisions (``policy_decisions``) for ``source_ids`` and ``purpose``."""
+    rows = catalog.query(
+        """SELECT source_id, decision, effective_class, attribution, share_alike, reasons, policy_hash
+           FROM policy_decisions WHERE purpose = ? AND source_id IN (SELECT unnest(?))""",
+        [purpose, source_ids],
+    )
+    return {r["source_id"]: _jsonable({**r, "purpose": purpose}) for r in rows}
 
 
 def _reason(decision: dict[str, Any]) -> str:
