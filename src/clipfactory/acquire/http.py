@@ -1,0 +1,1371 @@
+"""The HTTP(S) fetcher: polite, resumable, consent-checking downloads into the blob store.
+
+One :class:`Fetcher` owns one ``httpx.AsyncClient`` (HTTP/1.1, bounded connection pool, no proxies from the
+environment, redirects followed by hand so that policy and consent are re-checked on every host a redirect
+lands on). Per origin it keeps a semaphore (concurrent connections), a token bucket (requests per second,
+lowered by a robots.txt ``Crawl-delay``), a pause set by ``Retry-After``, and the cached robots.txt and
+tdmrep.json with their TTLs.
+
+A download streams into ``<store>/incoming/<key>.partial`` while it is hashed; a ``.partial.json`` beside it
+keeps the URL and the validators (ETag, Last-Modified). An interrupted download resumes on the next
+attempt or the next run with ``Range`` plus ``If-Range``, so a changed file starts over. Only a complete,
+verified, consented file is renamed into the store under its hash (:meth:`BlobStore.adopt`); a denied
+download is deleted, and its bytes are never kept.
+
+What we never do: rotate addresses or proxies, solve captchas, or work around DRM or paywalls. A 429 or 403
+pauses and is recorded; it is never a reason to try another route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import Field
+
+from .. import __version__
+from ..errors import ClipfactoryError, ConfigError, MissingExtraError
+from ..records import Result, SourceRecord
+from ..stage import StageConfig
+from ..storage import BlobStore, atomic_write
+from . import consent as c
+
+log = logging.getLogger(__name__)
+
+#: ``(platform, host, source_id) -> (ok, reason)``; the default asks the policy gate.
+PlatformCheck = Callable[[str | None, str | None, str | None], tuple[bool, str | None]]
+
+_REDIRECTS = {301, 302, 303, 307, 308}
+_MAX_HEADER_VALUE = 2000
+_MAX_HEADERS = 60
+_SNIFF_BYTES = 512
+_HTML_HEAD_BYTES = 64 * 1024
+#: Host documents by kind (the ``kind`` column of ``host_documents``).
+HOST_DOCUMENT_PATHS = {"robots.txt": "/robots.txt", "tdmrep.json": "/.well-known/tdmrep.json"}
+
+
+class FetchOptions(StageConfig):
+    """Options of the ``acquire.http`` stage (``[acquire.http]`` in clipfactory.toml)."""
+
+    agent_token: str = Field(
+        "clipfactory", description="Our robots.txt agent token; X-Robots-Tag scopes use it"
+    )
+    contact_url: str = Field(
+        "https://example.org/clipfactory-bot",
+        description="A page that explains the crawler and how to reach its operator; sent in the User-Agent",
+    )
+    user_agent: str | None = Field(
+        None, description="Full User-Agent; default '<agent_token>/<version> (+<contact_url>)'"
+    )
+    max_connections: int = Field(64, description="Connections open at once, over all hosts")
+    per_host_connections: int = Field(8, description="Connections open at once to one origin")
+    per_host_rate: float = Field(
+        10.0, description="Requests per second to one origin (0 = no limit); a Crawl-delay lowers it"
+    )
+    per_host_burst: int = Field(10, description="Requests one origin may receive back to back")
+    connect_timeout_s: float = Field(10.0, description="Seconds to open a connection")
+    read_timeout_s: float = Field(30.0, description="Seconds without a byte before a read times out")
+    total_timeout_s: float = Field(600.0, description="Seconds one request (headers and body) may take")
+    max_bytes: int = Field(4 * 1024**3, description="Largest file accepted, in bytes")
+    max_redirects: int = Field(5, description="Redirects followed per URL; each target host is re-checked")
+    max_attempts: int = Field(4, description="Attempts per URL on 429, 5xx, timeouts and truncated bodies")
+    backoff_base_s: float = Field(1.0, description="First backoff delay; doubles per attempt, with jitter")
+    backoff_max_s: float = Field(60.0, description="Longest backoff delay between attempts")
+    max_retry_after_s: float = Field(
+        300.0, description="A Retry-After longer than this ends the attempts (recorded as rate_limited)"
+    )
+    robots_ttl_s: float = Field(86400.0, description="How long a fetched robots.txt is trusted, in seconds")
+    tdmrep_ttl_s: float = Field(86400.0, description="How long a fetched tdmrep.json is trusted, in seconds")
+    unreachable_ttl_s: float = Field(
+        300.0, description="How long an unreachable robots.txt (5xx, 429, network error) blocks its host"
+    )
+    host_document_max_bytes: int = Field(512 * 1024, description="Bytes of robots.txt/tdmrep.json read")
+    blocked_directives: list[str] = Field(
+        default_factory=lambda: list(c.DEFAULT_BLOCKED_DIRECTIVES),
+        description="X-Robots-Tag directives that deny (img2dataset also blocks noindex and noimageindex)",
+    )
+    content_usage_category: Literal["train-ai", "train-genai"] = Field(
+        "train-genai", description="Content-Usage category our use falls under (inherits train-ai, then bots)"
+    )
+    tdmrep_prefetch_deny: bool = Field(
+        True,
+        description="A reservation in tdmrep.json denies before any request; false asks the server and "
+        "lets a tdm-reservation header lift it (the spec's priority), reading no body when reserved",
+    )
+    c2pa: Literal["auto", "require", "off"] = Field(
+        "auto", description="C2PA training-mining check: auto (when c2pa-python is installed), require, off"
+    )
+    spawning_api_key_env: str = Field(
+        "CLIPFACTORY_SPAWNING_API_KEY", description="Environment variable holding a Spawning API key"
+    )
+    chunk_size: int = Field(1024 * 1024, description="Bytes handed to the writer thread at a time")
+    inline_bytes: int = Field(
+        1024 * 1024, description="Bodies up to this size are hashed and written on the event loop"
+    )
+    fsync: bool = Field(True, description="fsync each file before it is renamed into the store")
+    partial_max_age_s: float = Field(7 * 86400.0, description="Older interrupted downloads start over")
+
+
+def user_agent(options: FetchOptions) -> str:
+    if options.user_agent:
+        return options.user_agent
+    return f"{options.agent_token}/{__version__} (+{options.contact_url})"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- content sniffing ------------------------------------------------------------------------------------
+def sniff_container(head: bytes) -> str | None:
+    """The video container named by the first bytes, or ``None``."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "quicktime" if brand == b"qt  " else "mp4"
+    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        return "quicktime"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm" if b"webm" in head[:64] else "matroska"
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
+        return "avi"
+    if head[:4] == b"FLV\x01":
+        return "flv"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] == b"\x00\x00\x01\xba":
+        return "mpeg-ps"
+    if head[:8] == b"\x30\x26\xb2\x75\x8e\x66\xcf\x11":
+        return "asf"
+    if head[:1] == b"\x47" and (len(head) < 189 or head[188:189] == b"\x47"):
+        if len(head) >= 189 or len(head) == 188:
+            return "mpeg-ts"
+    if len(head) >= 193 and head[4:5] == b"\x47" and head[196:197] == b"\x47":
+        return "mpeg-ts"
+    return None
+
+
+def looks_like_html(head: bytes, content_type: str | None) -> bool:
+    if content_type and "html" in content_type.lower():
+        return True
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<!--", b"<meta", b"<?xml"))
+
+
+# -- retry timing ----------------------------------------------------------------------------------------
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: half fixed, half random, so retries of many items spread out."""
+    delay = min(cap, base * (2 ** max(0, attempt - 1)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class TokenBucket:
+    """Requests per second with a burst, reserving ahead: each caller learns how long to wait."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate = float(rate)
+        self.capacity = float(max(1, burst))
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+
+    def reserve(self) -> float:
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    def slow_down(self, rate: float) -> None:
+        if rate > 0 and (self.rate <= 0 or rate < self.rate):
+            self.rate = rate
+            self.capacity = 1.0
+            self.tokens = min(self.tokens, 1.0)
+
+
+@dataclass
+class _CachedDoc:
+    doc: Any
+    expires: float  # monotonic
+
+
+class HostState:
+    """Politeness state of one origin (scheme, host and port)."""
+
+    def __init__(self, origin: str, options: FetchOptions):
+        self.origin = origin
+        self.sem = asyncio.Semaphore(max(1, options.per_host_connections))
+        self.bucket = TokenBucket(options.per_host_rate, options.per_host_burst)
+        self.not_before = 0.0  # monotonic time before which no request goes out (Retry-After)
+        self.docs: dict[str, _CachedDoc] = {}
+        self.doc_locks: dict[str, asyncio.Lock] = {}
+
+    async def turn(self) -> None:
+        while True:
+            wait = self.not_before - time.monotonic()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        delay = self.bucket.reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        self.not_before = max(self.not_before, time.monotonic() + seconds)
+
+
+def origin_of(url: str) -> tuple[str, str]:
+    """``(origin, host)``: ``http://example.org:8080`` and ``example.org``."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme.lower()}://{host}:{port}", host
+
+
+# -- outcomes and evidence -------------------------------------------------------------------------------
+@dataclass
+class Evidence:
+    """What one source's fetch left as evidence; it travels in ``Result.detail``."""
+
+    source_id: str
+    url: str
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    consent: list[dict[str, Any]] = field(default_factory=list)
+    host_documents: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_checks(self, url: str, phase: str, checks: Iterable[c.Check]) -> None:
+        at = now_iso()
+        for ch in checks:
+            self.consent.append({"url": url, "phase": phase, "checked_at": at, **ch.to_dict()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "attempts": self.attempts,
+            "consent": self.consent,
+            "host_documents": self.host_documents,
+        }
+
+
+@dataclass
+class FetchOutcome:
+    """The end of one source's fetch: kept with a blob, dropped with a reason, or failed."""
+
+    source_id: str
+    status: str  # kept | dropped | failed
+    reason: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    blob_uri: str | None = None
+    content_sha256: str | None = None
+    size_bytes: int | None = None
+    acquired_at: str | None = None
+    final_url: str | None = None
+    container: str | None = None
+    http_status: int | None = None
+    validators: dict[str, str] = field(default_factory=dict)
+    content_changed: bool | None = None
+    evidence: Evidence | None = None
+
+    def detail(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"fetch": self.evidence.to_dict() if self.evidence else {}}
+        d["fetch"].update(
+            {
+                "final_url": self.final_url,
+                "container": self.container,
+                "http_status": self.http_status,
+                "validators": self.validators,
+            }
+        )
+        return d
+
+    def to_result(self, source: SourceRecord) -> Result:
+        detail = json.dumps(self.detail(), sort_keys=True, default=str)
+        if self.status == Result.KEPT:
+            rec = source.replace(
+                blob_uri=self.blob_uri,
+                content_sha256=self.content_sha256,
+                size_bytes=self.size_bytes,
+                acquired_at=self.acquired_at,
+            )
+            return Result.kept(source.source_id, rec, detail=detail)
+        if self.status == Result.DROPPED:
+            return Result.dropped(source.source_id, self.reason or "fetch.unknown", detail=detail)
+        # Failures name their reason too, so counts and reports group them like drops.
+        return Result(
+            source.source_id,
+            Result.FAILED,
+            reason=self.reason,
+            error_kind=self.error_kind or "terminal",
+            error=self.error or self.reason,
+            detail=detail,
+        )
+
+
+# Reasons whose failure may clear up later (retried on the next run; resume skips only kept/dropped).
+TRANSIENT_REASONS = {
+    "fetch.rate_limited",
+    "fetch.timeout",
+    "fetch.truncated",
+    "fetch.connect_error",
+    "fetch.robots_unreachable",
+    "fetch.protocol_error",
+}
+
+
+class _Step:
+    """The result of one request: final, a redirect, or worth retrying."""
+
+    __slots__ = ("kind", "outcome", "location", "reason", "retry_after", "host_wide", "message")
+
+    def __init__(
+        self,
+        kind: str,
+        outcome: FetchOutcome | None = None,
+        *,
+        location: str | None = None,
+        reason: str | None = None,
+        retry_after: float | None = None,
+        host_wide: bool = False,
+        message: str | None = None,
+    ):
+        self.kind = kind  # final | redirect | retry
+        self.outcome = outcome
+        self.location = location
+        self.reason = reason
+        self.retry_after = retry_after
+        self.host_wide = host_wide
+        self.message = message
+
+
+# -- partial downloads -----------------------------------------------------------------------------------
+@dataclass
+class _Partial:
+    path: Path
+    meta_path: Path
+    size: int
+    etag: str | None
+    last_modified: str | None
+    total: int | None
+
+    @property
+    def validator(self) -> str | None:
+        # A strong ETag is the safe If-Range validator; Last-Modified is the fallback (RFC 9110 §13.1.5).
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+def _partial_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+class _BodyWriter:
+    """Hashes and writes a body; large bodies are handed to a thread so the event loop keeps reading."""
+
+    def __init__(self, path: Path, append: bool, hasher: Any, pool: cf.ThreadPoolExecutor | None):
+        self.fh = open(path, "ab" if append else "wb")  # noqa: SIM115 - closed in close()
+        self.hasher = hasher
+        self.pool = pool
+        self.pending: cf.Future | None = None
+
+    def _write(self, data: bytes) -> None:
+        self.hasher.update(data)
+        self.fh.write(data)
+
+    async def write(self, data: bytes) -> None:
+        if self.pool is None:
+            self._write(data)
+            return
+        if self.pending is not None:
+            await asyncio.wrap_future(self.pending)
+        self.pending = self.pool.submit(self._write, data)
+
+    async def finish(self, fsync: bool) -> None:
+        if self.pending is not None:
+            await asyncio.wrap_future(self.pending)
+            self.pending = None
+
+        def done() -> None:
+            self.fh.flush()
+            if fsync:
+                os.fsync(self.fh.fileno())
+            self.fh.close()
+
+        if self.pool is None and not fsync:
+            done()
+        else:
+            await asyncio.get_running_loop().run_in_executor(self.pool, done)
+
+    def close(self, tail: bytes = b"") -> None:
+        """Synchronous cleanup, safe after a cancellation: waits for the writer, writes ``tail``, closes."""
+        if self.pending is not None:
+            with contextlib.suppress(Exception):
+                self.pending.result()
+            self.pending = None
+        if not self.fh.closed:
+            if tail:
+                with contextlib.suppress(OSError):
+                    self._write(tail)
+            with contextlib.suppress(OSError):
+                self.fh.flush()
+            self.fh.close()
+
+
+def _hash_file(path: Path, hasher: Any) -> None:
+    with open(path, "rb") as fh:
+        while True:
+            buf = fh.read(1 << 20)
+            if not buf:
+                break
+            hasher.update(buf)
+
+
+def _headers_evidence(headers: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in headers.multi_items():
+        k = k.lower()
+        if len(out) >= _MAX_HEADERS and k not in out:
+            continue
+        v = v if len(v) <= _MAX_HEADER_VALUE else v[:_MAX_HEADER_VALUE] + "…"
+        if k in out:
+            out[k] = (out[k] if isinstance(out[k], list) else [out[k]]) + [v]
+        else:
+            out[k] = v
+    return out
+
+
+def default_platform_check(settings: Any = None) -> PlatformCheck:
+    """Platform terms through the policy gate: refuses platforms whose terms forbid downloading."""
+    try:
+        from ..policy.gate import acquisition_check
+    except ImportError as exc:
+        raise ConfigError(
+            "the policy gate (clipfactory.policy.gate) is missing, so platform terms cannot be checked",
+            item="acquire.http",
+            fix="install a clipfactory with the policy gate",
+        ) from exc
+
+    def check(
+        platform: str | None, host: str | None, source_id: str | None = None
+    ) -> tuple[bool, str | None]:
+        return acquisition_check(platform, host, settings=settings, source_id=source_id)
+
+    return check
+
+
+# -- the fetcher -----------------------------------------------------------------------------------------
+class Fetcher:
+    """Fetches sources with consent checks. Use inside one event loop: ``async with Fetcher(...) as f``."""
+
+    def __init__(
+        self,
+        options: FetchOptions | None = None,
+        store: BlobStore | None = None,
+        *,
+        platform_check: PlatformCheck | None = None,
+        transport: Any = None,
+    ):
+        self.options = options or FetchOptions()
+        self.store = store
+        self.platform_check = platform_check
+        self.evaluator = c.ConsentEvaluator(
+            c.ConsentRules(
+                self.options.agent_token,
+                tuple(self.options.blocked_directives),
+                self.options.content_usage_category,
+            )
+        )
+        self.user_agent = user_agent(self.options)
+        self.hosts: dict[str, HostState] = {}
+        self.stats: Counter[str] = Counter()
+        self._transport = transport
+        self._client: Any = None
+        self._pool: cf.ThreadPoolExecutor | None = None
+        self._url_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._primed: list[tuple[str, str, float, Any]] = []
+        self._c2pa_state: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Fetcher:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        import httpx
+
+        o = self.options
+        self._client = httpx.AsyncClient(
+            http1=True,
+            http2=False,
+            follow_redirects=False,
+            trust_env=False,  # never pick up a proxy from the environment
+            timeout=httpx.Timeout(
+                connect=o.connect_timeout_s, read=o.read_timeout_s, write=o.read_timeout_s, pool=None
+            ),
+            limits=httpx.Limits(
+                max_connections=o.max_connections,
+                max_keepalive_connections=o.max_connections,
+                keepalive_expiry=30.0,
+            ),
+            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
+            transport=self._transport,
+        )
+        self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="cf-fetch-io")
+        for origin, kind, expires, doc in self._primed:
+            self._host(origin).docs[kind] = _CachedDoc(doc, expires)
+        self._primed.clear()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def prime_host_document(self, origin: str, kind: str, age_s: float, status_code: int | None, body: bytes):
+        """Reuse a robots.txt or tdmrep.json fetched earlier (for example by a previous run) for its TTL."""
+        ttl = self.options.robots_ttl_s if kind == "robots.txt" else self.options.tdmrep_ttl_s
+        if age_s >= ttl:
+            return
+        doc = (
+            c.RobotsDoc.from_response(status_code, body, max_bytes=self.options.host_document_max_bytes)
+            if kind == "robots.txt"
+            else c.TdmRepDoc.from_response(status_code, body)
+        )
+        if getattr(doc, "state", None) == "unreachable":
+            return
+        expires = time.monotonic() + (ttl - age_s)
+        if self._client is not None:
+            self._host(origin).docs[kind] = _CachedDoc(doc, expires)
+        else:
+            self._primed.append((origin, kind, expires, doc))
+
+    def _host(self, origin: str) -> HostState:
+        state = self.hosts.get(origin)
+        if state is None:
+            state = self.hosts[origin] = HostState(origin, self.options)
+        return state
+
+    # -- public entry points ---------------------------------------------------------------------------
+    async def fetch_many(self, sources: list[SourceRecord]) -> list[FetchOutcome]:
+        return list(await asyncio.gather(*(self.fetch(s) for s in sources)))
+
+    async def fetch(self, source: SourceRecord) -> FetchOutcome:
+        """Fetch one source; never raises (a bug becomes a failed outcome of kind ``bug``)."""
+        return await self._guarded(source, "fetch", {})
+
+    async def revalidate(
+        self, source: SourceRecord, validators: dict[str, str] | None = None
+    ) -> FetchOutcome:
+        """Re-check availability and consent with a conditional request; the body is never read.
+
+        ``validators`` holds ``etag``/``last_modified`` from the earlier download. The outcome is kept (alive,
+        ``http_status`` 304 or 200, ``content_changed`` set), dropped (gone or opted out) or failed.
+        """
+        return await self._guarded(source, "revalidate", validators or {})
+
+    async def _guarded(self, source: SourceRecord, mode: str, validators: dict[str, str]) -> FetchOutcome:
+        url = source.url or ""
+        ev = Evidence(source.source_id, url)
+        try:
+            out = await self._resolve(source, ev, mode, validators)
+        except MissingExtraError as exc:
+            out = FetchOutcome(source.source_id, Result.FAILED, "fetch.missing_extra", "terminal", str(exc))
+        except ClipfactoryError as exc:
+            kind = "transient" if exc.transient else "terminal"
+            out = FetchOutcome(source.source_id, Result.FAILED, "fetch.error", kind, str(exc))
+        except Exception as exc:
+            log.exception("fetch of %s failed", source.source_id)
+            out = FetchOutcome(
+                source.source_id, Result.FAILED, "fetch.bug", "bug", f"{type(exc).__name__}: {exc}"
+            )
+        out.evidence = ev
+        self.stats[f"outcome.{out.status}"] += 1
+        return out
+
+    # -- one source: hops, checks, retries -------------------------------------------------------------
+    async def _resolve(
+        self, source: SourceRecord, ev: Evidence, mode: str, validators: dict[str, str]
+    ) -> FetchOutcome:
+        sid = source.source_id
+        url = source.url
+        if not url or urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).hostname:
+            return FetchOutcome(sid, Result.DROPPED, "fetch.bad_url", error=f"not an http(s) URL: {url!r}")
+        self._spawning(url, ev)
+        for _hop in range(self.options.max_redirects + 1):
+            origin, host = origin_of(url)
+            denied = self._check_platform(source, host, url, ev)
+            if denied is not None:
+                return denied
+            robots = await self._host_doc(origin, "robots.txt", ev)
+            if robots.state == "unreachable":
+                ev.add_checks(url, "before_fetch", [robots.check(url, self.options.agent_token)])
+                return FetchOutcome(
+                    sid,
+                    Result.FAILED,
+                    "fetch.robots_unreachable",
+                    "transient",
+                    f"robots.txt of {origin} is unreachable ({robots.note}); RFC 9309 says assume disallow",
+                )
+            delay = robots.crawl_delay(self.options.agent_token)
+            if delay:
+                self._host(origin).bucket.slow_down(1.0 / delay)
+            tdmrep = await self._host_doc(origin, "tdmrep.json", ev)
+            checks = self.evaluator.before_fetch(url, robots, tdmrep)
+            tdm_file = tdmrep.lookup(url)
+            if not self.options.tdmrep_prefetch_deny and tdm_file is not None:
+                # The header may still lift the file's reservation: decide on the response headers.
+                checks = [ch for ch in checks if ch.signal != "tdmrep"]
+            ev.add_checks(url, "before_fetch", checks)
+            denial = c.first_denial(checks)
+            if denial is not None:
+                return FetchOutcome(sid, Result.DROPPED, denial.reason, error=denial.value, final_url=url)
+            step = await self._with_retries(source, url, origin, ev, mode, validators, tdm_file)
+            if step.kind == "redirect":
+                assert step.location is not None
+                url = step.location
+                continue
+            assert step.outcome is not None
+            return step.outcome
+        return FetchOutcome(
+            sid,
+            Result.DROPPED,
+            "fetch.too_many_redirects",
+            error=f"more than {self.options.max_redirects} redirects",
+            final_url=url,
+        )
+
+    def _spawning(self, url: str, ev: Evidence) -> None:
+        key = os.environ.get(self.options.spawning_api_key_env)
+        why = "no Spawning API key configured" if not key else "no Spawning plugin installed"
+        ev.add_checks(url, "before_fetch", [c.Check("spawning", c.NOT_CHECKED, None, evidence={"why": why})])
+
+    def _check_platform(self, source: SourceRecord, host: str, url: str, ev: Evidence) -> FetchOutcome | None:
+        if self.platform_check is None:
+            self.platform_check = default_platform_check()
+        ok, reason = self.platform_check(source.platform, host, source.source_id)
+        platform = source.platform or "web"
+        if ok:
+            ev.add_checks(url, "before_fetch", [c.Check("platform", c.ALLOW, f"{platform} @ {host}")])
+            return None
+        if not reason or not reason.startswith("policy."):
+            detail = reason
+            reason = f"policy.platform_terms_no_permission:{platform}"
+        else:
+            detail = None
+        ev.add_checks(
+            url,
+            "before_fetch",
+            [
+                c.Check(
+                    "platform", c.DENY, f"{platform} @ {host}", reason, {"detail": detail} if detail else {}
+                )
+            ],
+        )
+        return FetchOutcome(source.source_id, Result.DROPPED, reason, error=detail, final_url=url)
+
+    async def _with_retries(
+        self,
+        source: SourceRecord,
+        url: str,
+        origin: str,
+        ev: Evidence,
+        mode: str,
+        validators: dict[str, str],
+        tdm_file: c.TdmStatement | None,
+    ) -> _Step:
+        host = self._host(origin)
+        lock, users = self._url_locks.get(url) or (asyncio.Lock(), 0)
+        self._url_locks[url] = (lock, users + 1)
+        try:
+            return await self._locked_attempts(source, url, host, ev, mode, validators, tdm_file, lock)
+        finally:
+            lock, users = self._url_locks[url]
+            if users <= 1:
+                del self._url_locks[url]
+            else:
+                self._url_locks[url] = (lock, users - 1)
+
+    async def _locked_attempts(
+        self,
+        source: SourceRecord,
+        url: str,
+        host: HostState,
+        ev: Evidence,
+        mode: str,
+        validators: dict[str, str],
+        tdm_file: c.TdmStatement | None,
+        lock: asyncio.Lock,
+    ) -> _Step:
+        o = self.options
+        async with lock:
+            attempt = 0
+            while True:
+                attempt += 1
+                await host.turn()
+                async with host.sem:
+                    step = await self._timed_request(source, url, ev, mode, validators, tdm_file)
+                if step.kind != "retry":
+                    break
+                too_long = step.retry_after is not None and step.retry_after > o.max_retry_after_s
+                if attempt >= o.max_attempts or too_long:
+                    msg = step.message or step.reason
+                    if too_long:
+                        msg = f"{msg}; Retry-After {step.retry_after:.0f}s is longer than max_retry_after_s"
+                    if step.retry_after is not None:
+                        host.pause(min(step.retry_after, o.max_retry_after_s))
+                    step = _Step(
+                        "final",
+                        FetchOutcome(
+                            source.source_id,
+                            Result.FAILED,
+                            step.reason,
+                            "transient",
+                            f"{msg} (after {attempt} attempt(s))",
+                            final_url=url,
+                        ),
+                    )
+                    break
+                delay = (
+                    step.retry_after + random.uniform(0, min(1.0, 0.1 * step.retry_after))
+                    if step.retry_after is not None
+                    else backoff_delay(attempt, o.backoff_base_s, o.backoff_max_s)
+                )
+                self.stats["retries"] += 1
+                if step.host_wide:
+                    host.pause(delay)  # a 429 slows every request to the host, not just this one
+                else:
+                    await asyncio.sleep(delay)
+        return step
+
+    async def _timed_request(
+        self,
+        source: SourceRecord,
+        url: str,
+        ev: Evidence,
+        mode: str,
+        validators: dict[str, str],
+        tdm_file: c.TdmStatement | None,
+    ) -> _Step:
+        import httpx
+
+        attempt: dict[str, Any] = {"url": url, "started_at": now_iso(), "status_code": None}
+        ev.attempts.append(attempt)
+        self.stats["requests"] += 1
+        try:
+            async with asyncio.timeout(self.options.total_timeout_s):
+                step = await self._request(source, url, ev, mode, validators, tdm_file, attempt)
+        except TimeoutError:
+            step = _Step(
+                "retry", reason="fetch.timeout", message=f"no answer within {self.options.total_timeout_s}s"
+            )
+        except httpx.TimeoutException as exc:
+            step = _Step("retry", reason="fetch.timeout", message=f"{type(exc).__name__}: {exc}")
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            step = _Step("retry", reason="fetch.connect_error", message=f"{type(exc).__name__}: {exc}")
+        except httpx.RemoteProtocolError as exc:
+            text = str(exc)
+            if "too long" in text.lower() or "too large" in text.lower():
+                step = _Step(
+                    "final",
+                    FetchOutcome(
+                        source.source_id, Result.DROPPED, "fetch.header_too_large", error=text, final_url=url
+                    ),
+                )
+            else:
+                step = _Step("retry", reason="fetch.protocol_error", message=text)
+        except (httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
+            step = _Step("retry", reason="fetch.connect_error", message=f"{type(exc).__name__}: {exc}")
+        attempt["finished_at"] = now_iso()
+        if step.kind == "retry":
+            attempt.setdefault("outcome", "retry")
+            attempt.setdefault("reason", step.reason)
+        elif step.kind == "redirect":
+            attempt["outcome"] = "redirect"
+            attempt["final_url"] = step.location
+        elif step.outcome is not None:
+            attempt.setdefault("outcome", step.outcome.status)
+            attempt.setdefault("reason", step.outcome.reason)
+        return step
+
+    # -- one request -----------------------------------------------------------------------------------
+    async def _request(
+        self,
+        source: SourceRecord,
+        url: str,
+        ev: Evidence,
+        mode: str,
+        validators: dict[str, str],
+        tdm_file: c.TdmStatement | None,
+        attempt: dict[str, Any],
+    ) -> _Step:
+        sid = source.source_id
+        headers: dict[str, str] = {}
+        partial = self._load_partial(url) if mode == "fetch" else None
+        if partial is not None and partial.size > 0 and partial.validator:
+            headers["Range"] = f"bytes={partial.size}-"
+            headers["If-Range"] = partial.validator
+            attempt["range_start"] = partial.size
+        if mode == "revalidate":
+            if validators.get("etag"):
+                headers["If-None-Match"] = validators["etag"]
+            if validators.get("last_modified"):
+                headers["If-Modified-Since"] = validators["last_modified"]
+        request = self._client.build_request("GET", url, headers=headers)
+        response = await self._client.send(request, stream=True)
+        try:
+            status = response.status_code
+            attempt["status_code"] = status
+            attempt["response_headers"] = _headers_evidence(response.headers)
+            if status in _REDIRECTS:
+                location = response.headers.get("location")
+                if not location:
+                    return self._final(
+                        sid, Result.DROPPED, f"fetch.http_{status}", url, status, "redirect without Location"
+                    )
+                target = urljoin(url, location)
+                if urlsplit(target).scheme.lower() not in ("http", "https"):
+                    return self._final(
+                        sid, Result.DROPPED, "fetch.bad_url", url, status, f"redirect to {target!r}"
+                    )
+                return _Step("redirect", location=target)
+            if status == 429 or status == 503:
+                ra = parse_retry_after(response.headers.get("retry-after"))
+                reason = "fetch.rate_limited" if status == 429 else "fetch.http_503"
+                return _Step("retry", reason=reason, retry_after=ra, host_wide=True, message=f"HTTP {status}")
+            if status >= 500:
+                return _Step("retry", reason=f"fetch.http_{status}", message=f"HTTP {status}")
+            if status == 416 and partial is not None:
+                self._drop_partial(partial)
+                return _Step("retry", reason="fetch.range_not_satisfiable", message="HTTP 416; starting over")
+            if status in (404, 410):
+                return self._final(sid, Result.DROPPED, f"fetch.http_{status}", url, status)
+            if status in (401, 403):
+                # Recorded and not retried: access control is never worked around.
+                return self._final(sid, Result.FAILED, f"fetch.http_{status}", url, status, kind="terminal")
+            if mode == "revalidate" and status == 304:
+                return self._after_headers_revalidate(sid, url, response, ev, tdm_file, validators)
+            if status not in (200, 206):
+                return self._final(sid, Result.DROPPED, f"fetch.http_{status}", url, status)
+            checks = self.evaluator.on_headers(url, response.headers, tdm_file)
+            ev.add_checks(url, "headers", checks)
+            denial = c.first_denial(checks)
+            if denial is not None:
+                if partial is not None:
+                    self._drop_partial(partial)
+                attempt["outcome"] = "denied"
+                return self._final(sid, Result.DROPPED, denial.reason, url, status, denial.value)
+            if mode == "revalidate":
+                return self._after_headers_revalidate(sid, url, response, ev, tdm_file, validators)
+            return await self._download(source, url, response, ev, partial, tdm_file, attempt)
+        finally:
+            await response.aclose()
+
+    def _final(
+        self,
+        sid: str,
+        status: str,
+        reason: str,
+        url: str,
+        http_status: int | None = None,
+        error: str | None = None,
+        *,
+        kind: str | None = None,
+    ) -> _Step:
+        return _Step(
+            "final",
+            FetchOutcome(
+                sid,
+                status,
+                reason,
+                kind if status == Result.FAILED else None,
+                error,
+                final_url=url,
+                http_status=http_status,
+            ),
+        )
+
+    def _after_headers_revalidate(
+        self, sid: str, url: str, response: Any, ev: Evidence, tdm_file: Any, validators: dict[str, str]
+    ) -> _Step:
+        status = response.status_code
+        if status == 304:
+            checks = self.evaluator.on_headers(url, response.headers, tdm_file)
+            ev.add_checks(url, "headers", checks)
+            denial = c.first_denial(checks)
+            if denial is not None:
+                return self._final(sid, Result.DROPPED, denial.reason, url, status, denial.value)
+        new = _validators(response.headers)
+        changed = False if status == 304 else _changed(validators, new)
+        out = FetchOutcome(sid, Result.KEPT, None, final_url=url, http_status=status, validators=new)
+        out.content_changed = changed
+        return _Step("final", out)
+
+    async def _download(
+        self,
+        source: SourceRecord,
+        url: str,
+        response: Any,
+        ev: Evidence,
+        partial: _Partial | None,
+        tdm_file: c.TdmStatement | None,
+        attempt: dict[str, Any],
+    ) -> _Step:
+        import httpx
+
+        sid = source.source_id
+        o = self.options
+        store = self._store()
+        status = response.status_code
+        vals = _validators(response.headers)
+        offset = 0
+        total: int | None = None
+        if status == 206 and partial is not None:
+            start, end, full = _content_range(response.headers.get("content-range"))
+            if start != partial.size:
+                self._drop_partial(partial)
+                return _Step(
+                    "retry",
+                    reason="fetch.range_mismatch",
+                    message="Content-Range does not continue the partial",
+                )
+            offset, total = partial.size, full
+        elif status == 206:
+            # A range we did not ask for: start over without one.
+            return _Step("retry", reason="fetch.range_mismatch", message="unexpected 206")
+        else:
+            if partial is not None:
+                self._drop_partial(partial)  # the file changed (If-Range failed) or ranges are unsupported
+                partial = None
+            length = response.headers.get("content-length")
+            total = int(length) if length and length.isdigit() else None
+        if total is not None and total > o.max_bytes:
+            return self._final(
+                sid,
+                Result.DROPPED,
+                "fetch.too_large",
+                url,
+                status,
+                f"{total} bytes > max_bytes {o.max_bytes}",
+            )
+        key = _partial_key(url)
+        inc = store.incoming()
+        path = inc / f"{key}.partial"
+        meta_path = inc / f"{key}.partial.json"
+        hasher = hashlib.sha256()
+        if offset:
+            await asyncio.get_running_loop().run_in_executor(self._pool, _hash_file, path, hasher)
+        threaded = total is None or total - offset > o.inline_bytes
+        # Small bodies are not worth resuming; large ones need a validator so If-Range can detect a change.
+        resumable = threaded and (
+            bool(vals.get("etag") and not vals["etag"].startswith("W/")) or bool(vals.get("last_modified"))
+        )
+        if resumable and not offset:
+            with atomic_write(meta_path, "w") as fh:
+                json.dump({"url": url, **vals, "total": total, "created_at": time.time()}, fh)
+        writer = _BodyWriter(path, append=bool(offset), hasher=hasher, pool=self._pool if threaded else None)
+        received = offset
+        head = b""
+        pending = bytearray()  # bytes collected for the writer thread
+        container: str | None = None
+        keep_partial = False
+        truncated: str | None = None
+        try:
+            chunks = response.aiter_raw()
+            try:
+                async for chunk in chunks:
+                    if not chunk:
+                        continue
+                    received += len(chunk)
+                    if received > o.max_bytes:
+                        return self._final(
+                            sid,
+                            Result.DROPPED,
+                            "fetch.too_large",
+                            url,
+                            status,
+                            f"more than {o.max_bytes} bytes",
+                        )
+                    if container is None and not offset:
+                        head += chunk
+                        if len(head) < _SNIFF_BYTES:
+                            continue
+                        decided = await self._sniff(sid, url, response, head, tdm_file, ev, attempt, chunks)
+                        if decided is not None:
+                            return decided
+                        container = sniff_container(head)
+                        chunk, head = head, b""
+                    if threaded:
+                        pending += chunk
+                        if len(pending) >= o.chunk_size:
+                            await writer.write(bytes(pending))
+                            pending = bytearray()
+                    else:
+                        await writer.write(chunk)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                truncated = f"{type(exc).__name__}: {exc}"
+            if head:  # a body shorter than the sniff window, or cut off inside it
+                decided = await self._sniff(sid, url, response, head, tdm_file, ev, attempt, None)
+                if decided is not None:
+                    return decided
+                container = sniff_container(head)
+                pending += head
+                head = b""
+            if pending:
+                await writer.write(bytes(pending))
+                pending = bytearray()
+            if truncated is None and total is not None and received != total:
+                truncated = "body shorter than Content-Length"
+            if truncated is not None:
+                keep_partial = resumable
+                attempt["bytes"] = received - offset
+                return _Step(
+                    "retry",
+                    reason="fetch.truncated",
+                    message=f"body ended after {received} of {total if total is not None else '?'} bytes "
+                    f"({truncated})",
+                )
+            await writer.finish(o.fsync)
+            keep_partial = True  # the file is complete; adopt or delete it below
+        except BaseException:
+            # Interrupted (a total timeout, a cancelled run): keep what passed the sniff, to resume with Range.
+            keep_partial = resumable and (container is not None or offset > 0)
+            raise
+        finally:
+            writer.close(bytes(pending) if keep_partial else b"")
+            attempt.setdefault("bytes", received - offset)
+            if not keep_partial:
+                path.unlink(missing_ok=True)
+                meta_path.unlink(missing_ok=True)
+        if container is None and offset:
+            with open(path, "rb") as fh:
+                container = sniff_container(fh.read(_SNIFF_BYTES))
+        check = await self._c2pa(path, container)
+        ev.add_checks(url, "content", [check])
+        if check.denied:
+            path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            return self._final(sid, Result.DROPPED, check.reason or c.REASON_C2PA, url, status, check.value)
+        sha = hasher.hexdigest()
+        uri = store.adopt(path, sha)
+        meta_path.unlink(missing_ok=True)
+        attempt["content_sha256"] = sha
+        self.stats["bytes"] += received
+        out = FetchOutcome(
+            sid,
+            Result.KEPT,
+            blob_uri=uri,
+            content_sha256=sha,
+            size_bytes=received,
+            acquired_at=now_iso(),
+            final_url=url,
+            container=container,
+            http_status=status,
+            validators=vals,
+        )
+        return _Step("final", out)
+
+    async def _sniff(
+        self,
+        sid: str,
+        url: str,
+        response: Any,
+        head: bytes,
+        tdm_file: c.TdmStatement | None,
+        ev: Evidence,
+        attempt: dict[str, Any],
+        chunks: Any,
+    ) -> _Step | None:
+        """Reject what is not video. HTML is read a little further for ``<meta name="tdm-reservation">``."""
+        if sniff_container(head) is not None:
+            return None
+        ctype = response.headers.get("content-type")
+        if looks_like_html(head, ctype):
+            if chunks is not None:
+                with contextlib.suppress(Exception):
+                    async for more in chunks:
+                        head += more
+                        if len(head) >= _HTML_HEAD_BYTES:
+                            break
+            header = c.tdm_from_headers(
+                response.headers.get_list("tdm-reservation"), response.headers.get_list("tdm-policy")
+            )
+            check = self.evaluator.on_html(head[:_HTML_HEAD_BYTES], tdm_file, header)
+            ev.add_checks(url, "content", [check])
+            if check.denied:
+                attempt["outcome"] = "denied"
+                return self._final(
+                    sid, Result.DROPPED, check.reason or c.REASON_TDM, url, response.status_code, check.value
+                )
+        return self._final(
+            sid,
+            Result.DROPPED,
+            "fetch.not_video",
+            url,
+            response.status_code,
+            f"content-type {ctype!r}, first bytes {head[:16]!r}",
+        )
+
+    async def _c2pa(self, path: Path, container: str | None) -> c.Check:
+        mode = self.options.c2pa
+        if mode == "off":
+            return c.Check("c2pa", c.NOT_CHECKED, None, evidence={"why": "disabled in config"})
+        mime = c.C2PA_MIME.get(container or "")
+        if mime is None:
+            return c.Check("c2pa", c.NOT_CHECKED, None, evidence={"why": f"c2pa cannot read {container}"})
+        if self._c2pa_state is None:
+            try:
+                import c2pa  # noqa: F401
+
+                self._c2pa_state = "ok"
+            except ImportError:
+                self._c2pa_state = "missing"
+        if self._c2pa_state == "missing":
+            if mode == "require":
+                raise MissingExtraError("c2pa-python", "c2pa", feature="the C2PA training-mining check")
+            return c.Check("c2pa", c.NOT_CHECKED, None, evidence={"why": "c2pa-python is not installed"})
+        try:
+            manifest = await asyncio.get_running_loop().run_in_executor(
+                self._pool, c.read_c2pa_manifest, str(path), mime
+            )
+        except MissingExtraError:
+            raise
+        except Exception as exc:  # an unreadable manifest is recorded, not fatal
+            return c.Check("c2pa", c.ERROR, None, evidence={"error": f"{type(exc).__name__}: {exc}"})
+        return c.check_c2pa(manifest)
+
+    # -- partial files ---------------------------------------------------------------------------------
+    def _store(self) -> BlobStore:
+        if self.store is None:
+            raise ConfigError("the HTTP fetcher needs a blob store", fix="set [store] root or --store")
+        return self.store
+
+    def _load_partial(self, url: str) -> _Partial | None:
+        if self.store is None:
+            return None
+        inc = self.store.root / "incoming"
+        key = _partial_key(url)
+        path, meta_path = inc / f"{key}.partial", inc / f"{key}.partial.json"
+        if not path.exists():
+            meta_path.unlink(missing_ok=True)
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            return None
+        part = _Partial(
+            path,
+            meta_path,
+            path.stat().st_size,
+            meta.get("etag"),
+            meta.get("last_modified"),
+            meta.get("total"),
+        )
+        if (
+            meta.get("url") != url
+            or time.time() - float(meta.get("created_at", 0)) > self.options.partial_max_age_s
+        ):
+            self._drop_partial(part)
+            return None
+        return part
+
+    @staticmethod
+    def _drop_partial(partial: _Partial) -> None:
+        partial.path.unlink(missing_ok=True)
+        partial.meta_path.unlink(missing_ok=True)
+
+    # -- host documents --------------------------------------------------------------------------------
+    async def _host_doc(self, origin: str, kind: str, ev: Evidence) -> Any:
+        """robots.txt or tdmrep.json of an origin, fetched once per TTL (concurrent callers share one fetch)."""
+        state = self._host(origin)
+        cached = state.docs.get(kind)
+        if cached is not None and cached.expires > time.monotonic():
+            return cached.doc
+        lock = state.doc_locks.setdefault(kind, asyncio.Lock())
+        async with lock:
+            cached = state.docs.get(kind)
+            if cached is not None and cached.expires > time.monotonic():
+                return cached.doc
+            doc, record = await self._fetch_host_doc(state, kind)
+            if getattr(doc, "state", None) == "unreachable":
+                ttl = self.options.unreachable_ttl_s
+            else:
+                ttl = self.options.robots_ttl_s if kind == "robots.txt" else self.options.tdmrep_ttl_s
+            state.docs[kind] = _CachedDoc(doc, time.monotonic() + ttl)
+            ev.host_documents.append(record)
+            self.stats[f"host_doc.{kind}"] += 1
+            return doc
+
+    async def _fetch_host_doc(self, state: HostState, kind: str) -> tuple[Any, dict[str, Any]]:
+        import httpx
+
+        url = state.origin + HOST_DOCUMENT_PATHS[kind]
+        o = self.options
+        fetched_at = now_iso()
+        status: int | None = None
+        body = b""
+        error: str | None = None
+        final_url = url
+        try:
+            async with asyncio.timeout(o.connect_timeout_s + o.read_timeout_s):
+                for _ in range(5):  # RFC 9309 §2.3.1.2: follow at least five redirects
+                    await state.turn()
+                    async with state.sem:
+                        self.stats["requests"] += 1
+                        async with self._client.stream("GET", final_url) as resp:
+                            status = resp.status_code
+                            if status in _REDIRECTS and resp.headers.get("location"):
+                                final_url = urljoin(final_url, resp.headers["location"])
+                                continue
+                            if status in (429, 503):
+                                ra = parse_retry_after(resp.headers.get("retry-after"))
+                                if ra is not None:
+                                    state.pause(min(ra, o.max_retry_after_s))
+                            if 200 <= status < 300:
+                                buf = bytearray()
+                                async for chunk in resp.aiter_raw():
+                                    buf += chunk
+                                    if len(buf) >= o.host_document_max_bytes:
+                                        break
+                                body = bytes(buf[: o.host_document_max_bytes])
+                            break
+                else:
+                    status, error = None, "too many redirects"
+        except (TimeoutError, httpx.HTTPError, OSError) as exc:
+            status, error = None, f"{type(exc).__name__}: {exc}"
+        if kind == "robots.txt":
+            doc: Any = c.RobotsDoc.from_response(
+                status, body, max_bytes=o.host_document_max_bytes, error=error
+            )
+        else:
+            doc = c.TdmRepDoc.from_response(status, body, error=error)
+        record: dict[str, Any] = {
+            "host": state.origin,
+            "kind": kind,
+            "url": final_url,
+            "fetched_at": fetched_at,
+            "status_code": status,
+            "state": doc.state,
+            "note": doc.note,
+            "body_sha256": None,
+            "body_uri": None,
+        }
+        if body and self.store is not None:
+            record["body_uri"] = self.store.put_bytes(body)
+            record["body_sha256"] = hashlib.sha256(body).hexdigest()
+        return doc, record
+
+
+def _validators(headers: Any) -> dict[str, str]:
+    out = {}
+    if headers.get("etag"):
+        out["etag"] = headers["etag"]
+    if headers.get("last-modified"):
+        out["last_modified"] = headers["last-modified"]
+    if headers.get("content-length"):
+        out["content_length"] = headers["content-length"]
+    return out
+
+
+def _changed(old: dict[str, str], new: dict[str, str]) -> bool | None:
+    for key in ("etag", "last_modified", "content_length"):
+        if old.get(key) and new.get(key):
+            return old[key] != new[key]
+    return None
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
+    """``bytes 100-199/1000`` → ``(100, 199, 1000)``; ``*`` totals are ``None``."""
+    if not value or not value.lower().startswith("bytes "):
+        return None, None, None
+    try:
+        span, _, full = value[6:].partition("/")
+        start, _, end = span.partition("-")
+        return int(start), int(end), (int(full) if full.strip().isdigit() else None)
+    except ValueError:
+        return None, None, None
+
+
+# -- running coroutines from synchronous code ------------------------------------------------------------
+class LoopThread:
+    """An event loop in a daemon thread, so a synchronous stage can keep one client (and its connection pool,
+    token buckets and host caches) across batches."""
+
+    def __init__(self, name: str = "cf-fetch-loop"):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+__all__ = [
+    "FetchOptions",
+    "FetchOutcome",
+    "Fetcher",
+    "Evidence",
+    "LoopThread",
+    "TokenBucket",
+    "backoff_delay",
+    "default_platform_check",
+    "looks_like_html",
+    "origin_of",
+    "parse_retry_after",
+    "sniff_container",
+    "user_agent",
+    "TRANSIENT_REASONS",
+]
