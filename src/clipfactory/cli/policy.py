@@ -1,3 +1,246 @@
-"""CLI commands (thin shell over the library)."""
+"""``clipfactory policy check|profiles|datasets`` and ``clipfactory explain``."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .app import app, policy_app
+from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, open_catalog, settings, table
+
+PolicyFileOpt = Annotated[
+    Path | None, typer.Option("--policy", help="Policy TOML with custom profiles and licence classes.")
+]
+RegistryOpt = Annotated[
+    Path | None, typer.Option("--registry", help="Registry TOML that adds or overrides dataset entries.")
+]
+PermissionsOpt = Annotated[
+    Path | None, typer.Option("--permissions", help="TOML of recorded written acquisition permissions.")
+]
+
+
+def _settings(config, sets, catalog=None, policy=None, registry=None, permissions=None, purpose=None):
+    return settings(
+        config,
+        sets,
+        catalog=catalog,
+        policy_file=policy,
+        registry_file=registry,
+        permissions_file=permissions,
+        purpose=purpose,
+    )
+
+
+@policy_app.command("check")
+def check_cmd(
+    purpose: Annotated[
+        str | None,
+        typer.Option("--purpose", "-p", help="Purpose profile: commercial, research or a custom one."),
+    ] = None,
+    eval_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--eval", help="Evaluation dataset to decontaminate, DATASET or DATASET:SPLIT (repeatable)."
+        ),
+    ] = None,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    policy: PolicyFileOpt = None,
+    registry: RegistryOpt = None,
+    permissions: PermissionsOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Decide every source for a purpose, store the decisions, and print counts by decision and reason."""
+    from ..policy.gate import evaluate
+
+    s = _settings(config, sets, catalog, policy, registry, permissions, purpose)
+    evaluation = list(s.build.evaluation_manifests) + [
+        e for e in eval_ or [] if e not in s.build.evaluation_manifests
+    ]
+    summary = evaluate(open_catalog(s), s.purpose, settings=s, evaluation_datasets=evaluation)
+
+    def render(r: dict[str, Any]) -> None:
+        d = r["decisions"]
+        console.print(
+            f"[bold]{r['purpose']}[/]: {r['n_sources']} sources: "
+            f"[green]{d['allow']} allow[/], [red]{d['deny']} deny[/], [yellow]{d['review']} review[/]"
+            f"  (policy {r['policy_hash']})"
+        )
+        if r["evaluation_datasets"]:
+            console.print("evaluation sets excluded: " + ", ".join(r["evaluation_datasets"]))
+        if r["reasons"]:
+            table([{"reason": k, "sources": v} for k, v in r["reasons"].items()], "reasons")
+        if r["effective_classes"]:
+            table(
+                [{"class": k, "sources": v} for k, v in r["effective_classes"].items()], "effective use class"
+            )
+
+    emit(summary, json_, render)
+
+
+@policy_app.command("profiles")
+def profiles_cmd(
+    config: ConfigOpt = None,
+    policy: PolicyFileOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the purpose profiles (built-in and from the policy file)."""
+    from ..policy.profiles import list_profiles
+
+    s = _settings(config, sets, policy=policy)
+    rows = list_profiles(s)
+
+    def render(rs: list[dict[str, Any]]) -> None:
+        table(
+            [
+                {
+                    "profile": r["name"],
+                    "accepts": ", ".join(r["accept"]),
+                    "denies datasets": ", ".join(r["deny_datasets"]),
+                    "no-redistribution": "deny" if r["deny_no_redistribution"] else "accept",
+                    "reviewed": ", ".join(r["reviewed"]),
+                }
+                for r in rs
+            ],
+            "purpose profiles",
+        )
+
+    emit(rows, json_, render)
+
+
+@policy_app.command("datasets")
+def datasets_cmd(
+    config: ConfigOpt = None,
+    registry: RegistryOpt = None,
+    policy: PolicyFileOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the dataset registry: licences, content source, lineage and flags."""
+    from ..policy.lineage import describe_datasets
+
+    s = _settings(config, sets, registry=registry, policy=policy)
+    rows = describe_datasets(s)
+
+    def render(rs: list[dict[str, Any]]) -> None:
+        out = []
+        for r in rs:
+            flags = [
+                f
+                for f, on in (
+                    (f"withdrawn {r['withdrawn']}", r.get("withdrawn")),
+                    ("no redistribution", r.get("no_redistribution")),
+                    ("needs review", r.get("needs_review")),
+                    ("eval: " + ",".join(r.get("evaluation_splits") or []), r.get("evaluation_splits")),
+                    ("(check)", r.get("needs_check")),
+                )
+                if on
+            ]
+            out.append(
+                {
+                    "dataset": r["key"],
+                    "licence": r.get("annotation_license") or "",
+                    "class": (r.get("license_terms") or {}).get("use_class", ""),
+                    "along lineage": r.get("effective_class") or "",
+                    "content": r.get("content_source") or "",
+                    "lineage": " <- ".join(r["lineage"]),
+                    "flags": "; ".join(flags),
+                }
+            )
+        table(out, "dataset registry")
+
+    emit(rows, json_, render)
+
+
+@app.command("explain")
+def explain_cmd(
+    source: Annotated[str, typer.Argument(help="A source id (youtube:<id>, sha256:<hex>, ...) or any URL.")],
+    purpose: Annotated[
+        str | None,
+        typer.Option("--purpose", "-p", help="Explain for this purpose only (default: every profile)."),
+    ] = None,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    policy: PolicyFileOpt = None,
+    registry: RegistryOpt = None,
+    permissions: PermissionsOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Explain a source: its lineage, every licence on it, its memberships, and each purpose's decision."""
+    from ..explain import explain_source
+
+    s = _settings(config, sets, catalog, policy, registry, permissions)
+    data = explain_source(open_catalog(s), source, purpose=purpose, settings=s)
+    emit(data, json_, _render_explain)
+
+
+def _render_explain(r: dict[str, Any]) -> None:
+    src = r["source"]
+    console.print(f"[bold]{r['source_id']}[/]  platform={src.get('platform')}  url={src.get('url') or '-'}")
+    if r["memberships"]:
+        table(r["memberships"], "memberships", ["dataset", "split", "label", "n_spans", "manifest_id"])
+    else:
+        console.print("memberships: none")
+    lic = r["licenses"]
+    table(
+        [
+            {
+                "kind": t["kind"],
+                "of": t["subject"],
+                "licence": t.get("license") or "(none)",
+                "class": t["use_class"],
+                "attribution": t["attribution"],
+                "share-alike": t["share_alike"],
+                "note": t.get("origin") or ("unknown" if t["unknown"] else ""),
+            }
+            for t in lic["content"]
+        ],
+        "content terms (the pixels)",
+    )
+    rows = []
+    for a in lic["annotations"]:
+        for t in a["terms"] or [
+            {"subject": a["dataset"], "use_class": "-", "attribution": "", "share_alike": ""}
+        ]:
+            rows.append(
+                {
+                    "membership": a["dataset"],
+                    "dataset": t["subject"],
+                    "via": " <- ".join(t.get("via", [])) or "",
+                    "licence": t.get("license") or "(none)",
+                    "class": t["use_class"],
+                    "attribution": t["attribution"],
+                    "share-alike": t["share_alike"],
+                }
+            )
+    if rows:
+        table(rows, "annotation terms (the datasets, along their lineage)")
+    acq = r.get("acquisition") or {}
+    for c in acq.get("checks", []):
+        perm = c.get("permission")
+        extra = (
+            f"permission granted by {perm['granted_by']} on {perm['granted_at']}"
+            if perm
+            else c.get("reason") or ""
+        )
+        console.print(
+            f"acquisition via {c.get('platform')}: {c.get('download')} -> {c.get('status')} {extra}"
+        )
+    for purpose, d in r["decisions"].items():
+        colour = {"allow": "green", "deny": "red", "review": "yellow"}[d["decision"]]
+        console.print(
+            f"[bold]{purpose}[/]: [{colour}]{d['decision']}[/] (class {d['effective_class']}, "
+            f"use {'ok' if d['use_ok'] else 'no'}, acquire {'ok' if d['acquire_ok'] else 'no'})"
+        )
+        for reason, why in zip(d["reasons"], d["why"], strict=True):
+            console.print(f"  - {reason}: {why}", highlight=False)
+    for purpose, d in r["stored_decisions"].items():
+        stale = "" if d["current_policy"] is not False else " [yellow](made under another policy)[/]"
+        console.print(f"stored {purpose}: {d['decision']} at {d['decided_at']}{stale}")
+    for name, section in r["sections"].items():
+        console.print(f"[bold]{name}[/]: {section}")

@@ -118,4 +118,23 @@ def dataset_lineage(registry: Registry, licenses: LicenseTable, dataset: str) ->
     return out
 
 
-__all__ = ["Term", "content_terms", "dataset_terms", "dataset_lineage"]
+def describe_datasets(settings: Any = None) -> list[dict[str, Any]]:
+    """Registry entries with their licence classified: the dataset's own licence triple, and the
+    effective class along its lineage (what ``clipfactory policy datasets`` prints)."""
+    from ..sources.registry import list_datasets
+    from .profiles import load_policy
+    from .taxonomy import USE_CLASSES
+
+    policy = load_policy(settings)
+    out = []
+    for row in list_datasets(settings):
+        terms = dataset_terms(policy.registry, policy.licenses, row["key"])
+        own = [t for t in terms if t.subject == row["key"]]
+        row["license_terms"] = own[0].terms.to_dict() if own else None
+        row["effective_class"] = USE_CLASSES[max((t.terms.rank for t in terms), default=0)] if terms else None
+        row["lineage_terms"] = [t.to_dict() for t in terms]
+        out.append(row)
+    return out
+
+
+__all__ = ["Term", "content_terms", "dataset_terms", "dataset_lineage", "describe_datasets"]

@@ -88,7 +88,7 @@ EMPTY = Permissions([], None, "none")
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: str, _mtime: float) -> Permissions:
+def _load_cached(path: str, _mtime: tuple[int, int]) -> Permissions:
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text())
@@ -145,7 +145,7 @@ def load_permissions(settings: Any = None, *, path: str | os.PathLike | None = N
     p = Path(path)
     if not p.exists():
         raise PolicyError("permissions file not found", item=str(p), fix="check permissions_file")
-    return _load_cached(str(p.resolve()), p.stat().st_mtime)
+    return _load_cached(str(p.resolve()), (p.stat().st_mtime_ns, p.stat().st_size))
 
 
 __all__ = ["Permission", "Permissions", "load_permissions", "EMPTY"]

@@ -142,7 +142,7 @@ def _resolve_profiles(raw: dict[str, dict[str, Any]], where: str) -> dict[str, P
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(policy_path: str | None, _mtime: float | None, registry: Registry) -> Policy:
+def _load_cached(policy_path: str | None, _mtime: tuple[int, int] | None, registry: Registry) -> Policy:
     base = tomllib.loads(builtin_policy_text())
     user = _read(policy_path) if policy_path else {}
     _check_sections(user, policy_path or "")
@@ -197,7 +197,7 @@ def load_policy(settings: Any = None, *, path: str | os.PathLike | None = None) 
     p = Path(path)
     if not p.exists():
         raise PolicyError("policy file not found", item=str(p), fix="check policy_file / --policy")
-    return _load_cached(str(p.resolve()), p.stat().st_mtime, registry)
+    return _load_cached(str(p.resolve()), (p.stat().st_mtime_ns, p.stat().st_size), registry)
 
 
 def list_profiles(settings: Any = None) -> list[dict[str, Any]]:

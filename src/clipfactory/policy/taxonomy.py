@@ -93,10 +93,29 @@ def combine(terms: list[LicenseTerms], *, license: str | None = None) -> License
 
 
 @functools.lru_cache(maxsize=1)
+def _parser():
+    """A parser that keeps every id as written (the SPDX-aware one rewrites some ids into aliases)."""
+    from license_expression import Licensing
+
+    return Licensing()
+
+
+@functools.lru_cache(maxsize=1)
 def _spdx():
     from license_expression import get_spdx_licensing
 
     return get_spdx_licensing()
+
+
+@functools.lru_cache(maxsize=4096)
+def spdx_key(key: str) -> str | None:
+    """The SPDX id that ``key`` is an alias or a case variant of (``GPL-2.0+`` → ``GPL-2.0-or-later``)."""
+    try:
+        node = _spdx().parse(key, validate=False, strict=False)
+    except Exception:  # noqa: BLE001 - not a recognisable id
+        return None
+    k = getattr(node, "key", None)
+    return k if isinstance(k, str) and k != key else None
 
 
 def parse_expression(expr: str):
@@ -109,7 +128,7 @@ def parse_expression(expr: str):
             "empty licence expression", item=repr(expr), fix="give an SPDX id such as CC-BY-4.0"
         )
     try:
-        parsed = _spdx().parse(text, validate=False, strict=False)
+        parsed = _parser().parse(text, validate=False, strict=False)
     except (ExpressionError, ExpressionParseError) as exc:
         raise PolicyError(
             f"invalid SPDX licence expression: {exc}",
@@ -152,10 +171,17 @@ class LicenseTable:
         return {v["key"]: {k: x for k, x in v.items() if k != "key"} for v in self._entries.values()}
 
     def symbol(self, key: str) -> LicenseTerms:
-        """Classify one licence id (no operators)."""
+        """Classify one licence id (no operators): the table, then the CC family rule, else unknown.
+
+        The id is looked up as written, then as the SPDX id it is an alias of."""
         k = key.strip()
         low = k.lower()
         e = self._entries.get(low)
+        if e is None and not _CC.match(k):
+            alias = spdx_key(k)
+            if alias is not None:
+                e = self._entries.get(alias.lower())
+                low = alias.lower() if e is not None else low
         if e is not None:
             return LicenseTerms(
                 license=e["key"],

@@ -69,6 +69,7 @@ class PlatformEntry(BaseModel):
 
     key: str
     name: str | None = None
+    kind: str | None = None
     hosts: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     download: Literal["local", "allowed", "permission_required"] = "allowed"
@@ -239,7 +240,7 @@ def _build(data: dict[str, Any], sources: list[str]) -> Registry:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(path: str | None, mtime: float | None) -> Registry:
+def _load_cached(path: str | None, mtime: tuple[int, int] | None) -> Registry:
     data = tomllib.loads(builtin_registry_text())
     sources = ["builtin:sources/registry/datasets.toml"]
     if path:
@@ -257,7 +258,7 @@ def load_registry(settings: Any = None, *, path: str | os.PathLike | None = None
     p = Path(path)
     if not p.exists():
         raise PolicyError("registry file not found", item=str(p), fix="check registry_file / --registry")
-    return _load_cached(str(p.resolve()), p.stat().st_mtime)
+    return _load_cached(str(p.resolve()), (p.stat().st_mtime_ns, p.stat().st_size))
 
 
 def list_datasets(settings: Any = None) -> list[dict[str, Any]]:
