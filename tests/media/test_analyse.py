@@ -125,6 +125,21 @@ def test_synthetic_statistics(synth_result):
     assert all(s.text_fraction is None for s in shots)
 
 
+def test_flash_frame_is_not_a_cut(tmp_path):
+    frames = [_shot_frame(_texture(3), i).astype(np.uint8) for i in range(40)]
+    frames[20] = np.full_like(frames[20], 255)  # one white flash frame
+    path = tmp_path / "flash.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for img in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    assert analyse(path).boundaries == []
+
+
 def test_pdq_and_thumbnails(synth_result):
     r = synth_result
     assert len(r.pdq) == pytest.approx(N / FPS, abs=1)
@@ -215,3 +230,19 @@ def test_corrupted_frames_do_not_crash():
         return
     assert r.n_frames > 200 and len(r.shots) >= 1
     assert r.shots[-1].end_frame == r.n_frames
+    # one-frame glitches (frames 40, 75, 95, 100) are not cuts; the three real cuts are found
+    assert len(r.boundaries) == 3, r.boundaries
+    assert all(abs(b - t) <= 1 for b, t in zip(r.boundaries, [98, 154, 200], strict=True)), r.boundaries
+
+
+def test_corrupt_bytes_are_skipped(synth, tmp_path):
+    data = bytearray(synth.read_bytes())
+    rng = np.random.default_rng(1)
+    for off in range(len(data) // 3, len(data) * 2 // 3, 997):
+        data[off : off + 40] = rng.integers(0, 256, 40, dtype=np.uint8).tobytes()
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(bytes(data))
+    r = analyse(bad)  # must not raise: damaged packets are skipped and counted
+    assert r.n_frames > N // 3
+    assert r.shots[0].start_frame == 0 and r.shots[-1].end_frame == r.n_frames
+    assert r.decode_errors >= 0

@@ -27,7 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clipfactory.errors import require
 from clipfactory.media.decode import DecodeStats, PlaneReader, iter_frames
-from clipfactory.media.probe import MediaProbeError, ProbeInfo, _video_stream, open_container, probe
+from clipfactory.media.probe import (
+    MediaProbeError,
+    ProbeInfo,
+    _video_stream,
+    complete_info,
+    open_container,
+    read_header,
+)
 from clipfactory.media.shots import DetectorParams, ShotDetector
 
 log = logging.getLogger(__name__)
@@ -227,11 +234,11 @@ class _ThumbSampler:
     """Keeps a bounded, evenly thinned set of frame references for the open shot.
 
     Frames are offered in order; every ``step``-th frame since the shot start is kept, and when more
-    than ``keep`` are held every other one is dropped and ``step`` doubles. A short ring of the latest
-    frames covers boundaries that are confirmed a few frames late.
+    than ``keep`` are held every other one is dropped and ``step`` doubles. A ring of every other one
+    of the latest ``2 * recent`` frames covers boundaries that are settled some frames late.
     """
 
-    def __init__(self, keep: int = 12, recent: int = 20):
+    def __init__(self, keep: int = 12, recent: int = 24):
         self.keep = keep
         self.start = 0
         self.step = 1
@@ -239,7 +246,8 @@ class _ThumbSampler:
         self.recent: deque[tuple[int, av.VideoFrame]] = deque(maxlen=recent)
 
     def offer(self, idx: int, frame: av.VideoFrame) -> None:
-        self.recent.append((idx, frame))
+        if idx % 2 == 0:
+            self.recent.append((idx, frame))
         if (idx - self.start) % self.step:
             return
         self.cands.append((idx, frame))
@@ -298,9 +306,19 @@ class _TextSampler:
         return (sum(hits) / len(hits)) if hits else None
 
 
+# Sharpness changes slowly within a shot; sampling every third frame still gives every shot of
+# min_shot_frames >= 3 a value, at a third of the cost.
+_SHARPNESS_EVERY = 3
+
+
 def _sharpness(y: np.ndarray) -> float:
     lap = 4.0 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
     return float(lap.var())
+
+
+def _nanmean(a: np.ndarray) -> float:
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if a.size else 0.0
 
 
 def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> AnalysisResult:
@@ -311,15 +329,14 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
     """
     cfg = config or AnalyseConfig()
     item = str(path)
-    info = probe(path)
     params = cfg.detector_params()
     detector = ShotDetector(params)
     text = _TextSampler(cfg) if cfg.detect_text else None
     sampler = _ThumbSampler()
     stats = DecodeStats()
 
-    fps = info.fps or 25.0
     times: list[float] = []
+    frame_ids: list[int] = []  # frame index of each decoded frame (differs only in coarse mode)
     motion: list[float] = []
     sharp: list[float] = []
     luma: list[float] = []
@@ -327,8 +344,6 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
     pdq: list[PdqHash] = []
     shots_meta: list[tuple[int, int, str, bytes | None]] = []
 
-    step = max(1, int(round(info.width / cfg.analysis_width)))
-    pdq_step = max(1, int(round(info.width / cfg.pdq_width)))
     bright = cfg.black_luma + 24.0
     pdqhash = None
 
@@ -340,6 +355,9 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
 
     with open_container(path) as container:
         stream = _video_stream(container, item)
+        header = read_header(container, stream, item)
+        fps = header["fps"] or 25.0
+        info: ProbeInfo | None = None
         stream.thread_type = "AUTO"
         if cfg.skip_loop_filter:
             stream.codec_context.options = {"skip_loop_filter": "all"}
@@ -352,6 +370,7 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
         next_pdq = 0.0
         next_text = 0.0
         idx = -1
+        n_seen = 0
         for frame in iter_frames(container, stream, stats):
             if frame.pts is not None and start_pts is None:
                 start_pts = frame.pts
@@ -362,26 +381,37 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
             else:
                 idx += 1
             if reader is None:
+                # The first frame completes the probe: pixel format, rotation, decoded size.
+                info = complete_info(header, frame, stream, item)
+                step = max(1, int(round(info.width / cfg.analysis_width)))
+                pdq_step = max(1, int(round(info.width / cfg.pdq_width)))
                 reader = PlaneReader(frame.format.name, step)
             y = reader.luma(frame)
             ch = reader.chroma(frame)
-            mean = float(y.mean())
             if prev_y is None:
+                inv_y = 1.0 / y.size
+                inv_c = 1.0 / ch[0].size if ch is not None else 0.0
                 dy = score = 0.0
             else:
-                dy = float(np.abs(y - prev_y).mean())
+                # ndarray.sum() times a precomputed 1/size: mean() costs twice as much on small arrays.
+                dy = float(np.abs(y - prev_y).sum()) * inv_y
                 score = dy
                 if ch is not None:
-                    score += float(np.abs(ch[0] - prev_u).mean()) + float(np.abs(ch[1] - prev_v).mean())
-            is_black = mean < cfg.black_luma and float((y > bright).mean()) < 0.02
+                    score += (
+                        float(np.abs(ch[0] - prev_u).sum()) + float(np.abs(ch[1] - prev_v).sum())
+                    ) * inv_c
+            mean = float(y.sum()) * inv_y
+            is_black = mean < cfg.black_luma and float((y > bright).sum()) * inv_y < 0.02
             prev_y = y
             if ch is not None:
                 prev_u, prev_v = ch
             times.append(t)
+            frame_ids.append(idx)
             motion.append(dy)
             luma.append(mean)
             black.append(is_black)
-            sharp.append(_sharpness(y))
+            sharp.append(_sharpness(y) if n_seen % _SHARPNESS_EVERY == 0 else np.nan)
+            n_seen += 1
             if t >= next_pdq:
                 if pdqhash is None:
                     import pdqhash
@@ -397,19 +427,24 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
             sampler.offer(idx, frame)
             detector.push(y, score, is_black)
             for b in detector.pop_final():
-                close_shot(b.frame, b.kind)
-        if not times:
-            detail = f"no frame could be decoded ({stats.errors} packet errors"
-            detail += f", last: {stats.last_error})" if stats.last_error else ")"
+                close_shot(frame_ids[b.frame], b.kind)
+        if not times or info is None:
+            if not stats.errors:
+                raise MediaProbeError(
+                    "media.truncated",
+                    "the video stream holds no decodable frame",
+                    item=item,
+                    fix="the file is incomplete; fetch it again",
+                )
             raise MediaProbeError(
                 "media.decode_error",
-                detail,
+                f"no frame could be decoded ({stats.errors} packet errors, last: {stats.last_error})",
                 item=item,
                 fix="the video data is corrupt; fetch or re-encode it",
             )
         detector.finish()
         for b in detector.pop_final():
-            close_shot(b.frame, b.kind)
+            close_shot(frame_ids[b.frame], b.kind)
         n = idx + 1
         close_shot(n, "end")
         sampler.cands.clear()
@@ -447,7 +482,7 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
                 end_ms=end_ms,
                 transition_out=kind,
                 motion=round(float(m.mean()), 4),
-                sharpness=round(float(sharp_a[sl].mean()), 3),
+                sharpness=round(_nanmean(sharp_a[sl]), 3),
                 luma=round(float(luma_a[sl].mean()), 3),
                 black_fraction=round(float(black_a[sl].mean()), 4),
                 static_fraction=round(float(static_a[sl].mean()), 4),

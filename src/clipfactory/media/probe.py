@@ -235,65 +235,73 @@ def probe(path: str | os.PathLike) -> ProbeInfo:
     Raises :class:`MediaProbeError` with one of the :data:`REASONS` codes.
     """
     item = str(path)
-    size = Path(path).stat().st_size if Path(path).exists() else 0
     with open_container(path) as container:
         stream = _video_stream(container, item)
-        check_decoder(stream, item)
-        cc = stream.codec_context
-        tb = stream.time_base
-        duration_ms = _ms(stream.duration, tb)
-        if duration_ms is None and container.duration is not None:
-            duration_ms = int(round(container.duration / 1000))
-        start_ms = _ms(stream.start_time, tb) or 0
-        fps_rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(fps_rate) if fps_rate else 0.0
-        n_frames = stream.frames or None
-        if n_frames is None and duration_ms and fps:
-            n_frames = None  # unknown: the container does not count frames
-        is_vfr = _is_vfr(stream)
-        audio = [s for s in container.streams.audio]
-        audio_codecs = tuple((s.codec_context.name if s.codec_context else "unknown") for s in audio)
-        bit_rate = container.bit_rate or cc.bit_rate or None
-        container_name = container.format.name
-        truncated = _index_past_end(stream, size)
+        header = read_header(container, stream, item)
         stream.thread_type = "AUTO"
         frame = _first_frame(container, stream, item)
-        if truncated:
-            raise MediaProbeError(
-                "media.truncated",
-                f"the index points past the end of the file ({size} bytes)",
-                item=item,
-                fix="the file is incomplete; fetch it again",
-            )
-        pix_fmt = frame.format.name
-        rotation = int(getattr(frame, "rotation", 0) or 0) % 360
-        if not rotation:
-            try:
-                rotation = int(stream.metadata.get("rotate", 0)) % 360
-            except ValueError:
-                rotation = 0
-        width, height = frame.width or cc.width, frame.height or cc.height
-        from clipfactory.media.decode import check_pixel_format
+        return complete_info(header, frame, stream, item)
 
-        check_pixel_format(pix_fmt, item)
-    return ProbeInfo(
-        path=item,
-        size_bytes=size,
-        container=container_name,
-        video_codec=cc.name,
-        audio_codecs=audio_codecs,
-        n_audio_streams=len(audio),
-        width=int(width),
-        height=int(height),
-        fps=fps,
-        is_vfr=is_vfr,
-        duration_ms=duration_ms,
-        n_frames=n_frames,
+
+def read_header(container, stream, item: str) -> dict:
+    """What the container says about ``stream`` without decoding: the fields of :class:`ProbeInfo`
+    except those read from the first frame. Raises for a missing decoder or a truncated index."""
+    check_decoder(stream, item)
+    size = Path(item).stat().st_size
+    cc = stream.codec_context
+    tb = stream.time_base
+    duration_ms = _ms(stream.duration, tb)
+    if duration_ms is None and container.duration is not None:
+        duration_ms = int(round(container.duration / 1000))
+    fps_rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    audio = list(container.streams.audio)
+    bit_rate = container.bit_rate or cc.bit_rate or None
+    if _index_past_end(stream, size):
+        raise MediaProbeError(
+            "media.truncated",
+            f"the index points past the end of the file ({size} bytes)",
+            item=item,
+            fix="the file is incomplete; fetch it again",
+        )
+    return {
+        "path": item,
+        "size_bytes": size,
+        "container": container.format.name,
+        "video_codec": cc.name,
+        "audio_codecs": tuple((s.codec_context.name if s.codec_context else "unknown") for s in audio),
+        "n_audio_streams": len(audio),
+        "width": int(cc.width),
+        "height": int(cc.height),
+        "fps": float(fps_rate) if fps_rate else 0.0,
+        "is_vfr": _is_vfr(stream),
+        "duration_ms": duration_ms,
+        "n_frames": stream.frames or None,  # None: the container does not count frames
+        "bit_rate": int(bit_rate) if bit_rate else None,
+        "start_ms": _ms(stream.start_time, tb) or 0,
+    }
+
+
+def complete_info(header: dict, frame, stream, item: str) -> ProbeInfo:
+    """:class:`ProbeInfo` from :func:`read_header` and the first decoded frame (pixel format,
+    rotation, size). Raises ``media.unsupported_pixel_format``."""
+    from clipfactory.media.decode import check_pixel_format
+
+    pix_fmt = frame.format.name
+    check_pixel_format(pix_fmt, item)
+    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+    if not rotation:
+        try:
+            rotation = int(stream.metadata.get("rotate", 0)) % 360
+        except ValueError:
+            rotation = 0
+    fields = dict(header)
+    fields.update(
+        width=int(frame.width or header["width"]),
+        height=int(frame.height or header["height"]),
         rotation=rotation,
         pix_fmt=pix_fmt,
-        bit_rate=int(bit_rate) if bit_rate else None,
-        start_ms=start_ms,
     )
+    return ProbeInfo(**fields)
 
 
 def _index_past_end(stream, size: int) -> bool:

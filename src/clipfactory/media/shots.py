@@ -77,6 +77,7 @@ class ShotDetector:
         self._final: list[Boundary] = []
         self._final_new: list[Boundary] = []
         self._ended = False
+        self._inv: float | None = None
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -125,11 +126,39 @@ class ShotDetector:
         if s < self.p.cut_min_score:
             return
         w = self.p.cut_window
-        lo, hi = max(1, j - w), min(self.n, j + w + 1)
-        nb = [self.scores[t] for t in range(lo, hi) if t != j]
-        ref = (sum(nb) / len(nb)) if nb else 0.0
-        if s >= self.p.cut_adaptive_ratio * max(ref, 1.0):
-            self._pending.append(Boundary(j, "cut", s, j - 1, j))
+        left = [self.scores[t] for t in range(max(1, j - w), j)]
+        right = [self.scores[t] for t in range(j + 1, min(self.n, j + w + 1))]
+        # The quieter side is the reference: a cut right next to a flash or a glitch frame is still
+        # an isolated step on its other side, while fast motion is busy on both sides.
+        sides = [sum(x) / len(x) for x in (left, right) if x]
+        ref = min(sides) if sides else 0.0
+        if s < self.p.cut_adaptive_ratio * max(ref, 1.0) or self._is_flash(j, s):
+            return
+        self._pending.append(Boundary(j, "cut", s, j - 1, j))
+
+    def _luma(self, t: int) -> np.ndarray | None:
+        k = self.p.dissolve_window
+        if t < 0 or t >= self.n or t < self.n - (k + 1):
+            return None
+        return self._ring[t % (k + 1)]
+
+    def _is_flash(self, j: int, s: float) -> bool:
+        """True when frame ``j`` enters or leaves a one-frame anomaly (a flash, a corrupt frame):
+        the pictures on either side of the anomaly match each other."""
+        before2, before, at, after = (self._luma(t) for t in (j - 2, j - 1, j, j + 1))
+        if before is None or at is None:
+            return False
+        step = float(np.abs(at - before).sum()) * self._inv_y(at)
+        if after is not None and float(np.abs(after - before).sum()) * self._inv_y(at) < 0.35 * step:
+            return True  # j is the anomaly: j-1 and j+1 agree
+        if before2 is not None and float(np.abs(at - before2).sum()) * self._inv_y(at) < 0.35 * step:
+            return True  # j-1 was the anomaly: j-2 and j agree
+        return False
+
+    def _inv_y(self, y: np.ndarray) -> float:
+        if self._inv is None:
+            self._inv = 1.0 / y.size
+        return self._inv
 
     def _check_black(self, i: int, is_black: bool) -> None:
         if is_black:
@@ -156,11 +185,13 @@ class ShotDetector:
         k = self.p.dissolve_window
         a = self._ring[(i - k) % (k + 1)]
         m = self._ring[(i - k // 2) % (k + 1)]
-        change = float(np.abs(y - a).mean())
+        if self._inv is None:
+            self._inv = 1.0 / y.size
+        change = float(np.abs(y - a).sum()) * self._inv
         c = i - k // 2
         ok = False
         if change >= self.p.dissolve_min_change:
-            err = float(np.abs(m - (a + y) * 0.5).mean())
+            err = float(np.abs(m - (a + y) * 0.5).sum()) * self._inv
             # Frames inside the window must change smoothly: no single step carries the change.
             steps = self.scores[i - k + 1 : i + 1]
             if err <= self.p.dissolve_max_error * change and max(steps) < 0.5 * change + 2.0:
@@ -211,8 +242,15 @@ class ShotDetector:
             return
         # Also hold back anything close to a not-yet-ready boundary so they are merged together.
         rest = [b for b in self._pending if b.hi + margin >= upto]
-        while ready and rest and rest[0].lo - ready[-1].hi < self.p.min_shot_frames:
-            rest.insert(0, ready.pop())
+        while ready and rest:
+            first = min(b.lo for b in rest)
+            held = [b for b in ready if first - b.hi < self.p.min_shot_frames]
+            if not held:
+                break
+            ready = [b for b in ready if first - b.hi >= self.p.min_shot_frames]
+            rest += held
+        if not ready:
+            return
         self._pending = rest
         for group in _groups(ready, self.p.min_shot_frames):
             best = _pick(group)
@@ -230,7 +268,7 @@ _BLACK_RUN_SCORE = 1000.0  # black-run fades score above any change score, so th
 
 def _groups(bounds: list[Boundary], gap: int) -> list[list[Boundary]]:
     groups: list[list[Boundary]] = []
-    for b in bounds:
+    for b in sorted(bounds, key=lambda b: (b.lo, b.frame)):
         if groups and b.lo - max(g.hi for g in groups[-1]) < gap:
             groups[-1].append(b)
         else:
