@@ -49,7 +49,11 @@ class Settings(BaseSettings):
         None, description="A TOML that adds or overrides dataset registry entries"
     )
     permissions_file: str | None = Field(None, description="A TOML recording written acquisition permissions")
-    workers: int = Field(1, description="Worker processes of the local executor")
+    executor: str = Field("local", description="Executor: local (this machine) or ray (a Ray cluster)")
+    ray_address: str | None = Field(
+        None, description="Ray cluster address for the ray executor; none starts a local Ray"
+    )
+    workers: int = Field(1, description="Worker processes (local) or actors per stage (ray)")
     error_budget: float = Field(0.05, description="Share of items failing with bugs that stops a run")
     retries: int = Field(3, description="Attempts for transient failures")
     inputs: list[str] = Field(

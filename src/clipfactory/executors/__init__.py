@@ -2,7 +2,22 @@
 
 from .local import LocalExecutor, RunSummary, StageSummary, new_run_id
 
-__all__ = ["LocalExecutor", "RunSummary", "StageSummary", "new_run_id"]
+__all__ = [
+    "LocalExecutor",
+    "RunSummary",
+    "StageSummary",
+    "executor_from_settings",
+    "get_executor",
+    "new_run_id",
+]
+
+
+def executor_from_settings(settings, catalog, **kwargs):
+    """The executor that ``settings.executor`` names, configured from the settings."""
+    common = {"workers": settings.workers, "retries": settings.retries, "error_budget": settings.error_budget}
+    if settings.executor == "ray":
+        common["address"] = settings.ray_address
+    return get_executor(settings.executor, catalog, **{**common, **kwargs})
 
 
 def get_executor(name: str, catalog, **kwargs):
