@@ -17,6 +17,7 @@ import hashlib
 import http.server
 import json
 import socket
+import struct
 import sys
 import threading
 import time
@@ -26,8 +27,10 @@ from pathlib import Path
 
 
 def fake_mp4(size: int, seed: int = 0) -> bytes:
-    """Bytes that sniff as MP4 (an ``ftyp`` box first), filled deterministically."""
-    head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    """A well-formed ISO BMFF box sequence (``ftyp``, then one ``mdat`` filling the rest), deterministic
+    per ``seed``: it sniffs as MP4 and C2PA readers parse it (it has no manifest)."""
+    size = max(size, 32)
+    head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + struct.pack(">I", size - 24) + b"mdat"
     block = hashlib.sha256(f"clipfactory-test-{seed}".encode()).digest() * 2048
     body = bytearray(head)
     while len(body) < size:
@@ -76,6 +79,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             owner.hits[path] += 1
             n = owner.hits[path]
             owner.requests.append((path, dict(self.headers.items())))
+            owner.times.append((path, time.monotonic()))
         route = owner.routes.get(path)
         if route is None:
             self._simple(404, b"not found")
@@ -100,6 +104,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for i in range(route.huge_headers // 4000 + 1):
                 headers.append((f"X-Padding-{i}", chunk))
         status, body, extra = route.status, route.body, []
+        inm, ims = self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")
+        if route.status == 200 and (
+            (inm is not None and inm == route.etag) or (inm is None and ims and ims == route.last_modified)
+        ):
+            self.send_response(304)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.end_headers()
+            return
         if route.status == 200 and route.ranges:
             headers.append(("Accept-Ranges", "bytes"))
             rng = self.headers.get("Range")
@@ -158,6 +171,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class TestServer:
     """A threaded HTTP/1.1 server bound to 127.0.0.1 on a free port."""
 
+    __test__ = False  # not a pytest test class
+
     class HTTPServer(http.server.ThreadingHTTPServer):
         daemon_threads = True
         request_queue_size = 256
@@ -170,6 +185,7 @@ class TestServer:
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.times: list[tuple[str, float]] = []
         self.lock = threading.Lock()
         self.httpd = self.HTTPServer((host, 0), _Handler)
         self.httpd.owner = self  # type: ignore[attr-defined]
@@ -195,6 +211,10 @@ class TestServer:
         self.routes["/.well-known/tdmrep.json"] = Route(
             status=status, body=data.encode(), content_type="application/json"
         )
+
+    def times_of(self, path: str) -> list[float]:
+        with self.lock:
+            return [t for p, t in self.times if p == path]
 
     def headers_of(self, path: str) -> list[dict[str, str]]:
         with self.lock:

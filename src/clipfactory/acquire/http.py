@@ -235,12 +235,15 @@ class HostState:
         self.docs: dict[str, _CachedDoc] = {}
         self.doc_locks: dict[str, asyncio.Lock] = {}
 
-    async def turn(self) -> None:
+    async def wait_pause(self) -> None:
         while True:
             wait = self.not_before - time.monotonic()
             if wait <= 0:
-                break
+                return
             await asyncio.sleep(wait)
+
+    async def turn(self) -> None:
+        await self.wait_pause()
         delay = self.bucket.reserve()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -744,6 +747,7 @@ class Fetcher:
                 attempt += 1
                 await host.turn()
                 async with host.sem:
+                    await host.wait_pause()  # a 429 may have arrived while this request queued for a slot
                     step = await self._timed_request(source, url, ev, mode, validators, tdm_file)
                 if step.kind != "retry":
                     break
@@ -1253,6 +1257,7 @@ class Fetcher:
                 for _ in range(5):  # RFC 9309 §2.3.1.2: follow at least five redirects
                     await state.turn()
                     async with state.sem:
+                        await state.wait_pause()
                         self.stats["requests"] += 1
                         async with self._client.stream("GET", final_url) as resp:
                             status = resp.status_code

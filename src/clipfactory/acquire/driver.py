@@ -1,0 +1,109 @@
+"""``clipfactory fetch``: run ``acquire.http`` over the catalog's web sources that have no blob yet.
+
+The stage never writes the catalog; the executor stores each outcome row (with the evidence in its
+``detail``) and the fetched records, then :func:`fetch_sources` loads the evidence into the fetch tables in
+one write transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..catalog import Catalog
+from ..records import SourceRecord
+from ..stage import StageContext
+from .evidence import load_fetch_evidence
+
+
+def policy_settings(settings: Any) -> dict[str, Any]:
+    """The parts of the settings the policy gate reads, as a picklable dict for the stage context."""
+    keys = ("permissions_file", "policy_file", "registry_file", "purpose")
+    return {k: getattr(settings, k, None) for k in keys}
+
+
+def select_unfetched(
+    catalog: Catalog, *, dataset: str | None = None, limit: int | None = None
+) -> list[SourceRecord]:
+    """Sources with a URL and no blob, optionally of one dataset, in source id order."""
+    sql = "SELECT s.* FROM sources s WHERE s.url IS NOT NULL AND s.blob_uri IS NULL"
+    params: list[Any] = []
+    if dataset is not None:
+        sql += " AND s.source_id IN (SELECT source_id FROM memberships WHERE dataset = ?)"
+        params.append(dataset)
+    sql += " ORDER BY s.source_id"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return [SourceRecord.from_row(r) for r in catalog.query(sql, params)]
+
+
+def fetch_sources(
+    settings: Any,
+    *,
+    dataset: str | None = None,
+    limit: int | None = None,
+    progress: Any = None,
+    platform_check: Any = None,
+    transport: Any = None,
+) -> dict[str, Any]:
+    """Fetch the web sources that have no blob yet; returns counts by outcome and reason.
+
+    Settings come from :func:`clipfactory.config.load_settings`; the stage's options from its
+    ``[acquire.http]`` section.
+    """
+    from ..errors import NotFoundError
+    from ..executors.local import LocalExecutor
+    from ..stages.acquire.http import HttpFetchStage
+
+    catalog = Catalog(settings.catalog)
+    with catalog.write() as con:
+        caught_up = load_fetch_evidence(con)  # evidence a crashed earlier run left in outcome rows
+    if dataset is not None:
+        known = catalog.query(
+            "SELECT 1 FROM datasets WHERE dataset = ? UNION ALL SELECT 1 FROM memberships WHERE dataset = ? LIMIT 1",
+            [dataset, dataset],
+        )
+        if not known:
+            raise NotFoundError(
+                "no such dataset in the catalog", item=dataset, fix="see `clipfactory datasets list`"
+            )
+    sources = select_unfetched(catalog, dataset=dataset, limit=limit)
+    stage = HttpFetchStage(
+        settings.stage_config(HttpFetchStage.name),
+        StageContext(
+            store_root=settings.store,
+            catalog_path=str(catalog.path),
+            extras={"policy_settings": policy_settings(settings)},
+        ),
+        platform_check=platform_check,
+        transport=transport,
+    )
+    # The stage retries 429/5xx/timeouts itself with Retry-After; executor retries would multiply attempts.
+    executor = LocalExecutor(
+        catalog, workers=1, retries=1, error_budget=settings.error_budget, progress=progress
+    )
+    summary = executor.run([stage], sources, command="fetch", config=settings.resolved())
+    with catalog.write() as con:
+        loaded = load_fetch_evidence(con)
+    st = summary.stages[0] if summary.stages else None
+    stats = stage.last_stats
+    return {
+        "run_id": summary.run_id,
+        "selected": len(sources),
+        "kept": st.kept if st else 0,
+        "dropped": st.dropped if st else 0,
+        "failed": st.failed if st else 0,
+        "skipped": st.skipped if st else 0,
+        "reasons": dict(sorted((st.reasons if st else {}).items())),
+        "requests": stats.get("requests", 0),
+        "retries": stats.get("retries", 0),
+        "bytes": stats.get("bytes", 0),
+        "host_documents_fetched": {
+            "robots.txt": stats.get("host_doc.robots.txt", 0),
+            "tdmrep.json": stats.get("host_doc.tdmrep.json", 0),
+        },
+        "evidence_loaded": {k: loaded[k] + caught_up[k] for k in loaded},
+    }
+
+
+__all__ = ["fetch_sources", "policy_settings", "select_unfetched"]
