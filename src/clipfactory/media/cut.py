@@ -191,9 +191,8 @@ class _Audio:
             rate = ain.codec_context.sample_rate or 48_000
             self.aout = out.add_stream("aac", rate=rate)
             self.aout.bit_rate = opts.audio_bitrate
-            layout = ain.codec_context.layout.name if ain.codec_context.layout else "stereo"
-            if ain.codec_context.channels and ain.codec_context.channels > 2:
-                layout = "stereo"
+            # Layouts with an unspecified channel order ("1 channels") are not valid for the AAC encoder.
+            layout = "mono" if (ain.codec_context.channels or 2) == 1 else "stereo"
             self.aout.layout = layout
             self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
             self.samples = 0
@@ -394,6 +393,7 @@ def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> d
             first_pts = None
             n = 0
             last_t = None
+            last_pts = None
             rotation = 0
             video_done = False
             errors = 0
@@ -441,8 +441,12 @@ def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> d
                             audio.start(out, float((first_pts - s0) * tb), end_ms / 1000)
                     if rotation:
                         frame = _rotate(frame, rotation)
+                    pts = frame.pts - first_pts
+                    if last_pts is not None and pts <= last_pts:
+                        continue  # repeated or out-of-order timestamps (packed B-frames in AVI): keep the first
+                    last_pts = pts
                     img = frame.reformat(width=vout.width, height=vout.height, format="yuv420p")
-                    img.pts = frame.pts - first_pts
+                    img.pts = pts
                     img.time_base = tb
                     for p in vout.encode(img):
                         out.mux(p)

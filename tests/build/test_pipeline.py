@@ -1,0 +1,316 @@
+"""The main job end to end: add → policy gate → probe → analyse → cut → quality → build; resume and crashes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from clipfactory.build import pipeline
+from clipfactory.build.export import explain_section, write_build
+from clipfactory.catalog import Catalog
+from clipfactory.cli.app import app
+from clipfactory.config import Settings
+from clipfactory.records import ClipRecord
+from clipfactory.storage import BlobStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_settings(tmp_path: Path, inputs: list[Path], **kw) -> Settings:
+    return Settings(
+        catalog=str(tmp_path / "cat.duckdb"),
+        store=str(tmp_path / "store"),
+        inputs=[str(p) for p in inputs],
+        license="CC-BY-4.0",
+        rights_holder="Test Holder",
+        purpose=kw.pop("purpose", "commercial"),
+        build={"name": "t", "out": str(tmp_path / "builds"), "shard_size": kw.pop("shard_size", 1)},
+        **kw,
+    )
+
+
+def new_rows(cat: Catalog, run_id: str) -> dict[str, int]:
+    rows = cat.query(
+        "SELECT stage, count(*) AS n FROM stage_outcomes WHERE run_id = ? GROUP BY stage", [run_id]
+    )
+    return {r["stage"]: r["n"] for r in rows}
+
+
+@pytest.fixture
+def first_run(tmp_path, media_dir):
+    s = make_settings(tmp_path, [media_dir])
+    return s, pipeline.run_pipeline(s)
+
+
+def test_run_exports_allowed_clips_and_refuses_the_rest(first_run):
+    s, summary = first_run
+    cat = Catalog(s.catalog)
+    st = summary["stages"]
+    assert st["acquire.local"]["kept"] == 2
+    # b.mp4 is CC-BY-NC-4.0: the gate refuses it for a commercial build, before any decoding.
+    assert st["policy.gate"]["kept"] == 1 and st["policy.gate"]["dropped"] == 1
+    [reason] = st["policy.gate"]["reasons"]
+    assert reason.startswith("policy.")
+    assert st["media.probe"]["kept"] == 1 and st["media.analyse"]["kept"] == 1
+    assert st["media.cut"]["kept"] == 3
+    assert st["quality.filter"]["kept"] == 2 and st["quality.filter"]["dropped"] == 1
+    assert set(st["quality.filter"]["reasons"]) <= {"quality.too_blurry", "quality.static"}
+    b = summary["build"]
+    assert b["status"] == "complete" and b["n_clips"] == 2 and b["n_shards"] == 2
+    out = Path(b["out_dir"])
+    manifest = json.loads((out / "build.json").read_text())
+    assert manifest["build_id"] == "t-v1" and manifest["purpose"] == "commercial"
+    assert manifest["attributions"] == ["“a” © Test Holder, CC BY 4.0"]
+
+    # Shards: per clip an mp4, a json with licence lineage and a jpg; the index and the catalog agree.
+    index = pq.read_table(out / "index.parquet").to_pylist()
+    members = cat.query("SELECT * FROM build_members WHERE build_id = 't-v1' ORDER BY clip_id")
+    assert (
+        [r["clip_id"] for r in index]
+        == [m["clip_id"] for m in members]
+        == sorted(r["clip_id"] for r in index)
+    )
+    store = BlobStore(s.store)
+    for row, member in zip(index, members, strict=True):
+        with tarfile.open(out / row["shard"]) as tar:
+            names = tar.getnames()
+            assert names == [f"{row['key']}.mp4", f"{row['key']}.json", f"{row['key']}.jpg"]
+            mp4 = tar.extractfile(f"{row['key']}.mp4").read()
+            doc = json.loads(tar.extractfile(f"{row['key']}.json").read())
+            assert tar.extractfile(f"{row['key']}.jpg").read()[:2] == b"\xff\xd8"
+        clip = cat.query("SELECT * FROM clips WHERE clip_id = ?", [row["clip_id"]])[0]
+        assert mp4 == store.path_of(clip["blob_uri"]).read_bytes()
+        assert member["mp4_sha256"] == row["mp4_sha256"] == clip["content_sha256"] == doc["sha256"]
+        assert doc["clip_id"] == row["clip_id"] and doc["source_id"] == row["source_id"]
+        assert doc["span"]["start_ms"] == clip["start_ms"] and doc["cut"]["method"] in ("copy", "reencode")
+        lic = doc["license"]
+        assert lic["content_license"] == "CC-BY-4.0" and lic["attribution"] == "“a” © Test Holder, CC BY 4.0"
+        assert [x["kind"] for x in lic["lineage"]] == ["content", "platform", "dataset"]
+        assert lic["lineage"][2]["dataset"] == "owned"
+        assert lic["decision"]["decision"] == "allow"
+        assert doc["origin"]["origin_uri"].endswith("a.mp4")
+    refused = cat.query(
+        "SELECT item_id, reason FROM stage_outcomes WHERE stage = 'policy.gate' AND status = 'dropped'"
+    )
+    assert len(refused) == 1 and refused[0]["reason"].startswith("policy.")
+    ex = explain_section_for(cat, index[0]["source_id"])
+    assert ex["builds"][0]["build_id"] == "t-v1" and len(ex["builds"][0]["clips"]) == 2
+
+
+def explain_section_for(cat: Catalog, source_id: str):
+    with cat.read() as con:
+        return explain_section(con, source_id)
+
+
+def test_a_second_run_does_no_work(first_run):
+    s, summary = first_run
+    again = pipeline.run_pipeline(s)
+    cat = Catalog(s.catalog)
+    assert new_rows(cat, again["run_id"]) == {}, "no stage processed anything again"
+    assert again["build"]["status"] == "unchanged" and again["build"]["build_id"] == "t-v1"
+    assert again["stages"] == summary["stages"]
+    assert cat.scalar("SELECT count(*) FROM builds") == 1
+
+
+def test_the_build_refuses_sources_the_gate_does_not_allow(first_run):
+    s, _ = first_run
+    cat = Catalog(s.catalog)
+    nc = cat.query("SELECT source_id FROM sources WHERE content_license = 'CC-BY-NC-4.0'")[0]["source_id"]
+    # A clip of the refused source reaches the exporter anyway: it must not be shipped.
+    bad = ClipRecord(
+        "f" * 20, nc, 0, 2000, blob_uri=cat.query("SELECT blob_uri FROM clips LIMIT 1")[0]["blob_uri"]
+    )
+    kept = [ClipRecord.from_row(r) for r in cat.query("SELECT * FROM clips WHERE blob_uri IS NOT NULL")]
+    manifest = write_build(cat, s, name="other", purpose="commercial", clips=[*kept, bad], run_id="r-test")
+    assert "f" * 20 not in [
+        m["clip_id"] for m in cat.query("SELECT clip_id FROM build_members WHERE build_id = 'other-v1'")
+    ]
+    assert [r["source_id"] for r in manifest["refused_sources"]] == [nc]
+    row = cat.query(
+        "SELECT status, reason FROM stage_outcomes WHERE stage = 'build.export' AND item_id = ?", ["f" * 20]
+    )
+    assert row[0]["status"] == "dropped" and row[0]["reason"].startswith("policy.")
+    # The research profile accepts non-commercial content.
+    research = write_build(cat, s, name="research", purpose="research", clips=[*kept, bad])
+    assert research["refused_sources"] == [] and research["n_clips"] == len(kept) + 1
+
+
+def test_a_changed_build_is_a_new_version_that_supersedes(first_run):
+    s, summary = first_run
+    cat = Catalog(s.catalog)
+    kept = [ClipRecord.from_row(r) for r in cat.query("SELECT * FROM clips WHERE blob_uri IS NOT NULL")]
+    m = write_build(cat, s, name="t", purpose="commercial", clips=kept[:1], supersedes="t-v1")
+    assert m["build_id"] == "t-v2" and m["supersedes"] == "t-v1" and m["n_clips"] == 1
+    rows = {r["build_id"]: r["status"] for r in cat.query("SELECT build_id, status FROM builds")}
+    assert rows == {"t-v1": "superseded", "t-v2": "complete"}
+    assert (Path(summary["build"]["out_dir"]) / "build.json").exists(), "old versions stay on disk"
+
+
+def test_crash_during_cutting_resumes_without_redoing_finished_work(tmp_path, media_dir, monkeypatch):
+    s = make_settings(tmp_path, [media_dir])
+    from clipfactory.stages.media import cut as cut_stage
+
+    real = cut_stage.cut_clip
+    calls = []
+
+    def dying(*a, **k):
+        calls.append(a)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process is killed in the middle of the cut stage
+        return real(*a, **k)
+
+    monkeypatch.setattr(cut_stage, "cut_clip", dying)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_pipeline(s)
+    cat = Catalog(s.catalog)
+    assert cat.scalar("SELECT status FROM runs") == "interrupted"
+    assert not list((tmp_path / "builds").rglob("*.tar"))
+    assert not [p for p in BlobStore(s.store).incoming().iterdir()], "no half-written blob"
+    monkeypatch.setattr(cut_stage, "cut_clip", real)
+    summary = pipeline.run_pipeline(s)
+    rows = new_rows(cat, summary["run_id"])
+    assert "media.analyse" not in rows and "media.probe" not in rows and "acquire.local" not in rows
+    assert rows["media.cut"] == 3 and summary["build"]["n_clips"] == 2
+    per_item = cat.query(
+        "SELECT item_id, count(*) AS n FROM stage_outcomes WHERE stage = 'media.analyse' GROUP BY 1"
+    )
+    assert [r["n"] for r in per_item] == [1]
+
+
+def test_crash_while_writing_a_shard_leaves_no_partial_shard(tmp_path, media_dir, monkeypatch):
+    s = make_settings(tmp_path, [media_dir], shard_size=1)
+    real = tarfile.TarFile.addfile
+    n = {"calls": 0}
+
+    def dying(self, info, fileobj=None):
+        n["calls"] += 1
+        if n["calls"] == 5:  # inside the second shard
+            raise KeyboardInterrupt
+        return real(self, info, fileobj)
+
+    monkeypatch.setattr(tarfile.TarFile, "addfile", dying)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_pipeline(s)
+    out = tmp_path / "builds" / "t" / "v1"
+    tars = sorted(p.name for p in out.glob("*.tar"))
+    assert tars == ["shard-000000.tar"], "only the finished shard exists under a final name"
+    assert not list(out.glob(".*part*")), "the temporary file is removed"
+    assert not (out / "build.json").exists()
+    cat = Catalog(s.catalog)
+    assert cat.scalar("SELECT count(*) FROM builds") == 0
+    monkeypatch.setattr(tarfile.TarFile, "addfile", real)
+    summary = pipeline.run_pipeline(s)
+    assert summary["build"]["build_id"] == "t-v2" and summary["build"]["n_shards"] == 2
+    assert set(new_rows(cat, summary["run_id"])) == {"build.export"}
+
+
+def test_leftovers_of_a_killed_blob_write_are_cleaned(tmp_path, media_dir):
+    s = make_settings(tmp_path, [media_dir])
+    store = BlobStore(s.store)
+    (store.incoming() / ".put.abc.part").write_bytes(b"half a video")
+    summary = pipeline.run_pipeline(s)
+    assert summary["cleaned_incoming"] == 1
+    assert not list(store.incoming().iterdir())
+
+
+def test_shards_are_deterministic(first_run):
+    s, summary = first_run
+    cat = Catalog(s.catalog)
+    clips = [ClipRecord.from_row(r) for r in cat.query("SELECT * FROM clips WHERE blob_uri IS NOT NULL")]
+    kept = cat.query("SELECT clip_id FROM build_members WHERE build_id = 't-v1'")
+    again = write_build(
+        cat,
+        s,
+        name="again",
+        purpose="commercial",
+        clips=[c for c in clips if c.clip_id in {k["clip_id"] for k in kept}][::-1],
+    )
+    assert [x["sha256"] for x in again["shards"]] == [
+        json.loads((Path(summary["build"]["out_dir"]) / "build.json").read_text())["shards"][i]["sha256"]
+        for i in range(len(again["shards"]))
+    ]
+
+
+# -- the CLI ------------------------------------------------------------------------------------------------
+
+
+def test_cli_run_on_the_bundled_example(tmp_path):
+    runner = CliRunner()
+    args = [
+        "run",
+        "--config",
+        str(ROOT / "examples" / "clipfactory.toml"),
+        "--catalog",
+        str(tmp_path / "c.duckdb"),
+    ]
+    args += ["--store", str(tmp_path / "store"), "--set", f"build.out={tmp_path / 'builds'}", "--json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["status"] == "finished" and data["sources"] == 3
+    assert data["stages"]["media.cut"]["kept"] >= 6
+    assert data["build"]["n_clips"] >= 4
+    methods = {r["cut_method"] for r in Catalog(tmp_path / "c.duckdb").query("SELECT cut_method FROM clips")}
+    assert methods >= {"copy", "reencode"}
+    out = Path(data["build"]["out_dir"])
+    index = pq.read_table(out / "index.parquet").to_pylist()
+    holders = {r["rights_holder"] for r in index}
+    assert "Blender Foundation" in holders
+    assert any(r["attribution"] == "“Big Buck Bunny” © Blender Foundation, CC BY 3.0" for r in index)
+    res = runner.invoke(app, ["builds", "list", "--catalog", str(tmp_path / "c.duckdb"), "--json"])
+    assert json.loads(res.stdout)[0]["build_id"] == "example-v1"
+
+
+def test_cli_add(tmp_path, media_dir):
+    runner = CliRunner()
+    base = ["--catalog", str(tmp_path / "c.duckdb"), "--store", str(tmp_path / "s"), "--json"]
+    res = runner.invoke(
+        app, ["add", str(media_dir / "a.mp4"), str(media_dir / "b.mp4"), "--license", "CC0-1.0", *base]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["added"] == 2 and {f["license"] for f in data["files"]} == {"CC0-1.0", "CC-BY-NC-4.0"}
+    res = runner.invoke(app, ["add", str(media_dir), "--license", "CC0-1.0", *base])
+    assert json.loads(res.stdout)["skipped"] == 2
+    cat = Catalog(tmp_path / "c.duckdb")
+    assert cat.scalar("SELECT count(*) FROM memberships WHERE dataset = 'owned'") == 2
+    res = runner.invoke(app, ["add", str(media_dir / "a.mp4"), *base])
+    assert res.exit_code == 1 and "needs a licence" in res.output
+    res = runner.invoke(app, ["add", str(tmp_path / "nope.mp4"), "--license", "MIT", *base])
+    assert res.exit_code == 1 and "no such file" in res.output
+
+
+def test_file_and_fsspec_urls_are_accepted(tmp_path, media_dir):
+    import fsspec
+
+    from clipfactory.build.add import add_owned
+
+    shutil.copy(media_dir / "a.mp4", tmp_path / "x.mp4")
+    s = make_settings(tmp_path, [])
+    report, sources = add_owned(Catalog(s.catalog), s, [f"file://{tmp_path / 'x.mp4'}"], license="CC0-1.0")
+    assert report["added"] == 1 and sources[0].origin_uri == str(tmp_path / "x.mp4")
+    # Any fsspec filesystem goes through fsspec.open (s3:// the same way, with the s3 extra).
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/clips/y.mp4", (media_dir / "b.mp4").read_bytes())
+    fs.pipe("/clips/y.mp4.json", b'{"license": "CC-BY-4.0", "rights_holder": "Mem", "title": "Y"}')
+    report, sources = add_owned(Catalog(s.catalog), s, ["memory://clips"])
+    assert report["added"] == 1
+    [src] = sources
+    assert src.origin_uri == "memory:///clips/y.mp4" and src.rights_holder == "Mem"
+    assert BlobStore(s.store).path_of(src.blob_uri).read_bytes() == (media_dir / "b.mp4").read_bytes()
+
+
+@pytest.mark.shared_data
+def test_corrupt_media_does_not_stop_the_run(tmp_path, shared_data):
+    s = make_settings(tmp_path, [shared_data / "media" / "Megamind_bugy.avi"], purpose="research")
+    summary = pipeline.run_pipeline(s)
+    st = summary["stages"]
+    assert summary["status"] == "finished"
+    assert st["media.analyse"]["kept"] + st["media.analyse"]["failed"] == 1
+    assert st["media.cut"]["failed"] == 0 or all(r.startswith("media.") for r in st["media.cut"]["reasons"])
