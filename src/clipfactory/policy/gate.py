@@ -16,14 +16,14 @@ Two questions, and both must be yes:
 Decisions: ``deny`` when any reason denies; else ``review`` when something needs a person (a dataset
 marked ``needs_review``, such as Ego4D, or a platform the registry does not know); else ``allow``.
 
-The gate is vectorised: per-dataset, per-(platform, licence) and per-platform verdicts are computed in
-Python (there are few of them), registered as Arrow tables and joined in SQL against ``sources`` and
-``memberships``, so a purpose over millions of sources is one ``INSERT … SELECT``.
-:func:`decide_source` is the same rule for one source, in Python; a test proves both agree.
+The gate is vectorised: SQL reduces each source to the few things its decision depends on (its
+*signature*), the rule runs in Python once per distinct signature, and one join writes every decision.
+:func:`decide_source` runs the same rule for one source; a test proves both agree.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -344,13 +344,14 @@ def _host(url: str | None) -> str | None:
 
 
 def _host_platform(ctx: _Context, host: str | None) -> str | None:
+    """The permission-requiring platform whose host list covers ``host`` (the most specific host wins)."""
     if not host:
         return None
-    best = None
+    best: tuple[int, str] | None = None
     for h, k in ctx.host_platforms():
-        if host == h or host.endswith("." + h):
-            best = k if best is None else min(best, k)
-    return best
+        if (host == h or host.endswith("." + h)) and (best is None or len(h) > best[0]):
+            best = (len(h), k)
+    return best[1] if best else None
 
 
 def _finish(
@@ -359,7 +360,6 @@ def _finish(
     pc: _ContentVerdict,
     dvs: list[_DatasetVerdict],
     eval_hits: list[str],
-    host: str | None,
     host_platform: str | None,
     scoped_hit: bool,
     acq_reasons: list[str],
@@ -374,13 +374,13 @@ def _finish(
     rank = max([pc.rank] + [v.rank for v in dvs])
     decision = "deny" if use_deny or acq else ("review" if review else "allow")
     checks = [pc.acq.check]
-    if host_platform is not None and host_platform != pc.acq.platform:
+    if host_platform is not None:
         checks.append(ctx.acquisition(host_platform).check)
     lineage = {
         "content": pc.content,
         "annotations": [v.lineage for v in sorted(dvs, key=lambda v: v.dataset)],
         "evaluation_sets": sorted(eval_hits),
-        "acquisition": {"host": host, "checks": checks, "scoped_permission": scoped_hit, "ok": not acq},
+        "acquisition": {"checks": checks, "scoped_permission": scoped_hit, "ok": not acq},
     }
     return Decision(
         source_id=source_id,
@@ -397,28 +397,54 @@ def _finish(
     )
 
 
+def _decide_parts(
+    ctx: _Context,
+    source_id: str,
+    platform: str | None,
+    content_license: str | None,
+    mems: list[tuple[str, str | None]],
+    host_platform: str | None,
+    scoped_platforms: set[str],
+    keys: dict[str, str],
+) -> Decision:
+    """The whole rule, on what a source's decision depends on. Both paths end here: :func:`decide_source`
+    for one source, and :func:`evaluate` once per distinct combination of these arguments."""
+    datasets = sorted({d for d, _ in mems})
+    dvs = [ctx.dataset(d, keys.get(d)) for d in datasets]
+    eval_hits = sorted({d for d, s in mems if ctx.is_eval(d, s, keys.get(d))})
+    pc = ctx.content(platform, content_license)
+    hp = host_platform if host_platform != pc.acq.platform else None
+    acq_reasons: list[str] = []
+    scoped_hit = False
+    for a in [pc.acq] + ([ctx.acquisition(hp)] if hp is not None else []):
+        if a.status == "ok":
+            continue
+        if a.status == "scoped" and a.platform in scoped_platforms:
+            scoped_hit = True
+            continue
+        acq_reasons.append(a.reason)
+    return _finish(ctx, source_id, pc, dvs, eval_hits, hp, scoped_hit, acq_reasons)
+
+
 def _decide(
     ctx: _Context, source: SourceRecord, memberships: list[str], registry_keys: dict[str, str] | None = None
 ) -> Decision:
     keys = registry_keys or {}
     mems = _parse_eval(memberships)  # the same "dataset[:split]" spelling
-    datasets = sorted({d for d, _ in mems})
-    dvs = [ctx.dataset(d, keys.get(d)) for d in datasets]
-    eval_hits = sorted({d for d, s in mems if ctx.is_eval(d, s, keys.get(d))})
-    names = set(datasets) | {keys.get(d, d) for d in datasets}
-    pc = ctx.content(source.platform, source.content_license)
-    host = _host(source.url)
-    hp = _host_platform(ctx, host)
-    acq_reasons: list[str] = []
-    scoped_hit = False
-    for a in [pc.acq] + ([ctx.acquisition(hp)] if hp is not None and hp != pc.acq.platform else []):
-        if a.status == "ok":
-            continue
-        if a.status == "scoped" and ctx.scoped_covers(a.platform, source.source_id, names):
-            scoped_hit = True
-            continue
-        acq_reasons.append(a.reason)
-    return _finish(ctx, source.source_id, pc, dvs, eval_hits, host, hp, scoped_hit, acq_reasons)
+    names = {d for d, _ in mems} | {keys.get(d, d) for d, _ in mems}
+    scoped = {
+        x.platform for x in ctx.permissions.items if ctx.scoped_covers(x.platform, source.source_id, names)
+    }
+    return _decide_parts(
+        ctx,
+        source.source_id,
+        source.platform,
+        source.content_license,
+        mems,
+        _host_platform(ctx, _host(source.url)),
+        scoped,
+        keys,
+    )
 
 
 def decide_source(
@@ -530,66 +556,19 @@ def _has_table(con, name: str) -> bool:
     return rows[0][0] > 0
 
 
-def _ds_table(ctx: _Context, names: list[tuple[str, str | None]]) -> pa.Table:
-    vs = [ctx.dataset(n, k) for n, k in names]
-    return pa.table(
-        {
-            "dataset": pa.array([v.dataset for v in vs], pa.string()),
-            "registry_key": pa.array([v.registry_key for v in vs], pa.string()),
-            "rank": pa.array([v.rank for v in vs], pa.int32()),
-            "attribution": pa.array([v.attribution for v in vs], pa.bool_()),
-            "share_alike": pa.array([v.share_alike for v in vs], pa.bool_()),
-            "deny": pa.array([list(v.deny) for v in vs], pa.list_(pa.string())),
-            "review": pa.array([list(v.review) for v in vs], pa.list_(pa.string())),
-            "lineage": pa.array([json.dumps(v.lineage) for v in vs], pa.string()),
-        }
-    )
-
-
-def _pc_table(ctx: _Context, pairs: list[tuple[str | None, str | None]]) -> pa.Table:
-    vs = [ctx.content(p, c) for p, c in pairs]
-    return pa.table(
-        {
-            "platform": pa.array([v.platform for v in vs], pa.string()),
-            "content_license": pa.array([v.content_license for v in vs], pa.string()),
-            "rank": pa.array([v.rank for v in vs], pa.int32()),
-            "attribution": pa.array([v.attribution for v in vs], pa.bool_()),
-            "share_alike": pa.array([v.share_alike for v in vs], pa.bool_()),
-            "deny": pa.array([list(v.deny) for v in vs], pa.list_(pa.string())),
-            "review": pa.array([list(v.review) for v in vs], pa.list_(pa.string())),
-            "content": pa.array([json.dumps(v.content) for v in vs], pa.string()),
-            "acq_platform": pa.array([v.acq.platform for v in vs], pa.string()),
-            "acq_status": pa.array([v.acq.status for v in vs], pa.string()),
-            "acq_reason": pa.array([v.acq.reason for v in vs], pa.string()),
-            "acq_check": pa.array([json.dumps(v.acq.check) for v in vs], pa.string()),
-        }
-    )
-
-
-def _host_table(ctx: _Context) -> pa.Table:
-    rows = ctx.host_platforms()
-    acqs = [ctx.acquisition(k) for _, k in rows]
-    return pa.table(
-        {
-            "host": pa.array([h for h, _ in rows], pa.string()),
-            "platform": pa.array([k for _, k in rows], pa.string()),
-            "acq_status": pa.array([a.status for a in acqs], pa.string()),
-            "acq_reason": pa.array([a.reason for a in acqs], pa.string()),
-            "acq_check": pa.array([json.dumps(a.check) for a in acqs], pa.string()),
-        }
-    )
-
-
-def _scoped_tables(ctx: _Context) -> tuple[pa.Table, pa.Table]:
+def _scoped_tables(ctx: _Context, names: list[tuple[str, str | None]]) -> tuple[pa.Table, pa.Table]:
+    """Active scoped permissions as (platform, source_id) and (platform, membership dataset) rows."""
     src: list[tuple[str, str]] = []
-    ds: list[tuple[str, str]] = []
+    ds: set[tuple[str, str]] = set()
     for x in ctx.permissions.items:
         if x.expired() or not x.covers_purpose(ctx.purpose):
             continue
         if x.scope == "sources":
             src += [(x.platform, s) for s in x.source_ids]
         elif x.scope == "datasets":
-            ds += [(x.platform, d) for d in x.datasets]
+            for d in x.datasets:
+                ds.add((x.platform, d))
+                ds.update((x.platform, n) for n, key in names if key == d)
     return (
         pa.table(
             {
@@ -599,125 +578,106 @@ def _scoped_tables(ctx: _Context) -> tuple[pa.Table, pa.Table]:
         ),
         pa.table(
             {
-                "platform": pa.array([p for p, _ in ds], pa.string()),
-                "dataset": pa.array([d for _, d in ds], pa.string()),
+                "platform": pa.array([p for p, _ in sorted(ds)], pa.string()),
+                "dataset": pa.array([d for _, d in sorted(ds)], pa.string()),
             }
         ),
     )
 
 
-def _eval_table(ctx: _Context) -> pa.Table:
-    return pa.table(
-        {
-            "dataset": pa.array([d for d, _ in ctx.evaluation], pa.string()),
-            "split": pa.array([s for _, s in ctx.evaluation], pa.string()),
-        }
-    )
+def _hosts_re(ctx: _Context) -> str:
+    hosts = sorted({h for h, _ in ctx.host_platforms()}, key=len, reverse=True)
+    if not hosts:
+        return "(?!)"
+    return r"(?:^|\.)(" + "|".join(re.escape(h) for h in hosts) + r")$"
 
 
-_DECIDE_SQL = """
+# What a decision depends on, per source: its platform, content licence, the permission-requiring platform
+# its URL host belongs to, its memberships ("dataset" or "dataset<US>split", sorted) and the platforms for
+# which a scoped permission covers it. Sources with the same signature get the same decision.
+_SIGNATURE_SQL = """
+CREATE TEMP TABLE _pol_src AS
 WITH src AS (
     SELECT s.source_id, s.platform, s.content_license,
-           lower(nullif(regexp_extract(s.url, '{host_re}', 1), '')) AS host
+           nullif(regexp_extract(lower(regexp_extract(coalesce(s.url, ''), '{host_re}', 1)), '{hosts_re}', 1), '')
+               AS matched_host
     FROM sources s {subset_join}
 ),
-mm AS (
-    SELECT m.source_id, m.dataset, bool_or(e.dataset IS NOT NULL) AS eval_hit
-    FROM {memberships} m
-    JOIN src ON src.source_id = m.source_id
-    JOIN _pol_ds d ON d.dataset = m.dataset
-    LEFT JOIN _pol_eval e ON (e.dataset = m.dataset OR e.dataset = d.registry_key)
-                         AND (e.split IS NULL OR e.split IS NOT DISTINCT FROM m.split)
-    GROUP BY m.source_id, m.dataset
-),
 mem AS (
-    SELECT mm.source_id,
-           list(mm.dataset ORDER BY mm.dataset) AS datasets,
-           max(d.rank) AS rank,
-           bool_or(d.attribution) AS attribution,
-           bool_or(d.share_alike) AS share_alike,
-           flatten(list(d.deny)) AS deny,
-           flatten(list(d.review)) AS review,
-           coalesce(list('policy.evaluation_set:' || mm.dataset ORDER BY mm.dataset) FILTER (WHERE mm.eval_hit), []) AS eval_reasons,
-           coalesce(list(mm.dataset ORDER BY mm.dataset) FILTER (WHERE mm.eval_hit), []) AS eval_hits,
-           list(d.lineage::JSON ORDER BY mm.dataset) AS lineage
-    FROM mm JOIN _pol_ds d ON d.dataset = mm.dataset
-    GROUP BY mm.source_id
-),
-hp AS (
-    SELECT src.source_id, min(h.platform) AS platform
-    FROM src JOIN _pol_hosts h ON src.host = h.host OR ends_with(src.host, '.' || h.host)
-    GROUP BY src.source_id
+    SELECT m.source_id,
+           list_sort(list_distinct(list(
+               CASE WHEN nullif(m.split, '') IS NULL THEN m.dataset ELSE m.dataset || chr(31) || m.split END
+           ))) AS mems
+    FROM {memberships} m JOIN src ON src.source_id = m.source_id
+    WHERE m.dataset IS NOT NULL
+    GROUP BY m.source_id
 ),
 scoped AS (
-    SELECT source_id, platform FROM _pol_perm_src
-    UNION
-    SELECT m.source_id, p.platform
-    FROM {memberships} m JOIN _pol_ds d ON d.dataset = m.dataset
-    JOIN _pol_perm_ds p ON p.dataset = m.dataset OR p.dataset = d.registry_key
+    SELECT source_id, list_sort(list(DISTINCT platform)) AS platforms
+    FROM (
+        SELECT p.source_id, p.platform FROM _pol_perm_src p JOIN src ON src.source_id = p.source_id
+        UNION
+        SELECT m.source_id, p.platform
+        FROM {memberships} m JOIN src ON src.source_id = m.source_id JOIN _pol_perm_ds p ON p.dataset = m.dataset
+    )
+    GROUP BY source_id
 ),
 j AS (
-    SELECT src.source_id, src.host,
-           pc.rank AS pc_rank, pc.attribution AS pc_attr, pc.share_alike AS pc_sa,
-           pc.deny AS pc_deny, pc.review AS pc_review, pc.content, pc.acq_platform, pc.acq_check,
-           mem.rank AS ds_rank, mem.attribution AS ds_attr, mem.share_alike AS ds_sa,
-           mem.deny AS ds_deny, mem.review AS ds_review, mem.eval_reasons, mem.eval_hits, mem.lineage AS ds_lineage,
-           CASE WHEN hp.platform IS NOT NULL AND hp.platform IS DISTINCT FROM pc.acq_platform THEN hp.platform END AS host_platform,
-           CASE WHEN pc.acq_status = 'ok' THEN NULL
-                WHEN pc.acq_status = 'scoped' AND s1.source_id IS NOT NULL THEN NULL
-                ELSE pc.acq_reason END AS acq1,
-           (pc.acq_status = 'scoped' AND s1.source_id IS NOT NULL) AS scoped1,
-           h2.acq_status AS h_status, h2.acq_reason AS h_reason, h2.acq_check AS h_check,
-           s2.source_id IS NOT NULL AS h_scoped
+    SELECT src.source_id, src.platform, src.content_license, h.platform AS host_platform,
+           coalesce(mem.mems, []::VARCHAR[]) AS mems, coalesce(scoped.platforms, []::VARCHAR[]) AS scoped
     FROM src
-    JOIN _pol_pc pc ON pc.platform IS NOT DISTINCT FROM src.platform
-                   AND pc.content_license IS NOT DISTINCT FROM src.content_license
+    LEFT JOIN _pol_hosts h ON h.host = src.matched_host
     LEFT JOIN mem ON mem.source_id = src.source_id
-    LEFT JOIN hp ON hp.source_id = src.source_id
-    LEFT JOIN scoped s1 ON s1.source_id = src.source_id AND s1.platform = pc.acq_platform
-    LEFT JOIN _pol_hosts_p h2 ON h2.platform = hp.platform AND hp.platform IS DISTINCT FROM pc.acq_platform
-    LEFT JOIN scoped s2 ON s2.source_id = src.source_id AND s2.platform = hp.platform
-),
-k AS (
-    SELECT *,
-           CASE WHEN host_platform IS NULL OR h_status = 'ok' THEN NULL
-                WHEN h_status = 'scoped' AND h_scoped THEN NULL
-                ELSE h_reason END AS acq2,
-           list_sort(list_distinct(list_concat(pc_deny, coalesce(ds_deny, []), coalesce(eval_reasons, [])))) AS use_deny,
-           list_sort(list_distinct(list_concat(pc_review, coalesce(ds_review, [])))) AS review_reasons
-    FROM j
-),
-r AS (
-    SELECT *,
-           list_sort(list_distinct(list_filter([acq1, acq2], lambda x: x IS NOT NULL))) AS acq_reasons,
-           greatest(pc_rank, coalesce(ds_rank, 0)) AS rank
-    FROM k
+    LEFT JOIN scoped ON scoped.source_id = src.source_id
 )
-SELECT source_id,
-       ? AS purpose,
-       ? AS policy_hash,
-       CASE WHEN len(use_deny) > 0 OR len(acq_reasons) > 0 THEN 'deny'
-            WHEN len(review_reasons) > 0 THEN 'review' ELSE 'allow' END AS decision,
-       len(use_deny) = 0 AND len(review_reasons) = 0 AS use_ok,
-       len(acq_reasons) = 0 AS acquire_ok,
-       _pol_classes[rank + 1] AS effective_class,
-       pc_attr OR coalesce(ds_attr, false) AS attribution,
-       pc_sa OR coalesce(ds_sa, false) AS share_alike,
-       list_sort(list_distinct(list_concat(use_deny, acq_reasons, review_reasons))) AS reasons,
-       json_object(
-           'content', content::JSON,
-           'annotations', coalesce(ds_lineage, []::JSON[]),
-           'evaluation_sets', coalesce(eval_hits, []),
-           'acquisition', json_object(
-               'host', host,
-               'checks', CASE WHEN host_platform IS NOT NULL THEN [acq_check::JSON, h_check::JSON] ELSE [acq_check::JSON] END,
-               'scoped_permission', scoped1 OR (host_platform IS NOT NULL AND h_status = 'scoped' AND h_scoped),
-               'ok', len(acq_reasons) = 0
-           )
-       ) AS lineage,
-       ?::TIMESTAMP AS decided_at
-FROM r
+SELECT *,
+       md5(concat_ws(chr(30), coalesce(platform, chr(1)), coalesce(content_license, chr(1)),
+                     coalesce(host_platform, chr(1)), array_to_string(mems, chr(29)),
+                     array_to_string(scoped, chr(29)))) AS sig
+FROM j
 """
+
+
+def _signature_decisions(ctx: _Context, rows: list[tuple], keys: dict[str, str]) -> pa.Table:
+    out: dict[str, list] = {
+        k: []
+        for k in (
+            "sig",
+            "decision",
+            "use_ok",
+            "acquire_ok",
+            "effective_class",
+            "attribution",
+            "share_alike",
+            "reasons",
+            "lineage",
+        )
+    }
+    for sig, platform, content_license, host_platform, mems, scoped in rows:
+        parsed = [(m.partition("\x1f")[0], m.partition("\x1f")[2] or None) for m in mems or []]
+        d = _decide_parts(ctx, "", platform, content_license, parsed, host_platform, set(scoped or []), keys)
+        out["sig"].append(sig)
+        out["decision"].append(d.decision)
+        out["use_ok"].append(d.use_ok)
+        out["acquire_ok"].append(d.acquire_ok)
+        out["effective_class"].append(d.effective_class)
+        out["attribution"].append(d.attribution)
+        out["share_alike"].append(d.share_alike)
+        out["reasons"].append(list(d.reasons))
+        out["lineage"].append(json.dumps(d.lineage))
+    return pa.table(
+        {
+            "sig": pa.array(out["sig"], pa.string()),
+            "decision": pa.array(out["decision"], pa.string()),
+            "use_ok": pa.array(out["use_ok"], pa.bool_()),
+            "acquire_ok": pa.array(out["acquire_ok"], pa.bool_()),
+            "effective_class": pa.array(out["effective_class"], pa.string()),
+            "attribution": pa.array(out["attribution"], pa.bool_()),
+            "share_alike": pa.array(out["share_alike"], pa.bool_()),
+            "reasons": pa.array(out["reasons"], pa.list_(pa.string())),
+            "lineage": pa.array(out["lineage"], pa.string()),
+        }
+    )
 
 
 def evaluate(
@@ -733,52 +693,79 @@ def evaluate(
     Decisions for the purpose are replaced wholesale in one write transaction. ``evaluation_datasets``
     (``"dataset"`` or ``"dataset:split"``) default to ``settings.build.evaluation_manifests``. Returns a
     summary: counts by decision, by reason and by effective class.
+
+    Vectorised: SQL reduces each source to its *signature* (platform, content licence, the platform its URL
+    host belongs to, memberships with splits, scoped permissions); the rule runs in Python once per
+    distinct signature (there are few); one join writes every decision.
     """
     t0 = time.monotonic()
     ctx = _context(settings, purpose, evaluation_datasets)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    registered: list[str] = []
     with catalog.write() as con:
+
+        def register(name: str, tbl: pa.Table) -> None:
+            con.register(name, tbl)
+            registered.append(name)
+
         mem_name = "memberships"
         if not _has_table(con, "memberships"):
-            con.register("_pol_memberships", _EMPTY_MEMBERSHIPS)
+            register("_pol_memberships", _EMPTY_MEMBERSHIPS)
             mem_name = "_pol_memberships"
         subset_join = ""
         if source_ids is not None:
-            con.register(
-                "_pol_subset", pa.table({"source_id": pa.array(sorted(set(source_ids)), pa.string())})
-            )
+            register("_pol_subset", pa.table({"source_id": pa.array(sorted(set(source_ids)), pa.string())}))
             subset_join = "JOIN _pol_subset sub ON sub.source_id = s.source_id"
-        pairs = con.execute(
-            f"SELECT DISTINCT s.platform, s.content_license FROM sources s {subset_join}"
-        ).fetchall()
         names = _membership_datasets(con, mem_name)
-        scoped_src, scoped_ds = _scoped_tables(ctx)
-        hosts = _host_table(ctx)
-        tables = {
-            "_pol_ds": _ds_table(ctx, names),
-            "_pol_pc": _pc_table(ctx, [(p, c) for p, c in pairs]),
-            "_pol_eval": _eval_table(ctx),
-            "_pol_hosts": hosts,
-            "_pol_hosts_p": hosts.group_by(["platform", "acq_status", "acq_reason", "acq_check"]).aggregate(
-                []
+        keys = {n: k for n, k in names if k}
+        scoped_src, scoped_ds = _scoped_tables(ctx, names)
+        register("_pol_perm_src", scoped_src)
+        register("_pol_perm_ds", scoped_ds)
+        hosts = ctx.host_platforms()
+        register(
+            "_pol_hosts",
+            pa.table(
+                {
+                    "host": pa.array([h for h, _ in hosts], pa.string()),
+                    "platform": pa.array([k for _, k in hosts], pa.string()),
+                }
             ),
-            "_pol_perm_src": scoped_src,
-            "_pol_perm_ds": scoped_ds,
-        }
-        for name, tbl in tables.items():
-            con.register(name, tbl)
+        )
         try:
+            con.execute("DROP TABLE IF EXISTS _pol_src")
+            con.execute("DROP TABLE IF EXISTS _pol_dec")
+            con.execute(
+                _SIGNATURE_SQL.format(
+                    host_re=_HOST_RE,
+                    hosts_re=_hosts_re(ctx).replace("'", "''"),
+                    subset_join=subset_join,
+                    memberships=mem_name,
+                )
+            )
+            sigs = con.execute(
+                "SELECT sig, any_value(platform), any_value(content_license), any_value(host_platform), "
+                "any_value(mems), any_value(scoped) FROM _pol_src GROUP BY sig"
+            ).fetchall()
+            register("_pol_dec_arrow", _signature_decisions(ctx, sigs, keys))
+            con.execute(
+                "CREATE TEMP TABLE _pol_dec AS SELECT * REPLACE (lineage::JSON AS lineage) FROM _pol_dec_arrow"
+            )
             if source_ids is None:
                 con.execute("DELETE FROM policy_decisions WHERE purpose = ?", [purpose])
             else:
                 con.execute(
-                    "DELETE FROM policy_decisions WHERE purpose = ? AND source_id IN (SELECT source_id FROM _pol_subset)",
+                    "DELETE FROM policy_decisions WHERE purpose = ? "
+                    "AND source_id IN (SELECT source_id FROM _pol_subset)",
                     [purpose],
                 )
-            sql = _DECIDE_SQL.format(host_re=_HOST_RE, subset_join=subset_join, memberships=mem_name)
-            sql = sql.replace("_pol_classes", "[" + ", ".join(f"'{c}'" for c in USE_CLASSES) + "]")
             con.execute(
-                "INSERT INTO policy_decisions BY NAME " + sql,
+                """
+                INSERT INTO policy_decisions BY NAME
+                SELECT s.source_id, ? AS purpose, ? AS policy_hash, d.decision, d.use_ok, d.acquire_ok,
+                       d.effective_class, d.attribution, d.share_alike, d.reasons, d.lineage,
+                       ?::TIMESTAMP AS decided_at
+                FROM _pol_src s JOIN _pol_dec d ON d.sig = s.sig
+                """,
                 [purpose, ctx.policy_hash, now],
             )
             summary = _summary(con, purpose, subset_join)
@@ -789,6 +776,7 @@ def evaluate(
                     "profile": ctx.profile.to_dict(),
                     "evaluation_datasets": ctx.evaluation_names(),
                     "scope": "all" if source_ids is None else "subset",
+                    "signatures": len(sigs),
                 }
             )
             con.execute(
@@ -804,12 +792,12 @@ def evaluate(
                     now,
                 ],
             )
+            con.execute("DROP TABLE IF EXISTS _pol_src")
+            con.execute("DROP TABLE IF EXISTS _pol_dec")
         finally:
-            for name in [*tables, "_pol_subset", "_pol_memberships"]:
-                try:
+            for name in registered:
+                with contextlib.suppress(Exception):
                     con.unregister(name)
-                except Exception:  # noqa: BLE001 - not registered in this run
-                    pass
     summary["seconds"] = round(time.monotonic() - t0, 3)
     log.info("policy %s: %s", purpose, summary["decisions"])
     return summary
