@@ -1,0 +1,201 @@
+"""Video transforms and synthetic videos for robustness tests and benchmarks of the fingerprints.
+
+The transforms are the edits a copy of someone's work typically went through: a re-encode with another
+codec and bitrate, a resize, a crop, a letterbox, a sub-clip. :func:`transform` applies any mix of them
+in one decode and one encode with PyAV. :func:`synth_video` writes textured moving footage that differs
+per seed, :func:`flat_video` a black (or one-colour) video without usable frames.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def _even(x: float) -> int:
+    return max(2, int(round(x / 2)) * 2)
+
+
+def _encode(
+    path: Path, frames, *, fps: float, codec: str, bit_rate: int | None, width: int, height: int
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        rate = Fraction(fps).limit_denominator(1001)
+        st = out.add_stream(codec, rate=rate)
+        st.width, st.height = width, height
+        st.pix_fmt = "yuv420p"
+        if bit_rate:
+            st.bit_rate = int(bit_rate)
+        if codec in ("libx264", "h264"):
+            st.options = {"preset": "ultrafast", "tune": "fastdecode"}
+        for k, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            vf.pts = k
+            vf.time_base = Fraction(1, 1) / rate
+            for pkt in st.encode(vf):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+
+
+def _resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return vf.reformat(width=width, height=height, format="rgb24").to_ndarray()
+
+
+def transform(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    codec: str = "libx264",
+    bit_rate: int | None = None,
+    scale: float = 1.0,
+    crop: tuple[float, float, float, float] | None = None,
+    letterbox: float = 0.0,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> Path:
+    """Write a transformed copy of ``src`` to ``dst``.
+
+    ``crop`` is ``(left, right, top, bottom)`` as shares of the width/height removed; ``letterbox`` adds
+    black bars above and below, each ``letterbox`` x the picture height; ``start_s``/``end_s`` cut a
+    sub-clip; ``scale`` resizes; ``codec``/``bit_rate`` choose the encode.
+    """
+    dst = Path(dst)
+    with av.open(str(src)) as inp:
+        vs = inp.streams.video[0]
+        vs.thread_type = "AUTO"
+        fps = float(vs.average_rate or 25)
+        tb = float(vs.time_base)
+        start_pts = vs.start_time or 0
+        frames = []
+        for f in inp.decode(vs):
+            t = (f.pts - start_pts) * tb if f.pts is not None else len(frames) / fps
+            if start_s is not None and t < start_s - 1e-6:
+                continue
+            if end_s is not None and t >= end_s - 1e-6:
+                break
+            frames.append(f.to_ndarray(format="rgb24"))
+    if not frames:
+        raise ValueError(f"no frames in the requested span of {src}")
+    h, w, _ = frames[0].shape
+    if crop:
+        left, right, top, bottom = crop
+        x0, x1 = int(round(w * left)), w - int(round(w * right))
+        y0, y1 = int(round(h * top)), h - int(round(h * bottom))
+        frames = [f[y0:y1, x0:x1] for f in frames]
+        h, w = y1 - y0, x1 - x0
+    ow, oh = _even(w * scale), _even(h * scale)
+    if (ow, oh) != (w, h) or crop:
+        frames = [_resize(f, ow, oh) for f in frames]
+    if letterbox:
+        bar = _even(oh * letterbox) // 2 * 2
+        canvas_h = oh + 2 * bar
+        out = []
+        for f in frames:
+            c = np.zeros((canvas_h, ow, 3), np.uint8)
+            c[bar : bar + oh] = f
+            out.append(c)
+        frames, oh = out, canvas_h
+    _encode(dst, frames, fps=fps, codec=codec, bit_rate=bit_rate, width=ow, height=oh)
+    return dst
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    small = rng.random((cells, cells * w // h + 1, 3)) * 255
+    ys = np.linspace(0, small.shape[0] - 1, h)
+    xs = np.linspace(0, small.shape[1] - 1, w)
+    y0 = np.floor(ys).astype(int)
+    x0 = np.floor(xs).astype(int)
+    y1 = np.minimum(y0 + 1, small.shape[0] - 1)
+    x1 = np.minimum(x0 + 1, small.shape[1] - 1)
+    fy = (ys - y0)[:, None, None]
+    fx = (xs - x0)[None, :, None]
+    top = small[y0][:, x0] * (1 - fx) + small[y0][:, x1] * fx
+    bot = small[y1][:, x0] * (1 - fx) + small[y1][:, x1] * fx
+    return top * (1 - fy) + bot * fy
+
+
+def synth_frames(seconds: float, *, fps: float = 25.0, size: tuple[int, int] = (320, 240), seed: int = 0):
+    """Textured footage: a smooth random background panning slowly, moving shapes, a scene change every
+    few seconds. Different seeds give unrelated footage."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * fps))
+    scene_len = int(fps * rng.uniform(2.5, 4.5))
+    bg = None
+    for k in range(n):
+        if k % scene_len == 0:
+            bg = 0.6 * _smooth_noise(rng, h, w * 2, int(rng.integers(4, 9))) + 0.4 * _smooth_noise(
+                rng, h, w * 2, int(rng.integers(14, 24))
+            )
+            shapes = [
+                (
+                    rng.uniform(0, w),
+                    rng.uniform(0, h),
+                    rng.uniform(-3, 3),
+                    rng.uniform(-2, 2),
+                    rng.uniform(10, 40),
+                    rng.integers(0, 255, 3),
+                )
+                for _ in range(int(rng.integers(2, 6)))
+            ]
+            shift0 = k
+        shift = int((k - shift0) * 1.5) % w
+        frame = bg[:, shift : shift + w].copy()
+        yy, xx = np.mgrid[0:h, 0:w]
+        for x, y, vx, vy, r, col in shapes:
+            cx, cy = x + vx * (k - shift0), y + vy * (k - shift0)
+            frame[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = col
+        yield frame.clip(0, 255).astype(np.uint8)
+
+
+def synth_video(
+    path: str | os.PathLike,
+    seconds: float = 8.0,
+    *,
+    fps: float = 25.0,
+    size: tuple[int, int] = (320, 240),
+    seed: int = 0,
+    codec: str = "libx264",
+) -> Path:
+    path = Path(path)
+    _encode(
+        path,
+        synth_frames(seconds, fps=fps, size=size, seed=seed),
+        fps=fps,
+        codec=codec,
+        bit_rate=None,
+        width=size[0],
+        height=size[1],
+    )
+    return path
+
+
+def flat_video(
+    path: str | os.PathLike,
+    seconds: float = 3.0,
+    *,
+    fps: float = 25.0,
+    size: tuple[int, int] = (320, 240),
+    value: int = 0,
+) -> Path:
+    """A video whose frames are one flat colour (black by default): no PDQ quality anywhere."""
+    path = Path(path)
+    w, h = size
+    frame = np.full((h, w, 3), value, np.uint8)
+    _encode(
+        path,
+        (frame for _ in range(int(seconds * fps))),
+        fps=fps,
+        codec="libx264",
+        bit_rate=None,
+        width=w,
+        height=h,
+    )
+    return path

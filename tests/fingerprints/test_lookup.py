@@ -1,0 +1,163 @@
+"""Creator lookup: copies survive re-encodes, resizes, letterboxes and sub-clipping; unrelated footage,
+non-video files and black videos never give a false match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clipfactory.fingerprints.lookup import lookup
+from clipfactory.fingerprints.testing import flat_video, transform
+from clipfactory.media.probe import MediaProbeError
+from clipfactory.storage import BlobStore
+
+from .conftest import add_source
+
+TRANSFORMS = {
+    "mpeg4_low_bitrate": dict(codec="mpeg4", bit_rate=200_000),
+    "half_size": dict(scale=0.5),
+    "letterbox": dict(letterbox=0.12),
+    "subclip_3s": dict(start_s=3.4, end_s=6.4),
+    "subclip_mpeg4_half": dict(start_s=1.2, end_s=5.2, codec="mpeg4", bit_rate=300_000, scale=0.5),
+}
+
+
+@pytest.fixture(scope="module")
+def synth_catalog(tmp_path_factory, synth_dir):
+    from clipfactory.catalog import Catalog
+
+    d = tmp_path_factory.mktemp("lookup")
+    cat = Catalog(d / "cat.duckdb")
+    store = BlobStore(d / "store")
+    srcs = {}
+    for name in "ABC":
+        src, clips = add_source(
+            cat,
+            store,
+            synth_dir / f"{name}.mp4",
+            url=f"https://example.org/{name}",
+            uploader="alice",
+            cut_clips=False,
+        )
+        srcs[name] = (src, clips)
+    return cat, store, srcs
+
+
+@pytest.mark.parametrize("kind", sorted(TRANSFORMS))
+def test_transformed_copies_are_found(kind, synth_catalog, synth_dir, tmp_path):
+    cat, store, srcs = synth_catalog
+    q = transform(synth_dir / "B.mp4", tmp_path / f"{kind}.mp4", **TRANSFORMS[kind])
+    res = lookup(cat, q, store=store)
+    assert res["status"] == "matched", res
+    top = res["matches"][0]
+    assert top["source_id"] == srcs["B"][0].source_id
+    assert [m["source_id"] for m in res["matches"]] == [top["source_id"]]  # nothing else matched
+    seg = top["segments"][0]
+    start = TRANSFORMS[kind].get("start_s", 0.0) * 1000
+    # the source time range is where the query came from
+    assert abs(seg["source_start_ms"] - seg["query_start_ms"] - start) <= 1000
+    assert top["confidence"] >= 0.7
+    assert top["content_license"] == "CC-BY-4.0" and top["uploader"] == "alice"
+    assert top["clips"], "the clips overlapping the matched range are listed"
+
+
+def test_exact_copy_and_time_ranges(synth_catalog, synth_dir):
+    cat, store, srcs = synth_catalog
+    res = lookup(cat, synth_dir / "A.mp4", store=store)
+    top = res["matches"][0]
+    assert top["exact_copy"] and top["confidence"] == 1.0
+    seg = top["segments"][0]
+    assert seg["query_start_ms"] == seg["source_start_ms"] == 0
+    assert seg["source_end_ms"] >= 9000 and seg["share"] >= 0.8
+
+
+def test_unrelated_footage_does_not_match(synth_catalog, synth_dir):
+    cat, store, _ = synth_catalog
+    for name in "DE":
+        res = lookup(cat, synth_dir / f"{name}.mp4", store=store)
+        assert res["status"] == "no_match", res["matches"]
+        assert res["matches"] == []
+
+
+def test_non_video_is_a_clear_error(synth_catalog, tmp_path):
+    cat, store, _ = synth_catalog
+    p = tmp_path / "notes.txt"
+    p.write_text("not a video\n" * 100)
+    with pytest.raises(MediaProbeError) as err:
+        lookup(cat, p, store=store)
+    assert "media.not_media" in str(err.value)
+
+
+def test_all_black_video_has_no_usable_frames(synth_catalog, tmp_path):
+    cat, store, _ = synth_catalog
+    res = lookup(cat, flat_video(tmp_path / "black.mp4", 3.0), store=store)
+    assert res["status"] == "no_usable_frames"
+    assert res["matches"] == [] and "no usable frames" in res["message"]
+
+
+def test_missing_file(synth_catalog, tmp_path):
+    from clipfactory.errors import NotFoundError
+
+    cat, store, _ = synth_catalog
+    with pytest.raises(NotFoundError):
+        lookup(cat, tmp_path / "nope.mp4", store=store)
+
+
+# -- real media ----------------------------------------------------------------------------------------
+REAL = ["bikes.mp4", "bbb_5s.mp4", "box.mp4", "vtest.avi"]
+
+
+@pytest.fixture(scope="module")
+def real_catalog(tmp_path_factory):
+    from clipfactory.catalog import Catalog
+
+    media = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "media"
+    if not media.is_dir():
+        pytest.skip(f"real test data not found at {media.parent.parent}")
+    d = tmp_path_factory.mktemp("real")
+    cat = Catalog(d / "cat.duckdb")
+    store = BlobStore(d / "store")
+    out = {}
+    for name in REAL:
+        src, _ = add_source(cat, store, media / name, cut_clips=False)
+        out[name] = src.source_id
+    return cat, store, out, media
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", REAL)
+def test_real_media_copies_are_found(name, real_catalog, tmp_path):
+    cat, store, ids_, media = real_catalog
+    kinds = {
+        "mpeg4": dict(codec="mpeg4", bit_rate=250_000),
+        "half": dict(scale=0.5),
+        "letterbox": dict(letterbox=0.12),
+        "sub": dict(start_s=1.3, end_s=4.5),
+    }
+    for kind, kw in kinds.items():
+        q = transform(media / name, tmp_path / f"{kind}.mp4", **kw)
+        res = lookup(cat, q, store=store)
+        got = [m["source_id"] for m in res["matches"]]
+        assert got and got[0] == ids_[name], (name, kind, res["status"], got)
+
+
+@pytest.mark.shared_data
+def test_real_unrelated_media_do_not_match(real_catalog):
+    cat, store, _, media = real_catalog
+    for other in ("cup.mp4", "Megamind_bugy.avi", "carphone_pristine.mp4"):
+        res = lookup(cat, media / other, store=store)
+        assert res["status"] == "no_match", (
+            other,
+            [(m["source_id"], m["confidence"]) for m in res["matches"]],
+        )
+
+
+@pytest.mark.shared_data
+def test_trailer_contains_the_bbb_excerpt(real_catalog):
+    """The Big Buck Bunny trailer reuses the shot of bbb_5s: the lookup finds it, and only it."""
+    cat, store, ids_, media = real_catalog
+    res = lookup(cat, media / "trailer_bbb.mp4", store=store)
+    assert [m["source_id"] for m in res["matches"]] == [ids_["bbb_5s.mp4"]]
+    seg = res["matches"][0]["segments"][0]
+    assert seg["query_end_ms"] - seg["query_start_ms"] >= 2000
