@@ -24,6 +24,9 @@ def test_commercial_denies_youtube_pixels_without_permission():
     assert d.use_ok and not d.acquire_ok  # CC BY upload + CC BY labels: usable, but not acquirable
     assert d.effective_class == "commercial"
     assert d.reasons == ("policy.platform_terms_no_permission:youtube",)
+    # The channel is the platform of origin: bytes already in the store were still downloaded from YouTube.
+    local = CC_UPLOAD.replace(blob_uri="blob:sha256:" + "ab" * 32, origin_uri="file:///data/ccccccccccc.mp4")
+    assert decide_source(local, ["kinetics-400"], "commercial").reasons == d.reasons
     # Standard-licence upload: also not usable commercially.
     d = decide_source(STD_UPLOAD, ["kinetics-400"], "commercial")
     assert d.decision == "deny" and not d.use_ok
@@ -427,18 +430,14 @@ def test_evaluate_a_subset(cat):
     assert len(after) == len(before)
 
 
-def test_evaluate_without_memberships_table(tmp_path):
-    from clipfactory.catalog import Catalog, upsert_records
-
-    c = Catalog(tmp_path / "bare.duckdb")
-    with c.write() as con:
-        has = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'memberships'"
-        ).fetchall()[0][0]
-        if has:
-            pytest.skip("the schema already creates memberships")
-        upsert_records(con, [owned(3, content_license="CC0-1.0")])
-    assert evaluate(c, "commercial")["decisions"]["allow"] == 1
+def test_evaluate_without_ingest_tables(cat):
+    # The gate works on a catalog that has sources but none of the ingest tables (owned media only).
+    add(cat, [owned(3, content_license="CC0-1.0"), owned(4)])
+    with cat.write() as con:
+        con.execute("DROP TABLE IF EXISTS memberships")
+        con.execute("DROP TABLE IF EXISTS datasets")
+    summary = evaluate(cat, "commercial")
+    assert summary["decisions"] == {"allow": 1, "deny": 1, "review": 0}
 
 
 def test_vectorised_evaluate_over_100k_sources(cat):
