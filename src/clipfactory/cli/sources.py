@@ -1,3 +1,239 @@
-"""CLI commands (thin shell over the library)."""
+"""``clipfactory ingest``, ``clipfactory datasets list|overlap`` and ``clipfactory sources list|missing``."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .app import app, datasets_app, sources_app
+from .common import CatalogOpt, ConfigOpt, JsonOpt, console, emit, open_catalog, settings, table
+
+DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name.")]
+
+
+@app.command("ingest")
+def ingest_cmd(
+    manifests: Annotated[
+        list[str],
+        typer.Argument(
+            help="Manifest files (CSV, JSONL, JSON, Parquet; local or fsspec URLs) or owned media folders."
+        ),
+    ],
+    format: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="Manifest format; detected from the columns when left out."),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset", "-d", help="Dataset name (default: the format's registry key; owned media: owned)."
+        ),
+    ] = None,
+    map_: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="Generic adapter column mapping: id=COL,url=COL,start=COL,end=COL,caption=COL,time-unit=s|ms|hms.",
+        ),
+    ] = None,
+    captions: Annotated[
+        Path | None, typer.Option("--captions", help="HowTo100M caption.pickle with spans and narration.")
+    ] = None,
+    license: Annotated[
+        str | None,
+        typer.Option("--license", help="SPDX licence of owned media (a sidecar <file>.json wins)."),
+    ] = None,
+    rights_holder: Annotated[
+        str | None, typer.Option("--rights-holder", help="Rights holder of owned media.")
+    ] = None,
+    memory_limit: Annotated[
+        str | None, typer.Option("--memory-limit", help="DuckDB memory limit for the ingest, e.g. 1GB.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="DuckDB threads for the ingest.")] = None,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Read manifests into the catalog: sources deduplicated across datasets, spans, captions, bad rows."""
+    from ..sources.ingest import ingest_manifest
+
+    s = settings(config, catalog=catalog)
+    cat = open_catalog(s)
+    results = []
+    for path in manifests:
+        summary = ingest_manifest(
+            cat,
+            path,
+            format=format,
+            dataset=dataset,
+            mapping=map_,
+            captions=captions,
+            license=license or s.license,
+            rights_holder=rights_holder or s.rights_holder,
+            memory_limit=memory_limit,
+            threads=threads,
+        )
+        results.append(summary.to_dict())
+        if not json_:
+            _render_summary(summary)
+    if json_:
+        emit({"manifests": results}, True)
+
+
+def _render_summary(s: Any) -> None:
+    if s.already_ingested:
+        console.print(
+            f"[bold]{s.uri}[/]: already ingested into [cyan]{s.dataset}[/] "
+            f"({s.rows_total} rows, {s.rows_bad} bad); nothing to do"
+        )
+        return
+    colour = "red" if s.rows_bad else "green"
+    console.print(
+        f"[bold]{s.uri}[/] → [cyan]{s.dataset}[/] ({s.format}): {s.rows_total} rows, "
+        f"[green]{s.rows_ok} ok[/], [{colour}]{s.rows_bad} bad[/]; "
+        f"{s.new_sources} new sources, {s.new_memberships} new memberships, {s.spans} spans "
+        f"({s.seconds:.1f}s)",
+        highlight=False,
+    )
+    shown = s.error_lines()[:5]
+    for line in shown:
+        console.print("  " + line, style="red", highlight=False, markup=False)
+    if s.rows_bad > len(shown):
+        console.print(
+            f"  … and more: {s.rows_bad} bad rows in all (`clipfactory datasets errors --dataset {s.dataset}`)",
+            highlight=False,
+            markup=False,
+        )
+    if not s.lines_exact:
+        console.print("  [yellow]line numbers are approximate for this file[/]")
+
+
+@datasets_app.command("list")
+def datasets_list_cmd(catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False) -> None:
+    """Datasets in the catalog with their manifests, sources, spans and bad rows."""
+    from ..sources.listing import list_datasets
+
+    rows = list_datasets(open_catalog(settings(config, catalog=catalog)))
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            console.print("no datasets yet: run `clipfactory ingest MANIFEST`")
+            return
+        table(
+            rows,
+            "datasets",
+            ["dataset", "format", "registry_key", "manifests", "sources", "spans", "rows_total", "rows_bad"],
+        )
+
+    emit({"datasets": rows}, json_, lambda d: render(d["datasets"]))
+
+
+@datasets_app.command("overlap")
+def datasets_overlap_cmd(
+    only: Annotated[list[str] | None, typer.Argument(help="Datasets to compare (default: all).")] = None,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Shared sources between every pair of datasets, and each dataset's unique sources."""
+    from ..sources.overlap import overlap_matrix
+
+    m = overlap_matrix(open_catalog(settings(config, catalog=catalog)), only or None)
+
+    def render(d: dict[str, Any]) -> None:
+        names = d["datasets"]
+        if not names:
+            console.print("no datasets yet: run `clipfactory ingest MANIFEST`")
+            return
+        rows = []
+        for a in names:
+            row: dict[str, Any] = {"dataset": a}
+            row.update({b: d["shared"][a][b] for b in names})
+            row["unique"] = d["unique"][a]
+            rows.append(row)
+        table(rows, f"shared sources ({d['total_sources']} distinct)", ["dataset", *names, "unique"])
+
+    emit(m.to_dict(), json_, render)
+
+
+@datasets_app.command("errors")
+def datasets_errors_cmd(
+    dataset: DatasetOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Rows to show (0: all).")] = 50,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Manifest rows that were not ingested, with file, line and reason."""
+    from ..sources.listing import list_errors
+
+    rows = list_errors(open_catalog(settings(config, catalog=catalog)), dataset=dataset, limit=limit or None)
+
+    def render(d: dict[str, Any]) -> None:
+        if not d["errors"]:
+            console.print("no ingest errors")
+        for e in d["errors"]:
+            where = e["line"] if e["line"] is not None else (e["pointer"] or "")
+            console.print(f"{e['uri']}:{where}: {e['reason']}", highlight=False, markup=False)
+
+    emit({"errors": rows}, json_, render)
+
+
+@sources_app.command("list")
+def sources_list_cmd(
+    dataset: DatasetOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Sources to show (0: all).")] = 50,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Sources (one per canonical video) and the datasets that list them."""
+    from ..sources.listing import count_sources, list_sources
+
+    cat = open_catalog(settings(config, catalog=catalog))
+    rows = list_sources(cat, dataset=dataset, limit=limit or None)
+    total = count_sources(cat, dataset=dataset)
+
+    def render(d: dict[str, Any]) -> None:
+        shown = [{**r, "datasets": ", ".join(r["datasets"] or [])} for r in d["sources"]]
+        table(shown, f"sources ({len(shown)} of {d['total']})", ["source_id", "platform", "url", "datasets"])
+
+    emit({"total": total, "sources": rows}, json_, render)
+
+
+@sources_app.command("missing")
+def sources_missing_cmd(
+    store: Annotated[
+        str,
+        typer.Option("--store", help="A clipfactory blob store, or a folder of media named by platform id."),
+    ],
+    dataset: DatasetOpt = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write every missing source to this Parquet file.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Missing sources to print (0: all).")] = 20,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Manifest entries (sources) that have no media in a store."""
+    from ..sources.missing import missing_sources
+
+    cat = open_catalog(settings(config, catalog=catalog))
+    report = missing_sources(cat, store, dataset=dataset, output=output, limit=limit or None)
+
+    def render(d: dict[str, Any]) -> None:
+        console.print(
+            f"[bold]{d['missing']}[/] of {d['sources']} sources have no media in {d['store']} "
+            f"({d['present']} present; store looked like: {d['store_kind']}, {d['files']} files)",
+            highlight=False,
+        )
+        if d["rows"]:
+            shown = [{**r, "datasets": ", ".join(r["datasets"] or [])} for r in d["rows"]]
+            table(shown, None, ["source_id", "platform_id", "datasets"])
+        if d.get("output"):
+            console.print(f"wrote {d['missing']} rows to {d['output']}")
+
+    emit(report.to_dict(), json_, render)
