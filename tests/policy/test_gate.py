@@ -398,7 +398,15 @@ def test_evaluate_replaces_decisions_wholesale_and_allowed_source_ids(cat, permi
     evaluate(cat, "commercial")
     first = allowed_source_ids(cat, "commercial")
     assert first == {owned(3).source_id, "url:def"}
+    assert allowed_source_ids(cat, "commercial", source_ids=["url:def", CC_UPLOAD.source_id]) == {"url:def"}
     s = permission_file(scope="all")
+    with pytest.raises(PolicyError, match="different policy"):
+        allowed_source_ids(cat, "commercial", settings=s)
+    # Re-deciding a subset under the new policy makes that subset current, and only that subset.
+    evaluate(cat, "commercial", settings=s, source_ids=[CC_UPLOAD.source_id])
+    assert allowed_source_ids(cat, "commercial", settings=s, source_ids=[CC_UPLOAD.source_id]) == {
+        CC_UPLOAD.source_id
+    }
     with pytest.raises(PolicyError, match="different policy"):
         allowed_source_ids(cat, "commercial", settings=s)
     evaluate(cat, "commercial", settings=s)

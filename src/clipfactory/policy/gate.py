@@ -846,12 +846,14 @@ def evaluation_info(catalog, purpose: str) -> dict[str, Any] | None:
     return row
 
 
-def allowed_source_ids(catalog, purpose: str, *, settings: Any = None) -> set[str]:
-    """Source ids the stored decisions allow for ``purpose``.
+def allowed_source_ids(
+    catalog, purpose: str, *, settings: Any = None, source_ids: list[str] | None = None
+) -> set[str]:
+    """Source ids the stored decisions allow for ``purpose`` (among ``source_ids``, when given).
 
     Raises :class:`PolicyError` when the purpose was never evaluated. With ``settings``, also when the
-    stored decisions were made under a different policy, registry or permissions file, or without an
-    evaluation set that ``settings.build.evaluation_manifests`` names.
+    stored decisions (of ``source_ids``, when given) were made under a different policy, registry or
+    permissions file, or without an evaluation set that ``settings.build.evaluation_manifests`` names.
     """
     info = evaluation_info(catalog, purpose)
     if info is None:
@@ -860,32 +862,46 @@ def allowed_source_ids(catalog, purpose: str, *, settings: Any = None) -> set[st
             item=purpose,
             fix=f"run `clipfactory policy check --purpose {purpose}`",
         )
-    if settings is not None:
-        current = policy_hash(load_policy(settings), load_permissions(settings), purpose)
-        stale = catalog.scalar(
-            "SELECT count(*) FROM policy_decisions WHERE purpose = ? AND policy_hash <> ?", [purpose, current]
-        )
-        if stale:
-            raise PolicyError(
-                f"{stale} stored decisions for {purpose!r} were made under a different policy, registry or permissions file",
-                item=purpose,
-                fix=f"run `clipfactory policy check --purpose {purpose}` again",
-            )
-        want = set(_parse_eval(list(settings.build.evaluation_manifests or [])))
-        have = set(_parse_eval(list(info.get("evaluation_datasets") or [])))
-        missing = [
-            d if s is None else f"{d}:{s}" for d, s in want if (d, s) not in have and (d, None) not in have
-        ]
-        if missing:
-            raise PolicyError(
-                f"decisions for {purpose!r} were made without decontaminating {', '.join(sorted(missing))}",
-                item=purpose,
-                fix=f"run `clipfactory policy check --purpose {purpose}` with the build's evaluation sets",
-            )
-    rows = catalog.query(
-        "SELECT source_id FROM policy_decisions WHERE purpose = ? AND decision = 'allow'", [purpose]
-    )
-    return {r["source_id"] for r in rows}
+    with catalog.read() as con:
+        subset = ""
+        if source_ids is not None:
+            con.register("_pol_ask", pa.table({"source_id": pa.array(sorted(set(source_ids)), pa.string())}))
+            subset = "AND source_id IN (SELECT source_id FROM _pol_ask)"
+        try:
+            if settings is not None:
+                current = policy_hash(load_policy(settings), load_permissions(settings), purpose)
+                stale = con.execute(
+                    f"SELECT count(*) FROM policy_decisions WHERE purpose = ? AND policy_hash <> ? {subset}",
+                    [purpose, current],
+                ).fetchall()[0][0]
+                if stale:
+                    raise PolicyError(
+                        f"{stale} stored decisions for {purpose!r} were made under a different policy, "
+                        "registry or permissions file",
+                        item=purpose,
+                        fix=f"run `clipfactory policy check --purpose {purpose}` again",
+                    )
+                want = set(_parse_eval(list(settings.build.evaluation_manifests or [])))
+                have = set(_parse_eval(list(info.get("evaluation_datasets") or [])))
+                missing = [
+                    d if s is None else f"{d}:{s}"
+                    for d, s in want
+                    if (d, s) not in have and (d, None) not in have
+                ]
+                if missing:
+                    raise PolicyError(
+                        f"decisions for {purpose!r} were made without decontaminating {', '.join(sorted(missing))}",
+                        item=purpose,
+                        fix=f"run `clipfactory policy check --purpose {purpose}` with the build's evaluation sets",
+                    )
+            rows = con.execute(
+                f"SELECT source_id FROM policy_decisions WHERE purpose = ? AND decision = 'allow' {subset}",
+                [purpose],
+            ).fetchall()
+        finally:
+            if source_ids is not None:
+                con.unregister("_pol_ask")
+    return {r[0] for r in rows}
 
 
 def stored_decisions(catalog, source_id: str) -> list[dict[str, Any]]:
