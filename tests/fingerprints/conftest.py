@@ -60,6 +60,8 @@ def add_source(
         title=path.stem,
         size_bytes=size,
         duration_ms=res.duration_ms,
+        width=res.probe.width,
+        height=res.probe.height,
         fingerprint_uri=fp_uri,
         acquired_at=datetime.now(UTC).isoformat(),
     )

@@ -1,0 +1,560 @@
+"""``dedup.near``: near-duplicate dedup of clips over the whole catalog, from their PDQ frame hashes.
+
+The same footage reaches a catalog many ways: another id for the same video, a re-encode or resize, two
+datasets' overlapping spans of one source, a clip contained in a longer one. Dedup finds them all with
+one rule, vPDQ's: clip X is a near-duplicate of clip Y when at least ``min_share`` (80%) of X's usable
+frames have a frame of Y within Hamming distance 31 (and at least ``min_frames`` of them).
+
+**Which copy is kept.** Clips are ranked by ``keep_order`` (default: the most permissive licence use class
+first, then the sharpest, then the largest picture, then the earliest acquired; clip id breaks ties).
+Walking that ranking, a clip is kept unless a clip kept before it covers it; a dropped clip names the
+kept clip that covers it. So a clip is only ever dropped for a copy that holds all of its footage: a long
+clip is never dropped for a short one it merely contains; the short one is dropped for the long one when
+the long one ranks higher, and both stay (with the relation in the detail) when the short one ranks
+higher.
+
+**Output.** One outcome row per compared clip under stage ``dedup.near`` in one ``runs`` row: ``kept``,
+or ``dropped`` with reason ``dedup.near_duplicate_of:<clip_id>`` and a detail JSON that explains the
+choice (shares both ways, matched frames, the ranking keys of both clips and the first key that decided).
+
+It is a global operation: :func:`find_near_duplicates` over the catalog is the entry point;
+:class:`NearDedupStage` wraps the same plan for an executor (it dedups the clips of one batch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from ..catalog import Catalog
+from ..records import ClipRecord, Result
+from ..resources import Resources
+from ..stage import Stage, StageConfig
+from ..storage import BlobStore
+from .hashes import MATCH_DISTANCE, MIN_QUALITY
+from .index import HashIndex, _binary_to_array, index_catalog
+
+log = logging.getLogger(__name__)
+
+STAGE_NAME = "dedup.near"
+STAGE_VERSION = 1
+REASON_PREFIX = "dedup.near_duplicate_of:"
+KEEP_KEYS = ("license", "quality", "resolution", "earliest", "longest")
+CLASS_RANK = {"commercial": 0, "unspecified": 1, "non-commercial": 2, "academic-only": 3}
+
+
+class DedupConfig(StageConfig):
+    """Settings of ``dedup.near`` (section ``[dedup.near]``)."""
+
+    max_distance: int = Field(
+        MATCH_DISTANCE, ge=0, le=47, description="Largest Hamming distance for two frames to match."
+    )
+    min_quality: int = Field(
+        MIN_QUALITY, ge=0, le=100, description="Frames with a lower PDQ quality are ignored."
+    )
+    min_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of a clip's usable frames that another clip must match to make it a duplicate.",
+    )
+    min_frames: int = Field(
+        2,
+        ge=1,
+        description="Fewest matched frames for a duplicate (clips with fewer usable frames need all of them).",
+    )
+    keep_order: list[str] = Field(
+        default_factory=lambda: ["license", "quality", "resolution", "earliest"],
+        description="Ranking of copies, first key first: license (most permissive use class), quality "
+        "(sharpness), resolution (pixels), earliest (acquired first), longest (duration).",
+    )
+    purpose: str | None = Field(
+        None,
+        description="Purpose whose policy decisions give each clip's use class (default: the settings' purpose).",
+    )
+    compare_same_source: bool = Field(
+        False,
+        description="Also compare clips of one source whose spans do not overlap (a repeated intro, a static "
+        "camera). Overlapping spans of one source are always duplicates of each other.",
+    )
+    exact_search: bool = Field(
+        True,
+        description="Probe every index bucket the 31-bit bound needs (exact); off is faster on huge catalogs.",
+    )
+
+
+@dataclass
+class _Clip:
+    clip_id: str
+    source_id: str
+    start_ms: int
+    end_ms: int
+    use_class: str
+    sharpness: float
+    pixels: int
+    acquired_at: str
+    descriptor: bytes | None = None
+    rows: list[int] = field(default_factory=list)
+
+    def keys(self, order: list[str]) -> tuple:
+        out = []
+        for k in order:
+            if k == "license":
+                out.append(CLASS_RANK.get(self.use_class, 3))
+            elif k == "quality":
+                out.append(-self.sharpness)
+            elif k == "resolution":
+                out.append(-self.pixels)
+            elif k == "earliest":
+                out.append(self.acquired_at or "~")
+            elif k == "longest":
+                out.append(-(self.end_ms - self.start_ms))
+        return (*out, self.source_id, self.start_ms, self.clip_id)
+
+    def key_view(self, order: list[str]) -> dict[str, Any]:
+        v = {
+            "license": self.use_class,
+            "quality": self.sharpness,
+            "resolution": self.pixels,
+            "earliest": self.acquired_at,
+            "longest": self.end_ms - self.start_ms,
+        }
+        return {k: v[k] for k in order}
+
+
+def _use_class(license: str | None) -> str:
+    try:
+        from ..policy.taxonomy import classify
+
+        return classify(license).use_class
+    except Exception:  # the policy package is optional for dedup
+        return "academic-only" if license else "unspecified"
+
+
+def _load(catalog: Catalog, cfg: DedupConfig, purpose: str | None, clip_ids: list[str] | None):
+    with catalog.read() as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        dec_join = ""
+        params: list[Any] = []
+        if "policy_decisions" in tables and purpose:
+            dec_join = "LEFT JOIN policy_decisions p ON p.source_id = c.source_id AND p.purpose = ?"
+            dec_col = "p.effective_class"
+            params.append(purpose)
+        else:
+            dec_col = "NULL"
+        filt = ""
+        if clip_ids is not None:
+            con.register("_dd_ids", pa.table({"clip_id": pa.array(clip_ids, pa.string())}))
+            filt = "AND c.clip_id IN (SELECT clip_id FROM _dd_ids)"
+        try:
+            rows = con.execute(
+                f"""SELECT c.clip_id, c.source_id, c.start_ms, c.end_ms, c.sharpness, s.width, s.height,
+                           s.acquired_at, s.content_license, {dec_col}, d.descriptor
+                    FROM clips c JOIN sources s USING (source_id) {dec_join}
+                    LEFT JOIN fp_descriptors d ON d.kind = 'clip' AND d.item_id = c.clip_id
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM latest_outcomes o
+                        WHERE o.item_id = c.clip_id AND o.stage <> '{STAGE_NAME}' AND o.status IN ('dropped', 'failed')
+                    ) {filt}
+                    ORDER BY c.source_id, c.start_ms""",
+                params,
+            ).fetchall()
+        finally:
+            if clip_ids is not None:
+                con.unregister("_dd_ids")
+        sids = sorted({r[1] for r in rows})
+        con.register("_dd_sids", pa.table({"source_id": pa.array(sids, pa.string())}))
+        try:
+            frames = con.sql(
+                f"""SELECT f.source_id, f.clip_id, f.time_ms, f.pdq FROM frame_hashes f
+                    JOIN _dd_sids USING (source_id) WHERE f.quality >= {int(cfg.min_quality)}
+                    ORDER BY f.source_id, f.time_ms"""
+            ).to_arrow_table()
+        finally:
+            con.unregister("_dd_sids")
+    clips = []
+    for cid, sid, start, end, sharp, w, h, acq, lic, eff, desc in rows:
+        clips.append(
+            _Clip(
+                clip_id=cid,
+                source_id=sid,
+                start_ms=int(start),
+                end_ms=int(end),
+                use_class=eff or _use_class(lic),
+                sharpness=float(sharp or 0.0),
+                pixels=int((w or 0) * (h or 0)),
+                acquired_at=str(acq or ""),
+                descriptor=bytes(desc) if desc is not None else None,
+            )
+        )
+    return clips, frames
+
+
+def _attribute(clips: list[_Clip], frames: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Frame rows of every clip. Returns CSR-free pairs ``(clip_no, row_no)``."""
+    f_src = np.array(frames.column("source_id").to_pylist(), dtype=object)
+    f_clip = frames.column("clip_id").to_pylist()
+    f_time = frames.column("time_ms").to_numpy().astype(np.int64)
+    by_src: dict[str, np.ndarray] = {}
+    if len(f_src):
+        order = np.arange(len(f_src))
+        bounds = np.flatnonzero(f_src[1:] != f_src[:-1]) + 1
+        for grp in np.split(order, bounds):
+            by_src[f_src[grp[0]]] = grp
+    clip_no, row_no = [], []
+    for k, c in enumerate(clips):
+        rows = by_src.get(c.source_id)
+        if rows is None:
+            continue
+        t = f_time[rows]
+        sel = rows[(t >= c.start_ms) & (t < c.end_ms)]
+        sel = np.array([r for r in sel if f_clip[r] in (None, c.clip_id)], np.int64)
+        extra = [r for r in rows if f_clip[r] == c.clip_id and not (c.start_ms <= f_time[r] < c.end_ms)]
+        if extra:
+            sel = np.concatenate([sel, np.array(extra, np.int64)])
+        c.rows = sel.tolist()
+        clip_no += [k] * len(sel)
+        row_no += sel.tolist()
+    return np.array(clip_no, np.int64), np.array(row_no, np.int64)
+
+
+def plan(clips: list[_Clip], frames: pa.Table, cfg: DedupConfig) -> tuple[list[Result], dict[str, Any]]:
+    """Decide keep/drop for every clip. Pure: no catalog access."""
+    t0 = time.perf_counter()
+    clip_no, row_no = _attribute(clips, frames)
+    hashes = _binary_to_array(frames.column("pdq")) if len(frames) else np.zeros((0, 32), np.uint8)
+    f_src = frames.column("source_id").to_pylist()
+    src_names = sorted(set(f_src))
+    src_of = {s: i for i, s in enumerate(src_names)}
+    row_src = np.array([src_of[s] for s in f_src], np.int32)
+    n_rows = len(hashes)
+    # Row-level matches: every pair of frames within the distance, plus each frame with itself (so that
+    # clips sharing frames of one source, i.e. overlapping spans, are compared too).
+    idx = HashIndex(hashes, row_src, np.zeros(n_rows), src_names)
+    qa, rb, dist = idx.search(hashes, cfg.max_distance, exact=cfg.exact_search, block=2048)
+    keep = qa != rb
+    if not cfg.compare_same_source:
+        keep &= row_src[qa] != row_src[rb]
+    qa, rb, dist = qa[keep], rb[keep], dist[keep]
+    qa = np.concatenate([qa, np.arange(n_rows)])
+    rb = np.concatenate([rb, np.arange(n_rows)])
+    dist = np.concatenate([dist, np.zeros(n_rows, np.int32)])
+    # Rows to clips (a row belongs to every clip whose span holds it).
+    order = np.argsort(row_no, kind="stable")
+    r_sorted, c_sorted = row_no[order], clip_no[order]
+    starts = np.searchsorted(r_sorted, np.arange(n_rows), "left")
+    ends = np.searchsorted(r_sorted, np.arange(n_rows), "right")
+    cnt = ends - starts
+    # expand (a, b) into (clip_of_a, a, clip_of_b)
+    na, nb = cnt[qa], cnt[rb]
+    m = (na > 0) & (nb > 0)
+    qa, rb, dist, na, nb = qa[m], rb[m], dist[m], na[m], nb[m]
+    rep = na * nb
+    A = np.repeat(qa, rep)
+    B = np.repeat(rb, rep)
+    pos = np.arange(int(rep.sum())) - np.repeat(np.cumsum(rep) - rep, rep)
+    ia = pos // np.repeat(nb, rep)
+    ib = pos % np.repeat(nb, rep)
+    ca = c_sorted[starts[A] + ia]
+    cb = c_sorted[starts[B] + ib]
+    diff = ca != cb
+    ca, cb, A = ca[diff], cb[diff], A[diff]
+    n_clips = len(clips)
+    trip = np.unique((ca * n_clips + cb) * (n_rows + 1) + A)
+    pair = trip // (n_rows + 1)
+    pairs, matched = np.unique(pair, return_counts=True)
+    usable = np.array([len(c.rows) for c in clips], np.int64)
+    cover: dict[tuple[int, int], int] = {}
+    for p, k in zip(pairs.tolist(), matched.tolist(), strict=True):
+        cover[(p // n_clips, p % n_clips)] = k
+    # Greedy in keep order.
+    order_keys = list(cfg.keep_order)
+    ranked = sorted(range(n_clips), key=lambda i: clips[i].keys(order_keys))
+    rank_of = {i: r for r, i in enumerate(ranked)}
+    covered_by: dict[int, list[int]] = {}
+    for (x, y), _k in cover.items():
+        covered_by.setdefault(x, []).append(y)
+    kept: set[int] = set()
+    dropped: dict[int, int] = {}
+    for x in ranked:
+        best = None
+        n_x = int(usable[x])
+        if n_x:
+            need = min(cfg.min_frames, n_x)
+            for y in covered_by.get(x, []):
+                if y not in kept:
+                    continue
+                k = cover[(x, y)]
+                share = k / n_x
+                if share >= cfg.min_share and k >= need:
+                    cand = (share, -rank_of[y])
+                    if best is None or cand > best[0]:
+                        best = (cand, y)
+        if best is None:
+            kept.add(x)
+        else:
+            dropped[x] = best[1]
+    groups: dict[int, list[int]] = {}
+    for x, y in dropped.items():
+        groups.setdefault(y, []).append(x)
+    results: list[Result] = []
+    group_out = []
+    for i, c in enumerate(clips):
+        if i in dropped:
+            y = dropped[i]
+            results.append(
+                Result.dropped(
+                    c.clip_id,
+                    REASON_PREFIX + clips[y].clip_id,
+                    _explain(clips, i, y, cover, usable, order_keys),
+                )
+            )
+        else:
+            dups = groups.get(i, [])
+            detail = {"usable_frames": int(usable[i])}
+            if dups:
+                detail["duplicates"] = [clips[x].clip_id for x in dups]
+            results.append(Result.kept(c.clip_id, detail=detail))
+    for y, xs in sorted(groups.items(), key=lambda kv: rank_of[kv[0]]):
+        group_out.append(
+            {
+                "kept": clips[y].clip_id,
+                "kept_source": clips[y].source_id,
+                "dropped": [
+                    {
+                        "clip_id": clips[x].clip_id,
+                        "source_id": clips[x].source_id,
+                        "kept": clips[y].clip_id,
+                        **{
+                            k: v
+                            for k, v in json.loads(
+                                _explain_json(clips, x, y, cover, usable, order_keys)
+                            ).items()
+                            if k in ("share", "relation", "why")
+                        },
+                    }
+                    for x in xs
+                ],
+            }
+        )
+    stats = {
+        "clips": n_clips,
+        "frames": int(n_rows),
+        "clip_pairs": len(cover),
+        "dropped": len(dropped),
+        "groups": group_out,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return results, stats
+
+
+def _explain_json(clips, x, y, cover, usable, order) -> str:
+    return json.dumps(_explain(clips, x, y, cover, usable, order), sort_keys=True, default=str)
+
+
+def _explain(clips: list[_Clip], x: int, y: int, cover, usable, order: list[str]) -> dict[str, Any]:
+    cx, cy = clips[x], clips[y]
+    kx = cover.get((x, y), 0)
+    ky = cover.get((y, x), 0)
+    share_x = kx / usable[x] if usable[x] else 0.0
+    share_y = ky / usable[y] if usable[y] else 0.0
+    relation = "same footage" if share_y >= share_x * 0.8 and share_y >= 0.5 else "contained in the kept clip"
+    if cx.source_id == cy.source_id:
+        relation = (
+            "overlapping span of the same source"
+            if cx.start_ms < cy.end_ms and cy.start_ms < cx.end_ms
+            else relation
+        )
+    why = "tie: clip id order"
+    vx, vy = cx.key_view(order), cy.key_view(order)
+    kx_keys, ky_keys = cx.keys(order), cy.keys(order)
+    for j, k in enumerate(order):
+        if kx_keys[j] != ky_keys[j]:
+            why = f"{k}: kept {vy[k]!s} ranks before {vx[k]!s}"
+            break
+    dist = None
+    if cx.descriptor and cy.descriptor:
+        dist = int(
+            np.unpackbits(
+                np.frombuffer(cx.descriptor, np.uint8) ^ np.frombuffer(cy.descriptor, np.uint8)
+            ).sum()
+        )
+    return {
+        "kept": cy.clip_id,
+        "kept_source": cy.source_id,
+        "share": round(float(share_x), 4),
+        "kept_share_matched": round(float(share_y), 4),
+        "matched_frames": int(kx),
+        "usable_frames": int(usable[x]),
+        "relation": relation,
+        "why": why,
+        "keep_order": order,
+        "kept_keys": vy,
+        "dropped_keys": vx,
+        "descriptor_distance": dist,
+    }
+
+
+def _config(settings=None, config: DedupConfig | dict | None = None) -> DedupConfig:
+    if isinstance(config, DedupConfig):
+        return config
+    base = dict(settings.stage_config(STAGE_NAME)) if settings is not None else {}
+    base.update(config or {})
+    from ..errors import ConfigError
+
+    try:
+        cfg = DedupConfig(**base)
+    except Exception as exc:
+        raise ConfigError(f"invalid config for stage {STAGE_NAME}: {exc}", item=f"[{STAGE_NAME}]") from exc
+    bad = [k for k in cfg.keep_order if k not in KEEP_KEYS]
+    if bad:
+        raise ConfigError(
+            f"unknown keep_order key(s): {', '.join(bad)}",
+            item=f"[{STAGE_NAME}] keep_order",
+            fix=f"use {', '.join(KEEP_KEYS)}",
+        )
+    return cfg
+
+
+def config_hash(cfg: DedupConfig) -> str:
+    import hashlib
+
+    payload = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(f"{STAGE_NAME}|{payload}".encode()).hexdigest()[:16]
+
+
+def find_near_duplicates(
+    catalog: Catalog,
+    store: BlobStore | str | os.PathLike,
+    *,
+    settings=None,
+    config: DedupConfig | dict | None = None,
+    record: bool = True,
+    clip_ids: list[str] | None = None,
+) -> dict[str, Any]:
+    """Dedup every clip in play (no dropped or failed outcome at another stage) across the catalog.
+
+    Loads new fingerprints first (:func:`~clipfactory.fingerprints.index.index_catalog`). With ``record``
+    the decisions become outcome rows of stage ``dedup.near`` in a new ``runs`` row. Returns a summary:
+    counts, the duplicate groups with the reason for each choice, and the run id.
+    """
+    cfg = _config(settings, config)
+    purpose = cfg.purpose or getattr(settings, "purpose", None)
+    index_catalog(catalog, store)
+    clips, frames = _load(catalog, cfg, purpose, clip_ids)
+    results, stats = plan(clips, frames, cfg)
+    run_id = None
+    if record and results:
+        run_id = _record(catalog, results, cfg)
+    return {"run_id": run_id, "stage": STAGE_NAME, "config": cfg.model_dump(mode="json"), **stats}
+
+
+def _record(catalog: Catalog, results: list[Result], cfg: DedupConfig) -> str:
+    from .. import __version__
+    from ..executors.local import OUTCOME_SCHEMA, new_run_id
+
+    run_id = new_run_id()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    chash = config_hash(cfg)
+    rows = [
+        {
+            "run_id": run_id,
+            "stage": STAGE_NAME,
+            "stage_version": STAGE_VERSION,
+            "config_hash": chash,
+            "item_id": r.item_id,
+            "status": r.status,
+            "reason": r.reason,
+            "error_kind": None,
+            "error": None,
+            "detail": r.detail,
+            "output_ids": [r.item_id] if r.status == Result.KEPT else [],
+            "attempt": 1,
+            "recorded_at": now,
+        }
+        for r in results
+    ]
+    with catalog.write() as con:
+        con.execute(
+            "INSERT INTO runs VALUES (?, 'dedup', 'local', ?, ?, 'finished', ?, ?)",
+            [
+                run_id,
+                now,
+                now,
+                json.dumps({"stages": {STAGE_NAME: cfg.model_dump(mode="json")}}),
+                __version__,
+            ],
+        )
+        con.register("_dd_out", pa.Table.from_pylist(rows, schema=OUTCOME_SCHEMA))
+        try:
+            con.execute("INSERT INTO stage_outcomes BY NAME SELECT * FROM _dd_out")
+        finally:
+            con.unregister("_dd_out")
+    return run_id
+
+
+def dropped_clip_ids(catalog: Catalog) -> set[str]:
+    """Clips whose latest ``dedup.near`` outcome is a drop (for builds to leave out)."""
+    rows = catalog.query(
+        "SELECT item_id FROM latest_outcomes WHERE stage = ? AND status = 'dropped'", [STAGE_NAME]
+    )
+    return {r["item_id"] for r in rows}
+
+
+try:  # registered when the registry imports this module (registry.STAGE_MODULES)
+    from ..registry import register as _register
+except ImportError:  # pragma: no cover
+    _register = None
+
+
+class NearDedupStage(Stage):
+    """``dedup.near``: near-duplicate dedup (see the module docstring).
+
+    Reads: :class:`ClipRecord` items and their sources' PDQ frame hashes from the catalog
+    (``context.catalog_path``, read-only; run ``clipfactory fingerprints index`` first).
+    Writes: nothing new; each clip is kept, or dropped with ``dedup.near_duplicate_of:<clip_id>``.
+    Dedup is global: a batch is deduped within itself, so the executor should pass all clips in one batch;
+    :func:`find_near_duplicates` dedups the whole catalog and is what ``clipfactory dedup`` runs.
+    Resources: one CPU; memory about 200 bytes per frame hash.
+    """
+
+    name = STAGE_NAME
+    version = STAGE_VERSION
+    resources = Resources(cpus=1, memory_gb=2.0)
+    batch_size = 1_000_000
+    input_type = ClipRecord
+    output_type = ClipRecord
+    Config = DedupConfig
+
+    def process_batch(self, items: list[ClipRecord]) -> list[Result]:
+        if not items:
+            return []
+        if not self.context.catalog_path:
+            return [Result.failed(c.clip_id, "terminal", "dedup.near needs the catalog") for c in items]
+        catalog = Catalog(self.context.catalog_path)
+        clips, frames = _load(catalog, self.config, self.config.purpose, [c.clip_id for c in items])
+        results, _ = plan(clips, frames, self.config)
+        by_id = {r.item_id: r for r in results}
+        out = []
+        for c in items:
+            r = by_id.get(c.clip_id)
+            if r is None:  # not in play (dropped earlier) or unknown to the catalog: nothing to compare
+                out.append(Result.kept(c.clip_id, c, detail={"usable_frames": 0}))
+            elif r.status == Result.KEPT:
+                out.append(Result.kept(c.clip_id, c, detail=r.detail))
+            else:
+                out.append(r)
+        return out
+
+
+if _register is not None:
+    _register(NearDedupStage)
