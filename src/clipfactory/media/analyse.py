@@ -278,7 +278,7 @@ def _jpeg(frame: av.VideoFrame, width: int, quality: int, rotation: int) -> byte
     h = max(2, int(round(frame.height * w / frame.width / 2)) * 2)
     img = Image.fromarray(frame.reformat(width=w, height=h, format="rgb24").to_ndarray())
     if rotation:
-        img = img.rotate(-rotation, expand=True)
+        img = img.rotate(rotation, expand=True)  # PIL turns counterclockwise, like ``rotation``
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=quality)
     return buf.getvalue()

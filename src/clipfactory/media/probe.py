@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -67,7 +67,13 @@ def _rebuild_probe_error(reason, detail, item, fix):
 
 @dataclass(frozen=True)
 class ProbeInfo:
-    """What a media file holds. Times are in milliseconds; ``None`` means the container does not say."""
+    """What a media file holds. Times are in milliseconds; ``None`` means the container does not say.
+
+    ``width``/``height`` are the decoded picture's; ``rotation`` is how many degrees counterclockwise
+    (0, 90, 180 or 270) the picture must be turned for display, from the display matrix or the
+    legacy ``rotate`` tag. ``is_vfr`` is true when the average frame rate disagrees with the nominal
+    one or the timestamps in the index are unevenly spaced.
+    """
 
     path: str
     size_bytes: int
@@ -85,7 +91,6 @@ class ProbeInfo:
     pix_fmt: str | None
     bit_rate: int | None
     start_ms: int = 0
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -291,7 +296,8 @@ def complete_info(header: dict, frame, stream, item: str) -> ProbeInfo:
     rotation = int(getattr(frame, "rotation", 0) or 0) % 360
     if not rotation:
         try:
-            rotation = int(stream.metadata.get("rotate", 0)) % 360
+            # The legacy 'rotate' tag is clockwise; ``rotation`` is counterclockwise.
+            rotation = -int(stream.metadata.get("rotate", 0)) % 360
         except ValueError:
             rotation = 0
     fields = dict(header)
