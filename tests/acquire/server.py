@@ -61,6 +61,7 @@ class Route:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: TestServer.HTTPServer  # type: ignore[name-defined]
 
     def log_message(self, format, *args):  # noqa: A002 - quiet

@@ -74,6 +74,11 @@ class FetchOptions(StageConfig):
         None, description="Full User-Agent; default '<agent_token>/<version> (+<contact_url>)'"
     )
     max_connections: int = Field(64, description="Connections open at once, over all hosts")
+    pool_shards: int = Field(
+        8,
+        description="Connection pools the connections are spread over (a pool is scanned on every request, "
+        "so several small pools cost less CPU than one large one)",
+    )
     per_host_connections: int = Field(8, description="Connections open at once to one origin")
     per_host_rate: float = Field(
         10.0, description="Requests per second to one origin (0 = no limit); a Crawl-delay lowers it"
@@ -399,41 +404,63 @@ def _partial_key(url: str) -> str:
 
 
 class _BodyWriter:
-    """Hashes and writes a body; large bodies are handed to a thread so the event loop keeps reading."""
+    """Hashes and stores a body. Small bodies stay in memory and reach the disk in one write on a worker
+    thread; large ones are handed to a thread chunk by chunk, so the event loop keeps reading meanwhile."""
 
-    def __init__(self, path: Path, append: bool, hasher: Any, pool: cf.ThreadPoolExecutor | None):
-        self.fh = open(path, "ab" if append else "wb")  # noqa: SIM115 - closed in close()
+    def __init__(self, path: Path, append: bool, hasher: Any, pool: cf.ThreadPoolExecutor, in_memory: bool):
+        self.path = path
+        self.append = append
         self.hasher = hasher
         self.pool = pool
+        self.mem: bytearray | None = bytearray() if in_memory else None
+        self.fh: Any = None
         self.pending: cf.Future | None = None
+
+    def _open(self) -> None:
+        if self.fh is None:
+            self.fh = open(self.path, "ab" if self.append else "wb")  # noqa: SIM115 - closed in close()
 
     def _write(self, data: bytes) -> None:
         self.hasher.update(data)
+        if self.mem is not None:
+            self.mem += data
+            return
+        self._open()
         self.fh.write(data)
 
+    def _write_all(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._write(chunk)
+
     async def write(self, data: bytes) -> None:
-        if self.pool is None:
+        if self.mem is not None:
             self._write(data)
             return
+        await self.write_chunks([data])
+
+    async def write_chunks(self, chunks: list[bytes]) -> None:
+        """Hand chunks to the writer thread (no copy); waits for the previous hand-over first."""
         if self.pending is not None:
             await asyncio.wrap_future(self.pending)
-        self.pending = self.pool.submit(self._write, data)
+        self.pending = self.pool.submit(self._write_all, chunks)
 
-    async def finish(self, fsync: bool) -> None:
+    async def drain(self) -> None:
         if self.pending is not None:
             await asyncio.wrap_future(self.pending)
             self.pending = None
 
-        def done() -> None:
-            self.fh.flush()
-            if fsync:
-                os.fsync(self.fh.fileno())
-            self.fh.close()
-
-        if self.pool is None and not fsync:
-            done()
+    def to_disk(self, fsync: bool) -> None:
+        """Make the complete body a closed file at ``path`` (worker thread)."""
+        if self.mem is not None:
+            self.fh = open(self.path, "wb")  # noqa: SIM115 - closed below
+            self.fh.write(self.mem)
+            self.mem = None
         else:
-            await asyncio.get_running_loop().run_in_executor(self.pool, done)
+            self._open()
+        self.fh.flush()
+        if fsync:
+            os.fsync(self.fh.fileno())
+        self.fh.close()
 
     def close(self, tail: bytes = b"") -> None:
         """Synchronous cleanup, safe after a cancellation: waits for the writer, writes ``tail``, closes."""
@@ -441,10 +468,10 @@ class _BodyWriter:
             with contextlib.suppress(Exception):
                 self.pending.result()
             self.pending = None
-        if not self.fh.closed:
-            if tail:
-                with contextlib.suppress(OSError):
-                    self._write(tail)
+        if tail and self.mem is None:
+            with contextlib.suppress(OSError):
+                self._write(tail)
+        if self.fh is not None and not self.fh.closed:
             with contextlib.suppress(OSError):
                 self.fh.flush()
             self.fh.close()
@@ -519,10 +546,13 @@ class Fetcher:
         self.stats: Counter[str] = Counter()
         self._transport = transport
         self._client: Any = None
+        self._clients: list[Any] = []
+        self._rr = 0
         self._pool: cf.ThreadPoolExecutor | None = None
         self._url_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._primed: list[tuple[str, str, float, Any]] = []
         self._c2pa_state: str | None = None
+        self._incoming_dir: Path | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def __aenter__(self) -> Fetcher:
@@ -536,30 +566,42 @@ class Fetcher:
         import httpx
 
         o = self.options
-        self._client = httpx.AsyncClient(
-            http1=True,
-            http2=False,
-            follow_redirects=False,
-            trust_env=False,  # never pick up a proxy from the environment
-            timeout=httpx.Timeout(
-                connect=o.connect_timeout_s, read=o.read_timeout_s, write=o.read_timeout_s, pool=None
-            ),
-            limits=httpx.Limits(
-                max_connections=o.max_connections,
-                max_keepalive_connections=o.max_connections,
-                keepalive_expiry=30.0,
-            ),
-            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
-            transport=self._transport,
-        )
+        shards = max(1, min(o.pool_shards, o.max_connections))
+        ssl_context = _ssl_context()  # one context for every pool: loading the CA bundle is slow
+        per_shard = -(-o.max_connections // shards)
+        self._clients = [
+            httpx.AsyncClient(
+                http1=True,
+                http2=False,
+                follow_redirects=False,
+                trust_env=False,  # never pick up a proxy from the environment
+                timeout=httpx.Timeout(
+                    connect=o.connect_timeout_s, read=o.read_timeout_s, write=o.read_timeout_s, pool=None
+                ),
+                limits=httpx.Limits(
+                    max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=30.0
+                ),
+                headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
+                transport=self._transport,
+                verify=ssl_context,
+            )
+            for _ in range(shards)
+        ]
+        self._client = self._clients[0]
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="cf-fetch-io")
         for origin, kind, expires, doc in self._primed:
             self._host(origin).docs[kind] = _CachedDoc(doc, expires)
         self._primed.clear()
 
+    def _next_client(self) -> Any:
+        self._rr += 1
+        return self._clients[self._rr % len(self._clients)]
+
     async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+        self._clients = []
         if self._client is not None:
-            await self._client.aclose()
             self._client = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -855,8 +897,9 @@ class Fetcher:
                 headers["If-None-Match"] = validators["etag"]
             if validators.get("last_modified"):
                 headers["If-Modified-Since"] = validators["last_modified"]
-        request = self._client.build_request("GET", url, headers=headers)
-        response = await self._client.send(request, stream=True)
+        client = self._next_client()
+        request = client.build_request("GET", url, headers=headers)
+        response = await client.send(request, stream=True)
         try:
             status = response.status_code
             attempt["status_code"] = status
@@ -959,7 +1002,6 @@ class Fetcher:
 
         sid = source.source_id
         o = self.options
-        store = self._store()
         status = response.status_code
         vals = _validators(response.headers)
         offset = 0
@@ -993,7 +1035,7 @@ class Fetcher:
                 f"{total} bytes > max_bytes {o.max_bytes}",
             )
         key = _partial_key(url)
-        inc = store.incoming()
+        inc = self._incoming()
         path = inc / f"{key}.partial"
         meta_path = inc / f"{key}.partial.json"
         hasher = hashlib.sha256()
@@ -1007,10 +1049,11 @@ class Fetcher:
         if resumable and not offset:
             with atomic_write(meta_path, "w") as fh:
                 json.dump({"url": url, **vals, "total": total, "created_at": time.time()}, fh)
-        writer = _BodyWriter(path, append=bool(offset), hasher=hasher, pool=self._pool if threaded else None)
+        writer = _BodyWriter(path, bool(offset), hasher, self._pool, in_memory=not threaded)
         received = offset
         head = b""
-        pending = bytearray()  # bytes collected for the writer thread
+        pending: list[bytes] = []  # chunks collected for the writer thread
+        pending_n = 0
         container: str | None = None
         keep_partial = False
         truncated: str | None = None
@@ -1040,10 +1083,11 @@ class Fetcher:
                         container = sniff_container(head)
                         chunk, head = head, b""
                     if threaded:
-                        pending += chunk
-                        if len(pending) >= o.chunk_size:
-                            await writer.write(bytes(pending))
-                            pending = bytearray()
+                        pending.append(chunk)
+                        pending_n += len(chunk)
+                        if pending_n >= o.chunk_size:
+                            await writer.write_chunks(pending)
+                            pending, pending_n = [], 0
                     else:
                         await writer.write(chunk)
             except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
@@ -1053,11 +1097,14 @@ class Fetcher:
                 if decided is not None:
                     return decided
                 container = sniff_container(head)
-                pending += head
+                pending.append(head)
                 head = b""
             if pending:
-                await writer.write(bytes(pending))
-                pending = bytearray()
+                if threaded:
+                    await writer.write_chunks(pending)
+                else:
+                    await writer.write(b"".join(pending))
+                pending, pending_n = [], 0
             if truncated is None and total is not None and received != total:
                 truncated = "body shorter than Content-Length"
             if truncated is not None:
@@ -1069,30 +1116,25 @@ class Fetcher:
                     message=f"body ended after {received} of {total if total is not None else '?'} bytes "
                     f"({truncated})",
                 )
-            await writer.finish(o.fsync)
-            keep_partial = True  # the file is complete; adopt or delete it below
+            await writer.drain()
+            keep_partial = True  # complete: the worker adopts it or deletes it
+            sha = hasher.hexdigest()
+            check, uri, container = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._complete, writer, meta_path, container, sha
+            )
         except BaseException:
             # Interrupted (a total timeout, a cancelled run): keep what passed the sniff, to resume with Range.
             keep_partial = resumable and (container is not None or offset > 0)
             raise
         finally:
-            writer.close(bytes(pending) if keep_partial else b"")
+            writer.close(b"".join(pending) if keep_partial else b"")
             attempt.setdefault("bytes", received - offset)
             if not keep_partial:
                 path.unlink(missing_ok=True)
                 meta_path.unlink(missing_ok=True)
-        if container is None and offset:
-            with open(path, "rb") as fh:
-                container = sniff_container(fh.read(_SNIFF_BYTES))
-        check = await self._c2pa(path, container)
         ev.add_checks(url, "content", [check])
-        if check.denied:
-            path.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
+        if uri is None:
             return self._final(sid, Result.DROPPED, check.reason or c.REASON_C2PA, url, status, check.value)
-        sha = hasher.hexdigest()
-        uri = store.adopt(path, sha)
-        meta_path.unlink(missing_ok=True)
         attempt["content_sha256"] = sha
         self.stats["bytes"] += received
         out = FetchOutcome(
@@ -1150,7 +1192,30 @@ class Fetcher:
             f"content-type {ctype!r}, first bytes {head[:16]!r}",
         )
 
-    async def _c2pa(self, path: Path, container: str | None) -> c.Check:
+    def _complete(
+        self, writer: _BodyWriter, meta_path: Path, container: str | None, sha: str
+    ) -> tuple[c.Check, str | None, str | None]:
+        """Worker thread: put the body on disk, read its C2PA manifest, adopt it under its hash or delete it."""
+        writer.to_disk(self.options.fsync)
+        path = writer.path
+        if container is None:
+            with open(path, "rb") as fh:
+                container = sniff_container(fh.read(_SNIFF_BYTES))
+        try:
+            check = self._c2pa(path, container)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            raise
+        if check.denied:  # the bytes of a denied file are never kept
+            path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            return check, None, container
+        uri = self._store().adopt(path, sha)
+        meta_path.unlink(missing_ok=True)
+        return check, uri, container
+
+    def _c2pa(self, path: Path, container: str | None) -> c.Check:
         mode = self.options.c2pa
         if mode == "off":
             return c.Check("c2pa", c.NOT_CHECKED, None, evidence={"why": "disabled in config"})
@@ -1169,14 +1234,17 @@ class Fetcher:
                 raise MissingExtraError("c2pa-python", "c2pa", feature="the C2PA training-mining check")
             return c.Check("c2pa", c.NOT_CHECKED, None, evidence={"why": "c2pa-python is not installed"})
         try:
-            manifest = await asyncio.get_running_loop().run_in_executor(
-                self._pool, c.read_c2pa_manifest, str(path), mime
-            )
+            manifest = c.read_c2pa_manifest(str(path), mime)
         except MissingExtraError:
             raise
         except Exception as exc:  # an unreadable manifest is recorded, not fatal
             return c.Check("c2pa", c.ERROR, None, evidence={"error": f"{type(exc).__name__}: {exc}"})
         return c.check_c2pa(manifest)
+
+    def _incoming(self) -> Path:
+        if self._incoming_dir is None:
+            self._incoming_dir = self._store().incoming()
+        return self._incoming_dir
 
     # -- partial files ---------------------------------------------------------------------------------
     def _store(self) -> BlobStore:
@@ -1259,7 +1327,7 @@ class Fetcher:
                     async with state.sem:
                         await state.wait_pause()
                         self.stats["requests"] += 1
-                        async with self._client.stream("GET", final_url) as resp:
+                        async with self._next_client().stream("GET", final_url) as resp:
                             status = resp.status_code
                             if status in _REDIRECTS and resp.headers.get("location"):
                                 final_url = urljoin(final_url, resp.headers["location"])
@@ -1301,6 +1369,21 @@ class Fetcher:
             record["body_uri"] = self.store.put_bytes(body)
             record["body_sha256"] = hashlib.sha256(body).hexdigest()
         return doc, record
+
+
+_SSL_CONTEXT: Any = None
+
+
+def _ssl_context() -> Any:
+    """The default TLS context (system defaults, certifi's CA bundle), built once per process."""
+    global _SSL_CONTEXT
+    if _SSL_CONTEXT is None:
+        import ssl
+
+        import certifi
+
+        _SSL_CONTEXT = ssl.create_default_context(cafile=certifi.where())
+    return _SSL_CONTEXT
 
 
 def _validators(headers: Any) -> dict[str, str]:
