@@ -88,6 +88,19 @@ def test_text_file_is_not_media(tmp_path):
     assert _reason(tmp_path / "notes.mp4") == "media.not_media"
 
 
+def test_text_file_with_text_extension_is_not_media(tmp_path):
+    # FFmpeg's tty demuxer would render any .txt file as ANSI-art video
+    (tmp_path / "notes.txt").write_text("hello world, plain text\n" * 50)
+    assert _reason(tmp_path / "notes.txt") == "media.not_media"
+
+
+def test_still_image_has_no_video_stream(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(tmp_path / "still.png")
+    assert _reason(tmp_path / "still.png") == "media.no_video_stream"
+
+
 def test_audio_only(tmp_path):
     path = tmp_path / "tone.wav"
     with av.open(str(path), "w") as out:

@@ -46,6 +46,11 @@ _MAGIC = (
 
 _DECODE_PROBE_PACKETS = 400
 
+#: Demuxers and codecs FFmpeg uses to open files that are text, and demuxers of still images.
+TEXT_DEMUXERS = {"tty"}
+TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
+IMAGE_DEMUXERS = {"image2", "image2pipe"}  # and every "*_pipe" image demuxer
+
 
 class MediaProbeError(MediaError):
     """A media file cannot be probed or decoded; ``reason`` is one of :data:`REASONS`."""
@@ -248,9 +253,31 @@ def probe(path: str | os.PathLike) -> ProbeInfo:
         return complete_info(header, frame, stream, item)
 
 
+def _refuse_non_video(container, stream, item: str) -> None:
+    """FFmpeg opens some files that are not video: any text file through its ``tty`` demuxer (as ANSI
+    art), and still images through its image demuxers."""
+    fmt = container.format.name
+    codec = stream.codec_context.name if stream.codec_context else ""
+    if fmt in TEXT_DEMUXERS or codec in TEXT_CODECS:
+        raise MediaProbeError(
+            "media.not_media",
+            f"a text file, not media (FFmpeg reads it as {fmt}/{codec})",
+            item=item,
+            fix="check that the file is a video",
+        )
+    if fmt in IMAGE_DEMUXERS or fmt.endswith("_pipe"):
+        raise MediaProbeError(
+            "media.no_video_stream",
+            f"a still image ({codec}), not a video",
+            item=item,
+            fix="only video files can be analysed",
+        )
+
+
 def read_header(container, stream, item: str) -> dict:
     """What the container says about ``stream`` without decoding: the fields of :class:`ProbeInfo`
     except those read from the first frame. Raises for a missing decoder or a truncated index."""
+    _refuse_non_video(container, stream, item)
     check_decoder(stream, item)
     size = Path(item).stat().st_size
     cc = stream.codec_context
