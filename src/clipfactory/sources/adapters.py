@@ -161,7 +161,7 @@ _NUM_LIST = r"\[\s*(?:[-+0-9.eE]+\s*(?:,\s*[-+0-9.eE]+\s*)*,?\s*)?\]"
 
 def _py_strings(expr: str) -> str:
     """A Python list-of-strings literal to a VARCHAR[] (quotes stripped; rows with escapes use the fallback)."""
-    return f"list_transform(regexp_extract_all({expr}, {lit(_PY_STR)}, 0), lambda s: s[2:-1])"
+    return f"list_transform(regexp_extract_all({expr}, {lit(_PY_STR)}, 0), lambda s: s[2:length(s) - 1])"
 
 
 def _literal_list(text: str | None) -> list:
@@ -354,7 +354,7 @@ def _internvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
 def _hdvg(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     sel = select_pre(
         ord="ord",
-        pointer="coalesce(cpath, vpath)",
+        pointer="CASE WHEN cpath IS NULL THEN vpath ELSE vpath || substr(cpath, 2) END",
         platform="'youtube'",
         pid="cf_yt(ytid)",
         id_text="ytid",
@@ -631,6 +631,7 @@ def _openvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         "THEN regexp_replace(cf_strip(video), '\\.[A-Za-z0-9]+$', '') END",
         id_text="video",
         caption="caption",
+        error="CASE WHEN nullif(cf_strip(video), '') IS NULL THEN 'missing video file name' END",
         split=lit(ctx.split_hint) if ctx.split_hint else "NULL",
         extra=extra,
     )
@@ -640,7 +641,7 @@ def _openvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
 # -- MSR-VTT ----------------------------------------------------------------------------------------
 def _msrvtt(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     split_hint = lit(ctx.split_hint) if ctx.split_hint else "NULL"
-    layout = con.execute(f"SELECT json_type(doc) FROM {SRC}").fetchone()[0]
+    layout = con.execute(f"SELECT json_type(doc) FROM {SRC}").fetchall()[0][0]
     if layout == "ARRAY":
         # The caption file: [{"video": "video7010.mp4", "caption": [...]}, ...]
         sel = select_pre(
@@ -791,6 +792,15 @@ def _generic(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
             f"WHEN {idc} IS NULL AND cf_yt({urlc}) IS NOT NULL THEN cf_yt({urlc}) "
             f"WHEN contains(coalesce({idc}, {urlc}), '://') THEN cf_url_hash(coalesce({idc}, {urlc})) END"
         )
+    if platform:
+        id_error = "NULL"
+    else:
+        id_error = (
+            f"CASE WHEN ({pid}) IS NULL AND nullif(cf_strip(coalesce({idc}, {urlc})), '') IS NOT NULL "
+            f"THEN 'not a YouTube id or URL: ' || cf_strip(coalesce({idc}, {urlc})) "
+            "|| ' (give --map platform=NAME for ids of another platform)' END"
+        )
+    json_error = "CASE WHEN NOT ok THEN 'not valid JSON' END" if jsonl else "NULL"
     duration = f"cf_ms_unit({col('duration')}, {lit(unit)})"
     sel = select_pre(
         ord="ord",
@@ -809,7 +819,7 @@ def _generic(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         caption=col("caption"),
         label=col("label"),
         split=col("split") if "split" in m else (lit(ctx.split_hint) if ctx.split_hint else "NULL"),
-        error="CASE WHEN NOT ok THEN 'not valid JSON' END" if jsonl else "NULL",
+        error=f"coalesce({json_error}, {id_error})",
         raw="j" if jsonl else "NULL",
     )
     return f"""SELECT {sel} FROM {"_cf_gsrc" if jsonl else SRC}"""

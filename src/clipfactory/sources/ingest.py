@@ -200,7 +200,7 @@ def _write(
         """SELECT count(DISTINCT ord), count(DISTINCT ord) FILTER (WHERE error IS NOT NULL),
                   count(*) FILTER (WHERE error IS NULL AND (start_ms IS NOT NULL OR caption IS NOT NULL))
            FROM _cf_rows"""
-    ).fetchone()
+    ).fetchall()[0]
     rejects = staged.rejects
     total += len(rejects)
     bad_rows += len(rejects)
@@ -262,11 +262,11 @@ def _write(
                   a.title, a.duration_ms, a.content_sha256, a.origin_uri, a.size_bytes, a.content_license,
                   a.rights_holder
            FROM _cf_agg a ANTI JOIN sources s ON s.source_id = a.source_id"""
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     # Known sources: fill the fields they lack (never overwrite what is there).
     fills = con.execute(
         "SELECT count(title), count(duration_ms), count(url), count(content_license), count(rights_holder) FROM _cf_agg"
-    ).fetchone()
+    ).fetchall()[0]
     fillable = [
         c
         for c, n in zip(
@@ -281,9 +281,9 @@ def _write(
             f"UPDATE sources SET {sets} FROM _cf_agg a WHERE sources.source_id = a.source_id AND ({cond})"
         )
 
-    had_members = con.execute("SELECT count(*) > 0 FROM memberships WHERE dataset = ?", [dataset]).fetchone()[
+    had_members = con.execute("SELECT count(*) > 0 FROM memberships WHERE dataset = ?", [dataset]).fetchall()[
         0
-    ]
+    ][0]
     if had_members:
         con.execute(
             """UPDATE memberships SET n_spans = memberships.n_spans + a.n_spans
@@ -296,18 +296,18 @@ def _write(
                FROM _cf_agg a ANTI JOIN (SELECT source_id FROM memberships WHERE dataset = ?) m
                  ON m.source_id = a.source_id""",
             [dataset, manifest_id, dataset],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     else:
         new_members = con.execute(
             "INSERT INTO memberships SELECT ?, source_id, ?, first_line, split, label, n_spans FROM _cf_agg",
             [dataset, manifest_id],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
 
     # Spans and captions. Another manifest of the same dataset may already hold the same span and caption.
     span_filter = "r.error IS NULL AND (r.start_ms IS NOT NULL OR r.caption IS NOT NULL)"
     had_spans = (
         had_members
-        and con.execute("SELECT count(*) > 0 FROM clip_spans WHERE dataset = ?", [dataset]).fetchone()[0]
+        and con.execute("SELECT count(*) > 0 FROM clip_spans WHERE dataset = ?", [dataset]).fetchall()[0][0]
     )
     dedup = (
         """AND NOT EXISTS (SELECT 1 FROM clip_spans c WHERE c.dataset = ? AND c.source_id = r.source_id
@@ -323,7 +323,7 @@ def _write(
                    CAST(r.extra AS JSON)
             FROM _cf_rows r WHERE {span_filter} {dedup}""",
         params,
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     del n_spans
 
     con.execute(
@@ -343,7 +343,7 @@ def _write(
 
 
 def len_agg(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute("SELECT count(*) FROM _cf_agg").fetchone()[0]
+    return con.execute("SELECT count(*) FROM _cf_agg").fetchall()[0][0]
 
 
 def _stage(con: duckdb.DuckDBPyConnection, facts: FileFacts, kind: str, adapter) -> Staged:
@@ -463,7 +463,9 @@ def _ingest_file(
     registry_key = _registry_key(name, inferred or adapter.registry_key)
 
     with catalog.write() as con:
-        if con.execute("SELECT count(*) FROM manifests WHERE manifest_id = ?", [manifest_id]).fetchone()[0]:
+        if con.execute("SELECT count(*) FROM manifests WHERE manifest_id = ?", [manifest_id]).fetchall()[0][
+            0
+        ]:
             row = _already(catalog, manifest_id)
             assert row is not None
             return _already_summary(uri, manifest_id, row)
@@ -527,7 +529,9 @@ def ingest_pre_rows(
         pre = pre.append_column(c, pa.nulls(pre.num_rows, _ARROW[PRE_COLUMNS[c]]))
     pre = pre.select(list(PRE_COLUMNS))
     with catalog.write() as con:
-        if con.execute("SELECT count(*) FROM manifests WHERE manifest_id = ?", [manifest_id]).fetchone()[0]:
+        if con.execute("SELECT count(*) FROM manifests WHERE manifest_id = ?", [manifest_id]).fetchall()[0][
+            0
+        ]:
             row = _already(catalog, manifest_id)
             assert row is not None
             return _already_summary(uri, manifest_id, row)

@@ -89,7 +89,7 @@ def missing_sources(
     with catalog.read() as con:
         if (
             dataset
-            and not con.execute("SELECT count(*) FROM datasets WHERE dataset = ?", [dataset]).fetchone()[0]
+            and not con.execute("SELECT count(*) FROM datasets WHERE dataset = ?", [dataset]).fetchall()[0][0]
         ):
             raise NotFoundError(
                 "no such dataset in the catalog", item=dataset, fix="see `clipfactory datasets list`"
@@ -109,7 +109,7 @@ def missing_sources(
         files, n_blobs, n_named = con.execute(
             """SELECT (SELECT count(*) FROM _cf_files), count(*) FILTER (WHERE kind = 'blob'),
                       count(*) FILTER (WHERE kind = 'name') FROM _cf_names"""
-        ).fetchone()
+        ).fetchall()[0]
         scope = (
             "(SELECT s.* FROM sources s SEMI JOIN memberships m ON m.source_id = s.source_id AND m.dataset = ?)"
             if dataset
@@ -133,8 +133,8 @@ def missing_sources(
                 FROM s ANTI JOIN have USING (source_id)""",
             params,
         )
-        total = con.execute(f"SELECT count(*) FROM {scope} s", params).fetchone()[0]
-        missing = con.execute("SELECT count(*) FROM _cf_missing").fetchone()[0]
+        total = con.execute(f"SELECT count(*) FROM {scope} s", params).fetchall()[0][0]
+        missing = con.execute("SELECT count(*) FROM _cf_missing").fetchall()[0][0]
         lim = f"LIMIT {int(limit)}" if limit else ""
         cur = con.execute(f"SELECT * FROM _cf_missing ORDER BY source_id {lim}")
         names = [d[0] for d in cur.description]

@@ -63,9 +63,9 @@ def overlap_matrix(catalog: Catalog, datasets: list[str] | None = None) -> Overl
                 SELECT m.dataset, count(*) FILTER (WHERE n.k = 1) FROM m JOIN n USING (source_id) GROUP BY ALL""",
             params,
         ).fetchall()
-        total = con.execute(f"SELECT count(DISTINCT source_id) FROM memberships {where}", params).fetchone()[
+        total = con.execute(f"SELECT count(DISTINCT source_id) FROM memberships {where}", params).fetchall()[
             0
-        ]
+        ][0]
     shared = {a: dict.fromkeys(names, 0) for a in names}
     for a, b, n in pairs:
         shared[a][b] = shared[b][a] = int(n)

@@ -158,14 +158,11 @@ def scan_owned_files(
             return path, None, f"sidecar licence: {exc.message}"
         who = side.get("rights_holder") or side.get("rightsHolder") or holder
         if not lic or not who:
-            need = " and ".join(n for n, v in (("a licence", lic), ("a rights holder", who)) if not v)
+            need = " and no ".join(n for n, v in (("licence", lic), ("rights holder", who)) if not v)
             return (
                 path,
                 None,
-                (
-                    f"no {need} declared: give --license SPDX --rights-holder NAME, or a sidecar "
-                    f"{Path(path).name}.json"
-                ),
+                f"no {need} declared: give --license SPDX --rights-holder NAME, or a sidecar {Path(path).name}.json",
             )
         try:
             sha, size = _hash(path, fs)

@@ -148,7 +148,7 @@ def _shift_view(
 ) -> None:
     """``_cf_src`` for files with one physical line per record: line = ord + header + rejects before."""
     # Temporary tables number their rows from an offset, in insertion (= file) order.
-    base = con.execute(f"SELECT coalesce(min(rowid), 0) FROM {RAW}").fetchone()[0]
+    base = con.execute(f"SELECT coalesce(min(rowid), 0) FROM {RAW}").fetchall()[0][0]
     ordinal = f"(rowid - {base})"
     if not reject_lines:
         con.execute(
@@ -271,7 +271,7 @@ def _mapped_view(
     )
     con.execute("INSERT INTO _cf_linemap SELECT * FROM _cf_linemap_in")
     con.unregister("_cf_linemap_in")
-    base = con.execute(f"SELECT coalesce(min(rowid), 0) FROM {RAW}").fetchone()[0]
+    base = con.execute(f"SELECT coalesce(min(rowid), 0) FROM {RAW}").fetchall()[0][0]
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {SRC} AS
             SELECT r.ord, m.line, r.* EXCLUDE (ord)
@@ -299,7 +299,7 @@ def stage_csv(
     except duckdb.Error as exc:
         raise ManifestError(f"cannot read as CSV: {_first_line(exc)}", item=facts.path) from exc
     columns = [r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {RAW})").fetchall()]
-    n_valid = con.execute(f"SELECT count(*) FROM {RAW}").fetchone()[0]
+    n_valid = con.execute(f"SELECT count(*) FROM {RAW}").fetchall()[0][0]
     rejects = _fetch_rejects(con, rj)
     _drop_rejects(con, rj)
     header_lines = 1 if header else 0
@@ -337,7 +337,7 @@ def stage_lines(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Staged:
         for line, reason, raw in raw_rejects
     ]
     _shift_view(con, 0, [r[0] for r in rejects], where="j IS NOT NULL AND trim(j) <> ''")
-    n = con.execute(f"SELECT count(*) FROM {SRC}").fetchone()[0]
+    n = con.execute(f"SELECT count(*) FROM {SRC}").fetchall()[0][0]
     return Staged(["j"], n, [RowError(line, reason, raw) for line, reason, raw in rejects], True, "jsonl")
 
 
@@ -356,7 +356,7 @@ def stage_json_document(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Sta
             item=facts.path,
             fix="check the file is complete and UTF-8 encoded",
         ) from exc
-    n_docs = con.execute(f"SELECT count(*) FROM {RAW}").fetchone()[0]
+    n_docs = con.execute(f"SELECT count(*) FROM {RAW}").fetchall()[0][0]
     if n_docs != 1:
         raise ManifestError(
             f"expected one JSON document, found {n_docs}",
@@ -377,7 +377,7 @@ def stage_parquet(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Staged:
     except duckdb.Error as exc:
         raise ManifestError(f"cannot read as Parquet: {_first_line(exc)}", item=facts.path) from exc
     columns = [r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {RAW})").fetchall()]
-    n = con.execute(f"SELECT count(*) FROM {RAW}").fetchone()[0]
+    n = con.execute(f"SELECT count(*) FROM {RAW}").fetchall()[0][0]
     _shift_view(con, 0, [])
     return Staged(columns, n, [], True, "parquet")
 
