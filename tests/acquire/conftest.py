@@ -5,7 +5,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 _spec = importlib.util.spec_from_file_location("cf_acquire_server", Path(__file__).with_name("server.py"))
@@ -13,27 +12,18 @@ server_mod = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("cf_acquire_server", server_mod)
 _spec.loader.exec_module(server_mod)
 
+_hspec = importlib.util.spec_from_file_location(
+    "cf_acquire_helpers", Path(__file__).with_name("fetch_helpers.py")
+)
+helpers = importlib.util.module_from_spec(_hspec)
+sys.modules.setdefault("cf_acquire_helpers", helpers)
+_hspec.loader.exec_module(helpers)
+LoopbackOnly = helpers.LoopbackOnly
+allow_all = helpers.allow_all
+
 TestServer = server_mod.TestServer
 Route = server_mod.Route
 fake_mp4 = server_mod.fake_mp4
-
-
-class LoopbackOnly(httpx.AsyncHTTPTransport):
-    """A transport that refuses any host but 127.0.0.1, so no test can reach another machine."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.refused: list[str] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.host != "127.0.0.1":
-            self.refused.append(str(request.url))
-            raise httpx.ConnectError(f"tests only talk to 127.0.0.1, not {request.url.host}", request=request)
-        return await super().handle_async_request(request)
-
-
-def allow_all(platform, host, source_id=None):
-    return True, None
 
 
 @pytest.fixture
@@ -83,9 +73,3 @@ def fetch(store, transport):
         return asyncio.run(go())
 
     return run
-
-
-def leftovers(store) -> list[str]:
-    """Files under incoming/ (partial downloads and temporaries)."""
-    d = Path(store.root) / "incoming"
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []

@@ -8,8 +8,8 @@ import json
 import time
 
 import pytest
+from cf_acquire_helpers import leftovers
 from cf_acquire_server import Route, fake_mp4
-from conftest import leftovers
 
 from clipfactory.records import SourceRecord
 

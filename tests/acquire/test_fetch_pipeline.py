@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from cf_acquire_helpers import allow_all
 from cf_acquire_server import Route, fake_mp4
-from conftest import allow_all
 from typer.testing import CliRunner
 
 from clipfactory.catalog import Catalog, upsert_records
