@@ -50,8 +50,9 @@ CREATE TABLE IF NOT EXISTS tombstones (
     tombstone_id VARCHAR PRIMARY KEY,
     source_id VARCHAR,
     content_sha256 VARCHAR,      -- of the source media, when known
-    pdq BLOB,                    -- n_pdq usable frame hashes, 32 bytes each, concatenated
+    pdq BLOB,                    -- n_pdq usable frame hashes, 32 bytes each, concatenated, in time order
     n_pdq INTEGER,
+    pdq_time_ms INTEGER[],       -- the source time of each hash
     url VARCHAR,
     uploader VARCHAR,
     reason VARCHAR,

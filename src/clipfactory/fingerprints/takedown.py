@@ -1,0 +1,1202 @@
+"""Takedowns: remove a source and everything derived from it, leave a tombstone and a receipt.
+
+:func:`takedown` resolves the request (a source id, a URL, an uploader, or a file whose footage matches)
+to source ids, adds every other source with the same content hash, and runs these steps, each recorded
+in a journal (``<store>/takedowns/<takedown_id>/journal.json`` and the ``takedowns`` row):
+
+1. ``plan``: find every derived artefact. The catalog query is generic: every table with a ``source_id``
+   or ``clip_id`` column (clips, memberships, spans, policy decisions, frame hashes, descriptors, build
+   members, embeddings when they exist, ...), plus the outcome rows of those items; every ``*_uri``
+   column of those rows names a blob (source media, clip files, thumbnails, analysis and fingerprint
+   blobs). Shard members come from ``build_members``. The dense PDQ hashes of the source are computed
+   now, while its media still exists. The plan is saved before anything is deleted.
+2. ``tombstone``: write the tombstone first, so ingest refuses the content while the rest runs.
+3. ``builds``: every current build holding a removed clip gets a new version: affected shards are
+   rewritten without the removed members, the others hard-linked, ``index.parquet`` and ``build.json``
+   rewritten; the version directory appears by one rename; then the catalog gets the new ``builds`` and
+   ``build_members`` rows and the old version is marked superseded. Only then are the old version's
+   affected shard files deleted (and its index rewritten without the removed rows). Superseded older
+   versions lose their affected shards the same way.
+4. ``catalog``: delete every planned row in one transaction; mark queue entries done.
+5. ``blobs``: delete each planned blob that no remaining row references.
+6. ``index``: drop the source's frames from the persisted fingerprint index.
+7. ``receipt``: write the deletion receipt (what was removed, with hashes, times and the superseded
+   build versions) atomically under the store, and return it.
+
+Every step is idempotent, so an interrupted takedown is resumed by running the same request again (or
+any request resolving to the same sources): finished steps are skipped, partial files of the failed
+step are removed and the step is redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..catalog import Catalog
+from ..errors import ConfigError, NotFoundError
+from ..storage import BLOB_PREFIX, BlobStore, atomic_path, atomic_write
+from .hashes import MIN_QUALITY, pack_many
+
+log = logging.getLogger(__name__)
+
+STEPS = ("plan", "tombstone", "builds", "catalog", "blobs", "index", "receipt")
+#: Tables whose source_id/clip_id rows are records *about* takedowns, never derived artefacts.
+KEEP_TABLES = {"tombstones", "tombstone_hashes", "takedowns", "takedown_queue"}
+#: Lowest lookup confidence for ``--match`` to take a source down.
+MATCH_MIN_CONFIDENCE = 0.5
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.replace(microsecond=0).isoformat() + "Z"
+
+
+def _checkpoint(step: str, takedown_id: str) -> None:
+    """Called after each finished step (tests inject interruptions here)."""
+
+
+# -- resolving the request -------------------------------------------------------------------------------
+def resolve_targets(
+    catalog: Catalog,
+    *,
+    source_ids: list[str] | None = None,
+    url: str | None = None,
+    uploader: str | None = None,
+    match: str | os.PathLike | None = None,
+    settings=None,
+    store: BlobStore | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """Source ids named by the request, plus sources holding byte-identical content."""
+    from .. import ids as ids_mod
+
+    how: dict[str, Any] = {}
+    found: list[str] = []
+    if source_ids:
+        rows = catalog.query(
+            "SELECT source_id FROM sources WHERE source_id IN (SELECT unnest(?))", [source_ids]
+        )
+        have = {r["source_id"] for r in rows}
+        missing = [s for s in source_ids if s not in have]
+        if missing:
+            raise NotFoundError(
+                f"no source with id {', '.join(missing)} in the catalog",
+                item=missing[0],
+                fix="check the id with `clipfactory sources list`, or take down by --url, --uploader or --match",
+            )
+        found = list(source_ids)
+        how = {"kind": "source_id", "value": source_ids}
+    elif url:
+        candidates = {url.strip(), ids_mod.normalise_url(url)} if "://" in url else {url.strip()}
+        yt = ids_mod.youtube_source_id(url)
+        rows = catalog.query(
+            "SELECT source_id, url FROM sources WHERE url IN (SELECT unnest(?)) OR source_id IN (SELECT unnest(?))",
+            [
+                sorted(candidates),
+                [s for s in (yt, ids_mod.url_source_id(url) if "://" in url else None) if s],
+            ],
+        )
+        if not rows:
+            raise NotFoundError("no source with this URL in the catalog", item=url, fix="check the URL")
+        found = sorted({r["source_id"] for r in rows})
+        how = {"kind": "url", "value": url}
+    elif uploader:
+        rows = catalog.query("SELECT source_id FROM sources WHERE uploader = ?", [uploader])
+        if not rows:
+            raise NotFoundError(
+                "no source from this uploader in the catalog", item=uploader, fix="check the name"
+            )
+        found = sorted({r["source_id"] for r in rows})
+        how = {"kind": "uploader", "value": uploader}
+    elif match is not None:
+        from .lookup import lookup
+
+        res = lookup(catalog, match, settings=settings, store=store)
+        hits = [m for m in res["matches"] if m["confidence"] >= MATCH_MIN_CONFIDENCE]
+        if not hits:
+            raise NotFoundError(
+                f"no catalog footage matches the file ({res['status']})",
+                item=str(match),
+                fix="see `clipfactory lookup FILE` for what matched and how strongly",
+            )
+        found = sorted({m["source_id"] for m in hits})
+        how = {
+            "kind": "match",
+            "value": str(match),
+            "query_sha256": res["query"]["sha256"],
+            "matches": [
+                {"source_id": m["source_id"], "confidence": m["confidence"], "segments": m["segments"]}
+                for m in hits
+            ],
+        }
+    else:
+        raise ConfigError("nothing to take down", fix="name a source id, --url, --uploader or --match")
+    # Byte-identical copies under other ids are the same content.
+    rows = catalog.query(
+        """SELECT s2.source_id FROM sources s1 JOIN sources s2 ON s1.content_sha256 = s2.content_sha256
+           WHERE s1.source_id IN (SELECT unnest(?)) AND s2.source_id NOT IN (SELECT unnest(?))""",
+        [found, found],
+    )
+    same = sorted({r["source_id"] for r in rows})
+    if same:
+        how["same_content"] = same
+    return sorted(set(found) | set(same)), how
+
+
+# -- the derived-artefacts query -------------------------------------------------------------------------
+def _columns(con) -> dict[str, list[str]]:
+    rows = con.execute(
+        """SELECT c.table_name, c.column_name FROM information_schema.columns c
+           JOIN information_schema.tables t USING (table_schema, table_name)
+           WHERE c.table_schema = 'main' AND t.table_type = 'BASE TABLE'
+           ORDER BY c.table_name, c.ordinal_position"""
+    ).fetchall()
+    out: dict[str, list[str]] = {}
+    for t, c in rows:
+        out.setdefault(t, []).append(c)
+    return out
+
+
+def _where(cols: list[str]) -> str | None:
+    parts = []
+    if "source_id" in cols:
+        parts.append("source_id IN (SELECT id FROM _td_src)")
+    if "clip_id" in cols:
+        parts.append("clip_id IN (SELECT id FROM _td_clip)")
+    return " OR ".join(parts) or None
+
+
+def derived_artefacts(con, source_ids: list[str]) -> dict[str, Any]:
+    """Every catalog row and blob derived from ``source_ids`` (see the module docstring)."""
+    clip_ids = [
+        r[0]
+        for r in con.execute(
+            "SELECT clip_id FROM clips WHERE source_id IN (SELECT unnest(?)) ORDER BY clip_id", [source_ids]
+        ).fetchall()
+    ]
+    con.register("_td_src", pa.table({"id": pa.array(source_ids, pa.string())}))
+    con.register("_td_clip", pa.table({"id": pa.array(clip_ids, pa.string())}))
+    try:
+        tables: dict[str, int] = {}
+        blobs: dict[str, set[str]] = {}
+        for table, cols in _columns(con).items():
+            if table in KEEP_TABLES:
+                continue
+            where = _where(cols)
+            if where is None:
+                continue
+            n = con.execute(f'SELECT count(*) FROM "{table}" WHERE {where}').fetchall()[0][0]
+            if not n:
+                continue
+            tables[table] = int(n)
+            for col in cols:
+                if col.endswith("_uri"):
+                    for (uri,) in con.execute(
+                        f'SELECT DISTINCT "{col}" FROM "{table}" WHERE ({where}) AND "{col}" LIKE \'{BLOB_PREFIX}%\''
+                    ).fetchall():
+                        blobs.setdefault(uri, set()).add(f"{table}.{col}")
+        n_out = con.execute(
+            "SELECT count(*) FROM stage_outcomes WHERE item_id IN (SELECT id FROM _td_src UNION ALL SELECT id FROM _td_clip)"
+        ).fetchall()[0][0]
+        if n_out:
+            tables["stage_outcomes"] = int(n_out)
+        clips = [
+            dict(zip(("clip_id", "start_ms", "end_ms", "content_sha256"), r, strict=True))
+            for r in con.execute(
+                "SELECT clip_id, start_ms, end_ms, content_sha256 FROM clips WHERE clip_id IN (SELECT id FROM _td_clip) ORDER BY clip_id"
+            ).fetchall()
+        ]
+        members = []
+        if "build_members" in tables:
+            cur = con.execute(
+                """SELECT m.build_id, m.clip_id, m.source_id, m.shard, m.member_key, m.mp4_sha256, m.json_sha256,
+                          m.jpg_sha256 FROM build_members m WHERE m.source_id IN (SELECT id FROM _td_src)
+                          OR m.clip_id IN (SELECT id FROM _td_clip) ORDER BY m.build_id, m.shard, m.member_key"""
+            )
+            names = [d[0] for d in cur.description]
+            members = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        orphans = [
+            r[0]
+            for r in con.execute(
+                """SELECT item_id FROM latest_outcomes WHERE stage = 'dedup.near' AND status = 'dropped'
+                   AND substr(reason, length('dedup.near_duplicate_of:') + 1) IN (SELECT id FROM _td_clip)
+                   AND item_id NOT IN (SELECT id FROM _td_clip)"""
+            ).fetchall()
+        ]
+    finally:
+        con.unregister("_td_src")
+        con.unregister("_td_clip")
+    return {
+        "clip_ids": clip_ids,
+        "clips": clips,
+        "tables": tables,
+        "blobs": {u: sorted(v) for u, v in sorted(blobs.items())},
+        "members": members,
+        "orphaned_duplicates": orphans,
+    }
+
+
+# -- journal ---------------------------------------------------------------------------------------------
+def _dir(store: BlobStore, takedown_id: str) -> Path:
+    return store.root / "takedowns" / takedown_id
+
+
+def _save_journal(store: BlobStore, journal: dict[str, Any]) -> None:
+    path = _dir(store, journal["takedown_id"]) / "journal.json"
+    with atomic_write(path, "w") as fh:
+        fh.write(json.dumps(journal, indent=1, default=str))
+
+
+def _load_journal(store: BlobStore, takedown_id: str) -> dict[str, Any] | None:
+    path = _dir(store, takedown_id) / "journal.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _takedown_id(source_ids: list[str], n: int = 0) -> str:
+    h = hashlib.sha256("|".join(sorted(source_ids)).encode()).hexdigest()[:16]
+    return f"td-{h}" + (f"-{n}" if n else "")
+
+
+def _mark(catalog: Catalog, journal: dict[str, Any], step: str, store: BlobStore) -> None:
+    journal["steps_done"].append(step)
+    journal["step_times"][step] = _iso(_now())
+    _save_journal(store, journal)
+    with catalog.write() as con:
+        con.execute(
+            "UPDATE takedowns SET step = ?, status = ? WHERE takedown_id = ?",
+            [step, "done" if step == STEPS[-1] else "running", journal["takedown_id"]],
+        )
+    _checkpoint(step, journal["takedown_id"])
+
+
+# -- step 1: plan ----------------------------------------------------------------------------------------
+def _dense_hashes(store: BlobStore, con, source_id: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Every-frame PDQ of the source media (while it still exists), else the catalog's frame hashes."""
+    from .index import _binary_to_array
+
+    row = con.execute("SELECT blob_uri FROM sources WHERE source_id = ?", [source_id]).fetchall()
+    uri = row[0][0] if row else None
+    if uri and store.exists(uri):
+        from .sample import sample_file
+
+        try:
+            q = sample_file(store.path_of(uri), fps=0.0, max_frames=9000).usable(MIN_QUALITY)
+            keep = _thin(q.hashes)
+            return q.hashes[keep], q.times_ms[keep].astype(np.int32), "source media, every frame"
+        except Exception as exc:  # unreadable media: fall back to the analysis pass's hashes
+            log.warning("tombstone of %s from catalog hashes: %s", source_id, exc)
+    tbl = con.sql(
+        f"SELECT time_ms, pdq FROM frame_hashes WHERE source_id = ? AND quality >= {MIN_QUALITY} ORDER BY time_ms",
+        params=[source_id],
+    ).to_arrow_table()
+    return (
+        _binary_to_array(tbl.column("pdq")),
+        tbl.column("time_ms").to_numpy().astype(np.int32),
+        "catalog frame hashes",
+    )
+
+
+def _thin(hashes: np.ndarray, min_change: int = 4) -> np.ndarray:
+    """Drop hashes within ``min_change`` bits of the previous kept one (static stretches)."""
+    from .hashes import as_words
+
+    if not len(hashes):
+        return np.zeros(0, np.int64)
+    words = as_words(hashes)
+    keep = [0]
+    last = words[0]
+    for i in range(1, len(words)):
+        if int(np.bitwise_count(words[i] ^ last).sum()) > min_change:
+            keep.append(i)
+            last = words[i]
+    return np.array(keep, np.int64)
+
+
+def _next_version(con, name: str, parent: Path) -> int:
+    n = con.execute("SELECT coalesce(max(version), 0) FROM builds WHERE name = ?", [name]).fetchall()[0][0]
+    if parent.exists():
+        for p in parent.iterdir():
+            m = re.fullmatch(r"\.?v(\d+)(?:\..*)?", p.name)
+            if m:
+                n = max(n, int(m.group(1)))
+    return int(n) + 1
+
+
+def _plan(
+    catalog: Catalog, store: BlobStore, takedown_id: str, source_ids: list[str], how, reason
+) -> dict[str, Any]:
+    tdir = _dir(store, takedown_id)
+    tdir.mkdir(parents=True, exist_ok=True)
+    with catalog.read() as con:
+        src_rows = con.execute(
+            """SELECT source_id, platform, url, uploader, title, content_sha256, blob_uri FROM sources
+               WHERE source_id IN (SELECT unnest(?)) ORDER BY source_id""",
+            [source_ids],
+        ).fetchall()
+        sources = [
+            dict(
+                zip(
+                    ("source_id", "platform", "url", "uploader", "title", "content_sha256", "blob_uri"),
+                    r,
+                    strict=True,
+                )
+            )
+            for r in src_rows
+        ]
+        art = derived_artefacts(con, source_ids)
+        tombs = []
+        for s in sources:
+            hashes, times, origin = _dense_hashes(store, con, s["source_id"])
+            f = tdir / f"pdq-{hashlib.sha256(s['source_id'].encode()).hexdigest()[:12]}.npz"
+            with atomic_path(f) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, hashes=hashes, times=times)
+            tombs.append(
+                {
+                    "source_id": s["source_id"],
+                    "pdq_file": f.name,
+                    "n_pdq": int(len(hashes)),
+                    "pdq_from": origin,
+                }
+            )
+        thumbs = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT thumb_uri FROM clips WHERE source_id IN (SELECT unnest(?)) AND thumb_uri IS NOT NULL",
+                [source_ids],
+            ).fetchall()
+        ]
+        builds = _plan_builds(con, art["members"])
+        index_frames = con.execute(
+            f"SELECT count(*) FROM frame_hashes WHERE source_id IN (SELECT unnest(?)) AND quality >= {MIN_QUALITY}",
+            [source_ids],
+        ).fetchall()[0][0]
+    hashes: list[dict[str, str]] = []
+    for s in sources:
+        if s["content_sha256"]:
+            hashes.append({"kind": "source", "sha256": s["content_sha256"], "source_id": s["source_id"]})
+    for c in art["clips"]:
+        if c["content_sha256"]:
+            hashes.append({"kind": "clip", "sha256": c["content_sha256"], "clip_id": c["clip_id"]})
+    thumb_set = set(thumbs)
+    for uri, where in art["blobs"].items():
+        kind = "thumb" if uri in thumb_set else "blob"
+        hashes.append({"kind": kind, "sha256": uri[len(BLOB_PREFIX) :], "uri": uri, "from": ",".join(where)})
+    for m in art["members"]:
+        for ext in ("mp4", "json", "jpg"):
+            if m.get(f"{ext}_sha256"):
+                hashes.append(
+                    {
+                        "kind": f"member_{ext}",
+                        "sha256": m[f"{ext}_sha256"],
+                        "build_id": m["build_id"],
+                        "member_key": m["member_key"],
+                    }
+                )
+    return {
+        "takedown_id": takedown_id,
+        "reason": reason,
+        "requested": how,
+        "source_ids": source_ids,
+        "sources": sources,
+        "created_at": _iso(_now()),
+        "artefacts": art,
+        "hashes": hashes,
+        "tombstones": tombs,
+        "builds": builds,
+        "index_frames": int(index_frames),
+    }
+
+
+def _plan_builds(con, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_build: dict[str, list[dict[str, Any]]] = {}
+    for m in members:
+        by_build.setdefault(m["build_id"], []).append(m)
+    if not by_build:
+        return []
+    out = []
+    rows = con.execute(
+        "SELECT build_id, name, version, purpose, status, out_dir FROM builds WHERE build_id IN (SELECT unnest(?))",
+        [sorted(by_build)],
+    ).fetchall()
+    latest = {
+        r[0]: r[1] for r in con.execute("SELECT name, max(version) FROM builds GROUP BY name").fetchall()
+    }
+    reserved: dict[str, int] = {}
+    for build_id, name, version, purpose, status, out_dir in sorted(rows, key=lambda r: (r[1], r[2])):
+        ms = by_build[build_id]
+        entry = {
+            "build_id": build_id,
+            "name": name,
+            "version": version,
+            "purpose": purpose,
+            "status": status,
+            "out_dir": out_dir,
+            "removed": [
+                {
+                    k: m[k]
+                    for k in ("clip_id", "shard", "member_key", "mp4_sha256", "json_sha256", "jpg_sha256")
+                }
+                for m in ms
+            ],
+            "affected_shards": sorted({m["shard"] for m in ms}),
+        }
+        current = status != "superseded" and version == latest.get(name)
+        if current:
+            parent = Path(out_dir).parent
+            nv = max(_next_version(con, name, parent), reserved.get(name, 0) + 1)
+            reserved[name] = nv
+            new_dir = (
+                parent / f"v{nv}" if re.fullmatch(r"v\d+", Path(out_dir).name) else Path(f"{out_dir}-v{nv}")
+            )
+            entry.update({"new_version": nv, "new_build_id": f"{name}-v{nv}", "new_out_dir": str(new_dir)})
+        out.append(entry)
+    return out
+
+
+# -- step 2: tombstone -----------------------------------------------------------------------------------
+def tombstone_id_for(source_id: str) -> str:
+    return "tomb-" + hashlib.sha256(source_id.encode()).hexdigest()[:16]
+
+
+def _write_tombstones(catalog: Catalog, store: BlobStore, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    tdir = _dir(store, plan["takedown_id"])
+    now = _now()
+    out = []
+    with catalog.write() as con:
+        for t, s in zip(plan["tombstones"], plan["sources"], strict=True):
+            with np.load(tdir / t["pdq_file"]) as z:
+                hashes, times = z["hashes"], z["times"]
+            tid = tombstone_id_for(s["source_id"])
+            con.execute("DELETE FROM tombstones WHERE tombstone_id = ?", [tid])
+            con.execute("DELETE FROM tombstone_hashes WHERE tombstone_id = ?", [tid])
+            con.execute(
+                "INSERT INTO tombstones BY NAME SELECT ? AS tombstone_id, ? AS source_id, ? AS content_sha256, ? AS pdq, "
+                "? AS n_pdq, ? AS pdq_time_ms, ? AS url, ? AS uploader, ? AS reason, ? AS takedown_id, ? AS created_at",
+                [
+                    tid,
+                    s["source_id"],
+                    s["content_sha256"],
+                    pack_many(hashes),
+                    int(len(hashes)),
+                    [int(x) for x in times],
+                    s["url"],
+                    s["uploader"],
+                    plan["reason"],
+                    plan["takedown_id"],
+                    now,
+                ],
+            )
+            mine = [h for h in plan["hashes"] if h.get("source_id") in (None, s["source_id"])]
+            rows = sorted({(h["kind"], h["sha256"]) for h in mine})
+            if rows:
+                con.register(
+                    "_td_h",
+                    pa.table(
+                        {
+                            "tombstone_id": [tid] * len(rows),
+                            "kind": [r[0] for r in rows],
+                            "sha256": [r[1] for r in rows],
+                        }
+                    ),
+                )
+                try:
+                    con.execute("INSERT INTO tombstone_hashes BY NAME SELECT * FROM _td_h")
+                finally:
+                    con.unregister("_td_h")
+            out.append(
+                {
+                    "tombstone_id": tid,
+                    "source_id": s["source_id"],
+                    "content_sha256": s["content_sha256"],
+                    "n_pdq": int(len(hashes)),
+                    "pdq_from": t["pdq_from"],
+                    "n_hashes": len(rows),
+                }
+            )
+    return out
+
+
+# -- step 3: builds --------------------------------------------------------------------------------------
+def _rewrite_shard(src: Path, dst: Path, removed_keys: set[str]) -> tuple[int, int]:
+    """Copy a tar shard without the members of ``removed_keys``. Returns (members kept, removed)."""
+    kept = removed = 0
+    with atomic_path(dst) as tmp:
+        with tarfile.open(src, "r") as tin, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tout:
+            for info in tin:
+                key = info.name.rsplit("/", 1)[-1].split(".", 1)[0]
+                if key in removed_keys:
+                    removed += 1
+                    continue
+                tout.addfile(info, tin.extractfile(info) if info.isfile() else None)
+                kept += 1
+        os.chmod(tmp, 0o644)
+    return kept, removed
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for buf in iter(lambda: fh.read(1 << 20), b""):
+            h.update(buf)
+    return h.hexdigest()
+
+
+def _shards_of(out_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    names = [s["name"] for s in manifest.get("shards", []) if isinstance(s, dict) and "name" in s]
+    if not names:
+        names = sorted(p.name for p in out_dir.glob("*.tar"))
+    return names
+
+
+def _filter_index(src: Path, dst: Path, removed: set[str], build_id: str | None = None) -> pa.Table | None:
+    if not src.exists():
+        return None
+    t = pq.read_table(src)
+    key = "clip_id" if "clip_id" in t.column_names else ("key" if "key" in t.column_names else None)
+    if key is not None:
+        mask = pa.array([v not in removed for v in t.column(key).to_pylist()])
+        t = t.filter(mask)
+    if build_id is not None and "build_id" in t.column_names:
+        t = t.set_column(
+            t.column_names.index("build_id"), "build_id", pa.array([build_id] * len(t), pa.string())
+        )
+    with atomic_path(dst) as tmp:
+        pq.write_table(t, tmp)
+        os.chmod(tmp, 0o644)
+    return t
+
+
+def _new_version(b: dict[str, Any], takedown_id: str) -> dict[str, Any]:
+    """Write the new version directory of a current build (complete before it appears)."""
+    old_dir = Path(b["out_dir"])
+    new_dir = Path(b["new_out_dir"])
+    removed = {r["member_key"] for r in b["removed"]} | {r["clip_id"] for r in b["removed"]}
+    removed_clips = {r["clip_id"] for r in b["removed"]}
+    for p in new_dir.parent.glob(f".{new_dir.name}.takedown-*"):
+        shutil.rmtree(p, ignore_errors=True)  # a partial directory of an interrupted attempt
+    manifest = json.loads((old_dir / "build.json").read_text()) if (old_dir / "build.json").exists() else {}
+    if new_dir.exists() and (new_dir / "build.json").exists():
+        return json.loads((new_dir / "build.json").read_text())
+    tmp = new_dir.parent / f".{new_dir.name}.takedown-{takedown_id}"
+    tmp.mkdir(parents=True)
+    shards = []
+    rewritten, linked = [], 0
+    for name in _shards_of(old_dir, manifest):
+        src = old_dir / name
+        if not src.exists():
+            continue
+        if name in b["affected_shards"]:
+            kept, _ = _rewrite_shard(src, tmp / name, removed)
+            if kept == 0:
+                (tmp / name).unlink()
+                rewritten.append({"name": name, "dropped": True})
+                continue
+            rewritten.append({"name": name})
+        else:
+            try:
+                os.link(src, tmp / name)
+            except OSError:
+                shutil.copy2(src, tmp / name)
+            linked += 1
+        old = next(
+            (s for s in manifest.get("shards", []) if isinstance(s, dict) and s.get("name") == name), {}
+        )
+        n = old.get("n_clips")
+        if name in b["affected_shards"]:
+            n = None
+        shards.append(
+            {"name": name, "n_clips": n, "sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+        )
+    index = _filter_index(
+        old_dir / manifest.get("index", "index.parquet"),
+        tmp / manifest.get("index", "index.parquet"),
+        removed_clips,
+        b["new_build_id"],
+    )
+    if index is not None and "shard" in index.column_names:
+        counts: dict[str, int] = {}
+        for s in index.column("shard").to_pylist():
+            counts[s] = counts.get(s, 0) + 1
+        for s in shards:
+            s["n_clips"] = counts.get(s["name"], 0)
+    n_clips = sum(s["n_clips"] or 0 for s in shards)
+    new = dict(manifest)
+    new.update(
+        {
+            "build_id": b["new_build_id"],
+            "version": b["new_version"],
+            "supersedes": b["build_id"],
+            "created_at": _iso(_now()),
+            "n_clips": n_clips,
+            "n_shards": len(shards),
+            "shards": shards,
+            "out_dir": str(new_dir),
+            "status": "complete",
+            "takedown": {"takedown_id": takedown_id, "removed_members": len(b["removed"])},
+        }
+    )
+    if index is not None:
+        if "source_id" in index.column_names:
+            new["n_sources"] = len(set(index.column("source_id").to_pylist()))
+        if "attribution" in index.column_names:
+            new["attributions"] = sorted({a for a in index.column("attribution").to_pylist() if a})
+    with atomic_write(tmp / "build.json", "w") as fh:
+        fh.write(json.dumps(new, indent=2, ensure_ascii=False))
+    os.replace(tmp, new_dir)
+    new["_rewritten"] = rewritten
+    new["_linked"] = linked
+    return new
+
+
+def _content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> str:
+    try:
+        from ..build.export import _content_hash as export_hash
+
+        return export_hash(purpose, shard_size, rows)
+    except ImportError:  # pragma: no cover
+        h = hashlib.sha256(f"{purpose}|{shard_size}".encode())
+        for r in rows:
+            h.update(f"|{r['clip_id']}:{r['mp4_sha256']}:{r['json_sha256']}:{r['jpg_sha256']}".encode())
+        return h.hexdigest()[:32]
+
+
+def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for b in plan["builds"]:
+        old_dir = Path(b["out_dir"])
+        removed_clips = {r["clip_id"] for r in b["removed"]}
+        entry: dict[str, Any] = {
+            "superseded": b["build_id"],
+            "removed_members": len(b["removed"]),
+            "affected_shards": b["affected_shards"],
+        }
+        if "new_build_id" in b:
+            manifest = _new_version(b, plan["takedown_id"])
+            with catalog.write() as con:
+                have = con.execute("SELECT 1 FROM builds WHERE build_id = ?", [b["new_build_id"]]).fetchall()
+                if not have:
+                    old = con.execute(
+                        "SELECT config FROM builds WHERE build_id = ?", [b["build_id"]]
+                    ).fetchall()
+                    cfg = json.loads(old[0][0] or "{}") if old else {}
+                    con.register("_td_rm", pa.table({"id": pa.array(sorted(removed_clips), pa.string())}))
+                    try:
+                        con.execute(
+                            """INSERT INTO build_members BY NAME
+                               SELECT ? AS build_id, clip_id, source_id, shard, member_key, mp4_sha256, json_sha256, jpg_sha256
+                               FROM build_members WHERE build_id = ? AND clip_id NOT IN (SELECT id FROM _td_rm)""",
+                            [b["new_build_id"], b["build_id"]],
+                        )
+                    finally:
+                        con.unregister("_td_rm")
+                    rows = con.execute(
+                        "SELECT clip_id, mp4_sha256, json_sha256, jpg_sha256 FROM build_members WHERE build_id = ? ORDER BY clip_id",
+                        [b["new_build_id"]],
+                    ).fetchall()
+                    members = [
+                        dict(zip(("clip_id", "mp4_sha256", "json_sha256", "jpg_sha256"), r, strict=True))
+                        for r in rows
+                    ]
+                    cfg["content_hash"] = _content_hash(
+                        b["purpose"], int(cfg.get("shard_size") or 0), members
+                    )
+                    cfg["takedown_id"] = plan["takedown_id"]
+                    con.execute(
+                        "INSERT INTO builds VALUES (?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
+                        [
+                            b["new_build_id"],
+                            b["name"],
+                            b["new_version"],
+                            b["purpose"],
+                            _now(),
+                            b["new_out_dir"],
+                            len(members),
+                            manifest.get("n_shards"),
+                            b["build_id"],
+                            json.dumps(cfg),
+                        ],
+                    )
+                    con.execute("UPDATE builds SET status = 'superseded' WHERE build_id = ?", [b["build_id"]])
+            entry.update(
+                {
+                    "new_build_id": b["new_build_id"],
+                    "new_out_dir": b["new_out_dir"],
+                    "rewritten_shards": manifest.get("_rewritten", []),
+                    "linked_shards": manifest.get("_linked"),
+                }
+            )
+        # The old version keeps no removed content: its affected shards go, its index is rewritten.
+        removed_files = []
+        for name in b["affected_shards"]:
+            p = old_dir / name
+            if p.exists():
+                removed_files.append({"path": str(p), "sha256": _sha256(p), "bytes": p.stat().st_size})
+                p.unlink()
+        manifest_path = old_dir / "build.json"
+        if manifest_path.exists():
+            old_manifest = json.loads(manifest_path.read_text())
+            _filter_index(
+                old_dir / old_manifest.get("index", "index.parquet"),
+                old_dir / old_manifest.get("index", "index.parquet"),
+                removed_clips,
+            )
+            old_manifest["status"] = "superseded"
+            if "new_build_id" in b:
+                old_manifest["superseded_by"] = b["new_build_id"]
+            old_manifest.setdefault("removed_shards", [])
+            old_manifest["removed_shards"] = sorted(
+                set(old_manifest["removed_shards"]) | set(b["affected_shards"])
+            )
+            old_manifest["takedowns"] = sorted(set(old_manifest.get("takedowns", [])) | {plan["takedown_id"]})
+            with atomic_write(manifest_path, "w") as fh:
+                fh.write(json.dumps(old_manifest, indent=2, ensure_ascii=False))
+        entry["removed_shard_files"] = removed_files
+        out.append(entry)
+    return out
+
+
+# -- step 4: catalog -------------------------------------------------------------------------------------
+def _delete_rows(catalog: Catalog, plan: dict[str, Any]) -> dict[str, int]:
+    from .index import bump_generation
+
+    sids = plan["source_ids"]
+    cids = plan["artefacts"]["clip_ids"]
+    counts: dict[str, int] = {}
+    with catalog.write() as con:
+        con.register("_td_src", pa.table({"id": pa.array(sids, pa.string())}))
+        con.register("_td_clip", pa.table({"id": pa.array(cids, pa.string())}))
+        try:
+            for table, cols in _columns(con).items():
+                if table in KEEP_TABLES:
+                    continue
+                where = _where(cols)
+                if where is None:
+                    continue
+                n = con.execute(f'SELECT count(*) FROM "{table}" WHERE {where}').fetchall()[0][0]
+                if n:
+                    con.execute(f'DELETE FROM "{table}" WHERE {where}')
+                    counts[table] = int(n)
+            n = con.execute(
+                "SELECT count(*) FROM stage_outcomes WHERE item_id IN (SELECT id FROM _td_src UNION ALL SELECT id FROM _td_clip)"
+            ).fetchall()[0][0]
+            if n:
+                con.execute(
+                    "DELETE FROM stage_outcomes WHERE item_id IN (SELECT id FROM _td_src UNION ALL SELECT id FROM _td_clip)"
+                )
+                counts["stage_outcomes"] = int(n)
+            if counts.get("frame_hashes"):
+                bump_generation(con)
+            if "takedown_queue" in _columns(con):
+                con.execute(
+                    "UPDATE takedown_queue SET status = 'done' WHERE source_id IN (SELECT id FROM _td_src) "
+                    "AND coalesce(status, 'pending') = 'pending'"
+                )
+        finally:
+            con.unregister("_td_src")
+            con.unregister("_td_clip")
+    return counts
+
+
+# -- step 5: blobs ---------------------------------------------------------------------------------------
+def _still_referenced(catalog: Catalog, uris: list[str]) -> set[str]:
+    if not uris:
+        return set()
+    found: set[str] = set()
+    with catalog.read() as con:
+        con.register("_td_u", pa.table({"u": pa.array(uris, pa.string())}))
+        try:
+            for table, cols in _columns(con).items():
+                for col in cols:
+                    if col.endswith("_uri"):
+                        found |= {
+                            r[0]
+                            for r in con.execute(
+                                f'SELECT DISTINCT "{col}" FROM "{table}" WHERE "{col}" IN (SELECT u FROM _td_u)'
+                            ).fetchall()
+                        }
+        finally:
+            con.unregister("_td_u")
+    return found
+
+
+def _delete_blobs(catalog: Catalog, store: BlobStore, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    blobs = plan["artefacts"]["blobs"]
+    keep = _still_referenced(catalog, list(blobs))
+    out = []
+    for uri, where in blobs.items():
+        if uri in keep:
+            out.append(
+                {
+                    "uri": uri,
+                    "sha256": uri[len(BLOB_PREFIX) :],
+                    "from": where,
+                    "deleted": False,
+                    "note": "still referenced by content outside the takedown",
+                }
+            )
+            continue
+        existed = store.delete(uri)
+        out.append(
+            {
+                "uri": uri,
+                "sha256": uri[len(BLOB_PREFIX) :],
+                "from": where,
+                "deleted": True,
+                **({} if existed else {"note": "already gone"}),
+            }
+        )
+    return out
+
+
+# -- the whole takedown ----------------------------------------------------------------------------------
+def _store_of(settings, store) -> BlobStore:
+    from .lookup import resolve_store
+
+    return resolve_store(settings, store)
+
+
+def _find_resumable(catalog: Catalog, source_ids: list[str]) -> tuple[str, str | None]:
+    """The takedown id for these sources: an unfinished one to resume, or a fresh one."""
+    n = 0
+    while True:
+        tid = _takedown_id(source_ids, n)
+        row = catalog.query("SELECT status FROM takedowns WHERE takedown_id = ?", [tid])
+        if not row:
+            return tid, None
+        if row[0]["status"] != "done":
+            return tid, row[0]["status"]
+        n += 1
+
+
+def takedown(
+    catalog: Catalog,
+    settings=None,
+    *,
+    source_id: str | None = None,
+    source_ids: list[str] | None = None,
+    url: str | None = None,
+    uploader: str | None = None,
+    match: str | os.PathLike | None = None,
+    reason: str | None = None,
+    store: BlobStore | str | os.PathLike | None = None,
+    queue: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Take down sources and everything derived from them; returns the deletion receipt (see module docs).
+
+    Unknown ids, URLs or uploaders raise :class:`~clipfactory.errors.NotFoundError`. A source that an
+    earlier takedown already removed answers with that takedown's receipt (``status: "already_done"``).
+    """
+    blob_store = _store_of(settings, store)
+    ids_ = list(source_ids or []) + ([source_id] if source_id else [])
+    request = _request_key(ids_, url, uploader, match)
+    pending = _unfinished(catalog, request, ids_)
+    if pending is not None:
+        journal = _load_journal(blob_store, pending)
+        if journal is not None:
+            log.info("resuming takedown %s after step %s", pending, journal["steps_done"][-1:])
+            return _guarded(catalog, blob_store, journal)
+    if ids_:
+        gone = [s for s in ids_ if not catalog.query("SELECT 1 FROM sources WHERE source_id = ?", [s])]
+        if gone and len(gone) == len(ids_):
+            done = _earlier_receipt(catalog, blob_store, gone)
+            if done is not None:
+                return done
+    resolved, how = resolve_targets(
+        catalog,
+        source_ids=ids_ or None,
+        url=url,
+        uploader=uploader,
+        match=match,
+        settings=settings,
+        store=blob_store,
+    )
+    how["request"] = request
+    if queue:
+        how["queue"] = queue
+    tid, status = _find_resumable(catalog, resolved)
+    journal = _load_journal(blob_store, tid) if status else None
+    if journal is None:
+        plan = _plan(catalog, blob_store, tid, resolved, how, reason)
+        journal = {"takedown_id": tid, "plan": plan, "steps_done": [], "step_times": {}, "results": {}}
+        _save_journal(blob_store, journal)
+        with catalog.write() as con:
+            con.execute("DELETE FROM takedowns WHERE takedown_id = ?", [tid])
+            con.execute(
+                "INSERT INTO takedowns (takedown_id, status, step, targets, reason, journal_path, started_at) "
+                "VALUES (?, 'running', NULL, ?, ?, ?, ?)",
+                [
+                    tid,
+                    json.dumps({"source_ids": resolved, "request": request}, default=str),
+                    reason,
+                    str(_dir(blob_store, tid) / "journal.json"),
+                    _now(),
+                ],
+            )
+        _mark(catalog, journal, "plan", blob_store)
+    return _guarded(catalog, blob_store, journal)
+
+
+def _request_key(ids_: list[str], url, uploader, match) -> dict[str, Any]:
+    if ids_:
+        return {"kind": "source_id", "value": sorted(ids_)}
+    if url:
+        return {"kind": "url", "value": url}
+    if uploader:
+        return {"kind": "uploader", "value": uploader}
+    if match is not None:
+        from ..ids import sha256_file
+
+        p = Path(match)
+        return {"kind": "match", "value": sha256_file(str(p)) if p.is_file() else str(p)}
+    return {"kind": "none", "value": None}
+
+
+def _unfinished(catalog: Catalog, request: dict[str, Any], ids_: list[str]) -> str | None:
+    """An interrupted takedown of the same request (or covering the same source ids), to resume."""
+    rows = catalog.query(
+        "SELECT takedown_id, targets FROM takedowns WHERE status <> 'done' ORDER BY started_at DESC"
+    )
+    for r in rows:
+        t = json.loads(r["targets"] or "{}")
+        if t.get("request") == request:
+            return r["takedown_id"]
+        if ids_ and set(ids_) <= set(t.get("source_ids", [])):
+            return r["takedown_id"]
+    return None
+
+
+def _guarded(catalog: Catalog, store: BlobStore, journal: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _run_steps(catalog, store, journal)
+    except BaseException as exc:
+        with catalog.write() as con:
+            con.execute(
+                "UPDATE takedowns SET status = 'failed', error = ? WHERE takedown_id = ?",
+                [f"{type(exc).__name__}: {exc}", journal["takedown_id"]],
+            )
+        raise
+
+
+def _run_steps(catalog: Catalog, store: BlobStore, journal: dict[str, Any]) -> dict[str, Any]:
+    plan = journal["plan"]
+    res = journal["results"]
+    done = set(journal["steps_done"])
+    if "tombstone" not in done:
+        res["tombstones"] = _write_tombstones(catalog, store, plan)
+        _mark(catalog, journal, "tombstone", store)
+    if "builds" not in done:
+        res["builds"] = _rewrite_builds(catalog, plan)
+        _mark(catalog, journal, "builds", store)
+    if "catalog" not in done:
+        res["catalog_rows"] = _delete_rows(catalog, plan)
+        _mark(catalog, journal, "catalog", store)
+    if "blobs" not in done:
+        res["blobs"] = _delete_blobs(catalog, store, plan)
+        _mark(catalog, journal, "blobs", store)
+    if "index" not in done:
+        from .index import catalog_generation, remove_sources
+
+        with catalog.read() as con:
+            gen = catalog_generation(con)
+        remove_sources(catalog, store, set(plan["source_ids"]), gen)
+        _mark(catalog, journal, "index", store)
+    receipt = _receipt(plan, journal)
+    path = _dir(store, plan["takedown_id"]) / "receipt.json"
+    body = json.dumps(receipt, indent=2, default=str, ensure_ascii=False)
+    with atomic_write(path, "w") as fh:
+        fh.write(body)
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    with catalog.write() as con:
+        con.execute(
+            "UPDATE takedowns SET status = 'done', step = 'receipt', receipt_path = ?, receipt_sha256 = ?, "
+            "finished_at = ?, error = NULL WHERE takedown_id = ?",
+            [str(path), digest, _now(), plan["takedown_id"]],
+        )
+    if "receipt" not in done:
+        journal["steps_done"].append("receipt")
+        journal["step_times"]["receipt"] = _iso(_now())
+        _save_journal(store, journal)
+    return {**receipt, "receipt_path": str(path), "receipt_sha256": digest}
+
+
+def _receipt(plan: dict[str, Any], journal: dict[str, Any]) -> dict[str, Any]:
+    res = journal["results"]
+    art = plan["artefacts"]
+    builds = res.get("builds", [])
+    return {
+        "takedown_id": plan["takedown_id"],
+        "status": "done",
+        "reason": plan["reason"],
+        "requested": plan["requested"],
+        "source_ids": plan["source_ids"],
+        "sources": [{k: v for k, v in s.items() if k != "blob_uri"} for s in plan["sources"]],
+        "started_at": plan["created_at"],
+        "finished_at": journal["step_times"].get("index") or _iso(_now()),
+        "steps": journal["step_times"],
+        "removed": {
+            "catalog_rows": sum(res.get("catalog_rows", {}).values()),
+            "tables": res.get("catalog_rows", {}),
+            "clips": art["clips"],
+            "blobs": res.get("blobs", []),
+            "build_members": [{"build_id": b["build_id"], **r} for b in plan["builds"] for r in b["removed"]],
+            "shard_files": [f for b in builds for f in b.get("removed_shard_files", [])],
+            "index_frames": plan["index_frames"],
+        },
+        "builds": [
+            {
+                "superseded": b["superseded"],
+                "new_build_id": b.get("new_build_id"),
+                "new_out_dir": b.get("new_out_dir"),
+                "removed_members": b["removed_members"],
+                "affected_shards": b["affected_shards"],
+            }
+            for b in builds
+        ],
+        "tombstones": res.get("tombstones", []),
+        "hashes": plan["hashes"],
+        "orphaned_duplicates": art["orphaned_duplicates"],
+    }
+
+
+def _earlier_receipt(catalog: Catalog, store: BlobStore, source_ids: list[str]) -> dict[str, Any] | None:
+    rows = catalog.query(
+        """SELECT t.takedown_id, t.receipt_path FROM takedowns t
+           WHERE t.status = 'done' AND t.takedown_id IN (
+               SELECT takedown_id FROM tombstones WHERE source_id IN (SELECT unnest(?)))
+           ORDER BY t.finished_at DESC""",
+        [source_ids],
+    )
+    for r in rows:
+        if r["receipt_path"] and Path(r["receipt_path"]).exists():
+            receipt = json.loads(Path(r["receipt_path"]).read_text())
+            if set(source_ids) <= set(receipt["source_ids"]):
+                return {**receipt, "status": "already_done", "receipt_path": r["receipt_path"]}
+    return None
+
+
+def process_queue(
+    catalog: Catalog, settings=None, *, store: BlobStore | str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Take down every pending source of ``takedown_queue`` (one takedown, one receipt, for all of them).
+
+    Entries whose source is unknown are marked ``rejected``; those already taken down ``done``.
+    """
+    with catalog.read() as con:
+        have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "takedown_queue" not in have:
+            return {
+                "processed": 0,
+                "receipts": [],
+                "rejected": [],
+                "message": "no takedown queue in this catalog",
+            }
+        rows = con.execute(
+            """SELECT q.source_id, q.reason, q.evidence, q.queued_at, s.source_id IS NOT NULL,
+                      EXISTS (SELECT 1 FROM tombstones t WHERE t.source_id = q.source_id)
+               FROM takedown_queue q LEFT JOIN sources s USING (source_id)
+               WHERE coalesce(q.status, 'pending') = 'pending' ORDER BY q.queued_at"""
+        ).fetchall()
+    live = [r for r in rows if r[4]]
+    rejected = [r[0] for r in rows if not r[4] and not r[5]]
+    already = [r[0] for r in rows if not r[4] and r[5]]
+    receipts = []
+    if live:
+        reasons = sorted({r[1] for r in live if r[1]})
+        entries = [{"source_id": r[0], "reason": r[1], "queued_at": str(r[3])} for r in live]
+        receipts.append(
+            takedown(
+                catalog,
+                settings,
+                source_ids=sorted({r[0] for r in live}),
+                reason="; ".join(reasons) or None,
+                store=store,
+                queue=entries,
+            )
+        )
+    with catalog.write() as con:
+        if rejected:
+            con.execute(
+                "UPDATE takedown_queue SET status = 'rejected' WHERE source_id IN (SELECT unnest(?)) "
+                "AND coalesce(status, 'pending') = 'pending'",
+                [rejected],
+            )
+        if already:
+            con.execute(
+                "UPDATE takedown_queue SET status = 'done' WHERE source_id IN (SELECT unnest(?)) "
+                "AND coalesce(status, 'pending') = 'pending'",
+                [already],
+            )
+    return {"processed": len(rows), "receipts": receipts, "rejected": rejected, "already_taken_down": already}
+
+
+def explain_section(con, source_id: str) -> dict[str, Any] | None:
+    """Tombstones, takedowns and queue entries touching ``source_id`` (for ``clipfactory explain``), or None."""
+    try:
+        tombs = con.execute(
+            "SELECT tombstone_id, reason, takedown_id, created_at, n_pdq, content_sha256 FROM tombstones WHERE source_id = ?",
+            [source_id],
+        ).fetchall()
+        tds = con.execute(
+            """SELECT takedown_id, status, step, reason, started_at, finished_at, receipt_path FROM takedowns
+               WHERE list_contains(CAST(json_extract(targets, '$.source_ids') AS VARCHAR[]), ?)
+               ORDER BY started_at""",
+            [source_id],
+        ).fetchall()
+    except Exception:  # the fingerprint tables are not there
+        return None
+    queue = []
+    try:
+        queue = con.execute(
+            "SELECT reason, status, queued_at FROM takedown_queue WHERE source_id = ? ORDER BY queued_at",
+            [source_id],
+        ).fetchall()
+    except Exception:
+        queue = []
+    if not tombs and not tds and not queue:
+        return None
+    return {
+        "source_id": source_id,
+        "tombstoned": bool(tombs),
+        "tombstones": [
+            {
+                "tombstone_id": t[0],
+                "reason": t[1],
+                "takedown_id": t[2],
+                "created_at": str(t[3]),
+                "n_pdq": t[4],
+                "content_sha256": t[5],
+            }
+            for t in tombs
+        ],
+        "takedowns": [
+            {
+                "takedown_id": t[0],
+                "status": t[1],
+                "step": t[2],
+                "reason": t[3],
+                "started_at": str(t[4]),
+                "finished_at": str(t[5]) if t[5] else None,
+                "receipt_path": t[6],
+            }
+            for t in tds
+        ],
+        "queue": [{"reason": q[0], "status": q[1], "queued_at": str(q[2])} for q in queue],
+    }

@@ -1,0 +1,314 @@
+"""Takedown cascade, tombstones, receipts, verify, the queue, resume after an interruption, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clipfactory.cli.app import app
+from clipfactory.errors import NotFoundError
+from clipfactory.fingerprints import takedown as td
+from clipfactory.fingerprints.index import index_catalog
+from clipfactory.fingerprints.lookup import lookup
+from clipfactory.fingerprints.takedown import explain_section, process_queue, takedown
+from clipfactory.fingerprints.testing import transform
+from clipfactory.fingerprints.tombstones import is_tombstoned, tombstone_match
+from clipfactory.fingerprints.verify import verify_build
+from clipfactory.media.analyse import analyse
+from clipfactory.storage import BlobStore
+
+from .conftest import add_source, write_test_build
+
+
+@pytest.fixture
+def world(catalog, tmp_path, synth_dir):
+    store = BlobStore(tmp_path / "store")
+    a, a_clips = add_source(
+        catalog, store, synth_dir / "A.mp4", url="https://example.org/a", uploader="alice"
+    )
+    b, b_clips = add_source(catalog, store, synth_dir / "B.mp4", url="https://example.org/b", uploader="bob")
+    c, c_clips = add_source(catalog, store, synth_dir / "C.mp4", uploader="carol")
+    build = write_test_build(catalog, store, tmp_path / "builds", a_clips + b_clips + c_clips, shard_size=2)
+    index_catalog(catalog, store)
+    return {
+        "store": store,
+        "a": (a, a_clips),
+        "b": (b, b_clips),
+        "c": (c, c_clips),
+        "build": build,
+        "builds": tmp_path / "builds",
+        "synth": synth_dir,
+        "tmp": tmp_path,
+    }
+
+
+def _rows_of(catalog, source_id: str, clip_ids: list[str]) -> dict[str, int]:
+    """Rows left anywhere in the catalog that name the source or its clips."""
+    out = {}
+    with catalog.read() as con:
+        cols = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE column_name IN ('source_id', 'clip_id')"
+        ).fetchall()
+    for table, col in cols:
+        if table in ("tombstones", "tombstone_hashes", "takedowns", "takedown_queue", "latest_outcomes"):
+            continue
+        ids = [source_id] if col == "source_id" else clip_ids
+        n = catalog.scalar(f'SELECT count(*) FROM "{table}" WHERE "{col}" IN (SELECT unnest(?))', [ids])
+        if n:
+            out[f"{table}.{col}"] = n
+    return out
+
+
+def _members(shard_dir: Path) -> set[str]:
+    keys = set()
+    for p in shard_dir.glob("*.tar"):
+        with tarfile.open(p) as t:
+            keys |= {m.name.split(".")[0] for m in t}
+    return keys
+
+
+def test_takedown_cascade_end_to_end(catalog, world):
+    store = world["store"]
+    a, a_clips = world["a"]
+    a_ids = [c.clip_id for c in a_clips]
+    blob_paths = [store.path_of(u) for u in {a.blob_uri, a.fingerprint_uri, *(c.blob_uri for c in a_clips)}]
+    receipt = takedown(catalog, store=store, source_id=a.source_id, reason="rights holder request")
+    # receipt: what was removed, with hashes, times and the superseded build
+    assert receipt["status"] == "done" and receipt["source_ids"] == [a.source_id]
+    assert {c["clip_id"] for c in receipt["removed"]["clips"]} == set(a_ids)
+    assert receipt["removed"]["tables"]["clips"] == 3 and receipt["removed"]["index_frames"] >= 9
+    assert {m["clip_id"] for m in receipt["removed"]["build_members"]} == set(a_ids)
+    assert receipt["builds"][0]["superseded"] == "b-v1" and receipt["builds"][0]["new_build_id"] == "b-v2"
+    assert all(len(h["sha256"]) == 64 for h in receipt["hashes"])
+    assert {"plan", "tombstone", "builds", "catalog", "blobs", "index"} <= set(receipt["steps"])
+    stored = json.loads(Path(receipt["receipt_path"]).read_text())
+    assert stored["takedown_id"] == receipt["takedown_id"]
+    # catalog and blobs: nothing derived from the source is left
+    assert _rows_of(catalog, a.source_id, a_ids) == {}
+    assert not any(p.exists() for p in blob_paths)
+    # builds: a new version without the members; the old version's affected shards are gone
+    rows = {
+        r["build_id"]: r
+        for r in catalog.query("SELECT build_id, status, n_clips, supersedes, out_dir FROM builds")
+    }
+    assert rows["b-v1"]["status"] == "superseded"
+    assert rows["b-v2"]["supersedes"] == "b-v1" and rows["b-v2"]["n_clips"] == 6
+    new_dir = Path(rows["b-v2"]["out_dir"])
+    assert _members(new_dir) == {c.clip_id for c in world["b"][1] + world["c"][1]}
+    assert not (_members(Path(rows["b-v1"]["out_dir"])) & set(a_ids))
+    manifest = json.loads((new_dir / "build.json").read_text())
+    assert manifest["supersedes"] == "b-v1" and manifest["n_clips"] == 6
+    assert {s["name"] for s in manifest["shards"]} == {p.name for p in new_dir.glob("*.tar")}
+    assert not list(world["builds"].rglob(".*"))  # no partial files anywhere
+    # tombstone: the same or re-encoded content is refused at ingest
+    assert is_tombstoned(catalog, source_id=a.source_id)
+    assert is_tombstoned(catalog, sha256=a.content_sha256)
+    assert is_tombstoned(catalog, sha256=a_clips[1].content_sha256)
+    copy = transform(
+        world["synth"] / "A.mp4",
+        world["tmp"] / "a_reup.mp4",
+        codec="mpeg4",
+        bit_rate=300_000,
+        start_s=2.3,
+        end_s=8.3,
+        scale=0.5,
+    )
+    assert is_tombstoned(catalog, pdq_hashes=analyse(copy).pdq)
+    assert is_tombstoned(catalog, pdq_hashes=analyse(world["synth"] / "B.mp4").pdq) is None
+    assert is_tombstoned(catalog, source_id=world["b"][0].source_id) is None
+    # lookup no longer finds it; verify proves the new build is clean
+    assert lookup(catalog, world["synth"] / "A.mp4", store=store)["status"] == "no_match"
+    assert lookup(catalog, world["synth"] / "B.mp4", store=store)["status"] == "matched"
+    v = verify_build(catalog, "b-v2")
+    assert v["ok"] and v["members_scanned"] == 18 and v["frames_checked"] > 0
+    assert verify_build(catalog, "b")["build_id"] == "b-v2"
+    # explain
+    with catalog.read() as con:
+        ex = explain_section(con, a.source_id)
+        assert explain_section(con, world["b"][0].source_id) is None
+    assert ex["tombstoned"] and ex["takedowns"][0]["takedown_id"] == receipt["takedown_id"]
+    # running it again answers with the same receipt
+    again = takedown(catalog, store=store, source_id=a.source_id)
+    assert again["status"] == "already_done" and again["takedown_id"] == receipt["takedown_id"]
+
+
+def _add_to_shard(path: Path, name: str, data: bytes) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    with tarfile.open(path, "w") as t:
+        t.addfile(info, io.BytesIO(data))
+
+
+def test_verify_fails_when_tombstoned_content_is_re_added(catalog, world):
+    store = world["store"]
+    a, a_clips = world["a"]
+    exact = store.path_of(a_clips[0].blob_uri).read_bytes()  # the clip file as shipped, before the takedown
+    takedown(catalog, store=store, source_id=a.source_id)
+    new_dir = Path(catalog.query("SELECT out_dir FROM builds WHERE build_id = 'b-v2'")[0]["out_dir"])
+    extra = new_dir / "shard-000099.tar"
+    runner = CliRunner()
+    cli = ["verify", "--build", "b-v2", "--json", "--catalog", str(catalog.path), "--store", str(store.root)]
+    # 1. a re-encoded, resized copy of a removed clip under an innocent-looking key: found by PDQ
+    reenc = transform(
+        world["synth"] / "A.mp4",
+        world["tmp"] / "x.mp4",
+        start_s=3.0,
+        end_s=6.0,
+        codec="mpeg4",
+        bit_rate=400_000,
+        scale=0.5,
+    )
+    _add_to_shard(extra, "innocent.mp4", reenc.read_bytes())
+    v = verify_build(catalog, "b-v2")
+    assert not v["ok"] and [f["kind"] for f in v["findings"]] == ["pdq"]
+    assert v["findings"][0]["source_id"] == a.source_id
+    res = runner.invoke(app, cli)
+    assert res.exit_code == 1 and json.loads(res.stdout)["ok"] is False
+    # 2. the exact clip file: found by its sha256 even without decoding
+    _add_to_shard(extra, "k2.mp4", exact)
+    v = verify_build(catalog, "b-v2", frames_per_clip=0)
+    assert [f["kind"] for f in v["findings"]] == ["sha256"]
+    # 3. a metadata member that names the source
+    _add_to_shard(extra, "k3.json", json.dumps({"source_id": a.source_id}).encode())
+    v = verify_build(catalog, "b-v2", frames_per_clip=0)
+    assert [f["kind"] for f in v["findings"]] == ["json_source_id"]
+    extra.unlink()
+    assert runner.invoke(app, cli).exit_code == 0
+
+
+@pytest.mark.parametrize("fail_at", ["tombstone", "builds", "catalog", "mid_shard"])
+def test_interrupted_takedown_resumes(catalog, world, monkeypatch, fail_at):
+    store = world["store"]
+    a, a_clips = world["a"]
+
+    class Boom(RuntimeError):
+        pass
+
+    if fail_at == "mid_shard":
+        calls = {"n": 0}
+        real = td._rewrite_shard
+
+        def flaky(src, dst, removed):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise Boom("disk full")
+            return real(src, dst, removed)
+
+        monkeypatch.setattr(td, "_rewrite_shard", flaky)
+    else:
+
+        def checkpoint(step, tid):
+            if step == fail_at:
+                raise Boom(f"killed after {step}")
+
+        monkeypatch.setattr(td, "_checkpoint", checkpoint)
+    with pytest.raises(Boom):
+        takedown(catalog, store=store, source_id=a.source_id, reason="r")
+    row = catalog.query("SELECT status, error FROM takedowns")[0]
+    assert row["status"] == "failed" and "Boom" in row["error"]
+    monkeypatch.undo()
+    receipt = takedown(catalog, store=store, source_id=a.source_id, reason="r")
+    assert receipt["status"] == "done"
+    assert _rows_of(catalog, a.source_id, [c.clip_id for c in a_clips]) == {}
+    assert not list(world["builds"].rglob(".*")), "no orphan or partial files"
+    assert not list(store.root.rglob("*.part"))
+    assert [r["build_id"] for r in catalog.query("SELECT build_id FROM builds ORDER BY version")] == [
+        "b-v1",
+        "b-v2",
+    ]
+    assert verify_build(catalog, "b-v2")["ok"]
+    assert len(catalog.query("SELECT * FROM takedowns")) == 1
+    assert is_tombstoned(catalog, source_id=a.source_id)
+
+
+def test_takedown_by_url_uploader_and_match(catalog, world):
+    store = world["store"]
+    r = takedown(catalog, store=store, url="https://example.org/b")
+    assert r["source_ids"] == [world["b"][0].source_id]
+    r = takedown(catalog, store=store, uploader="carol")
+    assert r["source_ids"] == [world["c"][0].source_id]
+    copy = transform(
+        world["synth"] / "A.mp4", world["tmp"] / "a_copy.mp4", scale=0.5, codec="mpeg4", bit_rate=400_000
+    )
+    r = takedown(catalog, store=store, match=copy, reason="found by fingerprint")
+    assert r["source_ids"] == [world["a"][0].source_id]
+    assert r["requested"]["kind"] == "match" and r["requested"]["matches"][0]["confidence"] >= 0.5
+    # three takedowns, three build versions
+    assert catalog.scalar("SELECT max(version) FROM builds") == 4
+    assert catalog.scalar("SELECT n_clips FROM builds WHERE version = 4") == 0
+
+
+def test_unknown_targets_are_clear_errors(catalog, world):
+    store = world["store"]
+    with pytest.raises(NotFoundError, match="no source with id"):
+        takedown(catalog, store=store, source_id="youtube:doesnotexis")
+    with pytest.raises(NotFoundError):
+        takedown(catalog, store=store, url="https://example.org/nothing")
+    with pytest.raises(NotFoundError):
+        takedown(catalog, store=store, uploader="mallory")
+    with pytest.raises(NotFoundError, match="no catalog footage matches"):
+        takedown(catalog, store=store, match=world["synth"] / "D.mp4")
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["takedown", "youtube:doesnotexis", "--catalog", str(catalog.path), "--store", str(store.root)]
+    )
+    assert res.exit_code == 1 and "no source with id" in res.output
+    res = runner.invoke(app, ["takedown", "--catalog", str(catalog.path)])
+    assert res.exit_code == 1 and "exactly one" in res.output
+
+
+def test_queue_feeds_takedown(catalog, world):
+    store = world["store"]
+    c = world["c"][0]
+    with catalog.write() as con:
+        con.execute(
+            "INSERT INTO takedown_queue (source_id, reason, evidence, queued_at, status) VALUES "
+            "(?, 'creator request', '{}', now(), 'pending'), ('youtube:unknownxxxx', 'x', '{}', now(), 'pending')",
+            [c.source_id],
+        )
+    out = process_queue(catalog, store=store)
+    assert out["processed"] == 2 and out["rejected"] == ["youtube:unknownxxxx"]
+    assert out["receipts"][0]["source_ids"] == [c.source_id]
+    assert out["receipts"][0]["reason"] == "creator request"
+    st = {r["source_id"]: r["status"] for r in catalog.query("SELECT source_id, status FROM takedown_queue")}
+    assert st == {c.source_id: "done", "youtube:unknownxxxx": "rejected"}
+    assert process_queue(catalog, store=store)["processed"] == 0
+
+
+def test_cli_json(catalog, world):
+    store = world["store"]
+    runner = CliRunner()
+    base = ["--catalog", str(catalog.path), "--store", str(store.root)]
+    res = runner.invoke(app, ["lookup", str(world["synth"] / "B.mp4"), "--json", *base])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["status"] == "matched" and data["matches"][0]["source_id"] == world["b"][0].source_id
+    assert data["builds"][0]["build_id"] == "b-v1"
+    res = runner.invoke(app, ["dedup", "--json", "--dry-run", *base])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["dropped"] == 0
+    res = runner.invoke(app, ["fingerprints", "status", "--json", *base])
+    assert json.loads(res.stdout)["up_to_date"] is True
+    res = runner.invoke(app, ["takedown", world["b"][0].source_id, "--reason", "test", "--json", *base])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["status"] == "done" and r["builds"][0]["new_build_id"] == "b-v2"
+    res = runner.invoke(app, ["verify", "--build", "b-v2", "--json", *base])
+    assert res.exit_code == 0 and json.loads(res.stdout)["ok"] is True
+    res = runner.invoke(app, ["lookup", str(world["tmp"] / "nothing.txt"), *base])
+    assert res.exit_code == 1
+
+
+def test_tombstone_match_details(catalog, world):
+    store = world["store"]
+    a = world["a"][0]
+    takedown(catalog, store=store, source_id=a.source_id)
+    m = tombstone_match(catalog, pdq_hashes=analyse(world["synth"] / "A.mp4").pdq)
+    assert m.kind == "pdq" and m.source_id == a.source_id and m.share >= 0.8
+    assert tombstone_match(catalog, pdq_hashes=[]) is None
