@@ -100,7 +100,7 @@ def verify_build(
             [b["build_id"]],
         ).fetchall()
     findings: list[dict[str, Any]] = []
-    for clip_id, source_id, shard, key in cat_rows:
+    for _clip_id, source_id, shard, key in cat_rows:
         if source_id in tomb_sources:
             findings.append(
                 {
