@@ -255,11 +255,11 @@ class _ThumbSampler:
             self.step *= 2
             self.cands = [c for c in self.cands if (c[0] - self.start) % self.step == 0]
 
-    def split(self, b: int, end: int) -> av.VideoFrame | None:
-        """Close the shot ``[self.start, b)``; return the frame nearest its middle (``end`` = b)."""
-        mid = (self.start + end - 1) / 2
-        pool = [c for c in self.cands if self.start <= c[0] < end]
-        pool += [c for c in self.recent if self.start <= c[0] < end]
+    def split(self, b: int) -> av.VideoFrame | None:
+        """Close the shot ``[self.start, b)`` and return the held frame nearest its middle."""
+        mid = (self.start + b - 1) / 2
+        pool = [c for c in self.cands if self.start <= c[0] < b]
+        pool += [c for c in self.recent if self.start <= c[0] < b]
         best = min(pool, key=lambda c: abs(c[0] - mid))[1] if pool else None
         keep = {c[0]: c for c in self.cands if c[0] >= b}
         for c in self.recent:
@@ -349,7 +349,7 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
 
     def close_shot(b: int, kind: str) -> None:
         start = sampler.start
-        frame = sampler.split(b, b)
+        frame = sampler.split(b)
         thumb = _jpeg(frame, cfg.thumbnail_width, cfg.thumbnail_quality, info.rotation) if frame else None
         shots_meta.append((start, b, kind, thumb))
 

@@ -93,7 +93,8 @@ class ShotDetector:
         self._check_black(i, is_black)
         if i >= k:
             self._check_dissolve(i, y)
-        j = i - self.p.cut_window
+        # One frame more than the window, so that a neighbour's own flash test can see its successor.
+        j = i - self.p.cut_window - 1
         if j >= 1:
             self._check_cut(j)
         self._finalise(upto=i)
@@ -101,7 +102,7 @@ class ShotDetector:
     def finish(self) -> list[Boundary]:
         """End of stream: settle everything still pending and return all final boundaries."""
         n = self.n
-        for j in range(max(1, n - self.p.cut_window), n):
+        for j in range(max(1, n - self.p.cut_window - 1), n):
             self._check_cut(j, at_end=True)
         self._close_dissolve()
         # A long trailing black run (fade-out, black end card) becomes its own last shot; a short one
@@ -126,13 +127,15 @@ class ShotDetector:
         if s < self.p.cut_min_score:
             return
         w = self.p.cut_window
-        left = [self.scores[t] for t in range(max(1, j - w), j)]
-        right = [self.scores[t] for t in range(j + 1, min(self.n, j + w + 1))]
-        # The quieter side is the reference: a cut right next to a flash or a glitch frame is still
-        # an isolated step on its other side, while fast motion is busy on both sides.
-        sides = [sum(x) / len(x) for x in (left, right) if x]
-        ref = min(sides) if sides else 0.0
-        if s < self.p.cut_adaptive_ratio * max(ref, 1.0) or self._is_flash(j, s):
+        # Neighbours that enter or leave a one-frame anomaly (a flash, a corrupt frame) are left out
+        # of the reference, so a cut right next to one is still an isolated step.
+        nb = [
+            self.scores[t]
+            for t in range(max(1, j - w), min(self.n, j + w + 1))
+            if t != j and not (self.scores[t] >= self.p.cut_min_score and self._is_flash(t))
+        ]
+        ref = (sum(nb) / len(nb)) if nb else 0.0
+        if s < self.p.cut_adaptive_ratio * max(ref, 1.0) or self._is_flash(j):
             return
         self._pending.append(Boundary(j, "cut", s, j - 1, j))
 
@@ -142,7 +145,7 @@ class ShotDetector:
             return None
         return self._ring[t % (k + 1)]
 
-    def _is_flash(self, j: int, s: float) -> bool:
+    def _is_flash(self, j: int) -> bool:
         """True when frame ``j`` enters or leaves a one-frame anomaly (a flash, a corrupt frame):
         the pictures on either side of the anomaly match each other."""
         before2, before, at, after = (self._luma(t) for t in (j - 2, j - 1, j, j + 1))
