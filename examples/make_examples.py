@@ -6,7 +6,8 @@
 * ``bbb_meadow.mp4``: the 5 s Big Buck Bunny excerpt, 640x360;
 * ``synthetic_bars.mp4``: generated here: three 3-second shots (scrolling colour bars, moving rings, a
   drifting checkerboard) joined by hard cuts, with a tone on the audio track. Its keyframes are every
-  2 s regardless of the cuts, so two of its clips must be re-encoded rather than stream-copied.
+  5 s regardless of the cuts, so the clips of its second and third shots must be re-encoded rather
+  than stream-copied.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def synthetic(
         v.options = {
             "crf": "30",
             "preset": "medium",
-            "x264-params": f"keyint={2 * fps}:min-keyint={2 * fps}:scenecut=0",
+            "x264-params": f"keyint={5 * fps}:min-keyint={5 * fps}:scenecut=0",
         }
         a = out.add_stream("aac", rate=44100)
         a.layout = "mono"

@@ -58,8 +58,9 @@ def test_run_exports_allowed_clips_and_refuses_the_rest(first_run):
     [reason] = st["policy.gate"]["reasons"]
     assert reason.startswith("policy.")
     assert st["media.probe"]["kept"] == 1 and st["media.analyse"]["kept"] == 1
-    assert st["media.cut"]["kept"] == 3
+    # The quality filter runs on the planned clips, so the dropped one is never cut.
     assert st["quality.filter"]["kept"] == 2 and st["quality.filter"]["dropped"] == 1
+    assert st["media.cut"]["kept"] == 2
     assert set(st["quality.filter"]["reasons"]) <= {"quality.too_blurry", "quality.static"}
     b = summary["build"]
     assert b["status"] == "complete" and b["n_clips"] == 2 and b["n_shards"] == 2
@@ -166,6 +167,7 @@ def test_crash_during_cutting_resumes_without_redoing_finished_work(tmp_path, me
         return real(*a, **k)
 
     monkeypatch.setattr(cut_stage, "cut_clip", dying)
+    monkeypatch.setattr(cut_stage.CutStage, "batch_size", 1)  # outcomes are persisted batch by batch
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_pipeline(s)
     cat = Catalog(s.catalog)
@@ -176,7 +178,8 @@ def test_crash_during_cutting_resumes_without_redoing_finished_work(tmp_path, me
     summary = pipeline.run_pipeline(s)
     rows = new_rows(cat, summary["run_id"])
     assert "media.analyse" not in rows and "media.probe" not in rows and "acquire.local" not in rows
-    assert rows["media.cut"] == 3 and summary["build"]["n_clips"] == 2
+    assert rows["media.cut"] == 1, "the clip cut before the crash is not cut again"
+    assert summary["build"]["n_clips"] == 2
     per_item = cat.query(
         "SELECT item_id, count(*) AS n FROM stage_outcomes WHERE stage = 'media.analyse' GROUP BY 1"
     )
@@ -271,18 +274,30 @@ def test_cli_add(tmp_path, media_dir):
     runner = CliRunner()
     base = ["--catalog", str(tmp_path / "c.duckdb"), "--store", str(tmp_path / "s"), "--json"]
     res = runner.invoke(
-        app, ["add", str(media_dir / "a.mp4"), str(media_dir / "b.mp4"), "--license", "CC0-1.0", *base]
+        app,
+        [
+            "add",
+            str(media_dir / "a.mp4"),
+            str(media_dir / "b.mp4"),
+            "--license",
+            "CC0-1.0",
+            "--rights-holder",
+            "Me",
+            *base,
+        ],
     )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["added"] == 2 and {f["license"] for f in data["files"]} == {"CC0-1.0", "CC-BY-NC-4.0"}
-    res = runner.invoke(app, ["add", str(media_dir), "--license", "CC0-1.0", *base])
+    res = runner.invoke(app, ["add", str(media_dir), "--license", "CC0-1.0", "--rights-holder", "Me", *base])
     assert json.loads(res.stdout)["skipped"] == 2
     cat = Catalog(tmp_path / "c.duckdb")
     assert cat.scalar("SELECT count(*) FROM memberships WHERE dataset = 'owned'") == 2
     res = runner.invoke(app, ["add", str(media_dir / "a.mp4"), *base])
-    assert res.exit_code == 1 and "needs a licence" in res.output
-    res = runner.invoke(app, ["add", str(tmp_path / "nope.mp4"), "--license", "MIT", *base])
+    assert res.exit_code == 1 and "licence" in res.output
+    res = runner.invoke(
+        app, ["add", str(tmp_path / "nope.mp4"), "--license", "MIT", "--rights-holder", "Me", *base]
+    )
     assert res.exit_code == 1 and "no such file" in res.output
 
 
@@ -293,7 +308,9 @@ def test_file_and_fsspec_urls_are_accepted(tmp_path, media_dir):
 
     shutil.copy(media_dir / "a.mp4", tmp_path / "x.mp4")
     s = make_settings(tmp_path, [])
-    report, sources = add_owned(Catalog(s.catalog), s, [f"file://{tmp_path / 'x.mp4'}"], license="CC0-1.0")
+    report, sources = add_owned(
+        Catalog(s.catalog), s, [f"file://{tmp_path / 'x.mp4'}"], license="CC0-1.0", rights_holder="Me"
+    )
     assert report["added"] == 1 and sources[0].origin_uri == str(tmp_path / "x.mp4")
     # Any fsspec filesystem goes through fsspec.open (s3:// the same way, with the s3 extra).
     fs = fsspec.filesystem("memory")

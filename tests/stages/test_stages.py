@@ -44,22 +44,33 @@ def _stored_source(ctx: StageContext, path, **fields) -> SourceRecord:
 
 
 def test_acquire_local_puts_the_file_in_the_store(ctx, three_shots):
-    item = SourceRecord(
-        source_id="origin:x", platform="owned", origin_uri=str(three_shots), content_license="CC0-1.0"
-    )
-    uri_item = item.replace(source_id="origin:y", origin_uri=f"file://{three_shots}")
-    missing = item.replace(source_id="origin:z", origin_uri=str(three_shots) + ".nope")
-    res = LocalAcquireStage({}, ctx).process_batch([item, uri_item, missing])
-    assert [r.status for r in res] == ["kept", "kept", "failed"]
-    rec = res[0].records[0]
     sha = ids.sha256_file(str(three_shots))
+    item = SourceRecord(
+        source_id=f"sha256:{sha}",
+        platform="owned",
+        origin_uri=str(three_shots),
+        content_sha256=sha,
+        content_license="CC0-1.0",
+        rights_holder="Me",
+    )
+    uri_item = item.replace(origin_uri=f"file://{three_shots}")
+    missing = item.replace(origin_uri=str(three_shots) + ".nope")
+    changed = item.replace(source_id="sha256:" + "0" * 64, content_sha256="0" * 64)
+    stage = LocalAcquireStage({}, ctx)
+    res = stage.process_batch([item, uri_item, missing, changed])
+    assert [r.status for r in res] == ["kept", "kept", "failed", "failed"]
+    assert [r.item_id for r in res] == [stage.item_id(i) for i in (item, uri_item, missing, changed)]
+    assert res[0].item_id.startswith(f"sha256:{sha}@") and res[0].item_id != res[1].item_id
+    rec = res[0].records[0]
     assert rec.source_id == f"sha256:{sha}" and rec.content_sha256 == sha
     assert rec.blob_uri == f"blob:sha256:{sha}" and rec.size_bytes == three_shots.stat().st_size
     assert rec.platform == "owned" and rec.content_license == "CC0-1.0" and rec.acquired_at
-    assert res[1].records[0].source_id == rec.source_id
     assert BlobStore(ctx.store_root).exists(rec.blob_uri)
     assert res[2].error_kind == "terminal" and "not found" in res[2].error
+    assert res[3].error.startswith("acquire.content_changed")
     assert not list((BlobStore(ctx.store_root).incoming()).iterdir())
+    # Another declared licence is another acquisition item (so that the change is recorded).
+    assert stage.item_id(item.replace(content_license="MIT")) != stage.item_id(item)
 
 
 def test_acquire_keeps_media_fields_known_for_the_same_content(ctx, three_shots):
@@ -68,7 +79,7 @@ def test_acquire_keeps_media_fields_known_for_the_same_content(ctx, three_shots)
         upsert_records(
             con, [SourceRecord(f"sha256:{sha}", "owned", width=320, analysis_uri="blob:sha256:" + "0" * 64)]
         )
-    item = SourceRecord("origin:x", "owned", origin_uri=str(three_shots), content_license="MIT")
+    item = SourceRecord(f"sha256:{sha}", "owned", origin_uri=str(three_shots), content_license="MIT")
     rec = LocalAcquireStage({}, ctx).process_batch([item])[0].records[0]
     assert rec.width == 320 and rec.analysis_uri and rec.content_license == "MIT"
 

@@ -4,116 +4,23 @@
 call :func:`add_owned`. A sidecar ``<file>.json`` beside a media file (``{"license": ..., "rights_holder":
 ..., "title": ...}``) gives that file's own provenance and wins over the command-line defaults.
 
-Acquisition is the ``acquire.local`` stage, so it resumes: a file already acquired with the same size,
-modification time and declared provenance is not copied again.
+Acquisition is the ``acquire.local`` stage, so it resumes: content already acquired with the same declared
+provenance is not copied again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ..catalog import Catalog
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError
 from ..records import SourceRecord
 from ..stage import StageContext
 
 log = logging.getLogger(__name__)
-
-MEDIA_EXTENSIONS = {
-    ".mp4",
-    ".m4v",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".mpg",
-    ".mpeg",
-    ".ts",
-    ".m2ts",
-    ".wmv",
-    ".flv",
-    ".ogv",
-    ".3gp",
-}
-
-
-def _is_url(text: str) -> bool:
-    return "://" in text and not text.startswith("file://")
-
-
-def _stat(uri: str) -> tuple[int | None, str | None]:
-    """(size, version) of a path or URL: mtime for files, ETag/mtime where a remote store gives one."""
-    if not _is_url(uri):
-        p = Path(uri.removeprefix("file://"))
-        st = p.stat()
-        return st.st_size, str(st.st_mtime_ns)
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(uri)
-    info = fs.info(path)
-    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
-    return info.get("size"), str(version) if version is not None else None
-
-
-def _read_sidecar(uri: str) -> dict[str, Any]:
-    side = uri + ".json"
-    try:
-        if _is_url(uri):
-            import fsspec
-
-            fs, path = fsspec.core.url_to_fs(side)
-            if not fs.exists(path):
-                return {}
-            with fs.open(path, "r") as fh:
-                data = json.load(fh)
-        else:
-            p = Path(side.removeprefix("file://"))
-            if not p.is_file():
-                return {}
-            data = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"unreadable sidecar: {exc}", item=side, fix="make it a JSON object") from exc
-    if not isinstance(data, dict):
-        raise ConfigError("a sidecar must be a JSON object", item=side)
-    return {
-        "license": data.get("license") or data.get("content_license"),
-        "rights_holder": data.get("rights_holder"),
-        "title": data.get("title"),
-    }
-
-
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files named directly, and media files (by extension) found under folders, in sorted order."""
-    out: list[str] = []
-    for item in inputs:
-        if _is_url(item):
-            import fsspec
-
-            fs, path = fsspec.core.url_to_fs(item)
-            if fs.isdir(path):
-                proto = item.split("://", 1)[0]
-                for f in sorted(fs.find(path)):
-                    if Path(f).suffix.lower() in MEDIA_EXTENSIONS:
-                        out.append(f"{proto}://{f}")
-            else:
-                out.append(item)
-            continue
-        p = Path(item.removeprefix("file://"))
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in MEDIA_EXTENSIONS and not f.name.startswith("."):
-                    out.append(str(f.resolve()))
-        elif p.exists():
-            out.append(str(p.resolve()))
-        else:
-            raise NotFoundError("no such file or folder", item=item, fix="check the path")
-    seen: set[str] = set()
-    return [u for u in out if not (u in seen or seen.add(u))]
 
 
 def plan_owned(
@@ -123,40 +30,22 @@ def plan_owned(
     rights_holder: str | None = None,
     title: str | None = None,
 ) -> list[SourceRecord]:
-    """One provisional :class:`SourceRecord` per media file to acquire.
+    """One :class:`SourceRecord` per distinct media file under ``inputs``, with its declared provenance.
 
-    Its ``source_id`` is ``origin:<hash>`` of the origin, its size and version (mtime or ETag) and the
-    declared provenance: the key that makes acquisition resumable. ``acquire.local`` replaces it with the
-    content id (``sha256:<hex>``).
+    Listing, sidecars, licence validation (SPDX) and hashing are those of
+    :func:`clipfactory.sources.owned.scan_owned`, so the source id (``sha256:<hex>``) is known before
+    anything is copied. Raises :class:`ManifestError` naming every file without a licence or rights holder.
     """
-    plan = []
-    for uri in expand_inputs(inputs):
-        side = _read_sidecar(uri)
-        lic = side.get("license") or license
-        holder = side.get("rights_holder") or rights_holder
-        ttl = side.get("title") or title
-        if not lic:
-            raise ConfigError(
-                "owned media needs a licence",
-                item=uri,
-                fix="pass --license SPDX (e.g. CC-BY-4.0), set `license` in clipfactory.toml, "
-                "or write a sidecar <file>.json with a license",
-            )
-        size, version = _stat(uri)
-        key = json.dumps([uri, size, version, lic, holder, ttl])
-        pid = "origin:" + hashlib.sha256(key.encode()).hexdigest()[:24]
-        plan.append(
-            SourceRecord(
-                source_id=pid,
-                platform="owned",
-                origin_uri=uri,
-                content_license=lic,
-                rights_holder=holder,
-                title=ttl,
-                size_bytes=size,
-            )
+    from ..sources.owned import scan_owned
+
+    if not inputs:
+        raise ConfigError(
+            "no inputs given", fix="name media files or folders (or set `inputs` in clipfactory.toml)"
         )
-    return plan
+    records = scan_owned(inputs, license, rights_holder)
+    if title:
+        records = [r.replace(title=title) for r in records]
+    return records
 
 
 def _columns(con, table: str) -> set[str]:
@@ -280,7 +169,7 @@ def add_owned(
     summary = ex.run([stage], plan, run_id=run_id, command="add", config=settings.resolved())
     sources = list({r.id: r for r in summary.outputs if isinstance(r, SourceRecord)}.values())
     n_members = record_memberships(catalog, dataset, sources, uri=inputs[0] if len(inputs) == 1 else None)
-    plan_ids = [p.source_id for p in plan]
+    plan_ids = [stage.item_id(p) for p in plan]
     rows = catalog.query(
         """SELECT item_id, status, reason, error, output_ids FROM latest_outcomes
            WHERE stage = ? AND stage_version = ? AND config_hash = ? AND item_id IN (SELECT unnest(?))""",
@@ -289,12 +178,12 @@ def add_owned(
     by_item = {r["item_id"]: r for r in rows}
     files = []
     for p in plan:
-        r = by_item.get(p.source_id, {})
+        r = by_item.get(stage.item_id(p), {})
         files.append(
             {
                 "origin_uri": p.origin_uri,
                 "status": r.get("status", Result.FAILED),
-                "source_id": (r.get("output_ids") or [None])[0],
+                "source_id": p.source_id,
                 "reason": r.get("reason") or r.get("error"),
                 "license": p.content_license,
                 "rights_holder": p.rights_holder,

@@ -6,9 +6,10 @@ Steps, all in one run (one ``runs`` row; every item gets outcome rows):
    into the blob store with the ``acquire.local`` stage, and record their ``owned`` dataset membership;
 2. **policy gate**: sources the gate does not allow for the purpose get a dropped outcome row
    (stage ``policy.gate``, reason ``policy.<reason>``) and go no further;
-3. ``media.probe`` → ``media.analyse`` (one decode; fans out to planned clips) → ``media.cut`` →
-   ``quality.filter``. ``media.analyse`` emits the updated source record followed by its clips; only the
-   clips go on to ``media.cut``;
+3. ``media.probe`` → ``media.analyse`` (one decode; fans out to planned clips) → ``quality.filter`` →
+   ``media.cut``. ``media.analyse`` emits the updated source record followed by its clips; only the clips
+   go on. The quality filter needs only the scores of the analysis, so it runs before cutting: a clip
+   that would be dropped is never cut;
 4. **export**: the kept clips become a build (:func:`clipfactory.build.export.write_build`), which checks
    the gate again.
 
@@ -38,7 +39,7 @@ from .export import policy_check, write_build
 log = logging.getLogger(__name__)
 
 MEDIA_STAGES = ("media.probe", "media.analyse")
-CLIP_STAGES = ("media.cut", "quality.filter")
+CLIP_STAGES = ("quality.filter", "media.cut")
 GATE_STAGE = "policy.gate"
 
 
@@ -158,7 +159,7 @@ def run_pipeline(
         inputs: dict[str, list[str]] = {}
         current: list = to_media
         for n in MEDIA_STAGES + CLIP_STAGES:
-            if n == "media.cut":  # media.analyse emits the updated source, then its clips
+            if n == "quality.filter":  # media.analyse emits the updated source, then its clips
                 current = [r for r in current if isinstance(r, ClipRecord)]
             inputs[n] = [stages[n].item_id(r) for r in current]
             current = ex.run([stages[n]], current, run_id=run_id).outputs
@@ -182,7 +183,7 @@ def run_pipeline(
     counts[GATE_STAGE] = stage_counts(catalog, GATE_STAGE, source_ids)
     for n, st in stages.items():
         counts[n] = stage_counts(catalog, st, inputs[n])
-    counts["build.export"] = stage_counts(catalog, "build.export", inputs["quality.filter"])
+    counts["build.export"] = stage_counts(catalog, "build.export", inputs["media.cut"])
     new_rows = catalog.query(
         "SELECT stage, status, count(*) AS n FROM stage_outcomes WHERE run_id = ? GROUP BY ALL ORDER BY stage, status",
         [run_id],
@@ -193,7 +194,7 @@ def run_pipeline(
         "purpose": purpose,
         "inputs": len(report["items"]),
         "sources": len(source_ids),
-        "clips_planned": len(inputs["media.cut"]),
+        "clips_planned": len(inputs["quality.filter"]),
         "clips_kept": len(kept),
         "stages": counts,
         "this_run": new_rows,

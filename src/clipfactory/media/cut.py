@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 MP4_AUDIO = {"aac", "aac_fixed", "mp3", "mp3float", "mp3adufloat", "ac3", "ac3_fixed", "eac3", "opus", "alac"}
 
 #: The preset each encoder gets when none is configured.
-DEFAULT_PRESETS = {"libx264": "veryfast", "libsvtav1": "10", "libopenh264": None}
+DEFAULT_PRESETS = {"libx264": "superfast", "libsvtav1": "10", "libopenh264": None}
 
 CUT_METHODS = ("copy", "reencode")
 
@@ -67,7 +67,9 @@ class CutOptions(BaseModel):
     )
     crf: int = Field(20, ge=0, le=63, description="Constant-quality factor of the encoder (lower is better).")
     preset: str | None = Field(
-        None, description="Encoder speed preset; default veryfast for libx264, 10 for libsvtav1."
+        None,
+        description="Encoder speed preset; default superfast for libx264 (re-encoded clips are the few that "
+        "start between keyframes, so speed matters more than size), 10 for libsvtav1.",
     )
     audio: bool = Field(True, description="Keep the first audio stream.")
     audio_bitrate: int = Field(128_000, ge=16_000, description="AAC bit rate when audio is re-encoded.")
@@ -103,8 +105,10 @@ def is_on_keyframe(start_ms: int, keyframes_ms: list[int], tolerance_ms: int) ->
 def snap_start(
     start_ms: int, end_ms: int, keyframes_ms: list[int], *, forward_ms: int, backward_ms: int = 0
 ) -> int:
-    """Keyframe-aligned planning: move ``start_ms`` to the nearest keyframe in
-    ``[start_ms - backward_ms, start_ms + forward_ms]``, preferring the first one at or after the start.
+    """Keyframe-aligned planning: move ``start_ms`` onto a keyframe in
+    ``[start_ms - backward_ms, start_ms + forward_ms]``: a keyframe at the start itself, else the nearest
+    one at most ``backward_ms`` earlier (which loses nothing), else the first one at most ``forward_ms``
+    later.
 
     Returns ``start_ms`` unchanged when no keyframe is close enough (the clip is then re-encoded) or when
     snapping would leave nothing of the span.
@@ -112,10 +116,12 @@ def snap_start(
     if not keyframes_ms:
         return start_ms
     i = bisect.bisect_left(keyframes_ms, start_ms)
-    if i < len(keyframes_ms) and keyframes_ms[i] - start_ms <= forward_ms and keyframes_ms[i] < end_ms:
-        return keyframes_ms[i]
+    if i < len(keyframes_ms) and keyframes_ms[i] == start_ms:
+        return start_ms
     if i > 0 and start_ms - keyframes_ms[i - 1] <= backward_ms:
         return keyframes_ms[i - 1]
+    if i < len(keyframes_ms) and keyframes_ms[i] - start_ms <= forward_ms and keyframes_ms[i] < end_ms:
+        return keyframes_ms[i]
     return start_ms
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -90,18 +91,18 @@ def stream_into_store(store, fh) -> tuple[str, str, int]:
 class LocalAcquireStage(Stage):
     """Acquire owned media into the content-addressed blob store.
 
-    Reads: a :class:`SourceRecord` planned by :func:`clipfactory.build.add.plan_owned`, whose ``origin_uri``
-    is a local path, a ``file://`` URL or another fsspec URL (``s3://`` needs the ``s3`` extra), and whose
-    provisional ``source_id`` (``origin:<hash>``) keys resume on the origin, its size, its modification time
-    and the declared licence.
+    Reads: a :class:`SourceRecord` planned by :func:`clipfactory.build.add.plan_owned` (the owned-media scan):
+    ``source_id = sha256:<hex>`` of the content, ``origin_uri`` (a local path, a ``file://`` URL or another
+    fsspec URL; ``s3://`` needs the ``s3`` extra) and the declared ``content_license``, ``rights_holder`` and
+    ``title``. The item id is the source id plus a hash of that declared provenance, so a changed licence
+    is recorded again while unchanged content is skipped on resume.
 
-    Writes: a :class:`SourceRecord` with ``source_id = sha256:<hex>`` (the content hash), ``platform =
-    "owned"``, ``blob_uri``, ``content_sha256``, ``size_bytes``, ``acquired_at`` and the provenance it was
-    given (``origin_uri``, ``content_license``, ``rights_holder``, ``title``). Media fields already in the
-    catalog for the same content are kept.
+    Writes: the :class:`SourceRecord` with ``platform = "owned"``, ``blob_uri``, ``content_sha256``,
+    ``size_bytes`` and ``acquired_at``. Media fields already in the catalog for the same content are kept.
 
     Drops: ``acquire.empty_file`` (zero bytes). Fails: ``terminal`` when the origin is missing or
-    unreadable, ``transient`` for I/O errors worth retrying.
+    unreadable, or when its content no longer matches the planned hash (``acquire.content_changed``);
+    ``transient`` for I/O errors worth retrying.
 
     Resources: one CPU (hashing), I/O bound.
     """
@@ -116,6 +117,10 @@ class LocalAcquireStage(Stage):
     class Config(StageConfig):
         allow_empty: bool = Field(False, description="Accept zero-byte files instead of dropping them.")
 
+    def item_id(self, item: SourceRecord) -> str:
+        declared = json.dumps([item.origin_uri, item.content_license, item.rights_holder, item.title])
+        return f"{item.source_id}@{hashlib.sha256(declared.encode()).hexdigest()[:12]}"
+
     def _existing(self, source_id: str) -> dict | None:
         """The catalog row of the same content, if any (read-only)."""
         if not self.context.catalog_path or not Path(self.context.catalog_path).exists():
@@ -128,11 +133,10 @@ class LocalAcquireStage(Stage):
         return rows[0] if rows else None
 
     def process(self, item: SourceRecord) -> Result:
+        item_id = self.item_id(item)
         uri = item.origin_uri
         if not uri:
-            return Result.failed(
-                item.source_id, "terminal", "acquire.no_origin: the record has no origin_uri"
-            )
+            return Result.failed(item_id, "terminal", "acquire.no_origin: the record has no origin_uri")
         store = self.context.store()
         path = local_path(uri)
         if path is not None and not Path(path).is_file():
@@ -145,7 +149,17 @@ class LocalAcquireStage(Stage):
         except (TimeoutError, ConnectionError) as exc:
             raise TransientError(f"reading failed: {exc}", item=uri) from exc
         if size == 0 and not self.config.allow_empty:
-            return Result.dropped(item.source_id, "acquire.empty_file", {"origin_uri": uri})
+            return Result.dropped(item_id, "acquire.empty_file", {"origin_uri": uri})
+        planned = item.content_sha256 or (
+            item.source_id[7:] if item.source_id.startswith("sha256:") else None
+        )
+        if planned and planned != sha:
+            return Result.failed(
+                item_id,
+                "terminal",
+                f"acquire.content_changed: {uri} changed since it was listed "
+                f"(sha256 {sha[:12]}, listed as {planned[:12]}); add it again",
+            )
         kept = {}
         old = self._existing(ids.content_source_id(sha))
         if old:
@@ -153,14 +167,17 @@ class LocalAcquireStage(Stage):
         rec = SourceRecord(
             source_id=ids.content_source_id(sha),
             platform="owned",
+            platform_id=item.platform_id,
+            url=item.url,
             content_sha256=sha,
             blob_uri=blob,
             origin_uri=uri,
             content_license=item.content_license,
             rights_holder=item.rights_holder,
+            uploader=item.uploader,
             title=item.title,
             size_bytes=size,
             acquired_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             **kept,
         )
-        return Result.kept(item.source_id, rec, detail={"origin_uri": uri, "size_bytes": size})
+        return Result.kept(item_id, rec, detail={"origin_uri": uri, "size_bytes": size})

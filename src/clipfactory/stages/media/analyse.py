@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass
@@ -31,6 +32,29 @@ class PlannedSpan:
     transition_out: str
 
 
+def split_points(start: int, end: int, *, max_ms: int, min_ms: int, keyframes: list[int] | None) -> list[int]:
+    """Boundaries that cut ``[start, end)`` into pieces of at most ``max_ms``.
+
+    Each boundary is the latest keyframe that keeps the piece within ``max_ms`` (and both sides at least
+    ``min_ms``), so that every piece can be stream-copied; without such a keyframe the rest is split into
+    equal pieces.
+    """
+    points = [start]
+    cur = start
+    kf = keyframes or []
+    while end - cur > max_ms:
+        lo, hi = bisect.bisect_left(kf, cur + min_ms), bisect.bisect_right(kf, cur + max_ms)
+        cands = [k for k in kf[lo:hi] if end - k >= min_ms]
+        if cands:
+            cur = cands[-1]
+        else:
+            n = math.ceil((end - cur) / max_ms)
+            cur = int(round(cur + (end - cur) / n))
+        points.append(cur)
+    points.append(end)
+    return points
+
+
 def plan_spans(
     result: AnalysisResult,
     *,
@@ -40,18 +64,21 @@ def plan_spans(
     cut_trim_frames: int,
     keyframes: list[int] | None = None,
     keyframe_tolerance_s: float = 0.0,
+    keyframe_tolerance_share: float = 0.0,
 ) -> tuple[list[PlannedSpan], int]:
     """Turn shots into clip spans. Returns ``(spans, n_too_short)``.
 
     Each shot is trimmed by ``gradual_margin_s`` on a side that touches a fade or dissolve and by
-    ``cut_trim_frames`` frames on a side that touches a hard cut; a shot longer than ``max_clip_s`` is split
-    into equal pieces. With ``keyframes``, every span start moves to the nearest keyframe at most
-    ``keyframe_tolerance_s`` later (or back onto the shot boundary itself, within the cut trim), so that the
-    clip can be stream-copied. Spans shorter than ``min_clip_s`` are left out and counted.
+    ``cut_trim_frames`` frames on a side that touches a hard cut; a shot longer than ``max_clip_s`` is split,
+    at keyframes where it can be (:func:`split_points`). With ``keyframes``, a clip start moves to the
+    first keyframe at most ``max(keyframe_tolerance_s, keyframe_tolerance_share * clip length)`` later (or
+    back onto the shot boundary itself, within the cut trim), so that the clip can be stream-copied.
+    Spans shorter than ``min_clip_s`` are left out and counted.
     """
     frame_ms = 1000.0 / (result.fps or 25.0)
     trim_cut = int(round(cut_trim_frames * frame_ms))
     margin = int(round(gradual_margin_s * 1000))
+    min_ms = int(round(min_clip_s * 1000))
     spans: list[PlannedSpan] = []
     too_short = 0
     prev_out = "start"
@@ -61,18 +88,22 @@ def plan_spans(
         start, end = shot.start_ms, shot.end_ms
         start += margin if t_in in GRADUAL else trim_cut if t_in == "cut" else 0
         end -= margin if t_out in GRADUAL else trim_cut if t_out == "cut" else 0
-        if end - start < min_clip_s * 1000:
+        if end - start < min_ms:
             too_short += 1
             continue
-        n = max(1, math.ceil((end - start) / (max_clip_s * 1000)))
-        step = (end - start) / n
+        if keyframes:
+            back = (trim_cut if t_in == "cut" else 0) + 1
+            forward = max(keyframe_tolerance_s * 1000, keyframe_tolerance_share * (end - start))
+            snapped = snap_start(start, end, keyframes, forward_ms=int(forward), backward_ms=back)
+            if end - snapped >= min_ms:
+                start = snapped
+        points = split_points(
+            start, end, max_ms=int(max_clip_s * 1000), min_ms=max(min_ms, 1), keyframes=keyframes
+        )
+        n = len(points) - 1
         for k in range(n):
-            s = int(round(start + k * step))
-            e = int(round(start + (k + 1) * step))
-            if keyframes:
-                back = (trim_cut if (k == 0 and t_in == "cut") else 0) + 1
-                s = snap_start(s, e, keyframes, forward_ms=int(keyframe_tolerance_s * 1000), backward_ms=back)
-            if e - s < min_clip_s * 1000:
+            s, e = points[k], points[k + 1]
+            if e - s < min_ms:
                 too_short += 1
                 continue
             spans.append(
@@ -135,7 +166,14 @@ class AnalyseStage(Stage):
             "stream-copied instead of re-encoded.",
         )
         keyframe_tolerance_s: float = Field(
-            0.5, ge=0, description="How far later a clip start may move to reach a keyframe, in seconds."
+            1.0, ge=0, description="How far later a clip start may move to reach a keyframe, in seconds."
+        )
+        keyframe_tolerance_share: float = Field(
+            0.3,
+            ge=0,
+            le=0.5,
+            description="A clip start may also move later by this share of the clip's length to reach a "
+            "keyframe (whichever allows more); a stream copy is far cheaper than a re-encode.",
         )
 
     def analyse_config(self) -> AnalyseConfig:
@@ -176,6 +214,7 @@ class AnalyseStage(Stage):
             cut_trim_frames=cfg.cut_trim_frames,
             keyframes=kf,
             keyframe_tolerance_s=cfg.keyframe_tolerance_s,
+            keyframe_tolerance_share=cfg.keyframe_tolerance_share,
         )
         detail = {
             "frames": result.n_frames,

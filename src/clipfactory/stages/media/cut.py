@@ -42,7 +42,7 @@ class CutStage(Stage):
     name = "media.cut"
     version = 1
     resources = Resources(cpus=1, memory_gb=1.0)
-    batch_size = 8
+    batch_size = 4  # a crash loses at most one batch of cutting
     input_type = ClipRecord
     output_type = ClipRecord
 
