@@ -60,7 +60,7 @@ def transform(
     start_s: float | None = None,
     end_s: float | None = None,
 ) -> Path:
-    """Write a transformed copy of ``src`` to ``dst``.
+    """Write a transformed copy of ``src`` to ``dst`` (frames stream through; memory stays small).
 
     ``crop`` is ``(left, right, top, bottom)`` as shares of the width/height removed; ``letterbox`` adds
     black bars above and below, each ``letterbox`` x the picture height; ``start_s``/``end_s`` cut a
@@ -73,37 +73,51 @@ def transform(
         fps = float(vs.average_rate or 25)
         tb = float(vs.time_base)
         start_pts = vs.start_time or 0
-        frames = []
-        for f in inp.decode(vs):
-            t = (f.pts - start_pts) * tb if f.pts is not None else len(frames) / fps
-            if start_s is not None and t < start_s - 1e-6:
-                continue
-            if end_s is not None and t >= end_s - 1e-6:
-                break
-            frames.append(f.to_ndarray(format="rgb24"))
-    if not frames:
-        raise ValueError(f"no frames in the requested span of {src}")
-    h, w, _ = frames[0].shape
+        geometry: dict[str, int] = {}
+
+        def frames():
+            n = 0
+            for f in inp.decode(vs):
+                t = (f.pts - start_pts) * tb if f.pts is not None else n / fps
+                n += 1
+                if start_s is not None and t < start_s - 1e-6:
+                    continue
+                if end_s is not None and t >= end_s - 1e-6:
+                    break
+                yield _edit(f.to_ndarray(format="rgb24"), geometry, crop, scale, letterbox)
+
+        it = frames()
+        first = next(it, None)
+        if first is None:
+            raise ValueError(f"no frames in the requested span of {src}")
+
+        def chain():
+            yield first
+            yield from it
+
+        _encode(
+            dst, chain(), fps=fps, codec=codec, bit_rate=bit_rate, width=first.shape[1], height=first.shape[0]
+        )
+    return dst
+
+
+def _edit(rgb: np.ndarray, geometry: dict[str, int], crop, scale: float, letterbox: float) -> np.ndarray:
+    h, w, _ = rgb.shape
     if crop:
         left, right, top, bottom = crop
         x0, x1 = int(round(w * left)), w - int(round(w * right))
         y0, y1 = int(round(h * top)), h - int(round(h * bottom))
-        frames = [f[y0:y1, x0:x1] for f in frames]
+        rgb = rgb[y0:y1, x0:x1]
         h, w = y1 - y0, x1 - x0
     ow, oh = _even(w * scale), _even(h * scale)
     if (ow, oh) != (w, h) or crop:
-        frames = [_resize(f, ow, oh) for f in frames]
+        rgb = _resize(rgb, ow, oh)
     if letterbox:
-        bar = _even(oh * letterbox) // 2 * 2
-        canvas_h = oh + 2 * bar
-        out = []
-        for f in frames:
-            c = np.zeros((canvas_h, ow, 3), np.uint8)
-            c[bar : bar + oh] = f
-            out.append(c)
-        frames, oh = out, canvas_h
-    _encode(dst, frames, fps=fps, codec=codec, bit_rate=bit_rate, width=ow, height=oh)
-    return dst
+        bar = _even(oh * letterbox)
+        canvas = np.zeros((oh + 2 * bar, ow, 3), np.uint8)
+        canvas[bar : bar + oh] = rgb
+        rgb = canvas
+    return rgb
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
