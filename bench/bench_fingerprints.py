@@ -354,6 +354,7 @@ def part_false(work: Path, n_synth: int, n_queries: int) -> dict:
             )
     dt = time.perf_counter() - t0
     return {
+        "catalog": {k: v for k, v in info.items() if k != "ids"},
         "queries": n_queries,
         "false_matches": len(false),
         "rate": len(false) / n_queries,
