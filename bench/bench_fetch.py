@@ -38,8 +38,8 @@ CONCURRENCY = 64
 
 
 class Server:
-    def __init__(self, specs: list[str]):
-        args = [sys.executable, str(SERVER)]
+    def __init__(self, specs: list[str], fast: bool = True):
+        args = [sys.executable, str(SERVER)] + (["--fast"] if fast else [])
         for s in specs:
             args += ["--files", s]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--large", default="8:33554432", help="COUNT:SIZE of the large files")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--threaded-server", action="store_true", help="the tests' thread-per-connection server")
     ap.add_argument("--set", action="append", default=[], help="fetcher option KEY=VALUE (e.g. fsync=false)")
     args = ap.parse_args(argv)
     for item in args.set:
@@ -183,10 +184,11 @@ def main(argv: list[str] | None = None) -> None:
         "concurrency": CONCURRENCY,
         "cpus": len(os.sched_getaffinity(0)),
         "fetch_options": FETCH_OPTIONS,
+        "server": "threaded" if args.threaded_server else "asyncio",
     }
     for label, spec in (("small", args.small), ("large", args.large)):
         count, size = (int(x) for x in spec.split(":"))
-        srv = Server([spec])
+        srv = Server([spec], fast=not args.threaded_server)
         try:
             urls = [f"{srv.origin}/f/{size}/{i}.mp4" for i in range(count)]
             r = bench(urls, args.repeat, label)

@@ -239,12 +239,74 @@ class TestServer:
         self.stop()
 
 
+class FastServer:
+    """A minimal asyncio HTTP/1.1 server (keep-alive, GET, static routes, no Range) for the benchmark, where
+    a thread per connection would make the server, not the client, the thing measured. Runs in a thread."""
+
+    def __init__(self, routes: dict[str, Route], host: str = "127.0.0.1"):
+        assert host.startswith("127."), "benchmarks only serve on loopback"
+        self.routes = routes
+        self.hits: Counter[str] = Counter()
+        self._ready = threading.Event()
+        self._host = host
+        self.port = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    def start(self) -> FastServer:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def _run(self) -> None:
+        import asyncio
+
+        async def handle(reader, writer):
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    path = head.split(b" ", 2)[1].decode().split("?", 1)[0]
+                    self.hits[path] += 1
+                    route = self.routes.get(path)
+                    if route is None:
+                        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    else:
+                        lines = [f"HTTP/1.1 {route.status} OK", f"Content-Type: {route.content_type}"]
+                        lines.append(f"Content-Length: {len(route.body)}")
+                        lines += [f"{k}: {v}" for k, v in route.headers]
+                        if route.etag:
+                            lines.append(f"ETag: {route.etag}")
+                        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+                        writer.write(route.body)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        async def main():
+            server = await asyncio.start_server(handle, self._host, 0, backlog=512)
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            async with server:
+                await server.serve_forever()
+
+        asyncio.run(main())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve synthetic MP4 files (``--files N:SIZE`` → /f/<size>/<i>.mp4) and optional media files."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", action="append", default=[], help="COUNT:SIZE synthetic files")
     ap.add_argument("--media", action="append", default=[], help="a real file served as /m/<name>")
     ap.add_argument("--robots", default="User-agent: *\nAllow: /\n")
+    ap.add_argument("--fast", action="store_true", help="the asyncio server (no Range, no behaviours)")
     args = ap.parse_args(argv)
     srv = TestServer()
     srv.robots(args.robots)
@@ -256,6 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     for m in args.media:
         p = Path(m)
         srv.add(f"/m/{p.name}", body=p.read_bytes(), etag=f'"{p.stat().st_size}"')
+    if args.fast:
+        srv.httpd.server_close()
+        srv = FastServer(srv.routes)
     srv.start()
     sys.stdout.write(json.dumps({"origin": srv.origin}) + "\n")
     sys.stdout.flush()
@@ -265,7 +330,8 @@ def main(argv: list[str] | None = None) -> None:
                 sys.stdout.write(json.dumps(dict(srv.hits)) + "\n")
                 sys.stdout.flush()
     finally:
-        srv.stop()
+        if isinstance(srv, TestServer):
+            srv.stop()
 
 
 if __name__ == "__main__":
