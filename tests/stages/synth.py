@@ -126,3 +126,20 @@ def decoded_frames(path: str | Path) -> tuple[int, str]:
             n += 1
             fmt = f.format.name
         return n, fmt
+
+
+def with_rotation_90(src: str | Path, dst: str | Path) -> Path:
+    """Copy an MP4 and set its video track's display matrix to a 90° turn (as a phone writes it).
+
+    FFmpeg's muxer no longer writes the ``rotate`` tag, so the ``tkhd`` matrix is patched directly:
+    ``(a, b, c, d) = (0, 1, -1, 0)``, which players show turned 90° clockwise.
+    """
+    import struct
+
+    data = bytearray(Path(src).read_bytes())
+    i = data.find(b"tkhd")
+    assert data[i + 4] == 0, "version-0 tkhd expected"
+    m = i + 4 + 40  # type, version/flags, times, track id, duration, layer, group, volume
+    data[m : m + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
+import numpy as np
 import pytest
-from cf_synth import decoded_frames, make_video, packets
+from cf_synth import decoded_frames, make_video, packets, with_rotation_90
 
 from clipfactory.errors import MediaError
 from clipfactory.media.cut import CutOptions, cut_clip, is_on_keyframe, keyframes_ms, snap_start
+from clipfactory.media.probe import probe
 
 
 def _duration_s(path) -> float:
@@ -121,3 +125,30 @@ def test_corrupt_avi_cuts_or_fails_cleanly(shared_data, tmp_path):
     res = cut_clip(src, tmp_path / "c.mp4", 1500, 2500)
     assert res.n_video_frames > 0
     assert decoded_frames(tmp_path / "c.mp4")[0] == res.n_video_frames
+
+
+def test_rotation_is_kept_by_copy_and_applied_by_reencode(tmp_path):
+    # 64x32 frames, left half white, no audio; shown turned clockwise the white half is on top.
+    src = tmp_path / "flat.mp4"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 32, "yuv420p"
+        for i in range(50):
+            a = np.zeros((32, 64, 3), np.uint8)
+            a[:, :32] = 255
+            f = av.VideoFrame.from_ndarray(a, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    rot = with_rotation_90(src, tmp_path / "rot.mp4")
+    assert probe(rot).rotation == 270 and probe(rot).display_size == (32, 64)
+    copied = cut_clip(rot, tmp_path / "c.mp4", 0, 1000)
+    assert copied.method == "copy" and probe(tmp_path / "c.mp4").rotation == 270
+    cut_clip(rot, tmp_path / "r.mp4", 0, 1000, options=CutOptions(mode="reencode"))
+    assert probe(tmp_path / "r.mp4").rotation == 0
+    with av.open(str(tmp_path / "r.mp4")) as c:
+        img = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert img.shape[:2] == (64, 32)
+    assert img[:28].mean() > 200 and img[36:].mean() < 50, "upright: the white half on top"

@@ -323,7 +323,9 @@ def clip_json(
     return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> str:
+def content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> str:
+    """Identity of a build's content: purpose, shard size and every member's hashes (rows sorted by
+    ``clip_id``, each with ``clip_id``, ``mp4_sha256``, ``json_sha256``, ``jpg_sha256``)."""
     h = hashlib.sha256(f"{purpose}|{shard_size}".encode())
     for r in rows:
         h.update(f"|{r['clip_id']}:{r['mp4_sha256']}:{r['json_sha256']}:{r['jpg_sha256']}".encode())
@@ -432,7 +434,7 @@ def write_build(
                     "attribution": licence["attribution"],
                 }
             )
-    content_hash = _content_hash(purpose, shard_size, planned)
+    build_hash = content_hash(purpose, shard_size, planned)
 
     with catalog.read() as con:
         latest = con.execute(
@@ -442,7 +444,7 @@ def write_build(
     if latest and supersedes is None:
         cfg = json.loads(latest[0][1] or "{}")
         manifest_path = Path(latest[0][2]) / "build.json"
-        if cfg.get("content_hash") == content_hash and manifest_path.exists():
+        if cfg.get("content_hash") == build_hash and manifest_path.exists():
             manifest = json.loads(manifest_path.read_text())
             manifest["status"] = "unchanged"
             with catalog.write() as con:
@@ -468,9 +470,14 @@ def write_build(
             if p["jpg"] is not None:
                 files["jpg"] = p["jpg"]
             members.append(ShardMember(p["clip_id"], files))
-        digest = write_shard(out_dir / shard, members)
+        shard_sha = write_shard(out_dir / shard, members)
         shards.append(
-            {"name": shard, "n_clips": len(rows), "sha256": digest, "bytes": (out_dir / shard).stat().st_size}
+            {
+                "name": shard,
+                "n_clips": len(rows),
+                "sha256": shard_sha,
+                "bytes": (out_dir / shard).stat().st_size,
+            }
         )
 
     index = _index_table(build_id, planned)
@@ -489,7 +496,7 @@ def write_build(
         "n_sources": len({p["clip"].source_id for p in planned}),
         "n_shards": len(shards),
         "shard_size": shard_size,
-        "content_hash": content_hash,
+        "content_hash": build_hash,
         "shards": shards,
         "index": "index.parquet",
         "refused_sources": [{"source_id": s, "reason": r} for s, r in sorted(refused.items())],
@@ -531,7 +538,7 @@ def write_build(
                 json.dumps(
                     {
                         "shard_size": shard_size,
-                        "content_hash": content_hash,
+                        "content_hash": build_hash,
                         "run_id": run_id,
                         "refused_sources": manifest["refused_sources"],
                     }
@@ -560,6 +567,9 @@ def write_build(
                 con.unregister("_cf_members")
         _record_outcomes(con, run_id, outcome_rows)
     return manifest
+
+
+_content_hash = content_hash  # the name the takedown rewrite imports
 
 
 def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:

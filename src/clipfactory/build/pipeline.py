@@ -28,7 +28,8 @@ import pyarrow as pa
 
 from .. import registry
 from ..catalog import Catalog
-from ..executors.local import OUTCOME_SCHEMA, LocalExecutor
+from ..executors import executor_from_settings
+from ..executors.local import OUTCOME_SCHEMA
 from ..progress import NullProgress, Progress
 from ..records import ClipRecord
 from ..stage import Stage, StageContext
@@ -129,13 +130,7 @@ def run_pipeline(
     catalog = Catalog(settings.catalog)
     store = BlobStore(settings.store)
     cleaned = store.clean_incoming()
-    ex = LocalExecutor(
-        catalog,
-        workers=settings.workers,
-        retries=settings.retries,
-        error_budget=settings.error_budget,
-        progress=progress,
-    )
+    ex = executor_from_settings(settings, catalog, progress=progress)
     recovered = ex.recover_parts()
     ctx = StageContext(store_root=settings.store, catalog_path=str(catalog.path), work_dir=None)
     run_id = ex.start_run("run", settings.resolved())
@@ -175,6 +170,8 @@ def run_pipeline(
         raise
     finally:
         ex.finish_run(run_id, status)
+        if hasattr(ex, "shutdown"):
+            ex.shutdown()
 
     # Counts from outcome rows: every item that entered each stage, whichever run finished it.
     counts = {

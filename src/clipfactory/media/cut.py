@@ -360,9 +360,10 @@ def _copy(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict 
 
 
 def _rotate(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
-    """Turn a frame upright: ``rotation`` is the clockwise turn a player would apply."""
+    """Turn a frame upright. ``rotation`` is FFmpeg's display-matrix angle (counterclockwise, as
+    ``VideoFrame.rotation`` gives it, modulo 360); a player rotates the picture by it, and so do we."""
     arr = frame.to_ndarray(format="rgb24")
-    arr = np.ascontiguousarray(np.rot90(arr, k=-(rotation // 90)))
+    arr = np.ascontiguousarray(np.rot90(arr, k=(rotation // 90) % 4))
     out = av.VideoFrame.from_ndarray(arr, format="rgb24")
     out.pts, out.time_base = frame.pts, frame.time_base
     return out
