@@ -105,7 +105,7 @@ class AnalyseConfig(BaseModel):
         "below this.",
     )
     pdq_interval_s: float = Field(
-        1.0, gt=0, description="Seconds between PDQ perceptual hashes (0 frames apart minimum)."
+        1.0, gt=0, description="Seconds between PDQ perceptual hashes (the first frame is always hashed)."
     )
     pdq_width: int = Field(320, ge=64, description="Approximate width of the luma image that PDQ hashes.")
     thumbnail_width: int = Field(
@@ -130,8 +130,8 @@ class AnalyseConfig(BaseModel):
     skip_nonref: bool = Field(
         False,
         description="Coarse mode: decode only reference frames (FFmpeg skip_frame=NONREF). Faster on "
-        "streams with B-frames; boundaries are then exact only to the spacing of reference frames and "
-        "frame indices come from timestamps.",
+        "streams with B-frames, but boundaries are exact only to the spacing of reference frames, frame "
+        "indices come from timestamps, and cuts can be missed.",
     )
 
     def detector_params(self) -> DetectorParams:
