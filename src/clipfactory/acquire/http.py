@@ -1380,9 +1380,12 @@ def _ssl_context() -> Any:
     if _SSL_CONTEXT is None:
         import ssl
 
-        import certifi
+        try:
+            import certifi  # httpx's own CA bundle (a dependency of httpx)
 
-        _SSL_CONTEXT = ssl.create_default_context(cafile=certifi.where())
+            _SSL_CONTEXT = ssl.create_default_context(cafile=certifi.where())
+        except ImportError:
+            _SSL_CONTEXT = ssl.create_default_context()
     return _SSL_CONTEXT
 
 
