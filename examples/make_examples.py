@@ -5,9 +5,9 @@
 * ``bbb_trailer_excerpt.mp4``: 16 s of the Big Buck Bunny trailer (hard cuts, a dissolve), 640x360;
 * ``bbb_meadow.mp4``: the 5 s Big Buck Bunny excerpt, 640x360;
 * ``synthetic_bars.mp4``: generated here: three 3-second shots (scrolling colour bars, moving rings, a
-  drifting checkerboard) joined by hard cuts, with a tone on the audio track. Its keyframes are every
-  5 s regardless of the cuts, so the clips of its second and third shots must be re-encoded rather
-  than stream-copied.
+  pan over a random texture) joined by hard cuts, with a tone on the audio track. Its keyframes are
+  every 5 s regardless of the cuts, so the clips of its second and third shots must be re-encoded
+  rather than stream-copied.
 """
 
 from __future__ import annotations
@@ -77,6 +77,9 @@ def synthetic(
 ) -> None:
     """Three generated shots with hard cuts between them, and a 440/660/880 Hz tone per shot."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng = np.random.default_rng(7)
+    coarse = rng.integers(0, 256, (height // 8 + 1, (width + 2 * fps * seconds_per_shot) // 8 + 1, 3))
+    texture = np.repeat(np.repeat(coarse, 8, axis=0), 8, axis=1)[:height].astype(np.uint8)
     bars = np.array(
         [[192, 192, 192], [192, 192, 0], [0, 192, 192], [0, 192, 0], [192, 0, 192], [192, 0, 0], [0, 0, 192]],
         np.uint8,
@@ -100,11 +103,10 @@ def synthetic(
                 img = bars[idx]
             elif shot == 1:  # concentric rings moving outwards
                 r = np.hypot(xx - width / 2, yy - height / 2)
-                g = (127 + 120 * np.sin(r / 9.0 - t / 2.0)).astype(np.uint8)
+                g = (127 + 120 * np.sin(r / 3.0 - t / 2.0)).astype(np.uint8)
                 img = np.stack([g, 255 - g, np.full_like(g, 90)], axis=2)
-            else:  # a checkerboard drifting diagonally
-                c = (((xx + 3 * t) // 40 + (yy + 2 * t) // 40) % 2).astype(np.uint8)
-                img = np.stack([c * 200 + 30, c * 120 + 60, 220 - c * 160], axis=2)
+            else:  # a camera pan over a fixed random texture
+                img = texture[:, 2 * t : 2 * t + width]
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img, dtype=np.uint8), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
             for p in v.encode(frame):

@@ -257,8 +257,14 @@ def test_cli_run_on_the_bundled_example(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["status"] == "finished" and data["sources"] == 3
-    assert data["stages"]["media.cut"]["kept"] >= 6
-    assert data["build"]["n_clips"] >= 4
+    # Exact counts follow the shot detector; the structure does not.
+    assert data["stages"]["media.cut"]["kept"] >= 4
+    assert (
+        data["build"]["n_clips"]
+        == data["stages"]["media.cut"]["kept"]
+        == data["stages"]["quality.filter"]["kept"]
+    )
+    assert data["stages"]["quality.filter"]["dropped"] >= 1
     methods = {r["cut_method"] for r in Catalog(tmp_path / "c.duckdb").query("SELECT cut_method FROM clips")}
     assert methods >= {"copy", "reencode"}
     out = Path(data["build"]["out_dir"])
