@@ -14,6 +14,8 @@ Runs are interleaved (baseline, baseline+disk, fetcher) and repeated; medians an
 CPU time / wall time of this process during each run (about 1.0 = one core busy), and how often the
 server saw robots.txt and tdmrep.json requested.
 
+Then, on ONE connection, CPU milliseconds per small fetch: of the event-loop thread and of the whole process.
+
     python bench/bench_fetch.py [--small 2000:32768] [--large 8:33554432] [--repeat 3] [--json]
 """
 
@@ -160,6 +162,38 @@ def bench(urls: list[str], repeat: int, label: str) -> dict:
     return out
 
 
+def cpu_per_fetch(n: int, repeat: int, fast: bool) -> dict:
+    """CPU milliseconds per fetch on ONE connection: the event-loop thread, and the whole process."""
+    global CONCURRENCY
+    saved, CONCURRENCY = CONCURRENCY, 1
+    srv = Server([f"{n}:32768"], fast=fast)
+    tmp = Path(tempfile.mkdtemp(prefix="cf-bench-cpu-"))
+    out: dict[str, list] = {
+        "baseline_loop_ms": [],
+        "baseline_process_ms": [],
+        "fetcher_loop_ms": [],
+        "fetcher_process_ms": [],
+    }
+    try:
+        urls = [f"{srv.origin}/f/32768/{i}.mp4" for i in range(n)]
+        run_fetcher(urls[:10], tmp / "warm", {})
+        for _ in range(repeat):
+            for name, fn in (
+                ("baseline", lambda: run_baseline(urls, False, tmp)),
+                ("fetcher", lambda: run_fetcher(urls, tmp / "store", {})),
+            ):
+                t, p = time.thread_time(), time.process_time()
+                fn()
+                out[f"{name}_loop_ms"].append(round((time.thread_time() - t) / n * 1000, 2))
+                out[f"{name}_process_ms"].append(round((time.process_time() - p) / n * 1000, 2))
+                shutil.rmtree(tmp / "store", ignore_errors=True)
+    finally:
+        CONCURRENCY = saved
+        srv.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {k: {"median": statistics.median(v), "runs": v} for k, v in out.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--small", default="2000:32768", help="COUNT:SIZE of the small files")
@@ -167,6 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--threaded-server", action="store_true", help="the tests' thread-per-connection server")
+    ap.add_argument(
+        "--cpu-files", type=int, default=300, help="small files for the CPU-per-fetch run (0: skip)"
+    )
     ap.add_argument("--set", action="append", default=[], help="fetcher option KEY=VALUE (e.g. fsync=false)")
     args = ap.parse_args(argv)
     for item in args.set:
@@ -202,6 +239,10 @@ def main(argv: list[str] | None = None) -> None:
             results[label] = r
         finally:
             srv.close()
+    if args.cpu_files:
+        results["cpu_per_fetch_one_connection"] = cpu_per_fetch(
+            args.cpu_files, args.repeat, not args.threaded_server
+        )
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -220,6 +261,11 @@ def main(argv: list[str] | None = None) -> None:
             f"fetcher / baseline+disk = {r['fetcher_vs_baseline_disk']:.3f}"
         )
         print(f"  robots.txt and tdmrep.json requests seen by the server: {r['server_hits']}")
+    if "cpu_per_fetch_one_connection" in results:
+        c = results["cpu_per_fetch_one_connection"]
+        print("\nCPU ms per fetch, one connection (median; event-loop thread / whole process):")
+        print(f"  baseline {c['baseline_loop_ms']['median']} / {c['baseline_process_ms']['median']}")
+        print(f"  fetcher  {c['fetcher_loop_ms']['median']} / {c['fetcher_process_ms']['median']}")
 
 
 if __name__ == "__main__":
