@@ -452,8 +452,8 @@ def test_truncated_after_all_attempts_keeps_the_partial_then_next_run_resumes(se
 
 def test_interrupted_download_resumes_after_a_total_timeout(server, fetch, store):
     body = fake_mp4(2_000_000, 9)
-    url = server.add("/t.mp4", body=body, etag='"t1"', chunk_size=100_000, chunk_delay_s=0.05)
-    (out,), _ = fetch([url], total_timeout_s=0.4, max_attempts=1)
+    url = server.add("/t.mp4", body=body, etag='"t1"', chunk_size=100_000, chunk_delay_s=0.1)
+    (out,), _ = fetch([url], total_timeout_s=0.7, max_attempts=1)
     assert out.reason == "fetch.timeout"
     assert any(n.endswith(".partial") for n in leftovers(store))
     server.routes["/t.mp4"].chunk_delay_s = 0
