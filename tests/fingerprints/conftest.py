@@ -63,14 +63,16 @@ def add_source(
         width=res.probe.width,
         height=res.probe.height,
         fingerprint_uri=fp_uri,
+        analysis_uri=store.put_bytes(res.to_json().encode()),
         acquired_at=datetime.now(UTC).isoformat(),
     )
     clips = []
     step = int(clip_s * 1000)
-    thumb = res.shots[0].thumbnail
-    thumb_uri = store.put_bytes(thumb) if thumb else None
+    thumbs = [store.put_bytes(sh.thumbnail) if sh.thumbnail else None for sh in res.shots]
     for start in range(0, res.duration_ms - step + 1, step):
         end = start + step
+        shot = max(k for k, sh in enumerate(res.shots) if sh.start_ms <= start) if res.shots else None
+        thumb_uri = thumbs[shot] if shot is not None else None
         cid = ids.clip_id(sid, start, end)
         blob = csha = None
         if cut_clips:
@@ -90,6 +92,7 @@ def add_source(
                 blob_uri=blob,
                 content_sha256=csha,
                 thumb_uri=thumb_uri,
+                shot_index=shot,
                 fingerprint_uri=fp_uri,
                 sharpness=100.0,
             )

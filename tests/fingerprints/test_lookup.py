@@ -20,6 +20,9 @@ TRANSFORMS = {
     "letterbox": dict(letterbox=0.12),
     "subclip_3s": dict(start_s=3.4, end_s=6.4),
     "subclip_mpeg4_half": dict(start_s=1.2, end_s=5.2, codec="mpeg4", bit_rate=300_000, scale=0.5),
+    "crop_10pct_each_side": dict(crop=(0.1, 0.1, 0.1, 0.1)),
+    "crop_6pct_mpeg4": dict(crop=(0.06, 0.06, 0.06, 0.06), codec="mpeg4", bit_rate=400_000),
+    "crop_12pct_left_right": dict(crop=(0.12, 0.12, 0.0, 0.0)),
 }
 
 
@@ -60,6 +63,17 @@ def test_transformed_copies_are_found(kind, synth_catalog, synth_dir, tmp_path):
     assert top["confidence"] >= 0.7
     assert top["content_license"] == "CC-BY-4.0" and top["uploader"] == "alice"
     assert top["clips"], "the clips overlapping the matched range are listed"
+    if "crop" in TRANSFORMS[kind]:  # found through a crop variant, and the crop is reported
+        cx = TRANSFORMS[kind]["crop"][0]
+        assert seg["edit"]["kind"] == "crop" and abs(seg["edit"]["crop_x"] - cx) <= 0.011
+
+
+def test_asymmetric_crop_is_a_known_limit(synth_catalog, synth_dir, tmp_path):
+    """Crops that are not centred are not found (docs/fingerprints.md): no false claim either way."""
+    cat, store, srcs = synth_catalog
+    q = transform(synth_dir / "B.mp4", tmp_path / "asym.mp4", crop=(0.1, 0.0, 0.0, 0.1))
+    res = lookup(cat, q, store=store)
+    assert all(m["source_id"] == srcs["B"][0].source_id for m in res["matches"])
 
 
 def test_exact_copy_and_time_ranges(synth_catalog, synth_dir):
@@ -134,6 +148,7 @@ def test_real_media_copies_are_found(name, real_catalog, tmp_path):
         "half": dict(scale=0.5),
         "letterbox": dict(letterbox=0.12),
         "sub": dict(start_s=1.3, end_s=4.5),
+        "crop": dict(crop=(0.1, 0.1, 0.1, 0.1)),
     }
     for kind, kw in kinds.items():
         q = transform(media / name, tmp_path / f"{kind}.mp4", **kw)

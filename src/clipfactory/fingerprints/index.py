@@ -78,10 +78,13 @@ class HashIndex:
         generation: int = 0,
         perm: np.ndarray | None = None,
         offsets: np.ndarray | None = None,
+        tag: np.ndarray | None = None,
     ):
         self.hashes = np.ascontiguousarray(hashes, np.uint8).reshape(-1, HASH_BYTES)
         self.src = np.asarray(src, np.int32)
         self.time_ms = np.asarray(time_ms, np.int64)
+        #: a free int32 per row for callers (the crop-variant index keeps the variant number here)
+        self.tag = np.zeros(len(self.hashes), np.int32) if tag is None else np.asarray(tag, np.int32)
         self.sources = list(sources)
         self.generation = int(generation)
         self._words = as_words(self.hashes)
@@ -176,7 +179,13 @@ class HashIndex:
 
     # -- changes -----------------------------------------------------------------------------------
     def extend(
-        self, hashes: np.ndarray, source_ids: list[str], time_ms: np.ndarray, *, generation: int
+        self,
+        hashes: np.ndarray,
+        source_ids: list[str],
+        time_ms: np.ndarray,
+        *,
+        generation: int,
+        tag: np.ndarray | None = None,
     ) -> HashIndex:
         """A new index with more rows (``source_ids`` gives each new row's source)."""
         names = {s: i for i, s in enumerate(self.sources)}
@@ -194,6 +203,9 @@ class HashIndex:
             np.concatenate([self.time_ms, np.asarray(time_ms, np.int64)]),
             sources,
             generation=generation,
+            tag=np.concatenate(
+                [self.tag, np.zeros(len(src_new), np.int32) if tag is None else np.asarray(tag, np.int32)]
+            ),
         )
 
     def without_sources(self, source_ids: set[str], *, generation: int) -> HashIndex:
@@ -227,6 +239,7 @@ class HashIndex:
             ("time_ms", self.time_ms),
             ("perm", self.perm),
             ("offsets", self.offsets),
+            ("tag", self.tag),
         ):
             with open(tmp / f"{key}.npy", "wb") as fh:
                 np.save(fh, arr)
@@ -256,6 +269,7 @@ class HashIndex:
                 k: np.load(d / f"{k}.npy", mmap_mode="r")
                 for k in ("hashes", "src", "time_ms", "perm", "offsets")
             }
+            arrays["tag"] = np.load(d / "tag.npy") if (d / "tag.npy").exists() else None
         except (OSError, ValueError, KeyError) as exc:
             log.warning("fingerprint index at %s is unreadable (%s); it will be rebuilt", root, exc)
             return None
@@ -267,6 +281,7 @@ class HashIndex:
             generation=meta["generation"],
             perm=arrays["perm"],
             offsets=np.asarray(arrays["offsets"]),
+            tag=arrays["tag"],
         )
 
 
@@ -484,11 +499,14 @@ def _descriptor_rows(con, source_ids: list[str]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def index_catalog(catalog: Catalog, store: BlobStore | str | os.PathLike) -> dict[str, Any]:
+def index_catalog(
+    catalog: Catalog, store: BlobStore | str | os.PathLike, *, crop_variants: bool = True
+) -> dict[str, Any]:
     """Load the fingerprint blobs of new sources and clips into ``frame_hashes`` and the index.
 
     Incremental and idempotent: a blob already loaded for a source is skipped, so running it twice
     does nothing the second time. Clips planned after their source was loaded get their descriptors.
+    With ``crop_variants``, new shot thumbnails get their crop-variant hashes (:mod:`.crops`).
     Returns counts of what was added.
     """
     store = _store(store)
@@ -527,6 +545,10 @@ def index_catalog(catalog: Catalog, store: BlobStore | str | os.PathLike) -> dic
         indexed.append((blob.source_id, blob.clip_id, blob.uri, n, int((q >= MIN_QUALITY).sum()), shift))
     touched = sorted({b[0] for b in indexed} | {r[0] for r in new_clips})
     if not indexed and not touched:
+        if crop_variants:
+            from .crops import index_variants
+
+            index_variants(catalog, store)
         idx = load_index(catalog, store)
         return {
             "new_blobs": 0,
@@ -566,6 +588,10 @@ def index_catalog(catalog: Catalog, store: BlobStore | str | os.PathLike) -> dic
                 con.unregister("_fp_desc")
     if gen != old_gen:
         _update_persisted(catalog, store, old_gen, gen, new)
+    if crop_variants:
+        from .crops import index_variants
+
+        index_variants(catalog, store)
     idx = load_index(catalog, store)
     return {
         "new_blobs": len(indexed),

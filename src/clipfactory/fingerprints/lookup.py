@@ -151,6 +151,15 @@ def lookup(
     t2 = time.perf_counter()
     segments = match_hashes(index, query, cfg)
     timings["match_s"] = round(time.perf_counter() - t2, 4)
+    if cfg.crop_search and len(query.hashes):
+        from .crops import crop_segments, load_variant_index
+
+        t4 = time.perf_counter()
+        variants = load_variant_index(catalog, blob_store)
+        segments += crop_segments(
+            catalog, blob_store, variants, query, cfg, skip_sources={s.source_id for s in segments}
+        )
+        timings["crop_s"] = round(time.perf_counter() - t4, 4)
     t3 = time.perf_counter()
     matches = describe(catalog, segments, query=query, query_sha256=sha, settings=settings)
     timings["resolve_s"] = round(time.perf_counter() - t3, 4)

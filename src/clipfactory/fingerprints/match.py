@@ -71,6 +71,21 @@ class MatchConfig(BaseModel):
     min_confidence: float = Field(
         0.0, ge=0, le=1, description="Segments below this confidence are not reported."
     )
+    crop_search: bool = Field(
+        True,
+        description="Also look for cropped copies through the thumbnails' crop variants (fingerprints.crops).",
+    )
+    crop_max_distance: int = Field(
+        24, ge=0, le=31, description="Largest distance between a query frame and a thumbnail crop variant."
+    )
+    max_crop_candidates: int = Field(
+        8, ge=0, description="Crop candidates verified against source media per lookup."
+    )
+    crop_window_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds of source media decoded on each side of a crop candidate to verify it.",
+    )
 
 
 @dataclass
@@ -90,10 +105,13 @@ class Segment:
     share: float
     mean_distance: float
     confidence: float
+    edit: dict | None = None  # {"kind": "crop", "crop_x", "crop_y"} for a copy found through a crop variant
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("source_id")
+        if d["edit"] is None:
+            d.pop("edit")
         return d
 
 

@@ -804,6 +804,10 @@ def _delete_rows(catalog: Catalog, plan: dict[str, Any]) -> dict[str, int]:
                 counts["stage_outcomes"] = int(n)
             if counts.get("frame_hashes"):
                 bump_generation(con)
+            if counts.get("fp_variants"):
+                from .crops import bump_variant_generation
+
+                bump_variant_generation(con)
             if "takedown_queue" in _columns(con):
                 con.execute(
                     "UPDATE takedown_queue SET status = 'done' WHERE source_id IN (SELECT id FROM _td_src) "

@@ -41,6 +41,19 @@ CREATE TABLE IF NOT EXISTS fp_descriptors (
     updated_at TIMESTAMP
 );
 
+-- PDQ of crop variants of every shot thumbnail (see fingerprints.crops): candidates for cropped copies.
+CREATE TABLE IF NOT EXISTS fp_variants (
+    source_id VARCHAR NOT NULL,
+    thumb_uri VARCHAR NOT NULL,
+    time_ms BIGINT,              -- the thumbnail's source time (middle of its shot)
+    variant INTEGER,             -- number in fingerprints.crops.CROP_VARIANTS
+    crop_x DOUBLE,               -- share cropped from the left and from the right
+    crop_y DOUBLE,               -- share cropped from the top and from the bottom
+    pdq BLOB,
+    quality INTEGER,
+    indexed_at TIMESTAMP
+);
+
 -- generation: bumped whenever frame_hashes changes; the persisted index records the generation it
 -- reflects and is rebuilt or patched when they differ.
 CREATE TABLE IF NOT EXISTS fp_index_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
