@@ -58,6 +58,17 @@ def unpack_many(blob: bytes | None) -> np.ndarray:
     return blobs_to_array([blob])
 
 
+_POP8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits of every element of a ``uint64`` array (numpy >= 2 has it built in)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    w = np.ascontiguousarray(words, np.uint64)  # pragma: no cover - numpy 1.x
+    return _POP8[w.view(np.uint8)].reshape(*w.shape, 8).sum(axis=-1, dtype=np.uint8)
+
+
 def as_words(arr: np.ndarray) -> np.ndarray:
     """``uint8[n, 32]`` to ``uint64[n, 4]`` (a view when possible) for fast popcounts."""
     arr = np.ascontiguousarray(arr, np.uint8).reshape(-1, HASH_BYTES)
@@ -66,7 +77,7 @@ def as_words(arr: np.ndarray) -> np.ndarray:
 
 def hamming_pairs(a_words: np.ndarray, b_words: np.ndarray) -> np.ndarray:
     """Row-wise Hamming distances of two equally long ``uint64[n, 4]`` arrays."""
-    return np.bitwise_count(a_words ^ b_words).sum(axis=1, dtype=np.int32)
+    return popcount(a_words ^ b_words).sum(axis=1, dtype=np.int32)
 
 
 def hamming_matrix(a: np.ndarray, b: np.ndarray, block_bytes: int = 1 << 25) -> np.ndarray:
@@ -77,7 +88,7 @@ def hamming_matrix(a: np.ndarray, b: np.ndarray, block_bytes: int = 1 << 25) -> 
         return out
     rows = max(1, block_bytes // (len(bw) * 32))
     for i in range(0, len(aw), rows):
-        out[i : i + rows] = np.bitwise_count(aw[i : i + rows, None, :] ^ bw[None, :, :]).sum(
+        out[i : i + rows] = popcount(aw[i : i + rows, None, :] ^ bw[None, :, :]).sum(
             axis=2, dtype=np.int32
         )
     return out

@@ -315,7 +315,7 @@ def _dense_hashes(store: BlobStore, con, source_id: str) -> tuple[np.ndarray, np
 
 def _thin(hashes: np.ndarray, min_change: int = 4) -> np.ndarray:
     """Drop hashes within ``min_change`` bits of the previous kept one (static stretches)."""
-    from .hashes import as_words
+    from .hashes import as_words, popcount
 
     if not len(hashes):
         return np.zeros(0, np.int64)
@@ -323,7 +323,7 @@ def _thin(hashes: np.ndarray, min_change: int = 4) -> np.ndarray:
     keep = [0]
     last = words[0]
     for i in range(1, len(words)):
-        if int(np.bitwise_count(words[i] ^ last).sum()) > min_change:
+        if int(popcount(words[i] ^ last).sum()) > min_change:
             keep.append(i)
             last = words[i]
     return np.array(keep, np.int64)
