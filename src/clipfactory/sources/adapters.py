@@ -83,6 +83,13 @@ class Context:
     mapping: dict[str, str] = field(default_factory=dict)
     options: dict[str, object] = field(default_factory=dict)
 
+    given: set[str] = field(default_factory=set)
+
+    def select(self, **exprs: str) -> str:
+        """:func:`select_pre`, remembering which columns the adapter fills (the others are NULL)."""
+        self.given = set(exprs)
+        return select_pre(**exprs)
+
     @property
     def columns(self) -> list[str]:
         return self.staged.columns
@@ -124,7 +131,7 @@ def _kinetics(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     is_cc = ctx.col("is_cc")
     extra = f"CASE WHEN cf_strip({is_cc}) = '1' THEN '{{\"is_cc\": true}}' END" if is_cc != "NULL" else "NULL"
     split = ctx.col("split", lit(ctx.split_hint) if ctx.split_hint else "NULL")
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform="'youtube'",
@@ -253,7 +260,7 @@ def _panda(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         )
         con.unregister("_cf_panda_fb")
     n = "len(ts) // 2"
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform="'youtube'",
@@ -286,7 +293,7 @@ def _panda(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
 
 # -- HD-VILA-100M (JSONL, one source per line, many clips) ------------------------------------------
 def _hdvila(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform="'youtube'",
@@ -326,7 +333,7 @@ def _internvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         '{"YoutubeID": "VARCHAR", "Start_timestamp": "VARCHAR", "End_timestamp": "VARCHAR", '
         '"Caption": "VARCHAR", "Aesthetic_Score": "DOUBLE", "UMT_Score": "DOUBLE"}'
     )
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform="'youtube'",
@@ -352,7 +359,7 @@ def _internvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
 
 # -- HD-VG-130M (one JSON document per part) --------------------------------------------------------
 def _hdvg(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         pointer="CASE WHEN cpath IS NULL THEN vpath ELSE vpath || substr(cpath, 2) END",
         platform="'youtube'",
@@ -396,7 +403,7 @@ def _hdvg(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
 
 # -- WebVid-10M -------------------------------------------------------------------------------------
 def _webvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform="'shutterstock'",
@@ -421,7 +428,7 @@ ACAV_NAMES = ("shard_name", "filename", "youtube_id", "segment")
 
 def _acav(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     seg = "regexp_extract_all(segment, '[-+]?[0-9]+(?:\\.[0-9]*)?', 0)"
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform="'youtube'",
@@ -506,7 +513,7 @@ def _howto(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     extra = f"json_object('rank', {ctx.col('rank')}, 'task_id', {ctx.col('task_id')})"
     split = lit(ctx.split_hint) if ctx.split_hint else "NULL"
     if not captions:
-        sel = select_pre(
+        sel = ctx.select(
             ord="ord",
             line="line",
             platform="'youtube'",
@@ -522,7 +529,7 @@ def _howto(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     con.execute("CREATE TEMP TABLE _cf_howto_caps AS SELECT * FROM _cf_howto_in")
     con.unregister("_cf_howto_in")
     n = ctx.staged.rows
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         pointer="pointer",
@@ -560,7 +567,7 @@ YT8M_VOCABULARY = ({"Index", "KnowledgeGraphId", "Name"}, {"label_id", "label_na
 def _yt8m(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     yt = ctx.col("youtube_id")
     labels = ctx.col("labels", ctx.col("label"))
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform=f"CASE WHEN nullif(cf_strip({yt}), '') IS NOT NULL THEN 'youtube' ELSE 'youtube8m' END",
@@ -577,7 +584,7 @@ def _yt8m(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
 # -- Ego4D ------------------------------------------------------------------------------------------
 def _ego4d(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     if ctx.staged.kind == "json":
-        sel = select_pre(
+        sel = ctx.select(
             ord="ord",
             pointer="pointer",
             platform="'ego4d'",
@@ -593,7 +600,7 @@ def _ego4d(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
             SELECT e.key::BIGINT AS ord, e.value AS v, e.fullkey AS pointer
             FROM {SRC} d, json_each(d.doc, '$.videos') e)
         SELECT {sel} FROM v"""
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform="'ego4d'",
@@ -622,7 +629,7 @@ def _openvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         + (f", {scores}" if scores else "")
         + ")"
     )
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform=f"CASE WHEN {parts}.yt <> '' THEN 'youtube' ELSE 'openvid' END",
@@ -644,7 +651,7 @@ def _msrvtt(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     layout = con.execute(f"SELECT json_type(doc) FROM {SRC}").fetchall()[0][0]
     if layout == "ARRAY":
         # The caption file: [{"video": "video7010.mp4", "caption": [...]}, ...]
-        sel = select_pre(
+        sel = ctx.select(
             ord="ord",
             pointer="pointer",
             platform="'msr-vtt'",
@@ -665,7 +672,7 @@ def _msrvtt(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
             FROM v)
         SELECT {sel} FROM c"""
     # *_videodatainfo.json: {videos: [...], sentences: [...]}
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         pointer="pointer",
         platform="'youtube'",
@@ -802,7 +809,7 @@ def _generic(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         )
     json_error = "CASE WHEN NOT ok THEN 'not valid JSON' END" if jsonl else "NULL"
     duration = f"cf_ms_unit({col('duration')}, {lit(unit)})"
-    sel = select_pre(
+    sel = ctx.select(
         ord="ord",
         line="line",
         platform=plat,

@@ -88,6 +88,14 @@ class IngestOptions:
     max_errors: int = 20
 
 
+@contextlib.contextmanager
+def _step(name: str):
+    """Log how long one step of an ingest took (``clipfactory -v``, or DEBUG logging)."""
+    t, cpu = time.perf_counter(), time.process_time()
+    yield
+    log.debug("ingest step %s: %.3fs (cpu %.3fs)", name, time.perf_counter() - t, time.process_time() - cpu)
+
+
 def _dataset_name(name: str) -> str:
     name = name.strip()
     if not _DATASET_RE.match(name):
@@ -127,8 +135,45 @@ def _already_summary(uri: str, manifest_id: str, row: dict[str, Any]) -> IngestS
 
 
 # -- the shared SQL pass ------------------------------------------------------------------------------
-def _finish_sql(pre_sql: str) -> str:
+#: Pre-row columns that are kept in ``_cf_rows`` when the adapter fills them.
+_OPTIONAL = (
+    "pointer",
+    "url",
+    "title",
+    "duration_ms",
+    "caption",
+    "label",
+    "split",
+    "extra",
+    "content_sha256",
+    "origin_uri",
+    "size_bytes",
+    "content_license",
+    "rights_holder",
+)
+
+
+class _Cols:
+    """The optional columns ``_cf_rows`` has; others read as typed NULLs."""
+
+    def __init__(self, given: set[str]):
+        self.given = {c for c in _OPTIONAL if c in given}
+        self.spans = "start_ms" in given or "end_ms" in given
+
+    def __call__(self, name: str, prefix: str = "") -> str:
+        if name in self.given:
+            return prefix + name
+        return f"NULL::{PRE_COLUMNS[name]}"
+
+
+def _finish_sql(pre_sql: str, cols: _Cols) -> str:
     """Validation, canonical source ids and clip ids over an adapter's pre-rows."""
+    keep = "".join(f", {c}" for c in _OPTIONAL if c in cols.given)
+    spans = (
+        f", start_ms, end_ms, CASE WHEN error IS NULL AND start_ms IS NOT NULL THEN {CLIP_ID_SQL} END AS clip_id"
+        if cols.spans
+        else ""
+    )
     return f"""
     WITH p AS ({pre_sql}),
     e AS (
@@ -153,9 +198,7 @@ def _finish_sql(pre_sql: str) -> str:
                     THEN (CASE platform WHEN 'web' THEN 'url' WHEN 'owned' THEN 'sha256' ELSE platform END) || ':' || pid
                END AS source_id
         FROM e)
-    SELECT ord, line, pointer, source_id, platform, pid AS platform_id, url, title, duration_ms, start_ms, end_ms,
-           caption, label, split, extra, content_sha256, origin_uri, size_bytes, content_license, rights_holder,
-           CASE WHEN error IS NULL AND start_ms IS NOT NULL THEN {CLIP_ID_SQL} END AS clip_id,
+    SELECT ord, line, source_id, platform, pid AS platform_id{keep}{spans},
            error, CASE WHEN error IS NOT NULL THEN raw END AS raw
     FROM s"""
 
@@ -193,14 +236,27 @@ def _write(
     fmt: str,
     registry_key: str | None,
     staged: Staged,
+    cols: _Cols,
     opts: IngestOptions,
 ) -> _Written:
     """Everything after ``_cf_rows`` exists: counts, then every insert. Runs inside the write transaction."""
-    total, bad_rows, n_spans = con.execute(
-        """SELECT count(DISTINCT ord), count(DISTINCT ord) FILTER (WHERE error IS NOT NULL),
-                  count(*) FILTER (WHERE error IS NULL AND (start_ms IS NOT NULL OR caption IS NOT NULL))
-           FROM _cf_rows"""
-    ).fetchall()[0]
+    c = cols
+    # Rows: a line-oriented file has one record per staged row (ords of extra records have no line); a
+    # JSON document's records are its elements.
+    if staged.kind in ("csv", "jsonl", "parquet"):
+        extra_rows = _x(con, "count rows", "SELECT count(DISTINCT ord) FROM _cf_rows WHERE line IS NULL")[0][
+            0
+        ]
+        bad_rows = _x(con, "count bad", "SELECT count(DISTINCT ord) FROM _cf_rows WHERE error IS NOT NULL")[
+            0
+        ][0]
+        total = staged.rows + extra_rows
+    else:
+        total, bad_rows = _x(
+            con,
+            "count rows",
+            "SELECT count(DISTINCT ord), count(DISTINCT ord) FILTER (WHERE error IS NOT NULL) FROM _cf_rows",
+        )[0]
     rejects = staged.rejects
     total += len(rejects)
     bad_rows += len(rejects)
@@ -208,10 +264,12 @@ def _write(
     # Errors: rows the SQL pass flagged, and rows DuckDB could not split into fields.
     raw_fill = _raw_fill_sql(staged)
     join = "LEFT JOIN _cf_src s USING (ord)" if raw_fill != "NULL" else ""
-    con.execute(
+    _x(
+        con,
+        "insert errors",
         f"""INSERT INTO ingest_errors (manifest_id, dataset, uri, line, reason, raw, pointer)
-            SELECT ?, ?, ?, r.line, r.error, coalesce(r.raw, {raw_fill}), r.pointer
-            FROM _cf_rows r {join} WHERE r.error IS NOT NULL""",
+            SELECT ?, ?, ?, r.line, r.error, coalesce(r.raw, {raw_fill}), {c("pointer", "r.")}
+            FROM (SELECT * FROM _cf_rows WHERE error IS NOT NULL) r {join}""",
         [manifest_id, dataset, uri],
     )
     if rejects:
@@ -226,7 +284,9 @@ def _write(
                 }
             ),
         )
-        con.execute(
+        _x(
+            con,
+            "insert rejects",
             """INSERT INTO ingest_errors (manifest_id, dataset, uri, line, reason, raw, pointer)
                SELECT ?, ?, ?, line, reason, raw, pointer FROM _cf_rejects""",
             [manifest_id, dataset, uri],
@@ -234,103 +294,130 @@ def _write(
         con.unregister("_cf_rejects")
     first_errors = [
         RowError(line, reason, raw, pointer)
-        for line, reason, raw, pointer in con.execute(
+        for line, reason, raw, pointer in _x(
+            con,
+            "first errors",
             """SELECT line, reason, raw, pointer FROM ingest_errors WHERE manifest_id = ?
                ORDER BY line NULLS LAST, pointer LIMIT ?""",
             [manifest_id, opts.max_errors],
-        ).fetchall()
+        )
     ]
 
     # One row per source: what the manifest says about the video, and its membership in this dataset.
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _cf_agg AS
-           SELECT source_id, any_value(platform) AS platform, any_value(platform_id) AS platform_id,
-                  any_value(url) AS url, any_value(title) AS title, max(duration_ms) AS duration_ms,
-                  any_value(content_sha256) AS content_sha256, any_value(origin_uri) AS origin_uri,
-                  any_value(size_bytes) AS size_bytes, any_value(content_license) AS content_license,
-                  any_value(rights_holder) AS rights_holder,
-                  min(ord) AS first_ord, arg_min(line, ord) AS first_line, arg_min(split, ord) AS split,
-                  arg_min(label, ord) AS label, count(DISTINCT clip_id) AS n_spans
-           FROM _cf_rows WHERE error IS NULL GROUP BY source_id"""
+    # Distinct spans first, then sources; the first row of each source (by row id, which follows the
+    # file) gives its fields. This is cheaper than arg_min/any_value over strings for millions of rows.
+    fields = [f for f in _OPTIONAL if f in c.given and f not in ("pointer", "caption", "extra")]
+    clip_id = "clip_id" if c.spans else "NULL::VARCHAR AS clip_id"
+    _x(
+        con,
+        "aggregate per source",
+        f"""CREATE OR REPLACE TEMP TABLE _cf_agg AS
+            WITH k AS (SELECT source_id, {clip_id}, min(rowid) AS r FROM _cf_rows WHERE error IS NULL GROUP BY ALL),
+                 g AS (SELECT source_id, min(r) AS r, count(clip_id) AS n_spans FROM k GROUP BY source_id)
+            SELECT g.source_id, x.platform, x.platform_id, x.line AS first_line, g.n_spans
+                   {"".join(f", x.{f}" for f in fields)}
+            FROM g JOIN _cf_rows x ON x.rowid = g.r""",
     )
-    new_sources = con.execute(
-        """INSERT INTO sources (source_id, platform, platform_id, url, title, duration_ms, content_sha256,
-                                origin_uri, size_bytes, content_license, rights_holder)
-           SELECT a.source_id, a.platform, a.platform_id,
-                  CASE WHEN a.platform = 'youtube' THEN 'https://www.youtube.com/watch?v=' || a.platform_id
-                       ELSE a.url END,
-                  a.title, a.duration_ms, a.content_sha256, a.origin_uri, a.size_bytes, a.content_license,
-                  a.rights_holder
-           FROM _cf_agg a ANTI JOIN sources s ON s.source_id = a.source_id"""
-    ).fetchall()[0][0]
+    a = _Cols(c.given - {"pointer", "caption", "extra"})
+    new_sources = _x(
+        con,
+        "insert sources",
+        f"""INSERT INTO sources (source_id, platform, platform_id, url, title, duration_ms, content_sha256,
+                                 origin_uri, size_bytes, content_license, rights_holder)
+            SELECT a.source_id, a.platform, a.platform_id,
+                   CASE WHEN a.platform = 'youtube' THEN 'https://www.youtube.com/watch?v=' || a.platform_id
+                        ELSE {a("url", "a.")} END,
+                   {a("title", "a.")}, {a("duration_ms", "a.")}, {a("content_sha256", "a.")}, {a("origin_uri", "a.")},
+                   {a("size_bytes", "a.")}, {a("content_license", "a.")}, {a("rights_holder", "a.")}
+            FROM _cf_agg a ANTI JOIN sources s ON s.source_id = a.source_id""",
+    )[0][0]
     # Known sources: fill the fields they lack (never overwrite what is there).
-    fills = con.execute(
-        "SELECT count(title), count(duration_ms), count(url), count(content_license), count(rights_holder) FROM _cf_agg"
-    ).fetchall()[0]
     fillable = [
-        c
-        for c, n in zip(
-            ("title", "duration_ms", "url", "content_license", "rights_holder"), fills, strict=True
-        )
-        if n
+        f for f in ("title", "duration_ms", "url", "content_license", "rights_holder") if f in a.given
     ]
-    if fillable and new_sources < len_agg(con):
-        sets = ", ".join(f"{c} = coalesce(sources.{c}, a.{c})" for c in fillable)
-        cond = " OR ".join(f"(sources.{c} IS NULL AND a.{c} IS NOT NULL)" for c in fillable)
-        con.execute(
-            f"UPDATE sources SET {sets} FROM _cf_agg a WHERE sources.source_id = a.source_id AND ({cond})"
+    if fillable:
+        counts = _x(
+            con, "fillable", "SELECT " + ", ".join(f"count({f})" for f in fillable) + " FROM _cf_agg"
+        )[0]
+        fillable = [f for f, n in zip(fillable, counts, strict=True) if n]
+    if fillable and new_sources < _x(con, "count sources", "SELECT count(*) FROM _cf_agg")[0][0]:
+        sets = ", ".join(f"{f} = coalesce(sources.{f}, a.{f})" for f in fillable)
+        cond = " OR ".join(f"(sources.{f} IS NULL AND a.{f} IS NOT NULL)" for f in fillable)
+        _x(
+            con,
+            "fill sources",
+            f"UPDATE sources SET {sets} FROM _cf_agg a WHERE sources.source_id = a.source_id AND ({cond})",
         )
 
-    had_members = con.execute("SELECT count(*) > 0 FROM memberships WHERE dataset = ?", [dataset]).fetchall()[
+    split, label = a("split", "a."), a("label", "a.")
+    had_members = _x(con, "had members", "SELECT count(*) > 0 FROM memberships WHERE dataset = ?", [dataset])[
         0
     ][0]
     if had_members:
-        con.execute(
-            """UPDATE memberships SET n_spans = memberships.n_spans + a.n_spans
-               FROM _cf_agg a WHERE memberships.dataset = ? AND memberships.source_id = a.source_id
-                 AND a.n_spans > 0""",
-            [dataset],
-        )
-        new_members = con.execute(
-            """INSERT INTO memberships SELECT ?, a.source_id, ?, a.first_line, a.split, a.label, a.n_spans
-               FROM _cf_agg a ANTI JOIN (SELECT source_id FROM memberships WHERE dataset = ?) m
-                 ON m.source_id = a.source_id""",
+        if c.spans:
+            _x(
+                con,
+                "update memberships",
+                """UPDATE memberships SET n_spans = memberships.n_spans + a.n_spans
+                   FROM _cf_agg a WHERE memberships.dataset = ? AND memberships.source_id = a.source_id
+                     AND a.n_spans > 0""",
+                [dataset],
+            )
+        new_members = _x(
+            con,
+            "insert memberships",
+            f"""INSERT INTO memberships SELECT ?, a.source_id, ?, a.first_line, {split}, {label}, a.n_spans
+                FROM _cf_agg a ANTI JOIN (SELECT source_id FROM memberships WHERE dataset = ?) m
+                  ON m.source_id = a.source_id""",
             [dataset, manifest_id, dataset],
-        ).fetchall()[0][0]
+        )[0][0]
     else:
-        new_members = con.execute(
-            "INSERT INTO memberships SELECT ?, source_id, ?, first_line, split, label, n_spans FROM _cf_agg",
+        new_members = _x(
+            con,
+            "insert memberships",
+            f"INSERT INTO memberships SELECT ?, a.source_id, ?, a.first_line, {split}, {label}, a.n_spans FROM _cf_agg a",
             [dataset, manifest_id],
-        ).fetchall()[0][0]
+        )[0][0]
 
     # Spans and captions. Another manifest of the same dataset may already hold the same span and caption.
-    span_filter = "r.error IS NULL AND (r.start_ms IS NOT NULL OR r.caption IS NOT NULL)"
-    had_spans = (
-        had_members
-        and con.execute("SELECT count(*) > 0 FROM clip_spans WHERE dataset = ?", [dataset]).fetchall()[0][0]
-    )
-    dedup = (
-        """AND NOT EXISTS (SELECT 1 FROM clip_spans c WHERE c.dataset = ? AND c.source_id = r.source_id
-              AND c.clip_id IS NOT DISTINCT FROM r.clip_id AND c.caption IS NOT DISTINCT FROM r.caption)"""
-        if had_spans
-        else ""
-    )
-    params: list[Any] = [dataset, manifest_id] + ([dataset] if had_spans else [])
-    spans = con.execute(
-        f"""INSERT INTO clip_spans (dataset, source_id, clip_id, start_ms, end_ms, caption, label, split,
-                                    manifest_id, line, extra)
-            SELECT ?, r.source_id, r.clip_id, r.start_ms, r.end_ms, r.caption, r.label, r.split, ?, r.line,
-                   CAST(r.extra AS JSON)
-            FROM _cf_rows r WHERE {span_filter} {dedup}""",
-        params,
-    ).fetchall()[0][0]
-    del n_spans
+    spans = 0
+    if c.spans or "caption" in c.given:
+        r = c
+        has_span = "r.start_ms IS NOT NULL" if c.spans else "FALSE"
+        span_filter = f"r.error IS NULL AND ({has_span} OR {r('caption', 'r.')} IS NOT NULL)"
+        had_spans = (
+            had_members
+            and _x(con, "had spans", "SELECT count(*) > 0 FROM clip_spans WHERE dataset = ?", [dataset])[0][0]
+        )
+        clip_id = "r.clip_id" if c.spans else "NULL::VARCHAR"
+        dedup = (
+            f"""AND NOT EXISTS (SELECT 1 FROM clip_spans x WHERE x.dataset = ? AND x.source_id = r.source_id
+                  AND x.clip_id IS NOT DISTINCT FROM {clip_id} AND x.caption IS NOT DISTINCT FROM {r("caption", "r.")})"""
+            if had_spans
+            else ""
+        )
+        params: list[Any] = [dataset, manifest_id] + ([dataset] if had_spans else [])
+        start, end = ("r.start_ms", "r.end_ms") if c.spans else ("NULL::BIGINT", "NULL::BIGINT")
+        spans = _x(
+            con,
+            "insert spans",
+            f"""INSERT INTO clip_spans (dataset, source_id, clip_id, start_ms, end_ms, caption, label, split,
+                                        manifest_id, line, extra)
+                SELECT ?, r.source_id, {clip_id}, {start}, {end}, {r("caption", "r.")}, {r("label", "r.")},
+                       {r("split", "r.")}, ?, r.line, CAST({r("extra", "r.")} AS JSON)
+                FROM _cf_rows r WHERE {span_filter} {dedup}""",
+            params,
+        )[0][0]
 
-    con.execute(
-        """INSERT INTO manifests VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP)""",
+    _x(
+        con,
+        "insert manifest",
+        "INSERT INTO manifests VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP)",
         [manifest_id, dataset, uri, fmt, total, total - bad_rows, bad_rows],
     )
-    con.execute(
+    _x(
+        con,
+        "upsert dataset",
         """INSERT INTO datasets VALUES (?, ?, ?, current_timestamp::TIMESTAMP, current_timestamp::TIMESTAMP)
            ON CONFLICT (dataset) DO UPDATE SET last_ingested_at = excluded.last_ingested_at,
                format = coalesce(datasets.format, excluded.format),
@@ -338,12 +425,14 @@ def _write(
         [dataset, fmt, registry_key],
     )
     for t in ("_cf_agg", "_cf_rows", readers.RAW):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+        _x(con, "drop", f"DROP TABLE IF EXISTS {t}")
     return _Written(total, bad_rows, new_sources, new_members, spans, first_errors)
 
 
-def len_agg(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute("SELECT count(*) FROM _cf_agg").fetchall()[0][0]
+def _x(con: duckdb.DuckDBPyConnection, step: str, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """Run one statement of the ingest, fetch its rows, and log its duration."""
+    with _step(step):
+        return con.execute(sql, params or []).fetchall()
 
 
 def _stage(con: duckdb.DuckDBPyConnection, facts: FileFacts, kind: str, adapter) -> Staged:
@@ -471,10 +560,13 @@ def _ingest_file(
             return _already_summary(uri, manifest_id, row)
         _configure(con, opts)
         install_macros(con)
-        staged = _stage(con, facts, det.kind, adapter)
+        with _step("read"):
+            staged = _stage(con, facts, det.kind, adapter)
         ctx.staged = staged
-        pre = adapter.build(ctx, con)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _cf_rows AS {_finish_sql(pre)}")
+        with _step("adapter"):
+            pre = adapter.build(ctx, con)
+        cols = _Cols(ctx.given)
+        _x(con, "rows", f"CREATE OR REPLACE TEMP TABLE _cf_rows AS {_finish_sql(pre, cols)}")
         w = _write(
             con,
             manifest_id=manifest_id,
@@ -483,6 +575,7 @@ def _ingest_file(
             fmt=fmt,
             registry_key=registry_key,
             staged=staged,
+            cols=cols,
             opts=opts,
         )
     return IngestSummary(
@@ -527,6 +620,7 @@ def ingest_pre_rows(
     missing = [c for c in PRE_COLUMNS if c not in pre.column_names]
     for c in missing:
         pre = pre.append_column(c, pa.nulls(pre.num_rows, _ARROW[PRE_COLUMNS[c]]))
+    given = {c for c in pre.column_names if pre.column(c).null_count < pre.num_rows}
     pre = pre.select(list(PRE_COLUMNS))
     with catalog.write() as con:
         if con.execute("SELECT count(*) FROM manifests WHERE manifest_id = ?", [manifest_id]).fetchall()[0][
@@ -540,7 +634,8 @@ def ingest_pre_rows(
         con.register("_cf_pre_in", pre)
         con.execute("CREATE OR REPLACE TEMP TABLE _cf_pre AS SELECT * FROM _cf_pre_in")
         con.unregister("_cf_pre_in")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _cf_rows AS {_finish_sql('SELECT * FROM _cf_pre')}")
+        cols = _Cols(given)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cf_rows AS {_finish_sql('SELECT * FROM _cf_pre', cols)}")
         staged = Staged([], pre.num_rows, list(extra_errors), True, "python")
         w = _write(
             con,
@@ -550,6 +645,7 @@ def ingest_pre_rows(
             fmt=fmt,
             registry_key=registry_key,
             staged=staged,
+            cols=cols,
             opts=opts,
         )
     return IngestSummary(

@@ -26,6 +26,14 @@ _NUM_RE = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _URL_PARTS_RE = (
     r"^([A-Za-z][A-Za-z0-9+.-]*)://(?:[^@/?#]*@)?(\[[^\]]*\]|[^/?#:]*)(?::([0-9]*))?([^?#]*)(?:\?([^#]*))?"
 )
+_WS = r"[ \t\n\r\f\v]*"
+
+
+def _ws(pattern: str) -> str:
+    """An anchored pattern that also allows the whitespace ``str.strip`` would remove, for SQL."""
+    return "^" + _WS + pattern[1:-1] + _WS + "$"
+
+
 _UUID_RE = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 
 
@@ -39,7 +47,8 @@ CREATE OR REPLACE TEMP MACRO cf_strip(x) AS trim(x, {_WS_SQL});
 
 -- ids.youtube_id: a bare 11-character id or any common YouTube URL spelling; NULL otherwise.
 CREATE OR REPLACE TEMP MACRO cf_yt(x) AS (
-    CASE WHEN regexp_full_match(cf_strip(x), '[A-Za-z0-9_-]{{11}}') THEN cf_strip(x)
+    CASE WHEN regexp_full_match(x, '[A-Za-z0-9_-]{{11}}') THEN x
+         WHEN regexp_full_match(cf_strip(x), '[A-Za-z0-9_-]{{11}}') THEN cf_strip(x)
          ELSE nullif(regexp_extract(cf_strip(x), {lit(YOUTUBE_URL_RE)}, 1), '') END
 );
 
@@ -73,21 +82,21 @@ CREATE OR REPLACE TEMP MACRO cf_url_hash(u) AS substr(sha256(cf_norm_url(u)), 1,
 -- Times to milliseconds. cf_sec_ms: plain (decimal) seconds. cf_clock_ms: [H]H:MM:SS[.mmm] or MM:SS[.mmm].
 -- cf_iso_ms: ISO-8601 durations such as PT00H00M17S. cf_ms: whichever of the three matches.
 CREATE OR REPLACE TEMP MACRO cf_num(t) AS (
-    CASE WHEN regexp_full_match(cf_strip(t), {lit(_NUM_RE[1:-1])}) THEN TRY_CAST(cf_strip(t) AS DOUBLE) END
+    CASE WHEN regexp_full_match(t, {lit(_ws(_NUM_RE)[1:-1])}) THEN TRY_CAST(t AS DOUBLE) END
 );
 CREATE OR REPLACE TEMP MACRO cf_sec_ms(t) AS CAST(round(cf_num(t) * 1000) AS BIGINT);
 CREATE OR REPLACE TEMP MACRO cf_msec_ms(t) AS CAST(round(cf_num(t)) AS BIGINT);
-CREATE OR REPLACE TEMP MACRO cf_clock_parts(t) AS regexp_extract(cf_strip(t), {lit(_CLOCK_RE)}, ['h', 'm', 's']);
+CREATE OR REPLACE TEMP MACRO cf_clock_parts(t) AS regexp_extract(t, {lit(_ws(_CLOCK_RE))}, ['h', 'm', 's']);
 CREATE OR REPLACE TEMP MACRO cf_clock_ms(t) AS (
     CASE WHEN cf_clock_parts(t).m = '' THEN NULL ELSE CAST(round(
         coalesce(TRY_CAST(nullif(cf_clock_parts(t).h, '') AS DOUBLE), 0) * 3600000
         + CAST(cf_clock_parts(t).m AS DOUBLE) * 60000
         + CAST(cf_clock_parts(t).s AS DOUBLE) * 1000) AS BIGINT) END
 );
-CREATE OR REPLACE TEMP MACRO cf_iso_parts(t) AS regexp_extract(cf_strip(t), {lit(_ISO_RE)}, ['d', 'h', 'm', 's']);
+CREATE OR REPLACE TEMP MACRO cf_iso_parts(t) AS regexp_extract(t, {lit(_ws(_ISO_RE))}, ['d', 'h', 'm', 's']);
 CREATE OR REPLACE TEMP MACRO cf_iso_ms(t) AS (
-    CASE WHEN NOT regexp_full_match(cf_strip(t), {lit(_ISO_RE[1:-1])}) OR upper(cf_strip(t)) IN ('P', 'PT')
-         THEN NULL ELSE CAST(round(
+    CASE WHEN NOT regexp_full_match(t, {lit(_ws(_ISO_RE)[1:-1])}) THEN NULL
+         WHEN regexp_full_match(t, {lit(_WS + "[Pp][Tt]?" + _WS)}) THEN NULL ELSE CAST(round(
         coalesce(TRY_CAST(nullif(cf_iso_parts(t).d, '') AS DOUBLE), 0) * 86400000
         + coalesce(TRY_CAST(nullif(cf_iso_parts(t).h, '') AS DOUBLE), 0) * 3600000
         + coalesce(TRY_CAST(nullif(cf_iso_parts(t).m, '') AS DOUBLE), 0) * 60000
@@ -100,7 +109,7 @@ CREATE OR REPLACE TEMP MACRO cf_ms_unit(t, unit) AS (
               WHEN 'iso' THEN cf_iso_ms(t) ELSE cf_ms(t) END
 );
 
-CREATE OR REPLACE TEMP MACRO cf_is_uuid(x) AS regexp_full_match(cf_strip(x), {lit(_UUID_RE[1:-1])});
+CREATE OR REPLACE TEMP MACRO cf_is_uuid(x) AS regexp_full_match(x, {lit(_ws(_UUID_RE)[1:-1])});
 """
 
 

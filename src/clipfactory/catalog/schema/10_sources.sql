@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS manifests (
 );
 
 -- One row per source per dataset: the link that makes cross-dataset dedup and overlap one join.
+-- (dataset, source_id) is the key. Ingest keeps it unique by construction (an anti-join inside the
+-- write transaction, and there is one writer); it is not declared as an index because an index over
+-- hundreds of millions of memberships doubles the cost of every bulk insert and must sit in memory.
 CREATE TABLE IF NOT EXISTS memberships (
     dataset VARCHAR,
     source_id VARCHAR,
@@ -29,8 +32,7 @@ CREATE TABLE IF NOT EXISTS memberships (
     first_line BIGINT,               -- its first line there (header = line 1)
     split VARCHAR,
     label VARCHAR,
-    n_spans BIGINT,                  -- distinct clip spans the dataset gives for this source
-    PRIMARY KEY (dataset, source_id)
+    n_spans BIGINT                   -- distinct clip spans the dataset gives for this source
 );
 
 -- The manifest's own clip spans and captions (one row per span and caption).
