@@ -52,7 +52,11 @@ def fingerprints_status(
     from ..fingerprints.index import index_status
 
     s, cat = _resolve(config, None, catalog, store)
-    emit(index_status(cat, s.store), json_, lambda d: table([d], "fingerprint index"))
+    emit(
+        index_status(cat, s.store),
+        json_,
+        lambda d: table([{"": k, "value": v} for k, v in d.items()], "fingerprint index"),
+    )
 
 
 @app.command("lookup")
@@ -97,6 +101,11 @@ def _render_lookup(d) -> None:
                 f"  query {_ms(sgm['query_start_ms'])}-{_ms(sgm['query_end_ms'])} = source "
                 f"{_ms(sgm['source_start_ms'])}-{_ms(sgm['source_end_ms'])}  "
                 f"({sgm['matched_source_frames']}/{sgm['source_frames']} frames, confidence {sgm['confidence']:.2f})"
+                + (
+                    f"  cropped {sgm['edit']['crop_x']:.0%} x {sgm['edit']['crop_y']:.0%} a side"
+                    if sgm.get("edit")
+                    else ""
+                )
             )
         for c in m["clips"]:
             builds = ", ".join(f"{b['build_id']}:{b['shard']}" for b in c["builds"]) or "no build"
