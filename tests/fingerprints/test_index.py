@@ -100,3 +100,26 @@ def test_index_catalog_is_incremental_and_idempotent(catalog, tmp_path, synth_di
 
     index_mod._CACHE.clear()
     assert len(load_index(catalog, store)) == len(idx)
+
+
+def test_a_source_analysed_again_replaces_its_frames(catalog, tmp_path, synth_dir):
+    from clipfactory.catalog import upsert_records
+    from clipfactory.fingerprints.frames import write_frame_hashes
+
+    store = BlobStore(tmp_path / "store")
+    src, _ = add_source(catalog, store, synth_dir / "A.mp4", cut_clips=False)
+    index_catalog(catalog, store)
+    before = catalog.scalar("SELECT count(*) FROM frame_hashes WHERE source_id = ?", [src.source_id])
+    rows = catalog.query(
+        "SELECT frame_index, time_ms, pdq, quality FROM frame_hashes WHERE source_id = ?", [src.source_id]
+    )
+    again = write_frame_hashes(
+        store, [(r["frame_index"], r["time_ms"], bytes(r["pdq"]).hex(), r["quality"]) for r in rows[:4]]
+    )
+    with catalog.write() as con:
+        upsert_records(con, [src.replace(fingerprint_uri=again)])
+    index_catalog(catalog, store)
+    assert (
+        catalog.scalar("SELECT count(*) FROM frame_hashes WHERE source_id = ?", [src.source_id]) == 4 < before
+    )
+    assert len(load_index(catalog, store)) == 4

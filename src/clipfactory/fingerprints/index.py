@@ -561,9 +561,21 @@ def index_catalog(
         }
     new = pa.concat_tables(tables) if tables else None
     now = datetime.now(UTC).replace(tzinfo=None)
+    replaced = 0
     with catalog.write() as con:
         old_gen = catalog_generation(con)
         gen = old_gen
+        # A source analysed again has a new blob: its frames replace the old ones.
+        for sid, cid, uri, *_ in indexed:
+            where = "source_id = ? AND fingerprint_uri <> ? AND " + (
+                "clip_id IS NULL" if cid is None else "clip_id = ?"
+            )
+            params = [sid, uri] + ([] if cid is None else [cid])
+            n_old = con.execute(f"SELECT count(*) FROM frame_hashes WHERE {where}", params).fetchall()[0][0]
+            if n_old:
+                con.execute(f"DELETE FROM frame_hashes WHERE {where}", params)
+                con.execute(f"DELETE FROM fp_indexed WHERE {where}", params)
+                replaced += int(n_old)
         if new is not None and len(new):
             con.register("_fp_new", new)
             try:
@@ -586,7 +598,11 @@ def index_catalog(
                 con.execute("INSERT INTO fp_descriptors BY NAME SELECT * FROM _fp_desc")
             finally:
                 con.unregister("_fp_desc")
-    if gen != old_gen:
+    if replaced:
+        with catalog.write() as con:
+            gen = bump_generation(con)
+        rebuild_index(catalog, store)
+    elif gen != old_gen:
         _update_persisted(catalog, store, old_gen, gen, new)
     if crop_variants:
         from .crops import index_variants
