@@ -96,3 +96,34 @@ def test_ingest_owned_reports_files_without_licence(catalog, folder):
     assert reasons["c.mkv"].startswith("no licence and no rights holder declared")
     assert catalog.scalar("SELECT count(*) FROM ingest_errors WHERE dataset = 'studio' AND line IS NULL") == 4
     assert catalog.query("SELECT title FROM sources") == [{"title": "Bee"}]
+
+
+def test_fsspec_manifest_and_owned_prefix(catalog, manifests):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/cf-test/lists/kinetics-700_val.csv", (manifests / "kinetics700_test.csv").read_bytes())
+    fs.pipe("/cf-test/videos/x.mp4", b"x" * 100)
+    fs.pipe("/cf-test/videos/x.mp4.json", json.dumps({"license": "CC0-1.0", "rights_holder": "Me"}).encode())
+    fs.pipe("/cf-test/videos/notes.txt", b"not media")
+    try:
+        s = ingest_manifest(catalog, "memory://cf-test/lists/kinetics-700_val.csv")
+        assert (s.uri, s.dataset, s.rows_ok) == (
+            "memory://cf-test/lists/kinetics-700_val.csv",
+            "kinetics-700",
+            2,
+        )
+        o = ingest_manifest(catalog, "memory://cf-test/videos")
+        assert (o.format, o.new_sources) == ("owned", 1)
+        rec = catalog.query(
+            "SELECT source_id, origin_uri, content_license FROM sources WHERE platform = 'owned'"
+        )
+        assert rec == [
+            {
+                "source_id": f"sha256:{_sha(b'x' * 100)}",
+                "origin_uri": "memory:///cf-test/videos/x.mp4",
+                "content_license": "CC0-1.0",
+            }
+        ]
+    finally:
+        fs.rm("/cf-test", recursive=True)

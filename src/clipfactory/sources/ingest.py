@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -498,9 +499,8 @@ def ingest_manifest(
     try:
         return _ingest_file(catalog, spath, local, format, dataset, mapping, captions, opts, started)
     finally:
-        if local != spath and spath.split("://", 1)[0] not in ("", "file"):
-            with contextlib.suppress(OSError):
-                os.unlink(local)
+        if local != spath and not spath.startswith("file://"):
+            shutil.rmtree(os.path.dirname(local), ignore_errors=True)
 
 
 def _ingest_file(
@@ -698,9 +698,9 @@ def _local_manifest(path: str) -> str:
 
     import fsspec
 
-    suffix = Path(path.split("?", 1)[0]).suffix
-    fd, tmp = tempfile.mkstemp(prefix="clipfactory-manifest-", suffix=suffix)
-    os.close(fd)
+    # Keep the file name: it can say which dataset or split the manifest is.
+    name = Path(path.split("?", 1)[0]).name or "manifest"
+    tmp = os.path.join(tempfile.mkdtemp(prefix="clipfactory-manifest-"), name)
     try:
         with fsspec.open(path, "rb") as src, open(tmp, "wb") as dst:
             while True:
@@ -708,7 +708,7 @@ def _local_manifest(path: str) -> str:
                 if not buf:
                     break
                 dst.write(buf)
-    except Exception as exc:
-        os.unlink(tmp)
+    except Exception as exc:  # fsspec backends raise their own error types
+        shutil.rmtree(os.path.dirname(tmp), ignore_errors=True)
         raise ManifestError(f"cannot fetch manifest: {exc}", item=path) from exc
     return tmp
