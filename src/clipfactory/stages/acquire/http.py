@@ -12,7 +12,8 @@ Drop reasons
     ``consent.tdm_reserved``, ``consent.content_usage_train_ai_n``, ``consent.c2pa_training_not_allowed``,
     ``policy.platform_terms_no_permission:<platform>``, ``fetch.http_404``, ``fetch.http_410`` (and other 4xx),
     ``fetch.not_video``, ``fetch.too_large``, ``fetch.too_many_redirects``, ``fetch.header_too_large``,
-    ``fetch.bad_url``.
+    ``fetch.bad_url``, ``takedown.tombstoned:<id>`` (taken down before: refused by source id before any
+    request, or by content hash after the download, whose bytes are then deleted).
 Failures (retried on a later run; each names its reason too)
     transient: ``fetch.rate_limited``, ``fetch.timeout``, ``fetch.truncated`` (the partial file is kept and
     resumed with ``Range``), ``fetch.http_5xx``, ``fetch.connect_error``, ``fetch.robots_unreachable``;
@@ -125,10 +126,28 @@ class HttpFetchStage(Stage):
         fetcher = self.fetcher
         assert self._loop is not None
         started = time.monotonic()
+        from ...fingerprints.guard import TombstoneGuard
+
+        guard = TombstoneGuard(self.context.catalog_path)  # one catalog read per batch
         sources = [i if isinstance(i, SourceRecord) else SourceRecord.from_row(i.to_row()) for i in items]
-        outcomes = self._loop.run(fetcher.fetch_many(sources))
+        refused = {s.source_id: guard.check(source_id=s.source_id) for s in sources} if guard else {}
+        todo = [s for s in sources if not refused.get(s.source_id)]
+        fetched = dict(zip([id(s) for s in todo], self._loop.run(fetcher.fetch_many(todo)), strict=True))
         log.info("acquire.http: %d items in %.2fs", len(items), time.monotonic() - started)
-        return [o.to_result(s) for o, s in zip(outcomes, sources, strict=True)]
+        results = []
+        for s in sources:
+            if refused.get(s.source_id):  # taken down before: not requested again
+                results.append(Result.dropped(s.source_id, refused[s.source_id], {"url": s.url}))
+                continue
+            r = fetched[id(s)].to_result(s)
+            rec = r.records[0] if r.records else None
+            again = guard.check(sha256=rec.content_sha256) if guard and rec is not None else None
+            if again and rec is not None:  # the same bytes as taken-down content: not kept
+                if rec.blob_uri and fetcher.store is not None:
+                    fetcher.store.delete(rec.blob_uri)
+                r = Result.dropped(s.source_id, again, r.detail)
+            results.append(r)
+        return results
 
     def process(self, item: Record) -> Result:
         return self.process_batch([item])[0]

@@ -100,7 +100,8 @@ class LocalAcquireStage(Stage):
     Writes: the :class:`SourceRecord` with ``platform = "owned"``, ``blob_uri``, ``content_sha256``,
     ``size_bytes`` and ``acquired_at``. Media fields already in the catalog for the same content are kept.
 
-    Drops: ``acquire.empty_file`` (zero bytes). Fails: ``terminal`` when the origin is missing or
+    Drops: ``acquire.empty_file`` (zero bytes); ``takedown.tombstoned:<id>`` when the content was taken down
+    before (checked by source id before reading and by content hash after; the bytes are not kept). Fails: ``terminal`` when the origin is missing or
     unreadable, or when its content no longer matches the planned hash (``acquire.content_changed``);
     ``transient`` for I/O errors worth retrying.
 
@@ -116,6 +117,16 @@ class LocalAcquireStage(Stage):
 
     class Config(StageConfig):
         allow_empty: bool = Field(False, description="Accept zero-byte files instead of dropping them.")
+
+    def process_batch(self, items: list) -> list[Result]:
+        from ...fingerprints.guard import TombstoneGuard
+
+        self._guard = TombstoneGuard(self.context.catalog_path)  # one catalog read per batch
+        return super().process_batch(items)
+
+    def _tombstoned(self, **keys) -> str | None:
+        guard = getattr(self, "_guard", None)
+        return guard.check(**keys) if guard else None
 
     def item_id(self, item: SourceRecord) -> str:
         declared = json.dumps([item.origin_uri, item.content_license, item.rights_holder, item.title])
@@ -137,6 +148,9 @@ class LocalAcquireStage(Stage):
         uri = item.origin_uri
         if not uri:
             return Result.failed(item_id, "terminal", "acquire.no_origin: the record has no origin_uri")
+        refused = self._tombstoned(source_id=item.source_id, sha256=item.content_sha256)
+        if refused:  # taken down before: the bytes are not copied
+            return Result.dropped(item_id, refused, {"origin_uri": uri})
         store = self.context.store()
         path = local_path(uri)
         if path is not None and not Path(path).is_file():
@@ -148,6 +162,10 @@ class LocalAcquireStage(Stage):
             raise NotFoundError("file not found", item=uri) from exc
         except (TimeoutError, ConnectionError) as exc:
             raise TransientError(f"reading failed: {exc}", item=uri) from exc
+        refused = self._tombstoned(source_id=ids.content_source_id(sha), sha256=sha)
+        if refused:
+            store.delete(blob)
+            return Result.dropped(item_id, refused, {"origin_uri": uri, "sha256": sha})
         if size == 0 and not self.config.allow_empty:
             return Result.dropped(item_id, "acquire.empty_file", {"origin_uri": uri})
         planned = item.content_sha256 or (

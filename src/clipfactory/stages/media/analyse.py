@@ -135,7 +135,8 @@ class AnalyseStage(Stage):
     The analysis options are those of :class:`clipfactory.media.analyse.AnalyseConfig`; the clip plan adds
     ``min_clip_s``, ``max_clip_s``, ``gradual_margin_s``, ``cut_trim_frames`` and keyframe snapping.
 
-    Drops: ``media.no_clips`` when no shot is long enough for a clip. Fails (``terminal``) with the
+    Drops: ``media.no_clips`` when no shot is long enough for a clip; ``takedown.tombstoned:<id>`` when the
+    frame hashes match taken-down footage (a re-encoded or cropped copy). Fails (``terminal``) with the
     ``media.*`` reasons of :mod:`clipfactory.media.probe` when nothing decodes; corrupt packets in an
     otherwise readable file are skipped and counted in the detail (``decode_errors``).
 
@@ -190,6 +191,12 @@ class AnalyseStage(Stage):
         self._clips = getattr(self, "_clips", 0) + clips
         return {"fps": self._frames / self._seconds if self._seconds else 0.0, "clips": float(self._clips)}
 
+    def process_batch(self, items: list) -> list[Result]:
+        from ...fingerprints.guard import TombstoneGuard
+
+        self._guard = TombstoneGuard(self.context.catalog_path)  # one catalog read per batch
+        return super().process_batch(items)
+
     def process(self, item: SourceRecord) -> Result:
         path = source_path(self, item)
         store = self.context.store()
@@ -200,6 +207,12 @@ class AnalyseStage(Stage):
         except MediaProbeError as exc:
             return media_failure(item.source_id, exc)
         seconds = time.perf_counter() - t0
+        guard = getattr(self, "_guard", None)
+        refused = guard.check_pdq(result.pdq) if guard is not None else None
+        if refused:  # re-encoded or cropped copy of taken-down footage
+            return Result.dropped(
+                item.source_id, refused, {"frames": result.n_frames, "seconds": round(seconds, 3)}
+            )
         kf = None
         if cfg.snap_to_keyframes:
             try:
