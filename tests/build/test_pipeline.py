@@ -125,7 +125,11 @@ def test_the_build_refuses_sources_the_gate_does_not_allow(first_run):
     nc = cat.query("SELECT source_id FROM sources WHERE content_license = 'CC-BY-NC-4.0'")[0]["source_id"]
     # A clip of the refused source reaches the exporter anyway: it must not be shipped.
     bad = ClipRecord(
-        "f" * 20, nc, 0, 2000, blob_uri=cat.query("SELECT blob_uri FROM clips LIMIT 1")[0]["blob_uri"]
+        "f" * 20,
+        nc,
+        0,
+        2000,
+        blob_uri=cat.query("SELECT blob_uri FROM clips WHERE blob_uri IS NOT NULL LIMIT 1")[0]["blob_uri"],
     )
     kept = [ClipRecord.from_row(r) for r in cat.query("SELECT * FROM clips WHERE blob_uri IS NOT NULL")]
     manifest = write_build(cat, s, name="other", purpose="commercial", clips=[*kept, bad], run_id="r-test")

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..catalog import Catalog, load_records
+from ..catalog.db import replace_records
 from ..errors import ErrorBudgetExceeded
 from ..progress import NullProgress, Progress
 from ..records import Record, Result
@@ -186,9 +187,7 @@ class LocalExecutor:
                     table = p.stem.rsplit("-records-", 1)[1]
                     if table not in tables:
                         raise ValueError(f"unknown record table in part {p.name}")
-                    con.execute(
-                        f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(p)]
-                    )
+                    replace_records(con, tables[table], "SELECT * FROM read_parquet(?)", [str(p)])
         for p in paths:
             p.unlink(missing_ok=True)
 
