@@ -448,15 +448,24 @@ def _descriptor_rows(con, source_ids: list[str]) -> pa.Table:
         ).fetchall()
     finally:
         con.unregister("_fp_sids")
-    f_src = np.array(frames.column("source_id").to_pylist(), dtype=object)
-    f_clip = np.array(frames.column("clip_id").to_pylist(), dtype=object)
+    # Frames are ordered by source then time: each source is one contiguous run of rows.
+    f_src = frames.column("source_id").to_pylist()
+    f_clip = frames.column("clip_id").to_pylist()
     f_time = frames.column("time_ms").to_numpy().astype(np.int64)
     f_q = frames.column("quality").to_numpy().astype(np.int32)
     f_hash = _binary_to_array(frames.column("pdq"))
+    runs: dict[str, tuple[int, int]] = {}
+    for i, sid in enumerate(f_src):
+        lo, _ = runs.get(sid, (i, i))
+        runs[sid] = (lo, i + 1)
+    clip_rows: dict[str, list[int]] = {}
+    for i, cid in enumerate(f_clip):
+        if cid is not None:
+            clip_rows.setdefault(cid, []).append(i)
     rows: list[dict[str, Any]] = []
 
-    def add(kind, item_id, sid, cid, start, end, mask):
-        usable = mask & (f_q >= MIN_QUALITY)
+    def add(kind, item_id, sid, cid, start, end, idx: np.ndarray):
+        usable = idx[f_q[idx] >= MIN_QUALITY]
         rows.append(
             {
                 "item_id": item_id,
@@ -465,23 +474,29 @@ def _descriptor_rows(con, source_ids: list[str]) -> pa.Table:
                 "clip_id": cid,
                 "start_ms": start,
                 "end_ms": end,
-                "n_frames": int(mask.sum()),
-                "n_usable": int(usable.sum()),
-                "descriptor": majority_descriptor(f_hash[usable]) if usable.any() else None,
+                "n_frames": int(len(idx)),
+                "n_usable": int(len(usable)),
+                "descriptor": majority_descriptor(f_hash[usable]) if len(usable) else None,
                 "updated_at": now,
             }
         )
 
     for sid in source_ids:
-        m = f_src == sid
-        if not m.any():
+        if sid not in runs:
             continue
-        t = f_time[m]
-        add("source", sid, sid, None, int(t.min()), int(t.max()), m)
+        lo, hi = runs[sid]
+        add("source", sid, sid, None, int(f_time[lo:hi].min()), int(f_time[lo:hi].max()), np.arange(lo, hi))
     for sid, cid, start, end in clips:
-        m = (f_src == sid) & (f_time >= start) & (f_time < end)
-        m |= f_clip == cid
-        add("clip", cid, sid, cid, int(start), int(end), m)
+        lo, hi = runs.get(sid, (0, 0))
+        t = f_time[lo:hi]
+        a = lo + int(np.searchsorted(t, start, "left"))
+        b = lo + int(np.searchsorted(t, end, "left"))
+        idx = np.array(
+            [i for i in range(a, b) if f_clip[i] in (None, cid)]
+            + [i for i in clip_rows.get(cid, []) if not (a <= i < b)],
+            np.int64,
+        )
+        add("clip", cid, sid, cid, int(start), int(end), idx)
     schema = pa.schema(
         [
             ("item_id", pa.string()),
