@@ -120,3 +120,20 @@ def test_bad_keep_order_is_a_config_error(catalog, tmp_path):
 
     with pytest.raises(ConfigError):
         find_near_duplicates(catalog, tmp_path / "store", config={"keep_order": ["prettiest"]})
+
+
+def test_stage_runs_in_the_local_executor(catalog, dup_catalog):
+    from clipfactory.executors.local import LocalExecutor
+    from clipfactory.fingerprints.dedup import NearDedupStage
+    from clipfactory.fingerprints.index import index_catalog
+    from clipfactory.stage import StageContext
+
+    store, d = dup_catalog
+    index_catalog(catalog, store)
+    clips = [*d["a"][1], *d["a2"][1], *d["b"][1]]
+    stage = NearDedupStage({}, StageContext(store_root=str(store.root), catalog_path=str(catalog.path)))
+    summary = LocalExecutor(catalog).run([stage], clips)
+    assert summary.stages[0].dropped == len(d["a"][1])
+    assert all(r.startswith(REASON_PREFIX) for r in summary.stages[0].reasons)
+    assert len(summary.outputs) == len(d["a2"][1]) + len(d["b"][1])
+    assert NearDedupStage().process_batch([]) == []

@@ -72,8 +72,8 @@ class DedupConfig(StageConfig):
         ge=1,
         description="Fewest matched frames for a duplicate (clips with fewer usable frames need all of them).",
     )
-    keep_order: list[str] = Field(
-        default_factory=lambda: ["license", "quality", "resolution", "earliest"],
+    keep_order: tuple[str, ...] = Field(
+        ("license", "quality", "resolution", "earliest"),
         description="Ranking of copies, first key first: license (most permissive use class), quality "
         "(sharpness), resolution (pixels), earliest (acquired first), longest (duration).",
     )
