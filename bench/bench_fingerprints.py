@@ -415,6 +415,24 @@ def part_scale(work: Path, n_synth: int) -> dict:
         t2 = time.perf_counter()
         segs = match_hashes(idx, q, cfg)
         times.append(time.perf_counter() - t2)
+    # Baselines: PyAV decode-only of the query (the floor under decode+hash), and vPDQ's linear scan
+    # (every query hash against every catalog hash), timed on 256 query hashes and scaled up.
+    import av
+
+    from clipfactory.fingerprints.hashes import hamming_matrix
+
+    tb = time.perf_counter()
+    with av.open(str(query)) as c:
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        for _ in c.decode(vs):
+            pass
+    t_decode_only = time.perf_counter() - tb
+    sample = q.hashes[:256]
+    tl = time.perf_counter()
+    for i in range(0, len(idx.hashes), 200_000):
+        hamming_matrix(sample, idx.hashes[i : i + 200_000])
+    t_linear = (time.perf_counter() - tl) * len(q.hashes) / max(1, len(sample))
     t3 = time.perf_counter()
     matches = describe(cat, segs, query=q)
     t_resolve = time.perf_counter() - t3
@@ -425,8 +443,12 @@ def part_scale(work: Path, n_synth: int) -> dict:
         "query_duration_s": round(q.duration_ms / 1000, 1),
         "decode_hash_s": round(t_sample, 2),
         "index_load_s": round(t_load, 3),
+        "decode_only_s": round(t_decode_only, 2),
+        "decode_hash_over_decode_only": round(t_sample / t_decode_only, 2),
+        "linear_scan_s_estimate": round(t_linear, 1),
         "match_s_median": round(statistics.median(times), 3),
         "match_s_all": [round(x, 3) for x in times],
+        "linear_scan_over_index": round(t_linear / statistics.median(times), 1),
         "resolve_s": round(t_resolve, 3),
         "found": (top is not None and top["source_id"] == expect) if expect else None,
         "top_confidence": top["confidence"] if top else None,
