@@ -88,9 +88,7 @@ def hamming_matrix(a: np.ndarray, b: np.ndarray, block_bytes: int = 1 << 25) -> 
         return out
     rows = max(1, block_bytes // (len(bw) * 32))
     for i in range(0, len(aw), rows):
-        out[i : i + rows] = popcount(aw[i : i + rows, None, :] ^ bw[None, :, :]).sum(
-            axis=2, dtype=np.int32
-        )
+        out[i : i + rows] = popcount(aw[i : i + rows, None, :] ^ bw[None, :, :]).sum(axis=2, dtype=np.int32)
     return out
 
 
