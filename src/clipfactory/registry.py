@@ -17,6 +17,7 @@ STAGE_MODULES = [
     "clipfactory.stages.quality.filter",
     "clipfactory.stages.acquire.local",
     "clipfactory.stages.acquire.http",
+    "clipfactory.fingerprints.dedup",
 ]
 
 

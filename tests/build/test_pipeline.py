@@ -341,3 +341,52 @@ def test_corrupt_media_does_not_stop_the_run(tmp_path, shared_data):
     assert summary["status"] == "finished"
     assert st["media.analyse"]["kept"] + st["media.analyse"]["failed"] == 1
     assert st["media.cut"]["failed"] == 0 or all(r.startswith("media.") for r in st["media.cut"]["reasons"])
+
+
+def test_builds_leave_out_near_duplicates_dropped_by_dedup(first_run):
+    import json as _json
+    from datetime import UTC, datetime
+
+    import pyarrow as _pa
+
+    from clipfactory.executors.local import OUTCOME_SCHEMA
+
+    s, _ = first_run
+    cat = Catalog(s.catalog)
+    kept = [ClipRecord.from_row(r) for r in cat.query("SELECT * FROM clips WHERE blob_uri IS NOT NULL")]
+    allowed = [
+        c
+        for c in kept
+        if c.source_id
+        not in {
+            r["source_id"]
+            for r in cat.query("SELECT source_id FROM sources WHERE content_license = 'CC-BY-NC-4.0'")
+        }
+    ]
+    assert len(allowed) >= 2
+    dup, original = allowed[0], allowed[1]
+    row = {
+        "run_id": "r-dedup",
+        "stage": "dedup.near",
+        "stage_version": 1,
+        "config_hash": "c",
+        "item_id": dup.clip_id,
+        "status": "dropped",
+        "reason": f"dedup.near_duplicate_of:{original.clip_id}",
+        "error_kind": None,
+        "error": None,
+        "detail": _json.dumps({"kept": original.clip_id}),
+        "output_ids": [],
+        "attempt": 1,
+        "recorded_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    with cat.write() as con:
+        con.register("_dd", _pa.Table.from_pylist([row], schema=OUTCOME_SCHEMA))
+        con.execute("INSERT INTO stage_outcomes BY NAME SELECT * FROM _dd")
+        con.unregister("_dd")
+    build = write_build(cat, s, name="deduped", purpose="commercial", clips=kept)
+    members = {
+        m["clip_id"]
+        for m in cat.query("SELECT clip_id FROM build_members WHERE build_id = ?", [build["build_id"]])
+    }
+    assert dup.clip_id not in members and original.clip_id in members

@@ -385,6 +385,11 @@ def write_build(
     shard_size = int(shard_size or settings.build.shard_size)
     out_root = Path(out or settings.build.out)
     clips = list({c.clip_id: c for c in clips}.values())
+    from ..fingerprints.dedup import dropped_clip_ids
+
+    # Near-duplicates dropped by ``dedup.near`` stay out (their outcome rows say which copy was kept).
+    duplicates = dropped_clip_ids(catalog)
+    clips = [c for c in clips if c.clip_id not in duplicates]
     source_ids = sorted({c.source_id for c in clips})
     allowed, refused, decisions = policy_check(catalog, purpose, source_ids, settings)
     config_hash = hashlib.sha256(f"{purpose}|{shard_size}".encode()).hexdigest()[:16]

@@ -54,7 +54,8 @@ class TombstoneGuard:
         return f"{REASON}:{tid}" if tid else None
 
     def check_pdq(self, pdq_hashes: Any) -> str | None:
-        """The drop reason if these frame hashes match tombstoned footage (re-encodes, crops, sub-clips)."""
+        """The drop reason if these frame hashes match tombstoned footage (re-encodes, resizes, sub-clips;
+        crops are not caught here)."""
         if not self.has_pdq or not self.catalog_path:
             return None
         from .tombstones import is_tombstoned

@@ -136,7 +136,7 @@ class AnalyseStage(Stage):
     ``min_clip_s``, ``max_clip_s``, ``gradual_margin_s``, ``cut_trim_frames`` and keyframe snapping.
 
     Drops: ``media.no_clips`` when no shot is long enough for a clip; ``takedown.tombstoned:<id>`` when the
-    frame hashes match taken-down footage (a re-encoded or cropped copy). Fails (``terminal``) with the
+    frame hashes match taken-down footage (a re-encoded, resized or cut-down copy). Fails (``terminal``) with the
     ``media.*`` reasons of :mod:`clipfactory.media.probe` when nothing decodes; corrupt packets in an
     otherwise readable file are skipped and counted in the detail (``decode_errors``).
 
@@ -209,7 +209,7 @@ class AnalyseStage(Stage):
         seconds = time.perf_counter() - t0
         guard = getattr(self, "_guard", None)
         refused = guard.check_pdq(result.pdq) if guard is not None else None
-        if refused:  # re-encoded or cropped copy of taken-down footage
+        if refused:  # a re-encoded, resized or cut-down copy of taken-down footage
             return Result.dropped(
                 item.source_id, refused, {"frames": result.n_frames, "seconds": round(seconds, 3)}
             )
