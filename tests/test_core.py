@@ -83,7 +83,9 @@ def test_platform_and_content_ids():
     assert ids.content_source_id("a" * 64) == "sha256:" + "a" * 64
     with pytest.raises(ValueError):
         ids.content_source_id("xyz")
-    assert ids.url_source_id("HTTP://Example.com:80/a.mp4#frag") == ids.url_source_id("http://example.com/a.mp4")
+    assert ids.url_source_id("HTTP://Example.com:80/a.mp4#frag") == ids.url_source_id(
+        "http://example.com/a.mp4"
+    )
 
 
 def test_records_round_trip_through_arrow_and_parquet(tmp_path):

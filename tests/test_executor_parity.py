@@ -29,7 +29,9 @@ STAGES = ["media.probe", "media.analyse", "media.cut", "quality.filter"]
 
 def _sources(store: BlobStore, tmp_path: Path) -> list[SourceRecord]:
     videos = [
-        synth.make_video(tmp_path / "a.mp4", [("bars", 2), ("rings", 2), ("dark", 2)], keyint=25, scenecut=False),
+        synth.make_video(
+            tmp_path / "a.mp4", [("bars", 2), ("rings", 2), ("dark", 2)], keyint=25, scenecut=False
+        ),
         synth.make_video(tmp_path / "b.mp4", [("checker", 2), ("flat", 2)], audio=None),
     ]
     bad = tmp_path / "not_media.mp4"

@@ -228,34 +228,13 @@ class _Written:
     errors: list[RowError]
 
 
-def _write(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    manifest_id: str,
-    dataset: str,
-    uri: str,
-    fmt: str,
-    registry_key: str | None,
-    staged: Staged,
-    cols: _Cols,
-    opts: IngestOptions,
-) -> _Written:
+def _write(con: duckdb.DuckDBPyConnection, **kwargs: Any) -> _Written:
     """Everything after ``_cf_rows`` exists: counts, then every insert. Runs inside the write transaction."""
     # Row order matters only up to here (row ids give line numbers and each source's first row); the
     # inserts below may run in parallel, which DuckDB allows only when it need not keep insertion order.
     con.execute("SET preserve_insertion_order = false")
     try:
-        return _write_rows(
-            con,
-            manifest_id=manifest_id,
-            dataset=dataset,
-            uri=uri,
-            fmt=fmt,
-            registry_key=registry_key,
-            staged=staged,
-            cols=cols,
-            opts=opts,
-        )
+        return _write_rows(con, **kwargs)
     finally:
         con.execute("RESET preserve_insertion_order")
 
