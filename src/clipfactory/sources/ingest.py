@@ -440,6 +440,33 @@ def _write_rows(
     return _Written(total, bad_rows, new_sources, new_members, spans, first_errors)
 
 
+def _summary(
+    w: _Written,
+    uri: str,
+    manifest_id: str,
+    dataset: str,
+    fmt: str,
+    started: float,
+    *,
+    lines_exact: bool = True,
+) -> IngestSummary:
+    return IngestSummary(
+        uri=uri,
+        manifest_id=manifest_id,
+        dataset=dataset,
+        format=fmt,
+        rows_total=w.rows_total,
+        rows_ok=w.rows_total - w.rows_bad,
+        rows_bad=w.rows_bad,
+        new_sources=w.new_sources,
+        new_memberships=w.new_memberships,
+        spans=w.spans,
+        lines_exact=lines_exact,
+        seconds=time.monotonic() - started,
+        errors=w.errors,
+    )
+
+
 def _x(con: duckdb.DuckDBPyConnection, step: str, sql: str, params: list[Any] | None = None) -> list[tuple]:
     """Run one statement of the ingest, fetch its rows, and log its duration."""
     with _step(step):
@@ -588,21 +615,7 @@ def _ingest_file(
             cols=cols,
             opts=opts,
         )
-    return IngestSummary(
-        uri=uri,
-        manifest_id=manifest_id,
-        dataset=name,
-        format=fmt,
-        rows_total=w.rows_total,
-        rows_ok=w.rows_total - w.rows_bad,
-        rows_bad=w.rows_bad,
-        new_sources=w.new_sources,
-        new_memberships=w.new_memberships,
-        spans=w.spans,
-        lines_exact=staged.lines_exact,
-        seconds=time.monotonic() - started,
-        errors=w.errors,
-    )
+    return _summary(w, uri, manifest_id, name, fmt, started, lines_exact=staged.lines_exact)
 
 
 def ingest_manifests(
@@ -658,20 +671,7 @@ def ingest_pre_rows(
             cols=cols,
             opts=opts,
         )
-    return IngestSummary(
-        uri=uri,
-        manifest_id=manifest_id,
-        dataset=dataset,
-        format=fmt,
-        rows_total=w.rows_total,
-        rows_ok=w.rows_total - w.rows_bad,
-        rows_bad=w.rows_bad,
-        new_sources=w.new_sources,
-        new_memberships=w.new_memberships,
-        spans=w.spans,
-        seconds=time.monotonic() - started,
-        errors=w.errors,
-    )
+    return _summary(w, uri, manifest_id, dataset, fmt, started)
 
 
 _ARROW = {"BIGINT": pa.int64(), "VARCHAR": pa.string()}
