@@ -73,6 +73,11 @@ def select_pre(**exprs: str) -> str:
     )
 
 
+def youtube_ids(id_expr: str) -> dict[str, str]:
+    """The identity columns of a YouTube source whose id (in any spelling) is the SQL expression ``id_expr``."""
+    return {"platform": "'youtube'", "pid": f"cf_yt({id_expr})", "id_text": id_expr}
+
+
 @dataclass
 class Context:
     """What an adapter knows about the file it reads."""
@@ -96,6 +101,12 @@ class Context:
 
     def col(self, name: str, default: str = "NULL") -> str:
         return ident(name) if name in self.staged.columns else default
+
+    @property
+    def split_sql(self) -> str:
+        """The split named by the file name, as a SQL literal, or ``NULL``."""
+        hint = self.split_hint
+        return lit(hint) if hint else "NULL"
 
     @property
     def split_hint(self) -> str | None:
@@ -134,9 +145,7 @@ def _kinetics(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     sel = ctx.select(
         ord="ord",
         line="line",
-        platform="'youtube'",
-        pid="cf_yt(youtube_id)",
-        id_text="youtube_id",
+        **youtube_ids("youtube_id"),
         start_ms="cf_sec_ms(time_start)",
         end_ms="cf_sec_ms(time_end)",
         start_text="time_start",
@@ -263,16 +272,14 @@ def _panda(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     sel = ctx.select(
         ord="ord",
         line="line",
-        platform="'youtube'",
-        pid="cf_yt(coalesce(nullif(cf_strip(vid), ''), url))",
-        id_text="coalesce(nullif(cf_strip(vid), ''), url)",
+        **youtube_ids("coalesce(nullif(cf_strip(vid), ''), url)"),
         url="url",
         start_ms="cf_clock_ms(ts[2 * i - 1])",
         end_ms="cf_clock_ms(ts[2 * i])",
         start_text="ts[2 * i - 1]",
         end_text="ts[2 * i]",
         caption="caps[i]",
-        split=lit(ctx.split_hint) if ctx.split_hint else "NULL",
+        split=ctx.split_sql,
         extra="CASE WHEN i IS NOT NULL THEN json_object('clip', i - 1, 'matching_score', scores[i], "
         "'desirable_filtering', desirable[i]) END",
         error="bad",
@@ -296,15 +303,13 @@ def _hdvila(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     sel = ctx.select(
         ord="ord",
         line="line",
-        platform="'youtube'",
-        pid="cf_yt(coalesce(nullif(cf_strip(vid), ''), url))",
-        id_text="coalesce(nullif(cf_strip(vid), ''), url)",
+        **youtube_ids("coalesce(nullif(cf_strip(vid), ''), url)"),
         url="url",
         start_ms="cf_clock_ms(clip->>'$.span[0]')",
         end_ms="cf_clock_ms(clip->>'$.span[1]')",
         start_text="clip->>'$.span[0]'",
         end_text="clip->>'$.span[1]'",
-        split=lit(ctx.split_hint) if ctx.split_hint else "NULL",
+        split=ctx.split_sql,
         extra="CASE WHEN clip IS NOT NULL THEN json_object('clip_id', clip->>'$.clip_id') END",
         error="coalesce(bad, CASE WHEN clip IS NOT NULL AND json_array_length(clip->'$.span') <> 2 "
         "THEN 'clip span is not [start, end]' END)",
@@ -336,15 +341,13 @@ def _internvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     sel = ctx.select(
         ord="ord",
         line="line",
-        platform="'youtube'",
-        pid="cf_yt(r.YoutubeID)",
-        id_text="r.YoutubeID",
+        **youtube_ids("r.YoutubeID"),
         start_ms="cf_ms(r.Start_timestamp)",
         end_ms="cf_ms(r.End_timestamp)",
         start_text="r.Start_timestamp",
         end_text="r.End_timestamp",
         caption="r.Caption",
-        split=lit(ctx.split_hint) if ctx.split_hint else "NULL",
+        split=ctx.split_sql,
         extra="json_object('aesthetic_score', r.Aesthetic_Score, 'umt_score', r.UMT_Score)",
         error="CASE WHEN NOT ok THEN 'not valid JSON' END",
         raw="j",
@@ -362,9 +365,7 @@ def _hdvg(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     sel = ctx.select(
         ord="ord",
         pointer="CASE WHEN cpath IS NULL THEN vpath ELSE vpath || substr(cpath, 2) END",
-        platform="'youtube'",
-        pid="cf_yt(ytid)",
-        id_text="ytid",
+        **youtube_ids("ytid"),
         url="CASE WHEN vtype = 'OBJECT' THEN v->>'$.url' END",
         start_ms="CASE WHEN scene IS NULL OR f0 IS NULL OR f0 <= 0 OR fps IS NULL THEN s0 "
         "ELSE s0 + CAST(round(f0 * 1000.0 / fps) AS BIGINT) END",
@@ -373,7 +374,7 @@ def _hdvg(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         start_text="clip->>'$.span[0]'",
         end_text="clip->>'$.span[1]'",
         caption="scene->>'$.caption'",
-        split=lit(ctx.split_hint) if ctx.split_hint else "NULL",
+        split=ctx.split_sql,
         extra="CASE WHEN clip IS NOT NULL THEN json_object('clip', clip_name, 'scene_clip_id', "
         "scene->>'$.clip_id', 'scene_cut', scene->'$.scene_cut', 'fps', fps) END",
         error="CASE WHEN vtype <> 'OBJECT' THEN 'video entry is not an object' "
@@ -416,7 +417,7 @@ def _webvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         start_ms="CASE WHEN cf_ms(duration) IS NOT NULL THEN 0 END" if "duration" in ctx.columns else "NULL",
         end_ms="cf_ms(duration)" if "duration" in ctx.columns else "NULL",
         caption=ctx.col("name"),
-        split=lit(ctx.split_hint) if ctx.split_hint else "NULL",
+        split=ctx.split_sql,
         extra=f"json_object('page_idx', {ctx.col('page_idx')}, 'page_dir', {ctx.col('page_dir')})",
     )
     return f"""SELECT {sel} FROM {SRC}"""
@@ -431,14 +432,12 @@ def _acav(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     sel = ctx.select(
         ord="ord",
         line="line",
-        platform="'youtube'",
-        pid="cf_yt(youtube_id)",
-        id_text="youtube_id",
+        **youtube_ids("youtube_id"),
         start_ms=f"cf_sec_ms({seg}[1])",
         end_ms=f"cf_sec_ms({seg}[2])",
         start_text=f"coalesce({seg}[1], segment)",
         end_text=f"coalesce({seg}[2], segment)",
-        split=lit(ctx.split_hint) if ctx.split_hint else "NULL",
+        split=ctx.split_sql,
         error="CASE WHEN segment IS NULL OR NOT regexp_full_match(segment, '\\s*\\[\\s*[-+0-9.]+\\s*,\\s*[-+0-9.]+\\s*\\]\\s*') "
         "THEN 'segment is not [start, end] in seconds: ' || coalesce(segment, 'missing') END",
     )
@@ -516,9 +515,7 @@ def _howto(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         sel = ctx.select(
             ord="ord",
             line="line",
-            platform="'youtube'",
-            pid="cf_yt(video_id)",
-            id_text="video_id",
+            **youtube_ids("video_id"),
             label=label,
             split=split,
             extra=extra,
@@ -533,9 +530,7 @@ def _howto(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         ord="ord",
         line="line",
         pointer="pointer",
-        platform="'youtube'",
-        pid="cf_yt(video_id)",
-        id_text="video_id",
+        **youtube_ids("video_id"),
         start_ms="cf_sec_ms(start)",
         end_ms='cf_sec_ms("end")',
         start_text="start",
@@ -639,7 +634,7 @@ def _openvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         id_text="video",
         caption="caption",
         error="CASE WHEN nullif(cf_strip(video), '') IS NULL THEN 'missing video file name' END",
-        split=lit(ctx.split_hint) if ctx.split_hint else "NULL",
+        split=ctx.split_sql,
         extra=extra,
     )
     return f"""SELECT {sel} FROM {SRC}"""
@@ -675,9 +670,7 @@ def _msrvtt(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     sel = ctx.select(
         ord="ord",
         pointer="pointer",
-        platform="'youtube'",
-        pid="cf_yt(v->>'$.url')",
-        id_text="v->>'$.url'",
+        **youtube_ids("v->>'$.url'"),
         start_ms="cf_sec_ms(v->>'$.\"start time\"')",
         end_ms="cf_sec_ms(v->>'$.\"end time\"')",
         start_text="v->>'$.\"start time\"'",
