@@ -434,6 +434,17 @@ def test_truncated_body_resumes_with_range(server, fetch, store):
     assert leftovers(store) == []
 
 
+def test_resume_with_a_small_remainder_appends_to_the_partial(server, fetch, store):
+    # The last 100 kB stay in memory (below inline_bytes) and must be appended, not written over the partial.
+    body = fake_mp4(3_000_000, 11)
+    url = server.add("/t.mp4", body=body, etag='"t1"', truncate_at=2_900_000, truncate_times=1)
+    (out,), _ = fetch([url])
+    assert out.status == OK and out.content_sha256 == hashlib.sha256(body).hexdigest()
+    assert server.headers_of("/t.mp4")[1]["Range"] == "bytes=2900000-"
+    assert store.path(out.content_sha256).read_bytes() == body
+    assert leftovers(store) == []
+
+
 def test_truncated_after_all_attempts_keeps_the_partial_then_next_run_resumes(server, fetch, store):
     body = fake_mp4(3_000_000, 8)
     url = server.add("/t.mp4", body=body, etag='"t1"', truncate_at=2_000_000, truncate_times=1)

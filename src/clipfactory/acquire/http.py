@@ -19,6 +19,7 @@ pauses and is recorded; it is never a reason to try another route.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures as cf
 import contextlib
 import email.utils
@@ -119,11 +120,30 @@ class FetchOptions(StageConfig):
     spawning_api_key_env: str = Field(
         "CLIPFACTORY_SPAWNING_API_KEY", description="Environment variable holding a Spawning API key"
     )
-    chunk_size: int = Field(1024 * 1024, description="Bytes handed to the writer thread at a time")
+    chunk_size: int = Field(2 * 1024 * 1024, description="Bytes handed to the writer thread at a time")
     inline_bytes: int = Field(
         1024 * 1024, description="Bodies up to this size are hashed and written on the event loop"
     )
     fsync: bool = Field(True, description="fsync each file before it is renamed into the store")
+    io_threads: int = Field(
+        8, ge=1, description="Worker threads that fsync, check and store downloaded files"
+    )
+    write_threads: int = Field(
+        2,
+        ge=1,
+        description="Worker threads that hash and write large bodies while they stream (more than the "
+        "free cores only adds contention with the event loop)",
+    )
+    read_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        description="Bytes read from a connection per call (0: httpx's 64 KiB); larger reads cost the "
+        "event loop less per byte",
+    )
+    write_queue_bytes: int = Field(
+        8 * 1024 * 1024,
+        description="Bytes of one large download that may wait for its writer before reading pauses",
+    )
     partial_max_age_s: float = Field(7 * 86400.0, description="Older interrupted downloads start over")
 
 
@@ -404,34 +424,110 @@ def _partial_key(url: str) -> str:
 
 
 class _BodyWriter:
-    """Hashes and stores a body. Small bodies stay in memory and reach the disk in one write on a worker
-    thread; large ones are handed to a thread chunk by chunk, so the event loop keeps reading meanwhile."""
+    """Hashes and stores a body.
 
-    def __init__(self, path: Path, append: bool, hasher: Any, pool: cf.ThreadPoolExecutor, in_memory: bool):
+    Small bodies stay in memory and reach the disk in one write on a worker thread. Large ones are queued
+    for a worker thread batch by batch and written in order; the event loop keeps reading until
+    ``high_water`` bytes are queued for this file, so a writer that is briefly slow (another file's fsync,
+    the disk) does not stall the connection. One worker at a time drains a file's queue, and it gives its
+    thread back every few batches, so many large downloads share a few threads fairly.
+    """
+
+    _BATCHES_PER_TURN = 4
+
+    def __init__(
+        self,
+        path: Path,
+        append: bool,
+        hasher: Any,
+        pool: cf.ThreadPoolExecutor,
+        in_memory: bool,
+        high_water: int = 8 * 1024 * 1024,
+        writeback: bool = False,
+    ):
         self.path = path
         self.append = append
         self.hasher = hasher
         self.pool = pool
+        self.high_water = high_water
         self.mem: bytearray | None = bytearray() if in_memory else None
         self.fh: Any = None
-        self.pending: cf.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._queue: collections.deque[list[bytes]] = collections.deque()
+        self._queued = 0  # bytes queued and not yet written
+        self._running = False  # a worker is draining the queue
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future | None = None  # the event loop waits for space or for the end
+        self._idle = threading.Event()
+        self._idle.set()
+        # Start writing back to disk while the download goes on, so the final fsync has little left to do.
+        self._writeback = writeback and hasattr(os, "posix_fadvise")
+        self._written = 0
+        self._synced = 0
 
     def _open(self) -> None:
         if self.fh is None:
             self.fh = open(self.path, "ab" if self.append else "wb")  # noqa: SIM115 - closed in close()
 
     def _write(self, data: bytes) -> None:
-        self.hasher.update(data)
-        if self.mem is not None:
+        if self.mem is not None:  # hashed by to_disk, on a worker thread
             self.mem += data
             return
+        self.hasher.update(data)
         self._open()
         self.fh.write(data)
+        self._written += len(data)
 
-    def _write_all(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self._write(chunk)
+    def _start_writeback(self) -> None:
+        """Ask the kernel to start writing the bytes written so far (does not wait for the disk)."""
+        if self._written - self._synced < _WRITEBACK_BYTES:
+            return
+        self.fh.flush()
+        with contextlib.suppress(OSError):
+            # POSIX_FADV_DONTNEED starts writeback of the dirty range without waiting for it (Linux) and
+            # drops pages already on disk: downloaded files are read again only much later, if at all.
+            os.posix_fadvise(self.fh.fileno(), 0, self._written, os.POSIX_FADV_DONTNEED)
+        self._synced = self._written
 
+    # -- worker side -------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        """Worker thread: write queued batches in order; hand the thread back after a few."""
+        for _ in range(self._BATCHES_PER_TURN):
+            with self._lock:
+                if not self._queue or self._error is not None:
+                    self._running = False
+                    self._idle.set()
+                    self._wake()
+                    return
+                chunks = self._queue.popleft()
+            try:
+                # One buffer per batch: hashing and writing it releases the GIL twice, not twice per chunk.
+                self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                if self._writeback:
+                    self._start_writeback()
+            except BaseException as exc:  # reported to the event loop by the next write or drain
+                with self._lock:
+                    self._error = exc
+                    self._queue.clear()
+                    self._queued = 0
+                    self._running = False
+                    self._idle.set()
+                    self._wake()
+                return
+            with self._lock:
+                self._queued -= sum(map(len, chunks))
+                if self._queued <= self.high_water:
+                    self._wake()
+        self.pool.submit(self._drain)  # more to do: queue behind the other files
+
+    def _wake(self) -> None:
+        """Called with the lock held: resolve the event loop's waiter, if any."""
+        fut, self._waiter = self._waiter, None
+        if fut is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(_resolve, fut)
+
+    # -- event-loop side ---------------------------------------------------------------------------
     async def write(self, data: bytes) -> None:
         if self.mem is not None:
             self._write(data)
@@ -439,20 +535,44 @@ class _BodyWriter:
         await self.write_chunks([data])
 
     async def write_chunks(self, chunks: list[bytes]) -> None:
-        """Hand chunks to the writer thread (no copy); waits for the previous hand-over first."""
-        if self.pending is not None:
-            await asyncio.wrap_future(self.pending)
-        self.pending = self.pool.submit(self._write_all, chunks)
+        """Queue chunks for the worker (no copy); waits only while more than ``high_water`` bytes are queued."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            self._queue.append(chunks)
+            self._queued += sum(map(len, chunks))
+            start = not self._running
+            if start:
+                self._running = True
+                self._idle.clear()
+        if start:
+            self.pool.submit(self._drain)
+        await self._wait(lambda: self._queued <= self.high_water)
 
     async def drain(self) -> None:
-        if self.pending is not None:
-            await asyncio.wrap_future(self.pending)
-            self.pending = None
+        """Wait until everything queued is written; raise what the worker met."""
+        await self._wait(lambda: not self._running)
+        if self._error is not None:
+            raise self._error
 
-    def to_disk(self, fsync: bool) -> None:
-        """Make the complete body a closed file at ``path`` (worker thread)."""
+    async def _wait(self, done: Callable[[], bool]) -> None:
+        while True:
+            with self._lock:
+                if done() or self._error is not None:
+                    return
+                fut = self._waiter = self._loop.create_future() if self._loop else None
+            if fut is None:
+                return
+            await fut
+
+    def to_disk(self, fsync: bool) -> str:
+        """Make the complete body a closed file at ``path``; its sha256 (worker thread)."""
         if self.mem is not None:
-            self.fh = open(self.path, "wb")  # noqa: SIM115 - closed below
+            self.hasher.update(self.mem)
+            # A resumed download appends its last bytes to the partial file.
+            self.fh = open(self.path, "ab" if self.append else "wb")  # noqa: SIM115 - closed below
             self.fh.write(self.mem)
             self.mem = None
         else:
@@ -461,20 +581,26 @@ class _BodyWriter:
         if fsync:
             os.fsync(self.fh.fileno())
         self.fh.close()
+        return self.hasher.hexdigest()
 
     def close(self, tail: bytes = b"") -> None:
-        """Synchronous cleanup, safe after a cancellation: waits for the writer, writes ``tail``, closes."""
-        if self.pending is not None:
-            with contextlib.suppress(Exception):
-                self.pending.result()
-            self.pending = None
-        if tail and self.mem is None:
+        """Synchronous cleanup, safe after a cancellation: waits for the worker, writes ``tail``, closes."""
+        self._idle.wait()
+        if tail and self.mem is None and self._error is None:
             with contextlib.suppress(OSError):
                 self._write(tail)
         if self.fh is not None and not self.fh.closed:
             with contextlib.suppress(OSError):
                 self.fh.flush()
             self.fh.close()
+
+
+_WRITEBACK_BYTES = 4 * 1024 * 1024
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _hash_file(path: Path, hasher: Any) -> None:
@@ -549,6 +675,7 @@ class Fetcher:
         self._clients: list[Any] = []
         self._rr = 0
         self._pool: cf.ThreadPoolExecutor | None = None
+        self._write_pool: cf.ThreadPoolExecutor | None = None
         self._url_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._primed: list[tuple[str, str, float, Any]] = []
         self._c2pa_state: str | None = None
@@ -565,10 +692,15 @@ class Fetcher:
     async def open(self) -> None:
         import httpx
 
+        from .transport import make_transport
+
         o = self.options
         shards = max(1, min(o.pool_shards, o.max_connections))
         ssl_context = _ssl_context()  # one context for every pool: loading the CA bundle is slow
         per_shard = -(-o.max_connections // shards)
+        limits = httpx.Limits(
+            max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=30.0
+        )
         self._clients = [
             httpx.AsyncClient(
                 http1=True,
@@ -578,17 +710,18 @@ class Fetcher:
                 timeout=httpx.Timeout(
                     connect=o.connect_timeout_s, read=o.read_timeout_s, write=o.read_timeout_s, pool=None
                 ),
-                limits=httpx.Limits(
-                    max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=30.0
-                ),
+                limits=limits,
                 headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
-                transport=self._transport,
+                transport=self._transport or make_transport(ssl_context, limits, o.read_bytes),
                 verify=ssl_context,
             )
             for _ in range(shards)
         ]
         self._client = self._clients[0]
-        self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="cf-fetch-io")
+        self._pool = cf.ThreadPoolExecutor(max_workers=o.io_threads, thread_name_prefix="cf-fetch-io")
+        self._write_pool = cf.ThreadPoolExecutor(
+            max_workers=o.write_threads, thread_name_prefix="cf-fetch-write"
+        )
         for origin, kind, expires, doc in self._primed:
             self._host(origin).docs[kind] = _CachedDoc(doc, expires)
         self._primed.clear()
@@ -606,6 +739,9 @@ class Fetcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._write_pool is not None:
+            self._write_pool.shutdown(wait=True)
+            self._write_pool = None
 
     def prime_host_document(self, origin: str, kind: str, age_s: float, status_code: int | None, body: bytes):
         """Reuse a robots.txt or tdmrep.json fetched earlier (for example by a previous run) for its TTL."""
@@ -1049,7 +1185,15 @@ class Fetcher:
         if resumable and not offset:
             with atomic_write(meta_path, "w") as fh:
                 json.dump({"url": url, **vals, "total": total, "created_at": time.time()}, fh)
-        writer = _BodyWriter(path, bool(offset), hasher, self._pool, in_memory=not threaded)
+        writer = _BodyWriter(
+            path,
+            bool(offset),
+            hasher,
+            self._pool,
+            in_memory=not threaded,
+            high_water=o.write_queue_bytes,
+            writeback=o.fsync,
+        )
         received = offset
         head = b""
         pending: list[bytes] = []  # chunks collected for the writer thread
@@ -1118,9 +1262,8 @@ class Fetcher:
                 )
             await writer.drain()
             keep_partial = True  # complete: the worker adopts it or deletes it
-            sha = hasher.hexdigest()
-            check, uri, container = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._complete, writer, meta_path, container, sha
+            check, uri, container, sha = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._complete, writer, meta_path, container
             )
         except BaseException:
             # Interrupted (a total timeout, a cancelled run): keep what passed the sniff, to resume with Range.
@@ -1193,10 +1336,10 @@ class Fetcher:
         )
 
     def _complete(
-        self, writer: _BodyWriter, meta_path: Path, container: str | None, sha: str
-    ) -> tuple[c.Check, str | None, str | None]:
+        self, writer: _BodyWriter, meta_path: Path, container: str | None
+    ) -> tuple[c.Check, str | None, str | None, str]:
         """Worker thread: put the body on disk, read its C2PA manifest, adopt it under its hash or delete it."""
-        writer.to_disk(self.options.fsync)
+        sha = writer.to_disk(self.options.fsync)
         path = writer.path
         if container is None:
             with open(path, "rb") as fh:
@@ -1210,10 +1353,10 @@ class Fetcher:
         if check.denied:  # the bytes of a denied file are never kept
             path.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
-            return check, None, container
+            return check, None, container, sha
         uri = self._store().adopt(path, sha)
         meta_path.unlink(missing_ok=True)
-        return check, uri, container
+        return check, uri, container, sha
 
     def _c2pa(self, path: Path, container: str | None) -> c.Check:
         mode = self.options.c2pa

@@ -1,0 +1,100 @@
+"""The fetcher's httpx transport: httpx's own, with larger socket reads.
+
+httpcore reads at most 64 KiB from a connection per call (``AsyncHTTP11Connection.READ_NUM_BYTES``), and each
+read passes through h11, httpcore and httpx in Python. asyncio already reads up to 256 KiB from the socket at a
+time, so asking for more per call moves the same bytes with a quarter of the Python work on the event loop,
+which is the fetcher's busiest thread. Reading more than one response's worth is safe: h11 keeps the bytes
+after a response for the next one on the connection.
+
+The read size is set through httpcore's public network-backend interface (a backend that wraps
+:class:`httpcore.AnyIOBackend`). httpx builds its connection pool inside ``AsyncHTTPTransport``; where a
+future httpx builds it differently, :func:`make_transport` keeps httpx's pool and its 64 KiB reads
+(:func:`uses_large_reads` says which, and a test watches it).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import httpcore
+import httpx
+
+READ_BYTES = 256 * 1024  # asyncio's own largest socket read (selector transports, max_size)
+
+
+class _LargeReadStream(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream, read_bytes: int):
+        self._inner = inner
+        self._read_bytes = read_bytes
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max(max_bytes, self._read_bytes), timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _LargeReadStream(tls, self._read_bytes)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class LargeReadBackend(httpcore.AsyncNetworkBackend):
+    """A network backend whose streams read up to ``read_bytes`` per call (asyncio only)."""
+
+    def __init__(self, read_bytes: int = READ_BYTES, inner: httpcore.AsyncNetworkBackend | None = None):
+        self.read_bytes = read_bytes
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _LargeReadStream(stream, self.read_bytes)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _LargeReadStream(stream, self.read_bytes)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def make_transport(
+    ssl_context: ssl.SSLContext, limits: httpx.Limits, read_bytes: int = READ_BYTES
+) -> httpx.AsyncHTTPTransport:
+    """An HTTP/1.1 transport with no proxy (never one from the environment) and ``read_bytes`` reads."""
+    transport = httpx.AsyncHTTPTransport(
+        verify=ssl_context, trust_env=False, http1=True, http2=False, limits=limits
+    )
+    if read_bytes > 0 and type(getattr(transport, "_pool", None)) is httpcore.AsyncConnectionPool:
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=LargeReadBackend(read_bytes),
+        )
+    return transport
+
+
+def uses_large_reads(transport: Any) -> bool:
+    pool = getattr(transport, "_pool", None)
+    return isinstance(getattr(pool, "_network_backend", None), LargeReadBackend)

@@ -1,0 +1,68 @@
+"""The fetcher's transport: httpx's own, reading up to 256 KiB per call."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpcore
+import httpx
+
+from clipfactory.acquire.http import Fetcher, FetchOptions
+from clipfactory.acquire.transport import READ_BYTES, LargeReadBackend, make_transport, uses_large_reads
+from clipfactory.storage import BlobStore
+
+
+class _Recording(httpcore.AsyncNetworkStream):
+    def __init__(self):
+        self.asked: list[int] = []
+
+    async def read(self, max_bytes, timeout=None):
+        self.asked.append(max_bytes)
+        return b""
+
+
+class _Backend(httpcore.AsyncNetworkBackend):
+    def __init__(self):
+        self.stream = _Recording()
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        return self.stream
+
+
+def test_reads_ask_for_at_least_read_bytes():
+    inner = _Backend()
+    backend = LargeReadBackend(300_000, inner=inner)
+
+    async def go():
+        s = await backend.connect_tcp("127.0.0.1", 1)
+        await s.read(65536)
+        await s.read(1_000_000)
+
+    asyncio.run(go())
+    assert inner.stream.asked == [300_000, 1_000_000]
+
+
+def test_make_transport_uses_the_large_read_backend():
+    import ssl
+
+    t = make_transport(ssl.create_default_context(), httpx.Limits(max_connections=4))
+    assert uses_large_reads(t)  # fails if a new httpx builds its pool differently: see transport.py
+    assert not uses_large_reads(make_transport(ssl.create_default_context(), httpx.Limits(), read_bytes=0))
+
+
+def test_fetcher_clients_read_large_and_download(server, tmp_path):
+    from tests.acquire.server import fake_mp4
+
+    body = fake_mp4(2_000_000, 3)
+    url = server.add("/big.mp4", body=body, etag='"b"')
+
+    async def go():
+        async with Fetcher(FetchOptions(per_host_rate=0), BlobStore(tmp_path / "s")) as f:
+            assert all(uses_large_reads(c._transport) for c in f._clients)
+            from clipfactory.records import SourceRecord
+
+            return await f.fetch(SourceRecord(source_id="u:1", platform="web", url=url))
+
+    out = asyncio.run(go())
+    assert out.status == "kept" and out.size_bytes == len(body)
+    assert READ_BYTES == 256 * 1024
