@@ -6,6 +6,7 @@ import asyncio
 
 import httpcore
 import httpx
+from cf_acquire_server import fake_mp4
 
 from clipfactory.acquire.http import Fetcher, FetchOptions
 from clipfactory.acquire.transport import READ_BYTES, LargeReadBackend, make_transport, uses_large_reads
@@ -51,8 +52,6 @@ def test_make_transport_uses_the_large_read_backend():
 
 
 def test_fetcher_clients_read_large_and_download(server, tmp_path):
-    from tests.acquire.server import fake_mp4
-
     body = fake_mp4(2_000_000, 3)
     url = server.add("/big.mp4", body=body, etag='"b"')
 
