@@ -283,6 +283,38 @@ def test_c2pa_reads_a_synthetic_mp4_without_manifest(tmp_path):
         c.read_c2pa_manifest(str(p), "video/mp4")
 
 
+def _box(kind: bytes, payload: bytes, large: bool = False) -> bytes:
+    import struct
+
+    if large:
+        return struct.pack(">I4sQ", 1, kind, 16 + len(payload)) + payload
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def test_bmff_c2pa_box_scan(tmp_path):
+    from cf_acquire_server import fake_mp4
+
+    p = tmp_path / "x.partial"
+    p.write_bytes(fake_mp4(50_000))
+    assert c.bmff_c2pa_box(str(p)) is False  # walked to the end, no C2PA box
+    manifest = _box(b"uuid", c.C2PA_BMFF_UUID + b"\x00" * 4 + b"manifest\x00" + b"jumb" * 8)
+    p.write_bytes(fake_mp4(50_000) + manifest)
+    assert c.bmff_c2pa_box(str(p)) is True
+    p.write_bytes(_box(b"ftyp", b"isom" * 4) + _box(b"uuid", c.C2PA_BMFF_UUID + b"x" * 20, large=True))
+    assert c.bmff_c2pa_box(str(p)) is True  # 64-bit box size
+    p.write_bytes(_box(b"ftyp", b"isom" * 4) + _box(b"uuid", b"\x01" * 16 + b"x" * 20))
+    assert c.bmff_c2pa_box(str(p)) is False  # another uuid box is not C2PA
+    p.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\xff" * 100)  # sizes past the end: cannot tell
+    assert c.bmff_c2pa_box(str(p)) is None
+    p.write_bytes(_box(b"ftyp", b"isom" * 4) + b"\x00\x00")  # a torn header
+    assert c.bmff_c2pa_box(str(p)) is None
+
+
+@pytest.mark.shared_data
+def test_bmff_c2pa_box_scan_of_real_media(shared_data):
+    assert c.bmff_c2pa_box(str(shared_data / "media" / "bikes.mp4")) is False
+
+
 # -- sniffing and Retry-After -----------------------------------------------------------------------------
 def test_sniff_synthetic_containers():
     assert sniff_container(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 20) == "mp4"

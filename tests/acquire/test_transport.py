@@ -65,3 +65,25 @@ def test_fetcher_clients_read_large_and_download(server, tmp_path):
     out = asyncio.run(go())
     assert out.status == "kept" and out.size_bytes == len(body)
     assert READ_BYTES == 256 * 1024
+
+
+def test_is_readable_tells_an_idle_socket_from_one_with_data_or_closed():
+    import socket
+
+    from clipfactory.acquire.transport import _LargeReadStream
+
+    a, b = socket.socketpair()
+
+    class Inner(_Recording):
+        def get_extra_info(self, info):
+            return a if info == "socket" else None
+
+    s = _LargeReadStream(Inner(), 1024)
+    assert s.get_extra_info("is_readable") is False
+    b.send(b"x")
+    assert s.get_extra_info("is_readable") is True
+    a.recv(1)
+    b.close()
+    assert s.get_extra_info("is_readable") is True  # the peer hung up: recv would return b""
+    a.close()
+    assert s.get_extra_info("is_readable") is True  # no socket left

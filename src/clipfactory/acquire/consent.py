@@ -19,7 +19,9 @@ malformed document, recorded and treated as the spec says). Checks keep their ra
 from __future__ import annotations
 
 import json
+import os
 import re
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -580,6 +582,46 @@ def check_c2pa(manifest_store: Mapping[str, Any] | None) -> Check:
 
 #: Sniffed container → the MIME type c2pa reads it as (containers c2pa cannot read are not listed).
 C2PA_MIME = {"mp4": "video/mp4", "quicktime": "video/quicktime", "avi": "video/x-msvideo"}
+
+
+#: The extended type of the top-level ``uuid`` box that holds a C2PA manifest store in ISO BMFF files (MP4,
+#: MOV), per the C2PA specification's section on embedding manifests in BMFF.
+C2PA_BMFF_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
+_MAX_TOP_LEVEL_BOXES = 100_000
+
+
+def bmff_c2pa_box(path: str) -> bool | None:
+    """Whether an MP4/MOV file has a top-level C2PA ``uuid`` box, reading only the box headers.
+
+    ``False`` only when every top-level box was walked to the exact end of the file; ``None`` when the box
+    structure cannot be walked (the caller then lets c2pa-python read the file). A file with no such box has
+    no embedded manifest store, so c2pa-python need not open it.
+    """
+    with open(path, "rb") as fh:
+        end = os.fstat(fh.fileno()).st_size
+        pos = 0
+        for _ in range(_MAX_TOP_LEVEL_BOXES):
+            if pos == end:
+                return False
+            fh.seek(pos)
+            head = fh.read(32)
+            if len(head) < 8:
+                return None
+            size, kind = struct.unpack(">I4s", head[:8])
+            header = 8
+            if size == 1:
+                if len(head) < 16:
+                    return None
+                size = struct.unpack(">Q", head[8:16])[0]
+                header = 16
+            elif size == 0:
+                size = end - pos
+            if size < header or pos + size > end:
+                return None
+            if kind == b"uuid" and head[header : header + 16] == C2PA_BMFF_UUID:
+                return True
+            pos += size
+    return None
 
 
 def read_c2pa_manifest(path: str, mime: str | None = None) -> dict[str, Any] | None:

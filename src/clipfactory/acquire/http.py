@@ -1376,6 +1376,15 @@ class Fetcher:
             if mode == "require":
                 raise MissingExtraError("c2pa-python", "c2pa", feature="the C2PA training-mining check")
             return c.Check("c2pa", c.NOT_CHECKED, None, evidence={"why": "c2pa-python is not installed"})
+        if container in ("mp4", "quicktime"):
+            try:
+                boxed = c.bmff_c2pa_box(str(path))
+            except OSError:
+                boxed = None
+            if boxed is False:  # no manifest store can be embedded: no need to open the file with c2pa
+                check = c.check_c2pa(None)
+                check.evidence["read"] = "top-level boxes: no C2PA uuid box"
+                return check
         try:
             manifest = c.read_c2pa_manifest(str(path), mime)
         except MissingExtraError:

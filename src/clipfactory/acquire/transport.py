@@ -4,7 +4,9 @@ httpcore reads at most 64 KiB from a connection per call (``AsyncHTTP11Connectio
 read passes through h11, httpcore and httpx in Python. asyncio already reads up to 256 KiB from the socket at a
 time, so asking for more per call moves the same bytes with a quarter of the Python work on the event loop,
 which is the fetcher's busiest thread. Reading more than one response's worth is safe: h11 keeps the bytes
-after a response for the next one on the connection.
+after a response for the next one on the connection. The streams also answer the pool's "is this idle
+connection readable?" question (asked of every idle connection on every request) without rebuilding anyio's
+socket-attribute dict each time.
 
 The read size is set through httpcore's public network-backend interface (a backend that wraps
 :class:`httpcore.AnyIOBackend`). httpx builds its connection pool inside ``AsyncHTTPTransport``; where a
@@ -14,6 +16,7 @@ future httpx builds it differently, :func:`make_transport` keeps httpx's pool an
 
 from __future__ import annotations
 
+import select
 import ssl
 from typing import Any
 
@@ -23,10 +26,23 @@ import httpx
 READ_BYTES = 256 * 1024  # asyncio's own largest socket read (selector transports, max_size)
 
 
+def _readable(sock: Any) -> bool:
+    """Whether a read would return at once (data, or the b"" of a closed connection), without reading."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    if not hasattr(select, "poll"):  # pragma: no cover - Windows
+        return bool(select.select([fd], [], [], 0)[0])
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(0))
+
+
 class _LargeReadStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream, read_bytes: int):
         self._inner = inner
         self._read_bytes = read_bytes
+        self._sock: Any = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max(max_bytes, self._read_bytes), timeout)
@@ -44,6 +60,12 @@ class _LargeReadStream(httpcore.AsyncNetworkStream):
         return _LargeReadStream(tls, self._read_bytes)
 
     def get_extra_info(self, info: str) -> Any:
+        # The pool asks every idle connection "is_readable" on each request; anyio answers through a dict of
+        # all socket attributes (a getpeername call each time), so the socket is looked up once here.
+        if info == "is_readable":
+            if self._sock is None:
+                self._sock = self._inner.get_extra_info("socket")
+            return _readable(self._sock)
         return self._inner.get_extra_info(info)
 
 
