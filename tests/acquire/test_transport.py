@@ -87,3 +87,24 @@ def test_is_readable_tells_an_idle_socket_from_one_with_data_or_closed():
     assert s.get_extra_info("is_readable") is True  # the peer hung up: recv would return b""
     a.close()
     assert s.get_extra_info("is_readable") is True  # no socket left
+
+
+def test_writev_all_finishes_partial_writes(tmp_path, monkeypatch):
+    import os
+
+    from clipfactory.acquire import http
+
+    real = os.writev
+    calls = []
+
+    def short(fd, bufs):  # the kernel may write less than asked: at most 5 bytes here
+        calls.append(len(bufs))
+        data = b"".join(bytes(b) for b in bufs)[:5]
+        return real(fd, [data])
+
+    monkeypatch.setattr(os, "writev", short)
+    p = tmp_path / "f"
+    with open(p, "wb") as fh:
+        n = http.writev_all(fh.fileno(), [b"abc", b"", b"defgh", b"ijklmnopq"])
+    assert n == 17 and p.read_bytes() == b"abcdefghijklmnopq"
+    assert len(calls) == 4

@@ -479,6 +479,15 @@ class _BodyWriter:
         self.fh.write(data)
         self._written += len(data)
 
+    def _write_batch(self, chunks: list[bytes]) -> None:
+        """Hash each chunk and write the batch with one writev call (no joined copy)."""
+        update = self.hasher.update
+        for chunk in chunks:
+            update(chunk)
+        self._open()
+        self.fh.flush()
+        self._written += writev_all(self.fh.fileno(), chunks)
+
     def _start_writeback(self) -> None:
         """Ask the kernel to start writing the bytes written so far (does not wait for the disk)."""
         if self._written - self._synced < _WRITEBACK_BYTES:
@@ -502,8 +511,7 @@ class _BodyWriter:
                     return
                 chunks = self._queue.popleft()
             try:
-                # One buffer per batch: hashing and writing it releases the GIL twice, not twice per chunk.
-                self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                self._write_batch(chunks)
                 if self._writeback:
                     self._start_writeback()
             except BaseException as exc:  # reported to the event loop by the next write or drain
@@ -601,6 +609,22 @@ _WRITEBACK_BYTES = 4 * 1024 * 1024
 def _resolve(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def writev_all(fd: int, buffers: list[bytes]) -> int:
+    """Write every buffer in order with as few ``writev`` calls as the kernel allows; the bytes written."""
+    total = 0
+    view: list[Any] = [b for b in buffers if b]
+    max_iov = getattr(os, "sysconf", lambda _name: 1024)("SC_IOV_MAX") or 1024
+    while view:
+        n = os.writev(fd, view[:max_iov])
+        total += n
+        while view and n >= len(view[0]):
+            n -= len(view[0])
+            view.pop(0)
+        if n:
+            view[0] = memoryview(view[0])[n:]
+    return total
 
 
 def _hash_file(path: Path, hasher: Any) -> None:
