@@ -489,14 +489,17 @@ class _BodyWriter:
         self._written += writev_all(self.fh.fileno(), chunks)
 
     def _start_writeback(self) -> None:
-        """Ask the kernel to start writing the bytes written so far (does not wait for the disk)."""
+        """Ask the kernel to start writing the bytes written since the last call (does not wait)."""
         if self._written - self._synced < _WRITEBACK_BYTES:
             return
         self.fh.flush()
         with contextlib.suppress(OSError):
-            # POSIX_FADV_DONTNEED starts writeback of the dirty range without waiting for it (Linux) and
-            # drops pages already on disk: downloaded files are read again only much later, if at all.
-            os.posix_fadvise(self.fh.fileno(), 0, self._written, os.POSIX_FADV_DONTNEED)
+            # On Linux, POSIX_FADV_DONTNEED starts writeback of the range's dirty pages without waiting for
+            # the disk (pages still dirty or under writeback are not dropped). Only the new range is named,
+            # so each call costs the same however large the file has grown.
+            os.posix_fadvise(
+                self.fh.fileno(), self._synced, self._written - self._synced, os.POSIX_FADV_DONTNEED
+            )
         self._synced = self._written
 
     # -- worker side -------------------------------------------------------------------------------
