@@ -17,7 +17,10 @@ server saw robots.txt and tdmrep.json requested.
 
 Then, on ONE connection, CPU milliseconds per small fetch: of the event-loop thread and of the whole process.
 
-    python bench/bench_fetch.py [--small 2000:32768] [--large 16:67108864] [--repeat 3] [--json]
+    python bench/bench_fetch.py [--small 2000:32768] [--large 16:67108864] [--repeat 3] [--pin] [--json]
+
+``--pin`` puts this process (the client, with all its threads) on one CPU and the server on the others: what
+the fetcher does with one core.
 """
 
 from __future__ import annotations
@@ -40,12 +43,17 @@ SERVER = ROOT / "tests" / "acquire" / "server.py"
 CONCURRENCY = 64
 
 
+SERVER_CPUS: set[int] | None = None  # --pin: the server's CPUs (the client keeps the others)
+
+
 class Server:
     def __init__(self, specs: list[str], fast: bool = True):
         args = [sys.executable, str(SERVER)] + (["--fast"] if fast else [])
         for s in specs:
             args += ["--files", s]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if SERVER_CPUS:
+            os.sched_setaffinity(self.proc.pid, SERVER_CPUS)
         line = self.proc.stdout.readline()
         self.origin = json.loads(line)["origin"]
         assert self.origin.startswith("http://127.0.0.1:"), self.origin
@@ -210,7 +218,20 @@ def main(argv: list[str] | None = None) -> None:
         "--cpu-files", type=int, default=300, help="small files for the CPU-per-fetch run (0: skip)"
     )
     ap.add_argument("--set", action="append", default=[], help="fetcher option KEY=VALUE (e.g. fsync=false)")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the client (this process, all its threads) on ONE CPU and the server on the others, "
+        "to measure what the fetcher does with one core",
+    )
     args = ap.parse_args(argv)
+    global SERVER_CPUS
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            ap.error("--pin needs at least 2 CPUs")
+        os.sched_setaffinity(0, {cpus[0]})
+        SERVER_CPUS = set(cpus[1:])
     for item in args.set:
         key, _, value = item.partition("=")
         FETCH_OPTIONS[key] = json.loads(value) if value[:1] in '0123456789tfn[{"' else value
@@ -225,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         "c2pa": c2pa_state,
         "concurrency": CONCURRENCY,
         "cpus": len(os.sched_getaffinity(0)),
+        "client_pinned_to_one_cpu": bool(args.pin),
         "fetch_options": FETCH_OPTIONS,
         "server": "threaded" if args.threaded_server else "asyncio",
     }
@@ -251,7 +273,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"c2pa: {results['c2pa']}; {CONCURRENCY} connections; {results['cpus']} CPUs")
+    print(
+        f"c2pa: {results['c2pa']}; {CONCURRENCY} connections; client on {results['cpus']} CPU(s)"
+        + ("; server on the others" if args.pin else ", shared with the server")
+    )
     for label in ("small", "large"):
         r = results[label]
         print(f"\n{label}: {r['files']} files x {r['size_bytes']} bytes, median of {r['runs']} runs")
