@@ -5,7 +5,8 @@ Every parser takes bytes or strings and returns plain values; nothing here does 
 the evaluator at three points:
 
 1. **before any request** for the resource: platform terms (done by the fetcher through the policy gate),
-   robots.txt for our agent token, ``Content-Usage`` lines in robots.txt, and ``/.well-known/tdmrep.json``;
+   robots.txt for our agent token, ``Content-Usage`` lines in robots.txt, ``/.well-known/tdmrep.json``, and,
+   with an API key, the Spawning Do-Not-Train registry (asked by :mod:`clipfactory.acquire.spawning`);
 2. **on the response headers**, before a body byte is kept: ``X-Robots-Tag``, ``tdm-reservation``/``tdm-policy``
    and ``Content-Usage``;
 3. **on the downloaded file**: C2PA/CAWG training-mining assertions (and ``<meta name="tdm-reservation">`` when
@@ -41,6 +42,10 @@ REASON_X_ROBOTS_NOINDEX = "consent.x_robots_noindex"
 REASON_TDM = "consent.tdm_reserved"
 REASON_CONTENT_USAGE = "consent.content_usage_train_ai_n"
 REASON_C2PA = "consent.c2pa_training_not_allowed"
+REASON_SPAWNING = "consent.spawning_opt_out"
+
+#: The Spawning Do-Not-Train registry's bulk query: ``POST`` one URL per line, ``Authorization: API <key>``.
+SPAWNING_API_URL = "https://opts-api.spawningaiapi.com/api/v2/query/urls"
 
 DEFAULT_BLOCKED_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 _NOAI_DIRECTIVES = {"noai", "noimageai"}

@@ -35,7 +35,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import Field
@@ -46,6 +46,9 @@ from ..records import Result, SourceRecord
 from ..stage import StageConfig
 from ..storage import BlobStore, atomic_write
 from . import consent as c
+
+if TYPE_CHECKING:
+    from .spawning import SpawningRegistry
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +121,22 @@ class FetchOptions(StageConfig):
         "auto", description="C2PA training-mining check: auto (when c2pa-python is installed), require, off"
     )
     spawning_api_key_env: str = Field(
-        "CLIPFACTORY_SPAWNING_API_KEY", description="Environment variable holding a Spawning API key"
+        "CLIPFACTORY_SPAWNING_API_KEY",
+        description="Environment variable holding a Spawning API key; without one the Do-Not-Train "
+        "registry is recorded as not checked",
+    )
+    spawning_api_url: str = Field(
+        c.SPAWNING_API_URL, description="The Spawning Do-Not-Train registry's bulk URL query endpoint"
+    )
+    spawning_batch_size: int = Field(
+        1000, ge=1, description="URLs per query to the Spawning registry (one query per batch of sources)"
+    )
+    spawning_concurrency: int = Field(4, ge=1, description="Queries to the Spawning registry at once")
+    spawning_timeout_s: float = Field(30.0, description="Seconds one Spawning registry query may take")
+    spawning_on_error: Literal["fail", "proceed"] = Field(
+        "fail",
+        description="When the Spawning registry gives no answer: fail (the source fails as transient, "
+        "fetch.spawning_unavailable, and a later run asks again) or proceed (record verdict error, go on)",
     )
     chunk_size: int = Field(2 * 1024 * 1024, description="Bytes handed to the writer thread at a time")
     inline_bytes: int = Field(
@@ -373,6 +391,7 @@ TRANSIENT_REASONS = {
     "fetch.connect_error",
     "fetch.robots_unreachable",
     "fetch.protocol_error",
+    "fetch.spawning_unavailable",
 }
 
 
@@ -707,6 +726,8 @@ class Fetcher:
         self._primed: list[tuple[str, str, float, Any]] = []
         self._c2pa_state: str | None = None
         self._incoming_dir: Path | None = None
+        #: The Spawning Do-Not-Train registry client; set by :meth:`open` when an API key is configured.
+        self.spawning: SpawningRegistry | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def __aenter__(self) -> Fetcher:
@@ -752,12 +773,30 @@ class Fetcher:
         for origin, kind, expires, doc in self._primed:
             self._host(origin).docs[kind] = _CachedDoc(doc, expires)
         self._primed.clear()
+        key = os.environ.get(o.spawning_api_key_env)
+        if key:
+            from .spawning import SpawningRegistry
+
+            self.spawning = SpawningRegistry(
+                self._client,
+                key,
+                api_url=o.spawning_api_url,
+                batch_size=o.spawning_batch_size,
+                concurrency=o.spawning_concurrency,
+                timeout_s=o.spawning_timeout_s,
+                max_attempts=o.max_attempts,
+                backoff_base_s=o.backoff_base_s,
+                backoff_max_s=o.backoff_max_s,
+                max_retry_after_s=o.max_retry_after_s,
+                stats=self.stats,
+            )
 
     def _next_client(self) -> Any:
         self._rr += 1
         return self._clients[self._rr % len(self._clients)]
 
     async def aclose(self) -> None:
+        self.spawning = None
         for client in self._clients:
             await client.aclose()
         self._clients = []
@@ -796,7 +835,14 @@ class Fetcher:
 
     # -- public entry points ---------------------------------------------------------------------------
     async def fetch_many(self, sources: list[SourceRecord]) -> list[FetchOutcome]:
+        await self.prefetch_spawning(s.url for s in sources)
         return list(await asyncio.gather(*(self.fetch(s) for s in sources)))
+
+    async def prefetch_spawning(self, urls: Iterable[str | None]) -> None:
+        """Ask the Spawning registry about many URLs in batches, so that each fetch finds its answer cached
+        (no-op without an API key)."""
+        if self.spawning is not None:
+            await self.spawning.prefetch(urls)
 
     async def fetch(self, source: SourceRecord) -> FetchOutcome:
         """Fetch one source; never raises (a bug becomes a failed outcome of kind ``bug``)."""
@@ -839,8 +885,10 @@ class Fetcher:
         url = source.url
         if not url or urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).hostname:
             return FetchOutcome(sid, Result.DROPPED, "fetch.bad_url", error=f"not an http(s) URL: {url!r}")
-        self._spawning(url, ev)
-        for _hop in range(self.options.max_redirects + 1):
+        for hop in range(self.options.max_redirects + 1):
+            stopped = await self._spawning(source, url, ev, first=hop == 0)
+            if stopped is not None:
+                return stopped
             origin, host = origin_of(url)
             denied = self._check_platform(source, host, url, ev)
             if denied is not None:
@@ -883,10 +931,34 @@ class Fetcher:
             final_url=url,
         )
 
-    def _spawning(self, url: str, ev: Evidence) -> None:
-        key = os.environ.get(self.options.spawning_api_key_env)
-        why = "no Spawning API key configured" if not key else "no Spawning plugin installed"
-        ev.add_checks(url, "before_fetch", [c.Check("spawning", c.NOT_CHECKED, None, evidence={"why": why})])
+    async def _spawning(
+        self, source: SourceRecord, url: str, ev: Evidence, *, first: bool = True
+    ) -> FetchOutcome | None:
+        """The Spawning Do-Not-Train registry for the source URL and every redirect target, before any request
+        for it: a denial drops the source; no answer fails it (``spawning_on_error = "fail"``) or is recorded."""
+        if self.spawning is None:
+            if first:
+                detail = {"why": "no Spawning API key configured"}
+                ev.add_checks(
+                    url, "before_fetch", [c.Check("spawning", c.NOT_CHECKED, None, evidence=detail)]
+                )
+            return None
+        check = await self.spawning.check(url)
+        ev.add_checks(url, "before_fetch", [check])
+        if check.denied:
+            return FetchOutcome(
+                source.source_id, Result.DROPPED, check.reason, error=check.value, final_url=url
+            )
+        if check.verdict == c.ERROR and self.options.spawning_on_error == "fail":
+            return FetchOutcome(
+                source.source_id,
+                Result.FAILED,
+                "fetch.spawning_unavailable",
+                "transient",
+                f"the Spawning Do-Not-Train registry gave no answer: {check.evidence.get('error')}",
+                final_url=url,
+            )
+        return None
 
     def _check_platform(self, source: SourceRecord, host: str, url: str, ev: Evidence) -> FetchOutcome | None:
         if self.platform_check is None:

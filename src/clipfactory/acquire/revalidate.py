@@ -1,14 +1,16 @@
 """Revalidation: are fetched sources still there, and do their owners still consent?
 
 For each source (of one build, or every fetched web source) the fetcher re-runs the checks it ran when it
-downloaded: platform terms, robots.txt, tdmrep.json, then a conditional ``GET`` (``If-None-Match`` /
-``If-Modified-Since`` with the validators of the copy we hold) whose headers are checked for
-``X-Robots-Tag``, ``tdm-reservation`` and ``Content-Usage``. The body is never read.
+downloaded: the Spawning Do-Not-Train registry (with an API key; one query for all the sources), platform
+terms, robots.txt, tdmrep.json, then a conditional ``GET`` (``If-None-Match`` / ``If-Modified-Since`` with
+the validators of the copy we hold) whose headers are checked for ``X-Robots-Tag``, ``tdm-reservation`` and
+``Content-Usage``. The body is never read.
 
 Outcomes become ``link_status`` rows: ``alive`` (304, or 200 with ``content_changed`` noted), ``gone``
-(404/410), ``opted_out`` (a consent denial), ``blocked`` (403, 429, platform terms, robots.txt unreachable)
-or ``error``. Gone and opted-out sources are queued in ``takedown_queue`` (once while pending) with their
-evidence; the takedown itself is done elsewhere. Network work comes first, then one write transaction.
+(404/410), ``opted_out`` (a consent denial, a Spawning opt-out included), ``blocked`` (403, 429, platform
+terms, robots.txt unreachable) or ``error``. Gone and opted-out sources are queued in ``takedown_queue``
+(once while pending) with their evidence; the takedown itself is done elsewhere. Network work comes first,
+then one write transaction.
 """
 
 from __future__ import annotations
@@ -193,6 +195,7 @@ async def _revalidate_all(
 ):
     import asyncio
 
+    await fetcher.prefetch_spawning(s.url for s in sources)  # batched registry queries, not one per source
     return list(await asyncio.gather(*(fetcher.revalidate(s, validators.get(s.source_id)) for s in sources)))
 
 
