@@ -445,6 +445,24 @@ def test_resume_with_a_small_remainder_appends_to_the_partial(server, fetch, sto
     assert leftovers(store) == []
 
 
+@pytest.mark.parametrize("size", [30_000, 3_000_000])  # in memory, and streamed by the writer threads
+def test_a_full_disk_is_a_named_transient_failure(server, fetch, store, monkeypatch, size):
+    import errno
+
+    from clipfactory.acquire import http
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(http, "writev_all", full)
+    monkeypatch.setattr(http._BodyWriter, "to_disk", full)
+    url = server.add("/d.mp4", body=fake_mp4(size, 2))
+    (out,), _ = fetch([url])
+    assert out.status == "failed" and out.reason == "fetch.storage_error" and out.error_kind == "transient"
+    assert "No space left on device" in out.error and "free space" in out.error
+    assert blobs(store) == []
+
+
 def test_truncated_after_all_attempts_keeps_the_partial_then_next_run_resumes(server, fetch, store):
     body = fake_mp4(3_000_000, 8)
     url = server.add("/t.mp4", body=body, etag='"t1"', truncate_at=2_000_000, truncate_times=1)

@@ -385,6 +385,7 @@ class FetchOutcome:
 
 # Reasons whose failure may clear up later (retried on the next run; resume skips only kept/dropped).
 TRANSIENT_REASONS = {
+    "fetch.storage_error",
     "fetch.rate_limited",
     "fetch.timeout",
     "fetch.truncated",
@@ -868,6 +869,16 @@ class Fetcher:
         except ClipfactoryError as exc:
             kind = "transient" if exc.transient else "terminal"
             out = FetchOutcome(source.source_id, Result.FAILED, "fetch.error", kind, str(exc))
+        except OSError as exc:  # the network's errors arrive as httpx exceptions: this is the local disk
+            where = exc.filename or (self.store.root if self.store is not None else "the blob store")
+            out = FetchOutcome(
+                source.source_id,
+                Result.FAILED,
+                "fetch.storage_error",
+                "transient",
+                f"{exc.strerror or exc} ({where}): free space or fix the blob store's permissions, then run "
+                "again; the partial download, if any, is resumed",
+            )
         except Exception as exc:
             log.exception("fetch of %s failed", source.source_id)
             out = FetchOutcome(

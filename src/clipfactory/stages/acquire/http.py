@@ -10,16 +10,20 @@ Writes
 Drop reasons
     ``consent.robots_disallow``, ``consent.x_robots_noai``, ``consent.x_robots_noindex``,
     ``consent.tdm_reserved``, ``consent.content_usage_train_ai_n``, ``consent.c2pa_training_not_allowed``,
+    ``consent.spawning_opt_out`` (with a Spawning API key),
     ``policy.platform_terms_no_permission:<platform>``, ``fetch.http_404``, ``fetch.http_410`` (and other 4xx),
     ``fetch.not_video``, ``fetch.too_large``, ``fetch.too_many_redirects``, ``fetch.header_too_large``,
     ``fetch.bad_url``, ``takedown.tombstoned:<id>`` (taken down before: refused by source id before any
     request, or by content hash after the download, whose bytes are then deleted).
 Failures (retried on a later run; each names its reason too)
     transient: ``fetch.rate_limited``, ``fetch.timeout``, ``fetch.truncated`` (the partial file is kept and
-    resumed with ``Range``), ``fetch.http_5xx``, ``fetch.connect_error``, ``fetch.robots_unreachable``;
+    resumed with ``Range``), ``fetch.http_5xx``, ``fetch.connect_error``, ``fetch.robots_unreachable``,
+    ``fetch.spawning_unavailable`` (the registry did not answer), ``fetch.storage_error`` (the local disk:
+    full, or not writable);
     terminal: ``fetch.http_401``, ``fetch.http_403`` (never worked around).
 Resources
-    one CPU (one event loop plus a few writer threads), little memory: bodies stream to disk.
+    about one CPU (one event loop; hashing and writing on a few worker threads), little memory: bodies
+    stream to disk.
 
 The whole batch runs concurrently on one event loop that lives in a thread for the stage's lifetime, so
 connections, per-host rate limits and the robots.txt/tdmrep.json caches carry across batches. The stage
