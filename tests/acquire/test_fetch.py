@@ -454,8 +454,8 @@ def test_a_full_disk_is_a_named_transient_failure(server, fetch, store, monkeypa
     def full(*_a, **_k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(http, "writev_all", full)
-    monkeypatch.setattr(http._BodyWriter, "to_disk", full)
+    monkeypatch.setattr(http._FileSink, "write", full)  # mid-stream, for the large body
+    monkeypatch.setattr(http._BodyWriter, "to_disk", full)  # at the end, for the small one
     url = server.add("/d.mp4", body=fake_mp4(size, 2))
     (out,), _ = fetch([url])
     assert out.status == "failed" and out.reason == "fetch.storage_error" and out.error_kind == "transient"
