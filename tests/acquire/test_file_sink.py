@@ -120,3 +120,13 @@ def test_tmpfs(tmp_path):
         import shutil
 
         shutil.rmtree(d)
+
+
+def test_partials_are_listed_once_and_stray_metadata_removed(tmp_path):
+    inc = tmp_path / "incoming"
+    inc.mkdir()
+    for name in ("a.partial", "a.partial.json", "b.partial.json", "c.partial", "x.tmp"):
+        (inc / name).write_bytes(b"{}")
+    assert http._scan_partials(inc) == {"a", "c"}
+    assert sorted(p.name for p in inc.iterdir()) == ["a.partial", "a.partial.json", "c.partial", "x.tmp"]
+    assert http._scan_partials(tmp_path / "missing") == set()

@@ -771,6 +771,26 @@ def writev_all(fd: int, buffers: list[bytes]) -> int:
     return total
 
 
+def _scan_partials(incoming: Path) -> set[str]:
+    """Keys of the partial downloads in ``incoming`` (one directory listing per fetcher); stray
+    ``.partial.json`` files without their ``.partial`` are removed."""
+    parts: set[str] = set()
+    metas: set[str] = set()
+    try:
+        with os.scandir(incoming) as it:
+            for entry in it:
+                if entry.name.endswith(".partial"):
+                    parts.add(entry.name[: -len(".partial")])
+                elif entry.name.endswith(".partial.json"):
+                    metas.add(entry.name[: -len(".partial.json")])
+    except FileNotFoundError:
+        return set()
+    for key in metas - parts:
+        with contextlib.suppress(OSError):
+            os.unlink(incoming / f"{key}.partial.json")
+    return parts
+
+
 def _hash_file(path: Path, hasher: Any) -> None:
     with open(path, "rb") as fh:
         while True:
@@ -848,6 +868,7 @@ class Fetcher:
         self._primed: list[tuple[str, str, float, Any]] = []
         self._c2pa_state: str | None = None
         self._incoming_dir: Path | None = None
+        self._partial_keys: set[str] | None = None  # downloads that may have a partial to resume
         #: The Spawning Do-Not-Train registry client; set by :meth:`open` when an API key is configured.
         self.spawning: SpawningRegistry | None = None
 
@@ -1413,6 +1434,8 @@ class Fetcher:
         resumable = threaded and (
             bool(vals.get("etag") and not vals["etag"].startswith("W/")) or bool(vals.get("last_modified"))
         )
+        if resumable and self._partial_keys is not None:
+            self._partial_keys.add(key)  # a later attempt or run may resume this file
         if resumable and not offset:
             with atomic_write(meta_path, "w") as fh:
                 json.dump({"url": url, **vals, "total": total, "created_at": time.time()}, fh)
@@ -1642,6 +1665,11 @@ class Fetcher:
             return None
         inc = self.store.root / "incoming"
         key = _partial_key(url)
+        if self._partial_keys is None:
+            self._partial_keys = _scan_partials(inc)
+        if key not in self._partial_keys:  # no file system call for the common case: nothing to resume
+            return None
+        self._partial_keys.discard(key)  # added back if this download leaves a partial again
         path, meta_path = inc / f"{key}.partial", inc / f"{key}.partial.json"
         if not path.exists():
             meta_path.unlink(missing_ok=True)
