@@ -134,27 +134,10 @@ def run_fetcher(urls: list[str], store_root: Path, stats_out: dict):
     return asyncio.run(main())
 
 
-def disk_sync_write_mb_s(directory: Path, size: int = 512 * 1024 * 1024) -> float:
-    """MB/s of writing ``size`` bytes to a file in ``directory`` and fsyncing it: the disk's bound on the
-    fetcher, which must have every byte on disk before it renames a file into the store."""
-    buf = os.urandom(8 * 1024 * 1024)
-    path = directory / "disk-probe"
-    t = time.perf_counter()
-    with open(path, "wb") as fh:
-        for _ in range(size // len(buf)):
-            fh.write(buf)
-        fh.flush()
-        os.fsync(fh.fileno())
-    wall = time.perf_counter() - t
-    path.unlink()
-    return round(size / wall / 1e6, 1)
-
-
 def bench(urls: list[str], repeat: int, label: str) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="cf-bench-fetch-"))
     runs: dict[str, list[dict]] = {"baseline": [], "baseline_disk": [], "fetcher": []}
     stats: dict = {}
-    disk: list[float] = []
     try:
         # Warm-up, not timed: imports, the server's first connections, the page cache.
         run_baseline(urls[:4], False, tmp)
@@ -170,13 +153,9 @@ def bench(urls: list[str], repeat: int, label: str) -> dict:
             stats = {}
             runs["fetcher"].append(_timed(lambda store=store, stats=stats: run_fetcher(urls, store, stats)))
             shutil.rmtree(store)
-        if label == "large":  # after the runs, so the probe's own writes cannot slow them
-            disk.append(disk_sync_write_mb_s(tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out: dict = {"label": label, "files": len(urls), "runs": repeat}
-    if disk:
-        out["disk_fsync_MB_per_s"] = {"median": statistics.median(disk), "runs": disk}
     for name, rs in runs.items():
         assert all(r["ok"] == len(urls) for r in rs), (name, [r["ok"] for r in rs])
         wall = statistics.median(r["wall_s"] for r in rs)
@@ -321,9 +300,6 @@ def main(argv: list[str] | None = None) -> None:
         pr = r["fetcher_vs_baseline_paired"]
         print(f"  fetcher / baseline, round by round: median {pr['median']:.3f} of {pr['runs']}")
         print(f"  robots.txt and tdmrep.json requests seen by the server: {r['server_hits']}")
-        if "disk_fsync_MB_per_s" in r:
-            d = r["disk_fsync_MB_per_s"]
-            print(f"  the disk, writing 512 MB and fsyncing, after the runs: {d['median']} MB/s")
     if "cpu_per_fetch_one_connection" in results:
         c = results["cpu_per_fetch_one_connection"]
         print("\nCPU ms per fetch, one connection (median; event-loop thread / whole process):")
