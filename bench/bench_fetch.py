@@ -11,7 +11,7 @@ the fetcher's CPU time is its own and the server takes little of the CPU the cli
   robots.txt, tdmrep.json, X-Robots-Tag, TDM headers, Content-Usage, C2PA when installed), content
   sniffing, sha256, writes into the blob store with fsync, and adoption under the hash.
 
-After an untimed warm-up of each, runs are interleaved (baseline, baseline+disk, fetcher) and repeated; medians and ratios are printed, with
+After an untimed warm-up of each, and an untimed ``sync`` before every run, runs are interleaved (baseline, baseline+disk, fetcher) and repeated; medians and ratios are printed, with
 CPU time / wall time of this process during each run (about 1.0 = one core busy), and how often the
 server saw robots.txt and tdmrep.json requested.
 
@@ -69,6 +69,9 @@ class Server:
 
 
 def _timed(fn):
+    # Untimed: flush what the previous run left to the disk (dirty pages, deleted files), so that no run
+    # pays for another's writes.
+    os.sync()
     c0, w0 = time.process_time(), time.perf_counter()
     n_bytes, n_ok = fn()
     wall = time.perf_counter() - w0
