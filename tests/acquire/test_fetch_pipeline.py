@@ -71,6 +71,7 @@ def test_fetch_sources_end_to_end(env, server):
         "policy.platform_terms_no_permission:youtube": 1,
     }
     assert r["host_documents_fetched"] == {"robots.txt": 1, "tdmrep.json": 1}
+    assert r["spawning_queries"] == {"requests": 0, "retries": 0, "errors": 0}  # no key: not asked
     cat = Catalog(env.catalog)
     src = cat.query("SELECT * FROM sources WHERE source_id = 'url:ok'")[0]
     assert src["blob_uri"] and src["size_bytes"] == 50_000 and src["acquired_at"]

@@ -341,7 +341,9 @@ def test_revalidation_queues_a_new_opt_out_for_takedown(server, api, env):
         upsert_records(
             con, [SourceRecord(source_id=f"url:{n}", platform="web", url=u) for n, u in urls.items()]
         )
-    assert fetch_sources(settings, platform_check=allow_all)["kept"] == 2
+    fetched = fetch_sources(settings, platform_check=allow_all)
+    assert fetched["kept"] == 2
+    assert fetched["spawning_queries"] == {"requests": 1, "retries": 0, "errors": 0}  # one batch
     before = len(api.requests)
     api.opt_out.add(urls["b"])  # the owner opts out after we downloaded
     hits = server.hits["/b.mp4"]

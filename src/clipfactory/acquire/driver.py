@@ -102,6 +102,11 @@ def fetch_sources(
             "robots.txt": stats.get("host_doc.robots.txt", 0),
             "tdmrep.json": stats.get("host_doc.tdmrep.json", 0),
         },
+        "spawning_queries": {
+            "requests": stats.get("spawning.requests", 0),
+            "retries": stats.get("spawning.retries", 0),
+            "errors": stats.get("spawning.errors", 0),
+        },
         "evidence_loaded": {k: loaded[k] + caught_up[k] for k in loaded},
     }
 

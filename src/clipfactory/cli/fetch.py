@@ -44,6 +44,11 @@ def _render_fetch(r: dict[str, Any]) -> None:
         f"{r['requests']} requests, {r['retries']} retries; robots.txt fetched {docs['robots.txt']}x, "
         f"tdmrep.json {docs['tdmrep.json']}x"
     )
+    sp = r.get("spawning_queries") or {}
+    if sp.get("requests"):
+        console.print(
+            f"Spawning registry: {sp['requests']} queries, {sp['retries']} retries, {sp['errors']} without answer"
+        )
 
 
 @sources_app.command("revalidate")
