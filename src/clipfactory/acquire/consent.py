@@ -404,7 +404,7 @@ class TdmStatement:
 
     reservation: int
     policy: str | None
-    source: str  # tdmrep.json | header | meta
+    source: str  # tdmrep.json | header | meta | xmp
     location: str | None = None
 
 
@@ -595,6 +595,91 @@ C2PA_BMFF_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
 _MAX_TOP_LEVEL_BOXES = 100_000
 
 
+#: The extended type of the ``uuid`` box that holds an XMP packet in ISO BMFF files (XMP specification,
+#: part 3); QuickTime files may carry it in ``moov/udta/XMP_`` instead.
+XMP_BMFF_UUID = bytes.fromhex("be7acfcb97a942e89c71999491e3afac")
+_MAX_XMP_BYTES = 4 * 1024 * 1024
+_NO_BOX = object()
+
+
+@dataclass
+class BmffScan:
+    """What a walk over an MP4/MOV file's box headers found.
+
+    ``c2pa``: whether a top-level C2PA ``uuid`` box is present; ``None`` when the boxes cannot be walked to
+    the exact end of the file (the caller then lets c2pa-python read it). ``xmp``: the XMP packet, if any.
+    """
+
+    c2pa: bool | None
+    xmp: bytes | None = None
+
+
+def _boxes(fh: Any, start: int, end: int) -> Iterable[tuple[bytes, int, int, bytes] | None]:
+    """``(type, payload start, box end, first 16 payload bytes)`` of the boxes in ``[start, end)``; ``None``
+    last when the structure breaks before ``end``."""
+    pos = start
+    for _ in range(_MAX_TOP_LEVEL_BOXES):
+        if pos == end:
+            return
+        fh.seek(pos)
+        head = fh.read(32)
+        if len(head) < 8:
+            break
+        size, kind = struct.unpack(">I4s", head[:8])
+        header = 8
+        if size == 1:
+            if len(head) < 16:
+                break
+            size = struct.unpack(">Q", head[8:16])[0]
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            break
+        yield kind, pos + header, pos + size, head[header : header + 16]
+        pos += size
+    yield None
+
+
+def bmff_scan(path: str) -> BmffScan:
+    """Walk an MP4/MOV file's top-level box headers (and ``moov/udta``) for C2PA and XMP, reading little."""
+    with open(path, "rb") as fh:
+        end = os.fstat(fh.fileno()).st_size
+        found = BmffScan(c2pa=False)
+        for box in _boxes(fh, 0, end):
+            if box is None:
+                found.c2pa = None if not found.c2pa else True
+                break
+            kind, body, box_end, first = box
+            if kind == b"uuid" and first == C2PA_BMFF_UUID:
+                found.c2pa = True
+            elif kind == b"uuid" and first == XMP_BMFF_UUID and found.xmp is None:
+                found.xmp = _read(fh, body + 16, box_end)
+            elif kind == b"moov" and found.xmp is None:
+                found.xmp = _udta_xmp(fh, body, box_end)
+        return found
+
+
+def _read(fh: Any, start: int, end: int) -> bytes | None:
+    if end - start > _MAX_XMP_BYTES:
+        return None
+    fh.seek(start)
+    return fh.read(end - start)
+
+
+def _udta_xmp(fh: Any, start: int, end: int) -> bytes | None:
+    for box in _boxes(fh, start, end):
+        if box is None:
+            return None
+        if box[0] == b"udta":
+            for inner in _boxes(fh, box[1], box[2]):
+                if inner is None:
+                    return None
+                if inner[0] == b"XMP_":
+                    return _read(fh, inner[1], inner[2])
+    return None
+
+
 def bmff_c2pa_box(path: str) -> bool | None:
     """Whether an MP4/MOV file has a top-level C2PA ``uuid`` box, reading only the box headers.
 
@@ -602,31 +687,43 @@ def bmff_c2pa_box(path: str) -> bool | None:
     structure cannot be walked (the caller then lets c2pa-python read the file). A file with no such box has
     no embedded manifest store, so c2pa-python need not open it.
     """
-    with open(path, "rb") as fh:
-        end = os.fstat(fh.fileno()).st_size
-        pos = 0
-        for _ in range(_MAX_TOP_LEVEL_BOXES):
-            if pos == end:
-                return False
-            fh.seek(pos)
-            head = fh.read(32)
-            if len(head) < 8:
-                return None
-            size, kind = struct.unpack(">I4s", head[:8])
-            header = 8
-            if size == 1:
-                if len(head) < 16:
-                    return None
-                size = struct.unpack(">Q", head[8:16])[0]
-                header = 16
-            elif size == 0:
-                size = end - pos
-            if size < header or pos + size > end:
-                return None
-            if kind == b"uuid" and head[header : header + 16] == C2PA_BMFF_UUID:
-                return True
-            pos += size
-    return None
+    return bmff_scan(path).c2pa
+
+
+TDMREP_XMP_NS = "http://www.w3.org/ns/tdmrep/"
+
+
+def parse_tdm_xmp(packet: bytes | None) -> TdmStatement | None:
+    """``tdm:reservation`` (and ``tdm:policy``) in an XMP packet (namespace ``http://www.w3.org/ns/tdmrep/``),
+    as an attribute of an ``rdf:Description`` or as a property element. Unparsable XMP is no statement."""
+    if not packet:
+        return None
+    from defusedxml import ElementTree as DET  # untrusted XML: no entity expansion, no external references
+
+    text = packet.strip(b"\x00 \t\r\n")
+    start = text.find(b"<x:xmpmeta")
+    if start < 0:
+        start = text.find(b"<rdf:RDF")
+    if start > 0:
+        text = text[start:]
+    stop = max(text.rfind(b"</x:xmpmeta>"), -1)
+    if stop >= 0:
+        text = text[: stop + len(b"</x:xmpmeta>")]
+    try:
+        root = DET.fromstring(text)
+    except Exception:  # broken or hostile XML: no statement
+        return None
+    reservation = policy = None
+    key_r, key_p = f"{{{TDMREP_XMP_NS}}}reservation", f"{{{TDMREP_XMP_NS}}}policy"
+    for el in root.iter():
+        if reservation is None:
+            reservation = el.attrib.get(key_r) or (el.text if el.tag == key_r else None)
+        if policy is None:
+            policy = el.attrib.get(key_p) or (el.text if el.tag == key_p else None)
+    value = (reservation or "").strip()
+    if value not in ("0", "1"):
+        return None
+    return TdmStatement(int(value), (policy or "").strip() or None, "xmp")
 
 
 def read_c2pa_manifest(path: str, mime: str | None = None) -> dict[str, Any] | None:

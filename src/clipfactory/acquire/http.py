@@ -1518,8 +1518,11 @@ class Fetcher:
                 )
             await writer.drain()
             keep_partial = True  # complete: the worker adopts it or deletes it
-            check, uri, container, sha = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._complete, writer, meta_path, container
+            tdm_header = c.tdm_from_headers(
+                response.headers.get_list("tdm-reservation"), response.headers.get_list("tdm-policy")
+            )
+            checks, uri, container, sha = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._complete, writer, meta_path, container, (tdm_file, tdm_header)
             )
         except BaseException:
             # Interrupted (a total timeout, a cancelled run): keep what passed the sniff, to resume with Range.
@@ -1531,9 +1534,11 @@ class Fetcher:
             if not keep_partial:
                 path.unlink(missing_ok=True)
                 meta_path.unlink(missing_ok=True)
-        ev.add_checks(url, "content", [check])
+        ev.add_checks(url, "content", checks)
         if uri is None:
-            return self._final(sid, Result.DROPPED, check.reason or c.REASON_C2PA, url, status, check.value)
+            denial = c.first_denial(checks)
+            assert denial is not None
+            return self._final(sid, Result.DROPPED, denial.reason or c.REASON_C2PA, url, status, denial.value)
         attempt["content_sha256"] = sha
         self.stats["bytes"] += received
         out = FetchOutcome(
@@ -1592,29 +1597,43 @@ class Fetcher:
         )
 
     def _complete(
-        self, writer: _BodyWriter, meta_path: Path, container: str | None
-    ) -> tuple[c.Check, str | None, str | None, str]:
-        """Worker thread: put the body on disk, read its C2PA manifest, adopt it under its hash or delete it."""
+        self,
+        writer: _BodyWriter,
+        meta_path: Path,
+        container: str | None,
+        tdm_prior: tuple[c.TdmStatement | None, c.TdmStatement | None] = (None, None),
+    ) -> tuple[list[c.Check], str | None, str | None, str]:
+        """Worker thread: put the body on disk, check what the file itself says (C2PA, TDMRep in its XMP),
+        adopt it under its hash or delete it."""
         sha = writer.to_disk(self.options.fsync)
         path = writer.path
         if container is None:
             with open(path, "rb") as fh:
                 container = sniff_container(fh.read(_SNIFF_BYTES))
         try:
-            check = self._c2pa(path, container)
+            scan = None
+            if container in ("mp4", "quicktime"):
+                try:
+                    scan = c.bmff_scan(str(path))
+                except OSError:
+                    scan = None
+            checks = [self._c2pa(path, container, scan)]
+            xmp = c.parse_tdm_xmp(scan.xmp) if scan is not None else None
+            if xmp is not None:  # the file's own statement outranks the header and the well-known file
+                checks.append(c.check_tdm(*tdm_prior, xmp))
         except BaseException:
             path.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
             raise
-        if check.denied:  # the bytes of a denied file are never kept
+        if c.first_denial(checks) is not None:  # the bytes of a denied file are never kept
             path.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
-            return check, None, container, sha
+            return checks, None, container, sha
         uri = self._store().adopt(path, sha)
         meta_path.unlink(missing_ok=True)
-        return check, uri, container, sha
+        return checks, uri, container, sha
 
-    def _c2pa(self, path: Path, container: str | None) -> c.Check:
+    def _c2pa(self, path: Path, container: str | None, scan: c.BmffScan | None = None) -> c.Check:
         mode = self.options.c2pa
         if mode == "off":
             return c.Check("c2pa", c.NOT_CHECKED, None, evidence={"why": "disabled in config"})
@@ -1632,15 +1651,11 @@ class Fetcher:
             if mode == "require":
                 raise MissingExtraError("c2pa-python", "c2pa", feature="the C2PA training-mining check")
             return c.Check("c2pa", c.NOT_CHECKED, None, evidence={"why": "c2pa-python is not installed"})
-        if container in ("mp4", "quicktime"):
-            try:
-                boxed = c.bmff_c2pa_box(str(path))
-            except OSError:
-                boxed = None
-            if boxed is False:  # no manifest store can be embedded: no need to open the file with c2pa
-                check = c.check_c2pa(None)
-                check.evidence["read"] = "top-level boxes: no C2PA uuid box"
-                return check
+        if scan is not None and scan.c2pa is False:
+            # No top-level C2PA box: no manifest store can be embedded, so c2pa-python need not open it.
+            check = c.check_c2pa(None)
+            check.evidence["read"] = "top-level boxes: no C2PA uuid box"
+            return check
         try:
             manifest = c.read_c2pa_manifest(str(path), mime)
         except MissingExtraError:
