@@ -122,6 +122,7 @@ def run_fetcher(urls: list[str], store_root: Path, stats_out: dict):
             "max_connections": CONCURRENCY,
             "per_host_connections": CONCURRENCY,
             "per_host_rate": 0,
+            "allow_private_addresses": True,  # the server is on 127.0.0.1
             **FETCH_OPTIONS,
         }
     )

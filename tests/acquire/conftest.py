@@ -50,7 +50,14 @@ def transport():
     return LoopbackOnly()
 
 
-FAST = {"backoff_base_s": 0.02, "backoff_max_s": 0.2, "connect_timeout_s": 2.0, "read_timeout_s": 5.0}
+# Tests serve on 127.0.0.1, which the fetcher refuses by default (allow_private_addresses).
+FAST = {
+    "allow_private_addresses": True,
+    "backoff_base_s": 0.02,
+    "backoff_max_s": 0.2,
+    "connect_timeout_s": 2.0,
+    "read_timeout_s": 5.0,
+}
 
 
 @pytest.fixture

@@ -209,7 +209,7 @@ def test_host_documents_refetched_after_ttl(server, store, transport):
 
     async def go():
         async with Fetcher(
-            FetchOptions(robots_ttl_s=0.3, tdmrep_ttl_s=0.3),
+            FetchOptions(robots_ttl_s=0.3, tdmrep_ttl_s=0.3, allow_private_addresses=True),
             store,
             platform_check=lambda *a: (True, None),
             transport=transport,

@@ -20,6 +20,8 @@ def env(tmp_path, monkeypatch):
     for k in list(__import__("os").environ):
         if k.startswith("CLIPFACTORY_"):
             monkeypatch.delenv(k)
+    # The test server is on 127.0.0.1, which the fetcher refuses unless told (CLI runs read this file too).
+    (tmp_path / "clipfactory.toml").write_text("[acquire.http]\nallow_private_addresses = true\n")
     s = load_settings(overrides={"catalog": str(tmp_path / "cat.duckdb"), "store": str(tmp_path / "store")})
     return s
 
@@ -129,7 +131,9 @@ def test_explain_reads_evidence_not_loaded_yet(env, server, store):
 
     server.add("/a.mp4", body=fake_mp4(1000))
     cat = Catalog(env.catalog)
-    stage = HttpFetchStage({}, StageContext(store_root=str(store.root)), platform_check=allow_all)
+    stage = HttpFetchStage(
+        {"allow_private_addresses": True}, StageContext(store_root=str(store.root)), platform_check=allow_all
+    )
     LocalExecutor(cat, retries=1).run(
         [stage], [SourceRecord(source_id="url:a", platform="web", url=server.url("/a.mp4"))]
     )

@@ -17,7 +17,13 @@ from clipfactory.records import SourceRecord
 KEY = "spawning-test-key-7f3a9c1e5b2d4f60"
 KEY_ENV = "CLIPFACTORY_SPAWNING_API_KEY"
 API_PATH = "/api/v2/query/urls"
-FAST = {"backoff_base_s": 0.005, "backoff_max_s": 0.02, "connect_timeout_s": 2.0, "read_timeout_s": 5.0}
+FAST = {
+    "allow_private_addresses": True,
+    "backoff_base_s": 0.005,
+    "backoff_max_s": 0.02,
+    "connect_timeout_s": 2.0,
+    "read_timeout_s": 5.0,
+}
 
 
 class FakeSpawningAPI:
@@ -319,7 +325,11 @@ def env(tmp_path, monkeypatch):
     def settings(api_url: str):
         return load_settings(
             overrides={"catalog": str(tmp_path / "cat.duckdb"), "store": str(tmp_path / "store")},
-            sets=[f"acquire.http.spawning_api_url={api_url}", "acquire.http.backoff_base_s=0.005"],
+            sets=[
+                f"acquire.http.spawning_api_url={api_url}",
+                "acquire.http.backoff_base_s=0.005",
+                "acquire.http.allow_private_addresses=true",
+            ],
         )
 
     monkeypatch.chdir(tmp_path)  # no clipfactory.toml from elsewhere

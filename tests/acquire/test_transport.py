@@ -56,7 +56,9 @@ def test_fetcher_clients_read_large_and_download(server, tmp_path):
     url = server.add("/big.mp4", body=body, etag='"b"')
 
     async def go():
-        async with Fetcher(FetchOptions(per_host_rate=0), BlobStore(tmp_path / "s")) as f:
+        async with Fetcher(
+            FetchOptions(per_host_rate=0, allow_private_addresses=True), BlobStore(tmp_path / "s")
+        ) as f:
             assert all(uses_large_reads(c._transport) for c in f._clients)
             from clipfactory.records import SourceRecord
 

@@ -30,6 +30,7 @@ import logging
 import mmap
 import os
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -158,6 +159,11 @@ class FetchOptions(StageConfig):
         ge=1,
         description="Worker threads that hash and write large bodies while they stream (more than the "
         "free cores only adds contention with the event loop)",
+    )
+    allow_private_addresses: bool = Field(
+        False,
+        description="Fetch from private, loopback, link-local and reserved addresses; off, a manifest cannot "
+        "point the fetcher at your own network (checked on the name's addresses and on each connection)",
     )
     read_bytes: int = Field(
         256 * 1024,
@@ -868,6 +874,7 @@ class Fetcher:
         self._primed: list[tuple[str, str, float, Any]] = []
         self._c2pa_state: str | None = None
         self._incoming_dir: Path | None = None
+        self._addresses: dict[str, str | None] = {}  # host → a non-public address it resolves to
         self._partial_keys: set[str] | None = None  # downloads that may have a partial to resume
         #: The Spawning Do-Not-Train registry client; set by :meth:`open` when an API key is configured.
         self.spawning: SpawningRegistry | None = None
@@ -903,7 +910,8 @@ class Fetcher:
                 ),
                 limits=limits,
                 headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
-                transport=self._transport or make_transport(ssl_context, limits, o.read_bytes),
+                transport=self._transport
+                or make_transport(ssl_context, limits, o.read_bytes, o.allow_private_addresses),
                 verify=ssl_context,
             )
             for _ in range(shards)
@@ -1046,6 +1054,17 @@ class Fetcher:
             denied = self._check_platform(source, host, url, ev)
             if denied is not None:
                 return denied
+            if not self.options.allow_private_addresses:
+                where = await self._non_public_address(host)
+                if where is not None:
+                    return FetchOutcome(
+                        sid,
+                        Result.DROPPED,
+                        "fetch.private_address",
+                        error=f"{host} resolves to {where}, which is not a public address (set "
+                        "acquire.http.allow_private_addresses = true to fetch from your own network)",
+                        final_url=url,
+                    )
             robots = await self._host_doc(origin, "robots.txt", ev)
             if robots.state == "unreachable":
                 ev.add_checks(url, "before_fetch", [robots.check(url, self.options.agent_token)])
@@ -1112,6 +1131,29 @@ class Fetcher:
                 final_url=url,
             )
         return None
+
+    async def _non_public_address(self, host: str) -> str | None:
+        """The first non-public address ``host`` resolves to, or None (cached per host). The transport checks
+        the address actually connected to as well, so a name that changes its answer is still caught."""
+        if host in self._addresses:
+            return self._addresses[host]
+        import ipaddress
+
+        from .transport import is_public_address
+
+        literal = host.strip("[]")
+        try:
+            try:
+                ipaddress.ip_address(literal.split("%", 1)[0])
+                ips = [literal]
+            except ValueError:  # a name: ask the resolver
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+                ips = [str(info[4][0]) for info in infos]
+            found = next((ip for ip in ips if not is_public_address(ip)), None)
+        except OSError:
+            found = None  # unresolvable: the connection attempt will say so (fetch.connect_error)
+        self._addresses[host] = found
+        return found
 
     def _check_platform(self, source: SourceRecord, host: str, url: str, ev: Evidence) -> FetchOutcome | None:
         if self.platform_check is None:
@@ -1236,7 +1278,21 @@ class Fetcher:
         except httpx.TimeoutException as exc:
             step = _Step("retry", reason="fetch.timeout", message=f"{type(exc).__name__}: {exc}")
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            step = _Step("retry", reason="fetch.connect_error", message=f"{type(exc).__name__}: {exc}")
+            from .transport import PrivateAddressError
+
+            if isinstance(exc.__cause__, PrivateAddressError):
+                step = _Step(
+                    "final",
+                    FetchOutcome(
+                        source.source_id,
+                        Result.DROPPED,
+                        "fetch.private_address",
+                        error=str(exc),
+                        final_url=url,
+                    ),
+                )
+            else:
+                step = _Step("retry", reason="fetch.connect_error", message=f"{type(exc).__name__}: {exc}")
         except httpx.RemoteProtocolError as exc:
             text = str(exc)
             if "too long" in text.lower() or "too large" in text.lower():

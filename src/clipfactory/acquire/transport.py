@@ -16,6 +16,7 @@ future httpx builds it differently, :func:`make_transport` keeps httpx's pool an
 
 from __future__ import annotations
 
+import ipaddress
 import select
 import ssl
 from typing import Any
@@ -24,6 +25,18 @@ import httpcore
 import httpx
 
 READ_BYTES = 256 * 1024  # asyncio's own largest socket read (selector transports, max_size)
+
+
+class PrivateAddressError(httpcore.ConnectError):
+    """A connection reached an address that is not public (private, loopback, link-local, reserved)."""
+
+
+def is_public_address(ip: str) -> bool:
+    """Whether an IP address is globally routable (an IPv4-mapped IPv6 address counts as its IPv4)."""
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_global
 
 
 def _readable(sock: Any) -> bool:
@@ -70,10 +83,21 @@ class _LargeReadStream(httpcore.AsyncNetworkStream):
 
 
 class LargeReadBackend(httpcore.AsyncNetworkBackend):
-    """A network backend whose streams read up to ``read_bytes`` per call (asyncio only)."""
+    """A network backend whose streams read up to ``read_bytes`` per call (asyncio only).
 
-    def __init__(self, read_bytes: int = READ_BYTES, inner: httpcore.AsyncNetworkBackend | None = None):
+    Unless ``allow_private``, a connection whose peer is not a public address is closed before any byte is
+    sent and :class:`PrivateAddressError` raised: checking the address actually connected to, not a DNS
+    answer, also stops a name that resolves to a public address once and a private one the next time.
+    """
+
+    def __init__(
+        self,
+        read_bytes: int = READ_BYTES,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+        allow_private: bool = True,
+    ):
         self.read_bytes = read_bytes
+        self.allow_private = allow_private
         self._inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -85,11 +109,19 @@ class LargeReadBackend(httpcore.AsyncNetworkBackend):
         socket_options: Any = None,
     ) -> httpcore.AsyncNetworkStream:
         stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        if not self.allow_private:
+            peer = stream.get_extra_info("server_addr")
+            ip = str(peer[0]) if peer else ""
+            if not ip or not is_public_address(ip):
+                await stream.aclose()
+                raise PrivateAddressError(f"{host} is at {ip or 'an unknown address'}, which is not public")
         return _LargeReadStream(stream, self.read_bytes)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Any = None
     ) -> httpcore.AsyncNetworkStream:
+        if not self.allow_private:
+            raise PrivateAddressError(f"unix socket {path} is not a public address")
         stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
         return _LargeReadStream(stream, self.read_bytes)
 
@@ -98,22 +130,34 @@ class LargeReadBackend(httpcore.AsyncNetworkBackend):
 
 
 def make_transport(
-    ssl_context: ssl.SSLContext, limits: httpx.Limits, read_bytes: int = READ_BYTES
+    ssl_context: ssl.SSLContext,
+    limits: httpx.Limits,
+    read_bytes: int = READ_BYTES,
+    allow_private: bool = True,
 ) -> httpx.AsyncHTTPTransport:
-    """An HTTP/1.1 transport with no proxy (never one from the environment) and ``read_bytes`` reads."""
+    """An HTTP/1.1 transport with no proxy (never one from the environment), ``read_bytes`` reads, and
+    connections to non-public addresses refused unless ``allow_private``."""
     transport = httpx.AsyncHTTPTransport(
         verify=ssl_context, trust_env=False, http1=True, http2=False, limits=limits
     )
-    if read_bytes > 0 and type(getattr(transport, "_pool", None)) is httpcore.AsyncConnectionPool:
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=LargeReadBackend(read_bytes),
-        )
+    if read_bytes <= 0 and allow_private:
+        return transport
+    if type(getattr(transport, "_pool", None)) is not httpcore.AsyncConnectionPool:
+        if not allow_private:  # never fetch unscreened when screening was asked for
+            raise RuntimeError(
+                f"httpx {httpx.__version__} builds its connection pool differently; clipfactory cannot "
+                "screen addresses with it: pin httpx<0.29 or set acquire.http.allow_private_addresses = true"
+            )
+        return transport
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=True,
+        http2=False,
+        network_backend=LargeReadBackend(max(read_bytes, 0), allow_private=allow_private),
+    )
     return transport
 
 

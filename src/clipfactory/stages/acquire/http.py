@@ -12,7 +12,7 @@ Drop reasons
     ``consent.tdm_reserved``, ``consent.content_usage_train_ai_n``, ``consent.c2pa_training_not_allowed``,
     ``consent.spawning_opt_out`` (with a Spawning API key),
     ``policy.platform_terms_no_permission:<platform>``, ``fetch.http_404``, ``fetch.http_410`` (and other 4xx),
-    ``fetch.not_video``, ``fetch.too_large``, ``fetch.too_many_redirects``, ``fetch.header_too_large``,
+    ``fetch.not_video``, ``fetch.private_address``, ``fetch.too_large``, ``fetch.too_many_redirects``, ``fetch.header_too_large``,
     ``fetch.bad_url``, ``takedown.tombstoned:<id>`` (taken down before: refused by source id before any
     request, or by content hash after the download, whose bytes are then deleted).
 Failures (retried on a later run; each names its reason too)
