@@ -89,3 +89,28 @@ def test_backend_refuses_private_peers(server):
     with pytest.raises(PrivateAddressError, match="not public"):
         asyncio.run(go())
     assert issubclass(PrivateAddressError, httpcore.ConnectError)
+
+
+def test_private_urls_are_never_sent_to_the_spawning_registry(server, store, monkeypatch):
+    from clipfactory.acquire import http
+
+    asked: list[list[str]] = []
+
+    class Registry:
+        async def prefetch(self, urls):
+            asked.append(list(urls))
+
+        async def check(self, url):  # pragma: no cover - not reached: the private URL is dropped first
+            raise AssertionError(url)
+
+    url = server.add("/a.mp4", body=fake_mp4(5_000, 1))
+
+    async def go():
+        async with Fetcher(FetchOptions(), store, platform_check=allow_all) as f:
+            f.spawning = Registry()
+            return await f.fetch_many([SourceRecord(source_id="url:p", platform="web", url=url)])
+
+    (out,) = asyncio.run(go())
+    assert out.reason == "fetch.private_address"
+    assert asked == [[]]
+    assert http.origin_of(url)[1] == "127.0.0.1"

@@ -992,8 +992,14 @@ class Fetcher:
     async def prefetch_spawning(self, urls: Iterable[str | None]) -> None:
         """Ask the Spawning registry about many URLs in batches, so that each fetch finds its answer cached
         (no-op without an API key)."""
-        if self.spawning is not None:
-            await self.spawning.prefetch(urls)
+        if self.spawning is None:
+            return
+        todo = [u for u in urls if u and urlsplit(u).hostname]
+        if not self.options.allow_private_addresses:  # never send a URL of a private network to Spawning
+            hosts = {origin_of(u)[1] for u in todo}
+            await asyncio.gather(*(self._non_public_address(h) for h in hosts))
+            todo = [u for u in todo if self._addresses.get(origin_of(u)[1]) is None]
+        await self.spawning.prefetch(todo)
 
     async def fetch(self, source: SourceRecord) -> FetchOutcome:
         """Fetch one source; never raises (a bug becomes a failed outcome of kind ``bug``)."""
@@ -1047,14 +1053,10 @@ class Fetcher:
         if not url or urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).hostname:
             return FetchOutcome(sid, Result.DROPPED, "fetch.bad_url", error=f"not an http(s) URL: {url!r}")
         for hop in range(self.options.max_redirects + 1):
-            stopped = await self._spawning(source, url, ev, first=hop == 0)
-            if stopped is not None:
-                return stopped
             origin, host = origin_of(url)
-            denied = self._check_platform(source, host, url, ev)
-            if denied is not None:
-                return denied
-            if not self.options.allow_private_addresses:
+            if (
+                not self.options.allow_private_addresses
+            ):  # first: such a URL goes nowhere, not even to Spawning
                 where = await self._non_public_address(host)
                 if where is not None:
                     return FetchOutcome(
@@ -1065,6 +1067,12 @@ class Fetcher:
                         "acquire.http.allow_private_addresses = true to fetch from your own network)",
                         final_url=url,
                     )
+            stopped = await self._spawning(source, url, ev, first=hop == 0)
+            if stopped is not None:
+                return stopped
+            denied = self._check_platform(source, host, url, ev)
+            if denied is not None:
+                return denied
             robots = await self._host_doc(origin, "robots.txt", ev)
             if robots.state == "unreachable":
                 ev.add_checks(url, "before_fetch", [robots.check(url, self.options.agent_token)])
