@@ -794,13 +794,27 @@ class ConsentEvaluator:
         checks = [
             check_x_robots_tag(get("x-robots-tag"), self.rules.agent_token, self.rules.blocked_directives)
         ]
-        checks.append(check_tdm(tdm_file, tdm_from_headers(get("tdm-reservation"), get("tdm-policy"))))
+        checks.append(check_tdm(tdm_file, tdm_header(headers)))
         usage = [("header", v) for v in get("content-usage")]
         checks.append(check_content_usage(usage, self.rules.content_usage_category))
         return checks
 
-    def on_html(self, head: bytes, tdm_file: TdmStatement | None, tdm_header: TdmStatement | None) -> Check:
-        return check_tdm(tdm_file, tdm_header, parse_tdm_meta(head))
+    def on_html(self, head: bytes, tdm_file: TdmStatement | None, header: TdmStatement | None) -> Check:
+        return check_tdm(tdm_file, header, parse_tdm_meta(head))
+
+    def on_media_xmp(
+        self, packet: bytes | None, tdm_file: TdmStatement | None, header: TdmStatement | None
+    ) -> Check | None:
+        """TDMRep in a downloaded file's XMP, which outranks the header and the well-known file; ``None``
+        when the file states nothing."""
+        statement = parse_tdm_xmp(packet)
+        return check_tdm(tdm_file, header, statement) if statement is not None else None
+
+
+def tdm_header(headers: Any) -> TdmStatement | None:
+    """The TDMRep statement of a response's ``tdm-reservation``/``tdm-policy`` headers."""
+    get = _header_getter(headers)
+    return tdm_from_headers(get("tdm-reservation"), get("tdm-policy"))
 
 
 def _header_getter(headers: Any):
@@ -841,5 +855,6 @@ __all__ = [
     "parse_x_robots_tag",
     "read_c2pa_manifest",
     "tdm_from_headers",
+    "tdm_header",
     "training_mining_assertions",
 ]

@@ -1582,11 +1582,13 @@ class Fetcher:
                 )
             await writer.drain()
             keep_partial = True  # complete: the worker adopts it or deletes it
-            tdm_header = c.tdm_from_headers(
-                response.headers.get_list("tdm-reservation"), response.headers.get_list("tdm-policy")
-            )
             checks, uri, container, sha = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._complete, writer, meta_path, container, (tdm_file, tdm_header)
+                self._pool,
+                self._complete,
+                writer,
+                meta_path,
+                container,
+                (tdm_file, c.tdm_header(response.headers)),
             )
         except BaseException:
             # Interrupted (a total timeout, a cancelled run): keep what passed the sniff, to resume with Range.
@@ -1641,10 +1643,7 @@ class Fetcher:
                         head += more
                         if len(head) >= _HTML_HEAD_BYTES:
                             break
-            header = c.tdm_from_headers(
-                response.headers.get_list("tdm-reservation"), response.headers.get_list("tdm-policy")
-            )
-            check = self.evaluator.on_html(head[:_HTML_HEAD_BYTES], tdm_file, header)
+            check = self.evaluator.on_html(head[:_HTML_HEAD_BYTES], tdm_file, c.tdm_header(response.headers))
             ev.add_checks(url, "content", [check])
             if check.denied:
                 attempt["outcome"] = "denied"
@@ -1682,9 +1681,9 @@ class Fetcher:
                 except OSError:
                     scan = None
             checks = [self._c2pa(path, container, scan)]
-            xmp = c.parse_tdm_xmp(scan.xmp) if scan is not None else None
-            if xmp is not None:  # the file's own statement outranks the header and the well-known file
-                checks.append(c.check_tdm(*tdm_prior, xmp))
+            xmp = self.evaluator.on_media_xmp(scan.xmp, *tdm_prior) if scan is not None else None
+            if xmp is not None:
+                checks.append(xmp)
         except BaseException:
             path.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
