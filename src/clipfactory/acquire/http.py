@@ -638,8 +638,7 @@ class _BodyWriter:
         if self.mem is not None:  # hashed by to_disk, on a worker thread
             self.mem += data
             return
-        self.hasher.update(data)
-        self._open().write([data])
+        self._write_batch([data])
 
     def _write_batch(self, chunks: list[bytes]) -> None:
         """Hash each chunk and write the batch (no joined copy)."""
@@ -761,13 +760,15 @@ def _resolve(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
+_IOV_MAX = (os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 0) or 1024
+
+
 def writev_all(fd: int, buffers: list[bytes]) -> int:
     """Write every buffer in order with as few ``writev`` calls as the kernel allows; the bytes written."""
     total = 0
     view: list[Any] = [b for b in buffers if b]
-    max_iov = getattr(os, "sysconf", lambda _name: 1024)("SC_IOV_MAX") or 1024
     while view:
-        n = os.writev(fd, view[:max_iov])
+        n = os.writev(fd, view[:_IOV_MAX])
         total += n
         while view and n >= len(view[0]):
             n -= len(view[0])
