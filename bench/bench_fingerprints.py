@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+# The synthetic media and the copy edits are shared with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 MEDIA = SHARED / "media"
@@ -221,9 +224,10 @@ def _duration(path: Path) -> float:
 
 
 def part_recall(work: Path, n_synth: int) -> dict:
+    from media_synth import transform
+
     from clipfactory.catalog import Catalog
     from clipfactory.fingerprints.lookup import lookup
-    from clipfactory.fingerprints.testing import transform
     from clipfactory.storage import BlobStore
 
     info = build_catalog(work, n_synth, with_bbb=False)
@@ -269,8 +273,9 @@ def part_recall(work: Path, n_synth: int) -> dict:
 
 def _pools(work: Path, seed: int = 11) -> list[tuple[np.ndarray, np.ndarray]]:
     """Dense hash sequences of footage that is not in the catalog: (hashes, times)."""
+    from media_synth import synth_frames
+
     from clipfactory.fingerprints.sample import pdq_of_luma, sample_file
-    from clipfactory.fingerprints.testing import synth_frames
 
     pools = []
     for name in HELD_OUT:
@@ -378,12 +383,13 @@ def part_false(work: Path, n_synth: int, n_queries: int) -> dict:
 
 
 def part_scale(work: Path, n_synth: int) -> dict:
+    from media_synth import synth_video, transform
+
     from clipfactory.catalog import Catalog
     from clipfactory.fingerprints import index as index_mod
     from clipfactory.fingerprints.lookup import describe, match_hashes
     from clipfactory.fingerprints.match import MatchConfig
     from clipfactory.fingerprints.sample import sample_file
-    from clipfactory.fingerprints.testing import synth_video, transform
     from clipfactory.storage import BlobStore
 
     info = build_catalog(work, n_synth, with_bbb=True)
@@ -458,7 +464,7 @@ def part_scale(work: Path, n_synth: int) -> dict:
 
 
 def _tiny_clip(path: Path, rng, frames: int = 6) -> None:
-    from clipfactory.fingerprints.testing import _encode
+    from media_synth import _encode
 
     small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
     base = np.kron(small, np.ones((12, 12, 1), np.uint8))
@@ -470,14 +476,14 @@ def part_takedown(work: Path, n_clips: int) -> dict:
     import hashlib
 
     import pyarrow as pa
+    from media_synth import synth_video
 
     from clipfactory import ids
-    from clipfactory.build.export import ShardMember, assign_shards, write_shard
     from clipfactory.catalog import Catalog, upsert_records
+    from clipfactory.factory.export import ShardMember, assign_shards, write_shard
     from clipfactory.fingerprints.frames import write_frame_hashes
     from clipfactory.fingerprints.index import index_catalog
     from clipfactory.fingerprints.takedown import takedown
-    from clipfactory.fingerprints.testing import synth_video
     from clipfactory.fingerprints.verify import verify_build
     from clipfactory.media.analyse import analyse
     from clipfactory.records import ClipRecord, SourceRecord

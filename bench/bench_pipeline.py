@@ -71,9 +71,9 @@ class TimingProgress:
 
 def run_once(video: str, workdir: Path, sets: list[str] | None = None) -> dict:
     from clipfactory import registry
-    from clipfactory.build.pipeline import run_pipeline
     from clipfactory.catalog import Catalog
     from clipfactory.config import Settings, apply_sets
+    from clipfactory.factory.pipeline import run_pipeline
 
     data = dict(
         catalog=str(workdir / "cat.duckdb"),

@@ -8,9 +8,9 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from clipfactory.build.pipeline import run_pipeline
 from clipfactory.catalog import Catalog
 from clipfactory.config import load_settings
+from clipfactory.factory.pipeline import run_pipeline
 from clipfactory.fingerprints.takedown import takedown
 
 _spec = importlib.util.spec_from_file_location("cf_synth", Path(__file__).parent / "stages" / "synth.py")

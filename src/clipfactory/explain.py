@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 SECTION_PROVIDERS = [
     "clipfactory.acquire.evidence:explain_section",
     "clipfactory.fingerprints.takedown:explain_section",
-    "clipfactory.build.export:explain_section",
+    "clipfactory.factory.export:explain_section",
 ]
 
 #: What each reason means, by its namespace (the part before ``:``).

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from media_synth import synth_video
 
 from clipfactory import ids
 from clipfactory.catalog import Catalog, upsert_records
 from clipfactory.fingerprints.frames import write_frame_hashes
-from clipfactory.fingerprints.testing import synth_video
 from clipfactory.media.analyse import analyse
 from clipfactory.records import ClipRecord, SourceRecord
 from clipfactory.storage import BlobStore
@@ -76,7 +76,7 @@ def add_source(
         cid = ids.clip_id(sid, start, end)
         blob = csha = None
         if cut_clips:
-            from clipfactory.fingerprints.testing import transform
+            from media_synth import transform
 
             tmp = store.incoming() / f"{cid}.mp4"
             transform(path, tmp, start_s=start / 1000, end_s=end / 1000)
@@ -116,7 +116,7 @@ def write_test_build(
     the policy gate: enough for takedown and verify tests."""
     import pyarrow.parquet as pq
 
-    from clipfactory.build.export import ShardMember, assign_shards, write_shard
+    from clipfactory.factory.export import ShardMember, assign_shards, write_shard
 
     version = 1
     build_id = f"{name}-v{version}"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from media_synth import transform
 
 from clipfactory import ids
 from clipfactory.catalog import upsert_records
 from clipfactory.fingerprints.dedup import REASON_PREFIX, dropped_clip_ids, find_near_duplicates
-from clipfactory.fingerprints.testing import transform
 from clipfactory.records import ClipRecord
 from clipfactory.storage import BlobStore
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from media_synth import flat_video, transform
 
 from clipfactory.fingerprints.lookup import lookup
-from clipfactory.fingerprints.testing import flat_video, transform
 from clipfactory.media.probe import MediaProbeError
 from clipfactory.storage import BlobStore
 

@@ -6,20 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+from media_synth import transform
 
 from clipfactory.catalog import Catalog
 from clipfactory.config import load_settings
 from clipfactory.fingerprints.dedup import find_near_duplicates
 from clipfactory.fingerprints.lookup import lookup
 from clipfactory.fingerprints.takedown import takedown
-from clipfactory.fingerprints.testing import transform
 from clipfactory.fingerprints.tombstones import is_tombstoned
 from clipfactory.fingerprints.verify import verify_build
 
 
 @pytest.fixture(scope="module")
 def piped(tmp_path_factory, synth_dir):
-    pipeline = pytest.importorskip("clipfactory.build.pipeline")
+    pipeline = pytest.importorskip("clipfactory.factory.pipeline")
     d = tmp_path_factory.mktemp("pipe")
     copy = transform(synth_dir / "B.mp4", d / "b_copy.mp4", codec="mpeg4", bit_rate=500_000, scale=0.5)
     s = load_settings(

@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from media_synth import transform
 from typer.testing import CliRunner
 
 from clipfactory.cli.app import app
@@ -15,7 +16,6 @@ from clipfactory.fingerprints import takedown as td
 from clipfactory.fingerprints.index import index_catalog
 from clipfactory.fingerprints.lookup import lookup
 from clipfactory.fingerprints.takedown import explain_section, process_queue, takedown
-from clipfactory.fingerprints.testing import transform
 from clipfactory.fingerprints.tombstones import is_tombstoned, tombstone_match
 from clipfactory.fingerprints.verify import verify_build
 from clipfactory.media.analyse import analyse

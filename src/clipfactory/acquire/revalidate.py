@@ -21,8 +21,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..catalog import Catalog
+from ..catalog.outcomes import new_run_id
 from ..errors import NotFoundError
-from ..executors.local import new_run_id
 from ..records import SourceRecord
 from ..storage import BlobStore
 from .driver import policy_settings

@@ -43,7 +43,7 @@ def add_cmd(
 
     A sidecar <file>.json ({"license", "rights_holder", "title"}) beside a file overrides the options.
     """
-    from ..build.add import add_owned
+    from ..factory.add import add_owned
 
     s = settings(config, sets, catalog=catalog, store=store)
     report, _ = add_owned(
@@ -75,7 +75,7 @@ def run_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """The main job: add inputs, check policy, probe, analyse, cut, filter and export a build."""
-    from ..build.pipeline import run_pipeline
+    from ..factory.pipeline import run_pipeline
 
     s = settings(config, sets, catalog=catalog, store=store, purpose=purpose)
     progress = default_progress(quiet=json_)
@@ -116,7 +116,7 @@ def builds_list(
     json_: JsonOpt = False,
 ) -> None:
     """List builds, oldest first."""
-    from ..build.export import list_builds
+    from ..factory.export import list_builds
 
     rows = list_builds(open_catalog(settings(config, catalog=catalog)), name)
     emit(rows, json_, lambda r: table(r, "builds"))
@@ -127,7 +127,7 @@ def builds_show(
     build_id: str, catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False
 ) -> None:
     """One build's catalog row."""
-    from ..build.export import get_build
+    from ..factory.export import get_build
 
     row = get_build(open_catalog(settings(config, catalog=catalog)), build_id)
     emit(row, json_, lambda r: table([r], build_id))

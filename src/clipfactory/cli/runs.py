@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import reports
+from ..catalog import outcomes as reports
 from .app import runs_app
 from .common import CatalogOpt, ConfigOpt, JsonOpt, emit, open_catalog, settings, table
 

@@ -1,6 +1,6 @@
 """Executors run a pipeline of stages. Stages never import this package."""
 
-from .local import LocalExecutor, RunSummary, StageSummary, new_run_id
+from .local import LocalExecutor, RunSummary, StageSummary
 
 __all__ = [
     "LocalExecutor",
@@ -8,7 +8,6 @@ __all__ = [
     "StageSummary",
     "executor_from_settings",
     "get_executor",
-    "new_run_id",
 ]
 
 

@@ -16,18 +16,15 @@ import logging
 import multiprocessing as mp
 import random
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import __version__
-from ..catalog import Catalog, load_records
+from ..catalog import Catalog, load_records, outcomes
 from ..catalog.db import replace_records
 from ..errors import ErrorBudgetExceeded
 from ..progress import NullProgress, Progress
@@ -36,29 +33,6 @@ from ..stage import Stage
 from ..storage import atomic_path
 
 log = logging.getLogger(__name__)
-
-OUTCOME_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("stage", pa.string()),
-        ("stage_version", pa.int32()),
-        ("config_hash", pa.string()),
-        ("item_id", pa.string()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("error_kind", pa.string()),
-        ("error", pa.string()),
-        ("detail", pa.string()),
-        ("output_ids", pa.list_(pa.string())),
-        ("attempt", pa.int32()),
-        ("recorded_at", pa.timestamp("us")),
-    ]
-)
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
 
 @dataclass
 class StageSummary:
@@ -138,26 +112,17 @@ class LocalExecutor:
     def _write_parts(
         self, run_id: str, stage: Stage, seq: int, results: list[Result], attempt: dict[str, int]
     ) -> list[Path]:
-        now = datetime.now(UTC).replace(tzinfo=None)
+        now = outcomes.now()
         rows = []
         records_by_type: dict[type[Record], list[Record]] = {}
         for r in results:
             rows.append(
-                {
-                    "run_id": run_id,
-                    "stage": stage.name,
-                    "stage_version": stage.version,
-                    "config_hash": stage.config_hash,
-                    "item_id": r.item_id,
-                    "status": r.status,
-                    "reason": r.reason,
-                    "error_kind": r.error_kind,
-                    "error": r.error,
-                    "detail": r.detail,
-                    "output_ids": [rec.id for rec in r.records],
-                    "attempt": attempt.get(r.item_id, 1),
-                    "recorded_at": now,
-                }
+                outcomes.outcome_row(
+                    run_id, stage.name, stage.version, stage.config_hash, r.item_id, r.status,
+                    reason=r.reason, error_kind=r.error_kind, error=r.error, detail=r.detail,
+                    output_ids=[rec.id for rec in r.records], attempt=attempt.get(r.item_id, 1),
+                    recorded_at=now,
+                )
             )
             for rec in r.records:
                 records_by_type.setdefault(type(rec), []).append(rec)
@@ -171,7 +136,7 @@ class LocalExecutor:
             paths.append(p)
         p = d / f"{seq:06d}-{stage.name}-outcomes.parquet"
         with atomic_path(p) as tmp:
-            pq.write_table(pa.Table.from_pylist(rows, schema=OUTCOME_SCHEMA), tmp)
+            pq.write_table(outcomes.outcome_table(rows), tmp)
         paths.append(p)
         return paths
 
@@ -182,7 +147,7 @@ class LocalExecutor:
         with self.catalog.write() as con:
             for p in paths:
                 if p.name.endswith("-outcomes.parquet"):
-                    con.execute("INSERT INTO stage_outcomes BY NAME SELECT * FROM read_parquet(?)", [str(p)])
+                    outcomes.load_outcome_part(con, str(p))
                 else:
                     table = p.stem.rsplit("-records-", 1)[1]
                     if table not in tables:
@@ -209,29 +174,13 @@ class LocalExecutor:
 
     # -- running -----------------------------------------------------------------------------------
     def start_run(self, command: str, config: dict[str, Any] | None = None) -> str:
-        import json
-
-        run_id = new_run_id()
+        outcomes.mark_interrupted(self.catalog)
         with self.catalog.write() as con:
-            con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', ?, ?)",
-                [
-                    run_id,
-                    command,
-                    self.name,
-                    datetime.now(UTC).replace(tzinfo=None),
-                    json.dumps(config or {}),
-                    __version__,
-                ],
-            )
-        return run_id
+            return outcomes.start_run(con, command, self.name, config)
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.catalog.write() as con:
-            con.execute(
-                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
-                [status, datetime.now(UTC).replace(tzinfo=None), run_id],
-            )
+            outcomes.finish_run(con, run_id, status)
 
     def run(
         self,

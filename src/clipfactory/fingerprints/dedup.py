@@ -28,7 +28,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -459,46 +458,22 @@ def find_near_duplicates(
 
 
 def _record(catalog: Catalog, results: list[Result], cfg: DedupConfig) -> str:
-    from .. import __version__
-    from ..executors.local import OUTCOME_SCHEMA, new_run_id
+    from ..catalog import outcomes
 
-    run_id = new_run_id()
-    now = datetime.now(UTC).replace(tzinfo=None)
     chash = config_hash(cfg)
     rows = [
-        {
-            "run_id": run_id,
-            "stage": STAGE_NAME,
-            "stage_version": STAGE_VERSION,
-            "config_hash": chash,
-            "item_id": r.item_id,
-            "status": r.status,
-            "reason": r.reason,
-            "error_kind": None,
-            "error": None,
-            "detail": r.detail,
-            "output_ids": [r.item_id] if r.status == Result.KEPT else [],
-            "attempt": 1,
-            "recorded_at": now,
-        }
+        outcomes.outcome_row(
+            "", STAGE_NAME, STAGE_VERSION, chash, r.item_id, r.status, reason=r.reason, detail=r.detail,
+            output_ids=[r.item_id] if r.status == Result.KEPT else [],
+        )
         for r in results
     ]
     with catalog.write() as con:
-        con.execute(
-            "INSERT INTO runs VALUES (?, 'dedup', 'local', ?, ?, 'finished', ?, ?)",
-            [
-                run_id,
-                now,
-                now,
-                json.dumps({"stages": {STAGE_NAME: cfg.model_dump(mode="json")}}),
-                __version__,
-            ],
-        )
-        con.register("_dd_out", pa.Table.from_pylist(rows, schema=OUTCOME_SCHEMA))
-        try:
-            con.execute("INSERT INTO stage_outcomes BY NAME SELECT * FROM _dd_out")
-        finally:
-            con.unregister("_dd_out")
+        run_id = outcomes.start_run(con, "dedup", "local", {"stages": {STAGE_NAME: cfg.model_dump(mode="json")}})
+        for row in rows:
+            row["run_id"] = run_id
+        outcomes.write_outcomes(con, rows)
+        outcomes.finish_run(con, run_id, "finished")
     return run_id
 
 

@@ -668,7 +668,7 @@ def _new_version(b: dict[str, Any], takedown_id: str) -> dict[str, Any]:
 
 def _content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> str:
     try:
-        from ..build.export import _content_hash as export_hash
+        from ..factory.export import _content_hash as export_hash
 
         return export_hash(purpose, shard_size, rows)
     except ImportError:  # pragma: no cover

@@ -12,6 +12,9 @@ CREATE TABLE IF NOT EXISTS runs (
     config JSON,                 -- the resolved config, stored with the run
     clipfactory_version VARCHAR
 );
+-- The host and process that run it: a running run whose process is gone was interrupted.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS host VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid INTEGER;
 
 -- One row per (run, stage, item, attempt): kept | dropped(reason) | failed(error_kind, error).
 CREATE TABLE IF NOT EXISTS stage_outcomes (

@@ -91,7 +91,7 @@ def stream_into_store(store, fh) -> tuple[str, str, int]:
 class LocalAcquireStage(Stage):
     """Acquire owned media into the content-addressed blob store.
 
-    Reads: a :class:`SourceRecord` planned by :func:`clipfactory.build.add.plan_owned` (the owned-media scan):
+    Reads: a :class:`SourceRecord` planned by :func:`clipfactory.factory.add.plan_owned` (the owned-media scan):
     ``source_id = sha256:<hex>`` of the content, ``origin_uri`` (a local path, a ``file://`` URL or another
     fsspec URL; ``s3://`` needs the ``s3`` extra) and the declared ``content_license``, ``rights_holder`` and
     ``title``. The item id is the source id plus a hash of that declared provenance, so a changed licence

@@ -333,34 +333,18 @@ def content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> s
 
 
 def _record_outcomes(con, run_id: str | None, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    from ..executors.local import OUTCOME_SCHEMA
+    from ..catalog.outcomes import outcome_row, write_outcomes
 
-    now = datetime.now(UTC).replace(tzinfo=None)
-    full = [
-        {
-            "run_id": run_id,
-            "stage": EXPORT_STAGE,
-            "stage_version": EXPORT_VERSION,
-            "config_hash": r.get("config_hash"),
-            "item_id": r["item_id"],
-            "status": r["status"],
-            "reason": r.get("reason"),
-            "error_kind": None,
-            "error": None,
-            "detail": json.dumps(r.get("detail"), sort_keys=True) if r.get("detail") is not None else None,
-            "output_ids": r.get("output_ids") or [],
-            "attempt": 1,
-            "recorded_at": now,
-        }
-        for r in rows
-    ]
-    con.register("_cf_outcomes", pa.Table.from_pylist(full, schema=OUTCOME_SCHEMA))
-    try:
-        con.execute("INSERT INTO stage_outcomes BY NAME SELECT * FROM _cf_outcomes")
-    finally:
-        con.unregister("_cf_outcomes")
+    write_outcomes(
+        con,
+        [
+            outcome_row(
+                run_id, EXPORT_STAGE, EXPORT_VERSION, r.get("config_hash"), r["item_id"], r["status"],
+                reason=r.get("reason"), detail=r.get("detail"), output_ids=r.get("output_ids") or [],
+            )
+            for r in rows
+        ],
+    )
 
 
 def write_build(

@@ -10,7 +10,7 @@ Steps, all in one run (one ``runs`` row; every item gets outcome rows):
    ``media.cut``. ``media.analyse`` emits the updated source record followed by its clips; only the clips
    go on. The quality filter needs only the scores of the analysis, so it runs before cutting: a clip
    that would be dropped is never cut;
-4. **export**: the kept clips become a build (:func:`clipfactory.build.export.write_build`), which checks
+4. **export**: the kept clips become a build (:func:`clipfactory.factory.export.write_build`), which checks
    the gate again.
 
 Running it again does no finished work twice: every stage skips items that already have a kept or dropped
@@ -19,17 +19,13 @@ outcome for the same stage version and config, and an unchanged build is not wri
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
-
-import pyarrow as pa
 
 from .. import registry
 from ..catalog import Catalog
+from ..catalog.outcomes import outcome_row, write_outcomes
 from ..executors import executor_from_settings
-from ..executors.local import OUTCOME_SCHEMA
 from ..progress import NullProgress, Progress
 from ..records import ClipRecord
 from ..stage import Stage, StageContext
@@ -52,7 +48,6 @@ def _gate_outcomes(
     catalog: Catalog, run_id: str, purpose: str, refused: dict[str, str], allowed: set[str]
 ) -> None:
     """Record the gate's decisions as outcome rows, only where they changed since the last run."""
-    now = datetime.now(UTC).replace(tzinfo=None)
     ids_ = sorted(set(refused) | allowed)
     before = {
         r["item_id"]: (r["status"], r["reason"])
@@ -63,32 +58,16 @@ def _gate_outcomes(
         )
     }
     rows = [
-        {
-            "run_id": run_id,
-            "stage": GATE_STAGE,
-            "stage_version": 1,
-            "config_hash": purpose,
-            "item_id": sid,
-            "status": "dropped" if sid in refused else "kept",
-            "reason": refused.get(sid),
-            "error_kind": None,
-            "error": None,
-            "detail": json.dumps({"purpose": purpose}),
-            "output_ids": [] if sid in refused else [sid],
-            "attempt": 1,
-            "recorded_at": now,
-        }
+        outcome_row(
+            run_id, GATE_STAGE, 1, purpose, sid, "dropped" if sid in refused else "kept",
+            reason=refused.get(sid), detail={"purpose": purpose}, output_ids=[] if sid in refused else [sid],
+        )
         for sid in ids_
         if before.get(sid) != (("dropped", refused[sid]) if sid in refused else ("kept", None))
     ]
-    if not rows:
-        return
-    with catalog.write() as con:
-        con.register("_cf_gate", pa.Table.from_pylist(rows, schema=OUTCOME_SCHEMA))
-        try:
-            con.execute("INSERT INTO stage_outcomes BY NAME SELECT * FROM _cf_gate")
-        finally:
-            con.unregister("_cf_gate")
+    if rows:
+        with catalog.write() as con:
+            write_outcomes(con, rows)
 
 
 def stage_counts(catalog: Catalog, stage: Stage | str, item_ids: list[str]) -> dict[str, Any]:

@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from clipfactory.build import pipeline
-from clipfactory.build.export import explain_section, write_build
 from clipfactory.catalog import Catalog
 from clipfactory.cli.app import app
 from clipfactory.config import Settings
+from clipfactory.factory import pipeline
+from clipfactory.factory.export import explain_section, write_build
 from clipfactory.records import ClipRecord
 from clipfactory.storage import BlobStore
 
@@ -314,7 +314,7 @@ def test_cli_add(tmp_path, media_dir):
 def test_file_and_fsspec_urls_are_accepted(tmp_path, media_dir):
     import fsspec
 
-    from clipfactory.build.add import add_owned
+    from clipfactory.factory.add import add_owned
 
     shutil.copy(media_dir / "a.mp4", tmp_path / "x.mp4")
     s = make_settings(tmp_path, [])
@@ -349,7 +349,7 @@ def test_builds_leave_out_near_duplicates_dropped_by_dedup(first_run):
 
     import pyarrow as _pa
 
-    from clipfactory.executors.local import OUTCOME_SCHEMA
+    from clipfactory.catalog.outcomes import OUTCOME_SCHEMA
 
     s, _ = first_run
     cat = Catalog(s.catalog)

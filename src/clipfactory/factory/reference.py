@@ -1,6 +1,6 @@
 """The configuration reference in ``docs/config.md``, generated from the settings and stage ``Config`` classes.
 
-    python -m clipfactory.build.reference > /tmp/stages.md   # then paste between the markers
+    python -m clipfactory.factory.reference > /tmp/stages.md   # then paste between the markers
 
 ``docs/config.md`` keeps the generated part between ``<!-- stages:begin -->`` and ``<!-- stages:end -->``;
 a test checks that it matches these classes.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from clipfactory import registry
-from clipfactory.build.reference import BEGIN, END, stage_reference
 from clipfactory.config import BuildSettings, Settings
+from clipfactory.factory.reference import BEGIN, END, stage_reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 MINE = ["acquire.local", "media.probe", "media.analyse", "quality.filter", "media.cut"]
@@ -19,7 +19,7 @@ def test_stage_sections_list_every_option():
     for name in MINE:
         head = f"### `[{name}]`"
         assert head in part, (
-            f"docs/config.md has no section {head}: run python -m clipfactory.build.reference"
+            f"docs/config.md has no section {head}: run python -m clipfactory.factory.reference"
         )
         section = part[part.index(head) :].split("\n### ", 1)[0]
         for field in stages[name].Config.model_fields:
