@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     inputs: list[str] = Field(
         default_factory=list, description="Media files or folders for `clipfactory run`"
     )
+    datasets: list[str] = Field(
+        default_factory=list, description="Catalog datasets whose sources `clipfactory run` builds from"
+    )
+    splits: list[str] = Field(default_factory=list, description="Only sources of these dataset splits")
+    labels: list[str] = Field(default_factory=list, description="Only sources with these dataset labels")
+    limit: int | None = Field(None, description="At most this many catalog sources per run")
     license: str | None = Field(None, description="SPDX licence of owned media given in `inputs`")
     rights_holder: str | None = Field(None, description="Rights holder of owned media given in `inputs`")
     build: BuildSettings = Field(default_factory=BuildSettings)

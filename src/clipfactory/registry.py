@@ -15,6 +15,7 @@ STAGE_MODULES = [
     "clipfactory.stages.media.analyse",
     "clipfactory.stages.media.cut",
     "clipfactory.stages.quality.filter",
+    "clipfactory.stages.policy.gate",
     "clipfactory.stages.acquire.local",
     "clipfactory.stages.acquire.http",
     "clipfactory.fingerprints.dedup",

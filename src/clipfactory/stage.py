@@ -67,6 +67,10 @@ class Stage:
     batch_size: ClassVar[int] = 8
     input_type: ClassVar[type[Record]] = Record
     output_type: ClassVar[type[Record] | None] = None
+    #: A catalog stage (the policy gate, the build export) decides with vectorised SQL over the whole
+    #: catalog and may write catalog tables of its own (decisions, builds). It runs in the driver process
+    #: over all its items in one batch, on every executor; its outcome rows still go through the executor.
+    driver_side: ClassVar[bool] = False
 
     class Config(StageConfig):
         pass

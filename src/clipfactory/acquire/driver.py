@@ -11,7 +11,6 @@ from typing import Any
 
 from ..catalog import Catalog
 from ..records import SourceRecord
-from ..stage import StageContext
 from .evidence import load_fetch_evidence
 
 
@@ -52,8 +51,7 @@ def fetch_sources(
     ``[acquire.http]`` section.
     """
     from ..errors import NotFoundError
-    from ..executors.local import LocalExecutor
-    from ..stages.acquire.http import HttpFetchStage
+    from ..pipelines import Run
 
     catalog = Catalog(settings.catalog)
     with catalog.write() as con:
@@ -68,27 +66,13 @@ def fetch_sources(
                 "no such dataset in the catalog", item=dataset, fix="see `clipfactory datasets list`"
             )
     sources = select_unfetched(catalog, dataset=dataset, limit=limit)
-    stage = HttpFetchStage(
-        settings.stage_config(HttpFetchStage.name),
-        StageContext(
-            store_root=settings.store,
-            catalog_path=str(catalog.path),
-            extras={"policy_settings": policy_settings(settings)},
-        ),
-        platform_check=platform_check,
-        transport=transport,
-    )
-    # The stage retries 429/5xx/timeouts itself with Retry-After; executor retries would multiply attempts.
-    executor = LocalExecutor(
-        catalog, workers=1, retries=1, error_budget=settings.error_budget, progress=progress
-    )
-    summary = executor.run([stage], sources, command="fetch", config=settings.resolved())
-    with catalog.write() as con:
-        loaded = load_fetch_evidence(con)
-    st = summary.stages[0] if summary.stages else None
+    with Run(settings, command="fetch", catalog=catalog, progress=progress, workers=1) as run:
+        stage, summary = fetch_stage_run(run, sources, platform_check=platform_check, transport=transport)
+    loaded = summary.pop("_loaded")
+    st = summary["summary"]
     stats = stage.last_stats
     return {
-        "run_id": summary.run_id,
+        "run_id": run.run_id,
         "selected": len(sources),
         "kept": st.kept if st else 0,
         "dropped": st.dropped if st else 0,
@@ -111,4 +95,24 @@ def fetch_sources(
     }
 
 
-__all__ = ["fetch_sources", "policy_settings", "select_unfetched"]
+def fetch_stage_run(run: Any, sources: list[SourceRecord], *, platform_check: Any = None, transport: Any = None):
+    """Run ``acquire.http`` over ``sources`` inside ``run`` and load its evidence into the fetch tables.
+
+    Returns ``(stage, {"outputs": [...], "summary": StageSummary, "_loaded": counts})``.
+    """
+    from ..stages.acquire.http import HttpFetchStage
+
+    stage = HttpFetchStage(
+        run.settings.stage_config(HttpFetchStage.name),
+        run.context(policy_settings=policy_settings(run.settings)),
+        platform_check=platform_check,
+        transport=transport,
+    )
+    # The stage retries 429/5xx/timeouts itself with Retry-After; executor retries would multiply attempts.
+    done = run.stage(stage, sources, retries=1)
+    with run.catalog.write() as con:
+        loaded = load_fetch_evidence(con)
+    return stage, {"outputs": done.outputs, "summary": done.summary, "_loaded": loaded}
+
+
+__all__ = ["fetch_sources", "fetch_stage_run", "policy_settings", "select_unfetched"]

@@ -71,16 +71,34 @@ def run_cmd(
     catalog: CatalogOpt = None,
     store: StoreOpt = None,
     purpose: PurposeOpt = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", help="Build from this catalog dataset's sources (repeatable)."),
+    ] = None,
+    split: Annotated[
+        list[str] | None, typer.Option("--split", help="Only sources of this split (repeatable).")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="Only sources with this label (repeatable).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many catalog sources.")] = None,
     sets: SetOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """The main job: add inputs, check policy, probe, analyse, cut, filter and export a build."""
+    """The main job: select, check policy, fetch, probe, analyse, filter, dedup, cut and export a build.
+
+    Sources come from the config's `inputs` (owned media) and from the catalog datasets named with
+    --dataset or `datasets = [...]`.
+    """
     from ..factory.pipeline import run_pipeline
 
     s = settings(config, sets, catalog=catalog, store=store, purpose=purpose)
     progress = default_progress(quiet=json_)
     try:
-        summary = run_pipeline(s, progress=progress)
+        summary = run_pipeline(
+            s, progress=progress, datasets=dataset or None, splits=split or None, labels=label or None,
+            limit=limit,
+        )
     finally:
         progress.close()
 

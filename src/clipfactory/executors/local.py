@@ -271,8 +271,9 @@ class LocalExecutor:
         """Yield ``(results, attempts)`` per batch, retrying transient failures with backoff and jitter."""
         if not items:
             return
-        batches = [items[i : i + stage.batch_size] for i in range(0, len(items), stage.batch_size)]
-        if self.workers == 1:
+        size = len(items) if stage.driver_side else stage.batch_size
+        batches = [items[i : i + size] for i in range(0, len(items), size)]
+        if self.workers == 1 or stage.driver_side:
             stage.setup()
             try:
                 for batch in batches:

@@ -126,15 +126,14 @@ class RayExecutor(LocalExecutor):
             self._ray = ray
         return self._ray
 
-    def _map(self, stage: Stage, items: list[Record]) -> list[Result]:
-        """Run ``stage`` over ``items`` on Ray; results come back in input order."""
+    def _stream(self, stage: Stage, items: list[Record]):
+        """Run ``stage`` over ``items`` on Ray, yielding each batch of results as Ray returns it."""
         ray = self._init_ray()
         if not items:
-            return []
+            return
         by_type: dict[type[Record], list[Record]] = {}
         for it in items:
             by_type.setdefault(type(it), []).append(it)
-        results: dict[str, Result] = {}
         stateful = type(stage).setup is not Stage.setup or stage.resources.gpus > 0
         config = stage.config.model_dump()
         for cls, recs in by_type.items():
@@ -157,20 +156,28 @@ class RayExecutor(LocalExecutor):
                 out = ds.map_batches(
                     _stage_fn, fn_args=(type(stage), config, stage.context, cls.table), **common
                 )
-            for batch in out.iter_batches(batch_format="pyarrow"):
-                for r in results_from_rows(batch.to_pylist()):
-                    results[r.item_id] = r
-        return [results[stage.item_id(i)] for i in items]
+            # Ray Data streams: each output batch is yielded (and persisted by the caller) while later
+            # batches are still running, so a crash loses only the batches in flight.
+            for batch in out.iter_batches(batch_format="pyarrow", batch_size=None):
+                results = results_from_rows(batch.to_pylist())
+                if results:
+                    yield results
+
+    def _map(self, stage: Stage, items: list[Record]) -> list[Result]:
+        """Run ``stage`` over ``items`` on Ray; results come back in input order."""
+        got = {r.item_id: r for results in self._stream(stage, items) for r in results}
+        return [got[stage.item_id(i)] for i in items]
 
     def _process(self, stage: Stage, items: list[Record]):
         if not items:
             return
-        first = self._map(stage, items)
-        for i in range(0, len(items), stage.batch_size):
-            batch = items[i : i + stage.batch_size]
-            yield self._with_retries(
-                lambda b: self._map(stage, b), stage, batch, first=first[i : i + stage.batch_size]
-            )
+        if stage.driver_side:  # catalog stages run in the driver on every executor
+            yield from super()._process(stage, items)
+            return
+        by_id = {stage.item_id(i): i for i in items}
+        for results in self._stream(stage, items):
+            batch = [by_id[r.item_id] for r in results]
+            yield self._with_retries(lambda b: self._map(stage, b), stage, batch, first=results)
 
     def shutdown(self) -> None:
         if self._ray is not None and not self.address:

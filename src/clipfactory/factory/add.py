@@ -18,7 +18,6 @@ from typing import Any
 from ..catalog import Catalog
 from ..errors import ConfigError
 from ..records import SourceRecord
-from ..stage import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -147,27 +146,22 @@ def add_owned(
     rights_holder: str | None = None,
     title: str | None = None,
     dataset: str = "owned",
-    executor=None,
-    run_id: str | None = None,
+    run=None,
     progress=None,
 ) -> tuple[dict[str, Any], list[SourceRecord]]:
     """Acquire owned media into the blob store and the catalog.
 
     Returns ``(report, sources)``: what happened per file (JSON-ready) and the acquired source records.
-    ``executor``/``run_id`` let the main job run this inside its own run.
+    ``run`` (a :class:`clipfactory.pipelines.Run`) lets the main job run this inside its own run.
     """
-    from .. import registry
-    from ..executors.local import LocalExecutor
+    from ..pipelines import Run
     from ..records import Result
 
     plan = plan_owned(inputs, license=license, rights_holder=rights_holder, title=title)
-    ctx = StageContext(store_root=settings.store, catalog_path=str(catalog.path))
-    stage = registry.get("acquire.local")(settings.stage_config("acquire.local"), ctx)
-    ex = executor or LocalExecutor(
-        catalog, workers=1, retries=settings.retries, error_budget=settings.error_budget, progress=progress
-    )
-    summary = ex.run([stage], plan, run_id=run_id, command="add", config=settings.resolved())
-    sources = list({r.id: r for r in summary.outputs if isinstance(r, SourceRecord)}.values())
+    with Run(settings, command="add", catalog=catalog, progress=progress, parent=run, workers=1) as add_run:
+        stage = add_run.make("acquire.local")
+        done = add_run.stage(stage, plan)
+    sources = list({x.id: x for x in done.outputs if isinstance(x, SourceRecord)}.values())
     n_members = record_memberships(catalog, dataset, sources, uri=inputs[0] if len(inputs) == 1 else None)
     plan_ids = [stage.item_id(p) for p in plan]
     rows = catalog.query(
@@ -190,12 +184,12 @@ def add_owned(
             }
         )
     return {
-        "run_id": summary.run_id,
+        "run_id": add_run.run_id,
         "dataset": dataset,
         "files": files,
         "items": plan_ids,
         "sources": [s.source_id for s in sources],
         "added": sum(1 for f in files if f["status"] == "kept"),
-        "skipped": summary.stages[0].skipped if summary.stages else 0,
+        "skipped": done.summary.skipped,
         "memberships_added": n_members,
     }, sources

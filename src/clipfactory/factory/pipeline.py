@@ -1,16 +1,17 @@
-"""The main job, ``clipfactory run``: owned media to a versioned WebDataset build.
+"""The main job, ``clipfactory run``: dataset manifests and owned media to a versioned WebDataset build.
 
-Steps, all in one run (one ``runs`` row; every item gets outcome rows):
+One run (one ``runs`` row; every item gets outcome rows), one pipeline of registered stages:
 
-1. **add**: acquire ``Settings.inputs`` (with ``Settings.license``/``rights_holder`` or per-file sidecars)
-   into the blob store with the ``acquire.local`` stage, and record their ``owned`` dataset membership;
-2. **policy gate**: sources the gate does not allow for the purpose get a dropped outcome row
-   (stage ``policy.gate``, reason ``policy.<reason>``) and go no further;
-3. ``media.probe`` → ``media.analyse`` (one decode; fans out to planned clips) → ``quality.filter`` →
-   ``media.cut``. ``media.analyse`` emits the updated source record followed by its clips; only the clips
-   go on. The quality filter needs only the scores of the analysis, so it runs before cutting: a clip
-   that would be dropped is never cut;
-4. **export**: the kept clips become a build (:func:`clipfactory.factory.export.write_build`), which checks
+1. **select**: the sources of the datasets named by ``--dataset``/``datasets`` (narrowed by split, label
+   and ``--limit``), together with the owned ``inputs``, which ``acquire.local`` adds first;
+2. ``policy.gate``: each source is decided for the build's purpose on its catalog metadata, before any
+   byte. A source the purpose may not use is never fetched;
+3. ``acquire.http``: web sources without a blob are fetched, with every consent check (sources that already
+   have a blob skip it);
+4. ``media.probe`` → ``media.analyse`` (one decode; plans clips from the manifest spans or the detected
+   shots, see ``media.analyse.spans``) → ``quality.filter`` → ``dedup.near`` → ``media.cut``. Only clips
+   go on from the analysis; a clip the filter or the near-duplicate check drops is never cut;
+5. **export**: the kept clips become a build (:func:`clipfactory.factory.export.write_build`), which checks
    the gate again.
 
 Running it again does no finished work twice: every stage skips items that already have a kept or dropped
@@ -22,52 +23,57 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .. import registry
 from ..catalog import Catalog
-from ..catalog.outcomes import outcome_row, write_outcomes
-from ..executors import executor_from_settings
+from ..errors import NotFoundError
+from ..pipelines import Run
 from ..progress import NullProgress, Progress
-from ..records import ClipRecord
-from ..stage import Stage, StageContext
+from ..records import ClipRecord, SourceRecord
+from ..stage import Stage
 from ..storage import BlobStore
 from .add import add_owned
-from .export import policy_check, write_build
+from .export import write_build
 
 log = logging.getLogger(__name__)
 
 MEDIA_STAGES = ("media.probe", "media.analyse")
-CLIP_STAGES = ("quality.filter", "media.cut")
+CLIP_STAGES = ("quality.filter", "dedup.near", "media.cut")
 GATE_STAGE = "policy.gate"
+FETCH_STAGE = "acquire.http"
 
 
-def make_stage(settings, name: str, context: StageContext) -> Stage:
-    return registry.get(name)(settings.stage_config(name), context)
-
-
-def _gate_outcomes(
-    catalog: Catalog, run_id: str, purpose: str, refused: dict[str, str], allowed: set[str]
-) -> None:
-    """Record the gate's decisions as outcome rows, only where they changed since the last run."""
-    ids_ = sorted(set(refused) | allowed)
-    before = {
-        r["item_id"]: (r["status"], r["reason"])
-        for r in catalog.query(
-            """SELECT item_id, status, reason FROM latest_outcomes
-               WHERE stage = ? AND config_hash = ? AND item_id IN (SELECT unnest(?))""",
-            [GATE_STAGE, purpose, ids_],
-        )
-    }
-    rows = [
-        outcome_row(
-            run_id, GATE_STAGE, 1, purpose, sid, "dropped" if sid in refused else "kept",
-            reason=refused.get(sid), detail={"purpose": purpose}, output_ids=[] if sid in refused else [sid],
-        )
-        for sid in ids_
-        if before.get(sid) != (("dropped", refused[sid]) if sid in refused else ("kept", None))
-    ]
-    if rows:
-        with catalog.write() as con:
-            write_outcomes(con, rows)
+def select_sources(
+    catalog: Catalog,
+    datasets: list[str],
+    *,
+    splits: list[str] | None = None,
+    labels: list[str] | None = None,
+    limit: int | None = None,
+) -> list[SourceRecord]:
+    """The sources that ``datasets`` list (optionally only of some splits or labels), in source id order."""
+    if not datasets:
+        return []
+    known = {r["dataset"] for r in catalog.query("SELECT DISTINCT dataset FROM memberships")}
+    for d in datasets:
+        if d not in known:
+            raise NotFoundError(
+                "no such dataset in the catalog", item=d,
+                fix="ingest its manifest with `clipfactory ingest`, or see `clipfactory datasets list`",
+            )
+    where = ["m.dataset IN (SELECT unnest(?))"]
+    params: list[Any] = [list(datasets)]
+    if splits:
+        where.append("m.split IN (SELECT unnest(?))")
+        params.append(list(splits))
+    if labels:
+        where.append("m.label IN (SELECT unnest(?))")
+        params.append(list(labels))
+    sql = f"""SELECT s.* FROM sources s WHERE s.source_id IN (
+                 SELECT m.source_id FROM memberships m WHERE {" AND ".join(where)})
+              ORDER BY s.source_id"""
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return [SourceRecord.from_row(r) for r in catalog.query(sql, params)]
 
 
 def stage_counts(catalog: Catalog, stage: Stage | str, item_ids: list[str]) -> dict[str, Any]:
@@ -101,62 +107,86 @@ def run_pipeline(
     progress: Progress | None = None,
     purpose: str | None = None,
     build_name: str | None = None,
+    datasets: list[str] | None = None,
+    splits: list[str] | None = None,
+    labels: list[str] | None = None,
+    limit: int | None = None,
+    transport: Any = None,
 ) -> dict[str, Any]:
     """Run the main job with ``settings``; returns a JSON-ready summary (counts from outcome rows)."""
+    from ..acquire.driver import fetch_stage_run, policy_settings
+    from ..stages.policy.gate import policy_fingerprint
+
     purpose = purpose or settings.purpose
     name = build_name or settings.build.name
+    datasets = list(datasets if datasets is not None else getattr(settings, "datasets", []) or [])
+    splits = list(splits if splits is not None else getattr(settings, "splits", []) or [])
+    labels = list(labels if labels is not None else getattr(settings, "labels", []) or [])
+    if limit is None:
+        limit = getattr(settings, "limit", None)
     progress = progress or NullProgress()
     catalog = Catalog(settings.catalog)
     store = BlobStore(settings.store)
     cleaned = store.clean_incoming()
-    ex = executor_from_settings(settings, catalog, progress=progress)
-    recovered = ex.recover_parts()
-    ctx = StageContext(store_root=settings.store, catalog_path=str(catalog.path), work_dir=None)
-    run_id = ex.start_run("run", settings.resolved())
-    status = "failed"
-    try:
-        report, sources = add_owned(
-            catalog,
-            settings,
-            list(settings.inputs),
-            license=settings.license,
-            rights_holder=settings.rights_holder,
-            executor=ex,
-            run_id=run_id,
-        )
+    report: dict[str, Any] = {"items": []}
+    inputs: dict[str, list[str]] = {}
+    stages: dict[str, Stage] = {}
+    with Run(settings, command="run", catalog=catalog, progress=progress) as run:
+        owned: list[SourceRecord] = []
+        if settings.inputs:
+            report, owned = add_owned(
+                catalog, settings, list(settings.inputs),
+                license=settings.license, rights_holder=settings.rights_holder, run=run,
+            )
+        selected = select_sources(catalog, datasets, splits=splits, labels=labels, limit=limit)
+        sources = list({s.source_id: s for s in owned + selected}.values())
         source_ids = [s.source_id for s in sources]
-        allowed, refused, _ = policy_check(catalog, purpose, source_ids, settings)
-        _gate_outcomes(catalog, run_id, purpose, refused, allowed)
-        to_media = [s for s in sources if s.source_id in allowed]
 
-        stages = {n: make_stage(settings, n, ctx) for n in MEDIA_STAGES + CLIP_STAGES}
-        inputs: dict[str, list[str]] = {}
-        current: list = to_media
+        gate_cfg = {
+            "purpose": purpose,
+            "policy_hash": policy_fingerprint(settings, purpose),
+            "evaluation": list(settings.build.evaluation_manifests),
+        }
+        from .. import registry
+
+        gate = registry.get(GATE_STAGE)(gate_cfg, run.context(policy_settings=policy_settings(settings)))
+        stages[GATE_STAGE] = gate
+        inputs[GATE_STAGE] = source_ids
+        allowed = run.stage(gate, sources).outputs
+
+        # Web sources without a blob are fetched; the rest already have their bytes.
+        to_fetch = [s for s in allowed if not s.blob_uri and s.url]
+        have = [s for s in allowed if s.blob_uri]
+        inputs[FETCH_STAGE] = [s.source_id for s in to_fetch]
+        fetched: list = []
+        if to_fetch:
+            fetch_stage, done = fetch_stage_run(run, to_fetch, transport=transport)
+            stages[FETCH_STAGE] = fetch_stage
+            fetched = done["outputs"]
+        current: list = have + [s for s in fetched if isinstance(s, SourceRecord)]
+
         for n in MEDIA_STAGES + CLIP_STAGES:
+            cfg = settings.stage_config(n)
+            if n == "dedup.near":
+                cfg = {"purpose": purpose, **cfg}
+            stage = registry.get(n)(cfg, run.context())
+            stages[n] = stage
             if n == "quality.filter":  # media.analyse emits the updated source, then its clips
                 current = [r for r in current if isinstance(r, ClipRecord)]
-            inputs[n] = [stages[n].item_id(r) for r in current]
-            current = ex.run([stages[n]], current, run_id=run_id).outputs
+            inputs[n] = [stage.item_id(r) for r in current]
+            current = run.stage(stage, current).outputs
         kept = [r for r in current if isinstance(r, ClipRecord)]
 
         progress.start("build.export", total=len(kept), unit="clips")
-        build = write_build(catalog, settings, name=name, purpose=purpose, clips=kept, run_id=run_id)
+        build = write_build(catalog, settings, name=name, purpose=purpose, clips=kept, run_id=run.run_id)
         progress.advance("build.export", len(kept))
         progress.finish("build.export")
-        status = "finished"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        ex.finish_run(run_id, status)
-        if hasattr(ex, "shutdown"):
-            ex.shutdown()
+    run_id = run.run_id
 
     # Counts from outcome rows: every item that entered each stage, whichever run finished it.
-    counts = {
-        "acquire.local": stage_counts(catalog, make_stage(settings, "acquire.local", ctx), report["items"])
-    }
-    counts[GATE_STAGE] = stage_counts(catalog, GATE_STAGE, source_ids)
+    counts: dict[str, Any] = {}
+    if report["items"]:
+        counts["acquire.local"] = stage_counts(catalog, run_local_stage(settings), report["items"])
     for n, st in stages.items():
         counts[n] = stage_counts(catalog, st, inputs[n])
     counts["build.export"] = stage_counts(catalog, "build.export", inputs["media.cut"])
@@ -166,10 +196,12 @@ def run_pipeline(
     )
     return {
         "run_id": run_id,
-        "status": status,
+        "status": run.status,
         "purpose": purpose,
+        "datasets": datasets,
         "inputs": len(report["items"]),
         "sources": len(source_ids),
+        "fetched": len(fetched),
         "clips_planned": len(inputs["quality.filter"]),
         "clips_kept": len(kept),
         "stages": counts,
@@ -183,6 +215,13 @@ def run_pipeline(
             "shards": [s["name"] for s in build.get("shards", [])],
             "refused_sources": build.get("refused_sources", []),
         },
-        "recovered_parts": recovered,
+        "recovered_parts": run.recovered,
+        "interrupted_runs": run.interrupted,
         "cleaned_incoming": cleaned,
     }
+
+
+def run_local_stage(settings) -> Stage:
+    from .. import registry
+
+    return registry.get("acquire.local")(settings.stage_config("acquire.local"))
