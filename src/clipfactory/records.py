@@ -154,6 +154,8 @@ class ClipRecord(Record):
     static_fraction: float | None = None
     text_fraction: float | None = None
     caption: str | None = None
+    captions: str | None = None  # JSON [{"dataset", "caption"}]: every dataset's caption of this span
+    span_origin: str | None = None  # manifest | shots: where the clip's time range came from
 
 
 @dataclass(frozen=True)

@@ -318,9 +318,21 @@ def clip_json(
             "text_fraction": clip.text_fraction,
         },
         "caption": clip.caption,
+        "captions": clip_captions(clip),
+        "span_origin": clip.span_origin,
         "thumbnail_sha256": jpg_sha256,
     }
     return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def clip_captions(clip: ClipRecord) -> list[dict[str, str]]:
+    """Every dataset's caption of ``clip`` (``[{"dataset", "caption"}]``), from the manifests."""
+    if not clip.captions:
+        return []
+    try:
+        return list(json.loads(clip.captions))
+    except ValueError:
+        return []
 
 
 def content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> str:
@@ -589,6 +601,9 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
                 "static_fraction": c.static_fraction,
                 "text_fraction": c.text_fraction,
                 "caption": c.caption,
+                "captions": c.captions,
+                "caption_datasets": sorted({x["dataset"] for x in clip_captions(c)}),
+                "span_origin": c.span_origin,
                 "mp4_sha256": p["mp4_sha256"],
                 "json_sha256": p["json_sha256"],
                 "jpg_sha256": p["jpg_sha256"],
@@ -617,6 +632,9 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
             ("static_fraction", pa.float64()),
             ("text_fraction", pa.float64()),
             ("caption", pa.string()),
+            ("captions", pa.string()),
+            ("caption_datasets", pa.list_(pa.string())),
+            ("span_origin", pa.string()),
             ("mp4_sha256", pa.string()),
             ("json_sha256", pa.string()),
             ("jpg_sha256", pa.string()),

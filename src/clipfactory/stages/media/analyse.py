@@ -6,6 +6,7 @@ import bisect
 import math
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,6 +20,7 @@ from ...registry import register
 from ...resources import Resources
 from ...stage import Stage, StageConfig
 from .probe import media_failure, source_path
+from .spans import captions_json, load_manifest_spans, plan_manifest, shot_scores
 
 GRADUAL = ("fade", "dissolve")
 
@@ -144,7 +146,7 @@ class AnalyseStage(Stage):
     """
 
     name = "media.analyse"
-    version = 1
+    version = 2
     resources = Resources(cpus=1, memory_gb=1.0)
     batch_size = 1
     input_type = SourceRecord
@@ -168,6 +170,12 @@ class AnalyseStage(Stage):
         )
         keyframe_tolerance_s: float = Field(
             1.0, ge=0, description="How far later a clip start may move to reach a keyframe, in seconds."
+        )
+        spans: Literal["manifest", "shots", "manifest+shots"] = Field(
+            "manifest",
+            description="Where clips come from: the manifest's time ranges where a source has them (else "
+            "the detected shots), only the detected shots, or manifest spans split at detected cuts when "
+            "longer than max_clip_s.",
         )
         keyframe_tolerance_share: float = Field(
             0.3,
@@ -195,6 +203,11 @@ class AnalyseStage(Stage):
         from ...fingerprints.guard import TombstoneGuard
 
         self._guard = TombstoneGuard(self.context.catalog_path)  # one catalog read per batch
+        self._spans = (
+            load_manifest_spans(self.context.catalog_path, [i.source_id for i in items])
+            if self.config.spans != "shots"
+            else {}
+        )
         return super().process_batch(items)
 
     def process(self, item: SourceRecord) -> Result:
@@ -219,25 +232,43 @@ class AnalyseStage(Stage):
                 kf = keyframes_ms(path)
             except MediaProbeError:
                 kf = None
-        spans, too_short = plan_spans(
-            result,
-            min_clip_s=cfg.min_clip_s,
-            max_clip_s=cfg.max_clip_s,
-            gradual_margin_s=cfg.gradual_margin_s,
-            cut_trim_frames=cfg.cut_trim_frames,
-            keyframes=kf,
-            keyframe_tolerance_s=cfg.keyframe_tolerance_s,
-            keyframe_tolerance_share=cfg.keyframe_tolerance_share,
-        )
+        manifest = getattr(self, "_spans", {}).get(item.source_id) if cfg.spans != "shots" else None
+        span_counts: dict[str, int] = {}
+        if manifest:
+            planned, span_counts = plan_manifest(
+                manifest,
+                result,
+                mode=cfg.spans,
+                min_clip_s=cfg.min_clip_s,
+                max_clip_s=cfg.max_clip_s,
+                keyframes=kf,
+                keyframe_tolerance_s=cfg.keyframe_tolerance_s,
+                keyframe_tolerance_share=cfg.keyframe_tolerance_share,
+            )
+            spans, too_short = [], span_counts["spans_too_short"]
+        else:
+            planned = []
+            spans, too_short = plan_spans(
+                result,
+                min_clip_s=cfg.min_clip_s,
+                max_clip_s=cfg.max_clip_s,
+                gradual_margin_s=cfg.gradual_margin_s,
+                cut_trim_frames=cfg.cut_trim_frames,
+                keyframes=kf,
+                keyframe_tolerance_s=cfg.keyframe_tolerance_s,
+                keyframe_tolerance_share=cfg.keyframe_tolerance_share,
+            )
         detail = {
             "frames": result.n_frames,
             "seconds": round(seconds, 3),
             "shots": len(result.shots),
-            "clips": len(spans),
+            "clips": len(spans) + len(planned),
             "too_short": too_short,
             "decode_errors": result.decode_errors,
+            "span_origin": "manifest" if manifest else "shots",
+            **span_counts,
         }
-        if not spans:
+        if not spans and not planned:
             return Result.dropped(item.source_id, "media.no_clips", detail)
         analysis_uri = store.put_bytes(result.to_json().encode())
         pdq_uri = write_frame_hashes(
@@ -246,6 +277,29 @@ class AnalyseStage(Stage):
         thumbs: dict[int, str | None] = {}
         fps = result.fps or 25.0
         clips = []
+        for pc in planned:
+            shot, scores = shot_scores(result.shots, pc.start_ms, pc.end_ms)
+            if shot is not None and shot.index not in thumbs:
+                thumbs[shot.index] = store.put_bytes(shot.thumbnail) if shot.thumbnail else None
+            clips.append(
+                ClipRecord(
+                    clip_id=ids.clip_id(item.source_id, pc.start_ms, pc.end_ms),
+                    source_id=item.source_id,
+                    start_ms=pc.start_ms,
+                    end_ms=pc.end_ms,
+                    shot_index=shot.index if shot is not None else None,
+                    start_frame=int(round(pc.start_ms * fps / 1000)),
+                    end_frame=int(round(pc.end_ms * fps / 1000)),
+                    transition_in="manifest" if pc.piece == 0 else "cut",
+                    transition_out="manifest" if pc.piece == pc.pieces - 1 else "cut",
+                    thumb_uri=thumbs.get(shot.index) if shot is not None else None,
+                    fingerprint_uri=pdq_uri,
+                    caption=pc.captions[0]["caption"] if pc.captions else None,
+                    captions=captions_json(pc.captions),
+                    span_origin="manifest",
+                    **scores,
+                )
+            )
         for sp in spans:
             shot = sp.shot
             if shot.index not in thumbs:
@@ -269,6 +323,7 @@ class AnalyseStage(Stage):
                     black_fraction=shot.black_fraction,
                     static_fraction=shot.static_fraction,
                     text_fraction=shot.text_fraction,
+                    span_origin="shots",
                 )
             )
         source = item.replace(
