@@ -16,6 +16,7 @@ STAGE_MODULES = [
     "clipfactory.stages.media.cut",
     "clipfactory.stages.quality.filter",
     "clipfactory.stages.policy.gate",
+    "clipfactory.stages.build.export",
     "clipfactory.stages.acquire.local",
     "clipfactory.stages.acquire.http",
     "clipfactory.fingerprints.dedup",

@@ -71,6 +71,9 @@ class Stage:
     #: catalog and may write catalog tables of its own (decisions, builds). It runs in the driver process
     #: over all its items in one batch, on every executor; its outcome rows still go through the executor.
     driver_side: ClassVar[bool] = False
+    #: Whether items finished earlier are skipped. A stage whose output depends on all its items together
+    #: (the build export) is run over every item each time and is idempotent instead.
+    resume: ClassVar[bool] = True
 
     class Config(StageConfig):
         pass

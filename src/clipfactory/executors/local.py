@@ -158,7 +158,7 @@ class LocalExecutor:
 
     # -- resume ------------------------------------------------------------------------------------
     def _finished(self, stage: Stage, ids: list[str]) -> dict[str, tuple[str, list[str]]]:
-        if not ids:
+        if not ids or not stage.resume:
             return {}
         with self.catalog.read() as con:
             con.register("_cf_ids", pa.table({"id": pa.array(ids, pa.string())}))
@@ -171,6 +171,23 @@ class LocalExecutor:
             finally:
                 con.unregister("_cf_ids")
         return {r[0]: (r[1], list(r[2] or [])) for r in rows}
+
+    def _changed(self, stage: Stage, results: list[Result]) -> list[Result]:
+        """Results of a stage that is not resumed, less those that repeat the item's latest outcome."""
+        ids = [r.item_id for r in results]
+        with self.catalog.read() as con:
+            con.register("_cf_ids", pa.table({"id": pa.array(ids, pa.string())}))
+            try:
+                rows = con.execute(
+                    """SELECT o.item_id, o.status, o.reason, o.detail FROM latest_outcomes o
+                       JOIN _cf_ids i ON o.item_id = i.id
+                       WHERE o.stage = ? AND o.stage_version = ? AND o.config_hash = ?""",
+                    [stage.name, stage.version, stage.config_hash],
+                ).fetchall()
+            finally:
+                con.unregister("_cf_ids")
+        before = {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return [r for r in results if before.get(r.item_id) != (r.status, r.reason, r.detail)]
 
     # -- running -----------------------------------------------------------------------------------
     def start_run(self, command: str, config: dict[str, Any] | None = None) -> str:
@@ -241,7 +258,8 @@ class LocalExecutor:
         bugs = 0
         seq = 0
         for results, attempts in self._process(stage, todo):
-            self._load_parts(self._write_parts(run_id, stage, seq, results, attempts))
+            fresh = results if stage.resume else self._changed(stage, results)
+            self._load_parts(self._write_parts(run_id, stage, seq, fresh, attempts))
             seq += 1
             for r in results:
                 if r.status == Result.KEPT:

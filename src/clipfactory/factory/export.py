@@ -344,7 +344,10 @@ def content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> s
     return h.hexdigest()[:32]
 
 
-def _record_outcomes(con, run_id: str | None, rows: list[dict[str, Any]]) -> None:
+def _record_outcomes(con, run_id: str | None, rows: list[dict[str, Any]], sink: list | None = None) -> None:
+    if sink is not None:  # the build.export stage: its executor records the outcome rows
+        sink.extend(rows)
+        return
     from ..catalog.outcomes import outcome_row, write_outcomes
 
     write_outcomes(
@@ -370,8 +373,12 @@ def write_build(
     run_id: str | None = None,
     shard_size: int | None = None,
     out: str | Path | None = None,
+    outcome_sink: list | None = None,
 ) -> dict[str, Any]:
     """Export ``clips`` as a new version of build ``name`` for ``purpose``; returns the ``build.json`` dict.
+
+    With ``outcome_sink``, the per-clip outcome rows are appended there instead of being recorded (the
+    ``build.export`` stage hands them to its executor).
 
     Sources the policy gate does not allow for ``purpose`` are refused (dropped outcome rows); clips without
     a cut file are skipped. If the latest version of ``name`` holds exactly the same members (and nothing
@@ -449,7 +456,7 @@ def write_build(
             manifest = json.loads(manifest_path.read_text())
             manifest["status"] = "unchanged"
             with catalog.write() as con:
-                _record_outcomes(con, run_id, outcome_rows)
+                _record_outcomes(con, run_id, outcome_rows, outcome_sink)
             return manifest
 
     with catalog.read() as con:
@@ -566,7 +573,7 @@ def write_build(
                 con.execute("INSERT INTO build_members BY NAME SELECT * FROM _cf_members")
             finally:
                 con.unregister("_cf_members")
-        _record_outcomes(con, run_id, outcome_rows)
+        _record_outcomes(con, run_id, outcome_rows, outcome_sink)
     return manifest
 
 

@@ -11,8 +11,8 @@ One run (one ``runs`` row; every item gets outcome rows), one pipeline of regist
 4. ``media.probe`` → ``media.analyse`` (one decode; plans clips from the manifest spans or the detected
    shots, see ``media.analyse.spans``) → ``quality.filter`` → ``dedup.near`` → ``media.cut``. Only clips
    go on from the analysis; a clip the filter or the near-duplicate check drops is never cut;
-5. **export**: the kept clips become a build (:func:`clipfactory.factory.export.write_build`), which checks
-   the gate again.
+5. ``build.export``: the kept clips become a build (:func:`clipfactory.factory.export.write_build`),
+   which asks the gate again.
 
 Running it again does no finished work twice: every stage skips items that already have a kept or dropped
 outcome for the same stage version and config, and an unchanged build is not written again.
@@ -31,7 +31,6 @@ from ..records import ClipRecord, SourceRecord
 from ..stage import Stage
 from ..storage import BlobStore
 from .add import add_owned
-from .export import write_build
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +38,7 @@ MEDIA_STAGES = ("media.probe", "media.analyse")
 CLIP_STAGES = ("quality.filter", "dedup.near", "media.cut")
 GATE_STAGE = "policy.gate"
 FETCH_STAGE = "acquire.http"
+EXPORT_STAGE = "build.export"
 
 
 def select_sources(
@@ -177,10 +177,11 @@ def run_pipeline(
             current = run.stage(stage, current).outputs
         kept = [r for r in current if isinstance(r, ClipRecord)]
 
-        progress.start("build.export", total=len(kept), unit="clips")
-        build = write_build(catalog, settings, name=name, purpose=purpose, clips=kept, run_id=run.run_id)
-        progress.advance("build.export", len(kept))
-        progress.finish("build.export")
+        export = registry.get(EXPORT_STAGE)({"name": name, "purpose": purpose}, run.context(settings=settings))
+        stages[EXPORT_STAGE] = export
+        inputs[EXPORT_STAGE] = [c.clip_id for c in kept]
+        run.stage(export, kept)
+        build = export.last_build
     run_id = run.run_id
 
     # Counts from outcome rows: every item that entered each stage, whichever run finished it.
@@ -189,7 +190,6 @@ def run_pipeline(
         counts["acquire.local"] = stage_counts(catalog, run_local_stage(settings), report["items"])
     for n, st in stages.items():
         counts[n] = stage_counts(catalog, st, inputs[n])
-    counts["build.export"] = stage_counts(catalog, "build.export", inputs["media.cut"])
     new_rows = catalog.query(
         "SELECT stage, status, count(*) AS n FROM stage_outcomes WHERE run_id = ? GROUP BY ALL ORDER BY stage, status",
         [run_id],
