@@ -335,12 +335,29 @@ def clip_captions(clip: ClipRecord) -> list[dict[str, str]]:
         return []
 
 
+#: Fields of the clip JSON that say when, not what: they stay out of the build's content hash, so the same
+#: footage fetched twice (or on two executors) gives the same build.
+VOLATILE_FIELDS = (("origin", "acquired_at"),)
+
+
+def _identity_sha256(js: bytes) -> str:
+    doc = json.loads(js)
+    for path in VOLATILE_FIELDS:
+        node = doc
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
 def content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> str:
     """Identity of a build's content: purpose, shard size and every member's hashes (rows sorted by
     ``clip_id``, each with ``clip_id``, ``mp4_sha256``, ``json_sha256``, ``jpg_sha256``)."""
     h = hashlib.sha256(f"{purpose}|{shard_size}".encode())
     for r in rows:
-        h.update(f"|{r['clip_id']}:{r['mp4_sha256']}:{r['json_sha256']}:{r['jpg_sha256']}".encode())
+        js = r.get("identity_sha256") or r["json_sha256"]
+        h.update(f"|{r['clip_id']}:{r['mp4_sha256']}:{js}:{r['jpg_sha256']}".encode())
     return h.hexdigest()[:32]
 
 
@@ -438,6 +455,7 @@ def write_build(
                     "clip_id": c.clip_id,
                     "mp4_sha256": c.content_sha256,
                     "json_sha256": hashlib.sha256(js).hexdigest(),
+                    "identity_sha256": _identity_sha256(js),
                     "jpg_sha256": jpg_sha,
                     "attribution": licence["attribution"],
                 }
