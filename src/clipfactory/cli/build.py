@@ -26,7 +26,8 @@ PurposeOpt = Annotated[
 def add_cmd(
     paths: Annotated[list[str], typer.Argument(help="Media files, folders, file:// or s3:// URLs.")],
     license: Annotated[
-        str | None, typer.Option("--license", help="SPDX licence of the media, e.g. CC-BY-4.0.")
+        str | None,
+        typer.Option("--license", help="SPDX licence of files without a sidecar, e.g. CC-BY-4.0."),
     ] = None,
     rights_holder: Annotated[
         str | None, typer.Option("--rights-holder", help="Who holds the rights.")
@@ -41,7 +42,9 @@ def add_cmd(
 ) -> None:
     """Add owned media to the blob store and the catalog, with its licence and rights holder.
 
-    A sidecar <file>.json ({"license", "rights_holder", "title"}) beside a file overrides the options.
+    A sidecar <file>.json ({"license", "rights_holder", "title"}) beside a file overrides the options. A file
+    with neither is refused and nothing is added: the config's `license` and `rights_holder` apply only to
+    the config's own `inputs` (what `clipfactory run` adds).
     """
     from ..factory.add import add_owned
 
@@ -50,8 +53,9 @@ def add_cmd(
         open_catalog(s),
         s,
         paths,
-        license=license or s.license,
-        rights_holder=rights_holder or s.rights_holder,
+        # Only the options (or a sidecar): the config's `license`/`rights_holder` cover its own `inputs`.
+        license=license,
+        rights_holder=rights_holder,
         title=title,
         dataset=dataset,
         progress=default_progress(quiet=json_),

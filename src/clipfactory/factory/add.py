@@ -2,7 +2,9 @@
 
 ``clipfactory add PATH... --license SPDX --rights-holder NAME`` and the first step of ``clipfactory run``
 call :func:`add_owned`. A sidecar ``<file>.json`` beside a media file (``{"license": ..., "rights_holder":
-..., "title": ...}``) gives that file's own provenance and wins over the command-line defaults.
+..., "title": ...}``) gives that file's own provenance and wins over the declared defaults. The config's
+``license`` and ``rights_holder`` are defaults for the config's own ``inputs`` only (``clipfactory run``
+passes them); a file named to ``clipfactory add`` needs the options or a sidecar.
 
 Acquisition is the ``acquire.local`` stage, so it resumes: content already acquired with the same declared
 provenance is not copied again.
@@ -137,6 +139,22 @@ def record_memberships(
     return len(new)
 
 
+def by_input_root(inputs: list[str], sources: list[SourceRecord]) -> list[tuple[str | None, list[SourceRecord]]]:
+    """``sources`` grouped by the input (file, folder or URL prefix) each was found under, in input order.
+
+    The input's canonical form (:func:`clipfactory.sources.owned.input_root`) becomes the ``uri`` of its
+    ``manifests`` row, which is how a build ships a path relative to it instead of the full ``origin_uri``.
+    """
+    from ..sources.owned import input_root, relative_origin
+
+    roots = list(dict.fromkeys(input_root(i) for i in inputs))
+    groups: dict[str | None, list[SourceRecord]] = {}
+    for s in sources:
+        root = next((r for r in roots if relative_origin(s.origin_uri, [r]) is not None), None)
+        groups.setdefault(root, []).append(s)
+    return [(r, groups[r]) for r in [*roots, None] if r in groups]
+
+
 def add_owned(
     catalog: Catalog,
     settings,
@@ -151,6 +169,11 @@ def add_owned(
 ) -> tuple[dict[str, Any], list[SourceRecord]]:
     """Acquire owned media into the blob store and the catalog.
 
+    ``license`` and ``rights_holder`` are the provenance the caller declares for every file without a
+    sidecar: ``clipfactory add`` passes only its ``--license``/``--rights-holder`` options, ``clipfactory
+    run`` the config's ``license``/``rights_holder`` for the config's own ``inputs``. A file with neither a
+    sidecar nor these is refused (:class:`ManifestError` naming it) before anything is written.
+
     Returns ``(report, sources)``: what happened per file (JSON-ready) and the acquired source records.
     ``run`` (a :class:`clipfactory.pipelines.Run`) lets the main job run this inside its own run.
     """
@@ -162,7 +185,9 @@ def add_owned(
         stage = add_run.make("acquire.local")
         done = add_run.stage(stage, plan)
     sources = list({x.id: x for x in done.outputs if isinstance(x, SourceRecord)}.values())
-    n_members = record_memberships(catalog, dataset, sources, uri=inputs[0] if len(inputs) == 1 else None)
+    n_members = 0
+    for root, group in by_input_root(inputs, sources):
+        n_members += record_memberships(catalog, dataset, group, uri=root)
     plan_ids = [stage.item_id(p) for p in plan]
     rows = catalog.query(
         """SELECT item_id, status, reason, error, output_ids FROM latest_outcomes

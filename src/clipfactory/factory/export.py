@@ -4,8 +4,13 @@ Layout of one build (``<build.out>/<name>/v<N>/``)::
 
     shard-000000.tar      <key>.mp4  <key>.json  <key>.jpg   per clip, clips sorted by clip_id
     shard-000001.tar      ...
-    index.parquet         one row per clip: shard, key, span, licence, scores, member hashes
+    index.parquet         one row per clip: shard, key, span, licence, attribution text, scores, member hashes
+    ATTRIBUTION.md        the credit of every source work (TASL: title, author, source, licence), and its clips
+    ATTRIBUTION.json      the same, structured
     build.json            the manifest, written last: a build without it is incomplete
+
+Nothing shipped names the operator's machine: ``origin_uri`` in clip JSON and the index is the source's
+public URL, else its path relative to the input it was added from; the full path stays in the catalog.
 
 Every file is written to a temporary sibling and renamed into place, so a crash never leaves a partial
 shard under its final name. Shard assignment is deterministic: clips sorted by ``clip_id``, ``shard_size``
@@ -121,7 +126,9 @@ def license_label(spdx: str | None) -> str | None:
 
 
 def attribution_text(source: SourceRecord) -> str:
-    """E.g. ``“Big Buck Bunny” © Blender Foundation, CC BY 3.0``."""
+    """The short credit line of a work, e.g. ``“Big Buck Bunny” © Blender Foundation, CC BY 3.0``.
+
+    Kept for callers that want one line; builds ship the full TASL text of :func:`attribution_for`."""
     title = source.title or (Path(source.origin_uri).stem if source.origin_uri else source.source_id)
     parts = [f"“{title}”"]
     if source.rights_holder:
@@ -129,6 +136,288 @@ def attribution_text(source: SourceRecord) -> str:
     text = " ".join(parts)
     label = license_label(source.content_license)
     return f"{text}, {label}" if label else text
+
+
+_CC_ID = re.compile(
+    r"CC-(?P<kind>BY(?:-NC)?(?:-ND|-SA)?)-(?P<version>\d\.\d)(?:-(?P<port>[A-Za-z]+))?", re.IGNORECASE
+)
+_CC0_ID = re.compile(r"CC0-(?P<version>\d\.\d)", re.IGNORECASE)
+#: Licences whose works are in the public domain (beside CC0), with the page that says so.
+PUBLIC_DOMAIN_URLS = {
+    "cc-pddc": "https://creativecommons.org/licenses/publicdomain/",
+    "pddl-1.0": "https://opendatacommons.org/licenses/pddl/1-0/",
+    "licenseref-publicdomain": None,
+    "licenseref-public-domain": None,
+    "unlicense": "https://unlicense.org/",
+}
+
+
+def license_record(spdx: str | None, table=None) -> dict[str, Any]:
+    """What an attribution needs to know about a licence: its family, name, URL and obligations.
+
+    ``family`` is one of ``cc-by`` (CC BY and its NC/ND variants), ``cc-by-sa`` (share-alike variants),
+    ``cc0``, ``public-domain``, ``custom`` (``LicenseRef-…``, other SPDX ids, expressions) and ``none``.
+    Names, notes and the attribution / share-alike flags come from the licence table of the policy
+    (``table``, a :class:`clipfactory.policy.taxonomy.LicenseTable`), so a policy file changes them.
+    """
+    spdx = (spdx or "").strip() or None
+    terms = None
+    if table is not None and spdx:
+        try:
+            terms = table.classify(spdx)
+        except Exception:  # noqa: BLE001 - an expression the policy cannot read still gets credited
+            terms = None
+    entry: dict[str, Any] = {}
+    if table is not None and spdx:
+        entry = table.entries().get(spdx) or next(
+            (v for k, v in table.entries().items() if k.lower() == spdx.lower()), {}
+        )
+    rec: dict[str, Any] = {
+        "license": spdx,
+        "name": entry.get("name") or license_label(spdx),
+        "url": None,
+        "note": entry.get("note"),
+        "attribution_required": bool(terms.attribution) if terms is not None else True,
+        "share_alike": bool(terms.share_alike) if terms is not None else False,
+    }
+    if spdx is None:
+        return {**rec, "family": "none", "attribution_required": False}
+    m = _CC_ID.fullmatch(spdx)
+    if m:
+        kind, version, port = m.group("kind").lower(), m.group("version"), m.group("port")
+        url = f"https://creativecommons.org/licenses/{kind}/{version}/"
+        if port:
+            url += f"{port.lower()}/"
+        sa = kind.endswith("-sa")
+        return {
+            **rec,
+            "family": "cc-by-sa" if sa else "cc-by",
+            "url": url,
+            "attribution_required": True,
+            "share_alike": sa or rec["share_alike"],
+        }
+    m = _CC0_ID.fullmatch(spdx)
+    if m:
+        url = f"https://creativecommons.org/publicdomain/zero/{m.group('version')}/"
+        return {**rec, "family": "cc0", "url": url, "attribution_required": False}
+    low = spdx.lower()
+    if low in PUBLIC_DOMAIN_URLS or "public domain" in str(entry.get("name") or "").lower():
+        return {
+            **rec,
+            "family": "public-domain",
+            "name": entry.get("name") or ("Public domain" if low.startswith("licenseref-") else spdx),
+            "url": PUBLIC_DOMAIN_URLS.get(low),
+            "attribution_required": False,
+        }
+    url = None
+    if not low.startswith("licenseref-") and re.fullmatch(r"[A-Za-z0-9.+-]+", spdx):
+        url = f"https://spdx.org/licenses/{spdx}.html"  # a single SPDX id: its text is on the SPDX list
+    return {**rec, "family": "custom", "url": url}
+
+
+def _ms(ms: int | None) -> str:
+    ms = int(ms or 0)
+    m, rest = divmod(ms, 60_000)
+    return f"{m}:{rest / 1000:06.3f}"
+
+
+def modifications(clip: ClipRecord, cut: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """What was done to the work to make ``clip``: always cut to its span; re-encoded when not copied."""
+    cut = cut or {}
+    out: list[dict[str, Any]] = [
+        {
+            "kind": "cut",
+            "start_ms": clip.start_ms,
+            "end_ms": clip.end_ms,
+            "text": f"cut to {_ms(clip.start_ms)}–{_ms(clip.end_ms)} of the original",
+        }
+    ]
+    if clip.cut_method == "reencode":
+        enc = cut.get("encoder")
+        out.append({"kind": "re-encoded", "encoder": enc, "text": f"re-encoded{f' ({enc})' if enc else ''}"})
+    elif cut.get("audio_method") == "reencode":
+        out.append({"kind": "audio re-encoded", "encoder": None, "text": "audio re-encoded"})
+    return out
+
+
+def _tasl(title: str, author: str | None, source: str | None, lic: dict[str, Any], modified: str | None) -> str:
+    """The TASL credit (title, author, source, licence) of one work, per licence family."""
+    work = f"“{title}”"
+    if author:
+        work += f" by {author}" if lic["family"] != "custom" else f" © {author}"
+    if source:
+        work += f" ({source})"
+    name = lic.get("name") or lic.get("license")
+    link = f" ({lic['url']})" if lic.get("url") else ""
+    fam = lic["family"]
+    if fam in ("cc-by", "cc-by-sa"):
+        text = f"{work}, licensed under {name}{link}."
+    elif fam == "cc0":
+        text = f"{work}, dedicated to the public domain under {name}{link}."
+    elif fam == "public-domain":
+        text = f"{work}, in the public domain ({name}){link}."
+    elif fam == "none":
+        text = f"{work}, no licence recorded."
+    else:
+        text = f"{work}, used under {name}{link}"
+        if lic.get("note"):
+            text += f": {lic['note'].rstrip('.')}"
+        text += "."
+    if modified:
+        text += f" Modified: {modified}."
+    if fam == "cc-by-sa" or (fam != "cc-by" and lic.get("share_alike")):
+        text += f" Share-alike: this adaptation is shared under the same licence, {name}{link}."
+    return text
+
+
+def work_origin(source: SourceRecord, roots: list[str] | None = None) -> str | None:
+    """Where a work comes from, in a form that can be shipped: its public URL when it has one, else its
+    path relative to the input it was added from (or its file name), never the operator's full path."""
+    if source.url:
+        return source.url
+    if not source.origin_uri:
+        return None
+    from ..sources.owned import relative_origin
+
+    rel = relative_origin(source.origin_uri, roots or [])
+    if rel is not None:
+        return rel
+    tail = source.origin_uri.rstrip("/").rsplit("/", 1)[-1]
+    return tail or None
+
+
+def attribution_for(
+    source: SourceRecord,
+    licence: dict[str, Any],
+    clip: ClipRecord,
+    *,
+    origin: str | None = None,
+    cut: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The attribution of one clip: TASL text plus the same facts as fields.
+
+    ``licence`` is :func:`license_record` of the source's content licence; ``origin`` is
+    :func:`work_origin` of the source; ``cut`` the ``media.cut`` outcome detail of the clip.
+    """
+    title = source.title or source.source_id
+    author = source.rights_holder or source.uploader
+    changes = modifications(clip, cut)
+    text = _tasl(title, author, origin, licence, " and ".join(c["text"] for c in changes))
+    return {
+        "text": text,
+        "title": title,
+        "author": author,
+        "rights_holder": source.rights_holder,
+        "source": origin,
+        "source_url": source.url,
+        "license": licence.get("license"),
+        "license_name": licence.get("name"),
+        "license_url": licence.get("url"),
+        "license_family": licence["family"],
+        "license_note": licence.get("note"),
+        "attribution_required": licence.get("attribution_required"),
+        "share_alike": licence.get("share_alike"),
+        "modified": True,
+        "modifications": changes,
+    }
+
+
+def work_attribution(
+    source: SourceRecord, licence: dict[str, Any], origin: str | None, clips: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One entry of ``ATTRIBUTION.json``: a source work and the clips of the build that use it."""
+    kinds = sorted({m["kind"] for c in clips for m in c["modifications"]})
+    n = len(clips)
+    done = f"cut into {n} clip{'s' if n != 1 else ''}"
+    if "re-encoded" in kinds:
+        done += ", re-encoded"
+    elif "audio re-encoded" in kinds:
+        done += ", audio re-encoded"
+    title = source.title or source.source_id
+    author = source.rights_holder or source.uploader
+    return {
+        "source_id": source.source_id,
+        "text": _tasl(title, author, origin, licence, done),
+        "title": title,
+        "author": author,
+        "rights_holder": source.rights_holder,
+        "source": origin,
+        "source_url": source.url,
+        "license": licence.get("license"),
+        "license_name": licence.get("name"),
+        "license_url": licence.get("url"),
+        "license_family": licence["family"],
+        "license_note": licence.get("note"),
+        "attribution_required": licence.get("attribution_required"),
+        "share_alike": licence.get("share_alike"),
+        "modified": True,
+        "modifications": kinds,
+        "clips": [
+            {"clip_id": c["clip_id"], "start_ms": c["start_ms"], "end_ms": c["end_ms"], "text": c["text"]}
+            for c in sorted(clips, key=lambda c: c["clip_id"])
+        ],
+    }
+
+
+ATTRIBUTION_MD = "ATTRIBUTION.md"
+ATTRIBUTION_JSON = "ATTRIBUTION.json"
+
+
+def attribution_files(name: str, works: list[dict[str, Any]]) -> dict[str, bytes]:
+    """``ATTRIBUTION.md`` and ``ATTRIBUTION.json`` of a build: one entry per source work, sorted by title.
+
+    Nothing in them depends on the version or the time, so the same clips give the same bytes."""
+    works = sorted(works, key=lambda w: (str(w["title"]).lower(), w["source_id"]))
+    doc = {"build": name, "n_works": len(works), "n_clips": sum(len(w["clips"]) for w in works), "works": works}
+    js = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False).encode()
+    lines = [
+        f"# Attribution: build {name}",
+        "",
+        "Every clip of this build is a modified excerpt (cut, and where noted re-encoded) of the works below.",
+        "Each clip's JSON carries its own attribution (`attribution`), and `index.parquet` its text.",
+        "",
+    ]
+    for w in works:
+        lines.append(f"## {w['title']}")
+        lines.append("")
+        lines.append(w["text"])
+        lines.append("")
+        facts = [
+            ("Author / rights holder", w["author"]),
+            ("Source", w["source"]),
+            ("Licence", f"{w['license_name'] or w['license']} (`{w['license']}`)" if w["license"] else None),
+            ("Licence URL", w["license_url"]),
+            ("Licence note", w["license_note"]),
+            ("Modified", ", ".join(w["modifications"]) or "cut"),
+            ("Clips", ", ".join(f"`{c['clip_id']}`" for c in w["clips"])),
+        ]
+        lines += [f"- {k}: {v}" for k, v in facts if v]
+        lines.append("")
+    return {ATTRIBUTION_MD: "\n".join(lines).encode(), ATTRIBUTION_JSON: js}
+
+
+def _input_roots(con, source_ids: list[str]) -> dict[str, list[str]]:
+    """The inputs (``manifests.uri`` of the owned listings) each source was added from."""
+    try:
+        have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    except Exception:  # pragma: no cover
+        return {}
+    if not {"memberships", "manifests"} <= have or not source_ids:
+        return {}
+    con.register("_cf_roots", pa.table({"id": pa.array(source_ids, pa.string())}))
+    try:
+        rows = con.execute(
+            """SELECT m.source_id, f.uri FROM memberships m JOIN _cf_roots s ON m.source_id = s.id
+               JOIN manifests f ON f.manifest_id = m.manifest_id WHERE f.uri IS NOT NULL
+               ORDER BY m.source_id, f.ingested_at"""
+        ).fetchall()
+    finally:
+        con.unregister("_cf_roots")
+    out: dict[str, list[str]] = {}
+    for sid, uri in rows:
+        # `clipfactory ingest` of several owned folders records them joined by ", ".
+        out.setdefault(sid, []).extend([uri, *(u for u in uri.split(", ") if u != uri)])
+    return out
 
 
 def _memberships(con, source_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -157,10 +446,14 @@ def _memberships(con, source_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
 
 
 def lineage(
-    source: SourceRecord, memberships: list[dict[str, Any]], decision: dict[str, Any] | None
+    source: SourceRecord,
+    memberships: list[dict[str, Any]],
+    decision: dict[str, Any] | None,
+    attribution: str | None = None,
 ) -> dict[str, Any]:
     """The licence lineage of a clip: the pixels' licence, the platform, every dataset it came through,
-    and the policy decision that let it into the build."""
+    and the policy decision that let it into the build. ``attribution`` is the clip's TASL text (default:
+    the short credit line of the work)."""
     chain: list[dict[str, Any]] = [
         {
             "kind": "content",
@@ -174,7 +467,7 @@ def lineage(
     return {
         "content_license": source.content_license,
         "rights_holder": source.rights_holder,
-        "attribution": attribution_text(source),
+        "attribution": attribution if attribution is not None else attribution_text(source),
         "lineage": chain,
         "decision": decision,
     }
@@ -204,7 +497,8 @@ def policy_check(
     if settings is not None:
         evaluation = list(settings.build.evaluation_manifests) or None
     gate.evaluate(catalog, purpose, settings=settings, source_ids=ids_, evaluation_datasets=evaluation)
-    allowed_all = gate.allowed_source_ids(catalog, purpose, settings=settings)
+    # Only this build's sources: stale decisions of other sources in the catalog are not its business.
+    allowed_all = gate.allowed_source_ids(catalog, purpose, settings=settings, source_ids=ids_)
     decisions = stored_decisions(catalog, purpose, ids_)
     allowed = {s for s in ids_ if s in allowed_all}
     refused = {s: _reason(decisions.get(s) or {}) for s in ids_ if s not in allowed}
@@ -273,8 +567,14 @@ def clip_json(
     licence: dict[str, Any],
     cut: dict[str, Any] | None,
     jpg_sha256: str | None,
+    *,
+    origin: str | None = None,
+    attribution: dict[str, Any] | None = None,
 ) -> bytes:
-    """The ``<key>.json`` member: provenance, licence lineage and attribution, scores, caption, hashes."""
+    """The ``<key>.json`` member: provenance, licence lineage and attribution, scores, caption, hashes.
+
+    ``origin`` is what the build ships as ``origin_uri`` (:func:`work_origin`: the public URL, else a path
+    relative to the input): the operator's full path stays in the catalog."""
     cut = dict(cut or {})
     doc = {
         "clip_id": clip.clip_id,
@@ -303,12 +603,13 @@ def clip_json(
             "platform": source.platform,
             "platform_id": source.platform_id,
             "url": source.url,
-            "origin_uri": source.origin_uri,
+            "origin_uri": origin,
             "title": source.title,
             "content_sha256": source.content_sha256,
             "acquired_at": source.acquired_at,
         },
         "license": licence,
+        "attribution": attribution,
         "scores": {
             "motion": clip.motion,
             "sharpness": clip.sharpness,
@@ -351,13 +652,18 @@ def _identity_sha256(js: bytes) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> str:
-    """Identity of a build's content: purpose, shard size and every member's hashes (rows sorted by
-    ``clip_id``, each with ``clip_id``, ``mp4_sha256``, ``json_sha256``, ``jpg_sha256``)."""
+def content_hash(
+    purpose: str, shard_size: int, rows: list[dict[str, Any]], files: dict[str, str] | None = None
+) -> str:
+    """Identity of a build's content: purpose, shard size, every member's hashes (rows sorted by
+    ``clip_id``, each with ``clip_id``, ``mp4_sha256``, ``json_sha256``, ``jpg_sha256``) and the sha256 of
+    the build-level files (``files``: ``{name: sha256}``, e.g. ``ATTRIBUTION.md`` and ``ATTRIBUTION.json``)."""
     h = hashlib.sha256(f"{purpose}|{shard_size}".encode())
     for r in rows:
         js = r.get("identity_sha256") or r["json_sha256"]
         h.update(f"|{r['clip_id']}:{r['mp4_sha256']}:{js}:{r['jpg_sha256']}".encode())
+    for name in sorted(files or {}):
+        h.update(f"|file:{name}:{files[name]}".encode())
     return h.hexdigest()[:32]
 
 
@@ -431,8 +737,17 @@ def write_build(
             s.source_id: s for s in load_records(con, SourceRecord, sorted({c.source_id for c in export}))
         }
         members_of = _memberships(con, sorted(sources))
+        roots_of = _input_roots(con, sorted(sources))
         cuts = _cut_details(con, [c.clip_id for c in export])
     export = [c for c in export if c.source_id in sources]
+    table = _license_table(settings)
+    works: dict[str, dict[str, Any]] = {}  # source_id -> its licence record, shipped origin and clips
+    for sid, src in sources.items():
+        works[sid] = {
+            "licence": license_record(src.content_license, table),
+            "origin": work_origin(src, roots_of.get(sid)),
+            "clips": [],
+        }
 
     # Prepare every member's bytes (json, jpg) and hashes first: they decide whether anything changed.
     planned = []
@@ -443,8 +758,13 @@ def write_build(
                 store.path_of(c.thumb_uri).read_bytes() if c.thumb_uri and store.exists(c.thumb_uri) else None
             )
             jpg_sha = hashlib.sha256(jpg).hexdigest() if jpg is not None else None
-            licence = lineage(src, members_of.get(c.source_id, []), decisions.get(c.source_id))
-            js = clip_json(c, src, licence, cuts.get(c.clip_id), jpg_sha)
+            work = works[c.source_id]
+            credit = attribution_for(src, work["licence"], c, origin=work["origin"], cut=cuts.get(c.clip_id))
+            work["clips"].append({"clip_id": c.clip_id, "start_ms": c.start_ms, "end_ms": c.end_ms, **credit})
+            licence = lineage(src, members_of.get(c.source_id, []), decisions.get(c.source_id), credit["text"])
+            js = clip_json(
+                c, src, licence, cuts.get(c.clip_id), jpg_sha, origin=work["origin"], attribution=credit
+            )
             planned.append(
                 {
                     "shard": shard,
@@ -458,9 +778,19 @@ def write_build(
                     "identity_sha256": _identity_sha256(js),
                     "jpg_sha256": jpg_sha,
                     "attribution": licence["attribution"],
+                    "origin": work["origin"],
                 }
             )
-    build_hash = content_hash(purpose, shard_size, planned)
+    credits = attribution_files(
+        name,
+        [
+            work_attribution(sources[sid], w["licence"], w["origin"], w["clips"])
+            for sid, w in works.items()
+            if w["clips"]
+        ],
+    )
+    credit_sha = {n: hashlib.sha256(b).hexdigest() for n, b in credits.items()}
+    build_hash = content_hash(purpose, shard_size, planned, credit_sha)
 
     with catalog.read() as con:
         latest = con.execute(
@@ -473,6 +803,7 @@ def write_build(
         if cfg.get("content_hash") == build_hash and manifest_path.exists():
             manifest = json.loads(manifest_path.read_text())
             manifest["status"] = "unchanged"
+            manifest["out_dir"] = latest[0][2]
             with catalog.write() as con:
                 _record_outcomes(con, run_id, outcome_rows, outcome_sink)
             return manifest
@@ -510,6 +841,12 @@ def write_build(
     with atomic_path(out_dir / "index.parquet") as tmp:
         pq.write_table(index, tmp)
         os.chmod(tmp, 0o644)
+    files = [{"name": "index.parquet", **_file_entry(out_dir / "index.parquet")}]
+    for fname, data in sorted(credits.items()):
+        with atomic_write(out_dir / fname, "wb") as fh:
+            fh.write(data)
+            os.chmod(fh.name, 0o644)
+        files.append({"name": fname, "sha256": credit_sha[fname], "bytes": len(data)})
     created = datetime.now(UTC).replace(microsecond=0)
     manifest = {
         "build_id": build_id,
@@ -526,15 +863,20 @@ def write_build(
         "shards": shards,
         "index": "index.parquet",
         "refused_sources": [{"source_id": s, "reason": r} for s, r in sorted(refused.items())],
-        "attributions": sorted({p["attribution"] for p in planned}),
+        "files": files,
+        "attribution": {"markdown": ATTRIBUTION_MD, "json": ATTRIBUTION_JSON},
+        "attributions": sorted(
+            w["text"] for w in json.loads(credits[ATTRIBUTION_JSON])["works"]
+        ),
         "run_id": run_id,
-        "out_dir": str(out_dir),
         "status": "complete",
     }
-    # The manifest is written last: its presence marks the build as complete.
+    # The manifest is written last: its presence marks the build as complete. It names no local path
+    # (builds are shipped); the returned dict adds ``out_dir`` for the caller.
     with atomic_write(out_dir / "build.json", "w") as fh:
         fh.write(json.dumps(manifest, indent=2, ensure_ascii=False))
         os.chmod(fh.name, 0o644)
+    manifest["out_dir"] = str(out_dir)
 
     outcome_rows += [
         {
@@ -598,6 +940,19 @@ def write_build(
 _content_hash = content_hash  # the name the takedown rewrite imports
 
 
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"sha256": _sha256_path(path), "bytes": path.stat().st_size}
+
+
+def _license_table(settings):
+    """The policy's licence table (names, notes, obligations), or ``None`` without the policy module."""
+    try:
+        from ..policy.profiles import load_policy
+    except ImportError:  # pragma: no cover
+        return None
+    return load_policy(settings).licenses
+
+
 def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
     rows = []
     for p in planned:
@@ -618,7 +973,7 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
                 "content_license": s.content_license,
                 "rights_holder": s.rights_holder,
                 "attribution": p["attribution"],
-                "origin_uri": s.origin_uri,
+                "origin_uri": p["origin"],
                 "motion": c.motion,
                 "sharpness": c.sharpness,
                 "luma": c.luma,

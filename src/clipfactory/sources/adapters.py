@@ -704,9 +704,25 @@ MAP_KEYS = (
     "split",
     "duration",
     "platform",
+    "license",
+    "rights-holder",
     "time-unit",
 )
-_COLUMN_KEYS = ("id", "url", "start", "end", "caption", "title", "label", "split", "duration")
+_COLUMN_KEYS = (
+    "id",
+    "url",
+    "start",
+    "end",
+    "caption",
+    "title",
+    "label",
+    "split",
+    "duration",
+    "license",
+    "rights-holder",
+)
+#: Other spellings of --map keys.
+_MAP_ALIASES = {"licence": "license", "content-license": "license", "author": "rights-holder"}
 
 
 def parse_mapping(text: str | dict[str, str] | None) -> dict[str, str]:
@@ -730,6 +746,7 @@ def parse_mapping(text: str | dict[str, str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in items:
         k = k.strip().lower().replace("_", "-")
+        k = _MAP_ALIASES.get(k, k)
         if k not in MAP_KEYS:
             raise ManifestError(f"unknown --map key {k!r}", fix=f"keys are {', '.join(MAP_KEYS)}")
         out[k] = v
@@ -801,6 +818,7 @@ def _generic(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
             "|| ' (give --map platform=NAME for ids of another platform)' END"
         )
     json_error = "CASE WHEN NOT ok THEN 'not valid JSON' END" if jsonl else "NULL"
+    lic_sql, lic_error = _licence_column(con, col("license"), "_cf_gsrc" if jsonl else SRC)
     duration = f"cf_ms_unit({col('duration')}, {lit(unit)})"
     sel = ctx.select(
         ord="ord",
@@ -819,10 +837,44 @@ def _generic(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         caption=col("caption"),
         label=col("label"),
         split=col("split") if "split" in m else (lit(ctx.split_hint) if ctx.split_hint else "NULL"),
-        error=f"coalesce({json_error}, {id_error})",
+        error=f"coalesce({json_error}, {id_error}, {lic_error})",
         raw="j" if jsonl else "NULL",
+        **({"content_license": lic_sql} if "license" in m else {}),
+        **({"rights_holder": f"nullif(cf_strip({col('rights-holder')}), '')"} if "rights-holder" in m else {}),
     )
     return f"""SELECT {sel} FROM {"_cf_gsrc" if jsonl else SRC}"""
+
+
+def _licence_column(con: duckdb.DuckDBPyConnection, expr: str, table: str) -> tuple[str, str]:
+    """SQL for a mapped licence column: its SPDX-normalised value, and the row error when it is not one.
+
+    The distinct values (few, in any real manifest) are checked once with the SPDX licence list; a row whose
+    licence is not an SPDX expression (nor ``LicenseRef-...``) is rejected, naming the value."""
+    if expr == "NULL":
+        return "NULL", "NULL"
+    from .owned import validate_license
+
+    values = [r[0] for r in con.execute(f"SELECT DISTINCT cf_strip({expr}) FROM {table}").fetchall()]
+    norm, bad = [], []
+    for v in values:
+        if v is None or not v.strip():
+            continue
+        try:
+            norm.append((v, validate_license(v)))
+        except ManifestError:
+            bad.append(v)
+    con.execute("CREATE OR REPLACE TEMP TABLE _cf_lic (raw VARCHAR, spdx VARCHAR, bad BOOLEAN)")
+    if norm or bad:
+        con.executemany(
+            "INSERT INTO _cf_lic VALUES (?, ?, ?)", [(v, n, False) for v, n in norm] + [(v, None, True) for v in bad]
+        )
+    key = f"cf_strip({expr})"
+    spdx = f"(SELECT l.spdx FROM _cf_lic l WHERE l.raw = {key})"
+    error = (
+        f"CASE WHEN (SELECT l.bad FROM _cf_lic l WHERE l.raw = {key}) THEN 'not an SPDX licence expression: ' "
+        f"|| {key} || ' (use an SPDX id such as CC-BY-4.0, or LicenseRef-<name> for a custom licence)' END"
+    )
+    return spdx, error
 
 
 # -- the table of formats ---------------------------------------------------------------------------
@@ -945,7 +997,8 @@ ADAPTERS: dict[str, Adapter] = {
             None,
             (),
             _generic,
-            "any CSV, JSONL or Parquet with --map id=COL,url=COL,start=COL,end=COL,caption=COL,time-unit=s|ms|hms",
+            "any CSV, JSONL or Parquet with --map id=COL,url=COL,start=COL,end=COL,caption=COL,"
+            "license=COL,rights_holder=COL,time-unit=s|ms|hms",
         ),
     ]
 }

@@ -91,6 +91,47 @@ def _iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, Any]]
             raise ManifestError("no such file or folder", item=sp, fix="check the path")
 
 
+def input_root(path: str | os.PathLike) -> str:
+    """The canonical form of an input given to ``add`` (a file, a folder or a URL prefix): local paths are
+    made absolute, as :func:`scan_owned_files` records them in ``origin_uri``."""
+    sp = str(path)
+    if _is_remote(sp):
+        return sp
+    return str(Path(sp.removeprefix("file://")).resolve())
+
+
+def _remote_key(uri: str) -> str:
+    return uri.split("://", 1)[1].strip("/") if "://" in uri else uri.strip("/")
+
+
+def relative_origin(origin_uri: str | None, roots: Iterable[str]) -> str | None:
+    """``origin_uri`` relative to the first of ``roots`` (inputs given to ``add``) that holds it.
+
+    A folder or prefix root gives the path below it (``clips/a.mp4``); a root that is the file itself gives
+    its name. ``None`` when no root holds it. The result never names the operator's machine, so it is what
+    a build ships (the catalog keeps the full ``origin_uri``).
+    """
+    if not origin_uri:
+        return None
+    for root in roots:
+        if not root:
+            continue
+        if _is_remote(origin_uri) or _is_remote(root):
+            if not (_is_remote(origin_uri) and _is_remote(root)):
+                continue
+            if origin_uri.split("://", 1)[0] != root.split("://", 1)[0]:
+                continue
+            o, r = _remote_key(origin_uri), _remote_key(root)
+        else:
+            o = str(Path(origin_uri.removeprefix("file://")))
+            r = str(Path(root.removeprefix("file://")))
+        if o == r:
+            return o.rsplit("/", 1)[-1]
+        if o.startswith(r.rstrip("/") + "/"):
+            return o[len(r.rstrip("/")) + 1 :]
+    return None
+
+
 def _open(path: str, fs: Any):
     if fs is None:
         return open(path, "rb")
@@ -208,7 +249,8 @@ def scan_owned(
         more = f" (and {len(scan.problems) - 5} more)" if len(scan.problems) > 5 else ""
         raise ManifestError(
             f"{len(scan.problems)} owned file(s) cannot be used: {shown}{more}",
-            fix="give --license SPDX --rights-holder NAME, or a sidecar <file>.json per file",
+            fix="give --license SPDX --rights-holder NAME, or a sidecar <file>.json per file "
+            "(a config's `license` and `rights_holder` apply only to its own `inputs`)",
         )
     return scan.records
 
