@@ -29,10 +29,13 @@ SECTION_PROVIDERS = [
     "clipfactory.acquire.evidence:explain_section",
     "clipfactory.fingerprints.takedown:explain_section",
     "clipfactory.factory.export:explain_section",
+    "clipfactory.fingerprints.dedup:explain_section",
 ]
 
 #: What each reason means, by its namespace (the part before ``:``).
 REASON_TEXT = {
+    "dedup.restricted_copy": "the clip's footage matches a copy the purpose may not use; footage carries the most restrictive licence known for any copy of it, whatever licence this copy states",
+    "dedup.near_duplicate_of": "the clip is a near-duplicate of a kept clip (the same footage, another copy)",
     "policy.license_noncommercial": "a licence on the lineage is non-commercial or academic-only, which this purpose does not accept",
     "policy.license_unspecified": "a licence on the lineage grants no use (all rights reserved or no licence stated), which this purpose does not accept",
     "policy.license_unknown": "a licence on the lineage is unknown or not yet classified (academic-only until someone classifies it)",

@@ -53,11 +53,20 @@ def test_run_exports_allowed_clips_and_refuses_the_rest(first_run):
     cat = Catalog(s.catalog)
     st = summary["stages"]
     assert st["acquire.local"]["kept"] == 2
-    # b.mp4 is CC-BY-NC-4.0: the gate refuses it for a commercial build, before any decoding.
+    # b.mp4 is CC-BY-NC-4.0: the gate refuses it for a commercial build. Its bytes are already held, so it
+    # is analysed for its fingerprints (to recognise relabelled copies), but none of its clips go on.
     assert st["policy.gate"]["kept"] == 1 and st["policy.gate"]["dropped"] == 1
     [reason] = st["policy.gate"]["reasons"]
     assert reason.startswith("policy.")
-    assert st["media.probe"]["kept"] == 1 and st["media.analyse"]["kept"] == 1
+    assert st["media.probe"]["kept"] == 2 and st["media.analyse"]["kept"] == 2
+    refused_id = next(r["item_id"] for r in cat.query(
+        "SELECT item_id FROM stage_outcomes WHERE stage = 'policy.gate' AND status = 'dropped'"))
+    assert cat.scalar("SELECT count(*) FROM frame_hashes WHERE source_id = ?", [refused_id]) > 0
+    assert not cat.query(
+        """SELECT o.item_id FROM stage_outcomes o JOIN clips c ON c.clip_id = o.item_id
+           WHERE c.source_id = ? AND o.stage IN ('quality.filter', 'media.cut', 'build.export')""",
+        [refused_id],
+    )
     # The quality filter runs on the planned clips, so the dropped one is never cut.
     assert st["quality.filter"]["kept"] == 2 and st["quality.filter"]["dropped"] == 1
     assert st["media.cut"]["kept"] == 2
@@ -188,7 +197,7 @@ def test_crash_during_cutting_resumes_without_redoing_finished_work(tmp_path, me
     per_item = cat.query(
         "SELECT item_id, count(*) AS n FROM stage_outcomes WHERE stage = 'media.analyse' GROUP BY 1"
     )
-    assert [r["n"] for r in per_item] == [1]
+    assert [r["n"] for r in per_item] == [1, 1]  # the allowed source, and the refused one (fingerprints)
 
 
 def test_crash_while_writing_a_shard_leaves_no_partial_shard(tmp_path, media_dir, monkeypatch):

@@ -55,8 +55,8 @@ def test_near_duplicates_are_dropped_with_explanations(catalog, dup_catalog):
     dropped = dropped_clip_ids(catalog)
     a_ids = {c.clip_id for c in d["a"][1]}
     a2_ids = {c.clip_id for c in d["a2"][1]}
-    # the non-commercial copy loses to the commercial-class one (licence first in the keep order)
-    assert a_ids <= dropped and not (a2_ids & dropped)
+    # one copy of A's footage stays: exactly one of the original and the relabelled copy per clip
+    assert len(a_ids & dropped) + len(a2_ids & dropped) == len(a_ids)
     # the overlapping span of C is contained in C's first clip (sharper, so ranked first)
     assert d["extra"].clip_id in dropped
     # unrelated footage is untouched
@@ -67,21 +67,45 @@ def test_near_duplicates_are_dropped_with_explanations(catalog, dup_catalog):
         [out["run_id"]],
     )
     by_id = {r["item_id"]: r for r in rows}
-    for cid in a_ids:
+    for cid in (a_ids | a2_ids) & dropped:
         r = by_id[cid]
         assert r["status"] == "dropped" and r["reason"].startswith(REASON_PREFIX)
         kept = r["reason"][len(REASON_PREFIX) :]
-        assert kept in a2_ids
+        assert kept in (a_ids | a2_ids) - dropped
         detail = json.loads(r["detail"])
-        assert detail["share"] >= 0.8 and detail["why"].startswith("license")
-        assert (
-            detail["kept_keys"]["license"] == "commercial"
-            and detail["dropped_keys"]["license"] == "non-commercial"
-        )
+        assert detail["share"] >= 0.8
+        # The copy's CC BY label launders nothing: both copies carry the footage's non-commercial class,
+        # so the licence never decides which one is kept.
+        assert detail["kept_keys"]["license"] == detail["dropped_keys"]["license"] == "non-commercial"
+        assert not detail["why"].startswith("license")
     e = json.loads(by_id[d["extra"].clip_id]["detail"])
     assert e["relation"] == "overlapping span of the same source"
     runs = catalog.query("SELECT command, status FROM runs WHERE run_id = ?", [out["run_id"]])
     assert runs == [{"command": "dedup", "status": "finished"}]
+
+
+def test_a_relabelled_copy_of_nc_footage_is_refused_for_commercial_use(catalog, dup_catalog):
+    store, d = dup_catalog
+    out = find_near_duplicates(catalog, store, config={"purpose": "commercial"})
+    a_ids = {c.clip_id for c in d["a"][1]}
+    a2_ids = {c.clip_id for c in d["a2"][1]}
+    rows = catalog.query(
+        "SELECT item_id, status, reason, detail FROM stage_outcomes WHERE stage = 'dedup.near' AND run_id = ?",
+        [out["run_id"]],
+    )
+    by_id = {r["item_id"]: r for r in rows}
+    for cid in a2_ids:
+        r = by_id[cid]
+        assert r["status"] == "dropped" and r["reason"].startswith("dedup.restricted_copy:")
+        assert r["reason"].split(":", 1)[1] in a_ids  # names the NC clip it matched
+        detail = json.loads(r["detail"])
+        chain = detail["chain"]
+        assert [c["source_id"] for c in chain] == [d["a2"][0].source_id, d["a"][0].source_id]
+        assert chain[0]["license"] == "CC-BY-4.0" and chain[1]["license"] == "CC-BY-NC-4.0"
+        assert "policy.license_noncommercial" in chain[1]["reasons"]
+    # B is CC BY with no restricted copy: it stays
+    assert all(by_id[c.clip_id]["status"] == "kept" for c in d["b"][1])
+    assert {x["restricted_copy"] for x in out["restricted_copies"]} <= a_ids
 
 
 def test_keep_order_is_configurable(catalog, dup_catalog):
@@ -97,15 +121,16 @@ def test_keep_order_is_configurable(catalog, dup_catalog):
 
 def test_contained_clip_is_dropped_for_the_longer_one(catalog, tmp_path, synth_dir):
     store = BlobStore(tmp_path / "store")
-    src, _ = add_source(
-        catalog, store, synth_dir / "D.mp4", clip_s=10.0, license="CC-BY-NC-4.0", cut_clips=False
-    )
     sub = transform(
         synth_dir / "D.mp4", tmp_path / "sub.mp4", start_s=3.0, end_s=7.0, codec="mpeg4", bit_rate=500_000
     )
-    # the contained copy ranks first on licence, but it cannot cover the long clip: both stay
+    # the contained copy is acquired first, so it ranks first on "earliest"; it cannot cover the long
+    # clip, so both stay
     s2, sub_clips = add_source(catalog, store, sub, clip_s=4.0, license="CC0-1.0", cut_clips=False)
-    out = find_near_duplicates(catalog, store, record=False)
+    src, _ = add_source(
+        catalog, store, synth_dir / "D.mp4", clip_s=10.0, license="CC-BY-NC-4.0", cut_clips=False
+    )
+    out = find_near_duplicates(catalog, store, config={"keep_order": ["earliest"]}, record=False)
     assert out["dropped"] == 0
     # with the long clip first in the order, the contained one is dropped for it
     out = find_near_duplicates(catalog, store, config={"keep_order": ["longest"]}, record=False)

@@ -391,20 +391,27 @@ def test_generic_licence_and_rights_holder_columns(catalog, tmp_path):
     """A licensed stock list states each video's licence and author; a value that is not SPDX is refused."""
     path = tmp_path / "stock.csv"
     path.write_text(
-        "link,lic,by\n"
-        "https://media.example.org/a.mp4,cc-by-4.0,Ann Author\n"
-        "https://media.example.org/b.mp4,CC0-1.0,\n"
-        "https://media.example.org/c.mp4,free for all,Someone\n"
-        "https://media.example.org/d.mp4,LicenseRef-Stock-Co,Stock Co\n"
+        "link,lic,by,acct,name\n"
+        "https://media.example.org/a.mp4,cc-by-4.0,Ann Author,ann,Harbour\n"
+        "https://media.example.org/b.mp4,CC0-1.0,,,\n"
+        "https://media.example.org/c.mp4,free for all,Someone,x,y\n"
+        "https://media.example.org/d.mp4,LicenseRef-Stock-Co,Stock Co,stockco,Dunes\n"
     )
-    s = ingest_manifest(catalog, path, mapping="url=link,licence=lic,author=by", dataset="stock")
+    s = ingest_manifest(
+        catalog, path, mapping="url=link,licence=lic,author=by,uploader=acct,title=name", dataset="stock"
+    )
     assert [e.line for e in s.errors] == [4]
     assert "not an SPDX licence expression: free for all" in s.errors[0].reason
     rows = catalog.query(
-        "SELECT url, content_license, rights_holder FROM sources WHERE platform = 'web' ORDER BY url"
+        "SELECT url, content_license, rights_holder, uploader, title FROM sources WHERE platform = 'web' "
+        "ORDER BY url"
     )
-    assert [(r["url"].rsplit("/", 1)[-1], r["content_license"], r["rights_holder"]) for r in rows] == [
-        ("a.mp4", "CC-BY-4.0", "Ann Author"),
-        ("b.mp4", "CC0-1.0", None),
-        ("d.mp4", "LicenseRef-Stock-Co", "Stock Co"),
+    got = [
+        (r["url"].rsplit("/", 1)[-1], r["content_license"], r["rights_holder"], r["uploader"], r["title"])
+        for r in rows
+    ]
+    assert got == [
+        ("a.mp4", "CC-BY-4.0", "Ann Author", "ann", "Harbour"),
+        ("b.mp4", "CC0-1.0", None, None, None),
+        ("d.mp4", "LicenseRef-Stock-Co", "Stock Co", "stockco", "Dunes"),
     ]

@@ -35,7 +35,7 @@ def ingest_cmd(
         str | None,
         typer.Option(
             "--map",
-            help="Generic adapter column mapping: id=COL,url=COL,start=COL,end=COL,caption=COL,license=COL,rights_holder=COL,title=COL,time-unit=s|ms|hms (a licence column must hold SPDX ids).",
+            help="Generic adapter column mapping: id=COL,url=COL,start=COL,end=COL,caption=COL,license=COL,rights_holder=COL,uploader=COL,title=COL,time-unit=s|ms|hms (a licence column must hold SPDX ids).",
         ),
     ] = None,
     captions: Annotated[

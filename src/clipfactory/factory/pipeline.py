@@ -164,15 +164,24 @@ def run_pipeline(
             stages[FETCH_STAGE] = fetch_stage
             fetched = done["outputs"]
         current: list = have + [s for s in fetched if isinstance(s, SourceRecord)]
+        # Sources the purpose may not use whose bytes are already here are analysed too (never cut or
+        # exported): their fingerprints let dedup.near recognise a relabelled copy of them.
+        allowed_ids = {s.source_id for s in allowed}
+        held_refused = [s for s in sources if s.source_id not in allowed_ids and s.blob_uri]
+        refused_ids = {s.source_id for s in held_refused}
+        current += held_refused
 
         for n in MEDIA_STAGES + CLIP_STAGES:
             cfg = settings.stage_config(n)
             if n == "dedup.near":
+                from ..fingerprints.dedup import prepare
+
                 cfg = {"purpose": purpose, **cfg}
+                prepare(catalog, store, purpose, settings)
             stage = registry.get(n)(cfg, run.context())
             stages[n] = stage
             if n == "quality.filter":  # media.analyse emits the updated source, then its clips
-                current = [r for r in current if isinstance(r, ClipRecord)]
+                current = [r for r in current if isinstance(r, ClipRecord) and r.source_id not in refused_ids]
             inputs[n] = [stage.item_id(r) for r in current]
             current = run.stage(stage, current).outputs
         kept = [r for r in current if isinstance(r, ClipRecord)]

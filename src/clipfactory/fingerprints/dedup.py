@@ -5,10 +5,20 @@ datasets' overlapping spans of one source, a clip contained in a longer one. Ded
 one rule, vPDQ's: clip X is a near-duplicate of clip Y when at least ``min_share`` (80%) of X's usable
 frames have a frame of Y within Hamming distance 31 (and at least ``min_frames`` of them).
 
-**Which copy is kept.** Clips are ranked by ``keep_order`` (default: the most permissive licence use class
-first, then the sharpest, then the largest picture, then the earliest acquired; clip id breaks ties).
-Walking that ranking, a clip is kept unless a clip kept before it covers it; a dropped clip names the
-kept clip that covers it. So a clip is only ever dropped for a copy that holds all of its footage: a long
+**Relabelling launders nothing.** Footage carries the most restrictive licence known for any copy of it
+(the rule of :mod:`clipfactory.policy.lineage`). With a purpose, a clip whose footage matches a clip of a
+source the purpose may not use (either way: a copy of it, or containing it) is dropped with reason
+``dedup.restricted_copy:<clip_id>``, naming the restricted copy it matched, and its detail holds the chain
+(the copy, the restricted clip, its source, licence and the policy's reasons). The restricted copies are
+looked up in the whole catalog, not only among the clips compared. The only override is a decision that
+makes the restricted source itself usable (a recorded permission or a policy entry for it): never a
+licence on the copy. Without a purpose, each clip's use class is the most restrictive of its copies'.
+
+**Which copy is kept.** Only among copies the purpose may use. Clips are ranked by ``keep_order``
+(default: the use class of the footage, then the sharpest, then the largest picture, then the earliest
+acquired; clip id breaks ties). Since copies share the footage's most restrictive class, the licence
+stated on a copy never decides. Walking that ranking, a clip is kept unless a clip kept before it covers
+it; a dropped clip names the kept clip that covers it. So a clip is only ever dropped for a copy that holds all of its footage: a long
 clip is never dropped for a short one it merely contains; the short one is dropped for the long one when
 the long one ranks higher, and both stay (with the relation in the detail) when the short one ranks
 higher.
@@ -47,6 +57,8 @@ log = logging.getLogger(__name__)
 STAGE_NAME = "dedup.near"
 STAGE_VERSION = 1
 REASON_PREFIX = "dedup.near_duplicate_of:"
+RESTRICTED_PREFIX = "dedup.restricted_copy:"
+RULE = "footage carries the most restrictive licence known for any copy of it"
 KEEP_KEYS = ("license", "quality", "resolution", "earliest", "longest")
 CLASS_RANK = {"commercial": 0, "unspecified": 1, "non-commercial": 2, "academic-only": 3}
 
@@ -73,7 +85,8 @@ class DedupConfig(StageConfig):
     )
     keep_order: tuple[str, ...] = Field(
         ("license", "quality", "resolution", "earliest"),
-        description="Ranking of copies, first key first: license (most permissive use class), quality "
+        description="Ranking of copies the purpose may use, first key first: license (use class of the "
+        "footage: the most restrictive of its copies'), quality "
         "(sharpness), resolution (pixels), earliest (acquired first), longest (duration).",
     )
     purpose: str | None = Field(
@@ -103,12 +116,22 @@ class _Clip:
     acquired_at: str
     descriptor: bytes | None = None
     rows: list[int] = field(default_factory=list)
+    license: str | None = None
+    #: the purpose may not use this clip's source (its policy decision says so)
+    restricted: bool = False
+    reasons: list[str] = field(default_factory=list)
+    #: a restricted copy from elsewhere in the catalog: compared against, never given an outcome
+    reference: bool = False
+    #: stands for every frame of its source (a restricted source analysed but without clips)
+    whole: bool = False
+    #: the use class of the footage: the most restrictive of this clip's and its copies'
+    footage_class: str | None = None
 
     def keys(self, order: list[str]) -> tuple:
         out = []
         for k in order:
             if k == "license":
-                out.append(CLASS_RANK.get(self.use_class, 3))
+                out.append(CLASS_RANK.get(self.footage_class or self.use_class, 3))
             elif k == "quality":
                 out.append(-self.sharpness)
             elif k == "resolution":
@@ -121,7 +144,7 @@ class _Clip:
 
     def key_view(self, order: list[str]) -> dict[str, Any]:
         v = {
-            "license": self.use_class,
+            "license": self.footage_class or self.use_class,
             "quality": self.sharpness,
             "resolution": self.pixels,
             "earliest": self.acquired_at,
@@ -140,26 +163,30 @@ def _use_class(license: str | None) -> str:
 
 
 def _load(catalog: Catalog, cfg: DedupConfig, purpose: str | None, clip_ids: list[str] | None):
+    """The clips to compare (all in play, or ``clip_ids``) and, with a purpose, the restricted copies:
+    clips (or, without clips, the frames) of every fingerprinted source the purpose may not use."""
     with catalog.read() as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         dec_join = ""
         params: list[Any] = []
-        if "policy_decisions" in tables and purpose:
+        with_decisions = "policy_decisions" in tables and bool(purpose)
+        if with_decisions:
             dec_join = "LEFT JOIN policy_decisions p ON p.source_id = c.source_id AND p.purpose = ?"
-            dec_col = "p.effective_class"
+            dec_cols = "p.effective_class, coalesce(NOT p.use_ok, false), p.reasons"
             params.append(purpose)
         else:
-            dec_col = "NULL"
+            dec_cols = "NULL, false, NULL"
         filt = ""
         if clip_ids is not None:
             con.register("_dd_ids", pa.table({"clip_id": pa.array(clip_ids, pa.string())}))
             filt = "AND c.clip_id IN (SELECT clip_id FROM _dd_ids)"
+        cols = f"""c.clip_id, c.source_id, c.start_ms, c.end_ms, c.sharpness, s.width, s.height,
+                   s.acquired_at, s.content_license, {dec_cols}, d.descriptor"""
+        base = f"""FROM clips c JOIN sources s USING (source_id) {dec_join}
+                   LEFT JOIN fp_descriptors d ON d.kind = 'clip' AND d.item_id = c.clip_id"""
         try:
             rows = con.execute(
-                f"""SELECT c.clip_id, c.source_id, c.start_ms, c.end_ms, c.sharpness, s.width, s.height,
-                           s.acquired_at, s.content_license, {dec_col}, d.descriptor
-                    FROM clips c JOIN sources s USING (source_id) {dec_join}
-                    LEFT JOIN fp_descriptors d ON d.kind = 'clip' AND d.item_id = c.clip_id
+                f"""SELECT {cols} {base}
                     WHERE NOT EXISTS (
                         SELECT 1 FROM latest_outcomes o
                         WHERE o.item_id = c.clip_id AND o.stage <> '{STAGE_NAME}' AND o.status IN ('dropped', 'failed')
@@ -167,10 +194,32 @@ def _load(catalog: Catalog, cfg: DedupConfig, purpose: str | None, clip_ids: lis
                     ORDER BY c.source_id, c.start_ms""",
                 params,
             ).fetchall()
+            refs: list[tuple] = []
+            whole: list[tuple] = []
+            if with_decisions:
+                # Restricted copies anywhere in the catalog, whatever their outcomes (a refused source's
+                # clips are dropped at export, yet they are the footage that must not come back).
+                outside = "AND c.clip_id NOT IN (SELECT clip_id FROM _dd_ids)" if clip_ids is not None else ""
+                refs = con.execute(
+                    f"""SELECT {cols} {base}
+                        WHERE p.use_ok = false {outside}
+                          AND EXISTS (SELECT 1 FROM frame_hashes f WHERE f.source_id = c.source_id)
+                        ORDER BY c.source_id, c.start_ms""",
+                    params,
+                ).fetchall()
+                whole = con.execute(
+                    """SELECT s.source_id, s.content_license, p.effective_class, p.reasons FROM sources s
+                       JOIN policy_decisions p ON p.source_id = s.source_id AND p.purpose = ?
+                       WHERE p.use_ok = false
+                         AND EXISTS (SELECT 1 FROM frame_hashes f WHERE f.source_id = s.source_id)
+                         AND NOT EXISTS (SELECT 1 FROM clips c WHERE c.source_id = s.source_id)
+                       ORDER BY s.source_id""",
+                    [purpose],
+                ).fetchall()
         finally:
             if clip_ids is not None:
                 con.unregister("_dd_ids")
-        sids = sorted({r[1] for r in rows})
+        sids = sorted({r[1] for r in rows} | {r[1] for r in refs} | {r[0] for r in whole})
         con.register("_dd_sids", pa.table({"source_id": pa.array(sids, pa.string())}))
         try:
             frames = con.sql(
@@ -181,18 +230,45 @@ def _load(catalog: Catalog, cfg: DedupConfig, purpose: str | None, clip_ids: lis
         finally:
             con.unregister("_dd_sids")
     clips = []
-    for cid, sid, start, end, sharp, w, h, acq, lic, eff, desc in rows:
+    seen: set[str] = set()
+    for reference, group in ((False, rows), (True, refs)):
+        for cid, sid, start, end, sharp, w, h, acq, lic, eff, restricted, reasons, desc in group:
+            if cid in seen:
+                continue
+            seen.add(cid)
+            clips.append(
+                _Clip(
+                    clip_id=cid,
+                    source_id=sid,
+                    start_ms=int(start),
+                    end_ms=int(end),
+                    use_class=eff or _use_class(lic),
+                    sharpness=float(sharp or 0.0),
+                    pixels=int((w or 0) * (h or 0)),
+                    acquired_at=str(acq or ""),
+                    descriptor=bytes(desc) if desc is not None else None,
+                    license=lic,
+                    restricted=bool(restricted),
+                    reasons=list(reasons or []),
+                    reference=reference,
+                )
+            )
+    for sid, lic, eff, reasons in whole:
         clips.append(
             _Clip(
-                clip_id=cid,
+                clip_id=sid,
                 source_id=sid,
-                start_ms=int(start),
-                end_ms=int(end),
+                start_ms=0,
+                end_ms=2**62,
                 use_class=eff or _use_class(lic),
-                sharpness=float(sharp or 0.0),
-                pixels=int((w or 0) * (h or 0)),
-                acquired_at=str(acq or ""),
-                descriptor=bytes(desc) if desc is not None else None,
+                sharpness=0.0,
+                pixels=0,
+                acquired_at="",
+                license=lic,
+                restricted=True,
+                reasons=list(reasons or []),
+                reference=True,
+                whole=True,
             )
         )
     return clips, frames
@@ -213,6 +289,11 @@ def _attribute(clips: list[_Clip], frames: pa.Table) -> tuple[np.ndarray, np.nda
     for k, c in enumerate(clips):
         rows = by_src.get(c.source_id)
         if rows is None:
+            continue
+        if c.whole:
+            c.rows = rows.tolist()
+            clip_no += [k] * len(rows)
+            row_no += rows.tolist()
             continue
         t = f_time[rows]
         sel = rows[(t >= c.start_ms) & (t < c.end_ms)]
@@ -275,9 +356,38 @@ def plan(clips: list[_Clip], frames: pa.Table, cfg: DedupConfig) -> tuple[list[R
     cover: dict[tuple[int, int], int] = {}
     for p, k in zip(pairs.tolist(), matched.tolist(), strict=True):
         cover[(p // n_clips, p % n_clips)] = k
-    # Greedy in keep order.
+    def covers(x: int, y: int) -> bool:
+        """At least ``min_share`` of x's usable frames (and ``min_frames``) match frames of y."""
+        n_x = int(usable[x])
+        k = cover.get((x, y), 0)
+        return bool(n_x) and k / n_x >= cfg.min_share and k >= min(cfg.min_frames, n_x)
+
+    copies: dict[int, set[int]] = {}  # near-duplicate relation, both ways (x within y, or y within x)
+    for (x, y), _k in cover.items():
+        if covers(x, y):
+            copies.setdefault(x, set()).add(y)
+            copies.setdefault(y, set()).add(x)
+    # The footage's use class: the most restrictive of the clip's own and its copies'.
+    for i, c in enumerate(clips):
+        classes = [c.use_class, *(clips[j].use_class for j in copies.get(i, ()))]
+        c.footage_class = max(classes, key=lambda k: CLASS_RANK.get(k, 3))
+    # Clips the purpose may use whose footage matches a restricted copy: refused, naming that copy.
+    tainted: dict[int, int] = {}
+    for x, c in enumerate(clips):
+        if c.restricted or c.reference:
+            continue
+        hits = [y for y in copies.get(x, ()) if clips[y].restricted]
+        if hits:
+            tainted[x] = max(
+                hits, key=lambda y: (max(cover.get((x, y), 0) / max(int(usable[x]), 1),
+                                         cover.get((y, x), 0) / max(int(usable[y]), 1)), -y)
+            )
+    # Greedy in keep order, among the copies the purpose may use.
     order_keys = list(cfg.keep_order)
-    ranked = sorted(range(n_clips), key=lambda i: clips[i].keys(order_keys))
+    ranked = sorted(
+        (i for i, c in enumerate(clips) if not c.reference and i not in tainted),
+        key=lambda i: clips[i].keys(order_keys),
+    )
     rank_of = {i: r for r, i in enumerate(ranked)}
     covered_by: dict[int, list[int]] = {}
     for (x, y), _k in cover.items():
@@ -288,14 +398,11 @@ def plan(clips: list[_Clip], frames: pa.Table, cfg: DedupConfig) -> tuple[list[R
         best = None
         n_x = int(usable[x])
         if n_x:
-            need = min(cfg.min_frames, n_x)
             for y in covered_by.get(x, []):
-                if y not in kept:
+                if y not in kept or clips[y].restricted != clips[x].restricted:
                     continue
-                k = cover[(x, y)]
-                share = k / n_x
-                if share >= cfg.min_share and k >= need:
-                    cand = (share, -rank_of[y])
+                if covers(x, y):
+                    cand = (cover[(x, y)] / n_x, -rank_of[y])
                     if best is None or cand > best[0]:
                         best = (cand, y)
         if best is None:
@@ -308,7 +415,16 @@ def plan(clips: list[_Clip], frames: pa.Table, cfg: DedupConfig) -> tuple[list[R
     results: list[Result] = []
     group_out = []
     for i, c in enumerate(clips):
-        if i in dropped:
+        if c.reference:
+            continue
+        if i in tainted:
+            r = tainted[i]
+            results.append(
+                Result.dropped(
+                    c.clip_id, RESTRICTED_PREFIX + clips[r].clip_id, _restricted(clips, i, r, cover, usable)
+                )
+            )
+        elif i in dropped:
             y = dropped[i]
             results.append(
                 Result.dropped(
@@ -320,6 +436,10 @@ def plan(clips: list[_Clip], frames: pa.Table, cfg: DedupConfig) -> tuple[list[R
         else:
             dups = groups.get(i, [])
             detail = {"usable_frames": int(usable[i])}
+            if c.footage_class and c.footage_class != c.use_class:
+                detail["footage_class"] = c.footage_class
+            if c.restricted:
+                detail["restricted"] = True
             if dups:
                 detail["duplicates"] = [clips[x].clip_id for x in dups]
             results.append(Result.kept(c.clip_id, detail=detail))
@@ -345,15 +465,62 @@ def plan(clips: list[_Clip], frames: pa.Table, cfg: DedupConfig) -> tuple[list[R
                 ],
             }
         )
+    restricted_out = [
+        {
+            "clip_id": clips[x].clip_id,
+            "source_id": clips[x].source_id,
+            "restricted_copy": clips[r].clip_id,
+            "restricted_source": clips[r].source_id,
+            "restricted_license": clips[r].license,
+        }
+        for x, r in sorted(tainted.items())
+    ]
     stats = {
-        "clips": n_clips,
+        "clips": sum(1 for c in clips if not c.reference),
+        "restricted_copies": restricted_out,
         "frames": int(n_rows),
         "clip_pairs": len(cover),
-        "dropped": len(dropped),
+        "dropped": len(dropped) + len(tainted),
         "groups": group_out,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return results, stats
+
+
+def _restricted(clips: list[_Clip], x: int, r: int, cover, usable) -> dict[str, Any]:
+    """Why clip x is refused: the chain from it to the restricted copy it matched, and that copy's terms."""
+    cx, cr = clips[x], clips[r]
+    share_x = cover.get((x, r), 0) / usable[x] if usable[x] else 0.0
+    share_r = cover.get((r, x), 0) / usable[r] if usable[r] else 0.0
+    relation = "copy of restricted footage" if share_x >= share_r else "contains restricted footage"
+    return {
+        "rule": RULE,
+        "relation": relation,
+        "restricted_copy": cr.clip_id,
+        "restricted_source": cr.source_id,
+        "share": round(float(share_x), 4),
+        "restricted_share_matched": round(float(share_r), 4),
+        "matched_frames": int(max(cover.get((x, r), 0), cover.get((r, x), 0))),
+        "chain": [
+            {
+                "clip_id": cx.clip_id,
+                "source_id": cx.source_id,
+                "license": cx.license,
+                "use_class": cx.use_class,
+                "role": "this clip (its stated licence is not what decides)",
+            },
+            {
+                "clip_id": cr.clip_id if not cr.whole else None,
+                "source_id": cr.source_id,
+                "license": cr.license,
+                "use_class": cr.use_class,
+                "reasons": cr.reasons,
+                "role": "the restricted copy it matched: its terms bind the footage",
+            },
+        ],
+        "override": "only a decision that makes the restricted source itself usable (a recorded "
+        "permission or a policy entry for it)",
+    }
 
 
 def _explain_json(clips, x, y, cover, usable, order) -> str:
@@ -448,13 +615,40 @@ def find_near_duplicates(
     """
     cfg = _config(settings, config)
     purpose = cfg.purpose or getattr(settings, "purpose", None)
-    index_catalog(catalog, store)
+    prepare(catalog, store, purpose, settings)
     clips, frames = _load(catalog, cfg, purpose, clip_ids)
     results, stats = plan(clips, frames, cfg)
     run_id = None
     if record and results:
         run_id = _record(catalog, results, cfg)
     return {"run_id": run_id, "stage": STAGE_NAME, "config": cfg.model_dump(mode="json"), **stats}
+
+
+def prepare(catalog: Catalog, store, purpose: str | None, settings=None) -> dict[str, Any]:
+    """Before comparing: load new fingerprints, and decide for ``purpose`` every fingerprinted source without
+    a decision under the policy in force, so restricted copies anywhere in the catalog are known."""
+    out: dict[str, Any] = {"indexed": index_catalog(catalog, store)}
+    if not purpose:
+        return out
+    from ..policy import gate
+
+    policy_hash = gate._context(settings, purpose, None).policy_hash
+    with catalog.read() as con:
+        stale = [
+            r[0]
+            for r in con.execute(
+                """SELECT DISTINCT f.source_id FROM frame_hashes f
+                   LEFT JOIN policy_decisions p ON p.source_id = f.source_id AND p.purpose = ?
+                   WHERE p.source_id IS NULL OR p.policy_hash IS DISTINCT FROM ?
+                   ORDER BY 1""",
+                [purpose, policy_hash],
+            ).fetchall()
+        ]
+    if stale:
+        evaluation = list(settings.build.evaluation_manifests) if settings is not None else None
+        gate.evaluate(catalog, purpose, settings=settings, source_ids=stale, evaluation_datasets=evaluation or None)
+    out["decided"] = len(stale)
+    return out
 
 
 def _record(catalog: Catalog, results: list[Result], cfg: DedupConfig) -> str:
@@ -475,6 +669,38 @@ def _record(catalog: Catalog, results: list[Result], cfg: DedupConfig) -> str:
         outcomes.write_outcomes(con, rows)
         outcomes.finish_run(con, run_id, "finished")
     return run_id
+
+
+def explain_section(con, source_id: str) -> dict[str, Any] | None:
+    """For ``clipfactory explain``: the source's clips that ``dedup.near`` last dropped, with the copy each
+    matched and, for a restricted copy, the chain to the terms that bind the footage. ``None`` if none."""
+    try:
+        rows = con.execute(
+            """SELECT o.item_id, o.reason, o.detail, o.run_id FROM latest_outcomes o
+               JOIN clips c ON c.clip_id = o.item_id
+               WHERE c.source_id = ? AND o.stage = ? AND o.status = 'dropped'
+               ORDER BY c.start_ms, o.item_id""",
+            [source_id, STAGE_NAME],
+        ).fetchall()
+    except Exception:  # the media tables are not there yet
+        return None
+    if not rows:
+        return None
+    out = []
+    for clip_id, reason, detail, run_id in rows:
+        d = json.loads(detail) if detail else {}
+        entry: dict[str, Any] = {"clip_id": clip_id, "reason": reason, "run_id": run_id}
+        if reason.startswith(RESTRICTED_PREFIX):
+            entry.update(
+                why=f"{RULE}: it matches {d.get('restricted_copy')} of {d.get('restricted_source')}",
+                relation=d.get("relation"),
+                share=d.get("share"),
+                chain=d.get("chain", []),
+            )
+        else:
+            entry.update(kept=d.get("kept"), relation=d.get("relation"), why=d.get("why"))
+        out.append(entry)
+    return {"dropped_clips": out, "restricted_copies": sum(1 for e in out if "chain" in e)}
 
 
 def dropped_clip_ids(catalog: Catalog) -> set[str]:

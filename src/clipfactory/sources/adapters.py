@@ -55,6 +55,7 @@ PRE_COLUMNS: dict[str, str] = {
     "size_bytes": "BIGINT",
     "content_license": "VARCHAR",
     "rights_holder": "VARCHAR",
+    "uploader": "VARCHAR",
 }
 
 
@@ -706,6 +707,7 @@ MAP_KEYS = (
     "platform",
     "license",
     "rights-holder",
+    "uploader",
     "time-unit",
 )
 _COLUMN_KEYS = (
@@ -720,6 +722,7 @@ _COLUMN_KEYS = (
     "duration",
     "license",
     "rights-holder",
+    "uploader",
 )
 #: Other spellings of --map keys.
 _MAP_ALIASES = {"licence": "license", "content-license": "license", "author": "rights-holder"}
@@ -841,6 +844,7 @@ def _generic(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         raw="j" if jsonl else "NULL",
         **({"content_license": lic_sql} if "license" in m else {}),
         **({"rights_holder": f"nullif(cf_strip({col('rights-holder')}), '')"} if "rights-holder" in m else {}),
+        **({"uploader": f"nullif(cf_strip({col('uploader')}), '')"} if "uploader" in m else {}),
     )
     return f"""SELECT {sel} FROM {"_cf_gsrc" if jsonl else SRC}"""
 
@@ -998,7 +1002,7 @@ ADAPTERS: dict[str, Adapter] = {
             (),
             _generic,
             "any CSV, JSONL or Parquet with --map id=COL,url=COL,start=COL,end=COL,caption=COL,"
-            "license=COL,rights_holder=COL,time-unit=s|ms|hms",
+            "license=COL,rights_holder=COL,uploader=COL,time-unit=s|ms|hms",
         ),
     ]
 }

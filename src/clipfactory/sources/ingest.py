@@ -151,6 +151,7 @@ _OPTIONAL = (
     "size_bytes",
     "content_license",
     "rights_holder",
+    "uploader",
 )
 
 
@@ -334,17 +335,19 @@ def _write_rows(
         con,
         "insert sources",
         f"""INSERT INTO sources (source_id, platform, platform_id, url, title, duration_ms, content_sha256,
-                                 origin_uri, size_bytes, content_license, rights_holder)
+                                 origin_uri, size_bytes, content_license, rights_holder, uploader)
             SELECT a.source_id, a.platform, a.platform_id,
                    CASE WHEN a.platform = 'youtube' THEN 'https://www.youtube.com/watch?v=' || a.platform_id
                         ELSE {a("url", "a.")} END,
                    {a("title", "a.")}, {a("duration_ms", "a.")}, {a("content_sha256", "a.")}, {a("origin_uri", "a.")},
-                   {a("size_bytes", "a.")}, {a("content_license", "a.")}, {a("rights_holder", "a.")}
+                   {a("size_bytes", "a.")}, {a("content_license", "a.")}, {a("rights_holder", "a.")},
+                   {a("uploader", "a.")}
             FROM _cf_agg a ANTI JOIN sources s ON s.source_id = a.source_id""",
     )[0][0]
     # Known sources: fill the fields they lack (never overwrite what is there).
     fillable = [
-        f for f in ("title", "duration_ms", "url", "content_license", "rights_holder") if f in a.given
+        f for f in ("title", "duration_ms", "url", "content_license", "rights_holder", "uploader")
+        if f in a.given
     ]
     if fillable:
         counts = _x(
