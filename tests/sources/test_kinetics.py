@@ -198,3 +198,23 @@ def test_line_numbers_of_a_large_file_read_in_parallel(catalog, tmp_path):
             continue
         label, vid = text.split(",")[:2]
         assert (g["label"], g["source_id"]) == (label, f"youtube:{vid}")
+
+
+def test_is_cc_is_the_content_licence_and_platform_terms_still_decide_acquisition(catalog, manifests):
+    from clipfactory.explain import explain_source
+
+    ingest_manifest(catalog, manifests / "kinetics400_sample.csv")
+    rows = catalog.query("SELECT source_id, content_license FROM sources ORDER BY source_id")
+    # line 3 (3caPS4FHFF8) has is_cc = 1: the uploader chose YouTube's CC BY 3.0; the others stated nothing
+    assert rows == [
+        {"source_id": "youtube:0wR5jVB-WPk", "content_license": None},
+        {"source_id": "youtube:3caPS4FHFF8", "content_license": "CC-BY-3.0"},
+        {"source_id": "youtube:AbCdEfGhIjK", "content_license": None},
+    ]
+    doc = explain_source(catalog, "youtube:3caPS4FHFF8", purpose="commercial")
+    content = doc["licenses"]["content"]
+    assert [(t["license"], t["origin"]) for t in content if t["kind"] == "content"] == [("CC-BY-3.0", "stated")]
+    d = doc["decisions"]["commercial"]
+    # the pixels' licence is now known, but YouTube's terms still forbid downloading without permission
+    assert d["acquire_ok"] is False
+    assert "policy.platform_terms_no_permission:youtube" in d["reasons"]

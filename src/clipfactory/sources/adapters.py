@@ -139,9 +139,16 @@ class Adapter:
 
 
 # -- Kinetics ---------------------------------------------------------------------------------------
+#: What Kinetics' ``is_cc = 1`` means: the uploader chose YouTube's Creative Commons licence, CC BY 3.0.
+YOUTUBE_CC_LICENSE = "CC-BY-3.0"
+
+
 def _kinetics(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     is_cc = ctx.col("is_cc")
     extra = f"CASE WHEN cf_strip({is_cc}) = '1' THEN '{{\"is_cc\": true}}' END" if is_cc != "NULL" else "NULL"
+    # ``is_cc = 1`` is the uploader's licence on the pixels: recorded as the content licence (the
+    # platform's terms still decide acquisition, in the gate).
+    cc = f"CASE WHEN cf_strip({is_cc}) = '1' THEN {lit(YOUTUBE_CC_LICENSE)} END" if is_cc != "NULL" else None
     split = ctx.col("split", lit(ctx.split_hint) if ctx.split_hint else "NULL")
     sel = ctx.select(
         ord="ord",
@@ -155,6 +162,7 @@ def _kinetics(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         split=split,
         extra=extra,
         error="CASE WHEN time_start IS NULL OR time_end IS NULL THEN 'missing time_start or time_end' END",
+        **({"content_license": cc} if cc else {}),
     )
     return f"""SELECT {sel} FROM {SRC}"""
 
