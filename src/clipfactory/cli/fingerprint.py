@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .app import app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, open_catalog, settings, table
+from .common import (
+    CatalogOpt,
+    ConfigOpt,
+    JsonOpt,
+    SetOpt,
+    console,
+    emit,
+    err_console,
+    open_catalog,
+    settings,
+    table,
+)
 
 fingerprints_app = typer.Typer(
     help="The fingerprint index: load new fingerprints, show its state.", no_args_is_help=True
@@ -74,12 +86,23 @@ def lookup_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Creator lookup: the sources, clips and builds holding the footage of FILE, with time ranges,
-    licences and a confidence."""
+    licences and a confidence. Without --store, the blob store the catalog's runs recorded is used."""
+    from ..catalog.meta import recorded_store
+    from ..errors import NotFoundError
     from ..fingerprints.lookup import lookup
 
     s, cat = _resolve(config, None, catalog, store)
+    if not cat.path.exists():
+        raise NotFoundError(
+            "no catalog here, so nothing can be looked up",
+            item=str(cat.path),
+            fix="give --catalog with the catalog file of the builds",
+        )
+    store_root = s.store
+    if store is None and "store" not in s.model_fields_set:  # neither flag, environment nor config file
+        store_root = recorded_store(cat) or s.store
     cfg = {k: v for k, v in {"max_distance": max_distance, "min_share": min_share}.items() if v is not None}
-    data = lookup(cat, file, settings=s, config=cfg or None)
+    data = lookup(cat, file, settings=s, store=store_root, config=cfg or None)
     emit(data, json_, _render_lookup)
 
 
@@ -156,6 +179,20 @@ def takedown_cmd(
     queue: Annotated[
         bool, typer.Option("--queue", help="Process the pending entries of the takedown queue.")
     ] = False,
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope",
+            help="source: the whole source and everything derived from it; segment (with --match): only "
+            "the clips that overlap the matched time ranges.",
+        ),
+    ] = "source",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be removed; change nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Remove without asking for confirmation (for scripts).")
+    ] = False,
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why (kept in the tombstone and receipt).")
     ] = None,
@@ -164,9 +201,11 @@ def takedown_cmd(
     config: ConfigOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Remove a source and everything derived from it; rewrite affected builds; leave a tombstone and a receipt."""
+    """Remove a source and everything derived from it; rewrite affected builds; leave a tombstone and a receipt.
+
+    Shows the plan and asks before removing anything; --dry-run only shows it, --yes does not ask."""
     from ..errors import ConfigError
-    from ..fingerprints.takedown import process_queue, takedown
+    from ..fingerprints.takedown import SCOPES, process_queue, takedown
 
     named = [x for x in (source_id, url, uploader, match) if x is not None]
     if len(named) + int(queue) != 1:
@@ -174,12 +213,107 @@ def takedown_cmd(
             "name exactly one of SOURCE_ID, --url, --uploader, --match or --queue",
             fix="e.g. clipfactory takedown youtube:dQw4w9WgXcQ --reason 'rights holder request'",
         )
+    if scope not in SCOPES:
+        raise ConfigError(
+            f"unknown takedown scope {scope!r}", item="--scope", fix="use --scope source or --scope segment"
+        )
+    if scope == "segment" and match is None:
+        raise ConfigError(
+            "--scope segment needs the footage to remove: a file to match",
+            item="--scope segment",
+            fix="name the footage with --match FILE, or leave out --scope to take down whole sources",
+        )
+    if not (yes or dry_run) and not _stdin_is_terminal():
+        raise ConfigError(
+            "takedown removes content and asks for confirmation first, but stdin is not a terminal",
+            item=str(named[0]) if named else "--queue",
+            fix="pass --yes to remove without asking, or --dry-run to see what would be removed",
+        )
     s, cat = _resolve(config, None, catalog, store)
-    if queue:
-        data = process_queue(cat, s)
-    else:
-        data = takedown(cat, s, source_id=source_id, url=url, uploader=uploader, match=match, reason=reason)
-    emit(data, json_, _render_receipt)
+
+    def run(dry: bool):
+        if queue:
+            return process_queue(cat, s, dry_run=dry)
+        return takedown(
+            cat,
+            s,
+            source_id=source_id,
+            url=url,
+            uploader=uploader,
+            match=match,
+            reason=reason,
+            scope=scope,
+            dry_run=dry,
+        )
+
+    if dry_run:
+        emit(run(True), json_, _render_plan)
+        return
+    if not yes:
+        plan = run(True)
+        plans = plan.get("plans", []) if queue else [plan]
+        if any(p.get("status") == "dry_run" for p in plans):
+            _render_plan(plan, err_console)
+            typer.confirm("Remove all of this?", abort=True, err=True)
+        elif not queue:  # nothing to remove: taken down before
+            emit(plan, json_, _render_plan)
+            return
+    emit(run(False), json_, _render_receipt)
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _render_plan(d, out=None) -> None:
+    out = out or console
+    if "plans" in d:
+        out.print(f"{d['processed']} queue entries pending; {len(d['rejected'])} would be rejected")
+        for p in d["plans"]:
+            _render_plan(p, out)
+        if not d["plans"]:
+            out.print("nothing to take down")
+        return
+    if d.get("status") != "dry_run":
+        out.print(f"takedown {d['takedown_id']} {d['status']}: nothing to remove")
+        return
+    rm = d["would_remove"]
+    what = (
+        "clips overlapping "
+        + "; ".join(
+            f"{sid} {', '.join(f'{_ms(a)}-{_ms(b)}' for a, b in rs) or 'no range'}"
+            for sid, rs in d["segments"].items()
+        )
+        if d["scope"] == "segment"
+        else "sources " + ", ".join(x["source_id"] for x in rm["sources"])
+    )
+    out.print(f"[bold]takedown {d['takedown_id']}[/] would remove {what}")
+    out.print(
+        f"  {len(rm['sources'])} sources, {len(rm['clips'])} clips, {rm['catalog_rows']} catalog rows, "
+        f"{len(rm['blobs'])} blobs ({len(d['blobs_kept'])} kept: still referenced), "
+        f"{rm['index_frames']} index frames, {len(rm['build_members'])} shard members"
+    )
+    for c in rm["clips"]:
+        out.print(f"  clip {c['clip_id']} {_ms(c['start_ms'])}-{_ms(c['end_ms'])} of {c['source_id']}")
+    for b in d["builds"]:
+        if b["new_build_id"]:
+            out.print(
+                f"  build {b['build_id']} -> {b['new_build_id']}: {b['removed_members']} members out of "
+                f"{', '.join(b['affected_shards'])}"
+            )
+        else:
+            out.print(f"  superseded build {b['build_id']}: loses {', '.join(b['affected_shards'])}")
+    for f in rm["shard_files"]:
+        out.print(f"  shard file deleted: {f['path']}")
+    for t in d["tombstones"]:
+        out.print(
+            f"  tombstone {t['tombstone_id']} ({t['scope']}"
+            + (f" {', '.join(f'{_ms(a)}-{_ms(b)}' for a, b in t['ranges'])}" if t.get("ranges") else "")
+            + f") for {t['source_id']}"
+        )
+    for c in d["dedup_copies"]:
+        out.print(f"  dedup {c['dedup_status']} copy {c['clip_id']} of {c['source_id']}: {c['note']}")
+    out.print(f"  {d['message']}")
 
 
 def _render_receipt(d) -> None:
@@ -191,13 +325,16 @@ def _render_receipt(d) -> None:
     console.print(f"[bold]takedown {d['takedown_id']}[/] {d['status']}: {', '.join(d['source_ids'])}")
     rm = d["removed"]
     console.print(
-        f"  removed {rm['catalog_rows']} catalog rows, {len(rm['blobs'])} blobs, {rm['index_frames']} index frames, "
+        f"  removed {len(rm.get('sources', []))} sources, {len(rm['clips'])} clips, {rm['catalog_rows']} "
+        f"catalog rows, {len(rm['blobs'])} blobs, {rm['index_frames']} index frames, "
         f"{len(rm['build_members'])} shard members"
     )
     for b in d["builds"]:
         console.print(
             f"  build {b['superseded']} superseded by {b['new_build_id']} ({b['removed_members']} members removed)"
         )
+    for c in d.get("dedup_copies", []):
+        console.print(f"  dedup {c['dedup_status']} copy {c['clip_id']} of {c['source_id']}: {c['note']}")
     console.print(f"  receipt: {d['receipt_path']}")
 
 

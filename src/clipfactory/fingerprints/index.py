@@ -15,6 +15,11 @@ arrays (hashes, source numbers, times, and the 16 chunk tables) plus ``meta.json
 ``frame_hashes`` in the catalog is the source of truth: its ``generation`` (in ``fp_index_meta``) is
 bumped on every change, and a persisted index whose generation differs is patched (new sources
 appended, removed sources masked out) or rebuilt from the table.
+
+**Completeness.** A search is only as complete as ``frame_hashes``: fingerprint blobs that sources and
+clips reference but that are not loaded yet are invisible to it. :func:`require_searchable` (what a
+lookup calls) loads them from the store and refuses, naming the store and the fix, when some cannot be
+read there (the wrong store, or lost blobs) rather than let a search answer "no match" it cannot know.
 """
 
 from __future__ import annotations
@@ -672,6 +677,62 @@ def remove_sources(
             _CACHE[str(root)] = idx
             return
     rebuild_index(catalog, store)
+
+
+def require_searchable(
+    catalog: Catalog, store: BlobStore | str | os.PathLike, *, load: bool = True
+) -> dict[str, Any] | None:
+    """Make sure a search of the index covers every fingerprint the catalog references, or raise.
+
+    With ``load``, the fingerprint blobs not indexed yet are loaded first (:func:`index_catalog`, whose
+    counts are returned). What is still pending then cannot be read from ``store``: the store is the wrong
+    one (or does not exist) or the blobs are gone. A search would miss those sources and could answer
+    "no match" for footage the catalog holds, so :class:`~clipfactory.errors.NotFoundError` is raised,
+    naming the store, the sources and the fix (the store the catalog recorded, when it is another one).
+    """
+    store = _store(store)
+    with catalog.read() as con:
+        pending = _pending_blobs(con)
+    if pending and load and store.root.exists():
+        loaded = index_catalog(catalog, store)
+        with catalog.read() as con:
+            pending = _pending_blobs(con)
+    elif load and not pending:
+        loaded = index_catalog(catalog, store)  # clip descriptors and crop variants still to do
+    else:
+        loaded = None
+    if pending:
+        _refuse(catalog, store, pending, stale=not load)
+    return loaded
+
+
+def _refuse(catalog: Catalog, store: BlobStore, pending: list[_Blob], *, stale: bool) -> None:
+    from ..catalog.meta import recorded_store, store_location
+    from ..errors import NotFoundError
+
+    recorded = recorded_store(catalog)
+    sources = sorted({b.source_id for b in pending})
+    named = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+    use_recorded = (
+        f"give --store {recorded} (the store the catalog's runs used)"
+        if recorded is not None and recorded != store_location(store.root)
+        else None
+    )
+    if stale:
+        why = f"the fingerprint index is stale: {len(pending)} fingerprint blobs of {named} are not loaded"
+        fix = "load them with `clipfactory fingerprints index`; a lookup loads them unless told not to"
+    elif not store.root.exists():
+        why = f"the blob store does not exist, so the fingerprints of {named} cannot be loaded"
+        fix = use_recorded or "give --store with the blob store the catalog's runs used"
+    else:
+        why = (
+            f"{len(pending)} fingerprint blobs of {named} are not in this blob store, so the index "
+            "cannot search those sources"
+        )
+        fix = use_recorded or (
+            "give --store with the blob store the catalog's runs used, or restore the missing blobs"
+        )
+    raise NotFoundError(f"cannot search the catalog's footage: {why}", item=str(store.root), fix=fix)
 
 
 def index_status(catalog: Catalog, store: BlobStore | str | os.PathLike) -> dict[str, Any]:

@@ -14,6 +14,10 @@ Answers, never false matches:
 * a video without one frame of PDQ quality >= 50 (all black, a flat colour) answers
   ``status: "no_usable_frames"``;
 * otherwise ``status`` is ``"matched"`` or ``"no_match"``.
+
+Copies are found through re-encodes, resizes, sub-clips, black bars (the query is hashed with and
+without them), mirroring (``mirror_search``: the query's mirrored hashes, aligned on their own; segments
+say ``mirrored``) and centred crops (``crop_search``, :mod:`~clipfactory.fingerprints.crops`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ..errors import ConfigError, NotFoundError
 from ..ids import sha256_file
 from ..storage import BlobStore
 from .hashes import hamming_matrix
-from .index import HashIndex, index_catalog, load_index
+from .index import HashIndex, load_index, require_searchable
 from .match import MatchConfig, Segment, align
 from .sample import QueryHashes, sample_file
 
@@ -74,35 +78,57 @@ def candidate_sources(index: HashIndex, query: QueryHashes, cfg: MatchConfig) ->
 
 def match_hashes(index: HashIndex, query: QueryHashes, cfg: MatchConfig) -> list[Segment]:
     """The matching part of a lookup: candidate sources from the index, then an exhaustive comparison of
-    the query with each candidate's frames, then alignment. ``query`` must hold usable frames only."""
+    the query with each candidate's frames, then alignment. ``query`` must hold usable frames only.
+
+    The query's mirrored hashes (if any) are aligned apart from the others, so a segment is either a
+    plain or a mirrored copy; a mirrored segment that overlaps a plain one of the same source in the
+    query (footage that looks the same flipped) is left out.
+    """
     if not len(query.hashes) or not len(index):
         return []
     _, q_times_all = query.frame_times()
     q_times_all = np.sort(q_times_all)
     fps = float(query.info.get("fps") or 25.0)
     q_step = int(round(1000 / max(0.1, fps)))
+    mirrored = query.mirrored
+    orientations = [(np.flatnonzero(~mirrored), False)]
+    if mirrored.any():
+        orientations.append((np.flatnonzero(mirrored), True))
     segments: list[Segment] = []
     for s_no in candidate_sources(index, query, cfg):
         rows = index.rows_of(s_no)
         dm = hamming_matrix(query.hashes, index.hashes[rows])
-        qi, rj = np.nonzero(dm <= cfg.max_distance)
-        if not len(qi):
-            continue
         s_all = index.time_ms[rows]
         step = int(np.median(np.diff(s_all))) if len(s_all) > 1 else 1000
-        segments += align(
-            index.sources[s_no],
-            query.frame[qi],
-            query.times_ms[qi],
-            s_all[rj],
-            dm[qi, rj],
-            q_times_all,
-            s_all,
-            cfg,
-            query_step_ms=q_step,
-            source_step_ms=max(1, step),
-        )
+        found: list[Segment] = []
+        for sel, mirror in orientations:
+            qi, rj = np.nonzero(dm[sel] <= cfg.max_distance)
+            if not len(qi):
+                continue
+            qi = sel[qi]
+            segs = align(
+                index.sources[s_no],
+                query.frame[qi],
+                query.times_ms[qi],
+                s_all[rj],
+                dm[qi, rj],
+                q_times_all,
+                s_all,
+                cfg,
+                query_step_ms=q_step,
+                source_step_ms=max(1, step),
+            )
+            if mirror:
+                segs = [s for s in segs if not any(_overlap(s, p) for p in found)]
+                for s in segs:
+                    s.mirrored = True
+            found += segs
+        segments += found
     return segments
+
+
+def _overlap(a: Segment, b: Segment) -> bool:
+    return a.query_start_ms < b.query_end_ms and b.query_start_ms < a.query_end_ms
 
 
 def lookup(
@@ -117,7 +143,8 @@ def lookup(
     """Find the footage of ``file`` in the catalog. Returns a JSON-ready dict (see the module docstring).
 
     ``refresh`` first loads fingerprint blobs that are not indexed yet (incremental and cheap when there
-    are none).
+    are none). When some fingerprint of the catalog cannot be searched (not loaded, or missing from
+    ``store``) it raises :class:`NotFoundError` naming the store and the fix, never answering "no match".
     """
     cfg = _config(config)
     path = Path(file)
@@ -129,7 +156,7 @@ def lookup(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     sha = sha256_file(str(path))
-    sampled = sample_file(path, fps=cfg.query_fps, max_frames=cfg.max_query_frames)
+    sampled = sample_file(path, fps=cfg.query_fps, max_frames=cfg.max_query_frames, mirror=cfg.mirror_search)
     timings["decode_s"] = round(time.perf_counter() - t0, 4)
     query = sampled.usable(cfg.min_quality)
     result: dict[str, Any] = {
@@ -143,8 +170,7 @@ def lookup(
         },
         "thresholds": cfg.model_dump(),
     }
-    if refresh:
-        index_catalog(catalog, blob_store)
+    require_searchable(catalog, blob_store, load=refresh)  # refuses rather than search an incomplete index
     t1 = time.perf_counter()
     index = load_index(catalog, blob_store)
     timings["index_load_s"] = round(time.perf_counter() - t1, 4)
@@ -156,8 +182,13 @@ def lookup(
 
         t4 = time.perf_counter()
         variants = load_variant_index(catalog, blob_store)
-        segments += crop_segments(
-            catalog, blob_store, variants, query, cfg, skip_sources={s.source_id for s in segments}
+        segments += crop_segments(  # crop variants are searched with the query as it is, not mirrored
+            catalog,
+            blob_store,
+            variants,
+            query.select(~query.mirrored),
+            cfg,
+            skip_sources={s.source_id for s in segments},
         )
         timings["crop_s"] = round(time.perf_counter() - t4, 4)
     t3 = time.perf_counter()
