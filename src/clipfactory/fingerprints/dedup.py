@@ -55,7 +55,7 @@ from .index import HashIndex, _binary_to_array, index_catalog
 log = logging.getLogger(__name__)
 
 STAGE_NAME = "dedup.near"
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 REASON_PREFIX = "dedup.near_duplicate_of:"
 RESTRICTED_PREFIX = "dedup.restricted_copy:"
 RULE = "footage carries the most restrictive licence known for any copy of it"
@@ -616,12 +616,54 @@ def find_near_duplicates(
     cfg = _config(settings, config)
     purpose = cfg.purpose or getattr(settings, "purpose", None)
     prepare(catalog, store, purpose, settings)
-    clips, frames = _load(catalog, cfg, purpose, clip_ids)
-    results, stats = plan(clips, frames, cfg)
+    if purpose and not cfg.purpose:
+        cfg = cfg.model_copy(update={"purpose": purpose})
     run_id = None
-    if record and results:
-        run_id = _record(catalog, results, cfg)
+    if not record:
+        clips, frames = _load(catalog, cfg, purpose, clip_ids)
+        _, stats = plan(clips, frames, cfg)
+    else:
+        stats, run_id = _record(catalog, store, cfg, settings, clip_ids)
     return {"run_id": run_id, "stage": STAGE_NAME, "config": cfg.model_dump(mode="json"), **stats}
+
+
+def _in_play(catalog: Catalog, clip_ids: list[str] | None) -> list[ClipRecord]:
+    from ..catalog.db import load_records
+
+    with catalog.read() as con:
+        ids_ = [
+            r[0]
+            for r in con.execute(
+                f"""SELECT c.clip_id FROM clips c WHERE NOT EXISTS (
+                        SELECT 1 FROM latest_outcomes o WHERE o.item_id = c.clip_id
+                        AND o.stage <> '{STAGE_NAME}' AND o.status IN ('dropped', 'failed'))
+                    ORDER BY c.source_id, c.start_ms, c.clip_id"""
+            ).fetchall()
+        ]
+        if clip_ids is not None:
+            wanted = set(clip_ids)
+            ids_ = [i for i in ids_ if i in wanted]
+        return load_records(con, ClipRecord, ids_)
+
+
+def _record(catalog: Catalog, store, cfg: DedupConfig, settings, clip_ids) -> tuple[dict[str, Any], str | None]:
+    """``clipfactory dedup``: the ``dedup.near`` stage over every clip in play, in one run of its own."""
+    from ..pipelines import Run
+
+    items = _in_play(catalog, clip_ids)
+    if not items:
+        clips, frames = _load(catalog, cfg, cfg.purpose, clip_ids)
+        return plan(clips, frames, cfg)[1], None
+    if settings is None:
+        from ..config import Settings
+
+        root = store.root if isinstance(store, BlobStore) else store
+        settings = Settings(catalog=str(catalog.path), store=str(root))
+    config = {"stages": {STAGE_NAME: cfg.model_dump(mode="json")}}
+    with Run(settings, command="dedup", catalog=catalog, config=config, workers=1) as run:
+        stage = NearDedupStage(cfg.model_dump(mode="json"), run.context())
+        run.stage(stage, items)
+    return stage.last_stats, run.run_id
 
 
 def prepare(catalog: Catalog, store, purpose: str | None, settings=None) -> dict[str, Any]:
@@ -649,26 +691,6 @@ def prepare(catalog: Catalog, store, purpose: str | None, settings=None) -> dict
         gate.evaluate(catalog, purpose, settings=settings, source_ids=stale, evaluation_datasets=evaluation or None)
     out["decided"] = len(stale)
     return out
-
-
-def _record(catalog: Catalog, results: list[Result], cfg: DedupConfig) -> str:
-    from ..catalog import outcomes
-
-    chash = config_hash(cfg)
-    rows = [
-        outcomes.outcome_row(
-            "", STAGE_NAME, STAGE_VERSION, chash, r.item_id, r.status, reason=r.reason, detail=r.detail,
-            output_ids=[r.item_id] if r.status == Result.KEPT else [],
-        )
-        for r in results
-    ]
-    with catalog.write() as con:
-        run_id = outcomes.start_run(con, "dedup", "local", {"stages": {STAGE_NAME: cfg.model_dump(mode="json")}})
-        for row in rows:
-            row["run_id"] = run_id
-        outcomes.write_outcomes(con, rows)
-        outcomes.finish_run(con, run_id, "finished")
-    return run_id
 
 
 def explain_section(con, source_id: str) -> dict[str, Any] | None:
@@ -721,7 +743,7 @@ class NearDedupStage(Stage):
     """``dedup.near``: near-duplicate dedup (see the module docstring).
 
     Reads: :class:`ClipRecord` items and their sources' PDQ frame hashes from the catalog
-    (``context.catalog_path``, read-only; run ``clipfactory fingerprints index`` first).
+    (``context.catalog_path``, read-only; :func:`prepare` loads new fingerprints and decisions first).
     Writes: nothing new; each clip is kept, or dropped with ``dedup.near_duplicate_of:<clip_id>``.
     Dedup is global: a batch is deduped within itself, so the executor should pass all clips in one batch;
     :func:`find_near_duplicates` dedups the whole catalog and is what ``clipfactory dedup`` runs.
@@ -735,6 +757,14 @@ class NearDedupStage(Stage):
     input_type = ClipRecord
     output_type = ClipRecord
     Config = DedupConfig
+    #: a catalog stage: it compares against the whole catalog, so it runs in the driver on every executor
+    driver_side = True
+    #: every clip is decided again on each run (a better copy may have arrived); only changes are recorded
+    resume = False
+
+    def __init__(self, config=None, context=None):
+        super().__init__(config, context)
+        self.last_stats: dict[str, Any] = {}
 
     def process_batch(self, items: list[ClipRecord]) -> list[Result]:
         if not items:
@@ -743,7 +773,7 @@ class NearDedupStage(Stage):
             return [Result.failed(c.clip_id, "terminal", "dedup.near needs the catalog") for c in items]
         catalog = Catalog(self.context.catalog_path)
         clips, frames = _load(catalog, self.config, self.config.purpose, [c.clip_id for c in items])
-        results, _ = plan(clips, frames, self.config)
+        results, self.last_stats = plan(clips, frames, self.config)
         by_id = {r.item_id: r for r in results}
         out = []
         for c in items:
