@@ -415,3 +415,22 @@ def test_generic_licence_and_rights_holder_columns(catalog, tmp_path):
         ("b.mp4", "CC0-1.0", None, None, None),
         ("d.mp4", "LicenseRef-Stock-Co", "Stock Co", "stockco", "Dunes"),
     ]
+
+
+def test_generic_rows_without_span_columns_have_no_span(catalog, tmp_path):
+    """A caption list without start/end columns gives video-level captions, not a 0-0 span."""
+    path = tmp_path / "captions.csv"
+    path.write_text("link,text\nhttps://media.example.org/a.mp4,a harbour at dusk\n")
+    ingest_manifest(catalog, path, mapping="url=link,caption=text", dataset="caps")
+    rows = catalog.query("SELECT start_ms, end_ms, caption FROM clip_spans WHERE dataset = 'caps'")
+    assert all(r["start_ms"] is None and r["end_ms"] is None for r in rows), rows
+    assert [r["caption"] for r in rows] in ([], ["a harbour at dusk"])
+    with catalog.read() as con:
+        from clipfactory.sources.sql import install_macros
+
+        install_macros(con)
+        assert con.execute("SELECT cf_ms(NULL), cf_ms_unit(NULL, 'auto'), cf_iso_ms(NULL)").fetchone() == (
+            None,
+            None,
+            None,
+        )

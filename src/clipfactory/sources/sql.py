@@ -95,7 +95,7 @@ CREATE OR REPLACE TEMP MACRO cf_clock_ms(t) AS (
 );
 CREATE OR REPLACE TEMP MACRO cf_iso_parts(t) AS regexp_extract(t, {lit(_ws(_ISO_RE))}, ['d', 'h', 'm', 's']);
 CREATE OR REPLACE TEMP MACRO cf_iso_ms(t) AS (
-    CASE WHEN NOT regexp_full_match(t, {lit(_ws(_ISO_RE)[1:-1])}) THEN NULL
+    CASE WHEN t IS NULL OR NOT regexp_full_match(t, {lit(_ws(_ISO_RE)[1:-1])}) THEN NULL
          WHEN regexp_full_match(t, {lit(_WS + "[Pp][Tt]?" + _WS)}) THEN NULL ELSE CAST(round(
         coalesce(TRY_CAST(nullif(cf_iso_parts(t).d, '') AS DOUBLE), 0) * 86400000
         + coalesce(TRY_CAST(nullif(cf_iso_parts(t).h, '') AS DOUBLE), 0) * 3600000
