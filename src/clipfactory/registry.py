@@ -19,6 +19,7 @@ STAGE_MODULES = [
     "clipfactory.stages.build.export",
     "clipfactory.stages.acquire.local",
     "clipfactory.stages.acquire.http",
+    "clipfactory.stages.acquire.revalidate",
     "clipfactory.fingerprints.dedup",
 ]
 

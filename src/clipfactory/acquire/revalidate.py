@@ -1,34 +1,36 @@
 """Revalidation: are fetched sources still there, and do their owners still consent?
 
-For each source (of one build, or every fetched web source) the fetcher re-runs the checks it ran when it
-downloaded: the Spawning Do-Not-Train registry (with an API key; one query for all the sources), platform
-terms, robots.txt, tdmrep.json, then a conditional ``GET`` (``If-None-Match`` / ``If-Modified-Since`` with
-the validators of the copy we hold) whose headers are checked for ``X-Robots-Tag``, ``tdm-reservation`` and
-``Content-Usage``. The body is never read.
+For each source (of one build, or every fetched web source) the stage ``acquire.revalidate`` re-runs the
+checks the fetcher ran when it downloaded: the Spawning Do-Not-Train registry (with an API key; one query per
+batch of sources), platform terms, robots.txt, tdmrep.json, then a conditional ``GET`` (``If-None-Match`` /
+``If-Modified-Since`` with the validators of the copy we hold) whose headers are checked for
+``X-Robots-Tag``, ``tdm-reservation`` and ``Content-Usage``. The body is never read.
 
-Outcomes become ``link_status`` rows: ``alive`` (304, or 200 with ``content_changed`` noted), ``gone``
-(404/410), ``opted_out`` (a consent denial, a Spawning opt-out included), ``blocked`` (403, 429, platform
-terms, robots.txt unreachable) or ``error``. Gone and opted-out sources are queued in ``takedown_queue``
-(once while pending) with their evidence; the takedown itself is done elsewhere. Network work comes first,
-then one write transaction.
+:func:`revalidate_sources` is one ``revalidate`` run (a ``runs`` row, one outcome row per source stored by
+the executor with the evidence in its detail). :func:`load_revalidation` then turns the outcome rows into
+evidence rows (purpose ``revalidate``, with the run id) and ``link_status`` rows: ``alive`` (304, or 200 with
+``content_changed`` noted), ``gone`` (404/410), ``opted_out`` (a consent denial, a Spawning opt-out
+included), ``blocked`` (403, 429, platform terms, robots.txt unreachable) or ``error``. Gone and opted-out
+sources are queued in ``takedown_queue`` (once while pending) with their evidence; the takedown itself is
+done elsewhere. Outcome rows a crashed revalidation left are loaded by the next one.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from ..catalog import Catalog
-from ..catalog.outcomes import new_run_id
 from ..errors import NotFoundError
 from ..records import SourceRecord
-from ..storage import BlobStore
 from .driver import policy_settings
-from .evidence import evidence_rows, link_status_of, load_fetch_evidence, utcnow, write_evidence
-from .http import Fetcher, FetchOptions, LoopThread, default_platform_check
+from .evidence import evidence_rows, link_status_of, load_fetch_evidence, parse_time, write_evidence
 
+STAGE = "acquire.revalidate"
 QUEUE_STATUSES = ("gone", "opted_out")
 
 
@@ -60,19 +62,21 @@ def select_fetched(
     return [SourceRecord.from_row(r) for r in catalog.query(sql, params)]
 
 
-def _validators(catalog: Catalog, sources: list[SourceRecord]) -> dict[str, dict[str, str]]:
-    """ETag/Last-Modified of the response each held copy came from."""
-    if not sources:
+def held_validators(catalog_path: str | None, sources: list[SourceRecord]) -> dict[str, dict[str, str]]:
+    """ETag/Last-Modified/Content-Length of the response each held copy came from (read-only)."""
+    if not sources or not catalog_path or not Path(catalog_path).exists():
         return {}
-    rows = catalog.query(
+    held = {s.source_id: s.content_sha256 for s in sources}
+    rows = Catalog(catalog_path).query(
         """SELECT source_id, content_sha256, response_headers FROM (
                SELECT *, row_number() OVER (PARTITION BY source_id, content_sha256 ORDER BY finished_at DESC) AS rn
-               FROM fetch_attempts WHERE content_sha256 IS NOT NULL) WHERE rn = 1"""
+               FROM fetch_attempts
+               WHERE content_sha256 IS NOT NULL AND source_id IN (SELECT unnest(?))) WHERE rn = 1""",
+        [list(held)],
     )
-    held = {s.source_id: s.content_sha256 for s in sources}
     out: dict[str, dict[str, str]] = {}
     for r in rows:
-        if r["source_id"] not in held or held[r["source_id"]] not in (None, r["content_sha256"]):
+        if held[r["source_id"]] not in (None, r["content_sha256"]):
             continue
         try:
             headers = json.loads(r["response_headers"] or "{}")
@@ -94,93 +98,50 @@ def revalidate_sources(
     *,
     build: str | None = None,
     limit: int | None = None,
+    progress: Any = None,
     platform_check: Any = None,
     transport: Any = None,
 ) -> dict[str, Any]:
-    """Re-check availability and consent of fetched sources; mark link status and queue takedowns."""
+    """Re-check availability and consent of fetched sources; mark link status and queue takedowns.
+
+    One ``revalidate`` run of the stage ``acquire.revalidate``, whose options are those of
+    ``[acquire.http]`` with ``[acquire.revalidate]`` over them.
+    """
+    from ..pipelines import Run
+    from ..stages.acquire.revalidate import RevalidateStage
+
     catalog = Catalog(settings.catalog)
     with catalog.write() as con:
         load_fetch_evidence(con)
+        load_revalidation(con)  # what a crashed earlier revalidation left in its outcome rows
     sources = select_fetched(catalog, build=build, limit=limit)
-    validators = _validators(catalog, sources)
-    options = FetchOptions(**settings.stage_config("acquire.http"))
-    check = platform_check or default_platform_check(SimpleNamespace(**policy_settings(settings)))
-    store = BlobStore(settings.store) if settings.store else None
-    run_id = "revalidate-" + new_run_id()
-    loop = LoopThread("cf-revalidate")
-    try:
-
-        async def work():
-            async with Fetcher(options, store, platform_check=check, transport=transport) as f:
-                outs = await _revalidate_all(f, sources, validators)
-                return outs, dict(f.stats)
-
-        outcomes, stats = loop.run(work())
-    finally:
-        loop.close()
-    now = utcnow()
-    attempts, checks, docs, links, queue, items = [], [], [], [], [], []
-    for src, out in zip(sources, outcomes, strict=True):
-        ev = out.evidence.to_dict() if out.evidence else {}
-        a, c, d = evidence_rows(run_id, src.source_id, ev, purpose="revalidate")
-        attempts += a
-        checks += c
-        docs += d
-        status = link_status_of(out.status, out.reason)
-        links.append(
-            {
-                "source_id": src.source_id,
-                "status": status,
-                "checked_at": now,
-                "reason": out.reason,
-                "http_status": out.http_status,
-                "url": out.final_url or src.url,
-                "content_changed": out.content_changed,
-            }
+    config = {**settings.stage_config("acquire.http"), **settings.stage_config(RevalidateStage.name)}
+    with Run(settings, command="revalidate", catalog=catalog, progress=progress, workers=1) as run:
+        stage = RevalidateStage(
+            config,
+            run.context(policy_settings=policy_settings(settings)),
+            platform_check=platform_check,
+            transport=transport,
         )
-        item = {
-            "source_id": src.source_id,
-            "status": status,
-            "reason": out.reason,
-            "http_status": out.http_status,
-            "content_changed": out.content_changed,
-        }
-        items.append(item)
-        if status in QUEUE_STATUSES:
-            denial = [x for x in c if x["verdict"] == "deny"]
-            queue.append(
-                {
-                    "source_id": src.source_id,
-                    "reason": out.reason,
-                    "evidence": json.dumps(
-                        {
-                            "run_id": run_id,
-                            "url": src.url,
-                            "final_url": out.final_url,
-                            "http_status": out.http_status,
-                            "link_status": status,
-                            "denial": [{k: x[k] for k in ("signal", "value", "evidence")} for x in denial],
-                            "blob_uri": src.blob_uri,
-                            "content_sha256": src.content_sha256,
-                        },
-                        default=str,
-                    ),
-                    "queued_at": now,
-                }
-            )
-    with catalog.write() as con:
-        write_evidence(con, attempts=attempts, checks=checks, documents=docs, links=links)
-        queued = _enqueue(con, queue)
+        # The fetcher retries 429/5xx/timeouts itself with Retry-After; executor retries would multiply them.
+        run.stage(stage, sources, retries=1)
+        with catalog.write() as con:
+            loaded = load_revalidation(con)
+    stats = stage.last_stats
+    mine = {it["source_id"]: it for it in loaded["items"] if it["run_id"] == run.run_id}
+    items = [
+        {k: v for k, v in mine[s.source_id].items() if k != "run_id"} for s in sources if s.source_id in mine
+    ]
     counts: dict[str, int] = {}
     for it in items:
         counts[it["status"]] = counts.get(it["status"], 0) + 1
     return {
-        "run_id": run_id,
+        "run_id": run.run_id,
         "build": build,
         "checked": len(sources),
         "counts": dict(sorted(counts.items())),
         "content_changed": sum(1 for it in items if it["content_changed"]),
-        "queued_for_takedown": queued,
+        "queued_for_takedown": [q for q in loaded["queued"] if q in mine],
         "requests": stats.get("requests", 0),
         "host_documents_fetched": {
             "robots.txt": stats.get("host_doc.robots.txt", 0),
@@ -190,13 +151,94 @@ def revalidate_sources(
     }
 
 
-async def _revalidate_all(
-    fetcher: Fetcher, sources: list[SourceRecord], validators: dict[str, dict[str, str]]
-):
-    import asyncio
+def load_revalidation(con) -> dict[str, Any]:
+    """Turn ``acquire.revalidate`` outcome rows not loaded yet into evidence rows (purpose ``revalidate``),
+    ``link_status`` rows and takedown queue entries. Call inside ``catalog.write()``; idempotent.
 
-    await fetcher.prefetch_spawning(s.url for s in sources)  # batched registry queries, not one per source
-    return list(await asyncio.gather(*(fetcher.revalidate(s, validators.get(s.source_id)) for s in sources)))
+    Returns ``{"items": [...], "queued": [source ids queued now], "attempts": n, "consent_checks": n}``.
+    """
+    rows = con.execute(
+        """SELECT o.run_id, o.item_id, o.recorded_at, o.status, o.reason, o.detail
+           FROM stage_outcomes o
+           WHERE o.stage = ? AND o.detail IS NOT NULL
+             AND NOT EXISTS (
+               SELECT 1 FROM fetch_evidence_loaded l
+               WHERE l.run_id = o.run_id AND l.item_id = o.item_id AND l.recorded_at = o.recorded_at)
+           ORDER BY o.recorded_at, o.item_id""",
+        [STAGE],
+    ).fetchall()
+    attempts, checks, docs, links, queue, items, markers = [], [], [], [], [], [], []
+    for run_id, source_id, recorded_at, outcome, reason, detail in rows:
+        markers.append({"run_id": run_id, "item_id": source_id, "recorded_at": recorded_at})
+        try:
+            rv = json.loads(detail).get("revalidate") or {}
+        except (ValueError, AttributeError):
+            continue
+        a, c, d = evidence_rows(run_id, source_id, rv, purpose="revalidate")
+        attempts += a
+        checks += c
+        docs += d
+        status = link_status_of(outcome, reason)
+        checked_at = parse_time(rv.get("checked_at")) or recorded_at
+        links.append(
+            {
+                "source_id": source_id,
+                "status": status,
+                "checked_at": checked_at,
+                "reason": reason,
+                "http_status": rv.get("http_status"),
+                "url": rv.get("final_url") or rv.get("url"),
+                "content_changed": rv.get("content_changed"),
+            }
+        )
+        items.append(
+            {
+                "run_id": run_id,
+                "source_id": source_id,
+                "status": status,
+                "reason": reason,
+                "http_status": rv.get("http_status"),
+                "content_changed": rv.get("content_changed"),
+            }
+        )
+        if status in QUEUE_STATUSES:
+            held = rv.get("held") or {}
+            denial = [x for x in c if x["verdict"] == "deny"]
+            queue.append(
+                {
+                    "source_id": source_id,
+                    "reason": reason,
+                    "evidence": json.dumps(
+                        {
+                            "run_id": run_id,
+                            "url": rv.get("url"),
+                            "final_url": rv.get("final_url"),
+                            "http_status": rv.get("http_status"),
+                            "link_status": status,
+                            "denial": [{k: x[k] for k in ("signal", "value", "evidence")} for x in denial],
+                            "blob_uri": held.get("blob_uri"),
+                            "content_sha256": held.get("content_sha256"),
+                        },
+                        default=str,
+                    ),
+                    "queued_at": checked_at,
+                }
+            )
+    write_evidence(con, attempts=attempts, checks=checks, documents=docs, links=links)
+    queued = _enqueue(con, queue)
+    if markers:
+        t = pa.Table.from_pylist(
+            markers,
+            schema=pa.schema(
+                [("run_id", pa.string()), ("item_id", pa.string()), ("recorded_at", pa.timestamp("us"))]
+            ),
+        )
+        con.register("_cf_revalidated", t)
+        try:
+            con.execute("INSERT INTO fetch_evidence_loaded BY NAME SELECT * FROM _cf_revalidated")
+        finally:
+            con.unregister("_cf_revalidated")
+    return {"items": items, "queued": queued, "attempts": len(attempts), "consent_checks": len(checks)}
 
 
 def _enqueue(con, rows: list[dict[str, Any]]) -> list[str]:
@@ -230,4 +272,4 @@ def takedown_queue(catalog: Catalog, status: str | None = "pending") -> list[dic
     return rows
 
 
-__all__ = ["revalidate_sources", "select_fetched", "takedown_queue"]
+__all__ = ["held_validators", "load_revalidation", "revalidate_sources", "select_fetched", "takedown_queue"]
