@@ -186,3 +186,26 @@ def test_unknown_dataset_names_the_fix(tmp_path, site):
     r = CliRunner().invoke(app, ["run", "--config", str(cfg), "--dataset", "no-such-list"])
     assert r.exit_code == 1
     assert "no-such-list" in r.output and "clipfactory ingest" in r.output
+
+
+def test_video_level_captions_reach_clips_cut_from_shots(tmp_path, site):
+    """A caption list without time ranges (as WebVid's): clips come from the shots, and each carries the
+    dataset's caption of the whole video."""
+    cfg = _config(tmp_path)
+    m = tmp_path / "captions.csv"
+    m.write_text(
+        "video_url,licence,author,name,text\n"
+        f"{site.url('/films/cup.mp4')},CC0-1.0,Some Maker,Cup,hands turn a cup on a table\n"
+    )
+    _cli(
+        "ingest", str(m), "--dataset", "caps", "--config", str(cfg),
+        "--map", "url=video_url,license=licence,rights_holder=author,title=name,caption=text",
+    )
+    r = _cli("run", "--config", str(cfg), "--dataset", "caps")
+    index = pq.read_table(Path(r["build"]["out_dir"]) / "index.parquet").to_pylist()
+    assert index and all(row["span_origin"] == "shots" for row in index)
+    for row in index:
+        assert json.loads(row["captions"]) == [
+            {"dataset": "caps", "caption": "hands turn a cup on a table", "scope": "video"}
+        ]
+        assert row["caption_datasets"] == ["caps"]

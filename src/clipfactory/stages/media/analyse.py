@@ -20,7 +20,7 @@ from ...registry import register
 from ...resources import Resources
 from ...stage import Stage, StageConfig
 from .probe import media_failure, source_path
-from .spans import captions_json, load_manifest_spans, plan_manifest, shot_scores
+from .spans import captions_json, load_manifest, plan_manifest, shot_scores
 
 GRADUAL = ("fade", "dissolve")
 
@@ -138,7 +138,9 @@ class AnalyseStage(Stage):
     ``min_clip_s``, ``max_clip_s``, ``gradual_margin_s``, ``cut_trim_frames`` and keyframe snapping.
 
     Drops: ``media.no_clips`` when no shot is long enough for a clip; ``takedown.tombstoned:<id>`` when the
-    frame hashes match taken-down footage (a re-encoded, resized or cut-down copy). Fails (``terminal``) with the
+    frame hashes match taken-down footage (a re-encoded, resized or cut-down copy): its media moves from the
+    blob store to the store's quarantine and the source keeps no ``blob_uri`` (see
+    :meth:`~clipfactory.fingerprints.guard.TombstoneGuard.quarantine`). Fails (``terminal``) with the
     ``media.*`` reasons of :mod:`clipfactory.media.probe` when nothing decodes; corrupt packets in an
     otherwise readable file are skipped and counted in the detail (``decode_errors``).
 
@@ -146,7 +148,7 @@ class AnalyseStage(Stage):
     """
 
     name = "media.analyse"
-    version = 2
+    version = 3
     resources = Resources(cpus=1, memory_gb=1.0)
     batch_size = 1
     input_type = SourceRecord
@@ -203,11 +205,12 @@ class AnalyseStage(Stage):
         from ...fingerprints.guard import TombstoneGuard
 
         self._guard = TombstoneGuard(self.context.catalog_path)  # one catalog read per batch
-        self._spans = (
-            load_manifest_spans(self.context.catalog_path, [i.source_id for i in items])
-            if self.config.spans != "shots"
-            else {}
+        # Manifest spans (unless clips come from shots only) and video-level captions, in one read.
+        self._spans, self._video_captions = load_manifest(
+            self.context.catalog_path, [i.source_id for i in items]
         )
+        if self.config.spans == "shots":
+            self._spans = {}
         return super().process_batch(items)
 
     def process(self, item: SourceRecord) -> Result:
@@ -222,10 +225,9 @@ class AnalyseStage(Stage):
         seconds = time.perf_counter() - t0
         guard = getattr(self, "_guard", None)
         refused = guard.check_pdq(result.pdq) if guard is not None else None
-        if refused:  # a re-encoded, resized or cut-down copy of taken-down footage
-            return Result.dropped(
-                item.source_id, refused, {"frames": result.n_frames, "seconds": round(seconds, 3)}
-            )
+        if refused:  # a re-encoded, resized or cut-down copy of taken-down footage: its bytes are not kept
+            detail = {"frames": result.n_frames, "seconds": round(seconds, 3)}
+            return guard.quarantine(store, item, refused, detail, stage=self.name)
         kf = None
         if cfg.snap_to_keyframes:
             try:
@@ -270,6 +272,8 @@ class AnalyseStage(Stage):
         }
         if not spans and not planned:
             return Result.dropped(item.source_id, "media.no_clips", detail)
+        # Captions a dataset gives the whole video (no time range) hold for every clip of it.
+        video_caps = getattr(self, "_video_captions", {}).get(item.source_id, [])
         analysis_uri = store.put_bytes(result.to_json().encode())
         pdq_uri = write_frame_hashes(
             store, [(p.frame_index, p.time_ms, p.hash_hex, p.quality) for p in result.pdq]
@@ -294,8 +298,8 @@ class AnalyseStage(Stage):
                     transition_out="manifest" if pc.piece == pc.pieces - 1 else "cut",
                     thumb_uri=thumbs.get(shot.index) if shot is not None else None,
                     fingerprint_uri=pdq_uri,
-                    caption=pc.captions[0]["caption"] if pc.captions else None,
-                    captions=captions_json(pc.captions),
+                    caption=(pc.captions or video_caps or [{}])[0].get("caption"),
+                    captions=captions_json(pc.captions + video_caps),
                     span_origin="manifest",
                     **scores,
                 )
@@ -323,6 +327,8 @@ class AnalyseStage(Stage):
                     black_fraction=shot.black_fraction,
                     static_fraction=shot.static_fraction,
                     text_fraction=shot.text_fraction,
+                    caption=video_caps[0]["caption"] if video_caps else None,
+                    captions=captions_json(video_caps),
                     span_origin="shots",
                 )
             )

@@ -40,20 +40,38 @@ def load_manifest_spans(catalog_path: str | None, source_ids: list[str]) -> dict
     """The manifests' spans of ``source_ids`` (read-only), in dataset then time order."""
     if not catalog_path or not source_ids:
         return {}
+
+    return load_manifest(catalog_path, source_ids)[0]
+
+
+def load_manifest(
+    catalog_path: str | None, source_ids: list[str]
+) -> tuple[dict[str, list[ManifestSpan]], dict[str, list[dict[str, str]]]]:
+    """The manifests' spans of ``source_ids`` and their video-level captions (rows without a time range,
+    as WebVid's), in one read-only query: ``(spans by source, captions by source)``."""
+    if not catalog_path or not source_ids:
+        return {}, {}
     from ...catalog import Catalog
 
     rows = Catalog(catalog_path).query(
         """SELECT dataset, source_id, start_ms, end_ms, caption FROM clip_spans
-           WHERE source_id IN (SELECT unnest(?)) AND start_ms IS NOT NULL AND end_ms IS NOT NULL
-           ORDER BY source_id, dataset, start_ms, end_ms, caption""",
+           WHERE source_id IN (SELECT unnest(?))
+             AND ((start_ms IS NOT NULL AND end_ms IS NOT NULL) OR nullif(trim(caption), '') IS NOT NULL)
+           ORDER BY source_id, dataset, start_ms NULLS FIRST, end_ms, caption""",
         [sorted(set(source_ids))],
     )
-    out: dict[str, list[ManifestSpan]] = {}
+    spans: dict[str, list[ManifestSpan]] = {}
+    video: dict[str, list[dict[str, str]]] = {}
     for r in rows:
-        out.setdefault(r["source_id"], []).append(
-            ManifestSpan(r["dataset"], int(r["start_ms"]), int(r["end_ms"]), r["caption"])
-        )
-    return out
+        if r["start_ms"] is not None and r["end_ms"] is not None:
+            spans.setdefault(r["source_id"], []).append(
+                ManifestSpan(r["dataset"], int(r["start_ms"]), int(r["end_ms"]), r["caption"])
+            )
+        else:
+            cap = {"dataset": r["dataset"], "caption": r["caption"], "scope": "video"}
+            if cap not in video.setdefault(r["source_id"], []):
+                video[r["source_id"]].append(cap)
+    return spans, video
 
 
 def _iou(a0: int, a1: int, b0: int, b1: int) -> float:
