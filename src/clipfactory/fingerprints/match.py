@@ -17,6 +17,9 @@ line up in time like a copy does:
 matched frames is at most 16 bits and falls linearly to 0.5 at 31; support = min(1, matched frames / 4).
 A copy matched over four or more frames at typical re-encode distances scores 1.0; short or noisy matches
 score lower. See ``docs/fingerprints.md``.
+
+A mirrored copy is aligned the same way, from the query's mirrored hashes alone (``mirrored`` on the
+segment): plain and mirrored matches never add up to one segment.
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ class MatchConfig(BaseModel):
     min_confidence: float = Field(
         0.0, ge=0, le=1, description="Segments below this confidence are not reported."
     )
+    mirror_search: bool = Field(
+        True,
+        description="Also look for mirrored (left-right flipped) copies: query frames are hashed mirrored too "
+        "and those hashes aligned on their own.",
+    )
     crop_search: bool = Field(
         True,
         description="Also look for cropped copies through the thumbnails' crop variants (fingerprints.crops).",
@@ -106,6 +114,7 @@ class Segment:
     mean_distance: float
     confidence: float
     edit: dict | None = None  # {"kind": "crop", "crop_x", "crop_y"} for a copy found through a crop variant
+    mirrored: bool = False  # the query shows the source flipped left to right
 
     def to_dict(self) -> dict:
         d = asdict(self)

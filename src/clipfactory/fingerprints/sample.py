@@ -9,9 +9,19 @@ A query is hashed at every frame (the catalog holds about one hash a second). PD
 changes within one or two frames, and a copy's catalog samples can fall on any frame of the query, so
 only dense hashing guarantees that the very frames the catalog hashed are among the query's.
 
-Black bars (letterbox, pillarbox) are found over the whole query (rows and columns that stay dark in
-every sampled frame). When there are bars, each frame is hashed twice, with and without them, and a
-catalog frame matches the query frame when either hash matches.
+Black bars (letterbox, pillarbox) are rows and columns at the edges that stay dark in every sampled
+frame. Each frame is hashed with and without them, and a catalog frame matches the query frame when
+either hash matches. Without its bars, the picture is cut from the full-resolution luma and subsampled
+with the step the analysis pass would use for a video of the picture's size: a pillarboxed copy is
+wider than its picture, and subsampling the picture with the wider frame's step alone costs PDQ about
+30 bits. The bars a frame is cut with are those of every frame so far and of the opening
+:data:`BAR_LOOKAHEAD` frames with a picture (read once before the frames are hashed), so a video that
+opens with black frames (a fade-in, a black leader) or with dark edges has its bars from the start;
+they only narrow as the video goes on (bars a row too wide cost PDQ a few bits).
+
+``mirror=True`` adds the PDQ of each frame flipped left to right (the horizontal-mirror hash of PDQ's
+dihedral variants, ``pdqhash.compute_dihedral``: computed from the same DCT, at no extra cost), with and
+without the bars, so that mirrored copies can be matched (:mod:`~clipfactory.fingerprints.lookup`).
 """
 
 from __future__ import annotations
@@ -28,6 +38,12 @@ from ..errors import MediaError
 from .hashes import MIN_QUALITY
 
 log = logging.getLogger(__name__)
+
+#: Flags of :attr:`QueryHashes.variant`: the hash is of the frame without its black bars / mirrored.
+BARS_REMOVED = 1
+MIRRORED = 2
+#: Position of the left-right mirror among the eight hashes of ``pdqhash.compute_dihedral``.
+DIHEDRAL_MIRROR = 5
 
 #: Mean luma at or below which a row or column counts as a black bar (limited-range black is 16).
 BAR_LUMA = 28.0
@@ -46,12 +62,12 @@ class QueryHashes:
     frame: np.ndarray  # int32[k] sampled frame number per hash
     hashes: np.ndarray  # uint8[k, 32]
     quality: np.ndarray  # int32[k]
-    variant: np.ndarray  # int8[k]: 0 full frame, 1 black bars removed
-    bars: tuple[int, int, int, int] | None = None  # top, bottom, left, right in pixels of the hashed plane
+    variant: np.ndarray  # int8[k]: bit flags, BARS_REMOVED | MIRRORED (0: the full frame as decoded)
+    bars: tuple[int, int, int, int] | None = None  # top, bottom, left, right in pixels of the video
     info: dict[str, Any] = field(default_factory=dict)
 
-    def usable(self, min_quality: int = MIN_QUALITY) -> QueryHashes:
-        keep = self.quality >= min_quality
+    def select(self, keep: np.ndarray) -> QueryHashes:
+        """The hashes where ``keep`` (a boolean mask or indices) holds."""
         return QueryHashes(
             self.path,
             self.duration_ms,
@@ -64,6 +80,14 @@ class QueryHashes:
             self.bars,
             self.info,
         )
+
+    def usable(self, min_quality: int = MIN_QUALITY) -> QueryHashes:
+        return self.select(self.quality >= min_quality)
+
+    @property
+    def mirrored(self) -> np.ndarray:
+        """``bool[k]``: which hashes are of the frame flipped left to right."""
+        return (self.variant & MIRRORED) != 0
 
     @property
     def n_usable_frames(self) -> int:
@@ -81,6 +105,23 @@ def pdq_of_luma(y8: np.ndarray) -> tuple[bytes, int]:
 
     bits, quality = pdqhash.compute(np.repeat(np.ascontiguousarray(y8)[:, :, None], 3, axis=2))
     return np.packbits(bits).tobytes(), int(quality)
+
+
+def pdq_and_mirror_of_luma(y8: np.ndarray) -> tuple[bytes, bytes, int]:
+    """PDQ of an 8-bit luma image and of the image flipped left to right: ``(hash, mirrored, quality)``.
+
+    Both come from one ``pdqhash.compute_dihedral`` call; the first is identical to
+    :func:`pdq_of_luma`'s. The mirrored hash is derived from the image's DCT, so it differs from the PDQ
+    of a flipped copy by a few bits (0 in most frames, up to about 16).
+    """
+    import pdqhash
+
+    hashes, quality = pdqhash.compute_dihedral(np.repeat(np.ascontiguousarray(y8)[:, :, None], 3, axis=2))
+    return (
+        np.packbits(hashes[0]).tobytes(),
+        np.packbits(hashes[DIHEDRAL_MIRROR]).tobytes(),
+        int(quality),
+    )
 
 
 class BarFinder:
@@ -161,9 +202,30 @@ def probe_video(path: str | os.PathLike):
     return info
 
 
-#: Frames buffered before the bars are estimated; later frames are hashed with that estimate, which
-#: is kept only if the whole video confirms it.
-BAR_PROBE_FRAMES = 75
+#: Frames with a picture (not all black) read from the start of a query to estimate its bars before
+#: any frame is hashed; at most :data:`BAR_PRESCAN_MAX` frames are decoded for it.
+BAR_LOOKAHEAD = 75
+BAR_PRESCAN_MAX = 300
+
+
+def _prescan_bars(path, pdq_width: int, finder: BarFinder) -> None:
+    """Feed ``finder`` the opening frames of ``path`` (see :data:`BAR_LOOKAHEAD`)."""
+    from ..media.decode import DecodeStats, PlaneReader, iter_frames
+
+    with _open(path) as (container, stream):
+        stream.thread_type = "AUTO"
+        step = max(1, int(round((stream.codec_context.width or pdq_width) / pdq_width)))
+        reader = None
+        seen = pictures = 0
+        for frame in iter_frames(container, stream, DecodeStats()):
+            if reader is None:
+                reader = PlaneReader(frame.format.name, step)
+            y = reader.luma_u8(frame, step)
+            finder.add(y)
+            seen += 1
+            pictures += bool(y.max() > finder.bar_luma)
+            if pictures >= BAR_LOOKAHEAD or seen >= BAR_PRESCAN_MAX:
+                break
 
 
 def sample_file(
@@ -173,8 +235,12 @@ def sample_file(
     pdq_width: int = 320,
     max_frames: int = 9000,
     remove_bars: bool = True,
+    mirror: bool = False,
 ) -> QueryHashes:
     """Decode ``path`` once and hash ``fps`` frames per second (0: every frame), ``max_frames`` at most.
+
+    ``remove_bars`` adds the hashes of frames without their black bars, ``mirror`` those of mirrored
+    frames (see the module docstring).
 
     Raises :class:`~clipfactory.media.probe.MediaProbeError` (``media.not_media``,
     ``media.no_video_stream``, ...) for files that are not video.
@@ -185,8 +251,12 @@ def sample_file(
     duration_s = (info.duration_ms or 0) / 1000.0
     if duration_s * fps > max_frames:
         fps = max_frames / duration_s
+    finder = None
+    if remove_bars:
+        finder = BarFinder()
+        _prescan_bars(path, pdq_width, finder)
     with _open(path) as (container, stream):
-        return _sample(container, stream, str(path), info, fps, pdq_width, remove_bars)
+        return _sample(container, stream, str(path), info, fps, pdq_width, finder, mirror=mirror)
 
 
 def sample_bytes(
@@ -205,7 +275,7 @@ def sample_bytes(
         stream = _video_stream(container, name)
         width = stream.codec_context.width or pdq_width
         info = _Info(width=width, duration_ms=None, fps=float(stream.average_rate or 25))
-        return _sample(container, stream, name, info, fps, pdq_width, False, max_frames=max_frames)
+        return _sample(container, stream, name, info, fps, pdq_width, None, max_frames=max_frames)
 
 
 @dataclass
@@ -229,7 +299,19 @@ class _open:
         self.container.close()
 
 
-def _sample(container, stream, item, info, fps, pdq_width, remove_bars, max_frames=None) -> QueryHashes:
+def _full_luma(reader, frame) -> np.ndarray:
+    """The luma plane of ``frame`` at full resolution, as uint8 (a view for 8-bit planar formats)."""
+    from ..media.decode import plane_view
+
+    if reader.fallback or reader.wide:
+        return reader.luma_u8(frame, 1)
+    return plane_view(frame, 0)
+
+
+def _sample(
+    container, stream, item, info, fps, pdq_width, finder: BarFinder | None, max_frames=None, mirror=False
+) -> QueryHashes:
+    """Hash the sampled frames of an open stream; with a ``finder``, also without their black bars."""
     from ..media.decode import DecodeStats, PlaneReader, iter_frames
 
     stream.thread_type = "AUTO"
@@ -241,18 +323,17 @@ def _sample(container, stream, item, info, fps, pdq_width, remove_bars, max_fram
     interval = 1.0 / fps if fps < stream_fps * 0.99 else 0.0
     reader = None
     next_t = 0.0
-    finder = BarFinder() if remove_bars else None
-    early: tuple[int, int, int, int] | None = None
-    pending: list[tuple[int, int, np.ndarray]] = []
     rows: list[tuple[int, int, bytes, int, int]] = []
+    full_box: tuple[int, int, int, int] | None = None
 
-    def hash_frame(k: int, t: int, y: np.ndarray, box) -> None:
-        h, q = pdq_of_luma(y)
-        rows.append((k, t, h, q, 0))
-        if box is not None:
-            top, bottom, left, right = box
-            h2, q2 = pdq_of_luma(y[top : y.shape[0] - bottom, left : y.shape[1] - right])
-            rows.append((k, t, h2, q2, 1))
+    def hash_image(k: int, t: int, y: np.ndarray, flags: int) -> None:
+        if mirror:
+            h, hm, q = pdq_and_mirror_of_luma(y)
+            rows.append((k, t, h, q, flags))
+            rows.append((k, t, hm, q, flags | MIRRORED))
+        else:
+            h, q = pdq_of_luma(y)
+            rows.append((k, t, h, q, flags))
 
     n = -1
     k = 0
@@ -268,19 +349,21 @@ def _sample(container, stream, item, info, fps, pdq_width, remove_bars, max_fram
         y = reader.luma_u8(frame, step)
         t_ms = int(round(t * 1000))
         next_t = t + interval - 0.5 / stream_fps if interval else 0.0
+        hash_image(k, t_ms, y, 0)
         if finder is not None:
             finder.add(y)
-            if k < BAR_PROBE_FRAMES:
-                pending.append((k, t_ms, y))
-                if k == BAR_PROBE_FRAMES - 1:
-                    early = finder.bars()
-                    for p in pending:
-                        hash_frame(*p, early)
-                    pending = []
-            else:
-                hash_frame(k, t_ms, y, early)
-        else:
-            hash_frame(k, t_ms, y, None)
+            box = finder.bars()
+            if box is not None:
+                full = _full_luma(reader, frame)
+                top, bottom, left, right = box
+                # from the first to the last picture row (column) of the subsampled plane, in full-resolution
+                # pixels; a side without a bar keeps every pixel
+                h, w = full.shape
+                r0, r1 = top * step, (h if not bottom else (y.shape[0] - 1 - bottom) * step + 1)
+                c0, c1 = left * step, (w if not right else (y.shape[1] - 1 - right) * step + 1)
+                full_box = (r0, h - r1, c0, w - c1)
+                pstep = max(1, int(round((c1 - c0) / pdq_width)))
+                hash_image(k, t_ms, np.ascontiguousarray(full[r0:r1:pstep, c0:c1:pstep]), BARS_REMOVED)
         k += 1
         if max_frames is not None and k >= max_frames:
             break
@@ -290,21 +373,14 @@ def _sample(container, stream, item, info, fps, pdq_width, remove_bars, max_fram
             item=item,
             fix="the video data is corrupt; fetch or re-encode it",
         )
-    bars = finder.bars() if finder is not None else None
-    if pending:
-        early = bars
-        for p in pending:
-            hash_frame(*p, bars)
-    if bars != early:  # the early estimate did not hold over the whole video: keep full frames only
-        rows = [r for r in rows if r[4] == 0]
-        bars = None
+    bars = full_box if finder is not None and finder.bars() is not None else None
     times = [r[1] for r in rows]
     duration_ms = info.duration_ms or (times[-1] + int(round(1000 / stream_fps)))
     return QueryHashes(
         path=item,
         duration_ms=int(duration_ms),
         n_sampled=k,
-        times_ms=np.array([r[1] for r in rows], np.int64),
+        times_ms=np.array(times, np.int64),
         frame=np.array([r[0] for r in rows], np.int32),
         hashes=np.frombuffer(b"".join(r[2] for r in rows), np.uint8).reshape(-1, 32).copy(),
         quality=np.array([r[3] for r in rows], np.int32),
