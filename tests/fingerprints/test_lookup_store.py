@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from media_synth import transform
 from typer.testing import CliRunner
 
 from clipfactory.catalog.meta import record_store, recorded_store
@@ -20,8 +21,17 @@ from clipfactory.storage import BlobStore
 from .conftest import add_source
 
 
+@pytest.fixture(scope="module")
+def queries(tmp_path_factory, synth_dir):
+    """Re-encoded sub-clips of A, B and C: never the catalog's own bytes (those match by sha256 alone)."""
+    d = tmp_path_factory.mktemp("queries")
+    for name in "ABC":
+        transform(synth_dir / f"{name}.mp4", d / f"{name}.mp4", scale=0.75, start_s=2.0, end_s=8.0)
+    return d
+
+
 @pytest.fixture
-def built(catalog, tmp_path, synth_dir, monkeypatch):
+def built(catalog, tmp_path, synth_dir, queries, monkeypatch):
     """Two analysed sources whose fingerprints are in the store but not loaded yet, and a catalog whose
     store was recorded by a run; the working folder holds no store of its own."""
     store = BlobStore(tmp_path / "store")
@@ -35,7 +45,7 @@ def built(catalog, tmp_path, synth_dir, monkeypatch):
     monkeypatch.chdir(elsewhere)
     for var in ("CLIPFACTORY_STORE", "CLIPFACTORY_CATALOG", "CLIPFACTORY_CONFIG"):
         monkeypatch.delenv(var, raising=False)
-    return {"store": store, "a": a, "b": b, "synth": synth_dir, "tmp": tmp_path}
+    return {"store": store, "a": a, "b": b, "synth": synth_dir, "q": queries, "tmp": tmp_path}
 
 
 def test_a_run_records_its_store(catalog, built):
@@ -44,7 +54,7 @@ def test_a_run_records_its_store(catalog, built):
 
 def test_lookup_without_store_uses_the_recorded_one(catalog, built):
     res = CliRunner().invoke(
-        app, ["lookup", str(built["synth"] / "B.mp4"), "--catalog", str(catalog.path), "--json"]
+        app, ["lookup", str(built["q"] / "B.mp4"), "--catalog", str(catalog.path), "--json"]
     )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
@@ -57,7 +67,7 @@ def test_lookup_with_the_wrong_store_refuses_and_names_the_right_one(catalog, bu
     wrong.mkdir()
     res = CliRunner().invoke(
         app,
-        ["lookup", str(built["synth"] / "B.mp4"), "--catalog", str(catalog.path), "--store", str(wrong)],
+        ["lookup", str(built["q"] / "B.mp4"), "--catalog", str(catalog.path), "--store", str(wrong)],
     )
     assert res.exit_code == 1
     text = " ".join(res.output.split())
@@ -66,12 +76,12 @@ def test_lookup_with_the_wrong_store_refuses_and_names_the_right_one(catalog, bu
     assert f"--store {built['store'].root.absolute()}" in text
     # nothing was loaded from the wrong store: with the right one the same lookup matches
     assert catalog.scalar("SELECT count(*) FROM frame_hashes") == 0
-    assert lookup(catalog, built["synth"] / "B.mp4", store=built["store"])["status"] == "matched"
+    assert lookup(catalog, built["q"] / "B.mp4", store=built["store"])["status"] == "matched"
 
 
 def test_lookup_in_a_store_that_does_not_exist_refuses(catalog, built):
     with pytest.raises(NotFoundError) as err:
-        lookup(catalog, built["synth"] / "A.mp4", store=built["tmp"] / "no-such-store")
+        lookup(catalog, built["q"] / "A.mp4", store=built["tmp"] / "no-such-store")
     assert "does not exist" in str(err.value) and built["a"].source_id in str(err.value)
     assert not (built["tmp"] / "no-such-store").exists()
 
@@ -82,9 +92,9 @@ def test_a_stale_index_is_loaded_or_refused(catalog, built):
     c, _ = add_source(catalog, store, built["synth"] / "C.mp4", cut_clips=False)
     # the persisted index predates C: without loading, the lookup cannot know and says so
     with pytest.raises(NotFoundError) as err:
-        lookup(catalog, built["synth"] / "C.mp4", store=store, refresh=False)
+        lookup(catalog, built["q"] / "C.mp4", store=store, refresh=False)
     assert "stale" in str(err.value) and c.source_id in str(err.value)
-    res = lookup(catalog, built["synth"] / "C.mp4", store=store)
+    res = lookup(catalog, built["q"] / "C.mp4", store=store)
     assert res["status"] == "matched" and res["matches"][0]["source_id"] == c.source_id
 
 
@@ -95,7 +105,7 @@ def test_unrelated_footage_still_answers_no_match(catalog, built):
 
 def test_lookup_needs_an_existing_catalog(built):
     missing = built["tmp"] / "nope.duckdb"
-    res = CliRunner().invoke(app, ["lookup", str(built["synth"] / "A.mp4"), "--catalog", str(missing)])
+    res = CliRunner().invoke(app, ["lookup", str(built["q"] / "A.mp4"), "--catalog", str(missing)])
     assert res.exit_code == 1 and "--catalog" in res.output
     assert not missing.exists()
 

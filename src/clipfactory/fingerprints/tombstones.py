@@ -12,17 +12,33 @@ hashes are refused when, as in vPDQ, the shorter side is mostly matched: at leas
 candidate's usable frames match a tombstone's frames, or at least ``min_share`` of the tombstone's
 seconds are matched by the candidate (a compilation that contains the work); and at least ``min_frames``
 frames match (all of them for a shorter candidate).
+
+**Quarantine.** Media refused after its bytes were stored (the analysis pass refuses by frame hashes) is
+not kept in the blob store: :func:`quarantine_media` moves it to
+``<store>/quarantine/<tombstone_id>/<sha256>/`` beside ``refusal.json`` (which source, which tombstone,
+the takedown's reason, how it matched), and the refusing stage's outcome row carries the same record,
+which the catalog view ``quarantine`` reads back. The quarantined bytes' hash is refused from then on
+like the tombstone's own hashes, so the same file is refused before it is stored again. Someone who
+reviews the folder deletes it, or moves the file back to add it again (after removing the tombstone).
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import re
+import shutil
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..catalog import Catalog
+from ..storage import BLOB_PREFIX, BlobStore, atomic_write
 from .hashes import HASH_BYTES, MATCH_DISTANCE, MIN_QUALITY, hex_to_array, unpack_many
 from .index import HashIndex
 
@@ -151,8 +167,11 @@ def tombstone_match(
                    WHERE t.content_sha256 = ?
                    UNION ALL
                    SELECT h.tombstone_id, t.source_id FROM tombstone_hashes h JOIN tombstones t USING (tombstone_id)
-                   WHERE h.sha256 = ? LIMIT 1""",
-                [sha, sha],
+                   WHERE h.sha256 = ?
+                   UNION ALL
+                   SELECT q.tombstone_id, t.source_id FROM quarantine q JOIN tombstones t USING (tombstone_id)
+                   WHERE q.content_sha256 = ? LIMIT 1""",
+                [sha, sha, sha],
             ).fetchall()
             if row:
                 return TombstoneMatch(row[0][0], row[0][1], "sha256")
@@ -201,6 +220,100 @@ def is_tombstoned(
     """
     m = tombstone_match(catalog, source_id=source_id, sha256=sha256, pdq_hashes=pdq_hashes)
     return m.tombstone_id if m else None
+
+
+# -- quarantine ----------------------------------------------------------------------------------------
+QUARANTINE_DIR = "quarantine"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def quarantine_dir(store: BlobStore | str | os.PathLike, tombstone_id: str) -> Path:
+    """``<store>/quarantine/<tombstone_id>``: the refused media of one tombstone."""
+    root = store.root if isinstance(store, BlobStore) else Path(store)
+    return root / QUARANTINE_DIR / _SAFE.sub("_", tombstone_id)
+
+
+def _suffix(*names: str | None) -> str:
+    for n in names:
+        suffix = Path(str(n or "").split("?")[0]).suffix.lower()
+        if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+            return suffix
+    return ""
+
+
+def _move(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as exc:  # the quarantine on another filesystem than the blobs
+        if exc.errno != errno.EXDEV:
+            raise
+        tmp = dst.with_name(f".{dst.name}.part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+        src.unlink()
+
+
+def quarantine_media(
+    store: BlobStore,
+    source: Any,
+    match: TombstoneMatch,
+    *,
+    takedown_reason: str | None = None,
+    stage: str | None = None,
+    keep_blob: bool = False,
+) -> dict[str, Any]:
+    """Move the media of ``source`` (a :class:`~clipfactory.records.SourceRecord`) out of the blob store
+    into :func:`quarantine_dir` ``/<sha256>/media<ext>`` and write ``refusal.json`` beside it. With
+    ``keep_blob`` (another live source holds the same bytes) the bytes are copied instead. Idempotent:
+    media already moved stays where it is. Returns the refusal record (what ``refusal.json`` holds)."""
+    uri = source.blob_uri or ""
+    sha = (source.content_sha256 or uri.removeprefix(BLOB_PREFIX) or "unknown").lower()
+    folder = quarantine_dir(store, match.tombstone_id) / _SAFE.sub("_", sha)
+    folder.mkdir(parents=True, exist_ok=True)
+    media = folder / (
+        "media" + _suffix(source.origin_uri, source.url, source.container and "." + source.container)
+    )
+    blob = store.path(sha) if uri.startswith(BLOB_PREFIX) or source.content_sha256 else None
+    if blob is not None and blob.exists() and not media.exists():
+        if keep_blob:
+            tmp = media.with_name(f".{media.name}.part")
+            shutil.copyfile(blob, tmp)
+            os.replace(tmp, media)
+        else:
+            _move(blob, media)
+    elif blob is not None and blob.exists() and not keep_blob:
+        blob.unlink()  # moved by an earlier attempt, then stored again
+    root = store.root
+    record = {
+        "tombstone_id": match.tombstone_id,
+        "takedown_reason": takedown_reason,
+        "source_id": source.source_id,
+        "sha256": sha,
+        "size_bytes": media.stat().st_size if media.exists() else None,
+        "path": str(folder.relative_to(root)),
+        "media": str(media.relative_to(root)) if media.exists() else None,
+        "blob_uri": uri or None,
+        "blob_kept": bool(keep_blob),
+        "origin_uri": source.origin_uri,
+        "url": source.url,
+        "platform": source.platform,
+        "match": match.to_dict(),
+        "stage": stage,
+        "refused_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    with atomic_write(folder / "refusal.json", "w") as fh:
+        fh.write(json.dumps(record, indent=2, sort_keys=True))
+    return record
+
+
+def list_quarantine(catalog: Catalog, tombstone_id: str | None = None) -> list[dict[str, Any]]:
+    """The refused sources whose media is in quarantine (the catalog view ``quarantine``)."""
+    sql = "SELECT * FROM quarantine"
+    params: list[Any] = []
+    if tombstone_id:
+        sql += " WHERE tombstone_id = ?"
+        params.append(tombstone_id)
+    return catalog.query(sql + " ORDER BY refused_at, source_id", params)
 
 
 def list_tombstones(catalog: Catalog, source_id: str | None = None) -> list[dict[str, Any]]:
