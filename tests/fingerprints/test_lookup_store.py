@@ -103,9 +103,9 @@ def test_unrelated_footage_still_answers_no_match(catalog, built):
     assert res["status"] == "no_match" and res["index"]["sources"] == 2
 
 
-def test_lookup_needs_an_existing_catalog(built):
-    missing = built["tmp"] / "nope.duckdb"
-    res = CliRunner().invoke(app, ["lookup", str(built["q"] / "A.mp4"), "--catalog", str(missing)])
+def test_lookup_needs_an_existing_catalog(tmp_path, queries):
+    missing = tmp_path / "nope.duckdb"
+    res = CliRunner().invoke(app, ["lookup", str(queries / "A.mp4"), "--catalog", str(missing)])
     assert res.exit_code == 1 and "--catalog" in res.output
     assert not missing.exists()
 
