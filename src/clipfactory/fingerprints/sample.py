@@ -2,8 +2,9 @@
 
 Catalog sources are never decoded here: their hashes come from the single analysis pass
 (:mod:`clipfactory.media.analyse`) through the per-frame blob. A *query* file (a creator's video, a
-shard member) has no analysis pass, so :func:`sample_file` decodes it once and hashes the luma plane exactly as the analysis pass does (the same
-subsampling rule and ``pdqhash.compute`` on luma), so that query and catalog hashes are comparable.
+shard member) has no analysis pass, so :func:`sample_file` decodes it and hashes the luma plane exactly
+as the analysis pass does (the same subsampling rule and ``pdqhash.compute`` on luma), so that query and
+catalog hashes are comparable.
 
 A query is hashed at every frame (the catalog holds about one hash a second). PDQ of moving footage
 changes within one or two frames, and a copy's catalog samples can fall on any frame of the query, so
@@ -237,10 +238,11 @@ def sample_file(
     remove_bars: bool = True,
     mirror: bool = False,
 ) -> QueryHashes:
-    """Decode ``path`` once and hash ``fps`` frames per second (0: every frame), ``max_frames`` at most.
+    """Decode ``path`` and hash ``fps`` frames per second (0: every frame), ``max_frames`` at most.
 
-    ``remove_bars`` adds the hashes of frames without their black bars, ``mirror`` those of mirrored
-    frames (see the module docstring).
+    ``remove_bars`` adds the hashes of frames without their black bars (the opening frames are then
+    decoded twice, once to estimate the bars), ``mirror`` those of mirrored frames (see the module
+    docstring).
 
     Raises :class:`~clipfactory.media.probe.MediaProbeError` (``media.not_media``,
     ``media.no_video_stream``, ...) for files that are not video.
