@@ -95,6 +95,10 @@ def test_a_killed_run_resumes_without_repeating_work(tmp_path):
         killed = cat.query("SELECT run_id, status FROM runs WHERE command = 'run'")
         assert [r["status"] for r in killed] == ["running"]  # nobody could mark it: the process died
         assert [r["status"] for r in list_runs(cat) if r["command"] == "run"] == ["interrupted"]
+        # The clip cut before the kill is durable: in the catalog, or in a part file the next run loads.
+        from clipfactory.executors.local import LocalExecutor
+
+        LocalExecutor(cat).recover_parts()
         cut_before = cat.query("SELECT item_id FROM stage_outcomes WHERE stage = 'media.cut' AND status = 'kept'")
         assert len(cut_before) == 1
         assert not (tmp_path / "builds" / "stock").exists() or not list((tmp_path / "builds" / "stock").rglob("build.json"))

@@ -152,3 +152,14 @@ def test_rotation_is_kept_by_copy_and_applied_by_reencode(tmp_path):
         img = next(c.decode(video=0)).to_ndarray(format="rgb24")
     assert img.shape[:2] == (64, 32)
     assert img[:28].mean() > 200 and img[36:].mean() < 50, "upright: the white half on top"
+
+
+def test_a_codec_mp4_cannot_carry_is_reencoded_even_on_a_keyframe(shared_data, tmp_path):
+    # vtest.avi is MS-MPEG4 v3 in AVI: the MP4 muxer refuses it, so a cut from its first keyframe
+    # is re-encoded instead of failing
+    src = shared_data / "media" / "vtest.avi"
+    r = cut_clip(src, tmp_path / "v.mp4", 0, 2000, keyframes_ms=keyframes_ms(src))
+    assert r.method == "reencode"
+    with av.open(r.path) as c:
+        assert c.streams.video[0].codec_context.name != "msmpeg4v3"
+        assert sum(1 for _ in c.decode(video=0)) >= 15

@@ -80,13 +80,44 @@ def _migrate_record_columns(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f"ALTER TABLE {cls.table} ADD COLUMN {f.name} {_ARROW_TO_DUCK[f.type]}")
 
 
+#: Catalog files (device, inode) whose schema this process has seen current: a read then needs one
+#: connection, not two. A file replaced by another gets a new inode and is checked again.
+_SCHEMA_CURRENT: set[tuple[int, int]] = set()
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+#: The open connection of each catalog file, per thread, shared by every :class:`Catalog` of that file: a
+#: read or write nested inside another one (by any handle) uses the connection already open.
+_OPEN: dict[str, threading.local] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _thread_state(path: Path) -> threading.local:
+    key = os.path.abspath(path)
+    with _OPEN_LOCK:
+        state = _OPEN.get(key)
+        if state is None:
+            state = _OPEN[key] = threading.local()
+        return state
+
+
 class Catalog:
-    """Handle on a catalog file. Cheap to create; opens DuckDB only inside :meth:`read`/:meth:`write`."""
+    """Handle on a catalog file. Cheap to create; opens DuckDB only inside :meth:`read`/:meth:`write`.
+
+    Handles of one file share the thread's open connection, so ``with catalog.read():`` around several
+    reads (by any code, with any handle) costs one connection."""
 
     def __init__(self, path: str | os.PathLike, *, lock_timeout: float = 120.0):
         self.path = Path(path)
         self.lock_timeout = lock_timeout
-        self._local = threading.local()
+        self._local = _thread_state(self.path)
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.path)!r})"
@@ -178,23 +209,34 @@ class Catalog:
             ) from exc
 
     def _needs_schema(self) -> bool:
+        key = _file_key(self.path)
+        if key is not None and key in _SCHEMA_CURRENT:
+            return False
         try:
             con = duckdb.connect(str(self.path), read_only=True)
         except duckdb.Error:
             return True
         try:
             row = con.execute("SELECT value FROM meta WHERE key = 'schema_hash'").fetchone()
-            return row is None or row[0] != _schema_hash()
+            current = row is not None and row[0] == _schema_hash()
         except duckdb.Error:
-            return True
+            current = False
         finally:
             con.close()
+        if current and key is not None:
+            _SCHEMA_CURRENT.add(key)
+        return not current
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        key = _file_key(self.path)
+        if key is not None and key in _SCHEMA_CURRENT:
+            return
         want = _schema_hash()
         try:
             row = con.execute("SELECT value FROM meta WHERE key = 'schema_hash'").fetchone()
             if row is not None and row[0] == want:
+                if key is not None:
+                    _SCHEMA_CURRENT.add(key)
                 return
         except duckdb.CatalogException:
             pass
@@ -205,6 +247,8 @@ class Catalog:
             _migrate_record_columns(con)
             con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_hash', ?)", [want])
             con.execute("COMMIT")
+            if key is not None:
+                _SCHEMA_CURRENT.add(key)
         except BaseException:
             con.execute("ROLLBACK")
             raise

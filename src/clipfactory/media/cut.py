@@ -38,6 +38,9 @@ from clipfactory.storage import atomic_path
 log = logging.getLogger(__name__)
 
 #: Audio codecs that an MP4 file can carry as they are (decoder names as FFmpeg reports them).
+#: Video codecs an MP4 file can carry, so a stream copy is possible; others (MS-MPEG4 in AVI, Theora, ...)
+#: are re-encoded.
+MP4_VIDEO = {"h264", "hevc", "mpeg4", "av1", "vp9", "mpeg1video", "mpeg2video", "mjpeg"}
 MP4_AUDIO = {"aac", "aac_fixed", "mp3", "mp3float", "mp3adufloat", "ac3", "ac3_fixed", "eac3", "opus", "alac"}
 
 #: The preset each encoder gets when none is configured.
@@ -289,6 +292,8 @@ def _copy(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict 
     item = str(src)
     with open_container(src) as inp:
         vin = _video_stream(inp, item)
+        if (vin.codec_context.name if vin.codec_context else None) not in MP4_VIDEO:
+            return None  # MP4 cannot carry this codec: the caller re-encodes
         ain = _audio_stream(inp, opts)
         tb = vin.time_base
         s0 = vin.start_time or 0

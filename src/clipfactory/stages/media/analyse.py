@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from ... import ids
+from ...catalog import Catalog
 from ...fingerprints.frames import write_frame_hashes
 from ...media.analyse import AnalyseConfig, AnalysisResult, Shot, analyse
 from ...media.cut import keyframes_ms, snap_start
@@ -23,6 +26,8 @@ from .probe import media_failure, source_path
 from .spans import captions_json, load_manifest, plan_manifest, shot_scores
 
 GRADUAL = ("fade", "dissolve")
+#: How often (seconds) a running analysis re-reads the tombstones (a takedown during a run applies from then).
+GUARD_REFRESH_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -204,11 +209,19 @@ class AnalyseStage(Stage):
     def process_batch(self, items: list) -> list[Result]:
         from ...fingerprints.guard import TombstoneGuard
 
-        self._guard = TombstoneGuard(self.context.catalog_path)  # one catalog read per batch
-        # Manifest spans (unless clips come from shots only) and video-level captions, in one read.
-        self._spans, self._video_captions = load_manifest(
-            self.context.catalog_path, [i.source_id for i in items]
-        )
+        path = self.context.catalog_path
+        # One catalog connection per batch: tombstones (re-read at most every GUARD_REFRESH_S), the
+        # manifest spans (unless clips come from shots only) and the video-level captions.
+        with Catalog(path).read() if path and Path(path).exists() else contextlib.nullcontext():
+            now = time.monotonic()
+            guard = getattr(self, "_guard", None)
+            if guard is None:
+                self._guard = TombstoneGuard(path)
+                self._guard_at = now
+            elif now - getattr(self, "_guard_at", 0.0) >= GUARD_REFRESH_S:
+                guard.refresh()
+                self._guard_at = now
+            self._spans, self._video_captions = load_manifest(path, [i.source_id for i in items])
         if self.config.spans == "shots":
             self._spans = {}
         return super().process_batch(items)
