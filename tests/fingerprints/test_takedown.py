@@ -256,7 +256,16 @@ def test_unknown_targets_are_clear_errors(catalog, world):
         takedown(catalog, store=store, match=world["synth"] / "D.mp4")
     runner = CliRunner()
     res = runner.invoke(
-        app, ["takedown", "youtube:doesnotexis", "--catalog", str(catalog.path), "--store", str(store.root)]
+        app,
+        [
+            "takedown",
+            "youtube:doesnotexis",
+            "--yes",
+            "--catalog",
+            str(catalog.path),
+            "--store",
+            str(store.root),
+        ],
     )
     assert res.exit_code == 1 and "no source with id" in res.output
     res = runner.invoke(app, ["takedown", "--catalog", str(catalog.path)])
@@ -295,7 +304,9 @@ def test_cli_json(catalog, world):
     assert json.loads(res.stdout)["dropped"] == 0
     res = runner.invoke(app, ["fingerprints", "status", "--json", *base])
     assert json.loads(res.stdout)["up_to_date"] is True
-    res = runner.invoke(app, ["takedown", world["b"][0].source_id, "--reason", "test", "--json", *base])
+    res = runner.invoke(
+        app, ["takedown", world["b"][0].source_id, "--reason", "test", "--yes", "--json", *base]
+    )
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)
     assert r["status"] == "done" and r["builds"][0]["new_build_id"] == "b-v2"
@@ -312,3 +323,271 @@ def test_tombstone_match_details(catalog, world):
     m = tombstone_match(catalog, pdq_hashes=analyse(world["synth"] / "A.mp4").pdq)
     assert m.kind == "pdq" and m.source_id == a.source_id and m.share >= 0.8
     assert tombstone_match(catalog, pdq_hashes=[]) is None
+
+
+# -- dry run, confirmation, segment scope, dedup copies: on real footage ----------------------------------
+def _excerpt(src: Path, dst: Path, start_s: float, end_s: float, width: int = 320) -> Path:
+    """Seconds ``start_s``..``end_s`` of ``src``, downscaled to ``width`` pixels (seeks, so only the part
+    is decoded)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vs = inp.streams.video[0]
+        vs.thread_type = "AUTO"
+        tb = float(vs.time_base)
+        first_pts = vs.start_time or 0
+        inp.seek(first_pts + int(start_s / tb), stream=vs)
+        rate = Fraction(vs.average_rate).limit_denominator(1001)
+        height = int(round(vs.codec_context.height * width / vs.codec_context.width / 2)) * 2
+        st = out.add_stream("libx264", rate=rate)
+        st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+        st.options = {"preset": "ultrafast"}
+        n = 0
+        for f in inp.decode(vs):
+            t = (f.pts - first_pts) * tb
+            if t < start_s - 1e-6:
+                continue
+            if t >= end_s - 1e-6:
+                break
+            g = f.reformat(width=width, height=height, format="yuv420p")
+            g.pts, g.time_base = n, Fraction(1, 1) / rate
+            n += 1
+            for pkt in st.encode(g):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+    return dst
+
+
+#: bbb_5s.mp4 is seconds 24.7-30.0 of trailer_bbb.mp4 (the Big Buck Bunny trailer); the source below is
+#: seconds 18-36 of the trailer, so the excerpt is its seconds 6.7-12.0.
+TRAILER_FROM_S = 18.0
+
+
+@pytest.fixture(scope="session")
+def real_media(tmp_path_factory, shared_data) -> dict[str, Path]:
+    media = shared_data / "media"
+    d = tmp_path_factory.mktemp("real")
+    # The 720p trailer and excerpt are downscaled to 320 pixels wide so that decoding them is cheap.
+    return {
+        "trailer": _excerpt(media / "trailer_bbb.mp4", d / "trailer_18_36.mp4", TRAILER_FROM_S, 36.0),
+        "excerpt": _excerpt(media / "bbb_5s.mp4", d / "bbb_5s.mp4", 0.0, 60.0),
+        "bikes": media / "bikes.mp4",
+        "bikes_copy": transform(media / "bikes.mp4", d / "bikes_copy.mp4", scale=0.5, codec="mpeg4"),
+    }
+
+
+@pytest.fixture
+def real_world(catalog, tmp_path, real_media):
+    store = BlobStore(tmp_path / "store")
+    t, t_clips = add_source(
+        catalog, store, real_media["trailer"], url="https://example.org/trailer", uploader="blender"
+    )
+    b, b_clips = add_source(catalog, store, real_media["bikes"], uploader="cyclist")
+    write_test_build(catalog, store, tmp_path / "builds", t_clips + b_clips, shard_size=2)
+    index_catalog(catalog, store)
+    return {"store": store, "t": (t, t_clips), "b": (b, b_clips), "tmp": tmp_path, "media": real_media}
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with the sha256 of its bytes."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _cli(catalog, store, *args):
+    return CliRunner().invoke(
+        app, ["takedown", *map(str, args), "--catalog", str(catalog.path), "--store", str(store.root)]
+    )
+
+
+def test_dry_run_changes_nothing_and_lists_what_a_run_removes(catalog, real_world):
+    store, tmp = real_world["store"], real_world["tmp"]
+    t, t_clips = real_world["t"]
+    excerpt = real_world["media"]["excerpt"]
+    before = _snapshot(tmp)
+    res = _cli(catalog, store, t.source_id, "--dry-run", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["status"] == "dry_run"
+    assert _snapshot(tmp) == before
+    # A match searches the fingerprint index as `clipfactory lookup` does, which builds its search cache
+    # under <store>/index on first use: the creator's lookup comes first.
+    assert lookup(catalog, excerpt, store=store)["status"] == "matched"
+    before = _snapshot(tmp)
+    res = _cli(catalog, store, "--match", excerpt, "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)
+    res = _cli(catalog, store, "--match", excerpt, "--dry-run")  # the rendering for people
+    assert res.exit_code == 0 and "would remove" in res.output and "nothing was changed" in res.output
+    assert _snapshot(tmp) == before, "a dry run changes no catalog, store or build file"
+    assert plan["status"] == "dry_run" and plan["scope"] == "source"
+    rm = plan["would_remove"]
+    # The 5 s excerpt names the trailer source: all of it goes in a source takedown.
+    assert [s["source_id"] for s in rm["sources"]] == [t.source_id]
+    assert {c["clip_id"] for c in rm["clips"]} == {c.clip_id for c in t_clips}
+    assert {m["clip_id"] for m in rm["build_members"]} == {c.clip_id for c in t_clips}
+    assert rm["tables"]["clips"] == len(t_clips) == 6
+    assert plan["builds"][0]["build_id"] == "b-v1" and plan["builds"][0]["new_build_id"] == "b-v2"
+    # The run removes exactly what the plan listed.
+    r = takedown(catalog, store=store, match=excerpt)
+    got = r["removed"]
+    assert r["takedown_id"] == plan["takedown_id"]
+    assert [s["source_id"] for s in got["sources"]] == [s["source_id"] for s in rm["sources"]]
+    assert got["clips"] == rm["clips"]
+    assert got["tables"] == rm["tables"] and got["catalog_rows"] == rm["catalog_rows"]
+    assert got["index_frames"] == rm["index_frames"]
+    assert {b["uri"] for b in got["blobs"] if b["deleted"]} == {b["uri"] for b in rm["blobs"]}
+    assert {b["uri"] for b in got["blobs"] if not b["deleted"]} == {b["uri"] for b in plan["blobs_kept"]}
+    assert got["build_members"] == rm["build_members"]
+    assert [f["path"] for f in got["shard_files"]] == [f["path"] for f in rm["shard_files"]]
+    assert [b["new_build_id"] for b in r["builds"]] == [b["new_build_id"] for b in plan["builds"]]
+    assert not any(store.exists(b["uri"]) for b in rm["blobs"])
+    assert not any(Path(f["path"]).exists() for f in rm["shard_files"])
+    # After the takedown a dry run of the same request finds nothing left to remove.
+    again = _cli(catalog, store, t.source_id, "--dry-run", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["status"] == "already_done"
+
+
+def test_cli_asks_before_removing_and_refuses_without_a_terminal(catalog, real_world, monkeypatch):
+    from clipfactory.cli import fingerprint as cli_fp
+
+    store, tmp = real_world["store"], real_world["tmp"]
+    b = real_world["b"][0]
+    before = _snapshot(tmp)
+    res = _cli(catalog, store, b.source_id)  # stdin is no terminal under the test runner
+    assert res.exit_code == 1
+    assert "--yes" in res.output and "--dry-run" in res.output and b.source_id in res.output
+    assert _snapshot(tmp) == before
+    monkeypatch.setattr(cli_fp, "_stdin_is_terminal", lambda: True)
+    res = CliRunner().invoke(
+        app,
+        ["takedown", b.source_id, "--catalog", str(catalog.path), "--store", str(store.root)],
+        input="n\n",
+    )
+    assert res.exit_code == 1 and "Remove all of this?" in res.output and "would remove" in res.output
+    assert _snapshot(tmp) == before, "answering no removes nothing"
+    res = CliRunner().invoke(
+        app,
+        ["takedown", b.source_id, "--catalog", str(catalog.path), "--store", str(store.root)],
+        input="y\n",
+    )
+    assert res.exit_code == 0, res.output
+    assert not catalog.query("SELECT 1 FROM sources WHERE source_id = ?", [b.source_id])
+    assert catalog.scalar("SELECT status FROM takedowns") == "done"
+    # --yes: no question; a script gets the receipt
+    c = real_world["t"][0]
+    res = _cli(catalog, store, c.source_id, "--yes", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["removed"]["sources"][0]["source_id"] == c.source_id
+    # --scope segment needs --match
+    res = _cli(catalog, store, c.source_id, "--scope", "segment", "--yes")
+    assert res.exit_code == 1 and "--match" in res.output
+
+
+def _overlaps(c, ranges) -> bool:
+    return any(c.start_ms < hi and lo < c.end_ms for lo, hi in ranges)
+
+
+def test_segment_scope_removes_only_the_matched_clips(catalog, real_world):
+    store = real_world["store"]
+    t, t_clips = real_world["t"]
+    b, b_clips = real_world["b"]
+    excerpt = real_world["media"]["excerpt"]
+    with pytest.raises(Exception, match="--match"):
+        takedown(catalog, store=store, source_id=t.source_id, scope="segment")
+    plan = takedown(catalog, store=store, match=excerpt, scope="segment", dry_run=True)
+    r = takedown(catalog, store=store, match=excerpt, scope="segment", reason="creator: 5 s excerpt")
+    assert r["scope"] == "segment" and r["source_ids"] == [t.source_id]
+    ranges = r["segments"][t.source_id]
+    # the excerpt is source seconds 6.7-12.0: its clips go, those well away from it stay
+    by_start = {c.start_ms: c for c in t_clips}
+    removed = {c["clip_id"] for c in r["removed"]["clips"]}
+    assert {by_start[6000].clip_id, by_start[9000].clip_id} <= removed
+    assert not removed & {by_start[0].clip_id, by_start[15000].clip_id}
+    assert removed == {c.clip_id for c in t_clips if _overlaps(c, ranges)}
+    assert removed == {c["clip_id"] for c in plan["would_remove"]["clips"]}
+    kept = [c for c in t_clips if c.clip_id not in removed]
+    # the source, its media and its other clips stay
+    assert r["removed"]["sources"] == [] and r["removed"]["tables"].get("sources") is None
+    assert catalog.scalar("SELECT count(*) FROM sources WHERE source_id = ?", [t.source_id]) == 1
+    assert store.exists(t.blob_uri)
+    left = {
+        x["clip_id"] for x in catalog.query("SELECT clip_id FROM clips WHERE source_id = ?", [t.source_id])
+    }
+    assert left == {c.clip_id for c in kept}
+    assert all(store.exists(c.blob_uri) for c in kept)
+    assert not any(store.exists(t_clips[[c.clip_id for c in t_clips].index(x)].blob_uri) for x in removed)
+    # the build's new version ships everything but the removed clips
+    new_dir = Path(catalog.query("SELECT out_dir FROM builds WHERE build_id = 'b-v2'")[0]["out_dir"])
+    assert _members(new_dir) == {c.clip_id for c in kept + b_clips}
+    # the tombstone holds the matched footage only: not the source id, not its bytes
+    assert is_tombstoned(catalog, source_id=t.source_id) is None
+    assert is_tombstoned(catalog, sha256=t.content_sha256) is None
+    removed_clip = by_start[9000]
+    assert is_tombstoned(catalog, sha256=removed_clip.content_sha256)
+    assert all(is_tombstoned(catalog, sha256=c.content_sha256) is None for c in kept)
+    assert is_tombstoned(catalog, pdq_hashes=analyse(excerpt).pdq), "a re-upload of the excerpt is refused"
+    assert is_tombstoned(catalog, pdq_hashes=analyse(store.path_of(by_start[0].blob_uri)).pdq) is None
+    (tomb,) = r["tombstones"]
+    assert tomb["scope"] == "segment" and tomb["ranges"] == ranges and tomb["n_pdq"] > 0
+    assert verify_build(catalog, "b-v2")["ok"]
+    # the source media still holds the footage, but no clip of it is left
+    m = lookup(catalog, excerpt, store=store)["matches"]
+    assert [x["source_id"] for x in m] == [t.source_id] and m[0]["clips"] == []
+
+
+def test_receipt_lists_the_copies_dedup_linked(catalog, real_world):
+    from clipfactory.fingerprints.dedup import find_near_duplicates
+
+    store = real_world["store"]
+    b, b_clips = real_world["b"]
+    copy, copy_clips = add_source(catalog, store, real_world["media"]["bikes_copy"], uploader="reposter")
+    out = find_near_duplicates(catalog, store)
+    # the re-encoded half-size copy is dropped in favour of the original (larger picture)
+    dropped = {x["clip_id"]: x["kept"] for g in out["groups"] for x in g["dropped"]}
+    assert set(dropped) == {c.clip_id for c in copy_clips}
+    assert set(dropped.values()) <= {c.clip_id for c in b_clips}
+    # taking down the copy: dedup kept the original instead of it, and builds still ship it
+    plan = takedown(catalog, store=store, source_id=copy.source_id, dry_run=True)
+    kept = plan["dedup_copies"]
+    assert {(x["clip_id"], x["removed_clip_id"]) for x in kept} == {(k, d) for d, k in dropped.items()}
+    assert all(x["dedup_status"] == "kept" and x["source_id"] == b.source_id for x in kept)
+    assert plan["orphaned_duplicates"] == []
+    # taking down the original: the copy's clips, dropped in its favour, are orphaned
+    r = takedown(catalog, store=store, source_id=b.source_id)
+    orphans = r["dedup_copies"]
+    assert {(x["clip_id"], x["removed_clip_id"]) for x in orphans} == set(dropped.items())
+    assert all(x["dedup_status"] == "dropped" and x["source_id"] == copy.source_id for x in orphans)
+    assert all(x["removed_source_id"] == b.source_id and x["share"] >= 0.8 for x in orphans)
+    assert r["orphaned_duplicates"] == sorted(dropped)
+    stored = json.loads(Path(r["receipt_path"]).read_text())
+    assert stored["dedup_copies"] == orphans
+
+
+def test_documented_takedown_commands_work(catalog, real_world):
+    """Every ``clipfactory takedown`` line of docs/takedown.md runs (as a dry run); the example files are
+    the excerpt, the example ids and URLs are unknown to this catalog and answer with a clear error."""
+    import shlex
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "takedown.md"
+    lines = [
+        ln.split("  #")[0].strip()
+        for ln in doc.read_text().splitlines()
+        if ln.strip().startswith("clipfactory takedown")
+    ]
+    assert len(lines) >= 10
+    store, excerpt = real_world["store"], real_world["media"]["excerpt"]
+    for ln in lines:
+        args = [str(excerpt) if a.endswith(".mp4") else a for a in shlex.split(ln)[2:]]
+        res = _cli(catalog, store, *args, "--dry-run", "--json")
+        if "--match" in args or "--queue" in args:
+            assert res.exit_code == 0, f"{ln}: {res.output}"
+            assert json.loads(res.stdout)["status"] == "dry_run", ln
+        else:
+            assert res.exit_code == 1 and "no source" in res.output, f"{ln}: {res.output}"

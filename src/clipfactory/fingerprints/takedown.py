@@ -81,8 +81,12 @@ def resolve_targets(
     match: str | os.PathLike | None = None,
     settings=None,
     store: BlobStore | None = None,
+    refresh: bool = True,
 ) -> tuple[list[str], dict[str, Any]]:
-    """Source ids named by the request, plus sources holding byte-identical content."""
+    """Source ids named by the request, plus sources holding byte-identical content.
+
+    ``refresh`` (for ``match``) first loads fingerprint blobs that are not indexed yet; a dry run passes
+    False so that it writes nothing."""
     from .. import ids as ids_mod
 
     how: dict[str, Any] = {}
@@ -126,7 +130,7 @@ def resolve_targets(
     elif match is not None:
         from .lookup import lookup
 
-        res = lookup(catalog, match, settings=settings, store=store)
+        res = lookup(catalog, match, settings=settings, store=store, refresh=refresh)
         hits = [m for m in res["matches"] if m["confidence"] >= MATCH_MIN_CONFIDENCE]
         if not hits:
             raise NotFoundError(
@@ -140,7 +144,13 @@ def resolve_targets(
             "value": str(match),
             "query_sha256": res["query"]["sha256"],
             "matches": [
-                {"source_id": m["source_id"], "confidence": m["confidence"], "segments": m["segments"]}
+                {
+                    "source_id": m["source_id"],
+                    "confidence": m["confidence"],
+                    "segments": m["segments"],
+                    "exact_copy": bool(m.get("exact_copy")),
+                    "exact_clips": [c["clip_id"] for c in m.get("clips", []) if c.get("exact_copy")],
+                }
                 for m in hits
             ],
         }
@@ -181,15 +191,25 @@ def _where(cols: list[str]) -> str | None:
     return " OR ".join(parts) or None
 
 
-def derived_artefacts(con, source_ids: list[str]) -> dict[str, Any]:
-    """Every catalog row and blob derived from ``source_ids`` (see the module docstring)."""
-    clip_ids = [
-        r[0]
-        for r in con.execute(
-            "SELECT clip_id FROM clips WHERE source_id IN (SELECT unnest(?)) ORDER BY clip_id", [source_ids]
-        ).fetchall()
-    ]
-    con.register("_td_src", pa.table({"id": pa.array(source_ids, pa.string())}))
+def derived_artefacts(con, source_ids: list[str], clip_ids: list[str] | None = None) -> dict[str, Any]:
+    """Every catalog row and blob derived from ``source_ids`` (see the module docstring).
+
+    With ``clip_ids`` (a segment takedown) only those clips and the rows derived from them are planned;
+    the sources and their other clips stay.
+    """
+    if clip_ids is None:
+        row_sources = list(source_ids)
+        clip_ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT clip_id FROM clips WHERE source_id IN (SELECT unnest(?)) ORDER BY clip_id",
+                [source_ids],
+            ).fetchall()
+        ]
+    else:
+        row_sources = []
+        clip_ids = sorted(clip_ids)
+    con.register("_td_src", pa.table({"id": pa.array(row_sources, pa.string())}))
     con.register("_td_clip", pa.table({"id": pa.array(clip_ids, pa.string())}))
     try:
         tables: dict[str, int] = {}
@@ -216,9 +236,10 @@ def derived_artefacts(con, source_ids: list[str]) -> dict[str, Any]:
         if n_out:
             tables["stage_outcomes"] = int(n_out)
         clips = [
-            dict(zip(("clip_id", "start_ms", "end_ms", "content_sha256"), r, strict=True))
+            dict(zip(("clip_id", "source_id", "start_ms", "end_ms", "content_sha256"), r, strict=True))
             for r in con.execute(
-                "SELECT clip_id, start_ms, end_ms, content_sha256 FROM clips WHERE clip_id IN (SELECT id FROM _td_clip) ORDER BY clip_id"
+                "SELECT clip_id, source_id, start_ms, end_ms, content_sha256 FROM clips "
+                "WHERE clip_id IN (SELECT id FROM _td_clip) ORDER BY clip_id"
             ).fetchall()
         ]
         members = []
@@ -230,14 +251,8 @@ def derived_artefacts(con, source_ids: list[str]) -> dict[str, Any]:
             )
             names = [d[0] for d in cur.description]
             members = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-        orphans = [
-            r[0]
-            for r in con.execute(
-                """SELECT item_id FROM latest_outcomes WHERE stage = 'dedup.near' AND status = 'dropped'
-                   AND substr(reason, length('dedup.near_duplicate_of:') + 1) IN (SELECT id FROM _td_clip)
-                   AND item_id NOT IN (SELECT id FROM _td_clip)"""
-            ).fetchall()
-        ]
+        shared = _referenced_outside(con, sorted(blobs))
+        copies = _dedup_copies(con)
     finally:
         con.unregister("_td_src")
         con.unregister("_td_clip")
@@ -246,9 +261,103 @@ def derived_artefacts(con, source_ids: list[str]) -> dict[str, Any]:
         "clips": clips,
         "tables": tables,
         "blobs": {u: sorted(v) for u, v in sorted(blobs.items())},
+        "blobs_shared": sorted(shared),
         "members": members,
-        "orphaned_duplicates": orphans,
+        "orphaned_duplicates": sorted({c["clip_id"] for c in copies if c["dedup_status"] == "dropped"}),
+        "dedup_copies": copies,
     }
+
+
+def _referenced_outside(con, uris: list[str]) -> set[str]:
+    """The blobs of ``uris`` that rows outside the takedown (``_td_src``/``_td_clip``) reference: the blob
+    step keeps them."""
+    if not uris:
+        return set()
+    found: set[str] = set()
+    con.register("_td_u", pa.table({"u": pa.array(uris, pa.string())}))
+    try:
+        for table, cols in _columns(con).items():
+            where = None if table in KEEP_TABLES else _where(cols)
+            outside = "TRUE" if where is None else f"NOT coalesce(({where}), FALSE)"
+            for col in cols:
+                if col.endswith("_uri"):
+                    found |= {
+                        r[0]
+                        for r in con.execute(
+                            f'SELECT DISTINCT "{col}" FROM "{table}" WHERE "{col}" IN (SELECT u FROM _td_u) AND {outside}'
+                        ).fetchall()
+                    }
+    finally:
+        con.unregister("_td_u")
+    return found
+
+
+def _dedup_copies(con) -> list[dict[str, Any]]:
+    """Clips outside the takedown that near-duplicate dedup linked to a removed clip (``_td_clip``).
+
+    ``dropped``: dedup dropped the clip as a copy of a removed clip, so with that clip gone no copy of the
+    footage is kept (the clip is orphaned: out of builds until dedup runs again, which then keeps it).
+    ``kept``: dedup dropped a removed clip in favour of this one, so builds still ship this copy.
+    """
+    from .dedup import REASON_PREFIX, STAGE_NAME
+
+    n = len(REASON_PREFIX)
+    rows = con.execute(
+        f"""WITH d AS (
+                SELECT item_id, substr(reason, {n} + 1) AS other, detail, recorded_at FROM latest_outcomes
+                WHERE stage = ? AND status = 'dropped' AND starts_with(reason, ?)
+            )
+            SELECT 'dropped', d.item_id, d.other, d.detail, d.recorded_at FROM d
+            WHERE d.other IN (SELECT id FROM _td_clip) AND d.item_id NOT IN (SELECT id FROM _td_clip)
+            UNION ALL
+            SELECT 'kept', d.other, d.item_id, d.detail, d.recorded_at FROM d
+            WHERE d.item_id IN (SELECT id FROM _td_clip) AND d.other NOT IN (SELECT id FROM _td_clip)
+            ORDER BY 2, 3, 5 DESC""",
+        [STAGE_NAME, REASON_PREFIX],
+    ).fetchall()
+    seen: set[tuple[str, str, str]] = set()
+    picked = []
+    for status, clip_id, removed, detail, _at in rows:
+        if (status, clip_id, removed) in seen:
+            continue
+        seen.add((status, clip_id, removed))
+        picked.append((status, clip_id, removed, detail))
+    if not picked:
+        return []
+    spans = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT clip_id, source_id, start_ms, end_ms FROM clips WHERE clip_id IN (SELECT unnest(?))",
+            [sorted({p[1] for p in picked} | {p[2] for p in picked})],
+        ).fetchall()
+    }
+    out = []
+    for status, clip_id, removed, detail in picked:
+        try:
+            d = json.loads(detail or "{}")
+        except ValueError:
+            d = {}
+        sid, start, end = spans.get(clip_id, (None, None, None))
+        out.append(
+            {
+                "clip_id": clip_id,
+                "source_id": sid,
+                "start_ms": start,
+                "end_ms": end,
+                "dedup_status": status,
+                "removed_clip_id": removed,
+                "removed_source_id": spans.get(removed, (None,))[0],
+                "share": d.get("share"),
+                "relation": d.get("relation"),
+                "note": (
+                    "dropped by dedup as a copy of the removed clip: no copy of this footage is kept now; "
+                    "a new dedup run keeps this one"
+                    if status == "dropped"
+                    else "kept by dedup instead of the removed clip: builds still ship this copy"
+                ),
+            }
+        )
+    return out
 
 
 # -- journal ---------------------------------------------------------------------------------------------
@@ -339,65 +448,123 @@ def _next_version(con, name: str, parent: Path) -> int:
     return int(n) + 1
 
 
-def _plan(
-    catalog: Catalog, store: BlobStore, takedown_id: str, source_ids: list[str], how, reason
+def segment_ranges(con, how: dict[str, Any], source_ids: list[str]) -> dict[str, list[list[int]]]:
+    """Per source, the source time ranges ``[start_ms, end_ms)`` that a ``--match`` file matched (its
+    segments, the spans of clips that are exact copies of the file, the whole source for an exact copy of
+    it), merged. Byte-identical copies share the timeline of the source they copy."""
+    rows = con.execute(
+        "SELECT source_id, content_sha256, duration_ms FROM sources WHERE source_id IN (SELECT unnest(?))",
+        [source_ids],
+    ).fetchall()
+    sha = {r[0]: r[1] for r in rows}
+    duration = {r[0]: r[2] for r in rows}
+    raw: dict[str, list[tuple[int, int]]] = {}
+    for m in how.get("matches", []):
+        sid = m["source_id"]
+        r = raw.setdefault(sid, [])
+        r += [(int(g["source_start_ms"]), int(g["source_end_ms"])) for g in m.get("segments", [])]
+        if m.get("exact_clips"):
+            r += [
+                (int(a), int(b))
+                for a, b in con.execute(
+                    "SELECT start_ms, end_ms FROM clips WHERE clip_id IN (SELECT unnest(?))",
+                    [m["exact_clips"]],
+                ).fetchall()
+            ]
+        if m.get("exact_copy"):
+            end = (
+                duration.get(sid)
+                or con.execute(
+                    "SELECT coalesce(max(end_ms), 0) FROM clips WHERE source_id = ?", [sid]
+                ).fetchall()[0][0]
+            )
+            r.append((0, max(int(end or 0), 1)))
+    for sid in source_ids:
+        if sid not in raw:
+            twin = next((t for t in sorted(raw) if sha.get(t) and sha.get(t) == sha.get(sid)), None)
+            raw[sid] = list(raw.get(twin, []))
+    out: dict[str, list[list[int]]] = {}
+    for sid in source_ids:
+        merged: list[list[int]] = []
+        for lo, hi in sorted(raw.get(sid, [])):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        out[sid] = merged
+    return out
+
+
+def _clips_in(con, ranges: dict[str, list[list[int]]]) -> list[str]:
+    """Clips whose span overlaps one of the ranges of their source."""
+    out: set[str] = set()
+    for sid, rs in ranges.items():
+        for cid, start, end in con.execute(
+            "SELECT clip_id, start_ms, end_ms FROM clips WHERE source_id = ?", [sid]
+        ).fetchall():
+            if any(start < hi and lo < end for lo, hi in rs):
+                out.add(cid)
+    return sorted(out)
+
+
+def segment_tombstone_id(source_id: str, ranges: list[list[int]]) -> str:
+    key = f"{source_id}|segment|" + ",".join(f"{a}-{b}" for a, b in ranges)
+    return "tomb-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _collect(
+    con, takedown_id: str, source_ids: list[str], how, reason, scope: str = "source"
 ) -> dict[str, Any]:
-    tdir = _dir(store, takedown_id)
-    tdir.mkdir(parents=True, exist_ok=True)
-    with catalog.read() as con:
-        src_rows = con.execute(
-            """SELECT source_id, platform, url, uploader, title, content_sha256, blob_uri FROM sources
-               WHERE source_id IN (SELECT unnest(?)) ORDER BY source_id""",
-            [source_ids],
+    """The plan of a takedown, read from the catalog only (no file is written): what every step removes."""
+    src_rows = con.execute(
+        """SELECT source_id, platform, url, uploader, title, content_sha256, blob_uri FROM sources
+           WHERE source_id IN (SELECT unnest(?)) ORDER BY source_id""",
+        [source_ids],
+    ).fetchall()
+    sources = [
+        dict(
+            zip(
+                ("source_id", "platform", "url", "uploader", "title", "content_sha256", "blob_uri"),
+                r,
+                strict=True,
+            )
+        )
+        for r in src_rows
+    ]
+    segment = scope == "segment"
+    ranges = segment_ranges(con, how, source_ids) if segment else {}
+    art = derived_artefacts(con, source_ids, _clips_in(con, ranges) if segment else None)
+    thumbs = {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT thumb_uri FROM clips WHERE clip_id IN (SELECT unnest(?)) AND thumb_uri IS NOT NULL",
+            [art["clip_ids"]],
         ).fetchall()
-        sources = [
-            dict(
-                zip(
-                    ("source_id", "platform", "url", "uploader", "title", "content_sha256", "blob_uri"),
-                    r,
-                    strict=True,
-                )
-            )
-            for r in src_rows
-        ]
-        art = derived_artefacts(con, source_ids)
-        tombs = []
-        for s in sources:
-            hashes, times, origin = _dense_hashes(store, con, s["source_id"])
-            f = tdir / f"pdq-{hashlib.sha256(s['source_id'].encode()).hexdigest()[:12]}.npz"
-            with atomic_path(f) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, hashes=hashes, times=times)
-            tombs.append(
-                {
-                    "source_id": s["source_id"],
-                    "pdq_file": f.name,
-                    "n_pdq": int(len(hashes)),
-                    "pdq_from": origin,
-                }
-            )
-        thumbs = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT thumb_uri FROM clips WHERE source_id IN (SELECT unnest(?)) AND thumb_uri IS NOT NULL",
-                [source_ids],
-            ).fetchall()
-        ]
-        builds = _plan_builds(con, art["members"])
+    }
+    builds = _plan_builds(con, art["members"])
+    if segment:
+        index_frames = con.execute(
+            f"SELECT count(*) FROM frame_hashes WHERE clip_id IN (SELECT unnest(?)) AND quality >= {MIN_QUALITY}",
+            [art["clip_ids"]],
+        ).fetchall()[0][0]
+    else:
         index_frames = con.execute(
             f"SELECT count(*) FROM frame_hashes WHERE source_id IN (SELECT unnest(?)) AND quality >= {MIN_QUALITY}",
             [source_ids],
         ).fetchall()[0][0]
+    shared = set(art["blobs_shared"])
     hashes: list[dict[str, str]] = []
-    for s in sources:
-        if s["content_sha256"]:
-            hashes.append({"kind": "source", "sha256": s["content_sha256"], "source_id": s["source_id"]})
+    if not segment:
+        for s in sources:
+            if s["content_sha256"]:
+                hashes.append({"kind": "source", "sha256": s["content_sha256"], "source_id": s["source_id"]})
     for c in art["clips"]:
         if c["content_sha256"]:
             hashes.append({"kind": "clip", "sha256": c["content_sha256"], "clip_id": c["clip_id"]})
-    thumb_set = set(thumbs)
     for uri, where in art["blobs"].items():
-        kind = "thumb" if uri in thumb_set else "blob"
+        if segment and uri in shared:
+            continue  # the source and its other clips keep it
+        kind = "thumb" if uri in thumbs else "blob"
         hashes.append({"kind": kind, "sha256": uri[len(BLOB_PREFIX) :], "uri": uri, "from": ",".join(where)})
     for m in art["members"]:
         for ext in ("mp4", "json", "jpg"):
@@ -410,11 +577,68 @@ def _plan(
                         "member_key": m["member_key"],
                     }
                 )
+    tombs: list[dict[str, Any]] = []
+    if segment:
+        # What stays must not match the tombstone: bytes that kept members or kept rows also hold.
+        kept_shas = {uri[len(BLOB_PREFIX) :] for uri in shared}
+        removed_keys = {(m["build_id"], m["clip_id"]) for m in art["members"]}
+        for bid, cid, *shas in con.execute(
+            "SELECT build_id, clip_id, mp4_sha256, json_sha256, jpg_sha256 FROM build_members "
+            "WHERE source_id IN (SELECT unnest(?))",
+            [source_ids],
+        ).fetchall():
+            if (bid, cid) not in removed_keys:
+                kept_shas |= {h for h in shas if h}
+        kept_shas |= {
+            r[0]
+            for r in con.execute(
+                "SELECT content_sha256 FROM clips WHERE source_id IN (SELECT unnest(?)) "
+                "AND clip_id NOT IN (SELECT unnest(?)) AND content_sha256 IS NOT NULL",
+                [source_ids, art["clip_ids"]],
+            ).fetchall()
+        }
+        clip_src = {c["clip_id"]: c["source_id"] for c in art["clips"]}
+        member_src = {(m["build_id"], m["member_key"]): m["source_id"] for m in art["members"]}
+
+        def owner(h: dict[str, str]) -> str | None:
+            if "clip_id" in h:
+                return clip_src.get(h["clip_id"])
+            if "member_key" in h:
+                return member_src.get((h["build_id"], h["member_key"]))
+            return None  # a blob of the removed rows: every segment tombstone holds it
+
+        for s in sources:
+            sid = s["source_id"]
+            mine = sorted(
+                {
+                    (h["kind"], h["sha256"])
+                    for h in hashes
+                    if h["sha256"] not in kept_shas and owner(h) in (None, sid)
+                }
+            )
+            tombs.append(
+                {
+                    "tombstone_id": segment_tombstone_id(sid, ranges[sid]),
+                    "scope": "segment",
+                    "source_id": None,
+                    "of_source": sid,
+                    "ranges": ranges[sid],
+                    "hashes": [list(h) for h in mine],
+                }
+            )
+    else:
+        tombs = [
+            {"tombstone_id": tombstone_id_for(s["source_id"]), "scope": "source", "source_id": s["source_id"]}
+            for s in sources
+        ]
     return {
         "takedown_id": takedown_id,
+        "scope": scope,
         "reason": reason,
         "requested": how,
         "source_ids": source_ids,
+        "remove_source_ids": [] if segment else list(source_ids),
+        "segments": ranges,
         "sources": sources,
         "created_at": _iso(_now()),
         "artefacts": art,
@@ -423,6 +647,36 @@ def _plan(
         "builds": builds,
         "index_frames": int(index_frames),
     }
+
+
+def _plan(
+    catalog: Catalog,
+    store: BlobStore,
+    takedown_id: str,
+    source_ids: list[str],
+    how,
+    reason,
+    scope: str = "source",
+) -> dict[str, Any]:
+    tdir = _dir(store, takedown_id)
+    tdir.mkdir(parents=True, exist_ok=True)
+    with catalog.read() as con:
+        plan = _collect(con, takedown_id, source_ids, how, reason, scope)
+        for t in plan["tombstones"]:
+            sid = t.get("of_source") or t["source_id"]
+            hashes, times, origin = _dense_hashes(store, con, sid)
+            if t.get("ranges") is not None:
+                keep = np.array(
+                    [any(lo <= int(x) < hi for lo, hi in t["ranges"]) for x in times], bool
+                ).reshape(-1)
+                hashes, times = hashes[keep], times[keep]
+                origin += ", the matched segments"
+            f = tdir / f"pdq-{hashlib.sha256(t['tombstone_id'].encode()).hexdigest()[:12]}.npz"
+            with atomic_path(f) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, hashes=hashes, times=times)
+            t.update({"pdq_file": f.name, "n_pdq": int(len(hashes)), "pdq_from": origin})
+    return plan
 
 
 def _plan_builds(con, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -477,14 +731,20 @@ def tombstone_id_for(source_id: str) -> str:
 
 
 def _write_tombstones(catalog: Catalog, store: BlobStore, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """One tombstone per planned entry. A source takedown's tombstone names the source (id, URL, content
+    hash) and refuses all of it; a segment takedown's holds only the matched footage (its PDQ hashes and
+    the exact hashes of what was removed), so the source and its other clips are not refused."""
     tdir = _dir(store, plan["takedown_id"])
     now = _now()
     out = []
+    by_id = {s["source_id"]: s for s in plan["sources"]}
     with catalog.write() as con:
-        for t, s in zip(plan["tombstones"], plan["sources"], strict=True):
+        for t in plan["tombstones"]:
+            segment = t.get("scope") == "segment"
+            s = by_id[t.get("of_source") or t["source_id"]]
             with np.load(tdir / t["pdq_file"]) as z:
                 hashes, times = z["hashes"], z["times"]
-            tid = tombstone_id_for(s["source_id"])
+            tid = t.get("tombstone_id") or tombstone_id_for(s["source_id"])
             con.execute("DELETE FROM tombstones WHERE tombstone_id = ?", [tid])
             con.execute("DELETE FROM tombstone_hashes WHERE tombstone_id = ?", [tid])
             con.execute(
@@ -492,20 +752,23 @@ def _write_tombstones(catalog: Catalog, store: BlobStore, plan: dict[str, Any]) 
                 "? AS n_pdq, ? AS pdq_time_ms, ? AS url, ? AS uploader, ? AS reason, ? AS takedown_id, ? AS created_at",
                 [
                     tid,
-                    s["source_id"],
-                    s["content_sha256"],
+                    None if segment else s["source_id"],
+                    None if segment else s["content_sha256"],
                     pack_many(hashes),
                     int(len(hashes)),
                     [int(x) for x in times],
-                    s["url"],
-                    s["uploader"],
+                    None if segment else s["url"],
+                    None if segment else s["uploader"],
                     plan["reason"],
                     plan["takedown_id"],
                     now,
                 ],
             )
-            mine = [h for h in plan["hashes"] if h.get("source_id") in (None, s["source_id"])]
-            rows = sorted({(h["kind"], h["sha256"]) for h in mine})
+            if segment:
+                rows = sorted({(k, h) for k, h in t.get("hashes", [])})
+            else:
+                mine = [h for h in plan["hashes"] if h.get("source_id") in (None, s["source_id"])]
+                rows = sorted({(h["kind"], h["sha256"]) for h in mine})
             if rows:
                 con.register(
                     "_td_h",
@@ -521,16 +784,18 @@ def _write_tombstones(catalog: Catalog, store: BlobStore, plan: dict[str, Any]) 
                     con.execute("INSERT INTO tombstone_hashes BY NAME SELECT * FROM _td_h")
                 finally:
                     con.unregister("_td_h")
-            out.append(
-                {
-                    "tombstone_id": tid,
-                    "source_id": s["source_id"],
-                    "content_sha256": s["content_sha256"],
-                    "n_pdq": int(len(hashes)),
-                    "pdq_from": t["pdq_from"],
-                    "n_hashes": len(rows),
-                }
-            )
+            entry = {
+                "tombstone_id": tid,
+                "scope": "segment" if segment else "source",
+                "source_id": s["source_id"],
+                "content_sha256": None if segment else s["content_sha256"],
+                "n_pdq": int(len(hashes)),
+                "pdq_from": t["pdq_from"],
+                "n_hashes": len(rows),
+            }
+            if segment:
+                entry["ranges"] = t["ranges"]
+            out.append(entry)
     return out
 
 
@@ -777,7 +1042,7 @@ def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, An
 def _delete_rows(catalog: Catalog, plan: dict[str, Any]) -> dict[str, int]:
     from .index import bump_generation
 
-    sids = plan["source_ids"]
+    sids = plan.get("remove_source_ids", plan["source_ids"])
     cids = plan["artefacts"]["clip_ids"]
     counts: dict[str, int] = {}
     with catalog.write() as con:
@@ -871,17 +1136,27 @@ def _delete_blobs(catalog: Catalog, store: BlobStore, plan: dict[str, Any]) -> l
 
 
 # -- the whole takedown ----------------------------------------------------------------------------------
+SCOPES = ("source", "segment")
+
+
 def _store_of(settings, store) -> BlobStore:
     from .lookup import resolve_store
 
     return resolve_store(settings, store)
 
 
-def _find_resumable(catalog: Catalog, source_ids: list[str]) -> tuple[str, str | None]:
+def _id_key(source_ids: list[str], ranges: dict[str, list[list[int]]] | None) -> list[str]:
+    """What a takedown id is made of: the sources, and for a segment takedown the ranges."""
+    if ranges is None:
+        return list(source_ids)
+    return [*source_ids, "segment:" + json.dumps(ranges, sort_keys=True)]
+
+
+def _find_resumable(catalog: Catalog, key: list[str]) -> tuple[str, str | None]:
     """The takedown id for these sources: an unfinished one to resume, or a fresh one."""
     n = 0
     while True:
-        tid = _takedown_id(source_ids, n)
+        tid = _takedown_id(key, n)
         row = catalog.query("SELECT status FROM takedowns WHERE takedown_id = ?", [tid])
         if not row:
             return tid, None
@@ -902,19 +1177,38 @@ def takedown(
     reason: str | None = None,
     store: BlobStore | str | os.PathLike | None = None,
     queue: list[dict[str, Any]] | None = None,
+    scope: str = "source",
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Take down sources and everything derived from them; returns the deletion receipt (see module docs).
+
+    ``scope="segment"`` (with ``match``) removes only the clips whose spans overlap the time ranges the
+    file matched, and tombstones only that footage; the sources and their other clips stay.
+    ``dry_run`` changes nothing (no catalog row, file or blob) and returns the plan: what a real run with
+    the same arguments removes (:func:`plan_view`).
 
     Unknown ids, URLs or uploaders raise :class:`~clipfactory.errors.NotFoundError`. A source that an
     earlier takedown already removed answers with that takedown's receipt (``status: "already_done"``).
     """
+    if scope not in SCOPES:
+        raise ConfigError(
+            f"unknown takedown scope {scope!r}", item="--scope", fix="use --scope source or segment"
+        )
+    if scope == "segment" and match is None:
+        raise ConfigError(
+            "--scope segment needs the footage to remove: a file to match",
+            item="--scope segment",
+            fix="name the footage with --match FILE, or take down whole sources with --scope source",
+        )
     blob_store = _store_of(settings, store)
     ids_ = list(source_ids or []) + ([source_id] if source_id else [])
-    request = _request_key(ids_, url, uploader, match)
-    pending = _unfinished(catalog, request, ids_)
+    request = _request_key(ids_, url, uploader, match, scope)
+    pending = _unfinished(catalog, request, ids_, scope)
     if pending is not None:
         journal = _load_journal(blob_store, pending)
         if journal is not None:
+            if dry_run:
+                return plan_view(journal["plan"], resumes=journal["steps_done"])
             log.info("resuming takedown %s after step %s", pending, journal["steps_done"][-1:])
             return _guarded(catalog, blob_store, journal)
     if ids_:
@@ -931,14 +1225,22 @@ def takedown(
         match=match,
         settings=settings,
         store=blob_store,
+        refresh=not dry_run,
     )
     how["request"] = request
     if queue:
         how["queue"] = queue
-    tid, status = _find_resumable(catalog, resolved)
+    ranges = None
+    if scope == "segment":
+        with catalog.read() as con:
+            ranges = segment_ranges(con, how, resolved)
+    tid, status = _find_resumable(catalog, _id_key(resolved, ranges))
+    if dry_run:
+        with catalog.read() as con:
+            return plan_view(_collect(con, tid, resolved, how, reason, scope))
     journal = _load_journal(blob_store, tid) if status else None
     if journal is None:
-        plan = _plan(catalog, blob_store, tid, resolved, how, reason)
+        plan = _plan(catalog, blob_store, tid, resolved, how, reason, scope)
         journal = {"takedown_id": tid, "plan": plan, "steps_done": [], "step_times": {}, "results": {}}
         _save_journal(blob_store, journal)
         with catalog.write() as con:
@@ -948,7 +1250,10 @@ def takedown(
                 "VALUES (?, 'running', NULL, ?, ?, ?, ?)",
                 [
                     tid,
-                    json.dumps({"source_ids": resolved, "request": request}, default=str),
+                    json.dumps(
+                        {"source_ids": resolved, "request": request, "scope": scope, "segments": ranges},
+                        default=str,
+                    ),
                     reason,
                     str(_dir(blob_store, tid) / "journal.json"),
                     _now(),
@@ -958,22 +1263,114 @@ def takedown(
     return _guarded(catalog, blob_store, journal)
 
 
-def _request_key(ids_: list[str], url, uploader, match) -> dict[str, Any]:
+def plan_view(plan: dict[str, Any], *, resumes: list[str] | None = None) -> dict[str, Any]:
+    """What a takedown removes, as a dry run reports it: the same lists (and field names) as the
+    receipt's ``removed``, the builds that get a new version, the tombstones it writes."""
+    art = plan["artefacts"]
+    shared = set(art.get("blobs_shared", []))
+    shard_files = []
+    for b in plan["builds"]:
+        for name in b["affected_shards"]:
+            p = Path(b["out_dir"]) / name
+            if p.exists():
+                shard_files.append({"path": str(p), "bytes": p.stat().st_size})
+    removed_sources = set(plan.get("remove_source_ids", plan["source_ids"]))
+    out = {
+        "takedown_id": plan["takedown_id"],
+        "status": "dry_run",
+        "scope": plan.get("scope", "source"),
+        "reason": plan["reason"],
+        "requested": plan["requested"],
+        "source_ids": plan["source_ids"],
+        "segments": plan.get("segments") or {},
+        "would_remove": {
+            "sources": [
+                {k: v for k, v in s.items() if k != "blob_uri"}
+                for s in plan["sources"]
+                if s["source_id"] in removed_sources
+            ],
+            "catalog_rows": sum(art["tables"].values()),
+            "tables": art["tables"],
+            "clips": art["clips"],
+            "blobs": [
+                {"uri": u, "sha256": u[len(BLOB_PREFIX) :], "from": w}
+                for u, w in art["blobs"].items()
+                if u not in shared
+            ],
+            "build_members": [{"build_id": b["build_id"], **r} for b in plan["builds"] for r in b["removed"]],
+            "shard_files": shard_files,
+            "index_frames": plan["index_frames"],
+        },
+        "blobs_kept": [
+            {
+                "uri": u,
+                "sha256": u[len(BLOB_PREFIX) :],
+                "from": w,
+                "note": "still referenced by content outside the takedown",
+            }
+            for u, w in art["blobs"].items()
+            if u in shared
+        ],
+        "builds": [
+            {
+                "build_id": b["build_id"],
+                "status": b["status"],
+                "new_build_id": b.get("new_build_id"),
+                "new_out_dir": b.get("new_out_dir"),
+                "removed_members": len(b["removed"]),
+                "affected_shards": b["affected_shards"],
+            }
+            for b in plan["builds"]
+        ],
+        "tombstones": [
+            {
+                k: v
+                for k, v in {
+                    "tombstone_id": t.get("tombstone_id"),
+                    "scope": t.get("scope", "source"),
+                    "source_id": t.get("of_source") or t.get("source_id"),
+                    "ranges": t.get("ranges"),
+                }.items()
+                if v is not None
+            }
+            for t in plan["tombstones"]
+        ],
+        "orphaned_duplicates": art.get("orphaned_duplicates", []),
+        "dedup_copies": art.get("dedup_copies", []),
+        "message": "dry run: nothing was changed",
+    }
+    if resumes is not None:
+        out["resumes"] = {"steps_done": resumes}
+        out["message"] += (
+            f"; an interrupted takedown of this request resumes after step {resumes[-1]}"
+            if resumes
+            else "; an interrupted takedown of this request resumes"
+        )
+    return out
+
+
+def _request_key(ids_: list[str], url, uploader, match, scope: str = "source") -> dict[str, Any]:
     if ids_:
-        return {"kind": "source_id", "value": sorted(ids_)}
-    if url:
-        return {"kind": "url", "value": url}
-    if uploader:
-        return {"kind": "uploader", "value": uploader}
-    if match is not None:
+        key = {"kind": "source_id", "value": sorted(ids_)}
+    elif url:
+        key = {"kind": "url", "value": url}
+    elif uploader:
+        key = {"kind": "uploader", "value": uploader}
+    elif match is not None:
         from ..ids import sha256_file
 
         p = Path(match)
-        return {"kind": "match", "value": sha256_file(str(p)) if p.is_file() else str(p)}
-    return {"kind": "none", "value": None}
+        key = {"kind": "match", "value": sha256_file(str(p)) if p.is_file() else str(p)}
+    else:
+        key = {"kind": "none", "value": None}
+    if scope != "source":
+        key["scope"] = scope
+    return key
 
 
-def _unfinished(catalog: Catalog, request: dict[str, Any], ids_: list[str]) -> str | None:
+def _unfinished(
+    catalog: Catalog, request: dict[str, Any], ids_: list[str], scope: str = "source"
+) -> str | None:
     """An interrupted takedown of the same request (or covering the same source ids), to resume."""
     rows = catalog.query(
         "SELECT takedown_id, targets FROM takedowns WHERE status <> 'done' ORDER BY started_at DESC"
@@ -982,7 +1379,12 @@ def _unfinished(catalog: Catalog, request: dict[str, Any], ids_: list[str]) -> s
         t = json.loads(r["targets"] or "{}")
         if t.get("request") == request:
             return r["takedown_id"]
-        if ids_ and set(ids_) <= set(t.get("source_ids", [])):
+        if (
+            ids_
+            and scope == "source"
+            and t.get("scope", "source") == "source"
+            and set(ids_) <= set(t.get("source_ids", []))
+        ):
             return r["takedown_id"]
     return None
 
@@ -1018,9 +1420,13 @@ def _run_steps(catalog: Catalog, store: BlobStore, journal: dict[str, Any]) -> d
     if "index" not in done:
         from .index import catalog_generation, remove_sources
 
-        with catalog.read() as con:
-            gen = catalog_generation(con)
-        remove_sources(catalog, store, set(plan["source_ids"]), gen)
+        removed_sources = set(plan.get("remove_source_ids", plan["source_ids"]))
+        if removed_sources:
+            with catalog.read() as con:
+                gen = catalog_generation(con)
+            remove_sources(catalog, store, removed_sources, gen)
+        # A segment takedown keeps the sources' frames; frames of removed clip blobs left frame_hashes,
+        # which moved the generation on, so the persisted index is rebuilt when it is next loaded.
         _mark(catalog, journal, "index", store)
     receipt = _receipt(plan, journal)
     path = _dir(store, plan["takedown_id"]) / "receipt.json"
@@ -1045,17 +1451,25 @@ def _receipt(plan: dict[str, Any], journal: dict[str, Any]) -> dict[str, Any]:
     res = journal["results"]
     art = plan["artefacts"]
     builds = res.get("builds", [])
+    removed_sources = plan.get("remove_source_ids", plan["source_ids"])
     return {
         "takedown_id": plan["takedown_id"],
         "status": "done",
+        "scope": plan.get("scope", "source"),
         "reason": plan["reason"],
         "requested": plan["requested"],
         "source_ids": plan["source_ids"],
+        "segments": plan.get("segments") or {},
         "sources": [{k: v for k, v in s.items() if k != "blob_uri"} for s in plan["sources"]],
         "started_at": plan["created_at"],
         "finished_at": journal["step_times"].get("index") or _iso(_now()),
         "steps": journal["step_times"],
         "removed": {
+            "sources": [
+                {k: v for k, v in s.items() if k != "blob_uri"}
+                for s in plan["sources"]
+                if s["source_id"] in removed_sources
+            ],
             "catalog_rows": sum(res.get("catalog_rows", {}).values()),
             "tables": res.get("catalog_rows", {}),
             "clips": art["clips"],
@@ -1077,6 +1491,7 @@ def _receipt(plan: dict[str, Any], journal: dict[str, Any]) -> dict[str, Any]:
         "tombstones": res.get("tombstones", []),
         "hashes": plan["hashes"],
         "orphaned_duplicates": art["orphaned_duplicates"],
+        "dedup_copies": art.get("dedup_copies", []),
     }
 
 
@@ -1097,11 +1512,17 @@ def _earlier_receipt(catalog: Catalog, store: BlobStore, source_ids: list[str]) 
 
 
 def process_queue(
-    catalog: Catalog, settings=None, *, store: BlobStore | str | os.PathLike | None = None
+    catalog: Catalog,
+    settings=None,
+    *,
+    store: BlobStore | str | os.PathLike | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Take down every pending source of ``takedown_queue`` (one takedown, one receipt, for all of them).
 
-    Entries whose source is unknown are marked ``rejected``; those already taken down ``done``.
+    Entries whose source is unknown are marked ``rejected``; those already taken down ``done``. With
+    ``dry_run`` nothing changes: the answer holds the plan (``plans``) and the entries that would be
+    rejected or marked done.
     """
     with catalog.read() as con:
         have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -1133,8 +1554,18 @@ def process_queue(
                 reason="; ".join(reasons) or None,
                 store=store,
                 queue=entries,
+                dry_run=dry_run,
             )
         )
+    if dry_run:
+        return {
+            "status": "dry_run",
+            "processed": len(rows),
+            "plans": receipts,
+            "rejected": rejected,
+            "already_taken_down": already,
+            "message": "dry run: nothing was changed",
+        }
     with catalog.write() as con:
         if rejected:
             con.execute(
