@@ -26,11 +26,7 @@ SHELL_LANGS = {"", "bash", "sh", "shell", "console", "shell-session", "zsh"}
 
 #: Doc problems that stay for now, keyed by (doc file, command path and the offending word). Each entry
 #: says why; an entry that matches no problem any more fails the test, so the list only shrinks.
-ALLOWED: dict[tuple[str, str], str] = {
-    # The "What it does" table promises a command for tuning shot detection on one file; the CLI has none
-    # yet (docs/analyse.md documents the library call clipfactory.media.analyse.analyse).
-    ("README.md", "clipfactory analyse"): "CLI command `clipfactory analyse FILE` not implemented",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)")
 _PLACEHOLDER = re.compile(r"<([^<>\s]+)>")
