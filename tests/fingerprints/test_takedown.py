@@ -511,7 +511,12 @@ def test_segment_scope_removes_only_the_matched_clips(catalog, real_world):
     assert {by_start[6000].clip_id, by_start[9000].clip_id} <= removed
     assert not removed & {by_start[0].clip_id, by_start[15000].clip_id}
     assert removed == {c.clip_id for c in t_clips if _overlaps(c, ranges)}
-    assert removed == {c["clip_id"] for c in plan["would_remove"]["clips"]}
+    assert r["removed"]["clips"] == plan["would_remove"]["clips"]
+    assert r["removed"]["tables"] == plan["would_remove"]["tables"]
+    assert r["removed"]["build_members"] == plan["would_remove"]["build_members"]
+    assert {x["uri"] for x in r["removed"]["blobs"] if x["deleted"]} == {
+        x["uri"] for x in plan["would_remove"]["blobs"]
+    }
     kept = [c for c in t_clips if c.clip_id not in removed]
     # the source, its media and its other clips stay
     assert r["removed"]["sources"] == [] and r["removed"]["tables"].get("sources") is None

@@ -26,6 +26,11 @@ in a journal (``<store>/takedowns/<takedown_id>/journal.json`` and the ``takedow
 Every step is idempotent, so an interrupted takedown is resumed by running the same request again (or
 any request resolving to the same sources): finished steps are skipped, partial files of the failed
 step are removed and the step is redone.
+
+``dry_run=True`` computes the same plan from the catalog alone and returns it (:func:`plan_view`): the
+lists of what the steps would remove, under the receipt's field names; nothing is written. With
+``scope="segment"`` (a ``match`` request) only the clips overlapping the matched source time ranges are
+planned (:func:`segment_ranges`); the sources stay, and the tombstone holds only the matched footage.
 """
 
 from __future__ import annotations
