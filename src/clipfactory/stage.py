@@ -95,6 +95,11 @@ class Stage:
     def setup(self) -> None:
         """Load models or open resources, once per worker."""
 
+    def prefetch(self, items: list[Record]) -> None:
+        """Optional: read what every item will need in one go (an executor running the stage in its own
+        process calls it once, after :meth:`setup`, with all the items to process). Results must not
+        depend on whether it was called: a stage without prefetched data reads per batch."""
+
     def process_batch(self, items: list[Record]) -> list[Result]:
         """Default: call :meth:`process` per item, turning exceptions into failure rows."""
         return [self.safe_process(item) for item in items]

@@ -283,14 +283,24 @@ def upsert_records(con: duckdb.DuckDBPyConnection, records: list[Record]) -> int
     return n
 
 
-def replace_records(con: duckdb.DuckDBPyConnection, cls: type[Record], select_sql: str, params=None) -> None:
+def replace_records(
+    con: duckdb.DuckDBPyConnection,
+    cls: type[Record],
+    select_sql: str,
+    params=None,
+    *,
+    order_by: tuple[str, ...] = (),
+) -> None:
     """Insert the rows of ``select_sql`` into ``cls``'s table, replacing rows with the same id (the last
-    row wins within ``select_sql``). Call inside a write transaction."""
+    row wins within ``select_sql``: by ``order_by``, columns of ``select_sql`` that are not stored, or in
+    the order rows come). Call inside a write transaction."""
     idf = cls.id_field
+    order = f"ORDER BY {', '.join(order_by)}" if order_by else ""
+    drop = ", ".join(["_cf_n", *order_by])
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cf_replace AS
-            SELECT * EXCLUDE (_cf_n) FROM (
-                SELECT *, row_number() OVER () AS _cf_n FROM ({select_sql})
+            SELECT * EXCLUDE ({drop}) FROM (
+                SELECT *, row_number() OVER ({order}) AS _cf_n FROM ({select_sql})
             ) QUALIFY _cf_n = max(_cf_n) OVER (PARTITION BY {idf})""",
         params or [],
     )

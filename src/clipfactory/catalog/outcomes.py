@@ -106,7 +106,15 @@ def write_outcomes(con, rows: list[dict[str, Any]]) -> int:
 
 def load_outcome_part(con, path: str) -> None:
     """Insert one outcome part file written with :data:`OUTCOME_SCHEMA`."""
-    con.execute("INSERT INTO stage_outcomes BY NAME SELECT * FROM read_parquet(?)", [path])
+    load_outcome_parts(con, [path])
+
+
+def load_outcome_parts(con, paths: list[str]) -> None:
+    """Insert outcome part files written with :data:`OUTCOME_SCHEMA`, in one statement."""
+    if paths:
+        con.execute(
+            "INSERT INTO stage_outcomes BY NAME SELECT * FROM read_parquet(?, union_by_name = true)", [list(paths)]
+        )
 
 
 # -- runs -------------------------------------------------------------------------------------------------

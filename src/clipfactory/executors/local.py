@@ -99,7 +99,7 @@ class LocalExecutor:
         #: Batches' part files are loaded into the catalog at most this often (and at the end of each
         #: stage): a catalog transaction costs tens of milliseconds, a part file a fraction of one. A crash
         #: loses nothing: parts on disk are loaded by the next run (:meth:`recover_parts`).
-        self.flush_s = 1.0
+        self.flush_s = 5.0
 
     # -- parts -------------------------------------------------------------------------------------
     def recover_parts(self) -> int:
@@ -148,15 +148,29 @@ class LocalExecutor:
         from ..catalog.db import RECORD_TYPES
 
         tables = {cls.table: cls for cls in RECORD_TYPES}
+        outcome_parts: list[str] = []
+        record_parts: dict[str, list[str]] = {}
+        for p in paths:
+            if p.name.endswith("-outcomes.parquet"):
+                outcome_parts.append(str(p))
+            else:
+                table = p.stem.rsplit("-records-", 1)[1]
+                if table not in tables:
+                    raise ValueError(f"unknown record table in part {p.name}")
+                record_parts.setdefault(table, []).append(str(p))
+        # One statement per table for all the parts (in the order they were written: the last row of an
+        # id wins), records before outcomes, all in one transaction.
         with self.catalog.write() as con:
-            for p in paths:
-                if p.name.endswith("-outcomes.parquet"):
-                    outcomes.load_outcome_part(con, str(p))
-                else:
-                    table = p.stem.rsplit("-records-", 1)[1]
-                    if table not in tables:
-                        raise ValueError(f"unknown record table in part {p.name}")
-                    replace_records(con, tables[table], "SELECT * FROM read_parquet(?)", [str(p)])
+            for table, files in record_parts.items():
+                replace_records(
+                    con,
+                    tables[table],
+                    "SELECT * FROM read_parquet(?, filename = true, file_row_number = true, union_by_name = true)",
+                    [sorted(files)],
+                    order_by=("filename", "file_row_number"),
+                )
+            if outcome_parts:
+                outcomes.load_outcome_parts(con, outcome_parts)
         for p in paths:
             p.unlink(missing_ok=True)
 
@@ -312,6 +326,8 @@ class LocalExecutor:
         if self.workers == 1 or stage.driver_side:
             stage.setup()
             try:
+                if len(batches) > 1:
+                    stage.prefetch(items)
                 for batch in batches:
                     yield self._with_retries(stage.process_batch, stage, batch)
             finally:

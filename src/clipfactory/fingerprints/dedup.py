@@ -669,7 +669,9 @@ def _record(catalog: Catalog, store, cfg: DedupConfig, settings, clip_ids) -> tu
 def prepare(catalog: Catalog, store, purpose: str | None, settings=None) -> dict[str, Any]:
     """Before comparing: load new fingerprints, and decide for ``purpose`` every fingerprinted source without
     a decision under the policy in force, so restricted copies anywhere in the catalog are known."""
-    out: dict[str, Any] = {"indexed": index_catalog(catalog, store)}
+    # Frame hashes only: the crop variants of shot thumbnails serve lookups (which add them when needed),
+    # not the comparison of clips.
+    out: dict[str, Any] = {"indexed": index_catalog(catalog, store, crop_variants=False)}
     if not purpose:
         return out
     from ..policy import gate

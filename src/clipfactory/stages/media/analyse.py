@@ -206,22 +206,41 @@ class AnalyseStage(Stage):
         self._clips = getattr(self, "_clips", 0) + clips
         return {"fps": self._frames / self._seconds if self._seconds else 0.0, "clips": float(self._clips)}
 
+    #: Most sources whose manifest spans :meth:`prefetch` holds in memory (beyond, each batch reads its own).
+    PREFETCH_MAX = 50_000
+
+    def prefetch(self, items: list) -> None:
+        """The manifest spans and video captions of every source of the stage, in one catalog read."""
+        path = self.context.catalog_path
+        if not path or not Path(path).exists() or len(items) > self.PREFETCH_MAX:
+            return
+        ids_ = [i.source_id for i in items]
+        spans, captions = load_manifest(path, ids_)
+        self._prefetched = (spans, captions, set(ids_))
+
     def process_batch(self, items: list) -> list[Result]:
         from ...fingerprints.guard import TombstoneGuard
 
         path = self.context.catalog_path
-        # One catalog connection per batch: tombstones (re-read at most every GUARD_REFRESH_S), the
-        # manifest spans (unless clips come from shots only) and the video-level captions.
-        with Catalog(path).read() if path and Path(path).exists() else contextlib.nullcontext():
-            now = time.monotonic()
-            guard = getattr(self, "_guard", None)
+        now = time.monotonic()
+        guard = getattr(self, "_guard", None)
+        stale_guard = guard is None or now - getattr(self, "_guard_at", 0.0) >= GUARD_REFRESH_S
+        pre = getattr(self, "_prefetched", None)
+        have_spans = pre is not None and all(i.source_id in pre[2] for i in items)
+        # At most one catalog connection per batch: tombstones (re-read at most every GUARD_REFRESH_S),
+        # then the manifest spans and video-level captions unless :meth:`prefetch` has them.
+        reading = path and Path(path).exists() and (stale_guard or not have_spans)
+        with Catalog(path).read() if reading else contextlib.nullcontext():
             if guard is None:
                 self._guard = TombstoneGuard(path)
                 self._guard_at = now
-            elif now - getattr(self, "_guard_at", 0.0) >= GUARD_REFRESH_S:
+            elif stale_guard:
                 guard.refresh()
                 self._guard_at = now
-            self._spans, self._video_captions = load_manifest(path, [i.source_id for i in items])
+            if have_spans:
+                self._spans, self._video_captions = pre[0], pre[1]
+            else:
+                self._spans, self._video_captions = load_manifest(path, [i.source_id for i in items])
         if self.config.spans == "shots":
             self._spans = {}
         return super().process_batch(items)
