@@ -33,3 +33,19 @@ def test_runs_and_outcome_rows_are_written_in_one_module():
         if re.search(r"INSERT INTO (runs|stage_outcomes)\b", text):
             writers.append("/".join(path.relative_to(SRC).parts))
     assert writers == ["catalog/outcomes.py"]
+
+
+START = re.compile(r"\b(start_run|new_run_id)\s*\(")
+
+
+def test_only_the_run_driver_and_executors_start_runs():
+    # catalog/outcomes.py defines them; pipelines.Run (through its executor) is the one caller
+    callers = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).parts
+        if rel[0] in ("pipelines", "executors") or rel == ("catalog", "outcomes.py"):
+            continue
+        if START.search(path.read_text()):
+            callers.append("/".join(rel))
+    assert callers == []
+    assert START.search("run_id = outcomes.start_run(con, 'dedup', 'local')")
