@@ -3,13 +3,15 @@
 Parts (each in a fresh subprocess, so that peak memory is that part's own):
 
 * **recall**: real media (``../shared/data/media``) in a catalog through the real analysis pass; each
-  file is edited (mpeg4 at a low bitrate, half size, letterbox, a 10% crop on every side, sub-clips of
-  3 s and more, a re-encoded half-size sub-clip) and looked up. Recall = share of edits whose source is
-  found. Target >= 0.95 (the crop is reported on its own; see docs/fingerprints.md).
+  file is edited (mpeg4 at a low bitrate, half size, letterbox, letterbox at a low bitrate or after a
+  black leader, pillarbox, mirrored, mirrored and letterboxed or at a low bitrate, a 10% crop on every
+  side, sub-clips of 3 s and more, a re-encoded half-size sub-clip) and looked up. Recall = share of
+  edits whose source is found, also per edit. Target >= 0.95 (the crop is reported on its own; see
+  docs/fingerprints.md).
 * **false**: 10,000 queries of footage that is not in the catalog (frames of held-out real videos,
-  synthetic footage, noise images; windows of 2 to 20 s of dense frames, and unordered mixtures) are
-  matched against the same catalog plus ``--synthetic`` synthetic clip fingerprints. Target: fewer than
-  1 false match in 10,000.
+  synthetic footage, noise images; windows of 2 to 20 s of dense frames, and unordered mixtures), each
+  frame with its mirrored hash as a lookup hashes it, are matched against the same catalog plus
+  ``--synthetic`` synthetic clip fingerprints. Target: fewer than 1 false match in 10,000.
 * **scale**: ``--synthetic`` (default 100,000) synthetic clip fingerprints beside the real sources and
   the full Big Buck Bunny film; a 5-minute query (a re-encoded half-size excerpt of the film) is looked
   up. Timed: decode+hash (excluded from the target), cold index load, the matching (median of 5), the
@@ -211,10 +213,18 @@ EDITS = {
     "mpeg4_200k": dict(codec="mpeg4", bit_rate=200_000),
     "half_size": dict(scale=0.5),
     "letterbox": dict(letterbox=0.12),
+    "letterbox_mpeg4": dict(bars=(0.12, 0.12, 0, 0), codec="mpeg4", bit_rate=250_000),
+    "letterbox_black_leader": dict(bars=(0.12, 0.12, 0, 0), leader_s=3.0),
+    "pillarbox": dict(bars=(0, 0, 0.15, 0.15)),
+    "mirror": dict(mirror=True),
+    "mirror_letterbox": dict(mirror=True, bars=(0.12, 0.12, 0, 0)),
+    "mirror_mpeg4": dict(mirror=True, codec="mpeg4", bit_rate=250_000),
     "sub_3s": dict(start_s=1.7, end_s=4.7),
     "sub_5s_mpeg4_half": dict(start_s=2.35, end_s=7.35, codec="mpeg4", bit_rate=250_000, scale=0.5),
     "crop_10pct": dict(crop=(0.1, 0.1, 0.1, 0.1)),
 }
+#: Edits made with tests/media_edits.py (mirroring, bars in shares of the picture, a black leader).
+EDIT_COPY_KEYS = {"mirror", "bars", "leader_s", "frame"}
 
 
 def _duration(path: Path) -> float:
@@ -224,6 +234,7 @@ def _duration(path: Path) -> float:
 
 
 def part_recall(work: Path, n_synth: int) -> dict:
+    from media_edits import edit_copy
     from media_synth import transform
 
     from clipfactory.catalog import Catalog
@@ -243,7 +254,8 @@ def part_recall(work: Path, n_synth: int) -> dict:
                     continue
                 kw["start_s"] = min(kw["start_s"], duration - length - 0.1)
                 kw["end_s"] = kw["start_s"] + length
-            q = transform(MEDIA / name, work / f"q_{edit}.mp4", **kw)
+            make = edit_copy if EDIT_COPY_KEYS & set(kw) else transform
+            q = make(MEDIA / name, work / f"q_{edit}.mp4", **kw)
             res = lookup(cat, q, store=store)
             found = sid in [m["source_id"] for m in res["matches"]]
             conf = next((m["confidence"] for m in res["matches"] if m["source_id"] == sid), None)
@@ -253,13 +265,28 @@ def part_recall(work: Path, n_synth: int) -> dict:
                     "edit": edit,
                     "found": found,
                     "confidence": conf,
+                    "others": sorted({m["source_id"] for m in res["matches"]} - {sid}),
+                    "mirrored": any(
+                        s.get("mirrored")
+                        for m in res["matches"]
+                        if m["source_id"] == sid
+                        for s in m["segments"]
+                    ),
+                    "decode_s": res["timings"]["decode_s"],
                     "match_s": res["timings"]["match_s"],
                 }
             )
     by_edit = {}
     for e in EDITS:
         r = [x for x in rows if x["edit"] == e]
-        by_edit[e] = {"found": sum(x["found"] for x in r), "total": len(r)}
+        confs = [x["confidence"] for x in r if x["found"]]
+        by_edit[e] = {
+            "found": sum(x["found"] for x in r),
+            "total": len(r),
+            "recall": round(sum(x["found"] for x in r) / max(1, len(r)), 4),
+            "min_confidence": min(confs) if confs else None,
+            "found_mirrored": sum(x["mirrored"] for x in r),
+        }
     core = [x for x in rows if x["edit"] != "crop_10pct"]
     return {
         "catalog": info,
@@ -267,32 +294,35 @@ def part_recall(work: Path, n_synth: int) -> dict:
         "recall_without_crop": round(sum(x["found"] for x in core) / len(core), 4),
         "recall_all": round(sum(x["found"] for x in rows) / len(rows), 4),
         "misses": [x for x in rows if not x["found"]],
+        "other_sources_matched": [x for x in rows if x["others"]],
         "peak_rss_mb": round(peak_rss_mb()),
     }
 
 
-def _pools(work: Path, seed: int = 11) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Dense hash sequences of footage that is not in the catalog: (hashes, times)."""
+def _pools(work: Path, seed: int = 11) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Dense hash sequences of footage that is not in the catalog: (hashes, mirrored hashes, times)."""
     from media_synth import synth_frames
 
-    from clipfactory.fingerprints.sample import pdq_of_luma, sample_file
+    from clipfactory.fingerprints.sample import pdq_and_mirror_of_luma, sample_file
 
     pools = []
     for name in HELD_OUT:
         if (MEDIA / name).exists():
-            q = sample_file(MEDIA / name).usable()
-            pools.append((q.hashes, q.times_ms))
+            q = sample_file(MEDIA / name, mirror=True).usable()
+            plain, mirrored = q.select(~q.mirrored), q.select(q.mirrored)  # one row each per frame image
+            pools.append((plain.hashes, mirrored.hashes, plain.times_ms))
     rng = np.random.default_rng(seed)
     for s in range(24):
-        hs, ts = [], []
+        hs, ms, ts = [], [], []
         for k, f in enumerate(synth_frames(10.0, fps=25, size=(320, 240), seed=5000 + s)):
             y = (0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]).astype(np.uint8)
-            h, q = pdq_of_luma(y)
+            h, hm, q = pdq_and_mirror_of_luma(y)
             if q >= 50:
                 hs.append(np.frombuffer(h, np.uint8))
+                ms.append(np.frombuffer(hm, np.uint8))
                 ts.append(k * 40)
-        pools.append((np.stack(hs), np.array(ts)))
-    hs = []
+        pools.append((np.stack(hs), np.stack(ms), np.array(ts)))
+    hs, ms = [], []
     for _ in range(600):
         kind = rng.integers(0, 3)
         if kind == 0:
@@ -306,10 +336,11 @@ def _pools(work: Path, seed: int = 11) -> list[tuple[np.ndarray, np.ndarray]]:
             img = (127 + 120 * np.sin(x + rng.uniform(0, 6)) * np.cos(yv * rng.uniform(0.2, 2))).astype(
                 np.uint8
             )
-        h, q = pdq_of_luma(img)
+        h, hm, q = pdq_and_mirror_of_luma(img)
         if q >= 50:
             hs.append(np.frombuffer(h, np.uint8))
-    pools.append((np.stack(hs), np.arange(len(hs)) * 40))
+            ms.append(np.frombuffer(hm, np.uint8))
+    pools.append((np.stack(hs), np.stack(ms), np.arange(len(hs)) * 40))
     return pools
 
 
@@ -319,7 +350,7 @@ def part_false(work: Path, n_synth: int, n_queries: int) -> dict:
     from clipfactory.fingerprints.index import load_index
     from clipfactory.fingerprints.lookup import match_hashes
     from clipfactory.fingerprints.match import MatchConfig
-    from clipfactory.fingerprints.sample import QueryHashes
+    from clipfactory.fingerprints.sample import MIRRORED, QueryHashes
     from clipfactory.storage import BlobStore
 
     info = build_catalog(work, n_synth, with_bbb=False)
@@ -335,28 +366,31 @@ def part_false(work: Path, n_synth: int, n_queries: int) -> dict:
     for i in range(n_queries):
         if i % 4 == 3:  # an unordered mixture of frames from several pools
             parts = [pools[j] for j in rng.choice(len(pools), size=3, replace=False)]
-            hs = np.concatenate([p[0][rng.integers(0, len(p[0]), 30)] for p in parts])
+            picks = [(p, rng.integers(0, len(p[0]), 30)) for p in parts]
+            hs = np.concatenate([p[0][k] for p, k in picks])
+            ms = np.concatenate([p[1][k] for p, k in picks])
             ts = np.arange(len(hs)) * 40
         else:
-            h, t = pools[int(rng.integers(0, len(pools)))]
+            h, m, t = pools[int(rng.integers(0, len(pools)))]
             w = int(rng.integers(50, 500))
             s = int(rng.integers(0, max(1, len(h) - w)))
-            hs, ts = h[s : s + w], t[s : s + w] - t[s]
+            hs, ms, ts = h[s : s + w], m[s : s + w], t[s : s + w] - t[s]
         frames_total += len(hs)
-        q = QueryHashes(
+        n = len(hs)
+        q = QueryHashes(  # every frame plain and mirrored, as lookup hashes it (mirror_search)
             "bench",
             int(ts[-1]) + 40,
-            len(hs),
-            ts.astype(np.int64),
-            np.arange(len(hs), dtype=np.int32),
-            hs,
-            np.full(len(hs), 100, np.int32),
-            np.zeros(len(hs), np.int8),
+            n,
+            np.concatenate([ts, ts]).astype(np.int64),
+            np.tile(np.arange(n, dtype=np.int32), 2),
+            np.concatenate([hs, ms]),
+            np.full(2 * n, 100, np.int32),
+            np.repeat(np.array([0, MIRRORED], np.int8), n),
             info={"fps": 25.0},
         )
         segs = match_hashes(index, q, cfg)
         if not segs:
-            segs = crop_segments(cat, store, variants, q, cfg)
+            segs = crop_segments(cat, store, variants, q.select(~q.mirrored), cfg)
             n_crop_checked += 1
         if segs:
             false.append(
@@ -364,6 +398,7 @@ def part_false(work: Path, n_synth: int, n_queries: int) -> dict:
                     "query": i,
                     "sources": sorted({s.source_id for s in segs})[:3],
                     "confidence": max(s.confidence for s in segs),
+                    "mirrored": any(s.mirrored for s in segs),
                 }
             )
     dt = time.perf_counter() - t0
@@ -371,6 +406,7 @@ def part_false(work: Path, n_synth: int, n_queries: int) -> dict:
         "catalog": {k: v for k, v in info.items() if k != "ids"},
         "queries": n_queries,
         "false_matches": len(false),
+        "false_matches_mirrored": sum(f["mirrored"] for f in false),
         "rate": len(false) / n_queries,
         "examples": false[:5],
         "mean_query_frames": round(frames_total / n_queries, 1),
@@ -410,7 +446,7 @@ def part_scale(work: Path, n_synth: int) -> dict:
         expect = None
     cfg = MatchConfig()
     t0 = time.perf_counter()
-    q = sample_file(query, max_frames=cfg.max_query_frames).usable()
+    q = sample_file(query, max_frames=cfg.max_query_frames, mirror=cfg.mirror_search).usable()
     t_sample = time.perf_counter() - t0
     index_mod._CACHE.clear()
     t1 = time.perf_counter()
@@ -421,6 +457,12 @@ def part_scale(work: Path, n_synth: int) -> dict:
         t2 = time.perf_counter()
         segs = match_hashes(idx, q, cfg)
         times.append(time.perf_counter() - t2)
+    plain_q = q.select(~q.mirrored)  # the same query without its mirrored hashes
+    plain_times = []
+    for _ in range(5):
+        t2 = time.perf_counter()
+        match_hashes(idx, plain_q, cfg)
+        plain_times.append(time.perf_counter() - t2)
     # Baselines: PyAV decode-only of the query (the floor under decode+hash), and vPDQ's linear scan
     # (every query hash against every catalog hash), timed on 256 query hashes and scaled up.
     import av
@@ -434,18 +476,19 @@ def part_scale(work: Path, n_synth: int) -> dict:
         for _ in c.decode(vs):
             pass
     t_decode_only = time.perf_counter() - tb
-    sample = q.hashes[:256]
+    sample = plain_q.hashes[:256]
     tl = time.perf_counter()
     for i in range(0, len(idx.hashes), 200_000):
         hamming_matrix(sample, idx.hashes[i : i + 200_000])
-    t_linear = (time.perf_counter() - tl) * len(q.hashes) / max(1, len(sample))
+    t_linear = (time.perf_counter() - tl) * len(plain_q.hashes) / max(1, len(sample))
     t3 = time.perf_counter()
     matches = describe(cat, segs, query=q)
     t_resolve = time.perf_counter() - t3
     top = matches[0] if matches else None
     return {
         "catalog": {k: v for k, v in info.items() if k != "ids"},
-        "query_frames": int(len(q.hashes)),
+        "query_frames": q.n_usable_frames,
+        "query_hashes": int(len(q.hashes)),
         "query_duration_s": round(q.duration_ms / 1000, 1),
         "decode_hash_s": round(t_sample, 2),
         "index_load_s": round(t_load, 3),
@@ -454,11 +497,13 @@ def part_scale(work: Path, n_synth: int) -> dict:
         "linear_scan_s_estimate": round(t_linear, 1),
         "match_s_median": round(statistics.median(times), 3),
         "match_s_all": [round(x, 3) for x in times],
-        "linear_scan_over_index": round(t_linear / statistics.median(times), 1),
+        "match_s_median_without_mirror": round(statistics.median(plain_times), 3),
+        "linear_scan_over_index": round(t_linear / statistics.median(plain_times), 1),
         "resolve_s": round(t_resolve, 3),
         "found": (top is not None and top["source_id"] == expect) if expect else None,
         "top_confidence": top["confidence"] if top else None,
         "segments": len(top["segments"]) if top else 0,
+        "mirrored_segments": sum(bool(s.get("mirrored")) for s in top["segments"]) if top else 0,
         "peak_rss_mb": round(peak_rss_mb()),
     }
 

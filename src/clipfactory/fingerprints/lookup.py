@@ -64,10 +64,31 @@ def resolve_store(settings=None, store: BlobStore | str | os.PathLike | None = N
     return BlobStore(settings.store)
 
 
+#: Stage one leaves out a query hash within this many bits of the last one it kept of the same variant
+#: (plain, without bars, mirrored): a still or slow stretch probes the index once, not at every frame.
+CANDIDATE_THIN_BITS = 4
+
+
+def probe_rows(query: QueryHashes, bits: int = CANDIDATE_THIN_BITS) -> np.ndarray:
+    """Which hashes of ``query`` stage one probes the index with (``bool[k]``, see
+    :data:`CANDIDATE_THIN_BITS`). A copy's source still has hits, from the kept hashes within 4 bits of
+    the others; stage two compares every hash."""
+    keep = np.zeros(len(query.hashes), bool)
+    raw = np.ascontiguousarray(query.hashes, np.uint8).tobytes()
+    last: dict[int, int] = {}
+    for i, v in enumerate(query.variant.tolist()):
+        x = int.from_bytes(raw[32 * i : 32 * i + 32], "big")
+        p = last.get(v)
+        if p is None or (x ^ p).bit_count() > bits:
+            keep[i] = True
+            last[v] = x
+    return keep
+
+
 def candidate_sources(index: HashIndex, query: QueryHashes, cfg: MatchConfig) -> list[int]:
     """Stage one: sources with frames near the query's, most hits first (:meth:`HashIndex.search`
-    with single-bucket probes)."""
-    qi, ri, _d = index.search(query.hashes, cfg.max_distance, exact=False)
+    with single-bucket probes, from the hashes :func:`probe_rows` keeps)."""
+    qi, ri, _d = index.search(query.hashes[probe_rows(query)], cfg.max_distance, exact=False)
     if not len(qi):
         return []
     hits = np.bincount(index.src[ri], minlength=len(index.sources))
