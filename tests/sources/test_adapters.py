@@ -434,3 +434,22 @@ def test_generic_rows_without_span_columns_have_no_span(catalog, tmp_path):
             None,
             None,
         )
+
+
+def test_a_large_json_document_keeps_element_pointers(catalog, tmp_path):
+    """A caption file of 20,000 videos: every element is read, and a bad one is named by its JSON path."""
+    path = tmp_path / "msrvtt_big_captions.json"
+    docs = [{"video": f"video{i}.mp4", "caption": [f"caption {i} a", f"caption {i} b"]} for i in range(20_000)]
+    docs[7] = {"video": "not a video id", "caption": ["x"]}
+    path.write_text(json.dumps(docs))
+    s = ingest_manifest(catalog, path)
+    assert s.rows_bad == 1 and s.errors[0].pointer == "$[7]"
+    assert catalog.scalar("SELECT count(*) FROM clip_spans WHERE dataset = 'msr-vtt'") == 2 * 19_999
+
+
+def test_hdvg_document_with_a_repeated_video_key_is_refused(catalog, tmp_path):
+    path = tmp_path / "hdvg_dup.json"
+    entry = '{"url": "https://www.youtube.com/watch?v=0wR5jVB-WPk", "clip": {"a.mp4": {"span": ["00:00:01.000", "00:00:02.000"], "fps": 25.0}}}'
+    path.write_text('{"0wR5jVB-WPk": ' + entry + ', "0wR5jVB-WPk": ' + entry + '}')
+    with pytest.raises(ManifestError, match="more than once"):
+        ingest_manifest(catalog, path, format="hd-vg-130m", dataset="hdvg")

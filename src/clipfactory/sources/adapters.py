@@ -74,6 +74,30 @@ def select_pre(**exprs: str) -> str:
     )
 
 
+def json_elements(path: str | None = None) -> str:
+    """The elements of the array (or the members of the object) at JSON ``path`` of the staged document,
+    as a subquery with ``json_each``'s columns ``key``, ``value``, ``fullkey``, ``type`` and ``id`` (the
+    element's position). ``json_each`` over one large document takes quadratic time (14 s for MSR-VTT's
+    3 MB caption file); a cast to ``JSON[]`` or ``MAP`` and ``unnest`` take linear time (20 ms)."""
+    x = f"d.doc->{lit(path)}" if path else "d.doc"
+    prefix = lit(path or "$")
+    member = (
+        "CASE WHEN regexp_full_match(kv.key, '[A-Za-z][A-Za-z0-9]*') THEN '.' || kv.key "
+        """ELSE '."' || replace(replace(kv.key, '\\', '\\\\'), '"', '\\"') || '"' END"""
+    )
+    return f"""(
+        SELECT CAST(i AS VARCHAR) AS key, v AS value, {prefix} || '[' || i || ']' AS fullkey,
+               json_type(v) AS type, i AS id
+        FROM (SELECT unnest(CAST(x AS JSON[])) AS v, unnest(range(json_array_length(x)::BIGINT)) AS i
+              FROM (SELECT {x} AS x FROM {SRC} d) WHERE json_type(x) = 'ARRAY')
+        UNION ALL
+        SELECT kv.key, kv.value, {prefix} || {member}, json_type(kv.value), i
+        FROM (SELECT unnest(map_entries(CAST(x AS MAP(VARCHAR, JSON)))) AS kv,
+                     unnest(range(len(json_keys(x))::BIGINT)) AS i
+              FROM (SELECT {x} AS x FROM {SRC} d) WHERE json_type(x) = 'OBJECT')
+    )"""
+
+
 def youtube_ids(id_expr: str) -> dict[str, str]:
     """The identity columns of a YouTube source whose id (in any spelling) is the SQL expression ``id_expr``."""
     return {"platform": "'youtube'", "pid": f"cf_yt({id_expr})", "id_text": id_expr}
@@ -371,6 +395,16 @@ def _internvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
 
 # -- HD-VG-130M (one JSON document per part) --------------------------------------------------------
 def _hdvg(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
+    dup = con.execute(
+        f"""SELECT k FROM (SELECT unnest(json_keys(doc)) AS k FROM {SRC} WHERE json_type(doc) = 'OBJECT')
+            GROUP BY k HAVING count(*) > 1 ORDER BY k LIMIT 1"""
+    ).fetchall()
+    if dup:
+        raise ManifestError(
+            f"the document has the key {dup[0][0]!r} more than once",
+            item=ctx.path,
+            fix="each video id may appear once at the top level: merge its entries",
+        )
     sel = ctx.select(
         ord="ord",
         pointer="CASE WHEN cpath IS NULL THEN vpath ELSE vpath || substr(cpath, 2) END",
@@ -395,7 +429,7 @@ def _hdvg(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     return f"""
     WITH v AS (
         SELECT e.id AS ord, e.key AS ytid, e.value AS v, e.fullkey AS vpath, e.type AS vtype
-        FROM {SRC} d, json_each(d.doc) e),
+        FROM {json_elements()} e),
     c AS (
         SELECT v.*, c.key AS clip_name, c.value AS clip, c.fullkey AS cpath
         FROM v LEFT JOIN LATERAL json_each(CASE WHEN vtype = 'OBJECT' THEN v.v END, '$.clip') c ON true),
@@ -602,7 +636,7 @@ def _ego4d(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         return f"""
         WITH v AS (
             SELECT e.key::BIGINT AS ord, e.value AS v, e.fullkey AS pointer
-            FROM {SRC} d, json_each(d.doc, '$.videos') e)
+            FROM {json_elements('$.videos')} e)
         SELECT {sel} FROM v"""
     sel = ctx.select(
         ord="ord",
@@ -667,7 +701,7 @@ def _msrvtt(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         )
         return f"""
         WITH v AS (
-            SELECT e.key::BIGINT AS ord, e.value AS v, e.fullkey AS pointer FROM {SRC} d, json_each(d.doc) e),
+            SELECT e.key::BIGINT AS ord, e.value AS v, e.fullkey AS pointer FROM {json_elements()} e),
         c AS (
             SELECT *, unnest(CASE WHEN json_type(v->'$.caption') = 'ARRAY' AND json_array_length(v->'$.caption') > 0
                                   THEN CAST(v->'$.caption' AS VARCHAR[])
@@ -693,10 +727,10 @@ def _msrvtt(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     return f"""
     WITH v AS (
         SELECT e.key::BIGINT AS ord, e.value AS v, e.fullkey AS pointer, v->>'$.video_id' AS video_id
-        FROM {SRC} d, json_each(d.doc, '$.videos') e),
+        FROM {json_elements('$.videos')} e),
     s AS (
         SELECT e.value->>'$.video_id' AS video_id, e.value->>'$.caption' AS caption
-        FROM {SRC} d, json_each(d.doc, '$.sentences') e),
+        FROM {json_elements('$.sentences')} e),
     j AS (SELECT v.*, s.caption FROM v LEFT JOIN s USING (video_id))
     SELECT {sel} FROM j"""
 
