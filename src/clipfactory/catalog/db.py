@@ -229,8 +229,6 @@ class Catalog:
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         key = _file_key(self.path)
-        if key is not None and key in _SCHEMA_CURRENT:
-            return
         want = _schema_hash()
         try:
             row = con.execute("SELECT value FROM meta WHERE key = 'schema_hash'").fetchone()
