@@ -55,6 +55,7 @@ def test_near_duplicates_are_dropped_with_explanations(catalog, dup_catalog):
     dropped = dropped_clip_ids(catalog)
     a_ids = {c.clip_id for c in d["a"][1]}
     a2_ids = {c.clip_id for c in d["a2"][1]}
+    assert a_ids and len(a2_ids) == len(a_ids)
     # one copy of A's footage stays: exactly one of the original and the relabelled copy per clip
     assert len(a_ids & dropped) + len(a2_ids & dropped) == len(a_ids)
     # the overlapping span of C is contained in C's first clip (sharper, so ranked first)
@@ -94,6 +95,7 @@ def test_a_relabelled_copy_of_nc_footage_is_refused_for_commercial_use(catalog, 
         [out["run_id"]],
     )
     by_id = {r["item_id"]: r for r in rows}
+    assert a2_ids and d["b"][1]
     for cid in a2_ids:
         r = by_id[cid]
         assert r["status"] == "dropped" and r["reason"].startswith("dedup.restricted_copy:")
@@ -105,7 +107,14 @@ def test_a_relabelled_copy_of_nc_footage_is_refused_for_commercial_use(catalog, 
         assert "policy.license_noncommercial" in chain[1]["reasons"]
     # B is CC BY with no restricted copy: it stays
     assert all(by_id[c.clip_id]["status"] == "kept" for c in d["b"][1])
-    assert {x["restricted_copy"] for x in out["restricted_copies"]} <= a_ids
+    # the summary lists every refused copy once, each with the NC clip and licence it matched
+    assert sorted(x["clip_id"] for x in out["restricted_copies"]) == sorted(a2_ids)
+    assert all(
+        x["restricted_copy"] in a_ids
+        and x["restricted_source"] == d["a"][0].source_id
+        and x["restricted_license"] == "CC-BY-NC-4.0"
+        for x in out["restricted_copies"]
+    )
 
 
 def test_keep_order_is_configurable(catalog, dup_catalog):
