@@ -155,14 +155,17 @@ def test_outcome_rows_left_unloaded_are_loaded_by_the_next_revalidation(env, ser
 def test_acquire_revalidate_options_override_those_of_acquire_http(env, server):
     from clipfactory.acquire.revalidate import revalidate_sources
 
-    fetched(env, server, ["a"])
+    cat = fetched(env, server, ["a"])
     settings = load_settings(
         overrides={"catalog": env.catalog, "store": env.store},
         sets=["acquire.revalidate.contact_url=https://example.org/recheck"],
     )
-    revalidate_sources(settings)
+    r = revalidate_sources(settings)
     fetch_ua, recheck_ua = (h["User-Agent"] for h in server.headers_of("/a.mp4"))
     assert "+https://example.org/clipfactory-bot" in fetch_ua  # acquire.http's default
     assert "+https://example.org/recheck" in recheck_ua
-    # [acquire.http] still applies where [acquire.revalidate] says nothing (the loopback server is allowed).
+    # [acquire.http] still applies where [acquire.revalidate] says nothing: the loopback server is allowed,
+    # so the recheck reached it and the source is alive.
     assert settings.stage_config("acquire.http") == {"allow_private_addresses": True}
+    assert outcomes_of(cat, r["run_id"]) == {"url:a": ("acquire.revalidate", "kept", None)}
+    assert [it["status"] for it in r["items"]] == ["alive"]
