@@ -40,12 +40,17 @@ START = re.compile(r"\b(start_run|new_run_id)\s*\(")
 
 def test_only_the_run_driver_and_executors_start_runs():
     # catalog/outcomes.py defines them; pipelines.Run (through its executor) is the one caller
-    callers = []
+    callers, sanctioned = [], set()
     for path in SRC.rglob("*.py"):
         rel = path.relative_to(SRC).parts
+        found = START.search(path.read_text())
         if rel[0] in ("pipelines", "executors") or rel == ("catalog", "outcomes.py"):
+            if found:
+                sanctioned.add("/".join(rel))
             continue
-        if START.search(path.read_text()):
+        if found:
             callers.append("/".join(rel))
     assert callers == []
+    # the scan reads the real modules: the definitions and the run driver's calls are found where they are
+    assert {"catalog/outcomes.py", "pipelines/__init__.py", "executors/local.py"} <= sanctioned
     assert START.search("run_id = outcomes.start_run(con, 'dedup', 'local')")
