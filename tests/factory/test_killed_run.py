@@ -113,8 +113,10 @@ def test_a_killed_run_resumes_without_repeating_work(tmp_path):
     out = Path(again["build"]["out_dir"])
     # Only complete files: every shard the manifest names, no temporary or partial file anywhere.
     manifest = json.loads((out / "build.json").read_text())
+    assert sorted(f["name"] for f in manifest["files"]) == ["ATTRIBUTION.json", "ATTRIBUTION.md", "index.parquet"]
+    assert manifest["shards"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["build.json", "index.parquet", *[f["name"] for f in manifest["files"][1:]], *[sh["name"] for sh in manifest["shards"]]]
+        ["build.json", "index.parquet", "ATTRIBUTION.md", "ATTRIBUTION.json", *[sh["name"] for sh in manifest["shards"]]]
     )
     leftovers = [p for p in (tmp_path / "builds").rglob("*") if p.is_file() and p.name.startswith(".")]
     assert leftovers == []
