@@ -122,13 +122,15 @@ def test_run_still_gives_the_configs_own_inputs_its_licence(tmp_path, shared_dat
     shutil.copy(shared_data / "media" / "bbb_5s.mp4", tmp_path / "bbb.mp4")
     s = Settings(
         catalog=str(tmp_path / "c.duckdb"), store=str(tmp_path / "s"), inputs=[str(tmp_path / "bbb.mp4")],
-        license="CC-BY-3.0", rights_holder="Blender Foundation",
+        license="CC-BY-3.0", rights_holder="Blender Foundation", purpose="research",
+        build={"name": "r", "out": str(tmp_path / "builds")},
     )
-    # What `clipfactory run` does with the config's inputs (factory.pipeline.run_pipeline).
-    report, [src] = add_owned(
-        Catalog(s.catalog), s, list(s.inputs), license=s.license, rights_holder=s.rights_holder
-    )
-    assert report["added"] == 1 and (src.content_license, src.rights_holder) == ("CC-BY-3.0", "Blender Foundation")
+    # `clipfactory run` itself adds the config's inputs (no sidecar here) under the config's licence.
+    summary = pipeline.run_pipeline(s)
+    assert summary["build"]["status"] == "complete", summary
+    rows = Catalog(s.catalog).query("SELECT origin_uri, content_license, rights_holder FROM sources")
+    assert [(r["content_license"], r["rights_holder"]) for r in rows] == [("CC-BY-3.0", "Blender Foundation")]
+    assert rows[0]["origin_uri"] == str((tmp_path / "bbb.mp4").resolve())
 
 
 # -- item 3: no absolute local path in anything a build ships --------------------------------------------
