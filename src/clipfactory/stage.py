@@ -82,6 +82,13 @@ class Stage:
         if config is None:
             config = {}
         if isinstance(config, dict):
+            unknown = sorted(set(config) - set(self.Config.model_fields))
+            if unknown:
+                raise ConfigError(
+                    f"unknown option(s) of stage {self.name}: {', '.join(unknown)}",
+                    item=f"[{self.name}]",
+                    fix=f"the options are {', '.join(self.Config.model_fields)} (docs/config.md)",
+                )
             try:
                 config = self.Config(**config)
             except Exception as exc:  # pydantic.ValidationError

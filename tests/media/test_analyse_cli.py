@@ -37,4 +37,6 @@ def test_analyse_names_a_bad_option(shared_data, tmp_path, monkeypatch):
         app, ["analyse", str(shared_data / "media" / "cup.mp4"), "--set", "media.analyse.cut_ratio=2"]
     )
     assert r.exit_code == 1
-    assert "cut_ratio" in r.output
+    # names the section, the unknown option and the options there are
+    assert "[media.analyse]: unknown option(s) of stage media.analyse: cut_ratio" in r.output
+    assert "fix: the options are" in r.output and "cut_adaptive_ratio" in r.output
