@@ -25,7 +25,12 @@ HERE = Path(__file__).resolve().parent
 MEDIA = HERE / "media"
 SHARED = HERE.parent.parent / "shared" / "data" / "media"
 
-BBB = {"license": "CC-BY-3.0", "rights_holder": "Blender Foundation", "title": "Big Buck Bunny"}
+BBB = {
+    "license": "CC-BY-3.0",
+    "rights_holder": "Blender Foundation",
+    "title": "Big Buck Bunny",
+    "url": "https://peach.blender.org/",
+}
 
 
 def transcode(src: Path, dst: Path, start_s: float, end_s: float, width: int = 640, crf: int = 27) -> None:

@@ -209,3 +209,19 @@ def test_video_level_captions_reach_clips_cut_from_shots(tmp_path, site):
             {"dataset": "caps", "caption": "hands turn a cup on a table", "scope": "video"}
         ]
         assert row["caption_datasets"] == ["caps"]
+
+
+def test_a_refused_fetch_says_why_and_how_to_allow_it(tmp_path, site):
+    """Without allow_private_addresses, a loopback URL is refused; the run's output names the setting and
+    says that nothing was built, instead of a build line of Nones."""
+    cfg = _config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("allow_private_addresses = true", "allow_private_addresses = false"))
+    a, _ = _manifests(tmp_path, site)
+    _ingest(cfg, a, "stock-a")
+    r = CliRunner().invoke(app, ["run", "--config", str(cfg), "--dataset", "stock-a"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "fetch.private_address" in text
+    assert "set acquire.http.allow_private_addresses = true" in text
+    assert "no build: no clip reached the export" in text and "None" not in text
+    assert site.times_of("/films/bunny.mp4") == []

@@ -287,11 +287,14 @@ def test_cli_run_on_the_bundled_example(tmp_path):
     assert "Blender Foundation" in holders
     assert any(
         r["attribution"].startswith(
-            "“Big Buck Bunny” by Blender Foundation (bbb_trailer_excerpt.mp4), licensed under CC BY 3.0 "
+            "“Big Buck Bunny” by Blender Foundation (https://peach.blender.org/), licensed under CC BY 3.0 "
             "(https://creativecommons.org/licenses/by/3.0/). Modified: cut to "
         )
         for r in index
     )
+    # two excerpts of one film: numbered under the film's title
+    md = (out / "ATTRIBUTION.md").read_text()
+    assert "## Big Buck Bunny (1 of 2)" in md and "## Big Buck Bunny (2 of 2)" in md
     res = runner.invoke(app, ["builds", "list", "--catalog", str(tmp_path / "c.duckdb"), "--json"])
     assert json.loads(res.stdout)[0]["build_id"] == "example-v1"
 

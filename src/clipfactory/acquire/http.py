@@ -371,6 +371,8 @@ class FetchOutcome:
                 "validators": self.validators,
             }
         )
+        if self.status != Result.KEPT and self.error:
+            d["why"] = self.error  # the words behind the reason, with the fix where there is one
         return d
 
     def to_result(self, source: SourceRecord) -> Result:

@@ -121,10 +121,22 @@ def run_cmd(
                 }
             )
         table(rows, f"run {d['run_id']} ({d['purpose']})")
+        from rich.markup import escape
+
+        for name, c in d["stages"].items():
+            for reason, why in sorted(c.get("why", {}).items()):
+                console.print(f"  {name} {reason} ({c['reasons'].get(reason, '?')}): {escape(why)}", soft_wrap=True)
         b = d["build"]
+        if not b.get("build_id"):
+            console.print(
+                "[bold]no build[/]: no clip reached the export (the reasons above say where they stopped)"
+            )
+            return
+        n_clips, n_shards = b["n_clips"], b["n_shards"]
         console.print(
-            f"build [bold]{b['build_id']}[/] ({b['status']}): {b['n_clips']} clips in {b['n_shards']} shards"
-            f" at {b['out_dir']}"
+            f"build [bold]{b['build_id']}[/] ({b['status']}): {n_clips} clip{'s' if n_clips != 1 else ''} in "
+            f"{n_shards} shard{'s' if n_shards != 1 else ''} at {b['out_dir']}",
+            soft_wrap=True,
         )
 
     emit(summary, json_, render)

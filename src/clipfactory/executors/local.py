@@ -12,6 +12,7 @@ Resume is keyed by content: an item is skipped when the catalog already has a ke
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import multiprocessing as mp
 import random
@@ -173,6 +174,9 @@ class LocalExecutor:
                 outcomes.load_outcome_parts(con, outcome_parts)
         for p in paths:
             p.unlink(missing_ok=True)
+        for d in sorted({p.parent for p in paths}, reverse=True):  # a run's folder, once empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
     # -- resume ------------------------------------------------------------------------------------
     def _finished(self, stage: Stage, ids: list[str]) -> dict[str, tuple[str, list[str]]]:

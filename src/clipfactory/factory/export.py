@@ -377,8 +377,14 @@ def attribution_files(name: str, works: list[dict[str, Any]]) -> dict[str, bytes
         "Each clip's JSON carries its own attribution (`attribution`), and `index.parquet` its text.",
         "",
     ]
+    titles = [str(w["title"]) for w in works]
+    seen: dict[str, int] = {}
     for w in works:
-        lines.append(f"## {w['title']}")
+        # Several files of one work (two excerpts of a film) are numbered under their shared title.
+        t = str(w["title"])
+        seen[t] = seen.get(t, 0) + 1
+        n = titles.count(t)
+        lines.append(f"## {w['title']}" + (f" ({seen[t]} of {n})" if n > 1 else ""))
         lines.append("")
         lines.append(w["text"])
         lines.append("")

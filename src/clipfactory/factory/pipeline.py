@@ -87,17 +87,21 @@ def stage_counts(catalog: Catalog, stage: Stage | str, item_ids: list[str]) -> d
         params += [stage.version, stage.config_hash]
     rows = catalog.query(
         f"""SELECT status, coalesce(reason, CASE WHEN status = 'failed' THEN 'failed.' || error_kind END) AS reason,
-                   count(*) AS n, sum(len(output_ids)) AS outputs
+                   count(*) AS n, sum(len(output_ids)) AS outputs,
+                   arg_min(coalesce(error, CASE WHEN json_valid(detail) THEN json_extract_string(detail, '$.why') END), item_id)
+                       FILTER (WHERE status <> 'kept') AS why
             FROM latest_outcomes WHERE {where} GROUP BY ALL ORDER BY status, reason""",
         params,
     )
-    out: dict[str, Any] = {"kept": 0, "dropped": 0, "failed": 0, "outputs": 0, "reasons": {}}
+    out: dict[str, Any] = {"kept": 0, "dropped": 0, "failed": 0, "outputs": 0, "reasons": {}, "why": {}}
     for r in rows:
         out[r["status"]] = out.get(r["status"], 0) + int(r["n"])
         if r["status"] == "kept":
             out["outputs"] += int(r["outputs"] or 0)
         if r["reason"]:
             out["reasons"][r["reason"]] = int(r["n"])
+            if r["why"] and r["status"] != "kept":
+                out["why"][r["reason"]] = r["why"]  # one item's words, e.g. the setting that would allow it
     return out
 
 
