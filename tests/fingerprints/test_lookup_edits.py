@@ -55,10 +55,6 @@ def test_mirrored_copy_is_found(name, span, catalog, tmp_path):
     assert seg["mirrored"] is True
     assert abs(seg["offset_ms"] - start * 1000) <= 1000  # the source range is where the copy came from
     assert top["confidence"] >= 0.7
-    # the same footage not mirrored is a plain match
-    plain = edit_copy(MEDIA / name, tmp_path / "plain.mp4", start_s=start, end_s=end)
-    top = _only_match(lookup(cat, plain, store=store), ids[name])
-    assert not any(s["mirrored"] for s in top["segments"])
 
 
 def test_mirrored_letterboxed_copy_is_found(catalog, tmp_path):
@@ -84,7 +80,7 @@ def test_mirrored_unrelated_footage_does_not_match(catalog, tmp_path):
     catalog must still match nothing (and a mirrored copy must match its own source only)."""
     cat, store, ids = catalog
     for other in ("cup.mp4", "Megamind_bugy.avi"):
-        q = edit_copy(MEDIA / other, tmp_path / "q.mp4", mirror=True, end_s=5.0)
+        q = edit_copy(MEDIA / other, tmp_path / "q.mp4", mirror=True, end_s=4.0)
         res = lookup(cat, q, store=store)
         assert res["status"] == "no_match", (other, [m["source_id"] for m in res["matches"]])
     q = edit_copy(MEDIA / "box.mp4", tmp_path / "box.mp4", mirror=True, start_s=2.0, end_s=7.0)
@@ -115,6 +111,7 @@ def test_pillarboxed_low_bitrate_copy_is_found_and_bars_are_in_video_pixels(cata
     )
     res = lookup(cat, q, store=store)
     top = _only_match(res, ids["bikes.mp4"])
+    assert not any(s["mirrored"] for s in top["segments"])  # a plain copy is never reported mirrored
     assert abs(top["segments"][0]["offset_ms"]) <= 1000
     assert top["confidence"] >= 0.7
     t, b, left, right = res["query"]["black_bars"]
