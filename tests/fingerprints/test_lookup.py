@@ -155,7 +155,7 @@ def test_real_media_copies_are_found(name, real_catalog, tmp_path):
         # variants of shot thumbnails, so its query keeps the whole file (and the thumbnail's frame)
         extra = {} if kind == "crop" else {"end_s": 12.0}
         q = transform(media / name, tmp_path / f"{kind}.mp4", **{**extra, **kw})
-        res = lookup(cat, q, store=store)
+        res = lookup(cat, q, store=store, config={"mirror_search": False})  # mirrors: test_lookup_edits
         got = [m["source_id"] for m in res["matches"]]
         assert got and got[0] == ids_[name], (name, kind, res["status"], got)
 

@@ -148,3 +148,20 @@ def test_mirror_hash_is_the_left_right_flip():
     assert len(lr) >= 8
     assert max(lr) <= 20 and np.median(lr) <= 8
     assert min(ud) >= 64
+
+
+def test_cli_says_a_segment_is_mirrored(catalog, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from clipfactory.cli.app import app
+
+    cat, store, ids = catalog
+    q = edit_copy(MEDIA / "bikes.mp4", tmp_path / "m.mp4", mirror=True, start_s=2.0, end_s=7.0)
+    args = ["lookup", str(q), "--catalog", str(cat.path), "--store", str(store.root)]
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0, text.output
+    assert ids["bikes.mp4"] in text.output and "mirrored" in text.output
+    doc = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert any(s["mirrored"] for m in doc["matches"] for s in m["segments"])

@@ -129,6 +129,7 @@ def _render_lookup(d) -> None:
                     if sgm.get("edit")
                     else ""
                 )
+                + ("  mirrored" if sgm.get("mirrored") else "")
             )
         for c in m["clips"]:
             builds = ", ".join(f"{b['build_id']}:{b['shard']}" for b in c["builds"]) or "no build"
