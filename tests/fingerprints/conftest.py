@@ -3,8 +3,11 @@ and small WebDataset builds written with the build module's shard writer."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +32,19 @@ def synth_dir(tmp_path_factory) -> Path:
     return d
 
 
+#: The analysis of each file (by content hash) and its cut clips, computed once per test session: many
+#: tests build the same small catalogs, and analysing or re-encoding is what they would spend their time on.
+_ANALYSED: dict[str, object] = {}
+_CUT_CACHE = Path(tempfile.mkdtemp(prefix="cf-test-cuts-"))
+atexit.register(shutil.rmtree, _CUT_CACHE, True)
+
+
+def _analysed(path: Path, sha: str):
+    if sha not in _ANALYSED:
+        _ANALYSED[sha] = analyse(path)
+    return _ANALYSED[sha]
+
+
 def add_source(
     catalog: Catalog,
     store: BlobStore,
@@ -46,7 +62,7 @@ def add_source(
     uri, size = store.put_file(path)
     sha = uri.split(":")[-1]
     sid = source_id or ids.content_source_id(sha)
-    res = analyse(path)
+    res = _analysed(path, sha)
     fp_uri = write_frame_hashes(store, [(p.frame_index, p.time_ms, p.hash_hex, p.quality) for p in res.pdq])
     src = SourceRecord(
         source_id=sid,
@@ -79,7 +95,12 @@ def add_source(
             from media_synth import transform
 
             tmp = store.incoming() / f"{cid}.mp4"
-            transform(path, tmp, start_s=start / 1000, end_s=end / 1000)
+            key = _CUT_CACHE / f"{sha}-{start}-{end}.mp4"
+            if not key.exists():  # the same cut of the same file, made once per session
+                _CUT_CACHE.mkdir(parents=True, exist_ok=True)
+                transform(path, key.with_suffix(".tmp.mp4"), start_s=start / 1000, end_s=end / 1000)
+                key.with_suffix(".tmp.mp4").rename(key)
+            shutil.copyfile(key, tmp)
             blob, _ = store.put_file(tmp)
             tmp.unlink()
             csha = blob.split(":")[-1]
