@@ -197,7 +197,7 @@ def test_catalog_busy_error_after_timeout(tmp_path):
     Catalog(path).query("SELECT 1")
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    p = ctx.Process(target=_hold_write, args=(str(path), 3, ready))
+    p = ctx.Process(target=_hold_write, args=(str(path), 1.5, ready))
     p.start()
     try:
         assert ready.wait(30)
