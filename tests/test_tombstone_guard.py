@@ -109,25 +109,3 @@ def test_unrelated_footage_is_not_refused(tmp_path):
     summary = run_pipeline(_settings(tmp_path, [other]))
     assert not [r for r in _latest(cat, "media.analyse") if (r["reason"] or "").startswith("takedown.")]
     assert summary["clips_planned"] >= 1
-
-
-def test_a_mirrored_re_upload_of_taken_down_footage_is_refused(tmp_path, shared_data):
-    from media_edits import edit_copy
-
-    first = tmp_path / "in1"
-    first.mkdir()
-    original = shutil.copy(shared_data / "media" / "bikes.mp4", first / "work.mp4")
-    s = _settings(tmp_path, [first])
-    run_pipeline(s)
-    cat = Catalog(s.catalog)
-    (source_id,) = [r["source_id"] for r in cat.query("SELECT source_id FROM sources")]
-    takedown(cat, s, source_id=source_id, reason="creator request")
-    # flipped left to right and re-encoded: new bytes, and frame hashes unlike the original's
-    again = tmp_path / "in2"
-    again.mkdir()
-    edit_copy(Path(original), again / "flipped.mp4", mirror=True)
-    summary = run_pipeline(_settings(tmp_path, [again]))
-    analysed = [r for r in _latest(cat, "media.analyse") if r["item_id"] != source_id]
-    assert analysed and analysed[-1]["status"] == "dropped"
-    assert analysed[-1]["reason"].startswith("takedown.tombstoned:")
-    assert summary["clips_kept"] == 0

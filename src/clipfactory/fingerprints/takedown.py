@@ -411,13 +411,8 @@ def _dense_hashes(store: BlobStore, con, source_id: str) -> tuple[np.ndarray, np
         from .sample import sample_file
 
         try:
-            # every frame, as decoded, without its black bars and mirrored: a mirrored re-upload's hashes
-            # are those of the mirrored source frames
-            q = sample_file(store.path_of(uri), fps=0.0, max_frames=9000, mirror=True).usable(MIN_QUALITY)
-            keep = np.concatenate(
-                [np.flatnonzero(q.variant == v)[_thin(q.hashes[q.variant == v])] for v in np.unique(q.variant)]
-            ) if len(q.hashes) else np.zeros(0, np.int64)
-            keep = keep[np.argsort(q.times_ms[keep], kind="stable")]
+            q = sample_file(store.path_of(uri), fps=0.0, max_frames=9000).usable(MIN_QUALITY)
+            keep = _thin(q.hashes)
             return q.hashes[keep], q.times_ms[keep].astype(np.int32), "source media, every frame"
         except Exception as exc:  # unreadable media: fall back to the analysis pass's hashes
             log.warning("tombstone of %s from catalog hashes: %s", source_id, exc)
