@@ -299,12 +299,17 @@ def attribution_for(
     ``licence`` is :func:`license_record` of the source's content licence; ``origin`` is
     :func:`work_origin` of the source; ``cut`` the ``media.cut`` outcome detail of the clip.
     """
+    changes = modifications(clip, cut)
+    facts = _credit_facts(source, licence, origin)
+    text = _tasl(facts["title"], facts["author"], origin, licence, " and ".join(c["text"] for c in changes))
+    return {"text": text, **facts, "modifications": changes}
+
+
+def _credit_facts(source: SourceRecord, licence: dict[str, Any], origin: str | None) -> dict[str, Any]:
+    """The fields a clip's attribution and a work's entry in ``ATTRIBUTION.json`` share."""
     title = source.title or source.source_id
     author = source.rights_holder or source.uploader
-    changes = modifications(clip, cut)
-    text = _tasl(title, author, origin, licence, " and ".join(c["text"] for c in changes))
     return {
-        "text": text,
         "title": title,
         "author": author,
         "rights_holder": source.rights_holder,
@@ -318,7 +323,6 @@ def attribution_for(
         "attribution_required": licence.get("attribution_required"),
         "share_alike": licence.get("share_alike"),
         "modified": True,
-        "modifications": changes,
     }
 
 
@@ -333,24 +337,11 @@ def work_attribution(
         done += ", re-encoded"
     elif "audio re-encoded" in kinds:
         done += ", audio re-encoded"
-    title = source.title or source.source_id
-    author = source.rights_holder or source.uploader
+    facts = _credit_facts(source, licence, origin)
     return {
         "source_id": source.source_id,
-        "text": _tasl(title, author, origin, licence, done),
-        "title": title,
-        "author": author,
-        "rights_holder": source.rights_holder,
-        "source": origin,
-        "source_url": source.url,
-        "license": licence.get("license"),
-        "license_name": licence.get("name"),
-        "license_url": licence.get("url"),
-        "license_family": licence["family"],
-        "license_note": licence.get("note"),
-        "attribution_required": licence.get("attribution_required"),
-        "share_alike": licence.get("share_alike"),
-        "modified": True,
+        "text": _tasl(facts["title"], facts["author"], origin, licence, done),
+        **facts,
         "modifications": kinds,
         "clips": [
             {"clip_id": c["clip_id"], "start_ms": c["start_ms"], "end_ms": c["end_ms"], "text": c["text"]}

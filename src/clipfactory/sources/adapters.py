@@ -736,22 +736,7 @@ def _msrvtt(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
 
 
 # -- Generic (column mapping) -----------------------------------------------------------------------
-MAP_KEYS = (
-    "id",
-    "url",
-    "start",
-    "end",
-    "caption",
-    "title",
-    "label",
-    "split",
-    "duration",
-    "platform",
-    "license",
-    "rights-holder",
-    "uploader",
-    "time-unit",
-)
+#: --map keys that name a column of the file, then those that give a value.
 _COLUMN_KEYS = (
     "id",
     "url",
@@ -766,6 +751,7 @@ _COLUMN_KEYS = (
     "rights-holder",
     "uploader",
 )
+MAP_KEYS = (*_COLUMN_KEYS, "platform", "time-unit")
 #: Other spellings of --map keys.
 _MAP_ALIASES = {"licence": "license", "content-license": "license", "author": "rights-holder"}
 

@@ -38,7 +38,6 @@ from typing import Any
 from ...acquire.evidence import utcnow
 from ...records import Record, Result, SourceRecord
 from ...registry import register
-from ...resources import Resources
 from .http import HttpFetchStage
 
 log = logging.getLogger(__name__)
@@ -48,10 +47,7 @@ log = logging.getLogger(__name__)
 class RevalidateStage(HttpFetchStage):
     name = "acquire.revalidate"
     version = 1
-    resources = Resources(cpus=1.0, gpus=0.0, memory_gb=1.0)
-    batch_size = 1000
-    input_type = SourceRecord
-    output_type = SourceRecord
+    batch_size = 1000  # resources, input and output types: those of acquire.http
     #: every source is checked again on each run: a link alive yesterday may be gone today
     resume = False
 
