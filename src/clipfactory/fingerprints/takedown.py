@@ -276,13 +276,19 @@ def derived_artefacts(con, source_ids: list[str], clip_ids: list[str] | None = N
 def _referenced_outside(con, uris: list[str]) -> set[str]:
     """The blobs of ``uris`` that rows outside the takedown (``_td_src``/``_td_clip``) reference: the blob
     step keeps them."""
+    return _referenced(con, uris, outside_takedown=True)
+
+
+def _referenced(con, uris: list[str], *, outside_takedown: bool = False) -> set[str]:
+    """The blobs of ``uris`` that some ``*_uri`` column of the catalog still names (with
+    ``outside_takedown``, only rows outside the takedown's ``_td_src``/``_td_clip``)."""
     if not uris:
         return set()
     found: set[str] = set()
     con.register("_td_u", pa.table({"u": pa.array(uris, pa.string())}))
     try:
         for table, cols in _columns(con).items():
-            where = None if table in KEEP_TABLES else _where(cols)
+            where = None if not outside_takedown or table in KEEP_TABLES else _where(cols)
             outside = "TRUE" if where is None else f"NOT coalesce(({where}), FALSE)"
             for col in cols:
                 if col.endswith("_uri"):
@@ -1091,24 +1097,8 @@ def _delete_rows(catalog: Catalog, plan: dict[str, Any]) -> dict[str, int]:
 
 # -- step 5: blobs ---------------------------------------------------------------------------------------
 def _still_referenced(catalog: Catalog, uris: list[str]) -> set[str]:
-    if not uris:
-        return set()
-    found: set[str] = set()
     with catalog.read() as con:
-        con.register("_td_u", pa.table({"u": pa.array(uris, pa.string())}))
-        try:
-            for table, cols in _columns(con).items():
-                for col in cols:
-                    if col.endswith("_uri"):
-                        found |= {
-                            r[0]
-                            for r in con.execute(
-                                f'SELECT DISTINCT "{col}" FROM "{table}" WHERE "{col}" IN (SELECT u FROM _td_u)'
-                            ).fetchall()
-                        }
-        finally:
-            con.unregister("_td_u")
-    return found
+        return _referenced(con, uris)
 
 
 def _delete_blobs(catalog: Catalog, store: BlobStore, plan: dict[str, Any]) -> list[dict[str, Any]]:
