@@ -12,7 +12,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from media_synth import _encode, _even, _resize
+from media_synth import _encode, _even, _resize, frames_in_span
 
 
 def edit_copy(
@@ -40,18 +40,9 @@ def edit_copy(
         vs = inp.streams.video[0]
         vs.thread_type = "AUTO"
         fps = float(vs.average_rate or 25)
-        tb = float(vs.time_base)
-        start_pts = vs.start_time or 0
 
         def edited():
-            n = 0
-            for f in inp.decode(vs):
-                t = (f.pts - start_pts) * tb if f.pts is not None else n / fps
-                n += 1
-                if start_s is not None and t < start_s - 1e-6:
-                    continue
-                if end_s is not None and t >= end_s - 1e-6:
-                    break
+            for f in frames_in_span(inp, vs, start_s, end_s):
                 yield _edit(f.to_ndarray(format="rgb24"), mirror, bars, frame)
 
         it = edited()

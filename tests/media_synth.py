@@ -48,6 +48,22 @@ def _resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return vf.reformat(width=width, height=height, format="rgb24").to_ndarray()
 
 
+def frames_in_span(inp, vs, start_s: float | None, end_s: float | None):
+    """The decoded frames of stream ``vs`` of ``inp`` whose time is in ``[start_s, end_s)``."""
+    fps = float(vs.average_rate or 25)
+    tb = float(vs.time_base)
+    start_pts = vs.start_time or 0
+    n = 0
+    for f in inp.decode(vs):
+        t = (f.pts - start_pts) * tb if f.pts is not None else n / fps
+        n += 1
+        if start_s is not None and t < start_s - 1e-6:
+            continue
+        if end_s is not None and t >= end_s - 1e-6:
+            break
+        yield f
+
+
 def transform(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -71,19 +87,10 @@ def transform(
         vs = inp.streams.video[0]
         vs.thread_type = "AUTO"
         fps = float(vs.average_rate or 25)
-        tb = float(vs.time_base)
-        start_pts = vs.start_time or 0
         geometry: dict[str, int] = {}
 
         def frames():
-            n = 0
-            for f in inp.decode(vs):
-                t = (f.pts - start_pts) * tb if f.pts is not None else n / fps
-                n += 1
-                if start_s is not None and t < start_s - 1e-6:
-                    continue
-                if end_s is not None and t >= end_s - 1e-6:
-                    break
+            for f in frames_in_span(inp, vs, start_s, end_s):
                 yield _edit(f.to_ndarray(format="rgb24"), geometry, crop, scale, letterbox)
 
         it = frames()
