@@ -150,7 +150,9 @@ def test_real_files():
     assert info.fps == pytest.approx(25.0)
     assert info.n_frames == 132
     vt = probe(MEDIA / "vtest.avi")
-    assert vt.container == "avi" and vt.video_codec == "msmpeg4v3" or vt.video_codec.startswith("msmpeg4")
+    # MS MPEG-4 v3 (fourcc DIV3), which FFmpeg's decoder calls "msmpeg4"; 795 frames at 10 fps.
+    assert (vt.container, vt.video_codec, vt.width, vt.height) == ("avi", "msmpeg4", 768, 576)
+    assert vt.n_frames == 795 and vt.duration_ms == 79500
     assert vt.fps == pytest.approx(10.0)
     assert vt.is_vfr is False
     kf = keyframe_times(MEDIA / "bbb_5s.mp4")
