@@ -6,7 +6,7 @@ continued with a trailing backslash, and inline code spans such as ``clipfactory
 ``clipfactory ...`` line is checked against the real Typer app: the subcommand path exists, every option
 named is an option of that command, and positional arguments go only to commands that take them.
 ``python -m MODULE``, ``python SCRIPT``, ``bash SCRIPT`` and ``pytest PATH`` must name a module or file of the
-project. Nothing is run: the README's main command is run by tests/factory/test_pipeline.py.
+project. Nothing is run here: tests/test_readme_commands.py runs the README's commands.
 """
 
 from __future__ import annotations
