@@ -146,7 +146,7 @@ def test_pdq_and_thumbnails(synth_result):
     times = [p.time_ms for p in r.pdq]
     assert all(900 <= b - a <= 1100 for a, b in zip(times, times[1:], strict=False))
     for p in r.pdq:
-        assert len(p.hash_hex) == 64 and int(p.hash_hex, 16) >= 0
+        assert len(p.hash_hex) == 64 and set(p.hash_hex) <= set("0123456789abcdef")
         assert 0 <= p.quality <= 100
 
     # different shots hash differently, the same shot a second later almost the same
@@ -196,8 +196,10 @@ def test_static_clip_is_one_static_shot(tmp_path):
 
 def test_coarse_mode_keeps_cuts(synth):
     r = analyse(synth, AnalyseConfig(skip_nonref=True))
-    assert r.n_frames == N or r.n_frames >= N - 2
-    assert any(abs(b - CUTS[0]) <= 3 for b in r.boundaries)
+    # Frame indices come from timestamps; the stream's last picture is a reference frame, so the count is exact.
+    assert r.n_frames == N
+    # Both hard cuts are found to within the spacing of reference frames (x264 puts up to 3 B-frames between).
+    assert all(any(abs(b - c) <= 3 for b in r.boundaries) for c in CUTS), r.boundaries
 
 
 def test_text_detection_needs_extra(synth):
@@ -239,17 +241,16 @@ def test_single_shot_clips(name):
 
 @needs_shared
 @pytest.mark.shared_data
-def test_corrupted_frames_do_not_crash():
-    try:
-        r = analyse(MEDIA / "Megamind_bugy.avi")
-    except MediaProbeError as err:  # a clear, named failure is acceptable; a crash is not
-        assert err.reason.startswith("media.")
-        return
-    assert r.n_frames > 200 and len(r.shots) >= 1
-    assert r.shots[-1].end_frame == r.n_frames
-    # one-frame glitches (frames 40, 75, 95, 100) are not cuts; the three real cuts are found
+def test_glitched_avi_is_analysed_whole():
+    # 270 MPEG-4 frames at 30 fps (9 s) that all decode: the damage is in the pictures (one-frame glitches
+    # at frames 40, 75, 95 and 100), not in the stream, so nothing is skipped and nothing is refused.
+    r = analyse(MEDIA / "Megamind_bugy.avi")
+    assert (r.n_frames, r.fps, r.duration_ms, r.decode_errors) == (270, 30.0, 9000, 0)
+    # The glitches are not cuts; the three hard cuts at frames 98, 154 and 200 are found.
     assert len(r.boundaries) == 3, r.boundaries
     assert all(abs(b - t) <= 1 for b, t in zip(r.boundaries, [98, 154, 200], strict=True)), r.boundaries
+    assert len(r.shots) == 4 and r.shots[0].start_frame == 0 and r.shots[-1].end_frame == 270
+    assert [s.transition_out for s in r.shots] == ["cut", "cut", "cut", "end"]
 
 
 def test_corrupt_bytes_are_skipped(synth, tmp_path):
