@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
+import av
 import pytest
 from cf_synth import make_video
 
 from clipfactory import ids
 from clipfactory.catalog import Catalog, upsert_records
 from clipfactory.media.analyse import AnalysisResult, Shot
-from clipfactory.media.probe import probe
 from clipfactory.records import ClipRecord, SourceRecord
 from clipfactory.stage import StageContext
 from clipfactory.stages.acquire.local import LocalAcquireStage
@@ -276,30 +276,62 @@ def test_synthetic_dark_and_flat_shots_are_dropped_end_to_end(ctx, tmp_path):
 # -- real media ---------------------------------------------------------------------------------------------
 
 
+# Megamind_bugy.avi: 270 MPEG-4 frames at 30 fps (9 s), 720x528, no audio, with one-frame picture glitches
+# (frames 40, 75, 95, 100) and three hard cuts (frames 98, 154 and 200).
+AVI_CUTS_MS = [0, 98 * 1000 / 30, 154 * 1000 / 30, 200 * 1000 / 30, 9000]
+
+
 @pytest.mark.shared_data
-def test_corrupt_avi_goes_through_every_media_stage(ctx, shared_data):
+def test_glitched_avi_goes_through_every_media_stage(ctx, shared_data):
     path = shared_data / "media" / "Megamind_bugy.avi"
     src = _stored_source(ctx, path)
     with Catalog(ctx.catalog_path).write() as con:
         upsert_records(con, [src])
     [p] = ProbeStage({}, ctx).process_batch([src])
     assert p.status == "kept"
-    [a] = AnalyseStage({}, ctx).process_batch([p.records[0]])
-    assert a.status in ("kept", "failed")
-    if a.status == "failed":
-        assert a.error_kind == "terminal" and a.error.startswith("media.")
-        return
+    rec = p.records[0]
+    assert (rec.container, rec.video_codec, rec.width, rec.height, rec.fps) == (
+        "avi",
+        "mpeg4",
+        720,
+        528,
+        30.0,
+    )
+    assert rec.duration_ms == 9000 and rec.n_audio_streams == 0
+    [a] = AnalyseStage({}, ctx).process_batch([rec])
+    assert a.status == "kept"
+    detail = json.loads(a.detail)
+    assert (detail["frames"], detail["decode_errors"], detail["shots"], detail["clips"]) == (270, 0, 4, 4)
     clips = [r for r in a.records if isinstance(r, ClipRecord)]
-    assert clips
+    # One clip a shot, each inside its shot (to within two frames).
+    assert len(clips) == 4
+    for c, lo, hi in zip(clips, AVI_CUTS_MS, AVI_CUTS_MS[1:], strict=False):
+        assert lo - 67 <= c.start_ms < c.end_ms <= hi + 67, (c.start_ms, c.end_ms, lo, hi)
     cut = CutStage({}, ctx).process_batch(clips)
-    assert all(r.status in ("kept", "failed") for r in cut)
-    assert all(r.error_kind != "bug" for r in cut)
-    assert any(r.status == "kept" for r in cut)
+    # Every clip starts on a keyframe, so every clip is stream-copied.
+    assert [r.status for r in cut] == ["kept"] * 4
+    store = BlobStore(ctx.store_root)
+    for clip, r in zip(clips, cut, strict=True):
+        out = r.records[0]
+        assert out.cut_method == "copy"
+        with av.open(str(store.path_of(out.blob_uri))) as c:
+            n = sum(1 for _ in c.decode(video=0))
+        assert abs(n - (clip.end_ms - clip.start_ms) * 30 / 1000) <= 1, (n, clip.start_ms, clip.end_ms)
 
 
 @pytest.mark.shared_data
-def test_probe_of_real_files_matches_the_media_library(ctx, shared_data):
+def test_probe_of_a_real_file_fills_its_known_facts(ctx, shared_data):
+    # bikes.mp4: 250 H.264 frames at 25 fps (10 s), 640x272, no audio.
     path = shared_data / "media" / "bikes.mp4"
     [res] = ProbeStage({}, ctx).process_batch([_stored_source(ctx, path)])
-    info = probe(path)
-    assert res.records[0].duration_ms == info.duration_ms and res.records[0].fps == info.fps
+    rec = res.records[0]
+    assert res.status == "kept"
+    assert (rec.video_codec, rec.width, rec.height, rec.fps, rec.duration_ms) == (
+        "h264",
+        640,
+        272,
+        25.0,
+        10000,
+    )
+    assert rec.n_audio_streams == 0 and rec.audio_codec is None and rec.variable_fps is False
+    assert rec.rotation == 0 and rec.size_bytes == path.stat().st_size == 509868
