@@ -1,6 +1,6 @@
 """Genuinely signed C2PA test media, made at test time (a helper of the acquisition tests; no tests here).
 
-:func:`signed_mp4` embeds a C2PA manifest with a training-mining assertion into a copy of a real MP4 with
+:func:`signed_mp4` embeds a C2PA manifest with a training-mining assertion into a copy of an MP4 with
 c2pa-python (``c2pa``), signed ES256 by an end-entity certificate that a throwaway CA issued, both made with
 ``cryptography``. No timestamp authority and no network: the signature is valid, the signer is untrusted
 (``signingCredential.untrusted``), and readers still return the manifest store.

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 pytest.importorskip("c2pa", reason="the c2pa extra (c2pa-python) is not installed")
@@ -31,8 +33,6 @@ def _load_fixtures():
 
 fx = _load_fixtures()
 
-pytestmark = pytest.mark.shared_data
-
 DENIES = {"ai_generative_training": "notAllowed", "ai_training": "constrained", "data_mining": "allowed"}
 CONSTRAINED = {"ai_generative_training": "allowed", "ai_training": "constrained", "data_mining": "allowed"}
 ALLOWS = {"ai_generative_training": "allowed", "ai_training": "allowed", "data_mining": "allowed"}
@@ -40,9 +40,20 @@ LABELS = [fx.TRAINING_MINING, fx.CAWG_TRAINING_MINING]
 
 
 @pytest.fixture(scope="module")
-def source_mp4(shared_data) -> Path:
-    """The smallest real MP4 of the shared media (a few KB)."""
-    return min((shared_data / "media").glob("*.mp4"), key=lambda p: p.stat().st_size)
+def source_mp4(tmp_path_factory) -> Path:
+    """A small H.264 MP4 written here with PyAV: a second of 64x48 frames at 25 fps (a few KB)."""
+    path = tmp_path_factory.mktemp("c2pa-source") / "source.mp4"
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
+        for i in range(25):
+            img = np.full((48, 64, 3), (i * 9) % 256, np.uint8)
+            img[:, : 2 + 2 * i] = 255  # a bar that grows: the frames differ
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+    return path
 
 
 @pytest.fixture(scope="module")
