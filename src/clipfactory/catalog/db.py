@@ -6,11 +6,17 @@ on ``<catalog>.lock`` (exclusive for writers, shared for readers), opens DuckDB,
 transaction and closes. Writers are short (loading Parquet parts, one ingest), so readers such as the
 web UI or reports wait at most a moment. A crash inside a write leaves DuckDB to roll the transaction
 back, so the catalog stays exactly as it was.
+
+Only writers create the catalog. A catalog in a read-only file or folder can still be read: readers open
+DuckDB read-only, take the shared lock through a read-only descriptor (or none, where the folder holds no
+lock file and we may not create one) and do not migrate its schema. Writers to it fail with one error that
+names the file and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -112,22 +118,130 @@ class Catalog:
     """Handle on a catalog file. Cheap to create; opens DuckDB only inside :meth:`read`/:meth:`write`.
 
     Handles of one file share the thread's open connection, so ``with catalog.read():`` around several
-    reads (by any code, with any handle) costs one connection."""
+    reads (by any code, with any handle) costs one connection.
 
-    def __init__(self, path: str | os.PathLike, *, lock_timeout: float = 120.0):
+    :meth:`write` creates a missing catalog; :meth:`read` does too unless ``create`` is false, when it
+    raises an error that says where it looked (``origin`` says how the path was chosen, e.g. ``from
+    --catalog``). A read never writes to a catalog it may not write: a read-only file or folder is read as
+    it is (no schema migration, no lock file created).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        lock_timeout: float = 120.0,
+        create: bool = True,
+        origin: str | None = None,
+    ):
         self.path = Path(path)
         self.lock_timeout = lock_timeout
+        self.create = create
+        self.origin = origin
         self._local = _thread_state(self.path)
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.path)!r})"
 
+    @property
+    def where(self) -> str:
+        """The catalog's absolute path, as messages name it."""
+        return os.path.abspath(self.path)
+
+    @property
+    def writable(self) -> bool:
+        """Whether the catalog file exists and this process may write it (the file and its folder)."""
+        return self.path.is_file() and self._write_problem() is None
+
+    # -- errors ----------------------------------------------------------------------------------
+    def missing_error(self) -> CatalogError:
+        """The error of a read of a catalog that does not exist: where we looked and how to point elsewhere."""
+        origin = f" ({self.origin})" if self.origin else ""
+        return CatalogError(
+            f"no catalog at {self.where}{origin}",
+            fix="give the catalog file with --catalog PATH, CLIPFACTORY_CATALOG=PATH or `catalog = \"PATH\"` in "
+            "clipfactory.toml; `clipfactory ingest` or `clipfactory add` creates a new one",
+        )
+
+    def _not_a_catalog(self, reason: str) -> CatalogError:
+        return CatalogError(
+            f"{self.where} is not a clipfactory catalog (DuckDB) file: {reason}",
+            fix="point --catalog at a catalog file, or at a new path to create one there",
+        )
+
+    def _read_only_error(self, problem: str) -> CatalogError:
+        return CatalogError(
+            f"the catalog {self.where} is read-only: {problem}",
+            fix="make the catalog file and its folder writable (chmod u+w), or copy the catalog into a "
+            "writable folder and give the copy with --catalog; listings, explain and lookup work on a "
+            "read-only catalog",
+        )
+
+    def _write_problem(self) -> str | None:
+        """Why this process cannot write the catalog (create it, its lock file and its write-ahead log),
+        or ``None``."""
+        path = Path(self.where)
+        if path.exists() and not os.access(path, os.W_OK):
+            return "the file is not writable"
+        folder = path.parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            return f"its folder {folder} is not writable"
+        lock_path = self._lock_path()
+        if lock_path.exists() and not os.access(lock_path, os.W_OK):
+            return f"its lock file {lock_path} is not writable"
+        return None
+
+    def require(self) -> None:
+        """Raise unless the path is an existing file that may be a catalog."""
+        if not self.path.exists():
+            raise self.missing_error()
+        if self.path.is_dir():
+            raise self._not_a_catalog("it is a folder")
+        if self.path.stat().st_size == 0:
+            raise self._not_a_catalog("the file is empty")
+
+    def _is_new(self) -> bool:
+        """Whether there is no catalog yet at the path (no file, or an empty one a write may initialise)."""
+        try:
+            return not self.path.exists() or (self.path.is_file() and self.path.stat().st_size == 0)
+        except OSError:
+            return False
+
     # -- locking ---------------------------------------------------------------------------------
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def _open_lock(self, exclusive: bool) -> int | None:
+        """The lock file's descriptor. A reader that may not create or write the lock file opens it
+        read-only, or goes without one when there is none (no writer can use a folder we may not write
+        in either)."""
+        lock_path = self._lock_path()
+        if exclusive:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise self._read_only_error(f"cannot create {exc.filename or lock_path}") from None
+                raise
+        try:
+            return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+        try:
+            return os.open(lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+
     @contextlib.contextmanager
     def _lock(self, exclusive: bool) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open_lock(exclusive)
+        if fd is None:
+            yield
+            return
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         deadline = time.monotonic() + self.lock_timeout
         try:
@@ -154,13 +268,19 @@ class Catalog:
     # -- connections -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An exclusive connection inside one transaction: committed on success, rolled back on error."""
+        """An exclusive connection inside one transaction: committed on success, rolled back on error.
+        Creates the catalog on first use."""
         held = getattr(self._local, "con", None)
         if held is not None:
             if getattr(self._local, "read_only", False):
                 raise CatalogError("cannot write inside a read-only catalog block", item=str(self.path))
             yield held
             return
+        if self.path.is_dir():
+            raise self._not_a_catalog("it is a folder")
+        problem = self._write_problem()
+        if problem is not None:
+            raise self._read_only_error(problem)
         with self._lock(exclusive=True):
             con = self._connect(read_only=False)
             self._local.con, self._local.read_only = con, False
@@ -179,12 +299,19 @@ class Catalog:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A shared read-only connection. Creates the catalog on first use."""
+        """A shared read-only connection to an existing catalog (a missing one raises, naming the path).
+
+        A catalog of an older schema is brought up to date first when this process may write it, and
+        read as it is when not."""
         held = getattr(self._local, "con", None)
         if held is not None:
             yield held
             return
-        if not self.path.exists() or self._needs_schema():
+        if self.create and self._is_new():
+            with self.write():
+                pass
+        self.require()
+        if self._needs_schema() and self._write_problem() is None:
             with self.write():
                 pass
         with self._lock(exclusive=False):
@@ -199,33 +326,48 @@ class Catalog:
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
             return duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
-            raise CatalogError(f"cannot open catalog: {exc}", item=str(self.path)) from exc
         except duckdb.Error as exc:
-            raise CatalogError(
-                f"not a clipfactory catalog or corrupt: {exc}",
-                item=str(self.path),
-                fix="point --catalog at a catalog file, or at a new path to create one",
-            ) from exc
+            text = str(exc)
+            if "not a valid DuckDB database file" in text:
+                raise self._not_a_catalog("DuckDB does not recognise its contents as a database") from None
+            if "Permission denied" in text:
+                if not read_only:
+                    raise self._read_only_error("the file is not writable") from None
+                raise CatalogError(
+                    f"cannot read the catalog {self.where}: permission denied",
+                    fix="make the catalog file readable to this user (chmod u+r), or give another with --catalog",
+                ) from None
+            if isinstance(exc, duckdb.IOException):
+                raise CatalogError(f"cannot open catalog: {text}", item=str(self.path)) from exc
+            raise self._not_a_catalog(text.removeprefix("IO Error: ")) from exc
 
     def _needs_schema(self) -> bool:
+        """Whether the catalog's schema is older than this version's (a DuckDB database of something
+        other than clipfactory raises)."""
         key = _file_key(self.path)
         if key is not None and key in _SCHEMA_CURRENT:
             return False
+        con = self._connect(read_only=True)
         try:
-            con = duckdb.connect(str(self.path), read_only=True)
-        except duckdb.Error:
-            return True
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key = 'schema_hash'").fetchone()
+            try:
+                row = con.execute("SELECT value FROM meta WHERE key = 'schema_hash'").fetchone()
+            except duckdb.CatalogException:
+                self._refuse_foreign(con)
+                return True
             current = row is not None and row[0] == _schema_hash()
-        except duckdb.Error:
-            current = False
         finally:
             con.close()
         if current and key is not None:
             _SCHEMA_CURRENT.add(key)
         return not current
+
+    def _refuse_foreign(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Raise if a database without clipfactory's ``meta`` table holds tables: it belongs to something
+        else, and clipfactory neither reads it as a catalog nor adds its tables to it."""
+        n = con.execute("SELECT count(*) FROM duckdb_tables() WHERE NOT temporary").fetchone()[0]
+        if n:
+            tables = f"{n} table{'s' if n != 1 else ''}"
+            raise self._not_a_catalog(f"a DuckDB database of something else ({tables}, none of clipfactory's)")
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         key = _file_key(self.path)
@@ -237,7 +379,7 @@ class Catalog:
                     _SCHEMA_CURRENT.add(key)
                 return
         except duckdb.CatalogException:
-            pass
+            self._refuse_foreign(con)
         con.execute("BEGIN TRANSACTION")
         try:
             for _name, sql in _schema_sql():
