@@ -18,9 +18,9 @@ def link_health(catalog: Catalog, *, load_pending: bool = True) -> dict[str, Any
     """``{"datasets": [{dataset, sources, alive, gone, ..., takedown_pending}], "total": {...}}``.
 
     Sources in no dataset are reported under ``(none)``. ``load_pending`` first loads fetch evidence that
-    a run left in its outcome rows (one short write).
+    a run left in its outcome rows (one short write; skipped where the catalog is read-only).
     """
-    if load_pending:
+    if load_pending and catalog.writable:
         with catalog.write() as con:
             load_fetch_evidence(con)
     rows = catalog.query(

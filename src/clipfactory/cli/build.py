@@ -50,7 +50,7 @@ def add_cmd(
 
     s = settings(config, sets, catalog=catalog, store=store)
     report, _ = add_owned(
-        open_catalog(s),
+        open_catalog(s, create=True),
         s,
         paths,
         # Only the options (or a sidecar): the config's `license`/`rights_holder` cover its own `inputs`.
@@ -152,8 +152,10 @@ def builds_list(
     """List builds, oldest first."""
     from ..factory.export import list_builds
 
-    rows = list_builds(open_catalog(settings(config, catalog=catalog)), name)
-    emit(rows, json_, lambda r: table(r, "builds"))
+    cat = open_catalog(settings(config, catalog=catalog))
+    rows = list_builds(cat, name)
+    none = f"no builds named {name} in {cat.where}" if name else f"no builds yet in {cat.where}"
+    emit(rows, json_, lambda r: table(r, "builds", empty=none))
 
 
 @builds_app.command("show")

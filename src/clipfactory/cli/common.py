@@ -7,6 +7,7 @@ result, as a Rich rendering or, with ``--json``, as one JSON document on stdout.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,18 +17,35 @@ import typer
 from rich.console import Console
 
 from ..catalog import Catalog
-from ..config import Settings, load_settings
+from ..config import DEFAULT_CONFIG_FILE, Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
 
+#: Where this command's --catalog and --config came from (set as typer parses them), for messages.
+_GIVEN: dict[str, Any] = {}
+
+
+def _note_source(ctx: typer.Context, param: Any, value: Any) -> Any:
+    source = ctx.get_parameter_source(param.name)
+    _GIVEN[param.name] = (getattr(source, "name", None), value)
+    return value
+
+
 CatalogOpt = Annotated[
     Path | None,
-    typer.Option("--catalog", envvar="CLIPFACTORY_CATALOG", help="Catalog file (created on first use)."),
+    typer.Option(
+        "--catalog",
+        envvar="CLIPFACTORY_CATALOG",
+        help="Catalog file (default: clipfactory.duckdb; ingest, add and run create it).",
+        callback=_note_source,
+    ),
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", envvar="CLIPFACTORY_CONFIG", help="clipfactory.toml to read."),
+    typer.Option(
+        "--config", "-c", envvar="CLIPFACTORY_CONFIG", help="clipfactory.toml to read.", callback=_note_source
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 SetOpt = Annotated[
@@ -41,8 +59,24 @@ def settings(config: Path | None = None, sets: list[str] | None = None, **flags:
     return load_settings(config, overrides=overrides, sets=sets)
 
 
-def open_catalog(s: Settings) -> Catalog:
-    return Catalog(s.catalog)
+def open_catalog(s: Settings, *, create: bool = False) -> Catalog:
+    """The catalog of ``s``. Reading a missing catalog raises an error naming the path and how it was
+    chosen; writing creates it. ``create``: reading creates it too (for commands that add to it)."""
+    return Catalog(s.catalog, create=create, origin=catalog_origin(s))
+
+
+def catalog_origin(s: Settings) -> str:
+    """How the catalog path of this command was chosen: ``from --catalog``, ``from CLIPFACTORY_CATALOG``,
+    ``from `catalog` in FILE`` or the default."""
+    source, value = _GIVEN.get("catalog", (None, None))
+    if value is not None and source == "COMMANDLINE":
+        return "from --catalog"
+    if (value is not None and source == "ENVIRONMENT") or os.environ.get("CLIPFACTORY_CATALOG"):
+        return "from CLIPFACTORY_CATALOG"
+    if "catalog" in s.model_fields_set:
+        config = _GIVEN.get("config", (None, None))[1] or DEFAULT_CONFIG_FILE
+        return f"from `catalog` in {config}"
+    return f"the default: {s.catalog} in the current folder"
 
 
 def emit(data: Any, as_json: bool, render: Callable[[Any], None] | None = None) -> None:
@@ -54,7 +88,17 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None] | None = None) 
         render(data)
 
 
-def table(rows: list[dict[str, Any]], title: str | None = None, columns: list[str] | None = None) -> None:
+def table(
+    rows: list[dict[str, Any]],
+    title: str | None = None,
+    columns: list[str] | None = None,
+    *,
+    empty: str | None = None,
+) -> None:
+    """Print ``rows`` as a table; no rows print the sentence ``empty`` (by default: ``TITLE: none``)."""
+    if not rows:
+        console.print(empty or (f"{title}: none" if title else "none"), highlight=False, soft_wrap=True)
+        return
     from rich.table import Table
 
     t = Table(title=title)

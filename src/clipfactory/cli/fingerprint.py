@@ -88,16 +88,10 @@ def lookup_cmd(
     """Creator lookup: the sources, clips and builds holding the footage of FILE, with time ranges,
     licences and a confidence. Without --store, the blob store the catalog's runs recorded is used."""
     from ..catalog.meta import recorded_store
-    from ..errors import NotFoundError
     from ..fingerprints.lookup import lookup
 
     s, cat = _resolve(config, None, catalog, store)
-    if not cat.path.exists():
-        raise NotFoundError(
-            "no catalog here, so nothing can be looked up",
-            item=str(cat.path),
-            fix="give --catalog with the catalog file of the builds",
-        )
+    cat.require()  # before decoding FILE: without a catalog nothing can be looked up
     store_root = s.store
     if store is None and "store" not in s.model_fields_set:  # neither flag, environment nor config file
         store_root = recorded_store(cat) or s.store

@@ -11,7 +11,7 @@ from .common import CatalogOpt, ConfigOpt, JsonOpt, emit, open_catalog, settings
 def runs_list(catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False) -> None:
     """List runs, newest first, with counts derived from their outcome rows."""
     cat = open_catalog(settings(config, catalog=catalog))
-    emit(reports.list_runs(cat), json_, lambda rows: table(rows, "runs"))
+    emit(reports.list_runs(cat), json_, lambda rows: table(rows, "runs", empty=f"no runs yet in {cat.where}"))
 
 
 @runs_app.command("show")

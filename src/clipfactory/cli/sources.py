@@ -115,11 +115,14 @@ def datasets_list_cmd(catalog: CatalogOpt = None, config: ConfigOpt = None, json
     """Datasets in the catalog with their manifests, sources, spans and bad rows."""
     from ..sources.listing import list_datasets
 
-    rows = list_datasets(open_catalog(settings(config, catalog=catalog)))
+    cat = open_catalog(settings(config, catalog=catalog))
+    rows = list_datasets(cat)
 
     def render(rows: list[dict[str, Any]]) -> None:
         if not rows:
-            console.print("no datasets yet: run `clipfactory ingest MANIFEST`")
+            console.print(
+                f"no datasets yet in {cat.where}: run `clipfactory ingest MANIFEST`", highlight=False, soft_wrap=True
+            )
             return
         table(
             rows,
@@ -198,7 +201,10 @@ def sources_list_cmd(
 
     def render(d: dict[str, Any]) -> None:
         shown = [{**r, "datasets": ", ".join(r["datasets"] or [])} for r in d["sources"]]
-        table(shown, f"sources ({len(shown)} of {d['total']})", ["source_id", "platform", "url", "datasets"])
+        none = f"no sources of dataset {dataset} in {cat.where}" if dataset else f"no sources yet in {cat.where}"
+        table(
+            shown, f"sources ({len(shown)} of {d['total']})", ["source_id", "platform", "url", "datasets"], empty=none
+        )
 
     emit({"total": total, "sources": rows}, json_, render)
 
