@@ -86,6 +86,11 @@ def _migrate_record_columns(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f"ALTER TABLE {cls.table} ADD COLUMN {f.name} {_ARROW_TO_DUCK[f.type]}")
 
 
+class NotACatalogError(CatalogError):
+    """The catalog path holds something other than a clipfactory catalog: not DuckDB, or another
+    program's DuckDB database, or a folder."""
+
+
 #: Catalog files (device, inode) whose schema this process has seen current: a read then needs one
 #: connection, not two. A file replaced by another gets a new inode and is checked again.
 _SCHEMA_CURRENT: set[tuple[int, int]] = set()
@@ -164,7 +169,7 @@ class Catalog:
         )
 
     def _not_a_catalog(self, reason: str) -> CatalogError:
-        return CatalogError(
+        return NotACatalogError(
             f"{self.where} is not a clipfactory catalog (DuckDB) file: {reason}",
             fix="point --catalog at a catalog file, or at a new path to create one there",
         )
@@ -281,11 +286,23 @@ class Catalog:
         problem = self._write_problem()
         if problem is not None:
             raise self._read_only_error(problem)
+        lock_path = self._lock_path()
+        new_lock = not lock_path.exists()
         with self._lock(exclusive=True):
-            con = self._connect(read_only=False)
+            try:
+                con = self._connect(read_only=False)
+                try:
+                    self._ensure_schema(con)
+                except BaseException:
+                    con.close()
+                    raise
+            except NotACatalogError:
+                if new_lock:  # leave nothing beside a file that is not a catalog
+                    with contextlib.suppress(OSError):
+                        lock_path.unlink()
+                raise
             self._local.con, self._local.read_only = con, False
             try:
-                self._ensure_schema(con)
                 con.execute("BEGIN TRANSACTION")
                 try:
                     yield con

@@ -97,7 +97,7 @@ def table(
 ) -> None:
     """Print ``rows`` as a table; no rows print the sentence ``empty`` (by default: ``TITLE: none``)."""
     if not rows:
-        console.print(empty or (f"{title}: none" if title else "none"), highlight=False, soft_wrap=True)
+        console.print(empty or (f"{title}: none" if title else "none"), highlight=False, markup=False, soft_wrap=True)
         return
     from rich.table import Table
 

@@ -121,7 +121,10 @@ def datasets_list_cmd(catalog: CatalogOpt = None, config: ConfigOpt = None, json
     def render(rows: list[dict[str, Any]]) -> None:
         if not rows:
             console.print(
-                f"no datasets yet in {cat.where}: run `clipfactory ingest MANIFEST`", highlight=False, soft_wrap=True
+                f"no datasets yet in {cat.where}: run `clipfactory ingest MANIFEST`",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
             )
             return
         table(
