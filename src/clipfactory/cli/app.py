@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import ClipfactoryError
-from .common import err_console
+from .common import _GIVEN, err_console
 
 _DEBUG = {"on": bool(os.environ.get("CLIPFACTORY_DEBUG"))}
 
@@ -54,6 +54,7 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress lines."),
 ) -> None:
     _DEBUG["on"] = debug or bool(os.environ.get("CLIPFACTORY_DEBUG"))
+    _GIVEN.clear()  # what the options of the previous command (in this process) said
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -25,10 +25,15 @@ err_console = Console(stderr=True)
 #: Where this command's --catalog and --config came from (set as typer parses them), for messages.
 _GIVEN: dict[str, Any] = {}
 
+#: Commands that add to the catalog, and so create it where there is none. Every other command needs an
+#: existing catalog: where there is none it says where it looked, and creates nothing.
+CREATING_COMMANDS = frozenset({"ingest", "add", "run"})
+
 
 def _note_source(ctx: typer.Context, param: Any, value: Any) -> Any:
     source = ctx.get_parameter_source(param.name)
     _GIVEN[param.name] = (getattr(source, "name", None), value)
+    _GIVEN["command"] = ctx.info_name
     return value
 
 
@@ -59,9 +64,11 @@ def settings(config: Path | None = None, sets: list[str] | None = None, **flags:
     return load_settings(config, overrides=overrides, sets=sets)
 
 
-def open_catalog(s: Settings, *, create: bool = False) -> Catalog:
+def open_catalog(s: Settings, *, create: bool | None = None) -> Catalog:
     """The catalog of ``s``. Reading a missing catalog raises an error naming the path and how it was
-    chosen; writing creates it. ``create``: reading creates it too (for commands that add to it)."""
+    chosen, unless ``create`` (by default: for the :data:`CREATING_COMMANDS`); writing creates it."""
+    if create is None:
+        create = _GIVEN.get("command") in CREATING_COMMANDS
     return Catalog(s.catalog, create=create, origin=catalog_origin(s))
 
 
