@@ -67,12 +67,34 @@ class AnalyseConfig(BaseModel):
         "Raise it if fast motion gives false cuts; lower it to catch cuts between similar shots.",
     )
     cut_window: int = Field(2, ge=1, le=10, description="Frames on each side used for the adaptive ratio.")
+    flash_ratio: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="A step into or out of a one-frame anomaly (a flash, a corrupt frame) is not a cut: a "
+        "frame is such an anomaly when the frames before and after it differ by less than this share of "
+        "the step. Raise it if flashes still give cuts; lower it if cuts next to a flash are missed.",
+    )
     black_luma: float = Field(
         24.0,
         ge=0,
         le=255,
-        description="A frame is black when its mean luma is below this and under 2% of its pixels are "
-        "brighter than black_luma + 24. Limited-range video is black at 16.",
+        description="A frame is black when its mean luma is below this and under black_bright_share of its "
+        "pixels are brighter than black_luma + black_bright_margin. Limited-range video is black at 16.",
+    )
+    black_bright_margin: float = Field(
+        24.0,
+        ge=0,
+        le=255,
+        description="Luma above black_luma at which a pixel counts as bright in the black-frame test "
+        "(credits or a logo on black).",
+    )
+    black_bright_share: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Largest share of bright pixels a black frame may have; raise it for black frames "
+        "that carry text.",
     )
     dissolve_window: int = Field(
         10,
@@ -91,6 +113,20 @@ class AnalyseConfig(BaseModel):
         le=1,
         description="Largest distance of the middle frame from the average of the two ends, as a share of "
         "the change, for a window to count as a blend. Lower is stricter.",
+    )
+    dissolve_step_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="In a blend window, every frame-to-frame change must stay under this share of the "
+        "window's change (plus dissolve_step_slack): a blend spreads its change over the window, a cut "
+        "inside a pan does not. Lower is stricter.",
+    )
+    dissolve_step_slack: float = Field(
+        2.0,
+        ge=0,
+        description="Change added to the dissolve_step_share limit, so that the noise and motion of a "
+        "blend's frames do not fail a weak dissolve.",
     )
     dissolve_min_frames: int = Field(
         3, ge=1, description="Consecutive blend windows needed to report a dissolve or fade."
@@ -144,6 +180,9 @@ class AnalyseConfig(BaseModel):
             dissolve_min_change=self.dissolve_min_change,
             dissolve_max_error=self.dissolve_max_error,
             dissolve_min_frames=self.dissolve_min_frames,
+            dissolve_step_share=self.dissolve_step_share,
+            dissolve_step_slack=self.dissolve_step_slack,
+            flash_ratio=self.flash_ratio,
             min_shot_frames=self.min_shot_frames,
         )
 
@@ -344,7 +383,8 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
     pdq: list[PdqHash] = []
     shots_meta: list[tuple[int, int, str, bytes | None]] = []
 
-    bright = cfg.black_luma + 24.0
+    bright = cfg.black_luma + cfg.black_bright_margin
+    black_luma, bright_share = cfg.black_luma, cfg.black_bright_share
     pdqhash = None
 
     def close_shot(b: int, kind: str) -> None:
@@ -401,7 +441,7 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
                         float(np.abs(ch[0] - prev_u).sum()) + float(np.abs(ch[1] - prev_v).sum())
                     ) * inv_c
             mean = float(y.sum()) * inv_y
-            is_black = mean < cfg.black_luma and float((y > bright).sum()) * inv_y < 0.02
+            is_black = mean < black_luma and float((y > bright).sum()) * inv_y < bright_share
             prev_y = y
             if ch is not None:
                 prev_u, prev_v = ch

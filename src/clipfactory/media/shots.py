@@ -8,12 +8,16 @@ still going on). Three detectors share the stream:
   the two chroma planes) must exceed ``cut_min_score`` *and* be ``cut_adaptive_ratio`` times the
   mean change of the ``cut_window`` frames on each side. The ratio is what keeps fast motion and
   hand-held shake from being read as cuts (the same idea as PySceneDetect's AdaptiveDetector).
+  A step into or out of a one-frame anomaly (a flash, a corrupt frame) is not a cut: the frames on
+  either side of the anomaly differ by less than ``flash_ratio`` times the step.
 * **fades**: a run of black frames (mean luma under ``black_luma`` and almost no bright pixel)
   between two non-black stretches gives one boundary in the middle of the run.
 * **dissolves**: over a window of ``dissolve_window`` frames the picture changes a lot, and the
   middle frame is close to the average of the two ends (a cross-fade is a linear blend; motion is
-  not). A run of such windows gives one boundary at its centre. A dissolve that starts or ends on
-  black is reported as a fade.
+  not), and no single frame-to-frame change inside the window exceeds ``dissolve_step_share`` times
+  the window's change plus ``dissolve_step_slack`` (a blend spreads its change over the window). A
+  run of such windows gives one boundary at its centre. A dissolve that starts or ends on black is
+  reported as a fade.
 
 A boundary ``b`` means frame ``b`` is the first frame of the next shot.
 """
@@ -37,6 +41,9 @@ class DetectorParams:
     dissolve_min_change: float = 10.0
     dissolve_max_error: float = 0.3
     dissolve_min_frames: int = 3
+    dissolve_step_share: float = 0.5
+    dissolve_step_slack: float = 2.0
+    flash_ratio: float = 0.35
     min_shot_frames: int = 6
 
 
@@ -151,10 +158,10 @@ class ShotDetector:
         before2, before, at, after = (self._luma(t) for t in (j - 2, j - 1, j, j + 1))
         if before is None or at is None:
             return False
-        step = float(np.abs(at - before).sum()) * self._inv_y(at)
-        if after is not None and float(np.abs(after - before).sum()) * self._inv_y(at) < 0.35 * step:
+        limit = self.p.flash_ratio * float(np.abs(at - before).sum()) * self._inv_y(at)
+        if after is not None and float(np.abs(after - before).sum()) * self._inv_y(at) < limit:
             return True  # j is the anomaly: j-1 and j+1 agree
-        if before2 is not None and float(np.abs(at - before2).sum()) * self._inv_y(at) < 0.35 * step:
+        if before2 is not None and float(np.abs(at - before2).sum()) * self._inv_y(at) < limit:
             return True  # j-1 was the anomaly: j-2 and j agree
         return False
 
@@ -197,7 +204,8 @@ class ShotDetector:
             err = float(np.abs(m - (a + y) * 0.5).sum()) * self._inv
             # Frames inside the window must change smoothly: no single step carries the change.
             steps = self.scores[i - k + 1 : i + 1]
-            if err <= self.p.dissolve_max_error * change and max(steps) < 0.5 * change + 2.0:
+            step_limit = self.p.dissolve_step_share * change + self.p.dissolve_step_slack
+            if err <= self.p.dissolve_max_error * change and max(steps) < step_limit:
                 ok = True
         if ok:
             if self._dis_start is None:
@@ -266,7 +274,9 @@ class ShotDetector:
 
 
 _PRIORITY = {"fade": 0, "cut": 1, "dissolve": 2}
-_BLACK_RUN_SCORE = 1000.0  # black-run fades score above any change score, so they win a cluster
+# Not a threshold: black-run fades score above any change score (at most 3 x 255), so they win a
+# cluster; any value above that ranks the same.
+_BLACK_RUN_SCORE = 1000.0
 
 
 def _groups(bounds: list[Boundary], gap: int) -> list[list[Boundary]]:
