@@ -234,9 +234,72 @@ class PdqHash:
     quality: int
 
 
+SCORE_KEYS = ("motion", "sharpness", "luma", "black_fraction", "static_fraction", "text_fraction")
+
+
+@dataclass(frozen=True, eq=False)
+class FrameSignals:
+    """The per-frame signals of the pass, kept so that any span's scores come from the same decode.
+
+    One entry per decoded frame: ``time_ms`` (rounded as the shot times are), ``motion`` (mean absolute
+    luma difference to the previous decoded frame; 0 for the first), ``sharpness`` (NaN on frames that
+    were not sampled), ``luma``, ``black`` and ``static``. ``text_ms``/``text_has`` are the frames sampled
+    for text and whether they carry any (``None`` when text detection is off). About 18 bytes a frame.
+    """
+
+    time_ms: np.ndarray  # int32
+    motion: np.ndarray  # float32
+    sharpness: np.ndarray  # float32
+    luma: np.ndarray  # float32
+    black: np.ndarray  # bool
+    static: np.ndarray  # bool
+    text_ms: np.ndarray | None = None  # int32
+    text_has: np.ndarray | None = None  # bool
+
+    def span_scores(self, start_ms: int, end_ms: int) -> dict[str, float | None]:
+        """The scores of the frames shown in ``[start_ms, end_ms)``, as a shot's are of its frames.
+
+        ``motion`` and ``static_fraction`` count the frame-to-frame steps inside the span (the step into
+        its first frame comes from outside it); a span of one frame uses that frame. Sharpness and text
+        come from the sampled frames in the span, or from the sample nearest its middle when none falls
+        inside. Empty when the span holds no frame.
+        """
+        lo, hi = (int(x) for x in np.searchsorted(self.time_ms, [start_ms, end_ms]))
+        if hi <= lo:
+            return {}
+        steps = slice(lo + 1, hi) if hi - lo > 1 else slice(lo, hi)
+        sharp = self.sharpness[lo:hi]
+        sharp = sharp[~np.isnan(sharp)]
+        if not sharp.size:
+            sampled = np.flatnonzero(~np.isnan(self.sharpness))
+            if sampled.size:
+                mid = (lo + hi - 1) / 2
+                sharp = self.sharpness[sampled[np.argmin(np.abs(sampled - mid))]][None]
+        text = None
+        if self.text_ms is not None and self.text_has is not None and self.text_ms.size:
+            t0, t1 = (int(x) for x in np.searchsorted(self.text_ms, [start_ms, end_ms]))
+            if t1 > t0:
+                text = round(float(self.text_has[t0:t1].mean()), 4)
+            else:
+                mid_ms = (start_ms + end_ms) / 2
+                text = float(self.text_has[np.argmin(np.abs(self.text_ms - mid_ms))])
+        return {
+            "motion": round(float(self.motion[steps].mean()), 4),
+            "sharpness": round(float(sharp.mean()), 3) if sharp.size else 0.0,
+            "luma": round(float(self.luma[lo:hi].mean()), 3),
+            "black_fraction": round(float(self.black[lo:hi].mean()), 4),
+            "static_fraction": round(float(self.static[steps].mean()), 4),
+            "text_fraction": text,
+        }
+
+
 @dataclass(frozen=True)
 class AnalysisResult:
-    """Everything the analysis pass found in one video."""
+    """Everything the analysis pass found in one video.
+
+    ``signals`` holds the per-frame signals (not part of :meth:`to_dict`); :meth:`span_scores` gives the
+    scores of any time span from them.
+    """
 
     probe: ProbeInfo
     fps: float
@@ -246,6 +309,24 @@ class AnalysisResult:
     pdq: list[PdqHash]
     decode_errors: int
     config: dict[str, Any] = field(default_factory=dict)
+    signals: FrameSignals | None = field(default=None, repr=False, compare=False)
+
+    def span_scores(self, start_ms: int, end_ms: int) -> dict[str, float | None]:
+        """Scores of the frames in ``[start_ms, end_ms)`` (see :meth:`FrameSignals.span_scores`); without
+        per-frame signals, the overlap-weighted mean of the scores of the shots the span overlaps."""
+        if self.signals is not None:
+            scores = self.signals.span_scores(start_ms, end_ms)
+            if scores:
+                return scores
+        weights = [(sh, max(0, min(end_ms, sh.end_ms) - max(start_ms, sh.start_ms))) for sh in self.shots]
+        weights = [(sh, w) for sh, w in weights if w > 0]
+        scores: dict[str, float | None] = {}
+        if not weights:
+            return scores
+        for key in SCORE_KEYS:
+            vals = [(getattr(sh, key), w) for sh, w in weights if getattr(sh, key) is not None]
+            scores[key] = sum(v * w for v, w in vals) / sum(w for _, w in vals) if vals else None
+        return scores
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -331,14 +412,16 @@ class _TextSampler:
         self.engine = mod.RapidOCR()
         self.min_score = cfg.text_min_score
         self.samples: list[tuple[int, bool]] = []
+        self.times_ms: list[int] = []
 
-    def sample(self, idx: int, frame: av.VideoFrame) -> None:
+    def sample(self, idx: int, frame: av.VideoFrame, time_ms: int) -> None:
         w = min(640, frame.width)
         h = max(2, int(round(frame.height * w / frame.width / 2)) * 2)
         img = frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
         result, _ = self.engine(img)
         has = any(float(r[2]) >= self.min_score for r in (result or []))
         self.samples.append((idx, has))
+        self.times_ms.append(time_ms)
 
     def fraction(self, start: int, end: int) -> float | None:
         hits = [h for i, h in self.samples if start <= i < end]
@@ -462,7 +545,7 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
                 )
                 next_pdq = t + cfg.pdq_interval_s - 0.5 / fps
             if text is not None and t >= next_text:
-                text.sample(idx, frame)
+                text.sample(idx, frame, int(round(t * 1000)))
                 next_text = t + cfg.text_interval_s - 0.5 / fps
             sampler.offer(idx, frame)
             detector.push(y, score, is_black)
@@ -530,6 +613,17 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
                 thumbnail=thumb,
             )
         )
+    signals = FrameSignals(
+        # Non-decreasing, so that a span's frames are found by bisection even where timestamps jitter.
+        time_ms=np.maximum.accumulate(np.round(t_arr * 1000).astype(np.int32)),
+        motion=motion_a.astype(np.float32),
+        sharpness=sharp_a.astype(np.float32),
+        luma=luma_a.astype(np.float32),
+        black=black_a,
+        static=static_a,
+        text_ms=np.asarray(text.times_ms, dtype=np.int32) if text is not None else None,
+        text_has=np.asarray([h for _, h in text.samples], dtype=bool) if text is not None else None,
+    )
     return AnalysisResult(
         probe=info,
         fps=fps,
@@ -539,4 +633,5 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
         pdq=pdq,
         decode_errors=stats.errors,
         config=cfg.model_dump(),
+        signals=signals,
     )

@@ -134,8 +134,9 @@ class AnalyseStage(Stage):
     Writes, per source (a fan-out): first the same :class:`SourceRecord` with ``analysis_uri`` (a JSON blob
     of the analysis: probe, shots with scores, PDQ hashes) and ``fingerprint_uri`` (the per-frame PDQ
     Parquet blob of :mod:`clipfactory.fingerprints.frames`), then one :class:`ClipRecord` per planned clip:
-    its span, shot index and transitions, the shot's scores (motion, sharpness, luma, black, static and
-    text fractions), ``thumb_uri`` (a JPEG of the shot's middle frame) and ``fingerprint_uri`` (the
+    its span, shot index and transitions, the scores of the clip's own frames (motion, sharpness, luma,
+    black, static and text fractions, from the same pass; pieces of one long shot each get their own),
+    ``thumb_uri`` (a JPEG of the shot's middle frame) and ``fingerprint_uri`` (the
     source's PDQ blob). Clips are not cut yet: ``media.cut`` does that. The pipeline passes only the
     clip records on to ``media.cut``.
 
@@ -153,7 +154,7 @@ class AnalyseStage(Stage):
     """
 
     name = "media.analyse"
-    version = 3
+    version = 4
     resources = Resources(cpus=1, memory_gb=1.0)
     batch_size = 1
     input_type = SourceRecord
@@ -314,7 +315,7 @@ class AnalyseStage(Stage):
         fps = result.fps or 25.0
         clips = []
         for pc in planned:
-            shot, scores = shot_scores(result.shots, pc.start_ms, pc.end_ms)
+            shot, scores = shot_scores(result, pc.start_ms, pc.end_ms)
             if shot is not None and shot.index not in thumbs:
                 thumbs[shot.index] = store.put_bytes(shot.thumbnail) if shot.thumbnail else None
             clips.append(
@@ -353,12 +354,7 @@ class AnalyseStage(Stage):
                     transition_out=sp.transition_out,
                     thumb_uri=thumbs[shot.index],
                     fingerprint_uri=pdq_uri,
-                    motion=shot.motion,
-                    sharpness=shot.sharpness,
-                    luma=shot.luma,
-                    black_fraction=shot.black_fraction,
-                    static_fraction=shot.static_fraction,
-                    text_fraction=shot.text_fraction,
+                    **result.span_scores(sp.start_ms, sp.end_ms),
                     caption=video_caps[0]["caption"] if video_caps else None,
                     captions=captions_json(video_caps),
                     span_origin="shots",

@@ -138,18 +138,15 @@ def plan_manifest(
     return out, counts
 
 
-def shot_scores(shots: list[Shot], start_ms: int, end_ms: int) -> tuple[Shot | None, dict[str, Any]]:
-    """The shot that overlaps ``[start_ms, end_ms)`` most, and the overlap-weighted mean of every shot score."""
-    weights = [(sh, max(0, min(end_ms, sh.end_ms) - max(start_ms, sh.start_ms))) for sh in shots]
+def shot_scores(result: AnalysisResult, start_ms: int, end_ms: int) -> tuple[Shot | None, dict[str, Any]]:
+    """The shot that overlaps ``[start_ms, end_ms)`` most, and the scores of the clip's own frames
+    (:meth:`AnalysisResult.span_scores`)."""
+    weights = [(sh, max(0, min(end_ms, sh.end_ms) - max(start_ms, sh.start_ms))) for sh in result.shots]
     weights = [(sh, w) for sh, w in weights if w > 0]
     if not weights:
         return None, {}
     best = max(weights, key=lambda x: x[1])[0]
-    scores: dict[str, Any] = {}
-    for key in ("motion", "sharpness", "luma", "black_fraction", "static_fraction", "text_fraction"):
-        vals = [(getattr(sh, key), w) for sh, w in weights if getattr(sh, key) is not None]
-        scores[key] = sum(v * w for v, w in vals) / sum(w for _, w in vals) if vals else None
-    return best, scores
+    return best, result.span_scores(start_ms, end_ms)
 
 
 def captions_json(captions: list[dict[str, str]]) -> str | None:
