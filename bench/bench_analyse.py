@@ -9,10 +9,19 @@ Baselines, run interleaved in one process on the same file:
   Target: scenedetect / analysis >= 1.5.
 
 Also reports the peak RSS of one analysis pass (in a fresh subprocess), and shot-boundary F1 of ours
-and of PySceneDetect on ``bikes.mp4`` (5 known hard cuts) and on a clip joined from real segments at
-recorded frames (hard joins and cross-fades).
+and of PySceneDetect, in two parts:
+
+* the tuning set, the files the detector's thresholds were tuned on: ``bikes.mp4`` (5 known hard cuts),
+  a clip joined from real segments at recorded frames (hard joins and cross-fades), the annotated
+  ``trailer_bbb.mp4`` and ``Megamind_bugy.avi``;
+* the held-out set, which the tuning never saw: generated scenes joined at known frames
+  (``tests/media/heldout_scenes.py``: pans, zooms, shake, fast objects, flashes, changing light,
+  low-key pictures; hard cuts, jump cuts, cross-fades of 6-24 frames, fades through black), and, when
+  the Big Buck Bunny film is at hand, segments of the film joined at known frames.
 
     python bench/bench_analyse.py [--video PATH] [--repeat 3] [--skip-peer]
+    python bench/bench_analyse.py --f1-only        # both F1 parts, no timing
+    python bench/bench_analyse.py --heldout-only   # the held-out part only
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 MEDIA = SHARED / "media"
+sys.path.insert(0, str(ROOT / "tests" / "media"))
 
 BIKES_CUTS = [30, 76, 137, 187, 242]
 # trailer_bbb.mp4, annotated by eye from the frames: hard cuts, and the darkest frame of each fade
@@ -238,9 +248,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-peer", action="store_true", help="do not time PySceneDetect")
     ap.add_argument("--f1-only", action="store_true", help="only measure shot-boundary F1")
+    ap.add_argument("--heldout-only", action="store_true", help="only measure F1 on the held-out set")
+    ap.add_argument("--heldout-seeds", type=int, default=HELDOUT_SEEDS, help="generated held-out videos")
     args = ap.parse_args()
+    if args.heldout_only:
+        report_heldout(args.heldout_seeds)
+        return
     if args.f1_only:
         report_f1()
+        report_heldout(args.heldout_seeds)
         return
     video = args.video or find_bbb()
     print(f"video: {video}")
@@ -296,9 +312,11 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
 
     report_f1()
+    report_heldout(args.heldout_seeds)
 
 
 def report_f1() -> None:
+    print("== tuning set (the files the thresholds were tuned on) ==")
     if MEDIA.exists():
         bikes = score_both(str(MEDIA / "bikes.mp4"), BIKES_CUTS, [])
         with tempfile.TemporaryDirectory() as tmp:
@@ -321,6 +339,133 @@ def report_f1() -> None:
                 print(
                     f"F1 {label:13s} {name:14s} {r['f1']:.3f}  tp={r['tp']} fp={r['fp']} fn={r['fn']}  {r['found']}"
                 )
+
+
+# -- held-out set -------------------------------------------------------------------------------------
+
+HELDOUT_SEEDS = 10
+HELDOUT_SCENES = 12
+HELDOUT_SIZE = (320, 180)
+
+
+# Segments (first frame, frames) of the Big Buck Bunny film: the middle 60 frames of each shot of at least
+# 130 frames between frame 300 and frame 11765 by PySceneDetect's ContentDetector (defaults), so at least
+# 35 frames from any boundary it finds; the opening titles and the end are left out. None of the tuning
+# files' joins is here; the trailer was cut from the same film, so some of this footage is in it.
+FILM_SEGMENTS = [
+    (435, 60), (819, 60), (1215, 60), (1568, 60), (2006, 60), (2264, 60), (2569, 60), (3249, 60),
+    (3631, 60), (4118, 60), (4367, 60), (5181, 60), (5664, 60), (5901, 60), (6525, 60), (6893, 60),
+    (7831, 60), (8501, 60), (9233, 60), (9617, 60), (10728, 60), (10903, 60), (11125, 60), (11406, 60),
+]  # fmt: skip
+# Joined in this order, so that neighbours come from distant parts of the film.
+FILM_ORDER = [0, 12, 6, 18, 3, 15, 9, 21, 1, 13, 7, 19, 4, 16, 10, 22, 2, 14, 8, 20, 5, 17, 11, 23]
+FILM_FPS = 24
+FILM_DRAWS = 3  # joined videos: the segments in rotated orders, each with its own draw of transitions
+
+
+def film_segments(path: str, size: tuple[int, int] = HELDOUT_SIZE) -> list[list[np.ndarray]]:
+    """The frames of :data:`FILM_SEGMENTS` in ``path``, as RGB at ``size``, each segment read after a seek."""
+    out = []
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        tb, rate = float(s.time_base), float(s.average_rate)
+        t0 = s.start_time or 0
+        for start, count in FILM_SEGMENTS:
+            c.seek(int(max(0.0, start / rate - 2.0) / tb) + t0, stream=s, backward=True)
+            seg = []
+            for f in c.decode(s):
+                idx = int(round((f.pts - t0) * tb * rate))
+                if idx < start:
+                    continue
+                seg.append(f.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray())
+                if len(seg) == count:
+                    break
+            out.append(seg)
+    return out
+
+
+def report_heldout(n_seeds: int = HELDOUT_SEEDS) -> None:
+    """F1 on the held-out set, per detector, with the share found per kind of join and the false alarms per
+    kind of scene (or film segment) they fall in."""
+    from heldout_scenes import build_heldout, encode, join_segments
+
+    print("== held-out set (never used for tuning) ==")
+    tally = _Tally()
+    n_frames = n_joins = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(n_seeds):
+            path = Path(tmp) / f"heldout_{seed}.mp4"
+            truth = build_heldout(path, seed=seed, n_scenes=HELDOUT_SCENES, size=HELDOUT_SIZE)
+            n_frames += truth.n_frames
+            n_joins += len(truth.labels)
+            tally.add(truth, str(path))
+    print(
+        f"generated: {n_seeds} videos, {n_frames} frames, {n_joins} joins "
+        f"({HELDOUT_SIZE[0]}x{HELDOUT_SIZE[1]}, 25 fps, H.264 crf 20)"
+    )
+    tally.report("held-out generated")
+
+    try:
+        film = find_bbb()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        print(f"held-out film joins skipped: the Big Buck Bunny film is not at hand ({exc})")
+        return
+    segments = film_segments(film)
+    tally = _Tally()
+    n_frames = n_joins = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for draw in range(FILM_DRAWS):
+            order = FILM_ORDER[8 * draw :] + FILM_ORDER[: 8 * draw]
+            labels = [f"film@{FILM_SEGMENTS[i][0]}" for i in order]
+            frames, truth = join_segments([segments[i] for i in order], seed=draw, labels=labels)
+            path = Path(tmp) / f"film_{draw}.mp4"
+            encode(path, frames, FILM_FPS)
+            del frames
+            n_frames += truth.n_frames
+            n_joins += len(truth.labels)
+            tally.add(truth, str(path))
+    print(
+        f"film joins: {FILM_DRAWS} videos of the {len(FILM_SEGMENTS)} film segments, {n_frames} frames, "
+        f"{n_joins} joins ({HELDOUT_SIZE[0]}x{HELDOUT_SIZE[1]}, {FILM_FPS} fps, H.264 crf 20)"
+    )
+    tally.report("held-out film joins")
+
+
+class _Tally:
+    """Hits, false alarms and misses of each detector over several held-out videos."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[int]] = {}
+        self.by_join: dict[str, dict[str, list[int]]] = {}
+        self.false_in: dict[str, dict[str, int]] = {}
+
+    def add(self, truth, path: str) -> None:
+        from heldout_scenes import match
+
+        for name, found in (("ours", ours(path).boundaries), ("pyscenedetect", peer_boundaries(path))):
+            hits, misses, extra = match(found, truth)
+            t = self.totals.setdefault(name, [0, 0, 0])
+            t[0] += len(hits)
+            t[1] += len(extra)
+            t[2] += len(misses)
+            for frame, ok in [(h, 1) for h in hits] + [(m, 0) for m in misses]:
+                c = self.by_join.setdefault(name, {}).setdefault(truth.labels[frame], [0, 0])
+                c[0] += ok
+                c[1] += 1
+            for b in extra:
+                where = self.false_in.setdefault(name, {})
+                where[truth.scene_at(b)] = where.get(truth.scene_at(b), 0) + 1
+
+    def report(self, label: str) -> None:
+        from heldout_scenes import f1
+
+        for name, (tp, fp, fn) in self.totals.items():
+            found = {k: f"{v[0]}/{v[1]}" for k, v in sorted(self.by_join[name].items())}
+            print(
+                f"F1 {label:20s} {name:14s} {f1(tp, fp, fn):.3f}  tp={tp} fp={fp} fn={fn}  "
+                f"found per join kind {found}  false alarms in {dict(sorted(self.false_in.get(name, {}).items()))}"
+            )
 
 
 if __name__ == "__main__":
