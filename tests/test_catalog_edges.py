@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import multiprocessing as mp
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -313,6 +315,33 @@ def test_writing_to_a_read_only_catalog_is_one_line_naming_the_file_and_the_fix(
     for cmd, r in zip(commands, results, strict=True):
         assert (r["code"], r["exception"], r["stdout"]) == (1, None, ""), (cmd, r)
         assert r["stderr"].splitlines() == [want], (cmd, r["stderr"])
+
+
+def _hold_write(path: str, seconds: float, ready) -> None:
+    from clipfactory.catalog import Catalog
+
+    with Catalog(path).write() as con:
+        con.execute("SELECT 1").fetchall()
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_a_new_reader_process_waits_for_a_writer_instead_of_failing(made, tmp_path):
+    """A reader's first look at a catalog (its schema check) waits for a writer in another process, as its
+    reads do, instead of meeting DuckDB's own lock."""
+    cat = tmp_path / "c.duckdb"
+    shutil.copyfile(made["cat"], cat)
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    writer = ctx.Process(target=_hold_write, args=(str(cat), 3.0, ready))
+    writer.start()
+    try:
+        assert ready.wait(60)
+        (r,) = run_cli([], [["datasets", "list", "--catalog", cat, "--json"]], tmp_path)
+    finally:
+        writer.join(60)
+    assert (r["code"], r["exception"], r["stderr"]) == (0, None, ""), r
+    assert sorted(d["dataset"] for d in json.loads(r["stdout"])["datasets"]) == ["kinetics-400", "owned"]
 
 
 # -- a file that is not a catalog ----------------------------------------------------------------------

@@ -364,16 +364,17 @@ class Catalog:
         key = _file_key(self.path)
         if key is not None and key in _SCHEMA_CURRENT:
             return False
-        con = self._connect(read_only=True)
-        try:
+        with self._lock(exclusive=False):  # a writer in another process holds DuckDB's own lock
+            con = self._connect(read_only=True)
             try:
-                row = con.execute("SELECT value FROM meta WHERE key = 'schema_hash'").fetchone()
-            except duckdb.CatalogException:
-                self._refuse_foreign(con)
-                return True
-            current = row is not None and row[0] == _schema_hash()
-        finally:
-            con.close()
+                try:
+                    row = con.execute("SELECT value FROM meta WHERE key = 'schema_hash'").fetchone()
+                except duckdb.CatalogException:
+                    self._refuse_foreign(con)
+                    return True
+                current = row is not None and row[0] == _schema_hash()
+            finally:
+                con.close()
         if current and key is not None:
             _SCHEMA_CURRENT.add(key)
         return not current
