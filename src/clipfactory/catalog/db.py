@@ -243,6 +243,10 @@ class Catalog:
 
     @contextlib.contextmanager
     def _lock(self, exclusive: bool) -> Iterator[None]:
+        """Hold the advisory lock. A lock file this call created beside a file that turns out not to be a
+        catalog is removed again: clipfactory leaves nothing beside files that are not its own."""
+        lock_path = self._lock_path()
+        new_lock = not lock_path.exists()
         fd = self._open_lock(exclusive)
         if fd is None:
             yield
@@ -264,7 +268,13 @@ class Catalog:
                         ) from None
                     time.sleep(delay)
                     delay = min(delay * 2, 0.5)
-            yield
+            try:
+                yield
+            except NotACatalogError:
+                if new_lock:
+                    with contextlib.suppress(OSError):
+                        lock_path.unlink()
+                raise
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -286,20 +296,12 @@ class Catalog:
         problem = self._write_problem()
         if problem is not None:
             raise self._read_only_error(problem)
-        lock_path = self._lock_path()
-        new_lock = not lock_path.exists()
         with self._lock(exclusive=True):
+            con = self._connect(read_only=False)
             try:
-                con = self._connect(read_only=False)
-                try:
-                    self._ensure_schema(con)
-                except BaseException:
-                    con.close()
-                    raise
-            except NotACatalogError:
-                if new_lock:  # leave nothing beside a file that is not a catalog
-                    with contextlib.suppress(OSError):
-                        lock_path.unlink()
+                self._ensure_schema(con)
+            except BaseException:
+                con.close()
                 raise
             self._local.con, self._local.read_only = con, False
             try:
