@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -193,18 +192,9 @@ def build_joined(dest: Path) -> tuple[list[int], list[int]]:
             frames.extend(seg)
         else:
             frames.extend(seg)
-    with av.open(str(dest), "w") as out:
-        s = out.add_stream("libx264", rate=JOIN_FPS)
-        s.width, s.height, s.pix_fmt = JOIN_W, JOIN_H, "yuv420p"
-        s.options = {"crf": "20", "preset": "veryfast"}
-        s.time_base = Fraction(1, JOIN_FPS)
-        for i, img in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts = i
-            for p in s.encode(vf):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+    from heldout_scenes import encode
+
+    encode(dest, frames, JOIN_FPS)
     return hard, grad
 
 
