@@ -21,13 +21,35 @@ from .errors import NotFoundError
 BLOB_PREFIX = "blob:sha256:"
 
 
+def _umask() -> int:
+    """The process umask. Linux shows it in ``/proc/self/status``; elsewhere it can only be read by setting
+    it, and it is set straight back."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(fd: int) -> None:
+    """Give a file made by :func:`tempfile.mkstemp` (always 0600) the mode ``open()`` would have given it:
+    0666 less the umask (0644 under the usual umask 022)."""
+    os.fchmod(fd, 0o666 & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]:
-    """Write to a temporary sibling, fsync, then rename over ``path``. On error the target is untouched."""
+    """Write to a temporary sibling, fsync, then rename over ``path``. On error the target is untouched.
+
+    The file gets the mode a plain ``open()`` gives a new file (0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        _new_file_mode(fd)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -41,11 +63,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write with another library; rename it over ``path`` on success."""
+    """Yield a temporary path to write with another library; rename it over ``path`` on success.
+
+    The temporary file has the mode a plain ``open()`` gives a new file (0666 less the umask); a library
+    that replaces it instead of writing into it makes its own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        _new_file_mode(fd)
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

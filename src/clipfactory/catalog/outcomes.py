@@ -189,9 +189,13 @@ def run_detail(catalog, run_id: str) -> dict[str, Any]:
     run = catalog.query("SELECT run_id, command, executor, status, started_at, finished_at FROM runs WHERE run_id = ?", [run_id])
     if not run:
         raise NotFoundError("no such run", item=run_id, fix="see `clipfactory runs list`")
+    # Stages in the order the run ran them (the first outcome row of each), not by name.
     counts = catalog.query(
-        """SELECT stage, status, coalesce(reason, error_kind) AS reason, count(*) AS n
-           FROM stage_outcomes WHERE run_id = ? GROUP BY ALL ORDER BY stage, status, reason""",
+        """WITH c AS (SELECT stage, status, coalesce(reason, error_kind) AS reason, count(*) AS n,
+                             min(recorded_at) AS t
+                      FROM stage_outcomes WHERE run_id = ? GROUP BY stage, status, coalesce(reason, error_kind))
+           SELECT stage, status, reason, n FROM c
+           ORDER BY min(t) OVER (PARTITION BY stage), stage, status, reason""",
         [run_id],
     )
     failures = catalog.query(

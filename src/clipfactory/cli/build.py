@@ -109,23 +109,32 @@ def run_cmd(
     def render(d):
         rows = []
         for name, c in d["stages"].items():
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["reasons"].items()))
             rows.append(
                 {
                     "stage": name,
+                    "received": c.get("received", c["kept"] + c["dropped"] + c["failed"]),
                     "kept": c["kept"],
                     "dropped": c["dropped"],
                     "failed": c["failed"],
-                    "outputs": c["outputs"],
-                    "reasons": reasons,
+                    "sent on": c["outputs"],
                 }
             )
         table(rows, f"run {d['run_id']} ({d['purpose']})")
         from rich.markup import escape
 
         for name, c in d["stages"].items():
-            for reason, why in sorted(c.get("why", {}).items()):
-                console.print(f"  {name} {reason} ({c['reasons'].get(reason, '?')}): {escape(why)}", soft_wrap=True)
+            whys = c.get("why", {})
+            for reason, n in sorted(c["reasons"].items()):
+                why = f": {escape(whys[reason])}" if whys.get(reason) else ""
+                console.print(f"  {name} {reason} ({n}){why}", soft_wrap=True, highlight=False)
+        resumed = ", ".join(f"{n} {k}" for n, k in d.get("resumed", {}).items() if k)
+        if resumed:
+            console.print(f"  finished by earlier runs, not redone: {resumed}", highlight=False, soft_wrap=True)
+        if d.get("clips_withheld"):
+            console.print(
+                f"  media.analyse planned {d['clips_planned']} clips; {d['clips_withheld']} of them, of sources "
+                f"the purpose refuses, were analysed for their fingerprints only", soft_wrap=True,
+            )
         b = d["build"]
         if not b.get("build_id"):
             console.print(

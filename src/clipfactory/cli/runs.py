@@ -2,23 +2,55 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from ..catalog import outcomes as reports
 from .app import runs_app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, emit, open_catalog, settings, table
+from .common import CatalogOpt, ConfigOpt, JsonOpt, console, emit, open_catalog, settings, table
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return "" if value is None else str(value)
+
+
+def render_runs(rows: list[dict[str, Any]], empty: str = "no runs yet") -> None:
+    """The runs as a table whose run ids are never shortened or wrapped: they are what `runs show` takes."""
+    if not rows:
+        console.print(empty, highlight=False, markup=False, soft_wrap=True)
+        return
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title="runs", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    t.add_column("run_id", no_wrap=True, min_width=max(len(str(r["run_id"])) for r in rows))
+    t.add_column("command", overflow="fold")
+    t.add_column("status", overflow="fold")
+    t.add_column("started", min_width=10)  # a narrow terminal puts the time under the date
+    for c in ("kept", "dropped", "failed"):
+        t.add_column(c, justify="right", no_wrap=True)
+    for r in rows:
+        t.add_row(
+            str(r["run_id"]), str(r.get("command") or ""), str(r.get("status") or ""), _when(r.get("started_at")),
+            *(str(r.get(c) or 0) for c in ("kept", "dropped", "failed")),
+        )
+    console.print(t)
 
 
 @runs_app.command("list")
 def runs_list(catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False) -> None:
     """List runs, newest first, with counts derived from their outcome rows."""
     cat = open_catalog(settings(config, catalog=catalog))
-    emit(reports.list_runs(cat), json_, lambda rows: table(rows, "runs", empty=f"no runs yet in {cat.where}"))
+    emit(reports.list_runs(cat), json_, lambda rows: render_runs(rows, f"no runs yet in {cat.where}"))
 
 
 @runs_app.command("show")
 def runs_show(
     run_id: str, catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False
 ) -> None:
-    """Counts by stage, status and reason for one run, and its failures."""
+    """Counts by stage (in the order the run ran them), status and reason for one run, and its failures."""
     cat = open_catalog(settings(config, catalog=catalog))
     data = reports.run_detail(cat, run_id)
 

@@ -16,6 +16,14 @@ One run (one ``runs`` row; every item gets outcome rows), one pipeline of regist
 
 Running it again does no finished work twice: every stage skips items that already have a kept or dropped
 outcome for the same stage version and config, and an unchanged build is not written again.
+
+The summary adds up. For each stage (in pipeline order) ``received`` is how many items entered it in this
+run, ``kept``/``dropped``/``failed`` their latest outcomes (whichever run finished them), and ``outputs``
+how many records it sent on: what the next stage received. ``resumed`` says, per stage, how many of the
+received items an earlier run had finished. ``media.analyse`` plans clips for every analysed source
+(``clips_planned``) but sends on only those of sources the purpose allows; the clips of refused sources
+whose bytes are held (analysed for their fingerprints only) are ``clips_withheld``. ``build.export`` counts
+the members of this run's build.
 """
 
 from __future__ import annotations
@@ -135,6 +143,9 @@ def run_pipeline(
     report: dict[str, Any] = {"items": []}
     inputs: dict[str, list[str]] = {}
     stages: dict[str, Stage] = {}
+    sent_on: dict[str, int] = {}  # records each stage handed to the next one
+    resumed: dict[str, int] = {}  # received items an earlier run had finished
+    planned: list[ClipRecord] = []
     with Run(settings, command="run", catalog=catalog, progress=progress) as run:
         owned: list[SourceRecord] = []
         if settings.inputs:
@@ -142,6 +153,8 @@ def run_pipeline(
                 catalog, settings, list(settings.inputs),
                 license=settings.license, rights_holder=settings.rights_holder, run=run,
             )
+            resumed["acquire.local"] = int(report.get("skipped") or 0)
+            sent_on["acquire.local"] = len(owned)
         selected = select_sources(catalog, datasets, splits=splits, labels=labels, limit=limit)
         sources = list({s.source_id: s for s in owned + selected}.values())
         source_ids = [s.source_id for s in sources]
@@ -156,7 +169,9 @@ def run_pipeline(
         gate = registry.get(GATE_STAGE)(gate_cfg, run.context(policy_settings=policy_settings(settings)))
         stages[GATE_STAGE] = gate
         inputs[GATE_STAGE] = source_ids
-        allowed = run.stage(gate, sources).outputs
+        gated = run.stage(gate, sources)
+        allowed = gated.outputs
+        resumed[GATE_STAGE], sent_on[GATE_STAGE] = gated.summary.skipped, len(allowed)
 
         # Web sources without a blob are fetched; the rest already have their bytes.
         to_fetch = [s for s in allowed if not s.blob_uri and s.url]
@@ -166,8 +181,9 @@ def run_pipeline(
         if to_fetch:
             fetch_stage, done = fetch_stage_run(run, to_fetch, transport=transport)
             stages[FETCH_STAGE] = fetch_stage
-            fetched = done["outputs"]
-        current: list = have + [s for s in fetched if isinstance(s, SourceRecord)]
+            fetched = [s for s in done["outputs"] if isinstance(s, SourceRecord)]
+            resumed[FETCH_STAGE], sent_on[FETCH_STAGE] = done["summary"].skipped, len(fetched)
+        current: list = have + fetched
         # Sources the purpose may not use whose bytes are already here are analysed too (never cut or
         # exported): their fingerprints let dedup.near recognise a relabelled copy of them.
         allowed_ids = {s.source_id for s in allowed}
@@ -185,27 +201,45 @@ def run_pipeline(
             stage = registry.get(n)(cfg, run.context())
             stages[n] = stage
             if n == "quality.filter":  # media.analyse emits the updated source, then its clips
-                current = [r for r in current if isinstance(r, ClipRecord) and r.source_id not in refused_ids]
+                planned = [r for r in current if isinstance(r, ClipRecord)]
+                current = [r for r in planned if r.source_id not in refused_ids]
+                sent_on["media.analyse"] = len(current)
             inputs[n] = [stage.item_id(r) for r in current]
-            current = run.stage(stage, current).outputs
+            done_n = run.stage(stage, current)
+            current = done_n.outputs
+            resumed[n], sent_on[n] = done_n.summary.skipped, len(current)
         kept = [r for r in current if isinstance(r, ClipRecord)]
+        sent_on["media.cut"] = len(kept)
 
         export = registry.get(EXPORT_STAGE)({"name": name, "purpose": purpose}, run.context(settings=settings))
         stages[EXPORT_STAGE] = export
         inputs[EXPORT_STAGE] = [c.clip_id for c in kept]
-        run.stage(export, kept)
+        exported = run.stage(export, kept)
         build = export.last_build
+        resumed[EXPORT_STAGE] = exported.summary.skipped
+        sent_on[EXPORT_STAGE] = _members_of(catalog, build.get("build_id"), inputs[EXPORT_STAGE])
     run_id = run.run_id
 
     # Counts from outcome rows: every item that entered each stage, whichever run finished it.
     counts: dict[str, Any] = {}
     if report["items"]:
         counts["acquire.local"] = stage_counts(catalog, run_local_stage(settings), report["items"])
+        counts["acquire.local"]["received"] = len(dict.fromkeys(report["items"]))
     for n, st in stages.items():
         counts[n] = stage_counts(catalog, st, inputs[n])
-    new_rows = catalog.query(
-        "SELECT stage, status, count(*) AS n FROM stage_outcomes WHERE run_id = ? GROUP BY ALL ORDER BY stage, status",
-        [run_id],
+        counts[n]["received"] = len(dict.fromkeys(inputs[n]))
+    for n, c in counts.items():
+        c["outputs"] = sent_on.get(n, 0)
+    if "media.analyse" in counts:
+        counts["media.analyse"]["clips_planned"] = len(planned)
+        counts["media.analyse"]["clips_withheld"] = len(planned) - sent_on.get("media.analyse", 0)
+    order = {n: i for i, n in enumerate(counts)}
+    new_rows = sorted(
+        catalog.query(
+            "SELECT stage, status, count(*) AS n FROM stage_outcomes WHERE run_id = ? GROUP BY ALL ORDER BY stage, status",
+            [run_id],
+        ),
+        key=lambda r: (order.get(r["stage"], len(order)), r["stage"], r["status"]),
     )
     return {
         "run_id": run_id,
@@ -215,9 +249,14 @@ def run_pipeline(
         "inputs": len(report["items"]),
         "sources": len(source_ids),
         "fetched": len(fetched),
-        "clips_planned": len(inputs["quality.filter"]),
+        "fingerprint_only_sources": len(held_refused),
+        "clips_planned": len(planned),
+        "clips_withheld": len(planned) - len(inputs["quality.filter"]),
+        "clips_sent_on": len(inputs["quality.filter"]),
         "clips_kept": len(kept),
+        "clips_exported": sent_on[EXPORT_STAGE],
         "stages": counts,
+        "resumed": {n: resumed.get(n, 0) for n in counts},
         "this_run": new_rows,
         "build": {
             "build_id": build.get("build_id"),
@@ -232,6 +271,19 @@ def run_pipeline(
         "interrupted_runs": run.interrupted,
         "cleaned_incoming": cleaned,
     }
+
+
+def _members_of(catalog: Catalog, build_id: str | None, clip_ids: list[str]) -> int:
+    """How many of ``clip_ids`` the build ``build_id`` holds: the clips this run's build ships."""
+    if not build_id or not clip_ids:
+        return 0
+    return int(
+        catalog.scalar(
+            "SELECT count(DISTINCT clip_id) FROM build_members WHERE build_id = ? AND clip_id IN (SELECT unnest(?))",
+            [build_id, list(dict.fromkeys(clip_ids))],
+        )
+        or 0
+    )
 
 
 def run_local_stage(settings) -> Stage:

@@ -196,6 +196,15 @@ def _where(cols: list[str]) -> str | None:
     return " OR ".join(parts) or None
 
 
+#: The outcome rows of the planned sources and clips (``_td_src``, ``_td_clip``): items named by the id, and
+#: the ``acquire.local`` items ``<source_id>@<provenance>`` of the sources (so a later run re-acquiring the
+#: file drops it as tombstoned instead of resuming a source that no longer exists).
+_OUTCOMES_OF = (
+    "(item_id IN (SELECT id FROM _td_src UNION ALL SELECT id FROM _td_clip)"
+    " OR (contains(item_id, '@') AND split_part(item_id, '@', 1) IN (SELECT id FROM _td_src)))"
+)
+
+
 def derived_artefacts(con, source_ids: list[str], clip_ids: list[str] | None = None) -> dict[str, Any]:
     """Every catalog row and blob derived from ``source_ids`` (see the module docstring).
 
@@ -236,7 +245,7 @@ def derived_artefacts(con, source_ids: list[str], clip_ids: list[str] | None = N
                     ).fetchall():
                         blobs.setdefault(uri, set()).add(f"{table}.{col}")
         n_out = con.execute(
-            "SELECT count(*) FROM stage_outcomes WHERE item_id IN (SELECT id FROM _td_src UNION ALL SELECT id FROM _td_clip)"
+            "SELECT count(*) FROM stage_outcomes WHERE " + _OUTCOMES_OF
         ).fetchall()[0][0]
         if n_out:
             tables["stage_outcomes"] = int(n_out)
@@ -823,7 +832,6 @@ def _rewrite_shard(src: Path, dst: Path, removed_keys: set[str]) -> tuple[int, i
                     continue
                 tout.addfile(info, tin.extractfile(info) if info.isfile() else None)
                 kept += 1
-        os.chmod(tmp, 0o644)
     return kept, removed
 
 
@@ -856,7 +864,6 @@ def _filter_index(src: Path, dst: Path, removed: set[str], build_id: str | None 
         )
     with atomic_path(dst) as tmp:
         pq.write_table(t, tmp)
-        os.chmod(tmp, 0o644)
     return t
 
 
@@ -934,6 +941,23 @@ def _new_version(b: dict[str, Any], takedown_id: str) -> dict[str, Any]:
             new["n_sources"] = len(set(index.column("source_id").to_pylist()))
         if "attribution" in index.column_names:
             new["attributions"] = sorted({a for a in index.column("attribution").to_pylist() if a})
+    clip_docs = _clip_docs(tmp, [s["name"] for s in shards])
+    credits = _credits_without(old_dir, b["name"], removed_clips, clip_docs)
+    for fname, data in sorted(credits.items()):
+        with atomic_write(tmp / fname, "wb") as fh:
+            fh.write(data)
+    if credits:
+        from ..factory.export import ATTRIBUTION_JSON
+
+        new["attributions"] = sorted(w["text"] for w in json.loads(credits[ATTRIBUTION_JSON])["works"])
+    index_name = manifest.get("index", "index.parquet")
+    files = [{"name": index_name, **_file_entry(tmp / index_name)}] if index is not None else []
+    files += [{"name": n, "sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in sorted(credits.items())]
+    if files or "files" in new:
+        new["files"] = files
+    new["content_hash"] = _build_hash(
+        b["purpose"] or manifest.get("purpose"), int(manifest.get("shard_size") or 0), index, clip_docs, credits
+    )
     with atomic_write(tmp / "build.json", "w") as fh:
         fh.write(json.dumps(new, indent=2, ensure_ascii=False))
     os.replace(tmp, new_dir)
@@ -942,16 +966,92 @@ def _new_version(b: dict[str, Any], takedown_id: str) -> dict[str, Any]:
     return new
 
 
-def _content_hash(purpose: str, shard_size: int, rows: list[dict[str, Any]]) -> str:
-    try:
-        from ..factory.export import _content_hash as export_hash
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"sha256": _sha256(path), "bytes": path.stat().st_size}
 
-        return export_hash(purpose, shard_size, rows)
-    except ImportError:  # pragma: no cover
-        h = hashlib.sha256(f"{purpose}|{shard_size}".encode())
-        for r in rows:
-            h.update(f"|{r['clip_id']}:{r['mp4_sha256']}:{r['json_sha256']}:{r['jpg_sha256']}".encode())
-        return h.hexdigest()[:32]
+
+def _clip_docs(out_dir: Path, shard_names: list[str]) -> dict[str, bytes]:
+    """The ``<key>.json`` member of every clip in the build's shards, by key."""
+    docs: dict[str, bytes] = {}
+    for name in shard_names:
+        path = out_dir / name
+        if not path.exists():
+            continue
+        with tarfile.open(path, "r") as tar:
+            for info in tar:
+                if info.isfile() and info.name.endswith(".json"):
+                    key = info.name.rsplit("/", 1)[-1][: -len(".json")]
+                    fh = tar.extractfile(info)
+                    if fh is not None:
+                        docs[key] = fh.read()
+    return docs
+
+
+def _credits_without(
+    old_dir: Path, name: str, removed_clips: set[str], clip_docs: dict[str, bytes]
+) -> dict[str, bytes]:
+    """``ATTRIBUTION.md`` and ``ATTRIBUTION.json`` of the build without ``removed_clips``, as export writes
+    them for the clips that are left (``{}`` when the old version has none)."""
+    from ..factory.export import ATTRIBUTION_JSON, attribution_files, work_attribution
+    from ..records import SourceRecord
+
+    path = old_dir / ATTRIBUTION_JSON
+    if not path.exists():
+        return {}
+    doc = json.loads(path.read_text())
+    works = []
+    for w in doc.get("works", []):
+        left = [c for c in w.get("clips", []) if c["clip_id"] not in removed_clips]
+        if not left:
+            continue
+        if len(left) == len(w.get("clips", [])):
+            works.append(w)
+            continue
+        # Some of the work's clips leave (a segment takedown): its entry is made again from its own facts
+        # and the attributions of the clips that stay, exactly as export makes it.
+        source = SourceRecord(
+            source_id=w["source_id"], platform="", title=w.get("title"), rights_holder=w.get("rights_holder"),
+            uploader=w.get("author"), url=w.get("source_url"),
+        )
+        licence = {
+            "license": w.get("license"),
+            "name": w.get("license_name"),
+            "url": w.get("license_url"),
+            "note": w.get("license_note"),
+            "family": w.get("license_family"),
+            "attribution_required": w.get("attribution_required"),
+            "share_alike": w.get("share_alike"),
+        }
+        clips = []
+        for c in left:
+            credit = (json.loads(clip_docs[c["clip_id"]]).get("attribution") if c["clip_id"] in clip_docs else None) or {}
+            clips.append({**c, "text": credit.get("text", c.get("text")), "modifications": credit.get("modifications", [])})
+        works.append(work_attribution(source, licence, w.get("source"), clips))
+    return attribution_files(doc.get("build", name), works)
+
+
+def _build_hash(
+    purpose: str, shard_size: int, index: pa.Table | None, clip_docs: dict[str, bytes], credits: dict[str, bytes]
+) -> str | None:
+    """The build's ``content_hash`` the way export computes it: every member's hashes (the JSON member's
+    without its volatile fields) and the build-level credit files."""
+    from ..factory.export import _identity_sha256, content_hash
+
+    if index is None or "clip_id" not in index.column_names:
+        return None
+    rows = []
+    for r in sorted(index.to_pylist(), key=lambda r: r["clip_id"]):
+        js = clip_docs.get(r.get("key") or r["clip_id"])
+        rows.append(
+            {
+                "clip_id": r["clip_id"],
+                "mp4_sha256": r.get("mp4_sha256"),
+                "json_sha256": r.get("json_sha256"),
+                "identity_sha256": _identity_sha256(js) if js is not None else None,
+                "jpg_sha256": r.get("jpg_sha256"),
+            }
+        )
+    return content_hash(purpose, shard_size, rows, {n: hashlib.sha256(d).hexdigest() for n, d in credits.items()})
 
 
 def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -991,9 +1091,7 @@ def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, An
                         dict(zip(("clip_id", "mp4_sha256", "json_sha256", "jpg_sha256"), r, strict=True))
                         for r in rows
                     ]
-                    cfg["content_hash"] = _content_hash(
-                        b["purpose"], int(cfg.get("shard_size") or 0), members
-                    )
+                    cfg["content_hash"] = manifest.get("content_hash")
                     cfg["takedown_id"] = plan["takedown_id"]
                     con.execute(
                         "INSERT INTO builds VALUES (?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
@@ -1071,11 +1169,11 @@ def _delete_rows(catalog: Catalog, plan: dict[str, Any]) -> dict[str, int]:
                     con.execute(f'DELETE FROM "{table}" WHERE {where}')
                     counts[table] = int(n)
             n = con.execute(
-                "SELECT count(*) FROM stage_outcomes WHERE item_id IN (SELECT id FROM _td_src UNION ALL SELECT id FROM _td_clip)"
+                "SELECT count(*) FROM stage_outcomes WHERE " + _OUTCOMES_OF
             ).fetchall()[0][0]
             if n:
                 con.execute(
-                    "DELETE FROM stage_outcomes WHERE item_id IN (SELECT id FROM _td_src UNION ALL SELECT id FROM _td_clip)"
+                    "DELETE FROM stage_outcomes WHERE " + _OUTCOMES_OF
                 )
                 counts["stage_outcomes"] = int(n)
             if counts.get("frame_hashes"):

@@ -74,10 +74,14 @@ class Policy:
     def profile(self, purpose: str) -> Profile:
         p = self.profiles.get(purpose)
         if p is None:
+            # No square brackets: a terminal that reads Rich markup would drop "[profiles.x]" as a style tag.
+            known = ", ".join(sorted(self.profiles)) or "none"
+            named = repr(purpose) if purpose else "(none given)"
             raise PolicyError(
-                f"unknown purpose profile {purpose!r}",
-                item=purpose,
-                fix=f"use one of: {', '.join(sorted(self.profiles))}, or define [profiles.{purpose}] in a policy file",
+                f"unknown purpose profile {named}; the known purposes are: {known}",
+                item=purpose or "purpose",
+                fix=f"pass one of them with --purpose or `purpose = ...` in the config, or add a table named "
+                f"profiles.{purpose or '<name>'} to the policy file that policy_file or --policy names",
             )
         return p
 
