@@ -101,7 +101,9 @@ def _stage_fn(batch: pa.Table, stage_cls: type[Stage], config: dict, context, re
 class RayExecutor(LocalExecutor):
     """Runs each stage as a Ray Data ``map_batches``; persistence, resume and retries are the local executor's.
 
-    ``address`` is a Ray cluster address (``auto`` or ``ray://host:10001``); ``None`` starts a local Ray.
+    ``address`` is a Ray cluster address (``auto`` or ``ray://host:10001``); ``None`` starts a local Ray,
+    unless this process already runs one, which is then used as it is. :meth:`shutdown` stops only a Ray
+    that this executor started itself.
     """
 
     name = "ray"
@@ -110,6 +112,7 @@ class RayExecutor(LocalExecutor):
         super().__init__(catalog, **kwargs)
         self.address = address
         self._ray = None
+        self._started_ray = False
 
     def _init_ray(self):
         if self._ray is None:
@@ -123,6 +126,7 @@ class RayExecutor(LocalExecutor):
                         num_cpus=self.workers if self.workers > 1 else None, include_dashboard=False
                     )
                 ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+                self._started_ray = True
             self._ray = ray
         return self._ray
 
@@ -180,6 +184,6 @@ class RayExecutor(LocalExecutor):
             yield self._with_retries(lambda b: self._map(stage, b), stage, batch, first=results)
 
     def shutdown(self) -> None:
-        if self._ray is not None and not self.address:
+        if self._ray is not None and self._started_ray and not self.address:
             self._ray.shutdown()
-            self._ray = None
+        self._ray, self._started_ray = None, False
