@@ -133,12 +133,16 @@ def test_one_run_from_a_licensed_web_manifest(tmp_path, site):
     index = pq.read_table(Path(build["out_dir"]) / "index.parquet").to_pylist()
     spans = sorted((row["start_ms"], row["end_ms"]) for row in index)
     # Clips follow the manifest spans: bunny 0.5-2.5 s and 3.0 s to its end (5.3 s, the span ran past it),
-    # cup 1.0-4.0 s. Starts may move later onto a keyframe; ends are the manifest's (or the duration).
+    # cup 1.0-4.0 s. Starts may move later onto a keyframe. The index gives the span the clip file holds:
+    # bunny's frames are 40 ms apart (0, 40, ... ms), so 0.5-2.5 s holds the frames shown at 480-2440 ms
+    # (those whose middle lies in the span), which end at 2480 ms; cup's are 37.3 ms apart, and its frame
+    # shown at 3996.0 ms has its middle past 4.0 s, so cup's clip ends at 3996 ms.
     ends = sorted(e for _, e in spans)
     assert len(index) == 3, spans
-    assert ends[0] == 2500 and ends[1] == 4000 and 5200 <= ends[2] <= 5400
+    assert ends[0] == 2480 and ends[1] == 3996 and 5200 <= ends[2] <= 5400
     assert all(row["span_origin"] == "manifest" for row in index)
-    bunny_first = next(row for row in index if row["end_ms"] == 2500)
+    bunny_first = next(row for row in index if row["end_ms"] == 2480)
+    assert (bunny_first["planned_start_ms"], bunny_first["planned_end_ms"]) == (500, 2500)
     caps = {c["dataset"]: c["caption"] for c in json.loads(bunny_first["captions"])}
     # One source listed by two datasets gives one clip for the shared span, with both captions.
     assert caps == {"stock-a": "a rabbit wakes up", "stock-b": "bunny stretching in the grass"}

@@ -5,6 +5,11 @@ Layout of one build (``<build.out>/<name>/v<N>/``)::
     shard-000000.tar      <key>.mp4  <key>.json  <key>.jpg   per clip, clips sorted by clip_id
     shard-000001.tar      ...
     index.parquet         one row per clip: shard, key, span, licence, attribution text, scores, member hashes
+
+Spans (``start_ms``/``end_ms`` in the index, ``span`` in the clip JSON, the attribution's "cut to") are the
+span of the source that the clip's file holds, as ``media.cut`` measured it from what it wrote; the
+planned span is kept beside it (``planned_start_ms``/``planned_end_ms``). They differ for stream copies,
+which start on a keyframe near the planned start and can end a few frames early.
     ATTRIBUTION.md        the credit of every source work (TASL: title, author, source, licence), and its clips
     ATTRIBUTION.json      the same, structured
     build.json            the manifest, written last: a build without it is incomplete
@@ -221,15 +226,30 @@ def _ms(ms: int | None) -> str:
     return f"{m}:{rest / 1000:06.3f}"
 
 
+def file_span(clip: ClipRecord, cut: dict[str, Any] | None = None) -> tuple[int, int]:
+    """The span of the source that the clip's file really holds: from the ``media.cut`` outcome detail
+    (``cut``), which measured it from what was written; the planned span when the detail does not say.
+
+    A stream copy starts on the keyframe (up to the cut's keyframe tolerance from the planned start) and
+    can end a few frames early; a re-encode holds the frames of the planned span."""
+    cut = cut or {}
+    start, end = cut.get("start_ms"), cut.get("end_ms")
+    if isinstance(start, int) and isinstance(end, int) and end > start:
+        return start, end
+    return clip.start_ms, clip.end_ms
+
+
 def modifications(clip: ClipRecord, cut: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """What was done to the work to make ``clip``: always cut to its span; re-encoded when not copied."""
+    """What was done to the work to make ``clip``: always cut to its span (the span its file holds, see
+    :func:`file_span`); re-encoded when not copied."""
+    start, end = file_span(clip, cut)
     cut = cut or {}
     out: list[dict[str, Any]] = [
         {
             "kind": "cut",
-            "start_ms": clip.start_ms,
-            "end_ms": clip.end_ms,
-            "text": f"cut to {_ms(clip.start_ms)}–{_ms(clip.end_ms)} of the original",
+            "start_ms": start,
+            "end_ms": end,
+            "text": f"cut to {_ms(start)}–{_ms(end)} of the original",
         }
     ]
     if clip.cut_method == "reencode":
@@ -573,14 +593,17 @@ def clip_json(
     ``origin`` is what the build ships as ``origin_uri`` (:func:`work_origin`: the public URL, else a path
     relative to the input): the operator's full path stays in the catalog."""
     cut = dict(cut or {})
+    start, end = file_span(clip, cut)
     doc = {
         "clip_id": clip.clip_id,
         "source_id": clip.source_id,
         "sha256": clip.content_sha256,
         "span": {
-            "start_ms": clip.start_ms,
-            "end_ms": clip.end_ms,
-            "duration_ms": clip.end_ms - clip.start_ms,
+            "start_ms": start,
+            "end_ms": end,
+            "duration_ms": end - start,
+            "planned_start_ms": clip.start_ms,
+            "planned_end_ms": clip.end_ms,
             "start_frame": clip.start_frame,
             "end_frame": clip.end_frame,
         },
@@ -757,7 +780,8 @@ def write_build(
             jpg_sha = hashlib.sha256(jpg).hexdigest() if jpg is not None else None
             work = works[c.source_id]
             credit = attribution_for(src, work["licence"], c, origin=work["origin"], cut=cuts.get(c.clip_id))
-            work["clips"].append({"clip_id": c.clip_id, "start_ms": c.start_ms, "end_ms": c.end_ms, **credit})
+            span = file_span(c, cuts.get(c.clip_id))
+            work["clips"].append({"clip_id": c.clip_id, "start_ms": span[0], "end_ms": span[1], **credit})
             licence = lineage(src, members_of.get(c.source_id, []), decisions.get(c.source_id), credit["text"])
             js = clip_json(
                 c, src, licence, cuts.get(c.clip_id), jpg_sha, origin=work["origin"], attribution=credit
@@ -776,6 +800,7 @@ def write_build(
                     "jpg_sha256": jpg_sha,
                     "attribution": licence["attribution"],
                     "origin": work["origin"],
+                    "span": span,
                 }
             )
     credits = attribution_files(
@@ -962,9 +987,11 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
                 "key": p["clip_id"],
                 "clip_id": c.clip_id,
                 "source_id": c.source_id,
-                "start_ms": c.start_ms,
-                "end_ms": c.end_ms,
-                "duration_ms": c.end_ms - c.start_ms,
+                "start_ms": p["span"][0],
+                "end_ms": p["span"][1],
+                "duration_ms": p["span"][1] - p["span"][0],
+                "planned_start_ms": c.start_ms,
+                "planned_end_ms": c.end_ms,
                 "cut_method": c.cut_method,
                 "size_bytes": c.size_bytes,
                 "content_license": s.content_license,
@@ -996,6 +1023,8 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
             ("start_ms", pa.int64()),
             ("end_ms", pa.int64()),
             ("duration_ms", pa.int64()),
+            ("planned_start_ms", pa.int64()),
+            ("planned_end_ms", pa.int64()),
             ("cut_method", pa.string()),
             ("size_bytes", pa.int64()),
             ("content_license", pa.string()),

@@ -21,8 +21,10 @@ Times are milliseconds from the start of the video stream, the convention of
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -138,6 +140,28 @@ def choose_method(start_ms: int, keyframes_ms: list[int] | None, options: CutOpt
     return "copy" if is_on_keyframe(start_ms, keyframes_ms, options.keyframe_tolerance_ms) else "reencode"
 
 
+class CutError(MediaError):
+    """A span cannot be cut; ``reason`` is one of :data:`CUT_REASONS` (the message starts with it)."""
+
+    def __init__(self, reason: str, detail: str, *, item: str | None = None, fix: str | None = None):
+        if reason not in CUT_REASONS:
+            raise ValueError(f"unknown cut failure reason {reason!r}")
+        super().__init__(f"{reason}: {detail}", item=item, fix=fix)
+        self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self):
+        return (_rebuild_cut_error, (self.reason, self.detail, self.item, self.fix))
+
+
+def _rebuild_cut_error(reason, detail, item, fix):
+    return CutError(reason, detail, item=item, fix=fix)
+
+
+#: Why a span could not be cut: nothing of it is in the file, or none of its frames decodes.
+CUT_REASONS = ("media.span_past_end", "media.decode_error")
+
+
 def cut_clip(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -148,8 +172,12 @@ def cut_clip(
     keyframes_ms: list[int] | None = None,
 ) -> CutResult:
     """Write the span ``[start_ms, end_ms)`` of ``src`` to ``dst`` (MP4), by stream copy when the span starts
-    on one of ``keyframes_ms`` and by re-encoding otherwise. Raises :class:`MediaError` when nothing of the
-    span can be read."""
+    on one of ``keyframes_ms`` and by re-encoding otherwise. Raises :class:`CutError` when nothing of the
+    span can be read.
+
+    The result's ``start_ms``/``end_ms`` are the span the written file really holds, measured from the
+    packets (copy) or frames (re-encode) written: a copy starts on the keyframe, which may lie up to
+    ``keyframe_tolerance_ms`` from ``start_ms``, and can end a few frames early."""
     opts = options or CutOptions()
     if end_ms <= start_ms:
         raise MediaError(f"empty span {start_ms}-{end_ms} ms", item=str(src))
@@ -161,7 +189,12 @@ def cut_clip(
     dst = Path(dst)
     with atomic_path(dst) as tmp:
         if method == "copy":
-            res = _copy(src, tmp, start_ms, end_ms, opts)
+            try:
+                res = _copy(src, tmp, start_ms, end_ms, opts)
+            except av.error.FFmpegError as exc:
+                # MP4 refused the packets as they are (timestamps, codec parameters): re-encode instead.
+                log.debug("stream copy of %s failed (%s); re-encoding", src, exc)
+                res = None
             if res is None:  # the stream did not start on a keyframe after all
                 method = "reencode"
         if method == "reencode":
@@ -183,13 +216,23 @@ def _audio_stream(container, opts: CutOptions):
     return container.streams.audio[0]
 
 
-class _Audio:
-    """Carries the audio of the span into the output: packet copy, or decode + AAC encode."""
+def _start_s(stream) -> float:
+    """The stream's first timestamp in seconds (0 when the container gives none)."""
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
 
-    def __init__(self, out, ain, opts: CutOptions):
+
+class _Audio:
+    """Carries the audio of the span into the output: packet copy, or decode + AAC encode.
+
+    Audio times are measured from the start of the *video* stream (``origin_s``), as the span is: in
+    MPEG-TS and other containers the audio often starts earlier or later than the video."""
+
+    def __init__(self, out, ain, opts: CutOptions, origin_s: float = 0.0):
         self.ain = ain
         self.tb = ain.time_base
-        self.s0 = ain.start_time or 0
+        self.origin = origin_s
         name = ain.codec_context.name if ain.codec_context else None
         self.copy = name in MP4_AUDIO
         self.pending: list = []
@@ -204,9 +247,9 @@ class _Audio:
             layout = "mono" if (ain.codec_context.channels or 2) == 1 else "stereo"
             self.aout.layout = layout
             self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-            self.samples = 0
+            self.samples: int | None = None
             self.rate = rate
-        self.t0: float | None = None  # seconds of the first video frame kept (relative to stream start)
+        self.t0: float | None = None  # seconds of the first video frame kept (relative to the video start)
         self.t_end: float | None = None
 
     @property
@@ -229,7 +272,7 @@ class _Audio:
             self._emit(out, p)
 
     def _t(self, packet) -> float:
-        return float((packet.pts - self.s0) * self.tb)
+        return float(packet.pts * self.tb) - self.origin
 
     def done(self, packet) -> bool:
         return self.t_end is not None and packet.pts is not None and self._t(packet) >= self.t_end
@@ -239,7 +282,7 @@ class _Audio:
         if t < self.t0 - 1e-6 or t >= self.t_end:
             return
         if self.copy:
-            shift = int(round(self.t0 / self.tb)) + self.s0
+            shift = int(round((self.origin + self.t0) / self.tb))
             packet.pts -= shift
             if packet.dts is not None:
                 packet.dts -= shift
@@ -251,15 +294,18 @@ class _Audio:
             frames = packet.decode()
         except (av.error.FFmpegError, ValueError):
             return
+        if frames and self.samples is None:
+            # Audio that starts after the first video frame keeps its offset.
+            self.samples = max(0, int(round((t - self.t0) * self.rate)))
         for frame in frames:
             self._encode(out, frame)
 
     def _encode(self, out, frame) -> None:
         for f in self.resampler.resample(frame) if frame is not None else [None]:
             if f is not None:
-                f.pts = self.samples
+                f.pts = self.samples or 0
                 f.time_base = Fraction(1, self.rate)
-                self.samples += f.samples
+                self.samples = (self.samples or 0) + f.samples
             for p in self.aout.encode(f):
                 out.mux(p)
                 self.n += 1
@@ -277,68 +323,133 @@ def _to_pts(ms: float, stream) -> int:
     return int(round(ms / 1000 / stream.time_base)) + (stream.start_time or 0)
 
 
-def _seek(container, stream, start_ms: int) -> None:
-    target = _to_pts(max(0, start_ms), stream)
-    try:
-        container.seek(target, stream=stream, backward=True, any_frame=False)
-    except av.error.FFmpegError:
-        container.seek(0)
+#: How much earlier than the span :func:`_positioned` seeks on each try, in ms; then it reads from the start.
+SEEK_MARGINS_MS = (0, 2_000, 10_000)
+#: Packets read after a seek to find where it landed (beyond, the seek counts as failed).
+_PEEK_PACKETS = 2_000
+
+
+@dataclass
+class _Input:
+    """An open source, positioned so that its packets (``packets``) start at or before the span."""
+
+    container: av.container.InputContainer
+    vin: av.video.stream.VideoStream
+    ain: av.audio.stream.AudioStream | None
+    packets: Iterator
+    from_start: bool  # no seek: frames can be counted from the stream's first one
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _positioned(src, item: str, start_ms: float, *, limit_ms: float, opts: CutOptions) -> _Input:
+    """Open ``src`` and seek so that the first video packet is a keyframe presented at or before
+    ``limit_ms``.
+
+    Demuxers seek exactly (MP4, Matroska, AVI with an index) or by bisecting the file (MPEG-TS, MPEG-PS),
+    which can land after the keyframe wanted; raw streams cannot seek at all. So each seek is checked by
+    peeking at the packets that follow, and retried further back (:data:`SEEK_MARGINS_MS`); the last resort
+    reads the file from the start. Packets peeked at are handed on, audio ones included.
+    """
+    for margin in (*SEEK_MARGINS_MS, None):
+        inp = open_container(src)
+        try:
+            vin = _video_stream(inp, item)
+            ain = _audio_stream(inp, opts)
+            streams = [vin] + ([ain] if ain is not None else [])
+            target = None if margin is None else start_ms - margin
+            if target is None or target <= 0 or vin.time_base is None:
+                return _Input(inp, vin, ain, inp.demux(streams), True)
+            try:
+                inp.seek(_to_pts(target, vin), stream=vin, backward=True, any_frame=False)
+            except av.error.FFmpegError:
+                inp.close()
+                continue
+            demux = inp.demux(streams)
+            seen = []
+            landed = False
+            for packet in itertools.islice(demux, _PEEK_PACKETS):
+                seen.append(packet)
+                if packet.stream.type == "video" and packet.size and packet.pts is not None:
+                    landed = packet.is_keyframe and packet.pts <= _to_pts(limit_ms, vin)
+                    break
+            if landed:
+                return _Input(inp, vin, ain, itertools.chain(seen, demux), False)
+        except BaseException:
+            inp.close()
+            raise
+        inp.close()
+    raise AssertionError("unreachable: the last try reads from the start")  # pragma: no cover
 
 
 # -- stream copy --------------------------------------------------------------------------------------------
 
 
 def _copy(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict | None:
+    """Stream-copy from the keyframe within ``keyframe_tolerance_ms`` of ``start_ms``; ``None`` when the
+    stream cannot be copied (no such keyframe, a codec MP4 cannot carry, packets without timestamps)."""
     item = str(src)
-    with open_container(src) as inp:
-        vin = _video_stream(inp, item)
-        if (vin.codec_context.name if vin.codec_context else None) not in MP4_VIDEO:
+    tol = opts.keyframe_tolerance_ms
+    with open_container(src) as probe_inp:
+        vin = _video_stream(probe_inp, item)
+        if (vin.codec_context.name if vin.codec_context else None) not in MP4_VIDEO or vin.time_base is None:
             return None  # MP4 cannot carry this codec: the caller re-encodes
-        ain = _audio_stream(inp, opts)
+    inp = _positioned(src, item, start_ms - tol, limit_ms=start_ms + tol, opts=opts)
+    try:
+        vin, ain = inp.vin, inp.ain
         tb = vin.time_base
         s0 = vin.start_time or 0
-        lo = _to_pts(start_ms - opts.keyframe_tolerance_ms, vin)
+        lo, hi = _to_pts(start_ms - tol, vin), _to_pts(start_ms + tol, vin)
         end_pts = _to_pts(end_ms, vin)
-        _seek(inp, vin, start_ms - opts.keyframe_tolerance_ms)
+        fps = vin.average_rate or vin.guessed_rate or Fraction(25)
+        frame_pts = max(1, int(round(1 / (float(fps) * tb))))  # one frame, for packets without a duration
         out = _open_output(dst)
         try:
             vout = out.add_stream_from_template(vin)
-            audio = _Audio(out, ain, opts) if ain is not None else None
-            streams = [vin] + ([ain] if ain is not None else [])
+            audio = _Audio(out, ain, opts, _start_s(vin)) if ain is not None else None
             first_pts: int | None = None
-            last_pts = None
+            last_end: int | None = None
             n = 0
             video_done = False
-            for packet in inp.demux(streams):
+            for packet in inp.packets:
                 if packet.stream.type == "audio":
                     if audio is not None:
                         if audio.done(packet) and video_done:
                             break
                         audio.offer(out, packet)
                     continue
-                if video_done or packet.pts is None and packet.dts is None:
+                if video_done or not packet.size:
                     continue
-                if first_pts is None:
-                    if packet.pts is None or packet.pts < lo:
+                if packet.pts is None:
+                    if first_pts is None:
                         continue
-                    if not packet.is_keyframe:
-                        return None  # the span does not start on a keyframe: re-encode instead
-                    if packet.pts >= end_pts:
+                    return None  # MP4 needs a time for every frame: re-encode instead
+                if first_pts is None:
+                    if packet.pts < lo or not packet.is_keyframe:
+                        if packet.pts > hi:
+                            return None  # the span does not start on a keyframe: re-encode instead
+                        continue  # the end of the GOP before
+                    if packet.pts > hi or packet.pts >= end_pts:
                         return None
                     first_pts = packet.pts
-                    t0 = float((first_pts - s0) * tb)
                     if audio is not None:
-                        audio.start(out, t0, end_ms / 1000)
-                if packet.pts is not None and packet.pts >= end_pts:
+                        audio.start(out, float((first_pts - s0) * tb), end_ms / 1000)
+                elif packet.pts < first_pts:
+                    continue  # a leading B-frame of an open GOP: it needs the GOP before the clip
+                dur = packet.duration if packet.duration else frame_pts
+                if 2 * packet.pts + dur >= 2 * end_pts:
+                    # The frame's middle lies past the span, the re-encode's rule: both methods keep the
+                    # same frames of a span. Packets that follow in decode order are dropped with it.
                     video_done = True
                     if audio is None:
                         break
                     continue
-                packet.pts = None if packet.pts is None else packet.pts - first_pts
+                last_end = max(last_end or 0, packet.pts + dur)
+                packet.pts -= first_pts
                 if packet.dts is not None:
                     packet.dts -= first_pts
                 packet.stream = vout
-                last_pts = packet.pts if packet.pts is not None else last_pts
                 out.mux(packet)
                 n += 1
             if first_pts is None or n == 0:
@@ -347,13 +458,12 @@ def _copy(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict 
                 audio.close(out)
         finally:
             out.close()
-    fps = float(vin.average_rate or vin.guessed_rate or 25)
-    real_start = int(round((first_pts - s0) * tb * 1000))
-    real_end = min(end_ms, real_start + int(round(n * 1000 / fps)))
+    finally:
+        inp.close()
     return {
         "method": "copy",
-        "start_ms": real_start,
-        "end_ms": real_end,
+        "start_ms": int(round((first_pts - s0) * tb * 1000)),
+        "end_ms": int(round((last_end - s0) * tb * 1000)),
         "n_video_frames": n,
         "has_audio": audio is not None and audio.n > 0,
         "audio_method": audio.method if audio is not None and audio.n else None,
@@ -378,7 +488,17 @@ def _even(x: int) -> int:
     return max(2, x - (x % 2))
 
 
+def _mux_timed(out, packet, durations: dict[int, int]) -> None:
+    if packet.pts is not None and packet.pts in durations:
+        packet.duration = durations.pop(packet.pts)
+    out.mux(packet)
+
+
 def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict:
+    """Decode from the keyframe before ``start_ms`` and encode the frames of the span.
+
+    Frame times come from the timestamps; a stream without them (a raw H.264 or MPEG-4 elementary stream)
+    is read from its start and its frames are timed by their count at the nominal frame rate."""
     item = str(src)
     encoder = opts.encoder
     if not encoder_available(encoder):
@@ -388,28 +508,28 @@ def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> d
             fix="use libx264, or install a PyAV/FFmpeg build with this encoder",
         )
     preset = opts.preset if opts.preset is not None else DEFAULT_PRESETS.get(encoder)
-    with open_container(src) as inp:
-        vin = _video_stream(inp, item)
-        ain = _audio_stream(inp, opts)
+    inp = _positioned(src, item, start_ms, limit_ms=start_ms, opts=opts)
+    try:
+        vin, ain = inp.vin, inp.ain
         vin.thread_type = "AUTO"
-        tb = vin.time_base
+        tb = vin.time_base or Fraction(1, 90_000)
         s0 = vin.start_time or 0
         fps_rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         frame_ms = 1000.0 / float(fps_rate)
-        _seek(inp, vin, start_ms)
         out = _open_output(dst)
         try:
             vout = None
-            audio = _Audio(out, ain, opts) if ain is not None else None
-            streams = [vin] + ([ain] if ain is not None else [])
-            first_pts = None
+            audio = _Audio(out, ain, opts, _start_s(vin)) if ain is not None else None
+            first_t: float | None = None
             n = 0
-            last_t = None
+            counted = 0  # frames decoded so far, for streams without timestamps
+            last_t = last_dur = None
             last_pts = None
+            durations: dict[int, int] = {}  # output pts -> duration, for the encoded packets
             rotation = 0
             video_done = False
             errors = 0
-            for packet in inp.demux(streams):
+            for packet in inp.packets:
                 if packet.stream.type == "audio":
                     if audio is not None:
                         if audio.done(packet) and video_done:
@@ -424,12 +544,18 @@ def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> d
                     errors += 1
                     continue
                 for frame in frames:
-                    if frame.pts is None:
+                    counted += 1
+                    if frame.pts is not None:
+                        t_ms = float((frame.pts - s0) * tb) * 1000
+                        dur_ms = float(frame.duration * tb) * 1000 if frame.duration else frame_ms
+                    elif inp.from_start:
+                        t_ms, dur_ms = (counted - 1) * frame_ms, frame_ms
+                    else:
                         continue
-                    t_ms = float((frame.pts - s0) * tb) * 1000
-                    if t_ms < start_ms - frame_ms / 2:
+                    # A frame belongs to the span when its middle lies in it.
+                    if t_ms + dur_ms / 2 < start_ms:
                         continue
-                    if t_ms >= end_ms - frame_ms / 2:
+                    if t_ms + dur_ms / 2 >= end_ms:
                         video_done = True
                         break
                     if vout is None:
@@ -448,39 +574,51 @@ def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> d
                         vout.options = vopts
                         if opts.threads:
                             vout.codec_context.thread_count = opts.threads
-                        first_pts = frame.pts
+                        first_t = t_ms
                         if audio is not None:
-                            audio.start(out, float((first_pts - s0) * tb), end_ms / 1000)
-                    if rotation:
-                        frame = _rotate(frame, rotation)
-                    pts = frame.pts - first_pts
+                            audio.start(out, first_t / 1000, end_ms / 1000)
+                    pts = int(round((t_ms - first_t) / 1000 / tb))
                     if last_pts is not None and pts <= last_pts:
                         continue  # repeated or out-of-order timestamps (packed B-frames in AVI): keep the first
                     last_pts = pts
+                    if rotation:
+                        frame = _rotate(frame, rotation)
                     img = frame.reformat(width=vout.width, height=vout.height, format="yuv420p")
                     img.pts = pts
                     img.time_base = tb
+                    # Each frame lasts in the file as long as in the source (the encoder would give every
+                    # frame the nominal rate's duration): the file lasts as long as the span it holds.
+                    durations[pts] = max(1, int(round(dur_ms / 1000 / tb)))
                     for p in vout.encode(img):
-                        out.mux(p)
+                        _mux_timed(out, p, durations)
                     n += 1
-                    last_t = t_ms
+                    last_t, last_dur = t_ms, dur_ms
             if vout is None:
-                raise MediaError(
-                    f"no frame of the span {start_ms}-{end_ms} ms could be decoded ({errors} packet errors)",
+                if errors:
+                    raise CutError(
+                        "media.decode_error",
+                        f"no frame of the span {start_ms}-{end_ms} ms could be decoded ({errors} packet errors)",
+                        item=item,
+                        fix="the video data is corrupt; fetch or re-encode it",
+                    )
+                raise CutError(
+                    "media.span_past_end",
+                    f"no frame of the span {start_ms}-{end_ms} ms is in the file",
                     item=item,
-                    fix="the span is past the end of the video or its data is corrupt",
+                    fix="the span is past the end of the video; plan clips within its duration",
                 )
             for p in vout.encode(None):
-                out.mux(p)
+                _mux_timed(out, p, durations)
             if audio is not None:
                 audio.close(out)
         finally:
             out.close()
-    real_start = int(round((first_pts - s0) * tb * 1000))
+    finally:
+        inp.close()
     return {
         "method": "reencode",
-        "start_ms": real_start,
-        "end_ms": int(round(last_t + frame_ms)) if last_t is not None else end_ms,
+        "start_ms": int(round(first_t)),
+        "end_ms": int(round(last_t + last_dur)),
         "n_video_frames": n,
         "has_audio": audio is not None and audio.n > 0,
         "audio_method": audio.method if audio is not None and audio.n else None,

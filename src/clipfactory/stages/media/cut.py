@@ -12,7 +12,7 @@ import av
 from ...catalog import Catalog, load_records
 from ...errors import MediaError, NotFoundError
 from ...ids import sha256_file
-from ...media.cut import CutOptions, cut_clip, keyframes_ms
+from ...media.cut import CutError, CutOptions, cut_clip, keyframes_ms
 from ...media.probe import MediaProbeError
 from ...records import ClipRecord, Result, SourceRecord
 from ...registry import register
@@ -33,14 +33,19 @@ class CutStage(Stage):
     ``content_sha256``. The detail of the outcome row holds the span the file really covers, the encoder
     and what happened to the audio. See :mod:`clipfactory.media.cut` for the two methods.
 
-    Drops: none. Fails (``terminal``): ``media.*`` reasons when the source cannot be read, and when no frame
-    of the span decodes; ``media.not_acquired`` when the source is not in the store.
+    Drops: none. Fails (``terminal``): the ``media.*`` reasons of :mod:`clipfactory.media.probe` when the
+    source cannot be read; ``media.span_past_end`` when no frame of the span is in the file,
+    ``media.decode_error`` when none of them decodes, ``media.cut_error`` when FFmpeg fails while writing;
+    ``media.not_acquired`` when the source is not in the store.
+
+    The detail's ``start_ms``/``end_ms`` are the span the written file holds (a copy starts on the
+    keyframe and may end a few frames early); the record keeps the planned span.
 
     Resources: one CPU; a stream copy is I/O bound, a re-encode runs libx264 at ``threads``.
     """
 
     name = "media.cut"
-    version = 1
+    version = 2  # 2: the detail holds the span measured from what was written
     resources = Resources(cpus=1, memory_gb=1.0)
     batch_size = 4  # a crash loses at most one batch of cutting
     input_type = ClipRecord
@@ -87,7 +92,7 @@ class CutStage(Stage):
             finally:
                 if tmp.exists():
                     os.unlink(tmp)
-        except MediaProbeError as exc:
+        except (MediaProbeError, CutError) as exc:
             return media_failure(item.clip_id, exc)
         except av.error.FFmpegError as exc:
             err = MediaError(f"media.cut_error: FFmpeg failed while cutting ({exc})", item=item.clip_id)

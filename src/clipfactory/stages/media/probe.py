@@ -14,8 +14,9 @@ from ...resources import Resources
 from ...stage import Stage, StageConfig
 
 
-def media_failure(item_id: str, exc: MediaProbeError) -> Result:
-    """A terminal failure row whose error starts with the stable ``media.*`` reason code."""
+def media_failure(item_id: str, exc) -> Result:
+    """A terminal failure row whose error starts with the stable ``media.*`` reason code of ``exc`` (a
+    :class:`MediaProbeError` or :class:`~clipfactory.media.cut.CutError`)."""
     res = Result.failed(item_id, "terminal", f"{exc.reason}: {exc.detail}", detail={"fix": exc.fix})
     return dataclasses.replace(res, reason=exc.reason)
 
