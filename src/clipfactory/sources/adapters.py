@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import ManifestError
-from .readers import SRC, FileFacts, Staged
+from .readers import ELEMS, SRC, FileFacts, Staged
 from .sql import lit
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,18 @@ def select_pre(**exprs: str) -> str:
     )
 
 
-def json_elements(path: str | None = None) -> str:
+def json_elements(path: str | None = None, staged: Staged | None = None) -> str:
     """The elements of the array (or the members of the object) at JSON ``path`` of the staged document,
     as a subquery with ``json_each``'s columns ``key``, ``value``, ``fullkey``, ``type`` and ``id`` (the
     element's position). ``json_each`` over one large document takes quadratic time (14 s for MSR-VTT's
-    3 MB caption file); a cast to ``JSON[]`` or ``MAP`` and ``unnest`` take linear time (20 ms)."""
+    3 MB caption file); a cast to ``JSON[]`` or ``MAP`` and ``unnest`` take linear time (20 ms). The elements
+    of a top-level array were streamed by the reader (``staged.layout == 'ARRAY'``): they are read from
+    there, and memory does not grow with the document."""
+    if path is None and staged is not None and staged.layout == "ARRAY":
+        return f"""(
+        SELECT CAST(ord AS VARCHAR) AS key, v AS value, '$[' || ord || ']' AS fullkey, json_type(v) AS type,
+               ord AS id
+        FROM {ELEMS})"""
     x = f"d.doc->{lit(path)}" if path else "d.doc"
     prefix = lit(path or "$")
     member = (
@@ -429,7 +436,7 @@ def _hdvg(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     return f"""
     WITH v AS (
         SELECT e.id AS ord, e.key AS ytid, e.value AS v, e.fullkey AS vpath, e.type AS vtype
-        FROM {json_elements()} e),
+        FROM {json_elements(None, ctx.staged)} e),
     c AS (
         SELECT v.*, c.key AS clip_name, c.value AS clip, c.fullkey AS cpath
         FROM v LEFT JOIN LATERAL json_each(CASE WHEN vtype = 'OBJECT' THEN v.v END, '$.clip') c ON true),
@@ -686,8 +693,7 @@ def _openvid(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
 # -- MSR-VTT ----------------------------------------------------------------------------------------
 def _msrvtt(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
     split_hint = lit(ctx.split_hint) if ctx.split_hint else "NULL"
-    layout = con.execute(f"SELECT json_type(doc) FROM {SRC}").fetchall()[0][0]
-    if layout == "ARRAY":
+    if ctx.staged.layout == "ARRAY":
         # The caption file: [{"video": "video7010.mp4", "caption": [...]}, ...]
         sel = ctx.select(
             ord="ord",
@@ -701,7 +707,7 @@ def _msrvtt(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
         )
         return f"""
         WITH v AS (
-            SELECT e.key::BIGINT AS ord, e.value AS v, e.fullkey AS pointer FROM {json_elements()} e),
+            SELECT e.key::BIGINT AS ord, e.value AS v, e.fullkey AS pointer FROM {json_elements(None, ctx.staged)} e),
         c AS (
             SELECT *, unnest(CASE WHEN json_type(v->'$.caption') = 'ARRAY' AND json_array_length(v->'$.caption') > 0
                                   THEN CAST(v->'$.caption' AS VARCHAR[])

@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from ..catalog import Catalog
-from ..errors import ClipfactoryError, ManifestError
+from ..errors import ClipfactoryError, ConfigError, ManifestError, TerminalError
 from ..ids import CLIP_ID_SQL
 from . import readers
 from .adapters import PRE_COLUMNS, Context, parse_mapping
@@ -111,7 +111,14 @@ def _configure(con: duckdb.DuckDBPyConnection, opts: IngestOptions) -> None:
     if opts.threads:
         con.execute(f"SET threads = {int(opts.threads)}")
     if opts.memory_limit:
-        con.execute(f"SET memory_limit = {lit(str(opts.memory_limit))}")
+        try:
+            con.execute(f"SET memory_limit = {lit(str(opts.memory_limit))}")
+        except duckdb.Error as exc:
+            raise ConfigError(
+                f"not a memory size: {opts.memory_limit!r}",
+                item="--memory-limit",
+                fix="give a size such as 512MB, 1GB or 4GB",
+            ) from exc
 
 
 def _already(catalog: Catalog, manifest_id: str) -> dict[str, Any] | None:
@@ -237,7 +244,9 @@ def _write(con: duckdb.DuckDBPyConnection, **kwargs: Any) -> _Written:
     try:
         return _write_rows(con, **kwargs)
     finally:
-        con.execute("RESET preserve_insertion_order")
+        # After a failed statement the transaction is aborted and refuses even a RESET; it rolls back.
+        with contextlib.suppress(duckdb.TransactionException):
+            con.execute("RESET preserve_insertion_order")
 
 
 def _write_rows(
@@ -524,6 +533,36 @@ def ingest_manifest(
     started = time.monotonic()
     opts = IngestOptions(memory_limit=memory_limit, threads=threads, max_errors=max_errors)
     spath = str(path)
+    try:
+        return _ingest_one(catalog, spath, format, dataset, mapping, captions, license, rights_holder, opts, started)
+    except duckdb.OutOfMemoryException as exc:
+        raise out_of_memory(spath, opts, exc) from None
+
+
+def out_of_memory(item: str, opts: IngestOptions, exc: BaseException) -> TerminalError:
+    """The error of an ingest that DuckDB could not fit in its memory limit: which limit, and the fix."""
+    used = re.search(r"\(([^()]*/[^()]*) used\)", str(exc))
+    limit = f"--memory-limit {opts.memory_limit}" if opts.memory_limit else "DuckDB's default limit (80% of RAM)"
+    return TerminalError(
+        f"DuckDB ran out of memory ingesting this file under {limit}"
+        + (f" ({used.group(1)} in use)" if used else ""),
+        item=item,
+        fix="give a larger --memory-limit (for example --memory-limit 4GB), or fewer --threads",
+    )
+
+
+def _ingest_one(
+    catalog: Catalog,
+    spath: str,
+    format: str | None,
+    dataset: str | None,
+    mapping: str | dict[str, str] | None,
+    captions: str | os.PathLike | None,
+    license: str | None,
+    rights_holder: str | None,
+    opts: IngestOptions,
+    started: float,
+) -> IngestSummary:
     if (format or "").strip().lower() in ("owned", "folder") or _is_owned_target(spath):
         from .owned import ingest_owned
 
@@ -559,7 +598,8 @@ def _ingest_file(
     m = parse_mapping(mapping)
     facts = FileFacts.of(local)
     manifest_id = facts.sha256
-    prior = _already(catalog, manifest_id)
+    # A first ingest creates the catalog (in the write below); only an existing one can know the file.
+    prior = _already(catalog, manifest_id) if catalog.path.exists() else None
     if prior is not None:
         s = _already_summary(uri, manifest_id, prior)
         s.seconds = time.monotonic() - started

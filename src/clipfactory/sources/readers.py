@@ -30,8 +30,10 @@ from .sql import lit
 log = logging.getLogger(__name__)
 
 _CHUNK = 8 << 20
+_ELEMENT_BUFFER = 16 << 20  # DuckDB's default maximum_object_size
 SRC = "_cf_src"
 RAW = "_cf_raw"
+ELEMS = "_cf_elems"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class Staged:
     rejects: list[RowError] = field(default_factory=list)
     lines_exact: bool = True
     kind: str = "csv"
+    layout: str | None = None  # a JSON document's top-level type; ``ARRAY`` when its elements were streamed
 
 
 _REJECT_REASONS = {
@@ -296,6 +299,8 @@ def stage_csv(
             f"CREATE TEMP TABLE {RAW} AS SELECT * FROM read_csv(?, {_csv_options(header, names, rj)})",
             [facts.path],
         )
+    except duckdb.OutOfMemoryException:
+        raise  # the ingest names the memory limit to raise
     except duckdb.Error as exc:
         raise ManifestError(f"cannot read as CSV: {_first_line(exc)}", item=facts.path) from exc
     columns = [r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {RAW})").fetchall()]
@@ -324,6 +329,8 @@ def stage_lines(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Staged:
     )
     try:
         con.execute(f"CREATE TEMP TABLE {RAW} AS SELECT * FROM read_csv(?, {opts})", [facts.path])
+    except duckdb.OutOfMemoryException:
+        raise  # the ingest names the memory limit to raise
     except duckdb.Error as exc:
         raise ManifestError(f"cannot read lines: {_first_line(exc)}", item=facts.path) from exc
     raw_rejects = _fetch_rejects(con, rj)
@@ -342,20 +349,51 @@ def stage_lines(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Staged:
 
 
 def stage_json_document(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Staged:
-    """Read a whole JSON document as one row ``doc`` of type JSON in ``_cf_src``."""
+    """Read a whole JSON document.
+
+    A top-level array is streamed: its elements become the rows of ``_cf_elems`` (``ord``, the element's
+    position, and ``v``, the element as compact JSON), so memory does not grow with the document, and
+    ``_cf_src`` holds one row whose ``doc`` is NULL. Any other document is read whole into ``_cf_src`` as one
+    row ``doc`` of type JSON. ``Staged.layout`` says which (``ARRAY``, or the document's JSON type).
+    """
     con.execute(f"DROP TABLE IF EXISTS {RAW}")
+    con.execute(f"DROP TABLE IF EXISTS {ELEMS}")
+    head = facts.head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    whole = max(facts.size + 1024, _ELEMENT_BUFFER)
     try:
-        con.execute(
-            f"CREATE TEMP TABLE {RAW} AS SELECT json AS doc FROM read_json_objects(?, format = 'unstructured', "
-            f"maximum_object_size = {max(facts.size + 1024, 16 << 20)})",
-            [facts.path],
-        )
+        if head.startswith(b"["):
+            # DuckDB's reader buffers about twice ``maximum_object_size``: elements bigger than the usual
+            # buffer are rare, and only they pay for a buffer the size of the file.
+            for size in dict.fromkeys((_ELEMENT_BUFFER, whole)):
+                try:
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE {RAW} AS SELECT json(json) AS v "
+                        f"FROM read_json_objects(?, format = 'array', maximum_object_size = {size})",
+                        [facts.path],
+                    )
+                    break
+                except duckdb.InvalidInputException as exc:
+                    if "maximum_object_size" not in str(exc) or size == whole:
+                        raise
+        else:
+            con.execute(
+                f"CREATE TEMP TABLE {RAW} AS SELECT json AS doc FROM read_json_objects(?, format = 'unstructured', "
+                f"maximum_object_size = {whole})",
+                [facts.path],
+            )
+    except duckdb.OutOfMemoryException:
+        raise  # the ingest names the memory limit to raise
     except duckdb.Error as exc:
         raise ManifestError(
             f"not a valid JSON document: {_first_line(exc)}",
             item=facts.path,
             fix="check the file is complete and UTF-8 encoded",
         ) from exc
+    if head.startswith(b"["):
+        base = con.execute(f"SELECT coalesce(min(rowid), 0) FROM {RAW}").fetchall()[0][0]
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {ELEMS} AS SELECT rowid - {base} AS ord, v FROM {RAW}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {SRC} AS SELECT 0 AS ord, NULL::BIGINT AS line, NULL::JSON AS doc")
+        return Staged(["doc"], 1, [], True, "json", layout="ARRAY")
     n_docs = con.execute(f"SELECT count(*) FROM {RAW}").fetchall()[0][0]
     if n_docs != 1:
         raise ManifestError(
@@ -364,7 +402,8 @@ def stage_json_document(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Sta
             fix="JSON Lines files should end in .jsonl",
         )
     con.execute(f"CREATE OR REPLACE TEMP VIEW {SRC} AS SELECT 0 AS ord, NULL::BIGINT AS line, doc FROM {RAW}")
-    return Staged(["doc"], 1, [], True, "json")
+    layout = con.execute(f"SELECT json_type(doc) FROM {RAW}").fetchall()[0][0]
+    return Staged(["doc"], 1, [], True, "json", layout=layout)
 
 
 def stage_parquet(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Staged:
@@ -374,6 +413,8 @@ def stage_parquet(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Staged:
         con.execute(
             f"CREATE TEMP TABLE {RAW} AS SELECT COLUMNS(*)::VARCHAR FROM read_parquet(?)", [facts.path]
         )
+    except duckdb.OutOfMemoryException:
+        raise  # the ingest names the memory limit to raise
     except duckdb.Error as exc:
         raise ManifestError(f"cannot read as Parquet: {_first_line(exc)}", item=facts.path) from exc
     columns = [r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {RAW})").fetchall()]
