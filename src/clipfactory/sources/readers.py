@@ -290,31 +290,145 @@ def stage_csv(
     header: bool = True,
     names: list[str] | None = None,
 ) -> Staged:
-    """Read a CSV (all fields as VARCHAR) into ``_cf_raw`` and expose ``_cf_src`` with line numbers."""
+    """Read a CSV (all fields as VARCHAR) into ``_cf_raw`` and expose ``_cf_src`` with line numbers.
+
+    A quote that opens a field and is never closed makes DuckDB read the rest of the file as that one
+    field (or fail to sniff the file at all). Such a line is rejected by itself ("stray or unterminated
+    quote"), and the file is read again without it, so the rows after it are kept.
+    """
     rj = "_cf_rej"
+    header_lines = 1 if header else 0
+    path = facts.path
+    stray: list[tuple[int, str, str]] = []
+    workdir: str | None = None
+    try:
+        while True:
+            _read_csv(con, path, facts, header, names, rj)
+            rejects = _fetch_rejects(con, rj)
+            swallowed = _swallowing_rejects(con, rj)
+            _drop_rejects(con, rj)
+            if not swallowed:
+                break
+            if len(stray) >= _MAX_STRAY_QUOTES:
+                lines = ", ".join(str(line) for line, _, _ in stray)
+                raise ManifestError(
+                    f"more than {_MAX_STRAY_QUOTES} lines open a quoted field that never closes (lines {lines}, …)",
+                    item=facts.path,
+                    fix="check the file's quoting: a field that holds a quote must be quoted with the quote doubled",
+                )
+            if workdir is None:
+                import tempfile
+
+                workdir = tempfile.mkdtemp(prefix="clipfactory-csv-")
+            nxt = os.path.join(workdir, f"{len(stray)}.csv")
+            stray.extend(_blank_lines(path, nxt, swallowed))
+            path = nxt
+        columns = [r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {RAW})").fetchall()]
+        n_valid = con.execute(f"SELECT count(*) FROM {RAW}").fetchall()[0][0]
+        if facts.n_lines == header_lines + n_valid + len(rejects) + len(stray):
+            _shift_view(con, header_lines, sorted(r[0] for r in rejects + stray))
+            exact = True
+        else:
+            rejects, exact = _mapped_view(con, path, header_lines, rejects, n_valid)
+    finally:
+        if workdir is not None:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    errors = [RowError(line, reason, raw) for line, reason, raw in sorted(rejects + stray)]
+    return Staged(columns, n_valid, errors, exact, "csv")
+
+
+#: Lines with a quote that never closes, each costing one more read of the file, before the file is refused.
+_MAX_STRAY_QUOTES = 16
+
+
+def _read_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: str,
+    facts: FileFacts,
+    header: bool,
+    names: list[str] | None,
+    rj: str,
+) -> None:
+    """``_cf_raw`` from the CSV at ``path``; where DuckDB's sniffer gives up (an unbalanced quote can make
+    it), the columns come from the header line (or ``names``) and nothing is sniffed."""
     _drop_rejects(con, rj)
     con.execute(f"DROP TABLE IF EXISTS {RAW}")
+    opts = _csv_options(header, names, rj)
+    select = f"SELECT * FROM read_csv(?, {opts})"
+    # A failed statement aborts the ingest's transaction, so the sniffer is tried on a connection of its own.
+    probe = duckdb.connect()
     try:
-        con.execute(
-            f"CREATE TEMP TABLE {RAW} AS SELECT * FROM read_csv(?, {_csv_options(header, names, rj)})",
-            [facts.path],
-        )
+        probe.execute(f"DESCRIBE {select}", [path])
+        sniffed = True
+    except duckdb.OutOfMemoryException:
+        raise
+    except duckdb.Error as exc:
+        if "sniffing" not in str(exc):
+            raise ManifestError(f"cannot read as CSV: {_first_line(exc)}", item=facts.path) from exc
+        sniffed = False
+    finally:
+        probe.close()
+    if not sniffed:
+        cols = names or sniff_header(facts)
+        if not header and not names:
+            cols = [f"column{i}" for i in range(len(cols))]
+        if not cols:
+            raise ManifestError("cannot read as CSV: DuckDB cannot tell its columns", item=facts.path)
+        spec = "{" + ", ".join(f"{lit(c)}: 'VARCHAR'" for c in cols) + "}"
+        select = f"SELECT * FROM read_csv(?, {opts}, auto_detect = false, columns = {spec})"
+    try:
+        con.execute(f"CREATE TEMP TABLE {RAW} AS {select}", [path])
     except duckdb.OutOfMemoryException:
         raise  # the ingest names the memory limit to raise
     except duckdb.Error as exc:
         raise ManifestError(f"cannot read as CSV: {_first_line(exc)}", item=facts.path) from exc
-    columns = [r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {RAW})").fetchall()]
-    n_valid = con.execute(f"SELECT count(*) FROM {RAW}").fetchall()[0][0]
-    rejects = _fetch_rejects(con, rj)
-    _drop_rejects(con, rj)
-    header_lines = 1 if header else 0
-    if facts.n_lines == header_lines + n_valid + len(rejects):
-        _shift_view(con, header_lines, [r[0] for r in rejects])
-        exact = True
-    else:
-        rejects, exact = _mapped_view(con, facts.path, header_lines, rejects, n_valid)
-    errors = [RowError(line, reason, raw) for line, reason, raw in rejects]
-    return Staged(columns, n_valid, errors, exact, "csv")
+
+
+def _swallowing_rejects(con: duckdb.DuckDBPyConnection, rejects: str) -> list[int]:
+    """Byte offsets (0-based) of the lines where a quoted field opens and runs on over later lines until
+    DuckDB gives up on it: those later lines were read as part of the bad field, not as rows."""
+    rows = con.execute(
+        f"""SELECT DISTINCT line_byte_position FROM {rejects}_errors
+            WHERE error_type = 'UNQUOTED VALUE' AND position(chr(10) IN rtrim(csv_line, chr(13) || chr(10))) > 0
+            ORDER BY 1"""
+    ).fetchall()
+    # DuckDB counts a line's byte position from 1.
+    return [max(int(r[0]) - 1, 0) for r in rows if r[0] is not None]
+
+
+def _blank_lines(src: str, dst: str, offsets: list[int]) -> list[tuple[int, str, str]]:
+    """Copy ``src`` to ``dst`` with the lines that start at ``offsets`` emptied (their newline kept, so
+    line numbers stay). Returns each emptied line as a reject: physical line, reason, text."""
+    out: list[tuple[int, str, str]] = []
+    with open(src, "rb") as fh, open(dst, "wb") as w:
+        pos, line = 0, 1
+        for off in sorted(set(offsets)):
+            while pos < off:  # copy up to the line, counting lines
+                buf = fh.read(min(_CHUNK, off - pos))
+                if not buf:
+                    break
+                line += buf.count(b"\n")
+                pos += len(buf)
+                w.write(buf)
+            if pos != off:
+                break
+            text = b""
+            while True:  # skip the line itself
+                buf = fh.readline(_CHUNK)
+                pos += len(buf)
+                text += buf
+                if not buf or buf.endswith(b"\n"):
+                    break
+            if text.endswith(b"\n"):
+                w.write(b"\n")
+            raw = text.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            out.append((line, _REJECT_REASONS["UNQUOTED VALUE"], raw))
+            line += 1
+        while buf := fh.read(_CHUNK):
+            w.write(buf)
+    return out
 
 
 def stage_lines(con: duckdb.DuckDBPyConnection, facts: FileFacts) -> Staged:

@@ -1,0 +1,82 @@
+"""A CSV line whose quote never closes: that line is one bad row, named by its line; every other row is kept."""
+
+from __future__ import annotations
+
+from clipfactory.sources import ingest_manifest
+
+HEADER = "label,youtube_id,time_start,time_end,split\n"
+GOOD = [
+    "abseiling,-3B32lodo2M,59,69,val\n",
+    "air drumming,--nQbRBEz2s,104,114,val\n",
+    "applauding,-0ng2mdvtzU,15,25,val\n",
+    "archery,-1B-oRSbqH8,0,10,val\n",
+    "arm wrestling,-3pWh8HP5cM,1,11,val\n",
+]
+STRAY = '"answering questions,--ZFyqNuBAE,0,10,val\n'
+
+
+def _errors(catalog):
+    return [
+        (r["line"], r["reason"], r["raw"])
+        for r in catalog.query("SELECT line, reason, raw FROM ingest_errors ORDER BY line")
+    ]
+
+
+def _ids(catalog):
+    return sorted(r["platform_id"] for r in catalog.query("SELECT platform_id FROM sources"))
+
+
+def test_one_unbalanced_quote_rejects_its_line_only(catalog, tmp_path):
+    # Line 1 is the header, the stray quote is on line 4; DuckDB's sniffer gives up on this file.
+    path = tmp_path / "kinetics400_val.csv"
+    path.write_text(HEADER + GOOD[0] + GOOD[1] + STRAY + GOOD[2] + GOOD[3] + GOOD[4])
+    s = ingest_manifest(catalog, path, dataset="kinetics-400")
+    assert (s.rows_total, s.rows_ok, s.rows_bad) == (6, 5, 1)
+    assert [(e.line, e.reason) for e in s.errors] == [(4, "stray or unterminated quote")]
+    assert _errors(catalog) == [(4, "stray or unterminated quote", STRAY.rstrip("\n"))]
+    assert _ids(catalog) == sorted(
+        ["-3B32lodo2M", "--nQbRBEz2s", "-0ng2mdvtzU", "-1B-oRSbqH8", "-3pWh8HP5cM"]
+    )
+    # The rows after the bad one keep their own lines.
+    lines = catalog.query("SELECT line, label FROM clip_spans ORDER BY line")
+    assert lines == [
+        {"line": 2, "label": "abseiling"},
+        {"line": 3, "label": "air drumming"},
+        {"line": 5, "label": "applauding"},
+        {"line": 6, "label": "archery"},
+        {"line": 7, "label": "arm wrestling"},
+    ]
+
+
+def test_stray_quotes_after_the_sniffed_part_beside_quoted_newlines(catalog, tmp_path):
+    # 30,000 good rows first (past DuckDB's sniffing sample), then a quoted field with a newline (fine),
+    # two stray quotes and a quoted field with a comma after them.
+    path = tmp_path / "kinetics400_big.csv"
+    good = [f"label{i},{i:011d},1,5,val\n" for i in range(30_000)]
+    tail = [
+        'multi,"a\nb",1,5,val\n',  # lines 30002-30003: one record with a quoted newline, and a bad id
+        'stray one,"AAAAAAAAAAA,1,5,val\n',  # line 30004
+        "after one,BBBBBBBBBBB,1,5,val\n",
+        '"stray two,CCCCCCCCCCC,1,5,val\n',  # line 30006
+        '"quoted, comma",DDDDDDDDDDD,1,5,val\n',
+        "last,EEEEEEEEEEE,1,5,val\n",
+    ]
+    path.write_text(HEADER + "".join(good) + "".join(tail))
+    s = ingest_manifest(catalog, path, dataset="kinetics-400")
+    assert (s.rows_total, s.rows_bad) == (30_000 + 6, 3)
+    errors = _errors(catalog)
+    assert [(line, reason.split(":")[0]) for line, reason, _ in errors] == [
+        (30_002, "bad YouTube id a\nb"),
+        (30_004, "stray or unterminated quote"),
+        (30_006, "stray or unterminated quote"),
+    ]
+    assert errors[1][2] == tail[1].rstrip("\n") and errors[2][2] == tail[3].rstrip("\n")
+    assert catalog.query(
+        "SELECT line, label FROM clip_spans WHERE source_id IN "
+        "('youtube:BBBBBBBBBBB', 'youtube:DDDDDDDDDDD', 'youtube:EEEEEEEEEEE') ORDER BY line"
+    ) == [
+        {"line": 30_005, "label": "after one"},
+        {"line": 30_007, "label": "quoted, comma"},
+        {"line": 30_008, "label": "last"},
+    ]
+    assert catalog.scalar("SELECT count(*) FROM sources") == 30_000 + 3
