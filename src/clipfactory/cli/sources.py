@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from .app import app, datasets_app, sources_app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, console, emit, open_catalog, settings, table
+from .common import CatalogOpt, ConfigOpt, JsonOpt, console, emit, err_console, open_catalog, settings, table
 
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name.")]
 
@@ -35,7 +38,11 @@ def ingest_cmd(
         str | None,
         typer.Option(
             "--map",
-            help="Generic adapter column mapping: id=COL,url=COL,start=COL,end=COL,caption=COL,license=COL,rights_holder=COL,uploader=COL,title=COL,time-unit=s|ms|hms (a licence column must hold SPDX ids).",
+            help="Generic adapter mapping, KEY=VALUE[,KEY=VALUE...]. Keys naming a column of the file: "
+            "id, url (one of the two is needed), start, end, caption, title, label, split, duration, "
+            "license (SPDX ids), rights-holder, uploader. Keys giving a value: platform=youtube|web|NAME "
+            "(whose ids the id column holds; default: YouTube ids, or URLs), "
+            "time-unit=s|ms|hms|iso|auto (of start, end and duration; default auto).",
         ),
     ] = None,
     captions: Annotated[
@@ -49,7 +56,11 @@ def ingest_cmd(
         str | None, typer.Option("--rights-holder", help="Rights holder of owned media.")
     ] = None,
     memory_limit: Annotated[
-        str | None, typer.Option("--memory-limit", help="DuckDB memory limit for the ingest, e.g. 1GB.")
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="DuckDB memory limit for the ingest, e.g. 1GB (default: 80% of RAM); past it DuckDB spills to disk.",
+        ),
     ] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="DuckDB threads for the ingest.")] = None,
     catalog: CatalogOpt = None,
@@ -62,24 +73,56 @@ def ingest_cmd(
     s = settings(config, catalog=catalog)
     cat = open_catalog(s)
     results = []
+    # A progress bar only on a terminal, on stderr, and never with --json: scripts and logs see none.
+    show_bar = not json_ and err_console.is_terminal
     for path in manifests:
-        summary = ingest_manifest(
-            cat,
-            path,
-            format=format,
-            dataset=dataset,
-            mapping=map_,
-            captions=captions,
-            license=license or s.license,
-            rights_holder=rights_holder or s.rights_holder,
-            memory_limit=memory_limit,
-            threads=threads,
-        )
+        with _ingest_bar(path, show_bar) as progress:
+            summary = ingest_manifest(
+                cat,
+                path,
+                format=format,
+                dataset=dataset,
+                mapping=map_,
+                captions=captions,
+                license=license or s.license,
+                rights_holder=rights_holder or s.rights_holder,
+                memory_limit=memory_limit,
+                threads=threads,
+                progress=progress,
+            )
         results.append(summary.to_dict())
         if not json_:
             _render_summary(summary)
     if json_:
         emit({"manifests": results}, True)
+
+
+@contextlib.contextmanager
+def _ingest_bar(path: str, show: bool) -> Iterator[Callable[[str], None] | None]:
+    """A bar on stderr over the phases of one manifest's ingest; it disappears when the ingest ends."""
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..sources.ingest import INGEST_PHASES
+
+    bar = Progress(
+        TextColumn("[bold]ingest[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[phase]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(escape(Path(path).name or path), total=len(INGEST_PHASES), phase="")
+
+        def report(phase: str) -> None:
+            bar.update(task, completed=INGEST_PHASES.index(phase), phase=phase)
+
+        yield report
+        bar.update(task, completed=len(INGEST_PHASES), phase="done")
 
 
 def _render_summary(s: Any) -> None:

@@ -14,12 +14,13 @@ no-op. No Python runs per row, except for the rare Panda-70M rows whose Python-l
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,32 @@ class IngestOptions:
     max_errors: int = 20
 
 
+#: The phases of one manifest's ingest, in order, as ``ingest_manifest(progress=...)`` reports them (a
+#: manifest without spans or captions has no ``spans`` phase).
+INGEST_PHASES = ("read", "validate", "errors", "sources", "memberships", "spans", "commit")
+_PHASE_OF_STEP = {
+    "read": "read",
+    "adapter": "validate",
+    "rows": "validate",
+    "count rows": "errors",
+    "insert sources": "sources",
+    "had members": "memberships",
+    "had spans": "spans",
+    "insert spans": "spans",
+    "insert manifest": "commit",
+}
+_PROGRESS: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "clipfactory_ingest_progress", default=None
+)
+
+
 @contextlib.contextmanager
 def _step(name: str):
-    """Log how long one step of an ingest took (``clipfactory -v``, or DEBUG logging)."""
+    """Log how long one step of an ingest took (``clipfactory -v``, or DEBUG logging), and tell the
+    ingest's progress callback when a new phase begins."""
+    report = _PROGRESS.get()
+    if report is not None and name in _PHASE_OF_STEP:
+        report(_PHASE_OF_STEP[name])
     t, cpu = time.perf_counter(), time.process_time()
     yield
     log.debug("ingest step %s: %.3fs (cpu %.3fs)", name, time.perf_counter() - t, time.process_time() - cpu)
@@ -523,20 +547,37 @@ def ingest_manifest(
     memory_limit: str | None = None,
     threads: int | None = None,
     max_errors: int = 20,
+    progress: Callable[[str], None] | None = None,
 ) -> IngestSummary:
     """Ingest one manifest file (or an owned media folder) into ``catalog``.
 
     ``format`` overrides detection; ``dataset`` names the dataset (default: the format's registry key).
     ``mapping`` is the generic adapter's column mapping (``id=col,url=col,start=col,end=col,...``).
     ``captions`` is HowTo100M's ``caption.pickle``. ``license``/``rights_holder`` apply to owned media.
+    ``progress`` is called with the name of each phase (:data:`INGEST_PHASES`) as it begins.
     """
     started = time.monotonic()
     opts = IngestOptions(memory_limit=memory_limit, threads=threads, max_errors=max_errors)
     spath = str(path)
+    token = _PROGRESS.set(_once_each(progress) if progress else None)
     try:
         return _ingest_one(catalog, spath, format, dataset, mapping, captions, license, rights_holder, opts, started)
     except duckdb.OutOfMemoryException as exc:
         raise out_of_memory(spath, opts, exc) from None
+    finally:
+        _PROGRESS.reset(token)
+
+
+def _once_each(progress: Callable[[str], None]) -> Callable[[str], None]:
+    """``progress``, called once per phase however many steps the phase has."""
+    seen: set[str] = set()
+
+    def report(phase: str) -> None:
+        if phase not in seen:
+            seen.add(phase)
+            progress(phase)
+
+    return report
 
 
 def out_of_memory(item: str, opts: IngestOptions, exc: BaseException) -> TerminalError:

@@ -1,0 +1,75 @@
+"""The ingest command's help and progress: every --map key is documented; a bar on a terminal's stderr
+only, never in --json output or in logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+from rich.console import Console
+from typer.testing import CliRunner
+
+from clipfactory.cli import sources as cli_sources
+from clipfactory.cli.app import app
+from clipfactory.sources import ingest_manifest
+
+# Written from the generic adapter's documentation, not read from the code.
+MAP_KEYS = [
+    "id",
+    "url",
+    "start",
+    "end",
+    "caption",
+    "title",
+    "label",
+    "split",
+    "duration",
+    "license",
+    "rights-holder",
+    "uploader",
+    "platform",
+    "time-unit",
+]
+
+
+def test_ingest_help_lists_every_map_key():
+    r = CliRunner().invoke(app, ["ingest", "--help"], terminal_width=100)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.replace("│", " ").split())
+    section = text[text.index("--map") : text.index("--captions")]
+    missing = [k for k in MAP_KEYS if not re.search(rf"(?<![\w-]){re.escape(k)}(?![\w-])", section)]
+    assert missing == [], section
+    assert "platform=youtube|web|NAME" in section and "time-unit=s|ms|hms|iso|auto" in section
+
+
+def test_ingest_reports_its_phases_in_order(catalog, manifests):
+    seen: list[str] = []
+    ingest_manifest(catalog, manifests / "kinetics400_sample.csv", progress=seen.append)
+    assert seen == ["read", "validate", "errors", "sources", "memberships", "spans", "commit"]
+
+
+def test_progress_bar_on_a_terminal_stderr_only(catalog, manifests, tmp_path, monkeypatch):
+    path = manifests / "kinetics400_sample.csv"
+    term = io.StringIO()
+    monkeypatch.setattr(cli_sources, "err_console", Console(file=term, force_terminal=True, width=100))
+    r = CliRunner().invoke(app, ["ingest", str(path), "--catalog", str(tmp_path / "a.duckdb")])
+    assert r.exit_code == 0, r.output
+    drawn = term.getvalue()
+    assert "ingest" in drawn and "kinetics400_sample.csv" in drawn and "━" in drawn
+    assert "━" not in r.stdout and "10 rows, 4 ok, 6 bad" in " ".join(r.stdout.split())
+
+    # --json: one JSON document on stdout, and no bar even on a terminal.
+    term.truncate(0)
+    term.seek(0)
+    r = CliRunner().invoke(app, ["ingest", str(path), "--catalog", str(tmp_path / "b.duckdb"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["manifests"][0]["rows_total"] == 10
+    assert term.getvalue() == "" and r.stderr == ""
+
+    # Not a terminal (a log file, a pipe): no bar either.
+    monkeypatch.setattr(cli_sources, "err_console", Console(file=term, force_terminal=False, width=100))
+    r = CliRunner().invoke(app, ["ingest", str(path), "--catalog", str(tmp_path / "c.duckdb")])
+    assert r.exit_code == 0, r.output
+    assert term.getvalue() == "" and r.stderr == ""
+    assert "10 rows, 4 ok, 6 bad" in " ".join(r.stdout.split())
