@@ -103,3 +103,22 @@ def test_out_of_memory_is_one_error_naming_the_limit(manifests, tmp_path, name):
     ok = CliRunner().invoke(app, ["ingest", str(manifests / name), "--catalog", str(cat), "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["manifests"][0]["already_ingested"] is False
+
+
+def test_an_unreadable_memory_limit_is_named(manifests, tmp_path):
+    r = CliRunner().invoke(
+        app,
+        [
+            "ingest",
+            str(manifests / "kinetics400_sample.csv"),
+            "--memory-limit",
+            "lots",
+            "--catalog",
+            str(tmp_path / "c.duckdb"),
+        ],
+    )
+    assert r.exit_code == 1
+    err = " ".join(r.stderr.split())
+    assert (
+        err == "error: --memory-limit: not a memory size: 'lots' (fix: give a size such as 512MB, 1GB or 4GB)"
+    )

@@ -387,45 +387,50 @@ def _read_csv(
 
 
 def _swallowing_rejects(con: duckdb.DuckDBPyConnection, rejects: str) -> list[int]:
-    """Byte offsets (0-based) of the lines where a quoted field opens and runs on over later lines until
-    DuckDB gives up on it: those later lines were read as part of the bad field, not as rows."""
+    """Byte offsets within the lines where a quoted field opens and runs on over later lines until DuckDB
+    gives up on it: those later lines were read as part of the bad field, not as rows."""
     rows = con.execute(
         f"""SELECT DISTINCT line_byte_position FROM {rejects}_errors
             WHERE error_type = 'UNQUOTED VALUE' AND position(chr(10) IN rtrim(csv_line, chr(13) || chr(10))) > 0
             ORDER BY 1"""
     ).fetchall()
-    # DuckDB counts a line's byte position from 1.
-    return [max(int(r[0]) - 1, 0) for r in rows if r[0] is not None]
+    # DuckDB gives the line's start counting from 1, so the offset is the line's first or second byte (a
+    # line that opens a quote has at least one before its newline): either way, inside that line.
+    return [int(r[0]) for r in rows if r[0] is not None]
 
 
 def _blank_lines(src: str, dst: str, offsets: list[int]) -> list[tuple[int, str, str]]:
-    """Copy ``src`` to ``dst`` with the lines that start at ``offsets`` emptied (their newline kept, so
-    line numbers stay). Returns each emptied line as a reject: physical line, reason, text."""
+    """Copy ``src`` to ``dst`` with the lines holding the bytes at ``offsets`` emptied (their newline kept,
+    so line numbers stay). Returns each emptied line as a reject: physical line, reason, text."""
     out: list[tuple[int, str, str]] = []
     with open(src, "rb") as fh, open(dst, "wb") as w:
         pos, line = 0, 1
+        pending = b""  # the bytes read of the current line, not yet written
         for off in sorted(set(offsets)):
-            while pos < off:  # copy up to the line, counting lines
+            if off < pos:
+                continue  # in a line already emptied
+            while pos < off:  # copy up to the offset, counting lines
                 buf = fh.read(min(_CHUNK, off - pos))
                 if not buf:
                     break
+                pos += len(buf)
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    pending += buf
+                    continue
                 line += buf.count(b"\n")
-                pos += len(buf)
-                w.write(buf)
-            if pos != off:
-                break
-            text = b""
-            while True:  # skip the line itself
-                buf = fh.readline(_CHUNK)
-                pos += len(buf)
-                text += buf
-                if not buf or buf.endswith(b"\n"):
-                    break
+                w.write(pending + buf[: cut + 1])
+                pending = buf[cut + 1 :]
+            rest = fh.readline()
+            pos += len(rest)
+            text = pending + rest
+            pending = b""
             if text.endswith(b"\n"):
                 w.write(b"\n")
             raw = text.rstrip(b"\r\n").decode("utf-8", errors="replace")
             out.append((line, _REJECT_REASONS["UNQUOTED VALUE"], raw))
             line += 1
+        w.write(pending)
         while buf := fh.read(_CHUNK):
             w.write(buf)
     return out
