@@ -42,7 +42,7 @@ def ray_session():
     """One local Ray (two CPUs) for the whole file; the executors find it running and leave it so."""
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
     yield ray
     assert ray.is_initialized(), "an executor shut down a Ray it did not start"
     if started:
