@@ -72,6 +72,15 @@ def open_catalog(s: Settings, *, create: bool | None = None) -> Catalog:
     return Catalog(s.catalog, create=create, origin=catalog_origin(s))
 
 
+def existing_catalog(s: Settings) -> Catalog:
+    """The catalog of ``s`` for a command that works on what it holds (fetch, policy check, takedown...):
+    where there is none, the error of :func:`open_catalog` names the path, and nothing is created."""
+    cat = open_catalog(s, create=False)
+    with cat.read():
+        pass
+    return cat
+
+
 def catalog_origin(s: Settings) -> str:
     """How the catalog path of this command was chosen: ``from --catalog``, ``from CLIPFACTORY_CATALOG``,
     ``from `catalog` in FILE`` or the default."""

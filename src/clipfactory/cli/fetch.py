@@ -27,8 +27,10 @@ def fetch_cmd(
 ) -> None:
     """Download web sources that have a URL and no blob, with consent checks (options: acquire.http)."""
     from ..acquire.driver import fetch_sources
+    from .common import existing_catalog
 
     s = settings(config, sets, catalog=catalog, store=store)
+    existing_catalog(s)  # fetch reads its sources from it: without one it says so, and makes none
     emit(fetch_sources(s, dataset=dataset, limit=limit), json_, _render_fetch)
 
 
@@ -65,8 +67,10 @@ def revalidate_cmd(
 ) -> None:
     """Re-check availability and consent of fetched sources; queue gone and opted-out ones for takedown."""
     from ..acquire.revalidate import revalidate_sources
+    from .common import existing_catalog
 
     s = settings(config, sets, catalog=catalog, store=store)
+    existing_catalog(s)  # revalidate reads its sources from it: without one it says so, and makes none
     emit(revalidate_sources(s, build=build, limit=limit), json_, _render_revalidate)
 
 

@@ -8,7 +8,18 @@ from typing import Annotated, Any
 import typer
 
 from .app import app, policy_app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, open_catalog, settings, table
+from .common import (
+    CatalogOpt,
+    ConfigOpt,
+    JsonOpt,
+    SetOpt,
+    console,
+    emit,
+    existing_catalog,
+    open_catalog,
+    settings,
+    table,
+)
 
 PolicyFileOpt = Annotated[
     Path | None, typer.Option("--policy", help="Policy TOML with custom profiles and licence classes.")
@@ -60,7 +71,7 @@ def check_cmd(
     evaluation = list(s.build.evaluation_manifests) + [
         e for e in eval_ or [] if e not in s.build.evaluation_manifests
     ]
-    summary = evaluate(open_catalog(s), s.purpose, settings=s, evaluation_datasets=evaluation)
+    summary = evaluate(existing_catalog(s), s.purpose, settings=s, evaluation_datasets=evaluation)
 
     def render(r: dict[str, Any]) -> None:
         d = r["decisions"]
