@@ -9,7 +9,8 @@ Kinds (see :data:`KINDS`):
 
 * ``mpeg4_avi``: MPEG-4 part 2 with B-frames in AVI (packed B-frames, packets without pts), MP3 audio;
 * ``mpeg4_mp4``: MPEG-4 part 2 in MP4, AAC audio;
-* ``mjpeg_avi``: Motion JPEG in AVI, PCM audio (MP4 cannot carry either as they are);
+* ``mjpeg_avi``: Motion JPEG in AVI with A-law PCM audio at 8 kHz, as IP cameras write (MP4 cannot carry
+  A-law);
 * ``vp8_webm`` / ``vp9_webm``: VP8 / VP9 in WebM, Opus audio;
 * ``interlaced``: H.264 coded as interlaced fields (``+ildct+ilme``, top field first) in Matroska;
 * ``mpeg2_ts``: interlaced MPEG-2 video with MP2 audio in MPEG-TS, whose first frame is 1 s in
@@ -18,6 +19,8 @@ Kinds (see :data:`KINDS`):
 * ``rotated``: H.264 in MP4 with a display matrix that turns the picture 90° (a phone's ``rotate=90``);
 * ``h264_10bit`` / ``hevc_10bit``: ``yuv420p10le`` H.264 in MP4 and HEVC in Matroska;
 * ``vfr``: H.264 in MP4 with irregular frame durations (20 to 80 ms);
+* ``decode_times``: H.264 with B-frames in MP4 whose packets carry their decode time as presentation
+  time (no composition offsets): the frames decode in order with their times permuted;
 * ``annexb_h264``: a raw H.264 elementary stream (``.h264``): no container, no timestamps;
 * ``mjpeg_raw``: a raw Motion JPEG elementary stream (``.mjpeg``);
 * ``audio_only``: AAC in M4A without any video stream (a media file the factory must refuse by name).
@@ -105,8 +108,11 @@ def _video(
     times_ms: list[int] | None = None,
     setup: Callable | None = None,
     first_pts: int = 0,
+    decode_times: bool = False,
 ) -> None:
-    """Encode footage of ``seed`` with ``codec`` into ``path``; ``times_ms`` gives irregular frame times."""
+    """Encode footage of ``seed`` with ``codec`` into ``path``; ``times_ms`` gives irregular frame times;
+    ``decode_times`` writes each packet's decode time as its presentation time, as a muxer that knows
+    nothing of B-frames does."""
     w, h = size
     with av.open(str(path), "w", format=fmt) as out:
         v = out.add_stream(codec, rate=FPS)
@@ -133,12 +139,19 @@ def _video(
             vf.pts = times_ms[k] if times_ms is not None else first_pts + k
             vf.time_base = tb
             for p in v.encode(vf):
-                out.mux(p)
+                _mux(out, p, decode_times)
             n += 1
         for p in v.encode(None):
-            out.mux(p)
+            _mux(out, p, decode_times)
         if a is not None:
             _write_audio(out, a, n / FPS)
+
+
+def _mux(out, packet, decode_times: bool) -> None:
+    if decode_times:
+        packet.dts = packet.dts + 2  # x264 starts decode times 2 frames early
+        packet.pts = packet.dts
+    out.mux(packet)
 
 
 def _x264(**extra: str) -> dict[str, str]:
@@ -190,9 +203,9 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "mjpeg_avi",
         "mjpeg.avi",
-        ("mjpeg", "pcm_s16le"),
+        ("mjpeg", "pcm_alaw"),
         True,
-        lambda p, s: _video(p, s, codec="mjpeg", pix_fmt="yuvj420p", audio=("pcm_s16le", 22050)),
+        lambda p, s: _video(p, s, codec="mjpeg", pix_fmt="yuvj420p", audio=("pcm_alaw", 8000)),
     ),
     Kind(
         "vp8_webm",
@@ -295,6 +308,15 @@ KINDS: tuple[Kind, ...] = (
         ("libx264",),
         True,
         lambda p, s: _video(p, s, codec="libx264", options=_x264(), times_ms=_vfr_times()),
+    ),
+    Kind(
+        "decode_times",
+        "decode_times.mp4",
+        ("libx264",),
+        True,
+        lambda p, s: _video(
+            p, s, codec="libx264", options=_x264(**{"x264-params": "bframes=3:b-adapt=0"}), decode_times=True
+        ),
     ),
     Kind("annexb_h264", "annexb.h264", ("libx264",), True, _raw_h264),
     Kind(

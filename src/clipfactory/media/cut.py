@@ -21,6 +21,8 @@ Times are milliseconds from the start of the video stream, the convention of
 from __future__ import annotations
 
 import bisect
+import collections
+import heapq
 import itertools
 import logging
 import os
@@ -28,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -39,10 +42,11 @@ from clipfactory.storage import atomic_path
 
 log = logging.getLogger(__name__)
 
-#: Audio codecs that an MP4 file can carry as they are (decoder names as FFmpeg reports them).
-#: Video codecs an MP4 file can carry, so a stream copy is possible; others (MS-MPEG4 in AVI, Theora, ...)
-#: are re-encoded.
+#: Video codecs whose packets a clip may carry as they are (decoder names as FFmpeg reports them); others
+#: (MS-MPEG4 in AVI, VP8, Theora, ...) are re-encoded. A stream is copied only when, besides, FFmpeg's MP4
+#: muxer accepts it (:func:`_template_stream`).
 MP4_VIDEO = {"h264", "hevc", "mpeg4", "av1", "vp9", "mpeg1video", "mpeg2video", "mjpeg"}
+#: Audio codecs copied as they are when the muxer accepts them; others (PCM, MP2, Vorbis, ...) become AAC.
 MP4_AUDIO = {"aac", "aac_fixed", "mp3", "mp3float", "mp3adufloat", "ac3", "ac3_fixed", "eac3", "opus", "alac"}
 
 #: The preset each encoder gets when none is configured.
@@ -210,6 +214,16 @@ def _open_output(path: Path):
     return av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
 
 
+def _template_stream(out, stream):
+    """An output stream that carries ``stream``'s packets as they are, or ``None`` when the MP4 muxer does
+    not take its codec (PyAV asks FFmpeg and raises ``ValueError``: "'mp4' format does not support ...")."""
+    try:
+        return out.add_stream_from_template(stream)
+    except ValueError as exc:
+        log.debug("MP4 cannot carry %s as it is (%s)", stream, exc)
+        return None
+
+
 def _audio_stream(container, opts: CutOptions):
     if not opts.audio or not container.streams.audio:
         return None
@@ -234,12 +248,11 @@ class _Audio:
         self.tb = ain.time_base
         self.origin = origin_s
         name = ain.codec_context.name if ain.codec_context else None
-        self.copy = name in MP4_AUDIO
+        self.aout = _template_stream(out, ain) if name in MP4_AUDIO and ain.time_base is not None else None
+        self.copy = self.aout is not None
         self.pending: list = []
         self.n = 0
-        if self.copy:
-            self.aout = out.add_stream_from_template(ain)
-        else:
+        if not self.copy:
             rate = ain.codec_context.sample_rate or 48_000
             self.aout = out.add_stream("aac", rate=rate)
             self.aout.bit_rate = opts.audio_bitrate
@@ -386,6 +399,34 @@ def _positioned(src, item: str, start_ms: float, *, limit_ms: float, opts: CutOp
 # -- stream copy --------------------------------------------------------------------------------------------
 
 
+class _ShownInOrder:
+    """Decodes the first :data:`CHECK_PACKETS` packets a copy takes and says whether the frames' times rise.
+
+    Some files carry decode times where presentation times belong: MPEG-4 part 2 with packed B-frames in
+    AVI (which stores no presentation times), H.264 with B-frames muxed into MP4 without composition
+    offsets. Their frames decode in the right order with their times permuted (0, 101, 67, 134, 34 ms),
+    and a copy would keep those times, so players and loaders that order frames by time show them
+    shuffled. A re-encode gives them their times in order (:class:`_InOrder`)."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.left = CHECK_PACKETS
+
+    def takes(self, packet) -> bool:
+        if self.left <= 0:
+            return True
+        self.left -= 1
+        try:
+            frames = packet.decode()
+        except (av.error.FFmpegError, ValueError):
+            return False
+        for frame in frames:
+            if frame.pts is None or (self.last is not None and frame.pts <= self.last):
+                return False
+            self.last = frame.pts
+        return True
+
+
 def _copy(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict | None:
     """Stream-copy from the keyframe within ``keyframe_tolerance_ms`` of ``start_ms``; ``None`` when the
     stream cannot be copied (no such keyframe, a codec MP4 cannot carry, packets without timestamps)."""
@@ -406,12 +447,15 @@ def _copy(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict 
         frame_pts = max(1, int(round(1 / (float(fps) * tb))))  # one frame, for packets without a duration
         out = _open_output(dst)
         try:
-            vout = out.add_stream_from_template(vin)
+            vout = _template_stream(out, vin)
+            if vout is None:
+                return None  # MP4 cannot carry this codec: the caller re-encodes
             audio = _Audio(out, ain, opts, _start_s(vin)) if ain is not None else None
             first_pts: int | None = None
             last_end: int | None = None
             n = 0
             video_done = False
+            check = _ShownInOrder()
             for packet in inp.packets:
                 if packet.stream.type == "audio":
                     if audio is not None:
@@ -421,6 +465,8 @@ def _copy(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict 
                     continue
                 if video_done or not packet.size:
                     continue
+                if first_pts is not None and not check.takes(packet):
+                    return None
                 if packet.pts is None:
                     if first_pts is None:
                         continue
@@ -433,6 +479,8 @@ def _copy(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict 
                     if packet.pts > hi or packet.pts >= end_pts:
                         return None
                     first_pts = packet.pts
+                    if not check.takes(packet):
+                        return None  # the source's frame times are permuted: re-encode instead
                     if audio is not None:
                         audio.start(out, float((first_pts - s0) * tb), end_ms / 1000)
                 elif packet.pts < first_pts:
@@ -494,6 +542,38 @@ def _mux_timed(out, packet, durations: dict[int, int]) -> None:
     out.mux(packet)
 
 
+class _InOrder:
+    """Decoded frames with their times, in the order they are shown.
+
+    A decoder returns frames in the order they are shown, but the timestamps that come with them can be
+    permuted: MPEG-4 part 2 with packed B-frames in AVI gives 1, 2, 3, 5, 4, 6, 8, 7, ... The times are
+    the right ones, on the wrong frames; so each frame gets the smallest of the times of the last
+    :data:`REORDER_FRAMES` frames. For a stream whose times only rise this changes nothing."""
+
+    def __init__(self) -> None:
+        self.frames: collections.deque = collections.deque()
+        self.times: list[float] = []
+
+    def push(self, frame, t_ms: float, dur_ms: float) -> list[tuple[Any, float, float]]:
+        self.frames.append((frame, dur_ms))
+        heapq.heappush(self.times, t_ms)
+        return [self._pop()] if len(self.frames) > REORDER_FRAMES else []
+
+    def flush(self) -> list[tuple[Any, float, float]]:
+        return [self._pop() for _ in range(len(self.frames))]
+
+    def _pop(self) -> tuple[Any, float, float]:
+        frame, dur_ms = self.frames.popleft()
+        return frame, heapq.heappop(self.times), dur_ms
+
+
+#: How many frames :class:`_InOrder` holds back to put their times in order (more than the B-frames
+#: between two reference frames of any common encoder).
+REORDER_FRAMES = 16
+#: How many packets of a stream copy :class:`_ShownInOrder` decodes (a few groups of B-frames).
+CHECK_PACKETS = 24
+
+
 def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict:
     """Decode from the keyframe before ``start_ms`` and encode the frames of the span.
 
@@ -529,8 +609,10 @@ def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> d
             rotation = 0
             video_done = False
             errors = 0
-            for packet in inp.packets:
-                if packet.stream.type == "audio":
+            order = _InOrder()
+            packets = itertools.chain(inp.packets, [None])  # None: the end of the file
+            for packet in packets:
+                if packet is not None and packet.stream.type == "audio":
                     if audio is not None:
                         if audio.done(packet) and video_done:
                             break
@@ -538,20 +620,26 @@ def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> d
                     continue
                 if video_done:
                     continue
-                try:
-                    frames = packet.decode()
-                except (av.error.FFmpegError, ValueError):
-                    errors += 1
-                    continue
-                for frame in frames:
-                    counted += 1
-                    if frame.pts is not None:
-                        t_ms = float((frame.pts - s0) * tb) * 1000
-                        dur_ms = float(frame.duration * tb) * 1000 if frame.duration else frame_ms
-                    elif inp.from_start:
-                        t_ms, dur_ms = (counted - 1) * frame_ms, frame_ms
-                    else:
+                if packet is None:
+                    timed = order.flush()
+                else:
+                    try:
+                        frames = packet.decode()
+                    except (av.error.FFmpegError, ValueError):
+                        errors += 1
                         continue
+                    timed = []
+                    for frame in frames:
+                        counted += 1
+                        if frame.pts is not None:
+                            t_ms = float((frame.pts - s0) * tb) * 1000
+                            dur_ms = float(frame.duration * tb) * 1000 if frame.duration else frame_ms
+                        elif inp.from_start:
+                            t_ms, dur_ms = (counted - 1) * frame_ms, frame_ms
+                        else:
+                            continue
+                        timed += order.push(frame, t_ms, dur_ms)
+                for frame, t_ms, dur_ms in timed:
                     # A frame belongs to the span when its middle lies in it.
                     if t_ms + dur_ms / 2 < start_ms:
                         continue
@@ -579,7 +667,7 @@ def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> d
                             audio.start(out, first_t / 1000, end_ms / 1000)
                     pts = int(round((t_ms - first_t) / 1000 / tb))
                     if last_pts is not None and pts <= last_pts:
-                        continue  # repeated or out-of-order timestamps (packed B-frames in AVI): keep the first
+                        continue  # a repeated timestamp: keep the first frame
                     last_pts = pts
                     if rotation:
                         frame = _rotate(frame, rotation)
