@@ -2,13 +2,20 @@
 
 Two methods:
 
-* **copy** (stream copy, a remux without re-encoding): used when the span starts on a keyframe. Video
-  packets are copied in decode order from that keyframe until the first packet that is presented at or
-  after the end of the span; the clip can therefore end a few frames early on streams with B-frames, but
-  every frame it holds decodes. Lossless and about a hundred times faster than encoding.
-* **reencode**: used when the span starts between keyframes (or when asked). Frames are decoded from the
-  keyframe before the span, those inside it are converted to ``yuv420p``, rotated upright when the source
-  carries rotation metadata, and encoded with libx264 (or SVT-AV1) at a constant quality.
+* **copy** (stream copy, a remux without re-encoding): used when the span starts on a keyframe, FFmpeg's
+  MP4 muxer takes the codec (it refuses MS-MPEG4, VP8, ...) and the packets have timestamps. Video
+  packets are copied in decode order from that keyframe until the first packet whose frame has its middle
+  at or after the end of the span; the clip can therefore end a few frames early on streams with
+  B-frames, but every frame it holds decodes. The first packets are decoded too: when the frames' times
+  do not rise (decode times stored as presentation times), the copy gives way to a re-encode. Lossless
+  and about a hundred times faster than encoding.
+* **reencode**: used otherwise (or when asked). Frames are decoded from the keyframe before the span
+  (from the start of a file that cannot seek), their times put in order, those whose middle lies inside
+  the span converted to ``yuv420p``, rotated upright when the source carries rotation metadata, and
+  encoded with libx264 (or SVT-AV1) at a constant quality. Frames of a stream without timestamps are
+  timed by their count at the nominal rate.
+
+Either way the result gives the span the written file really holds (``start_ms``/``end_ms``).
 
 Audio is kept either way: packets of the first audio stream inside the span are copied when MP4 can hold
 the codec, and re-encoded to AAC otherwise. The output has ``moov`` at the front (``faststart``) and is
