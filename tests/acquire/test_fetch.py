@@ -181,7 +181,9 @@ def test_crawl_delay_slows_requests(server, fetch):
     assert all(o.status == OK for o in outs)
     times = sorted(server.times_of(f"/{i}.mp4")[0] for i in range(4))
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= 0.25, gaps
+    # The server notes a request when its thread gets to it, which on a busy machine can be late for one
+    # request and so shorten one gap; without the delay all four arrive within milliseconds.
+    assert min(gaps) >= 0.15 and sum(gaps) / len(gaps) >= 0.25, gaps
     assert time.monotonic() - t0 >= 0.75
 
 
