@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,35 @@ def catalog(tmp_path):
     return Catalog(tmp_path / "catalog.duckdb")
 
 
+
 def pytest_collection_modifyitems(config, items):
-    """The Ray tests go first. pytest-xdist hands files to its workers in this order, so the Ray file
-    starts on a fresh worker while the other worker is still small: Ray's own processes (about 1.1 GB)
-    then never add to two fully grown workers, and the suite's peak stays under 2 GB (docs/development.md)."""
+    """The Ray tests go first: pytest-xdist hands files to its workers in this order, so the Ray file
+    starts while the other worker is still small (see ``_ray_runs_alone``)."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("ray") else 1)
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_runs_alone(request, tmp_path_factory):
+    """Under pytest-xdist, a file of Ray tests runs while no other worker is inside a test file: Ray's own
+    processes (about 1.1 GB) never add to a second busy worker, and the suite's peak stays under 2 GB
+    (docs/development.md). Other files share a lock that a Ray file takes alone; a turnstile lock first
+    lets a waiting Ray file in before the next other file starts."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp().parent  # shared by the workers of one run
+    ray_file = request.node.get_closest_marker("ray") is not None
+    with open(base / "ray-turnstile.lock", "a+") as gate, open(base / "ray-alone.lock", "a+") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        if ray_file:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the other files in progress to finish
+        else:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
