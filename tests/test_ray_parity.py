@@ -37,16 +37,24 @@ if "cf_acquire_server" not in sys.modules:
 TestServer = sys.modules["cf_acquire_server"].TestServer
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def ray_session():
     """One local Ray (two CPUs) for the whole file; the executors find it running and leave it so."""
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
-    yield ray
-    assert ray.is_initialized(), "an executor shut down a Ray it did not start"
+    yield ray.get_runtime_context().get_node_id()
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def same_ray(ray_session):
+    """After each test, the Ray the file started is still the one running: no executor shut it down or
+    started another."""
+    yield
+    assert ray.is_initialized(), "an executor shut down a Ray it did not start"
+    assert ray.get_runtime_context().get_node_id() == ray_session, "an executor replaced the running Ray"
 
 
 STAGES = ["media.probe", "media.analyse", "media.cut", "quality.filter"]

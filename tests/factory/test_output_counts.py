@@ -33,12 +33,18 @@ PIPELINE_ORDER = [
 ]
 
 
-def _footage(root: Path, shared: Path, names: list[str]) -> Path:
+#: The files of the counted build, with their licences: the commercial purpose refuses the NC one, whose
+#: bytes are held, so it is probed and analysed for its fingerprints only and none of its clips is cut.
+FILES = {"bbb_5s.mp4": "CC-BY-4.0", "bikes.mp4": "CC-BY-4.0", "carphone_pristine.mp4": "CC-BY-NC-4.0"}
+
+
+def _footage(root: Path, shared: Path, names: list[str] | dict[str, str]) -> Path:
     d = root / "footage"
     d.mkdir(parents=True, exist_ok=True)
-    for n in names:
+    licences = names if isinstance(names, dict) else dict.fromkeys(names, "CC-BY-4.0")
+    for n, licence in licences.items():
         shutil.copy(shared / "media" / n, d / n)
-        (d / f"{n}.json").write_text(json.dumps({"license": "CC-BY-4.0", "rights_holder": "Someone", "title": n}))
+        (d / f"{n}.json").write_text(json.dumps({"license": licence, "rights_holder": "Someone", "title": n}))
     return d
 
 
@@ -53,64 +59,125 @@ def _settings(tmp: Path, footage: Path, **build) -> Settings:
     )
 
 
+CONFIG = """catalog = "cat.duckdb"
+store = "store"
+purpose = "commercial"
+inputs = ["footage"]
+[build]
+name = "oc"
+out = "builds"
+shard_size = 2
+[quality.filter]
+min_duration_s = 1.5
+[media.analyse]
+max_clip_s = 3.0
+"""
+
+
 @pytest.fixture(scope="module")
-def two(tmp_path_factory, shared_data):
-    """A build of two files, and the summaries of its first run and of a second run that finds it done."""
+def runs(tmp_path_factory, shared_data):
+    """Three runs of one config through the CLI: the first (--json), a second that finds everything done
+    (the table people read), and a third (--json) for its figures."""
     tmp = tmp_path_factory.mktemp("counts")
-    s = _settings(tmp, _footage(tmp, shared_data, ["bbb_5s.mp4", "bikes.mp4"]))
-    first = pipeline.run_pipeline(s)
-    second = pipeline.run_pipeline(s)
-    return s, tmp, first, second
+    _footage(tmp, shared_data, FILES)
+    (tmp / "clipfactory.toml").write_text(CONFIG)
+    cfg = str(tmp / "clipfactory.toml")
+    first = CliRunner().invoke(app, ["run", "--config", cfg, "--json"])
+    assert first.exit_code == 0, first.output
+    table = CliRunner().invoke(app, ["run", "--config", cfg], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    third = CliRunner().invoke(app, ["run", "--config", cfg, "--json"])
+    assert third.exit_code == 0, third.output
+    return Catalog(tmp / "cat.duckdb"), json.loads(first.stdout), table.stdout, json.loads(third.stdout)
 
 
-def _check_adds_up(summary: dict) -> None:
+def _source_of(cat: Catalog, name: str) -> str:
+    return cat.query("SELECT source_id FROM sources WHERE origin_uri LIKE ?", [f"%{name}"])[0]["source_id"]
+
+
+def _check_adds_up(summary: dict, cat: Catalog) -> None:
     stages = summary["stages"]
     assert list(stages) == PIPELINE_ORDER
     for name, c in stages.items():
         # Every item a stage received has one latest outcome there.
         assert c["received"] == c["kept"] + c["dropped"] + c["failed"], (name, c)
-    names = list(stages)
-    for a, b in zip(names, names[1:], strict=False):
-        # What a stage sends on is what the next one receives (no source is refused by this policy, so
-        # media.analyse withholds nothing).
+    # Figures from the catalog, not from the summary: the refused source and every clip planned.
+    nc = _source_of(cat, "carphone_pristine.mp4")
+    nc_clips = cat.scalar("SELECT count(*) FROM clips WHERE source_id = ?", [nc])
+    all_clips = cat.scalar("SELECT count(*) FROM clips")
+    assert nc_clips >= 1
+    assert stages["acquire.local"]["received"] == len(FILES)
+    assert stages["policy.gate"]["received"] == len(FILES) and stages["policy.gate"]["dropped"] == 1
+    assert stages["policy.gate"]["outputs"] == len(FILES) - 1
+    # The refused source goes on to be probed and analysed for its fingerprints only.
+    assert summary["fingerprint_only_sources"] == 1
+    assert stages["media.probe"]["received"] == stages["policy.gate"]["outputs"] + 1
+    assert stages["media.probe"]["outputs"] == stages["media.analyse"]["received"] == len(FILES)
+    # media.analyse plans every clip, and sends on those of the sources the purpose allows.
+    assert summary["clips_planned"] == all_clips
+    assert summary["clips_withheld"] == nc_clips
+    assert stages["media.analyse"]["outputs"] == all_clips - nc_clips == stages["quality.filter"]["received"]
+    for a, b in [("quality.filter", "dedup.near"), ("dedup.near", "media.cut"), ("media.cut", "build.export")]:
         assert stages[a]["outputs"] == stages[b]["received"], (a, b, stages[a], stages[b])
-    b = summary["build"]
-    assert stages["build.export"]["outputs"] == b["n_clips"] == summary["clips_exported"]
+    n_build = cat.scalar("SELECT count(*) FROM build_members WHERE build_id = ?", [summary["build"]["build_id"]])
+    assert stages["build.export"]["outputs"] == summary["build"]["n_clips"] == summary["clips_exported"] == n_build
+    assert cat.scalar(
+        "SELECT count(*) FROM build_members WHERE build_id = ? AND source_id = ?", [summary["build"]["build_id"], nc]
+    ) == 0
 
 
-def test_summary_counts_add_up_stage_to_stage(two):
-    s, _, first, _ = two
-    _check_adds_up(first)
+def test_summary_counts_add_up_stage_to_stage(runs):
+    cat, first, _, _ = runs
+    _check_adds_up(first, cat)
     st = first["stages"]
-    # Two files in, each analysed once; media.analyse sends on clips, not sources.
-    assert st["acquire.local"]["received"] == 2 and st["media.analyse"]["received"] == 2
-    # bbb_5s (5 s) and bikes (10 s): more clips than files, and pieces of at most 3 s.
-    assert st["media.analyse"]["outputs"] == st["quality.filter"]["received"] > 2
     index = pq.read_table(Path(first["build"]["out_dir"]) / "index.parquet")
     assert index.num_rows == first["build"]["n_clips"] == st["media.cut"]["kept"]
-    assert first["clips_withheld"] == 0
+    assert all(v == 0 for v in first["resumed"].values()), first["resumed"]
 
 
-def test_a_second_run_adds_up_and_says_what_earlier_runs_finished(two):
-    _, _, first, second = two
-    _check_adds_up(second)
-    assert second["build"]["status"] == "unchanged"
+def test_a_second_run_adds_up_and_says_what_earlier_runs_finished(runs):
+    cat, first, _, third = runs
+    _check_adds_up(third, cat)
+    assert third["build"]["status"] == "unchanged"
     for name in PIPELINE_ORDER:
         for k in ("received", "kept", "dropped", "failed", "outputs"):
-            assert second["stages"][name][k] == first["stages"][name][k], (name, k)
+            assert third["stages"][name][k] == first["stages"][name][k], (name, k)
     # Nothing is redone: each stage that keeps outcomes resumed every item it received.
     for name in ("acquire.local", "policy.gate", "media.probe", "media.analyse", "quality.filter", "media.cut"):
-        assert second["resumed"][name] == second["stages"][name]["received"], name
-    assert first["resumed"]["media.analyse"] == 0
+        assert third["resumed"][name] == third["stages"][name]["received"], name
 
 
-def test_run_table_has_received_and_sent_on_columns(two):
-    s, tmp, first, _ = two
-    r = CliRunner().invoke(app, ["runs", "list", "--catalog", s.catalog])
+def test_run_table_shows_what_each_stage_received_and_sent_on(runs):
+    cat, first, table, _ = runs
+    lines = table.splitlines()
+    header = next(line for line in lines if "stage" in line and "received" in line)
+    cols = [c.strip() for c in header.strip("┃│ ").replace("┃", "│").split("│")]
+    assert cols == ["stage", "received", "kept", "dropped", "failed", "sent on"]
+    rows = {}
+    for line in lines:
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == len(cols) and cells[0] in PIPELINE_ORDER:
+            rows[cells[0]] = [int(x) for x in cells[1:]]
+    assert list(rows) == PIPELINE_ORDER
+    for name in PIPELINE_ORDER:
+        c = first["stages"][name]
+        assert rows[name] == [c["received"], c["kept"], c["dropped"], c["failed"], c["outputs"]], name
+    text = " ".join(table.split())
+    assert "finished by earlier runs, not redone: acquire.local 3, policy.gate 3, media.probe 3" in text
+    nc_clips = first["clips_withheld"]
+    assert (
+        f"1 source the purpose refuses went on to media.probe and media.analyse for its fingerprints only; "
+        f"its {nc_clips} planned clip{'s are' if nc_clips != 1 else ' is'} not cut" in text
+    )
+
+
+def test_runs_list_and_show_name_whole_ids_in_pipeline_order(runs):
+    cat, first, _, _ = runs
+    r = CliRunner().invoke(app, ["runs", "list", "--catalog", str(cat.path)])
     assert r.exit_code == 0, r.output
     # Whole run ids (what `runs show` takes), never cut short by the table.
     assert first["run_id"] in r.output
-    r = CliRunner().invoke(app, ["runs", "show", first["run_id"], "--catalog", s.catalog, "--json"])
+    r = CliRunner().invoke(app, ["runs", "show", first["run_id"], "--catalog", str(cat.path), "--json"])
     assert r.exit_code == 0, r.output
     shown = list(dict.fromkeys(row["stage"] for row in json.loads(r.output)["counts"]))
     assert shown == PIPELINE_ORDER
@@ -143,10 +210,12 @@ def _hash_of_files(out: Path) -> str:
     return content_hash(manifest["purpose"], manifest["shard_size"], rows, credits)
 
 
-def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_data):
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_data, umask):
     """A build rewritten by a takedown carries the content hash of the clips it holds (as export defines
-    it), not the old version's; the catalog row agrees. Its files have the modes export gives new files."""
-    umask = os.umask(0o022)
+    it), not the old version's; the catalog row agrees. Its files have the modes export gives a build's
+    files: 0666 less the umask, like any new file."""
+    old_umask = os.umask(umask)
     try:
         s = _settings(tmp_path, _footage(tmp_path, shared_data, ["bbb_5s.mp4", "bikes.mp4"]))
         first = pipeline.run_pipeline(s)
@@ -159,7 +228,7 @@ def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_dat
         new_id = receipt["builds"][0]["new_build_id"]
         row = cat.query("SELECT out_dir, config->>'content_hash' AS h FROM builds WHERE build_id = ?", [new_id])[0]
     finally:
-        os.umask(umask)
+        os.umask(old_umask)
     new_dir = Path(row["out_dir"])
     manifest = json.loads((new_dir / "build.json").read_text())
     old_manifest = json.loads((old_dir / "build.json").read_text())
@@ -169,15 +238,23 @@ def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_dat
     assert manifest["content_hash"] == _hash_of_files(new_dir) != old_manifest["content_hash"]
     assert row["h"] == manifest["content_hash"]  # the catalog row agrees with the file
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in sorted(new_dir.iterdir())}
-    assert modes == {p.name: 0o644 for p in new_dir.iterdir()}  # 0666 less umask 022, as export writes
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
+    # The first version, written by export, has the same modes (its shards that stayed are shared).
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in old_dir.iterdir()} == {
+        p.name: 0o666 & ~umask for p in old_dir.iterdir()
+    }
 
 
 def test_unknown_purpose_error_names_it_and_the_known_ones():
     policy = load_policy(None)
+    known = ", ".join(sorted(policy.profiles))
+    assert "commercial" in known and "research" in known
     with pytest.raises(PolicyError) as e:
         policy.profile("comercial")
-    msg = str(e.value)
-    assert "'comercial'" in msg and "commercial" in msg and "research" in msg
+    assert e.value.message == f"unknown purpose profile 'comercial'; the known purposes are: {known}"
+    assert e.value.item == "comercial"
+    # No square brackets anywhere: a terminal that reads Rich markup would swallow "[profiles.x]".
+    assert "[" not in str(e.value) and "profiles.comercial" in str(e.value)
     with pytest.raises(PolicyError) as e:
         policy.profile("")
-    assert "(none given)" in str(e.value)
+    assert e.value.message == f"unknown purpose profile (none given); the known purposes are: {known}"

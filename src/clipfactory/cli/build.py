@@ -130,10 +130,14 @@ def run_cmd(
         resumed = ", ".join(f"{n} {k}" for n, k in d.get("resumed", {}).items() if k)
         if resumed:
             console.print(f"  finished by earlier runs, not redone: {resumed}", highlight=False, soft_wrap=True)
-        if d.get("clips_withheld"):
+        n, k = d.get("fingerprint_only_sources") or 0, d.get("clips_withheld") or 0
+        if n:
+            its = "its" if n == 1 else "their"
             console.print(
-                f"  media.analyse planned {d['clips_planned']} clips; {d['clips_withheld']} of them, of sources "
-                f"the purpose refuses, were analysed for their fingerprints only", soft_wrap=True,
+                f"  {n} source{'s' if n != 1 else ''} the purpose refuses went on to media.probe and media.analyse "
+                f"for {its} fingerprints only; {its} {k} planned clip{'s' if k != 1 else ''} "
+                f"{'is' if k == 1 else 'are'} not cut",
+                soft_wrap=True, highlight=False,
             )
         b = d["build"]
         if not b.get("build_id"):

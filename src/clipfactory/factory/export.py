@@ -34,7 +34,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import tarfile
 from collections.abc import Iterable
@@ -91,7 +90,6 @@ def write_shard(path: str | Path, members: Iterable[ShardMember]) -> str:
                         with open(data, "rb") as fh:
                             tar.addfile(info, fh)
         digest = _sha256_path(tmp)
-        os.chmod(tmp, 0o644)
     return digest
 
 
@@ -862,12 +860,10 @@ def write_build(
     index = _index_table(build_id, planned)
     with atomic_path(out_dir / "index.parquet") as tmp:
         pq.write_table(index, tmp)
-        os.chmod(tmp, 0o644)
     files = [{"name": "index.parquet", **_file_entry(out_dir / "index.parquet")}]
     for fname, data in sorted(credits.items()):
         with atomic_write(out_dir / fname, "wb") as fh:
             fh.write(data)
-            os.chmod(fh.name, 0o644)
         files.append({"name": fname, "sha256": credit_sha[fname], "bytes": len(data)})
     created = datetime.now(UTC).replace(microsecond=0)
     manifest = {
@@ -897,7 +893,6 @@ def write_build(
     # (builds are shipped); the returned dict adds ``out_dir`` for the caller.
     with atomic_write(out_dir / "build.json", "w") as fh:
         fh.write(json.dumps(manifest, indent=2, ensure_ascii=False))
-        os.chmod(fh.name, 0o644)
     manifest["out_dir"] = str(out_dir)
 
     outcome_rows += [
