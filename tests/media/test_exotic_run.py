@@ -221,18 +221,30 @@ def test_the_run_has_no_bug_rows(factory):
     assert summary["status"] == "finished" and summary["build"]["status"] == "complete"
     bugs = cat.query("SELECT stage, item_id, error FROM stage_outcomes WHERE error_kind = 'bug'")
     assert bugs == []
-    failed = cat.query("SELECT stage, reason, error FROM stage_outcomes WHERE status = 'failed'")
-    assert all(r["reason"] and r["reason"].startswith("media.") for r in failed), failed
+    # The one failure the set holds: the audio-only file has no video stream to probe (EXPECTED). Every other
+    # file has a video stream that decodes, so none of its clips may fail anywhere (a cut_error included).
+    failed = cat.query(
+        "SELECT stage, item_id, reason FROM latest_outcomes WHERE status = 'failed' ORDER BY ALL"
+    )
+    assert failed == [
+        {
+            "stage": "media.probe",
+            "item_id": factory["source_of"][FILE_OF["audio_only"]],
+            "reason": "media.no_video_stream",
+        }
+    ], failed
     # Every input reached media.probe, and every one it kept was analysed.
     probe = summary["stages"]["media.probe"]
     assert probe["kept"] + probe["failed"] == len(factory["files"])
+    assert probe["failed"] == 1
+    assert summary["stages"]["media.analyse"]["received"] == probe["kept"]
 
 
 @pytest.mark.shared_data
 def test_the_run_took_every_shared_media_file(factory, shared_data):
-    assert sorted(factory["shared"]) == sorted(
-        p.name for p in (shared_data / "media").iterdir() if p.is_file()
-    )
+    # Each shared file became a source of the run (the catalog has a source whose origin is that file).
+    assert factory["shared"], "no shared media file was found"
+    assert set(factory["shared"]) <= set(factory["source_of"])
     assert set(SHARED_FILES) <= set(factory["shared"])
 
 
@@ -267,6 +279,32 @@ def test_each_file_ends_as_expected(factory, name):
         return
     methods = {e.row["cut_method"] for e in got}
     assert got, f"{name}: no clip exported"
+    # Every clip of the source was cut, or dropped by a named quality or near-duplicate rule before it was;
+    # none failed at any stage, and every exported clip is one the cut kept.
+    cat = factory["cat"]
+    ids = [r["clip_id"] for r in cat.query("SELECT clip_id FROM clips WHERE source_id = ?", [sid])]
+    cut = {r["item_id"]: r for r in _last_outcome(cat, ids, "media.cut")}
+    marks = ",".join("?" * len(ids))
+    dropped = {
+        r["item_id"]
+        for r in cat.query(
+            f"SELECT item_id FROM latest_outcomes WHERE status = 'dropped'"
+            f" AND stage IN ('quality.filter', 'dedup.near') AND item_id IN ({marks})",
+            ids,
+        )
+    }
+    not_cut = [
+        (i, cut.get(i))
+        for i in ids
+        if not (cut.get(i, {}).get("status") == "kept" or (i not in cut and i in dropped))
+    ]
+    assert not_cut == [], (name, not_cut)
+    failed = cat.query(
+        f"SELECT stage, item_id, reason FROM latest_outcomes WHERE status = 'failed' AND item_id IN ({marks})",
+        ids,
+    )
+    assert failed == [], (name, failed)
+    assert {e.row["clip_id"] for e in got} <= {i for i, r in cut.items() if r["status"] == "kept"}
     assert methods <= want.methods, (name, methods)
     assert ("copy" in methods) == want.copied, (name, methods)
 
