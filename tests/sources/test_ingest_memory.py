@@ -1,7 +1,7 @@
 """Ingest memory: MSR-VTT's real caption file under a 1 GB limit, memory that does not grow with the
 number of captions, and an out-of-memory that is one clear error naming the setting to raise.
 
-Each ingest runs in a fresh Python process, which reports its own peak RSS (``ru_maxrss``).
+Each ingest runs in a fresh Python process, which reports its own peak RSS (``VmHWM``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ _RUN = textwrap.dedent(
 
     catalog, manifest, limit = sys.argv[1:4]
     s = ingest_manifest(Catalog(catalog), manifest, memory_limit=limit, threads=2)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM is the peak of this program's own memory. ru_maxrss is not: Linux carries the parent's peak
+    # over exec, so a child of a large pytest worker would report the worker's size.
+    with open("/proc/self/status") as fh:
+        hwm = [line for line in fh if line.startswith("VmHWM:")]
+    peak_mb = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"rows": s.rows_total, "bad": s.rows_bad, "spans": s.spans, "peak_mb": peak_mb}))
     """
 )
