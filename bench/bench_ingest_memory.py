@@ -5,7 +5,7 @@ JSON array of 2,990 videos with 59,800 captions), and files of the same shape wi
 videos (each real video repeated under new ids, with its captions), cached in ``bench/out/ingest_memory/``.
 
 Each ingest runs in a fresh subprocess (``ingest_manifest`` into a new catalog, ``threads=2``) under each
-DuckDB ``--memory-limit``; peak RSS is that process's ``ru_maxrss``. An ingest that DuckDB cannot fit
+DuckDB ``--memory-limit``; peak RSS is that process's own high-water mark (``VmHWM``). An ingest that DuckDB cannot fit
 prints its error instead. Target: the real file under 1 GB, and a peak that does not grow with the
 number of captions.
 
@@ -37,7 +37,9 @@ try:
     out = {"rows": s.rows_total, "spans": s.spans}
 except ClipfactoryError as exc:
     out = {"error": str(exc)}
-out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this program's own peak (ru_maxrss would carry the parent's peak over exec)
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+out["peak_mb"] = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
 
