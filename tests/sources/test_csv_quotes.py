@@ -80,3 +80,47 @@ def test_stray_quotes_after_the_sniffed_part_beside_quoted_newlines(catalog, tmp
         {"line": 30_008, "label": "last"},
     ]
     assert catalog.scalar("SELECT count(*) FROM sources") == 30_000 + 3
+
+
+def test_two_adjacent_stray_quotes_reject_both_lines(catalog, tmp_path):
+    path = tmp_path / "kinetics400_val.csv"
+    path.write_text(HEADER + GOOD[0] + STRAY + STRAY + GOOD[1] + GOOD[2])
+    s = ingest_manifest(catalog, path, dataset="kinetics-400")
+    assert (s.rows_total, s.rows_ok, s.rows_bad) == (5, 3, 2)
+    assert _errors(catalog) == [
+        (3, "stray or unterminated quote", STRAY.rstrip("\n")),
+        (4, "stray or unterminated quote", STRAY.rstrip("\n")),
+    ]
+    assert catalog.query("SELECT line, label FROM clip_spans ORDER BY line") == [
+        {"line": 2, "label": "abseiling"},
+        {"line": 5, "label": "air drumming"},
+        {"line": 6, "label": "applauding"},
+    ]
+
+
+def test_stray_quotes_in_a_crlf_file_past_its_first_data_line(catalog, tmp_path):
+    # CR LF endings, written out by hand. Line 1 header, 2 good, 3 stray, 4 good, 5 and 6 stray, 7 good.
+    path = tmp_path / "kinetics400_val.csv"
+    path.write_bytes(
+        b"label,youtube_id,time_start,time_end,split\r\n"
+        b"abseiling,-3B32lodo2M,59,69,val\r\n"
+        b'"answering questions,--ZFyqNuBAE,0,10,val\r\n'
+        b"air drumming,--nQbRBEz2s,104,114,val\r\n"
+        b'"applauding,-0ng2mdvtzU,15,25,val\r\n'
+        b'"archery,-1B-oRSbqH8,0,10,val\r\n'
+        b"arm wrestling,-3pWh8HP5cM,1,11,val\r\n"
+    )
+    s = ingest_manifest(catalog, path, dataset="kinetics-400")
+    assert (s.rows_total, s.rows_ok, s.rows_bad) == (6, 3, 3)
+    assert _errors(catalog) == [
+        (3, "stray or unterminated quote", '"answering questions,--ZFyqNuBAE,0,10,val'),
+        (5, "stray or unterminated quote", '"applauding,-0ng2mdvtzU,15,25,val'),
+        (6, "stray or unterminated quote", '"archery,-1B-oRSbqH8,0,10,val'),
+    ]
+    assert catalog.query(
+        "SELECT line, label, platform_id FROM clip_spans JOIN sources USING (source_id) ORDER BY line"
+    ) == [
+        {"line": 2, "label": "abseiling", "platform_id": "-3B32lodo2M"},
+        {"line": 4, "label": "air drumming", "platform_id": "--nQbRBEz2s"},
+        {"line": 7, "label": "arm wrestling", "platform_id": "-3pWh8HP5cM"},
+    ]

@@ -321,7 +321,14 @@ def stage_csv(
 
                 workdir = tempfile.mkdtemp(prefix="clipfactory-csv-")
             nxt = os.path.join(workdir, f"{len(stray)}.csv")
-            stray.extend(_blank_lines(path, nxt, swallowed))
+            emptied = _blank_lines(path, nxt, swallowed)
+            if not emptied:
+                raise ManifestError(
+                    "cannot read as CSV: a quoted field never closes, and the line that opens it cannot be found",
+                    item=facts.path,
+                    fix="check the file's quoting: a field that holds a quote must be quoted with the quote doubled",
+                )
+            stray.extend(emptied)
             path = nxt
         columns = [r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {RAW})").fetchall()]
         n_valid = con.execute(f"SELECT count(*) FROM {RAW}").fetchall()[0][0]
@@ -400,8 +407,14 @@ def _swallowing_rejects(con: duckdb.DuckDBPyConnection, rejects: str) -> list[in
 
 
 def _blank_lines(src: str, dst: str, offsets: list[int]) -> list[tuple[int, str, str]]:
-    """Copy ``src`` to ``dst`` with the lines holding the bytes at ``offsets`` emptied (their newline kept,
-    so line numbers stay). Returns each emptied line as a reject: physical line, reason, text."""
+    """Copy ``src`` to ``dst`` with the lines holding the bytes at ``offsets`` emptied (their line ending,
+    LF or CR LF, kept, so line numbers stay). Returns each emptied line as a reject: physical line, reason,
+    text.
+
+    DuckDB's offset can fall short of the bad line: on the end of the line before it, or on a blank line
+    before it (a line emptied by an earlier pass, CR LF endings). A line with no quote cannot open a quoted
+    field, so such lines are copied as they are and the bad line is the first one after them with a quote.
+    """
     out: list[tuple[int, str, str]] = []
     with open(src, "rb") as fh, open(dst, "wb") as w:
         pos, line = 0, 1
@@ -421,12 +434,19 @@ def _blank_lines(src: str, dst: str, offsets: list[int]) -> list[tuple[int, str,
                 line += buf.count(b"\n")
                 w.write(pending + buf[: cut + 1])
                 pending = buf[cut + 1 :]
-            rest = fh.readline()
-            pos += len(rest)
-            text = pending + rest
-            pending = b""
-            if text.endswith(b"\n"):
-                w.write(b"\n")
+            while True:
+                rest = fh.readline()
+                pos += len(rest)
+                text = pending + rest
+                pending = b""
+                if not text or b'"' in text:
+                    break
+                w.write(text)  # no quote: not the bad line
+                line += 1
+            if not text:
+                break  # the end of the file
+            # The line's own ending is kept: a bare LF among CR LF endings throws DuckDB's parser off.
+            w.write(text[len(text.rstrip(b"\r\n")) :])
             raw = text.rstrip(b"\r\n").decode("utf-8", errors="replace")
             out.append((line, _REJECT_REASONS["UNQUOTED VALUE"], raw))
             line += 1
