@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from clipfactory.catalog import Catalog
 from clipfactory.cli.app import app
 
 _RUN = textwrap.dedent(
@@ -103,7 +104,11 @@ def test_out_of_memory_is_one_error_naming_the_limit(manifests, tmp_path, name):
     assert err.startswith(f"error: {manifests / name}: DuckDB ran out of memory"), err
     assert "--memory-limit 1MB" in err and "give a larger --memory-limit" in err
     assert "Traceback" not in r.output and "OutOfMemory" not in r.output
-    # Nothing of the file was written.
+    # Nothing of the file was written: no manifest, source, span or error row.
+    if cat.exists():
+        c = Catalog(cat, create=False)
+        for table in ("manifests", "sources", "clip_spans", "ingest_errors"):
+            assert c.scalar(f"SELECT count(*) FROM {table}") == 0, table
     ok = CliRunner().invoke(app, ["ingest", str(manifests / name), "--catalog", str(cat), "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["manifests"][0]["already_ingested"] is False
