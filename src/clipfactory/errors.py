@@ -69,6 +69,27 @@ class MediaError(TerminalError):
     """A media file cannot be probed, decoded or cut."""
 
 
+class MediaReasonError(MediaError):
+    """A :class:`MediaError` with a namespaced outcome ``reason`` (one of the subclass's ``REASONS``); the
+    message starts with it. Survives pickling (Ray workers send it back whole)."""
+
+    REASONS: tuple[str, ...] = ()
+
+    def __init__(self, reason: str, detail: str, *, item: str | None = None, fix: str | None = None):
+        if reason not in self.REASONS:
+            raise ValueError(f"unknown {type(self).__name__} reason {reason!r}")
+        super().__init__(f"{reason}: {detail}", item=item, fix=fix)
+        self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self):
+        return (_rebuild_reason_error, (type(self), self.reason, self.detail, self.item, self.fix))
+
+
+def _rebuild_reason_error(cls, reason, detail, item, fix):
+    return cls(reason, detail, item=item, fix=fix)
+
+
 class PolicyError(TerminalError):
     """A policy file, purpose profile or licence entry is invalid."""
 

@@ -230,9 +230,6 @@ def run_pipeline(
         counts[n]["received"] = len(dict.fromkeys(inputs[n]))
     for n, c in counts.items():
         c["outputs"] = sent_on.get(n, 0)
-    if "media.analyse" in counts:
-        counts["media.analyse"]["clips_planned"] = len(planned)
-        counts["media.analyse"]["clips_withheld"] = len(planned) - sent_on.get("media.analyse", 0)
     order = {n: i for i, n in enumerate(counts)}
     new_rows = sorted(
         catalog.query(

@@ -946,9 +946,9 @@ def _new_version(b: dict[str, Any], takedown_id: str) -> dict[str, Any]:
     for fname, data in sorted(credits.items()):
         with atomic_write(tmp / fname, "wb") as fh:
             fh.write(data)
-    if credits:
-        from ..factory.export import ATTRIBUTION_JSON
+    from ..factory.export import ATTRIBUTION_JSON, _file_entry
 
+    if credits:
         new["attributions"] = sorted(w["text"] for w in json.loads(credits[ATTRIBUTION_JSON])["works"])
     index_name = manifest.get("index", "index.parquet")
     files = [{"name": index_name, **_file_entry(tmp / index_name)}] if index is not None else []
@@ -964,10 +964,6 @@ def _new_version(b: dict[str, Any], takedown_id: str) -> dict[str, Any]:
     new["_rewritten"] = rewritten
     new["_linked"] = linked
     return new
-
-
-def _file_entry(path: Path) -> dict[str, Any]:
-    return {"sha256": _sha256(path), "bytes": path.stat().st_size}
 
 
 def _clip_docs(out_dir: Path, shard_names: list[str]) -> dict[str, bytes]:

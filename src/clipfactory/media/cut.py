@@ -43,7 +43,7 @@ import av
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from clipfactory.errors import ConfigError, MediaError
+from clipfactory.errors import ConfigError, MediaError, MediaReasonError
 from clipfactory.media.probe import _video_stream, open_container
 from clipfactory.storage import atomic_path
 
@@ -151,26 +151,14 @@ def choose_method(start_ms: int, keyframes_ms: list[int] | None, options: CutOpt
     return "copy" if is_on_keyframe(start_ms, keyframes_ms, options.keyframe_tolerance_ms) else "reencode"
 
 
-class CutError(MediaError):
-    """A span cannot be cut; ``reason`` is one of :data:`CUT_REASONS` (the message starts with it)."""
-
-    def __init__(self, reason: str, detail: str, *, item: str | None = None, fix: str | None = None):
-        if reason not in CUT_REASONS:
-            raise ValueError(f"unknown cut failure reason {reason!r}")
-        super().__init__(f"{reason}: {detail}", item=item, fix=fix)
-        self.reason = reason
-        self.detail = detail
-
-    def __reduce__(self):
-        return (_rebuild_cut_error, (self.reason, self.detail, self.item, self.fix))
-
-
-def _rebuild_cut_error(reason, detail, item, fix):
-    return CutError(reason, detail, item=item, fix=fix)
-
-
 #: Why a span could not be cut: nothing of it is in the file, or none of its frames decodes.
 CUT_REASONS = ("media.span_past_end", "media.decode_error")
+
+
+class CutError(MediaReasonError):
+    """A span cannot be cut; ``reason`` is one of :data:`CUT_REASONS` (the message starts with it)."""
+
+    REASONS = CUT_REASONS
 
 
 def cut_clip(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import av
 
-from clipfactory.errors import MediaError
+from clipfactory.errors import MediaReasonError
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +52,11 @@ TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
 IMAGE_DEMUXERS = {"image2", "image2pipe"}  # and every "*_pipe" image demuxer
 
 
-class MediaProbeError(MediaError):
+class MediaProbeError(MediaReasonError):
     """A media file cannot be probed or decoded; ``reason`` is one of :data:`REASONS`."""
 
-    def __init__(self, reason: str, detail: str, *, item: str | None = None, fix: str | None = None):
-        if reason not in REASONS:
-            raise ValueError(f"unknown media failure reason {reason!r}")
-        super().__init__(f"{reason}: {detail}", item=item, fix=fix)
-        self.reason = reason
-        self.detail = detail
+    REASONS = REASONS
 
-    def __reduce__(self):
-        return (_rebuild_probe_error, (self.reason, self.detail, self.item, self.fix))
-
-
-def _rebuild_probe_error(reason, detail, item, fix):
-    return MediaProbeError(reason, detail, item=item, fix=fix)
 
 
 @dataclass(frozen=True)
