@@ -278,6 +278,73 @@ def test_a_read_only_catalog_of_an_older_schema_is_read_as_it_is(made, bound, tm
     assert sorted(d["dataset"] for d in json.loads(r["stdout"])["datasets"]) == ["kinetics-400", "owned"]
 
 
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """A catalog after a real ``run``: clips cut and exported, so a build holds them. The run's dedup
+    stage loaded the source's fingerprints; the clips cut after it left their crop variants and clip
+    descriptors to load (what a lookup on a writable catalog does first)."""
+    root = tmp_path_factory.mktemp("ran")
+    media = root / "media"
+    media.mkdir()
+    video = synth.make_video(media / "r.mp4", [("bars", 3), ("rings", 3)], size=(320, 180), audio=None)
+    (root / "job.toml").write_text(
+        'catalog = "cat/c.duckdb"\nstore = "store"\npurpose = "research"\ninputs = ["media"]\n'
+        'license = "CC-BY-4.0"\nrights_holder = "Run Owner"\n[build]\nname = "ro"\nout = "builds"\n'
+    )
+    r = invoke("run", "--config", root / "job.toml", "--json")
+    assert r.exit_code == 0, r.output
+    return {"root": root, "video": video, "cat": root / "cat" / "c.duckdb", "store": root / "store"}
+
+
+def _forget_fingerprints(cat: Path, source_id: str) -> None:
+    """Unload a source's fingerprints from the catalog, as in a catalog whose runs have not loaded them
+    yet (``fingerprints status`` then counts its blob as pending)."""
+    import duckdb
+
+    con = duckdb.connect(str(cat))
+    con.execute("DELETE FROM frame_hashes WHERE source_id = ?", [source_id])
+    con.execute("DELETE FROM fp_indexed WHERE source_id = ?", [source_id])
+    con.execute("UPDATE fp_index_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR) WHERE key = 'generation'")
+    con.close()
+
+
+def test_lookup_on_a_read_only_catalog_after_a_run_finds_the_clips_without_writing(ran, bound, tmp_path):
+    prefix, binding = bound
+    if not binding:
+        pytest.skip("running as root with no way to drop CAP_DAC_OVERRIDE: the catalog would be writable")
+    owned = "sha256:" + hashlib.sha256(ran["video"].read_bytes()).hexdigest()
+    cat, store = ran["cat"], ran["store"]
+    commands = [
+        ["lookup", ran["video"], "--catalog", cat, "--store", store, "--json"],
+        ["fingerprints", "status", "--catalog", cat, "--store", store, "--json"],
+        ["lookup", ran["video"], "--catalog", cat, "--store", store],
+    ]
+    for stale in (False, True):
+        if stale:
+            _forget_fingerprints(cat, owned)
+        folders = [cat.parent, store]
+        (cat.parent / "c.duckdb.lock").unlink(missing_ok=True)  # readers in a read-only folder go without one
+        before = [snapshot(f) for f in folders]
+        with read_only(cat.parent), read_only(store):
+            results = run_cli(prefix, commands, ran["root"])
+        assert [snapshot(f) for f in folders] == before, "a lookup wrote to the catalog or the store"
+        for cmd, r in zip(commands, results, strict=True):
+            assert (r["code"], r["exception"], r["stderr"]) == (0, None, ""), (cmd, r)
+        found, status = (json.loads(r["stdout"]) for r in results[:2])
+        assert status["pending_blobs"] == (1 if stale else 0)
+        assert found["status"] == "matched", found
+        assert [m["source_id"] for m in found["matches"]] == [owned]
+        assert found["index"]["read_only"] is True
+        assert found["index"]["loaded_blobs"] == (1 if stale else 0)
+        clips = found["matches"][0]["clips"]
+        assert clips and all(c["builds"] for c in clips), clips
+        text = results[2]["stdout"]
+        assert text.startswith("searched 5 frame hashes of 1 sources"), text  # 6 s sampled at 1 fps, 5 usable
+        said = "; the catalog is read-only: 1 fingerprint blob it had not loaded searched from the store in memory\n"
+        assert (said in text) is stale, text
+        assert "[bold]" not in text and owned in text
+
+
 @pytest.mark.parametrize(
     ("file_mode", "dir_mode", "problem"),
     [

@@ -105,9 +105,21 @@ def _ms(v) -> str:
 
 
 def _render_lookup(d) -> None:
+    idx = d["index"]
+    searched = (
+        f"searched {idx['frames']} frame hashes of {idx['sources']} sources (index generation {idx['generation']})"
+        + (
+            f"; the catalog is read-only: {idx['loaded_blobs']} fingerprint "
+            f"blob{'' if idx['loaded_blobs'] == 1 else 's'} it had not loaded searched from the store in memory"
+            if idx.get("read_only") and idx.get("loaded_blobs")
+            else ""
+        )
+    )
     if d["status"] != "matched":
-        console.print(d.get("message", d["status"]))
+        console.print(d.get("message", d["status"]), highlight=False, soft_wrap=True)
+        console.print(searched, highlight=False, soft_wrap=True)
         return
+    console.print(searched, highlight=False, soft_wrap=True)
     for m in d["matches"]:
         console.print(
             f"[bold]{m['source_id']}[/] confidence {m['confidence']:.2f}  licence {m['content_license'] or '?'}"

@@ -108,6 +108,21 @@ def _thumb_times(store: BlobStore, rows: list[tuple]) -> dict[tuple[str, str], i
 
 def index_variants(catalog: Catalog, store: BlobStore) -> int:
     """Hash the crop variants of shot thumbnails not seen yet (incremental). Returns how many thumbnails."""
+    t = pending_variants(catalog, store)
+    if t is None:
+        return 0
+    with catalog.write() as con:
+        con.register("_fp_var", t)
+        try:
+            con.execute("INSERT INTO fp_variants BY NAME SELECT * FROM _fp_var")
+        finally:
+            con.unregister("_fp_var")
+        bump_variant_generation(con)
+    return len(set(zip(t.column("source_id").to_pylist(), t.column("thumb_uri").to_pylist(), strict=True)))
+
+
+def pending_variants(catalog: Catalog, store: BlobStore) -> pa.Table | None:
+    """``fp_variants`` rows for the shot thumbnails not hashed yet, or ``None`` when there are none."""
     with catalog.read() as con:
         rows = con.execute(
             """SELECT c.source_id, c.thumb_uri, min(c.shot_index), min(c.start_ms), max(c.end_ms), any_value(s.analysis_uri)
@@ -117,7 +132,7 @@ def index_variants(catalog: Catalog, store: BlobStore) -> int:
                GROUP BY c.source_id, c.thumb_uri ORDER BY 1, 4"""
         ).fetchall()
     if not rows:
-        return 0
+        return None
     times = _thumb_times(store, rows)
     out = []
     for sid, thumb, *_ in rows:
@@ -131,7 +146,7 @@ def index_variants(catalog: Catalog, store: BlobStore) -> int:
             cx, cy = CROP_VARIANTS[int(tg)]
             out.append((sid, thumb, times[(sid, thumb)], int(tg), cx, cy, h.tobytes(), int(q)))
     if not out:
-        return 0
+        return None
     cols = list(zip(*out, strict=True))
     t = pa.table(
         {
@@ -146,22 +161,20 @@ def index_variants(catalog: Catalog, store: BlobStore) -> int:
             "indexed_at": pa.array([datetime.now(UTC).replace(tzinfo=None)] * len(out), pa.timestamp("us")),
         }
     )
-    with catalog.write() as con:
-        con.register("_fp_var", t)
-        try:
-            con.execute("INSERT INTO fp_variants BY NAME SELECT * FROM _fp_var")
-        finally:
-            con.unregister("_fp_var")
-        bump_variant_generation(con)
-    return len({(r[0], r[1]) for r in out})
+    return t
 
 
 _CACHE: dict[str, HashIndex] = {}
 
 
 def load_variant_index(catalog: Catalog, store: BlobStore | str) -> HashIndex:
-    """The crop-variant index for the catalog's current variant generation (rebuilt when it changed)."""
+    """The crop-variant index for the catalog's current variant generation (rebuilt when it changed).
+
+    A read-only catalog is never written and its store's index is not replaced: thumbnails it has not
+    hashed yet are hashed in memory and searched beside the catalog's variants."""
     store = _store(store)
+    if not catalog.writable:
+        return _variant_index_in_memory(catalog, store)
     root = store.root.joinpath(*VARIANT_DIR)
     with catalog.read() as con:
         gen = _gen(con)
@@ -187,6 +200,34 @@ def load_variant_index(catalog: Catalog, store: BlobStore | str) -> HashIndex:
             idx.save(root)
     _CACHE[str(root)] = idx
     return idx
+
+
+def _variant_index_in_memory(catalog: Catalog, store: BlobStore) -> HashIndex:
+    root = store.root.joinpath(*VARIANT_DIR)
+    with catalog.read() as con:
+        gen = _gen(con)
+    idx = HashIndex.load(root)
+    if idx is None or idx.generation != gen:
+        with catalog.read() as con:
+            tbl = con.sql(
+                f"SELECT source_id, time_ms, variant, pdq FROM fp_variants WHERE quality >= {MIN_QUALITY} "
+                "ORDER BY source_id, time_ms, variant"
+            ).to_arrow_table()
+        idx = _with_rows(HashIndex.empty(gen), tbl, gen)
+    extra = pending_variants(catalog, store)
+    if extra is None:
+        return idx
+    return _with_rows(idx, extra.filter(pa.array(extra.column("quality").to_numpy() >= MIN_QUALITY)), gen)
+
+
+def _with_rows(idx: HashIndex, tbl: pa.Table, gen: int) -> HashIndex:
+    return idx.extend(
+        _binary_to_array(tbl.column("pdq")),
+        tbl.column("source_id").to_pylist(),
+        tbl.column("time_ms").to_numpy(),
+        generation=gen,
+        tag=tbl.column("variant").to_numpy(),
+    )
 
 
 def _source_media(catalog: Catalog, store: BlobStore, source_id: str):

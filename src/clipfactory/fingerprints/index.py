@@ -437,6 +437,22 @@ def _read_blob(store: BlobStore, blob: _Blob) -> tuple[pa.Table, int] | None:
     return t, shift
 
 
+def _blob_rows(blob: _Blob, t: pa.Table, shift: int) -> pa.Table:
+    """A fingerprint blob's frames as ``frame_hashes`` rows, in source time."""
+    n = len(t)
+    return pa.table(
+        {
+            "source_id": pa.array([blob.source_id] * n, pa.string()),
+            "clip_id": pa.array([blob.clip_id] * n, pa.string()),
+            "frame_index": t.column("frame_index").cast(pa.int64()),
+            "time_ms": pa.array(t.column("time_ms").to_numpy().astype(np.int64) + shift, pa.int64()),
+            "pdq": pa.array([bytes.fromhex(h) for h in t.column("pdq").to_pylist()], pa.binary()),
+            "quality": t.column("quality").cast(pa.int32()),
+            "fingerprint_uri": pa.array([blob.uri] * n, pa.string()),
+        }
+    )
+
+
 def _descriptor_rows(con, source_ids: list[str]) -> pa.Table:
     """Descriptors of the given sources and of every clip of theirs, from ``frame_hashes``."""
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -548,19 +564,7 @@ def index_catalog(
             continue
         t, shift = got
         n = len(t)
-        tables.append(
-            pa.table(
-                {
-                    "source_id": pa.array([blob.source_id] * n, pa.string()),
-                    "clip_id": pa.array([blob.clip_id] * n, pa.string()),
-                    "frame_index": t.column("frame_index").cast(pa.int64()),
-                    "time_ms": pa.array(t.column("time_ms").to_numpy().astype(np.int64) + shift, pa.int64()),
-                    "pdq": pa.array([bytes.fromhex(h) for h in t.column("pdq").to_pylist()], pa.binary()),
-                    "quality": t.column("quality").cast(pa.int32()),
-                    "fingerprint_uri": pa.array([blob.uri] * n, pa.string()),
-                }
-            )
-        )
+        tables.append(_blob_rows(blob, t, shift))
         q = t.column("quality").to_numpy()
         indexed.append((blob.source_id, blob.clip_id, blob.uri, n, int((q >= MIN_QUALITY).sum()), shift))
     touched = sorted({b[0] for b in indexed} | {r[0] for r in new_clips})
@@ -704,6 +708,91 @@ def require_searchable(
     if pending:
         _refuse(catalog, store, pending, stale=not load)
     return loaded
+
+
+def searchable_index(
+    catalog: Catalog, store: BlobStore | str | os.PathLike, *, load: bool = True
+) -> tuple[HashIndex, dict[str, Any]]:
+    """The index a lookup searches, covering every fingerprint the catalog references, or raise.
+
+    On a catalog this process may write, :func:`require_searchable` loads what is pending into the
+    catalog and the persisted index first. A read-only catalog (a published copy, a folder without write
+    access) is never written: the fingerprint blobs it references but has not loaded are read from the
+    store and searched in memory beside the catalog's frames, so the answer is as complete as after
+    ``clipfactory fingerprints index``. The second value says which way it went, for the lookup report.
+    """
+    store = _store(store)
+    if not load or catalog.writable:
+        loaded = require_searchable(catalog, store, load=load)
+        idx = load_index(catalog, store)
+        return idx, {"read_only": False, "loaded_blobs": (loaded or {}).get("new_blobs", 0)}
+    with catalog.read() as con:
+        gen = catalog_generation(con)
+        pending = _pending_blobs(con)
+    tables, missing = [], []
+    for blob in pending:
+        got = _read_blob(store, blob) if store.root.exists() else None
+        if got is None:
+            missing.append(blob)
+        else:
+            tables.append(_blob_rows(blob, *got))
+    if missing:
+        _refuse(catalog, store, missing, stale=False)
+    if not tables:
+        return _index_in_memory(catalog, store, gen), {"read_only": True, "loaded_blobs": 0}
+    new = pa.concat_tables(tables)
+    # Frames a pending blob replaces (its item analysed again) leave; the rest of the catalog's stay.
+    replaced = pa.table(
+        {
+            "source_id": pa.array([b.source_id for b in pending], pa.string()),
+            "clip_id": pa.array([b.clip_id or "" for b in pending], pa.string()),
+        }
+    )
+    with catalog.read() as con:
+        con.register("_fp_replaced", replaced)
+        try:
+            hashes, sids, times = _frames_from_catalog(
+                con,
+                "AND NOT EXISTS (SELECT 1 FROM _fp_replaced r WHERE r.source_id = frame_hashes.source_id "
+                "AND r.clip_id = coalesce(frame_hashes.clip_id, ''))",
+            )
+        finally:
+            con.unregister("_fp_replaced")
+    ok = new.filter(pa.array(new.column("quality").to_numpy() >= MIN_QUALITY))
+    idx = HashIndex.empty(gen).extend(
+        np.concatenate([hashes.reshape(-1, HASH_BYTES), _binary_to_array(ok.column("pdq")).reshape(-1, HASH_BYTES)]),
+        sids + ok.column("source_id").to_pylist(),
+        np.concatenate([times, ok.column("time_ms").to_numpy().astype(np.int64)]),
+        generation=gen,
+    )
+    usable = [
+        (sid, cid, int(t))
+        for sid, cid, t, q in zip(
+            new.column("source_id").to_pylist(),
+            new.column("clip_id").to_pylist(),
+            new.column("time_ms").to_pylist(),
+            new.column("quality").to_pylist(),
+            strict=True,
+        )
+        if q >= MIN_QUALITY
+    ]
+    overlay = {"replaced": {(b.source_id, b.clip_id) for b in pending}, "frames": usable}
+    return idx, {"read_only": True, "loaded_blobs": len(tables), "overlay": overlay}
+
+
+def _index_in_memory(catalog: Catalog, store: BlobStore, gen: int) -> HashIndex:
+    """The index of ``frame_hashes`` at ``gen``: the persisted one when current, else built without saving."""
+    root = index_root(store)
+    cached = _CACHE.get(str(root))
+    if cached is not None and cached.generation == gen:
+        return cached
+    idx = HashIndex.load(root)
+    if idx is None or idx.generation != gen:
+        with catalog.read() as con:
+            hashes, sids, times = _frames_from_catalog(con)
+        idx = HashIndex.empty(gen).extend(hashes, sids, times, generation=gen)
+    _CACHE[str(root)] = idx
+    return idx
 
 
 def _refuse(catalog: Catalog, store: BlobStore, pending: list[_Blob], *, stale: bool) -> None:

@@ -36,7 +36,7 @@ from ..errors import ConfigError, NotFoundError
 from ..ids import sha256_file
 from ..storage import BlobStore
 from .hashes import hamming_matrix
-from .index import HashIndex, load_index, require_searchable
+from .index import HashIndex, searchable_index
 from .match import MatchConfig, Segment, align
 from .sample import QueryHashes, sample_file
 
@@ -191,9 +191,9 @@ def lookup(
         },
         "thresholds": cfg.model_dump(),
     }
-    require_searchable(catalog, blob_store, load=refresh)  # refuses rather than search an incomplete index
     t1 = time.perf_counter()
-    index = load_index(catalog, blob_store)
+    # refuses rather than search an incomplete index; a read-only catalog is searched without writing it
+    index, freshness = searchable_index(catalog, blob_store, load=refresh)
     timings["index_load_s"] = round(time.perf_counter() - t1, 4)
     t2 = time.perf_counter()
     segments = match_hashes(index, query, cfg)
@@ -213,7 +213,9 @@ def lookup(
         )
         timings["crop_s"] = round(time.perf_counter() - t4, 4)
     t3 = time.perf_counter()
-    matches = describe(catalog, segments, query=query, query_sha256=sha, settings=settings)
+    matches = describe(
+        catalog, segments, query=query, query_sha256=sha, settings=settings, overlay=freshness.get("overlay")
+    )
     timings["resolve_s"] = round(time.perf_counter() - t3, 4)
     result["matches"] = matches
     result["builds"] = _build_summary(matches)
@@ -234,6 +236,10 @@ def lookup(
         "frames": len(index),
         "sources": len(set(index.sources)),
         "generation": index.generation,
+        # read_only: the catalog was not written; fingerprint blobs it had not loaded (loaded_blobs) were
+        # read from the store and searched in memory, so the search is complete all the same
+        "read_only": freshness["read_only"],
+        "loaded_blobs": freshness["loaded_blobs"],
     }
     result["timings"] = timings
     return result
@@ -262,8 +268,13 @@ def describe(
     query: QueryHashes | None = None,
     query_sha256: str | None = None,
     settings=None,
+    overlay: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Resolve segments (and an exact sha256 copy) to sources, clips, builds and licences."""
+    """Resolve segments (and an exact sha256 copy) to sources, clips, builds and licences.
+
+    ``overlay`` holds frames searched in memory beside a read-only catalog's (``replaced``: the
+    ``(source_id, clip_id)`` items whose catalog frames they replace; ``frames``: their usable
+    ``(source_id, clip_id, time_ms)``), so clips resolve as if they had been loaded."""
     by_source: dict[str, list[Segment]] = {}
     for s in segments:
         by_source.setdefault(s.source_id, []).append(s)
@@ -327,6 +338,11 @@ def describe(
                 )
         finally:
             con.unregister("_fp_sids")
+    if overlay:
+        wanted = set(sids)
+        frames = [f for f in frames if (f[0], f[1]) not in overlay["replaced"]]
+        frames += [f for f in overlay["frames"] if f[0] in wanted]
+        frames.sort(key=lambda f: (f[0], f[2]))
     frames_by_src: dict[str, list[tuple[str | None, int]]] = {}
     for sid, cid, t in frames:
         frames_by_src.setdefault(sid, []).append((cid, int(t)))
