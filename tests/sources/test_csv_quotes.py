@@ -124,3 +124,62 @@ def test_stray_quotes_in_a_crlf_file_past_its_first_data_line(catalog, tmp_path)
         {"line": 4, "label": "air drumming", "platform_id": "--nQbRBEz2s"},
         {"line": 7, "label": "arm wrestling", "platform_id": "-3pWh8HP5cM"},
     ]
+
+
+def test_a_stray_quote_closed_by_another_lines_later_keeps_the_rows_between(catalog, tmp_path):
+    # Line 5 opens a quote, line 8 has a stray one that closes it: as CSV, lines 5-8 are one valid row
+    # whose label holds three lines. Lines 6 and 7 are rows of their own and must be kept.
+    path = tmp_path / "kinetics400_val.csv"
+    lines = [
+        HEADER,
+        GOOD[0],  # 2
+        GOOD[1],  # 3
+        GOOD[2],  # 4
+        'archery,"-1B-oRSbqH8,0,10,val\n',  # 5
+        GOOD[4],  # 6
+        "bowling,-3oc0XsKuXw,5,15,val\n",  # 7
+        'curling,-5Gkn3Gb"Ic,1,11,val\n',  # 8
+        "dancing ballet,-6Hk0D9LuzM,2,12,val\n",  # 9
+    ]
+    path.write_text("".join(lines))
+    s = ingest_manifest(catalog, path, dataset="kinetics-400")
+    assert (s.rows_total, s.rows_ok, s.rows_bad) == (8, 6, 2)
+    assert _errors(catalog) == [
+        (5, "stray or unterminated quote", lines[4].rstrip("\n")),
+        (8, "stray or unterminated quote", lines[7].rstrip("\n")),
+    ]
+    assert catalog.query("SELECT line, label FROM clip_spans ORDER BY line") == [
+        {"line": 2, "label": "abseiling"},
+        {"line": 3, "label": "air drumming"},
+        {"line": 4, "label": "applauding"},
+        {"line": 6, "label": "arm wrestling"},
+        {"line": 7, "label": "bowling"},
+        {"line": 9, "label": "dancing ballet"},
+    ]
+
+
+def test_two_neighbouring_lines_joined_by_stray_quotes_are_both_bad_rows(catalog, tmp_path):
+    path = tmp_path / "kinetics400_val.csv"
+    a = 'archery,"-1B-oRSbqH8,0,10,val\n'  # 3: opens a quote
+    b = 'bowling,-3oc0XsKuXw",5,15,val\n'  # 4: closes it
+    path.write_text(HEADER + GOOD[0] + a + b + GOOD[1])
+    s = ingest_manifest(catalog, path, dataset="kinetics-400")
+    assert (s.rows_total, s.rows_ok, s.rows_bad) == (4, 2, 2)
+    assert [(line, reason) for line, reason, _ in _errors(catalog)] == [
+        (3, "stray or unterminated quote"),
+        (4, "stray or unterminated quote"),
+    ]
+    assert _ids(catalog) == sorted(["-3B32lodo2M", "--nQbRBEz2s"])
+
+
+def test_a_quoted_label_over_three_lines_that_are_not_rows_stays_one_row(catalog, tmp_path):
+    # A real multi-line field: its lines do not split into a row's five fields, so nothing is taken apart.
+    path = tmp_path / "kinetics400_val.csv"
+    path.write_text(HEADER + GOOD[0] + '"juggling\nballs, clubs\nand rings",-7kbO0v4hag,0,10,val\n' + GOOD[1])
+    s = ingest_manifest(catalog, path, dataset="kinetics-400")
+    assert (s.rows_total, s.rows_ok, s.rows_bad) == (3, 3, 0)
+    assert catalog.query("SELECT line, label FROM clip_spans ORDER BY line") == [
+        {"line": 2, "label": "abseiling"},
+        {"line": 3, "label": "juggling\nballs, clubs\nand rings"},
+        {"line": 6, "label": "air drumming"},
+    ]

@@ -308,6 +308,8 @@ def stage_csv(
             swallowed = _swallowing_rejects(con, rj)
             _drop_rejects(con, rj)
             if not swallowed:
+                swallowed = _rows_inside_quotes(con, path, facts.n_lines, header_lines, len(rejects))
+            if not swallowed:
                 break
             if len(stray) >= _MAX_STRAY_QUOTES:
                 lines = ", ".join(str(line) for line, _, _ in stray)
@@ -345,6 +347,82 @@ def stage_csv(
     errors = [RowError(line, reason, raw) for line, reason, raw in sorted(rejects + stray)]
     return Staged(columns, n_valid, errors, exact, "csv")
 
+
+def _rows_inside_quotes(
+    con: duckdb.DuckDBPyConnection, path: str, n_lines: int, header_lines: int, n_rejects: int
+) -> list[int]:
+    """Byte offsets of the lines whose stray quotes make one record of several lines that are rows.
+
+    A quote that opens on one line and a stray one that closes on a later line form a valid quoted field
+    holding the lines between, so DuckDB reads them as one row and the rows inside vanish. A field may
+    hold newlines (a caption), but not lines that are rows themselves: a record whose later lines each
+    split into exactly the file's number of fields (3 or more) is taken apart. The lines of it that
+    hold a quote are the bad ones (returned; they become rejects and the file is read again without
+    them); the lines between are read as the rows they are.
+    """
+    n_valid = con.execute(f"SELECT count(*) FROM {RAW}").fetchall()[0][0]
+    if n_lines == header_lines + n_valid + n_rejects:
+        return []  # one line per record: nothing spans lines
+    ncols = len(con.execute(f"DESCRIBE {RAW}").fetchall())
+    if ncols < 3:
+        return []
+    starts, _blank = record_start_lines(path)
+    ends = np.append(starts[1:] - 1, max(n_lines, int(starts[-1]) if len(starts) else 0))
+    multi = np.flatnonzero(ends > starts)
+    multi = multi[starts[multi] > header_lines][:_MAX_SPANNING_RECORDS]
+    if not len(multi):
+        return []
+    wanted = {int(ln) for i in multi for ln in range(int(starts[i]), int(ends[i]) + 1)}
+    lines = _line_spans(path, wanted)
+    offsets: list[int] = []
+    for i in multi:
+        nums = range(int(starts[i]), int(ends[i]) + 1)
+        texts = [_read_span(path, *lines[n]) for n in nums]
+        if _holds_rows([t.rstrip(b"\r\n") for t in texts], ncols):
+            offsets += [lines[n][0] for n, t in zip(nums, texts, strict=True) if b'"' in t]
+    return offsets
+
+
+def _holds_rows(texts: list[bytes], ncols: int) -> bool:
+    """Whether the lines of one record are rows joined by stray quotes rather than a field with newlines.
+
+    With lines between the first and the last: those without a quote all have exactly the file's number
+    of fields (and there is one). Of two lines: each has the fields of a whole row by itself.
+    """
+    inner = [t for t in texts[1:-1] if b'"' not in t]
+    if len(texts) > 2:
+        return bool(inner) and all(t.count(b",") == ncols - 1 for t in inner)
+    return texts[0].count(b",") >= ncols - 1 and texts[-1].count(b",") == ncols - 1
+
+
+def _line_spans(path: str, wanted: set[int]) -> dict[int, tuple[int, int]]:
+    """``line -> (byte offset, length)`` of the wanted physical lines (1-based), in one pass over the file."""
+    out: dict[int, tuple[int, int]] = {}
+    last = max(wanted)
+    line, line_start, offset = 1, 0, 0
+    with open(path, "rb") as fh:
+        while line <= last and (buf := fh.read(_CHUNK)):
+            nl = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10) + offset
+            for end in nl:
+                if line in wanted:
+                    out[line] = (line_start, int(end) + 1 - line_start)
+                line, line_start = line + 1, int(end) + 1
+                if line > last:
+                    break
+            offset += len(buf)
+    if line <= last and line in wanted:
+        out[line] = (line_start, offset - line_start)  # the last line, without a newline
+    return out
+
+
+def _read_span(path: str, offset: int, length: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(length)
+
+
+#: Records over several lines that are checked for rows inside a stray quote's field.
+_MAX_SPANNING_RECORDS = 10_000
 
 #: Lines with a quote that never closes, each costing one more read of the file, before the file is refused.
 _MAX_STRAY_QUOTES = 16
