@@ -118,11 +118,19 @@ class BlobStore:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    def new_part(self, prefix: str = ".put.") -> tuple[int, str]:
+        """A new temporary file in ``incoming/`` for a blob being written: ``(fd, path)``. Its name ends in
+        ``.part`` (what :meth:`clean_incoming` removes) and its mode is what ``open()`` gives a new file,
+        so blobs follow the umask like every other file the store holds."""
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=self.incoming())
+        _new_file_mode(fd)
+        return fd, tmp
+
     def put_file(self, src: str | os.PathLike) -> tuple[str, int]:
         """Copy a file in, hashing as it streams. Returns ``(uri, size)``."""
         h = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(prefix=".put.", suffix=".part", dir=self.incoming())
+        fd, tmp = self.new_part()
         try:
             with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
                 while True:

@@ -214,7 +214,7 @@ def _hash_of_files(out: Path) -> str:
 def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_data, umask):
     """A build rewritten by a takedown carries the content hash of the clips it holds (as export defines
     it), not the old version's; the catalog row agrees. Its files have the modes export gives a build's
-    files: 0666 less the umask, like any new file."""
+    files, and the blob store's: 0666 less the umask, like any new file."""
     old_umask = os.umask(umask)
     try:
         s = _settings(tmp_path, _footage(tmp_path, shared_data, ["bbb_5s.mp4", "bikes.mp4"]))
@@ -243,6 +243,9 @@ def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_dat
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in old_dir.iterdir()} == {
         p.name: 0o666 & ~umask for p in old_dir.iterdir()
     }
+    # So do the store's blobs: sources, clips, analyses, fingerprints and thumbnails.
+    blobs = {str(p): stat.S_IMODE(p.stat().st_mode) for p in Path(s.store, "blobs").rglob("*") if p.is_file()}
+    assert len(blobs) > 5 and blobs == dict.fromkeys(blobs, 0o666 & ~umask)
 
 
 def test_unknown_purpose_error_names_it_and_the_known_ones():

@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def stream_into_store(store, fh) -> tuple[str, str, int]:
     """
     h = hashlib.sha256()
     size = 0
-    fd, tmp = tempfile.mkstemp(prefix=".acquire.", suffix=".part", dir=store.incoming())
+    fd, tmp = store.new_part(".acquire.")
     try:
         with os.fdopen(fd, "wb") as out:
             while True:
