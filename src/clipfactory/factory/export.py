@@ -12,6 +12,8 @@ planned span is kept beside it (``planned_start_ms``/``planned_end_ms``). They d
 which start on a keyframe near the planned start and can end a few frames early.
     ATTRIBUTION.md        the credit of every source work (TASL: title, author, source, licence), and its clips
     ATTRIBUTION.json      the same, structured
+    datasheet.html, croissant.json, eu_training_summary.md/.json, ab2013.md, copyrighted_works.csv
+                          the disclosure documents (clipfactory.disclosures), listed under ``reports``
     build.json            the manifest, written last: a build without it is incomplete
 
 Nothing shipped names the operator's machine: ``origin_uri`` in clip JSON and the index is the source's
@@ -889,6 +891,14 @@ def write_build(
         "run_id": run_id,
         "status": "complete",
     }
+    # The disclosure documents (datasheet, Croissant, regulatory summaries), computed from the index just
+    # written and the catalog; they stay out of the content hash (they carry the build's time and id).
+    from ..disclosures import write_reports
+
+    reports = write_reports(catalog, settings, out_dir, manifest)
+    manifest["files"] = files + reports["files"]
+    manifest["reports"] = reports["reports"]
+    manifest["report_statements"] = reports["statements"]  # what a takedown's rewrite of them states
     # The manifest is written last: its presence marks the build as complete. It names no local path
     # (builds are shipped); the returned dict adds ``out_dir`` for the caller.
     with atomic_write(out_dir / "build.json", "w") as fh:

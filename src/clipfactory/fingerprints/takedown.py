@@ -1050,6 +1050,15 @@ def _build_hash(
     return content_hash(purpose, shard_size, rows, {n: hashlib.sha256(d).hexdigest() for n, d in credits.items()})
 
 
+def _rewrite_reports(catalog: Catalog, b: dict[str, Any], old_dir: Path) -> None:
+    """The disclosure reports of the new version, and of the superseded one (which then say so)."""
+    from ..disclosures import rewrite_reports
+
+    for d in ([Path(b["new_out_dir"])] if "new_build_id" in b else []) + [old_dir]:
+        if (d / "build.json").exists() and "reports" in json.loads((d / "build.json").read_text()):
+            rewrite_reports(catalog, d)
+
+
 def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for b in plan["builds"]:
@@ -1138,6 +1147,7 @@ def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, An
             old_manifest["takedowns"] = sorted(set(old_manifest.get("takedowns", [])) | {plan["takedown_id"]})
             with atomic_write(manifest_path, "w") as fh:
                 fh.write(json.dumps(old_manifest, indent=2, ensure_ascii=False))
+        _rewrite_reports(catalog, b, old_dir)
         entry["removed_shard_files"] = removed_files
         out.append(entry)
     return out

@@ -1,0 +1,229 @@
+"""Disclosure documents computed from a build's lineage (see ``docs/disclosures.md``).
+
+:func:`write_reports` writes, for one build version and next to its shards:
+
+* ``datasheet.html``: a self-contained datasheet with charts;
+* ``croissant.json``: Croissant 1.1 with the RAI extension;
+* ``eu_training_summary.md`` / ``.json``: the EU AI Act public summary of training content;
+* ``ab2013.md``: California AB 2013's twelve items;
+* ``copyrighted_works.csv``: one row per work (the H.R. 7913 summary).
+
+Every figure comes from :func:`clipfactory.disclosures.facts.build_facts`. The export writes them for
+every new version (and lists them in ``build.json``); a takedown writes them for its new version and
+rewrites the old version's to say they are superseded. ``clipfactory report`` writes them again, anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Catalog
+from ..errors import NotFoundError
+from ..storage import atomic_write
+from . import croissant as _croissant
+from . import datasheet as _datasheet
+from . import regulatory as _regulatory
+from .facts import build_facts
+
+DATASHEET = "datasheet.html"
+CROISSANT = "croissant.json"
+EU_MD = "eu_training_summary.md"
+EU_JSON = "eu_training_summary.json"
+AB2013 = "ab2013.md"
+WORKS_CSV = "copyrighted_works.csv"
+#: The reports by role, as ``build.json`` lists them under ``reports``.
+REPORTS = {
+    "datasheet": DATASHEET,
+    "croissant": CROISSANT,
+    "eu_training_summary": EU_MD,
+    "eu_training_summary_json": EU_JSON,
+    "ab2013": AB2013,
+    "copyrighted_works": WORKS_CSV,
+}
+REPORT_FILES = tuple(REPORTS.values())
+#: Default share of the hours above which one uploader or domain is warned about (``[stages.report]
+#: max_share``).
+DEFAULT_MAX_SHARE = 0.2
+
+
+def report_context(settings=None, statements: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the settings add to the catalog's facts: the operator's statements (``[stages.report]``), the
+    crawler's name and User-Agent, the licence table, the dataset registry and the share warning.
+
+    Without settings (a takedown's rewrite), the statements are ``statements``: those the build's
+    ``build.json`` recorded under ``report_statements`` when it was exported."""
+    cfg = dict(settings.stage_config("report")) if settings is not None else dict(statements or {})
+    max_share = float(cfg.pop("max_share", DEFAULT_MAX_SHARE))
+    ctx: dict[str, Any] = {"statements": cfg, "max_share": max_share}
+    from ..acquire.http import FetchOptions, user_agent
+    from ..policy.profiles import load_policy
+    from ..sources.registry import load_registry
+
+    opts = FetchOptions(**(settings.stage_config("acquire.http") if settings is not None else {}))
+    ctx["agent"] = {"agent_token": opts.agent_token, "user_agent": opts.user_agent or user_agent(opts)}
+    ctx["licenses"] = load_policy(settings).licenses
+    ctx["registry"] = load_registry(settings)
+    return ctx
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    path = Path(out_dir) / "build.json"
+    if not path.exists():
+        raise NotFoundError(
+            "the build has no build.json", item=str(out_dir), fix="point at a complete build version folder"
+        )
+    return json.loads(path.read_text())
+
+
+def facts_for(
+    catalog: Catalog, settings, manifest: dict[str, Any], out_dir: Path, *, works_csv: Path | None = None
+) -> dict[str, Any]:
+    """The facts of the build whose ``build.json`` is ``manifest`` and whose files lie in ``out_dir``."""
+    ctx = report_context(settings, manifest.get("report_statements"))
+    index = Path(out_dir) / (manifest.get("index") or "index.parquet")
+    with catalog.read() as con:
+        return build_facts(con, manifest, index if index.exists() else None, ctx, works_csv=works_csv)
+
+
+def write_reports(
+    catalog: Catalog,
+    settings,
+    out_dir: str | os.PathLike,
+    manifest: dict[str, Any] | None = None,
+    *,
+    dest: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Write every report of the build in ``out_dir`` (``manifest``: its ``build.json``, read when not
+    given) into ``dest`` (default: ``out_dir``). Returns ``{"reports": {role: name}, "files": [{name,
+    sha256, bytes}], "facts": ...}``. Each file is written to a temporary sibling and renamed into place."""
+    out_dir = Path(out_dir)
+    manifest = manifest if manifest is not None else read_manifest(out_dir)
+    dest_dir = Path(dest) if dest is not None else out_dir
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_csv = tempfile.mkstemp(prefix=f".{WORKS_CSV}.", suffix=".part", dir=dest_dir)
+    os.close(fd)
+    os.unlink(tmp_csv)  # DuckDB's COPY creates it
+    try:
+        facts = facts_for(catalog, settings, manifest, out_dir, works_csv=Path(tmp_csv))
+        os.replace(tmp_csv, dest_dir / WORKS_CSV)
+    finally:
+        if os.path.exists(tmp_csv):
+            os.unlink(tmp_csv)
+    eu = _regulatory.eu_summary(facts)
+    ab = _regulatory.ab2013(facts)
+    entries = list(manifest.get("shards") or []) + list(manifest.get("files") or [])
+    index = out_dir / (manifest.get("index") or "index.parquet")
+    if index.exists() and not any(e.get("name") == index.name for e in entries):
+        entries.append({"name": index.name, **_file_entry(index)})  # a build.json that does not list it
+    docs = {
+        DATASHEET: _datasheet.render(facts),
+        CROISSANT: json.dumps(_croissant.croissant(facts, entries), indent=2, ensure_ascii=False) + "\n",
+        EU_JSON: _regulatory.dumps(eu),
+        EU_MD: _regulatory.eu_markdown(eu),
+        AB2013: _regulatory.ab2013_markdown(ab),
+    }
+    for name, text in docs.items():
+        with atomic_write(dest_dir / name, "w") as fh:
+            fh.write(text)
+    files = [{"name": n, **_file_entry(dest_dir / n)} for n in REPORT_FILES]
+    statements = dict(facts["statements"])
+    if facts["max_share"] != DEFAULT_MAX_SHARE:
+        statements["max_share"] = facts["max_share"]
+    return {
+        "reports": dict(REPORTS),
+        "files": files,
+        "statements": statements,
+        "facts": facts,
+        "eu": eu,
+        "ab2013": ab,
+    }
+
+
+def rewrite_reports(catalog: Catalog, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Write the reports of the build version in ``out_dir`` again from its ``build.json`` and index, and
+    list them there. A takedown calls it for the new version it wrote and for the version it superseded
+    (whose ``build.json`` then says ``superseded``, and so do its reports)."""
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    res = write_reports(catalog, None, out_dir, manifest)
+    _list_in_manifest(out_dir, manifest, res["files"])
+    return res
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    """``sha256`` and ``bytes`` of a file, as ``build.json`` lists its files."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for buf in iter(lambda: fh.read(1 << 20), b""):
+            h.update(buf)
+    return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
+
+
+def build_dir(catalog: Catalog, build: str) -> Path:
+    """The folder of ``build``: a build id of the catalog (``example-v1``) or a build version folder."""
+    p = Path(build)
+    if (p / "build.json").exists():
+        return p
+    rows = catalog.query("SELECT out_dir FROM builds WHERE build_id = ?", [build])
+    if not rows:
+        raise NotFoundError(
+            "no such build",
+            item=build,
+            fix="give a build id from `clipfactory builds list`, or a build folder",
+        )
+    out = Path(rows[0]["out_dir"])
+    if not (out / "build.json").exists():
+        raise NotFoundError(
+            "the build's folder has no build.json",
+            item=str(out),
+            fix="the build's files were moved or deleted",
+        )
+    return out
+
+
+def report(catalog: Catalog, settings, build: str, *, out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``clipfactory report BUILD``: write the reports of ``build`` into ``out`` (default: the build's
+    folder, where they are listed in ``build.json`` already). Returns what was written, and the EU
+    summary and AB 2013 items."""
+    out_dir = build_dir(catalog, build)
+    manifest = read_manifest(out_dir)
+    res = write_reports(catalog, settings, out_dir, manifest, dest=out)
+    if out is None:
+        _list_in_manifest(out_dir, manifest, res["files"])
+    f = res["facts"]
+    return {
+        "build_id": manifest.get("build_id"),
+        "status": manifest.get("status"),
+        "out_dir": str(Path(out) if out is not None else out_dir),
+        "reports": res["reports"],
+        "files": res["files"],
+        "totals": f["totals"],
+        "eu_training_summary": res["eu"],
+        "ab2013": res["ab2013"],
+    }
+
+
+def _list_in_manifest(out_dir: Path, manifest: dict[str, Any], files: list[dict[str, Any]]) -> None:
+    """List the reports in ``build.json`` (their entries replace older ones of the same name)."""
+    names = {f["name"] for f in files}
+    if manifest.get("reports") == REPORTS and all(
+        any(
+            e.get("name") == f["name"] and e.get("sha256") == f["sha256"] for e in manifest.get("files") or []
+        )
+        for f in files
+    ):
+        return
+    manifest = dict(manifest)
+    manifest.pop("out_dir", None)
+    manifest["files"] = [e for e in manifest.get("files") or [] if e.get("name") not in names] + files
+    manifest["reports"] = dict(REPORTS)
+    with atomic_write(out_dir / "build.json", "w") as fh:
+        fh.write(json.dumps(manifest, indent=2, ensure_ascii=False))
+
+
+__all__ = ["REPORTS", "REPORT_FILES", "build_dir", "facts_for", "report", "report_context", "write_reports"]
