@@ -261,3 +261,41 @@ def test_unknown_purpose_error_names_it_and_the_known_ones():
     with pytest.raises(PolicyError) as e:
         policy.profile("")
     assert e.value.message == f"unknown purpose profile (none given); the known purposes are: {known}"
+
+
+def _one_line(r) -> str:
+    assert r.exit_code == 1, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def test_a_run_that_names_nothing_to_build_says_what_the_catalog_holds(tmp_path, shared_data, monkeypatch):
+    """After `add`, a plain `run` names neither inputs nor a dataset: one line naming the datasets the
+    catalog holds and the option to give, and no run recorded. A --split that matches nothing names the
+    dataset's splits."""
+    monkeypatch.chdir(tmp_path)  # the build goes to ./builds
+    runner = CliRunner()
+    cat = tmp_path / "cat.duckdb"
+    video = tmp_path / "bbb_5s.mp4"
+    shutil.copy(shared_data / "media" / "bbb_5s.mp4", video)
+    r = runner.invoke(app, ["add", str(video), "--license", "CC-BY-4.0", "--rights-holder", "B", "--catalog", str(cat),
+                            "--store", str(tmp_path / "store")])
+    assert r.exit_code == 0, r.output
+    env = {"CLIPFACTORY_CATALOG": str(cat), "CLIPFACTORY_STORE": str(tmp_path / "store")}
+    r = runner.invoke(app, ["run"], env=env)
+    assert _one_line(r) == (
+        "error: nothing to build: the run names no inputs and no dataset (fix: name what to build with "
+        "--dataset (the catalog holds owned (1 source); media added with `clipfactory add` is the dataset "
+        "owned), or `datasets = [...]` or `inputs = [...]` in clipfactory.toml)"
+    )
+    r = runner.invoke(app, ["run", "--dataset", "owned", "--split", "tset"], env=env)
+    assert _one_line(r) == (
+        "error: owned: nothing to build: no source of owned matches --split tset (its splits: none) "
+        "(fix: check the --split/--label values against `clipfactory datasets list`)"
+    )
+    assert [x["command"] for x in Catalog(cat).query("SELECT command FROM runs")] == ["add"]
+    r = runner.invoke(app, ["run", "--dataset", "owned", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["build"]["n_clips"] >= 1

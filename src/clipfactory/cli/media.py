@@ -21,7 +21,7 @@ def analyse_cmd(
 ) -> None:
     """Decode FILE once and show its shots, their scores and the clips a run would plan from them.
 
-    Options come from the `[media.analyse]` section of the config; try others with
+    Options come from the `\\[media.analyse]` section of the config; try others with
     `--set media.analyse.cut_adaptive_ratio=3.5` (docs/analyse.md lists them). Nothing is written.
     """
     from .. import registry

@@ -32,7 +32,7 @@ import logging
 from typing import Any
 
 from ..catalog import Catalog
-from ..errors import NotFoundError
+from ..errors import ConfigError, NotFoundError
 from ..pipelines import Run
 from ..progress import NullProgress, Progress
 from ..records import ClipRecord, SourceRecord
@@ -82,6 +82,57 @@ def select_sources(
         sql += " LIMIT ?"
         params.append(int(limit))
     return [SourceRecord.from_row(r) for r in catalog.query(sql, params)]
+
+
+def _datasets_held(catalog: Catalog) -> list[tuple[str, int]]:
+    if not catalog.path.is_file():
+        return []
+    return [
+        (r["dataset"], int(r["n"]))
+        for r in catalog.query(
+            "SELECT dataset, count(DISTINCT source_id) AS n FROM memberships GROUP BY dataset ORDER BY dataset"
+        )
+    ]
+
+
+def _nothing_named(catalog: Catalog) -> ConfigError:
+    held = _datasets_held(catalog)
+    if held:
+        listed = ", ".join(f"{d} ({n} source{'s' if n != 1 else ''})" for d, n in held)
+        fix = (
+            f"name what to build with --dataset (the catalog holds {listed}; media added with "
+            "`clipfactory add` is the dataset owned), or `datasets = [...]` or `inputs = [...]` in clipfactory.toml"
+        )
+    else:
+        fix = (
+            "give media with `inputs = [...]` in clipfactory.toml, or add it with `clipfactory add` or ingest a "
+            "manifest with `clipfactory ingest`, then name its dataset with --dataset"
+        )
+    return ConfigError("nothing to build: the run names no inputs and no dataset", fix=fix)
+
+
+def _nothing_selected(
+    catalog: Catalog, datasets: list[str], splits: list[str], labels: list[str]
+) -> ConfigError:
+    names = ", ".join(datasets)
+    facets = []
+    for col, wanted in (("split", splits), ("label", labels)):
+        if wanted:
+            rows = catalog.query(
+                f"SELECT DISTINCT {col} AS v FROM memberships WHERE dataset IN (SELECT unnest(?)) "
+                f"AND {col} IS NOT NULL ORDER BY 1 LIMIT 21",
+                [list(datasets)],
+            )
+            vals = [r["v"] for r in rows]
+            shown = ", ".join(vals[:20]) + (", …" if len(vals) > 20 else "")
+            facets.append(f"--{col} {', '.join(wanted)} (its {col}s: {shown or 'none'})")
+    if facets:
+        return ConfigError(
+            f"nothing to build: no source of {names} matches " + " and ".join(facets),
+            item=names, fix="check the --split/--label values against `clipfactory datasets list`",
+        )
+    return ConfigError(f"nothing to build: {names} holds no sources", item=names,
+                       fix="see `clipfactory datasets list`")
 
 
 def stage_counts(catalog: Catalog, stage: Stage | str, item_ids: list[str]) -> dict[str, Any]:
@@ -138,6 +189,11 @@ def run_pipeline(
         limit = getattr(settings, "limit", None)
     progress = progress or NullProgress()
     catalog = Catalog(settings.catalog)
+    if not settings.inputs and not datasets:
+        raise _nothing_named(catalog)
+    selected = select_sources(catalog, datasets, splits=splits, labels=labels, limit=limit) if datasets else []
+    if datasets and not selected and not settings.inputs:
+        raise _nothing_selected(catalog, datasets, splits, labels)
     store = BlobStore(settings.store)
     cleaned = store.clean_incoming()
     report: dict[str, Any] = {"items": []}
@@ -155,7 +211,6 @@ def run_pipeline(
             )
             resumed["acquire.local"] = int(report.get("skipped") or 0)
             sent_on["acquire.local"] = len(owned)
-        selected = select_sources(catalog, datasets, splits=splits, labels=labels, limit=limit)
         sources = list({s.source_id: s for s in owned + selected}.values())
         source_ids = [s.source_id for s in sources]
 
