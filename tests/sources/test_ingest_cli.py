@@ -73,3 +73,30 @@ def test_progress_bar_on_a_terminal_stderr_only(catalog, manifests, tmp_path, mo
     assert r.exit_code == 0, r.output
     assert term.getvalue() == "" and r.stderr == ""
     assert "10 rows, 4 ok, 6 bad" in " ".join(r.stdout.split())
+
+
+def test_the_same_file_under_another_dataset_says_the_dataset_is_not_applied(tmp_path, manifests):
+    import hashlib
+    import shutil
+
+    src = manifests / "kinetics400_sample.csv"
+    copy = tmp_path / "renamed.csv"
+    shutil.copy(src, copy)
+    cat = str(tmp_path / "c.duckdb")
+    runner = CliRunner()
+    r = runner.invoke(app, ["ingest", str(src), "--catalog", cat])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["ingest", str(copy), "--dataset", "kinetics-600", "--catalog", cat], terminal_width=400)
+    assert r.exit_code == 0, r.output
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert r.stdout.splitlines() == [
+        f"{copy}: already ingested into kinetics-400 (10 rows, 6 bad); nothing to do",
+        "  --dataset kinetics-600 is not applied: a manifest is ingested once, under the dataset of its first "
+        f"ingest, whatever its file name (its id is the sha256 of its bytes, {sha})",
+    ]
+    r = runner.invoke(app, ["ingest", str(copy), "--dataset", "kinetics-600", "--catalog", cat, "--json"])
+    (m,) = json.loads(r.stdout)["manifests"]
+    assert (m["already_ingested"], m["dataset"], m["dataset_not_applied"]) == (True, "kinetics-400", "kinetics-600")
+    # The dataset it was ingested under: no note.
+    r = runner.invoke(app, ["ingest", str(copy), "--dataset", "kinetics-400", "--catalog", cat], terminal_width=400)
+    assert len(r.stdout.splitlines()) == 1

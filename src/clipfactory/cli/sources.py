@@ -90,9 +90,13 @@ def ingest_cmd(
                 threads=threads,
                 progress=progress,
             )
-        results.append(summary.to_dict())
+        row = summary.to_dict()
+        ignored = summary.already_ingested and dataset is not None and dataset != summary.dataset
+        if ignored:
+            row["dataset_not_applied"] = dataset
+        results.append(row)
         if not json_:
-            _render_summary(summary)
+            _render_summary(summary, ignored_dataset=dataset if ignored else None)
     if json_:
         emit({"manifests": results}, True)
 
@@ -125,12 +129,22 @@ def _ingest_bar(path: str, show: bool) -> Iterator[Callable[[str], None] | None]
         bar.update(task, completed=len(INGEST_PHASES), phase="done")
 
 
-def _render_summary(s: Any) -> None:
+def _render_summary(s: Any, *, ignored_dataset: str | None = None) -> None:
+    from rich.markup import escape
+
     if s.already_ingested:
         console.print(
-            f"[bold]{s.uri}[/]: already ingested into [cyan]{s.dataset}[/] "
-            f"({s.rows_total} rows, {s.rows_bad} bad); nothing to do"
+            f"[bold]{escape(s.uri)}[/]: already ingested into [cyan]{escape(s.dataset)}[/] "
+            f"({s.rows_total} rows, {s.rows_bad} bad); nothing to do",
+            soft_wrap=True, highlight=False,
         )
+        if ignored_dataset:
+            console.print(
+                f"  --dataset {escape(ignored_dataset)} is not applied: a manifest is ingested once, under the "
+                f"dataset of its first ingest, whatever its file name (its id is the sha256 of its bytes, "
+                f"{s.manifest_id})",
+                soft_wrap=True, highlight=False,
+            )
         return
     colour = "red" if s.rows_bad else "green"
     console.print(
