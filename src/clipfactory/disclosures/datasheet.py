@@ -25,6 +25,19 @@ def _bundle(name: str) -> str:
     return resources.files(__package__).joinpath("vendor", name).read_text(encoding="utf-8")
 
 
+def _empty(title: str, text: str) -> dict[str, Any]:
+    """A chart with no rows: its title and one line saying so (an empty scale would have no extent)."""
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": title,
+        "width": 360,
+        "height": 30,
+        "data": {"values": [{"text": text}]},
+        "mark": {"type": "text", "align": "left", "x": 0, "y": 15},
+        "encoding": {"text": {"field": "text", "type": "nominal"}},
+    }
+
+
 def _bar(title: str, rows: list[dict[str, Any]], key: str, *, empty: str = UNKNOWN) -> dict[str, Any]:
     """A horizontal bar chart of hours and clips by ``key`` (one bar per row, unknown values labelled)."""
     values = [
@@ -36,6 +49,8 @@ def _bar(title: str, rows: list[dict[str, Any]], key: str, *, empty: str = UNKNO
         }
         for r in rows
     ]
+    if not values:
+        return _empty(title, "no clips")
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "title": title,
@@ -69,6 +84,8 @@ def _bar(title: str, rows: list[dict[str, Any]], key: str, *, empty: str = UNKNO
 
 def _hist(name: str, h: dict[str, Any]) -> dict[str, Any]:
     values = [{"start": b["start"], "end": b["end"], "clips": b["clips"]} for b in h.get("bins", [])]
+    if not values:
+        return _empty(f"{name} (no clip has a value)", "no data")
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "title": f"{name} ({h.get('n') or 0} clips with a value)",
@@ -86,6 +103,8 @@ def _hist(name: str, h: dict[str, Any]) -> dict[str, Any]:
 
 def _dropped(rows: list[dict[str, Any]]) -> dict[str, Any]:
     values = [{"reason": r["reason"] or UNKNOWN, "stage": r["stage"], "items": int(r["items"])} for r in rows]
+    if not values:
+        return _empty("Dropped in the run that made the build, by reason", "nothing was dropped")
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "title": "Dropped in the run that made the build, by reason",
