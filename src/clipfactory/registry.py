@@ -21,6 +21,7 @@ STAGE_MODULES = [
     "clipfactory.stages.acquire.http",
     "clipfactory.stages.acquire.revalidate",
     "clipfactory.fingerprints.dedup",
+    "clipfactory.stages.semantic.text",
 ]
 
 

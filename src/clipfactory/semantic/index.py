@@ -1,0 +1,131 @@
+"""The vector index beside the catalog: usearch (HNSW, cosine), one file per model.
+
+``<catalog>.semantic/<model hash>.usearch`` holds the vectors of one model; ``.json`` beside it says which
+catalog state it reflects (the number of vectors and the XOR of their keys). A search first compares that
+with the catalog and rebuilds a stale index, so vectors removed from the catalog (by a takedown) leave the
+index too; results are always read back from the catalog, so a removed item is never returned.
+
+Small collections (under :data:`EXACT_BELOW` vectors) are searched exactly; larger ones through the HNSW
+graph. Vectors are stored as half floats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import store
+
+#: Below this many vectors a query compares against every vector (exact and still sub-millisecond).
+EXACT_BELOW = 50_000
+
+
+def _usearch():
+    try:
+        from usearch.index import Index
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "vector search needs usearch, which is not installed", fix="pip install 'clipfactory[semantic]'"
+        ) from None
+    return Index
+
+
+class VectorIndex:
+    """A usearch index of unit vectors with 64-bit keys."""
+
+    def __init__(self, index, dim: int):
+        self.index = index
+        self.dim = dim
+
+    @classmethod
+    def new(cls, dim: int, capacity: int = 0) -> VectorIndex:
+        Index = _usearch()
+        idx = Index(ndim=dim, metric="cos", dtype="f16", connectivity=16, expansion_add=128, expansion_search=64)
+        return cls(idx, dim)
+
+    @classmethod
+    def build(cls, path: str | os.PathLike | None, keys: np.ndarray, vectors: np.ndarray) -> VectorIndex:
+        self = cls.new(int(vectors.shape[1]) if vectors.size else 1, len(keys))
+        if len(keys):
+            self.index.add(np.asarray(keys, dtype=np.uint64), np.asarray(vectors, dtype=np.float32), threads=0)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(str(path) + ".tmp")
+            self.index.save(str(tmp))
+            os.replace(tmp, path)
+        return self
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dim: int) -> VectorIndex:
+        self = cls.new(dim)
+        self.index.load(str(path))
+        return self
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, cosine similarities) of the ``k`` nearest vectors, nearest first."""
+        if len(self.index) == 0:
+            return np.zeros(0, np.uint64), np.zeros(0, np.float32)
+        k = min(int(k), len(self.index))
+        m = self.index.search(np.asarray(query, np.float32), k, exact=len(self.index) < EXACT_BELOW)
+        return np.asarray(m.keys, np.uint64), 1.0 - np.asarray(m.distances, np.float32)
+
+
+def index_dir(catalog_path: str | os.PathLike) -> Path:
+    p = Path(catalog_path)
+    return p.with_name(p.name + ".semantic")
+
+
+def _paths(catalog_path, model_id: str) -> tuple[Path, Path]:
+    stem = model_id.split("@sha256:")[-1][:16] if "@sha256:" in model_id else model_id.replace("/", "_")
+    d = index_dir(catalog_path)
+    return d / f"{stem}.usearch", d / f"{stem}.json"
+
+
+def _state(con, model_id: str) -> dict[str, Any]:
+    if not store.has_table(con):
+        return {"model_id": model_id, "n": 0, "xor": 0}
+    n, x = con.execute(
+        "SELECT count(*), coalesce(bit_xor(vkey), 0) FROM embeddings WHERE model_id = ?", [model_id]
+    ).fetchall()[0]
+    return {"model_id": model_id, "n": int(n), "xor": int(x)}
+
+
+def open_index(catalog, model_id: str, *, rebuild: bool = False) -> tuple[VectorIndex, dict[str, Any]]:
+    """The persisted index of ``model_id`` for ``catalog``, rebuilt first when it is missing or stale."""
+    ipath, mpath = _paths(catalog.path, model_id)
+    with catalog.read() as con:
+        state = _state(con, model_id)
+        meta = json.loads(mpath.read_text()) if mpath.is_file() else None
+        fresh = not rebuild and ipath.is_file() and meta is not None and {k: meta.get(k) for k in state} == state
+        if fresh:
+            return VectorIndex.load(ipath, int(meta["dim"])), {**meta, "rebuilt": False}
+        rows, vecs = store.read_vectors(con, model_id)
+    keys = np.asarray(rows.column("vkey").to_numpy(), dtype=np.int64).view(np.uint64) if rows.num_rows else np.zeros(0, np.uint64)
+    dim = int(vecs.shape[1]) if vecs.size else 1
+    idx = VectorIndex.build(ipath, keys, vecs)
+    meta = {**state, "dim": dim}
+    tmp = mpath.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, mpath)
+    return idx, {**meta, "rebuilt": True}
+
+
+def drop_index(catalog_path, model_id: str | None = None) -> list[str]:
+    """Remove the persisted index files (of one model, or all); returns the removed paths."""
+    d = index_dir(catalog_path)
+    if not d.is_dir():
+        return []
+    removed = []
+    for p in sorted(d.iterdir()):
+        if model_id is None or p.name.startswith(_paths(catalog_path, model_id)[0].stem + "."):
+            p.unlink()
+            removed.append(str(p))
+    return removed

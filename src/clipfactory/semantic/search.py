@@ -1,0 +1,123 @@
+"""``clipfactory search "someone slicing bread"``: sources and clips ranked by meaning.
+
+The query is encoded by the same text model as the catalog's vectors; the vector index beside the catalog
+(:mod:`clipfactory.semantic.index`) gives the nearest items, which are read back from the catalog (an item
+that has left it is never returned). Each result carries its licence decision for the purpose: the stored
+decision of the policy gate (``clipfactory policy check --purpose P``), with its reasons.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import NotFoundError, PolicyError
+from . import store
+from .index import open_index
+
+
+def current_model_id(catalog, modality: str = "text") -> str:
+    """The model of the catalog's newest vectors of ``modality``."""
+    with catalog.read() as con:
+        ms = [m for m in store.models(con) if m["modality"] == modality and m["vectors"]]
+    if not ms:
+        raise NotFoundError(
+            f"the catalog has no {modality} vectors",
+            item=str(catalog.where),
+            fix="run `clipfactory semantic index` first",
+        )
+    return ms[0]["model_id"]
+
+
+def decisions_for(catalog, purpose: str, source_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """source_id → {decision, use_ok, acquire_ok, reasons} of the stored gate decisions for ``purpose``."""
+    from ..policy.gate import evaluation_info
+
+    if evaluation_info(catalog, purpose) is None:
+        raise PolicyError(
+            f"purpose {purpose!r} was never evaluated in this catalog",
+            item=purpose,
+            fix=f"run `clipfactory policy check --purpose {purpose}`",
+        )
+    with catalog.read() as con:
+        con.register("_sem_d", pa.table({"source_id": pa.array(sorted(set(source_ids)), pa.string())}))
+        try:
+            rows = con.execute(
+                """SELECT source_id, decision, use_ok, acquire_ok, reasons FROM policy_decisions
+                   WHERE purpose = ? AND source_id IN (SELECT source_id FROM _sem_d)""",
+                [purpose],
+            ).fetchall()
+        finally:
+            con.unregister("_sem_d")
+    out = {
+        sid: {"decision": d, "use_ok": u, "acquire_ok": a, "reasons": list(r or [])} for sid, d, u, a, r in rows
+    }
+    for sid in source_ids:
+        out.setdefault(sid, {"decision": "undecided", "use_ok": None, "acquire_ok": None, "reasons": []})
+    return out
+
+
+def search(
+    catalog,
+    query: str,
+    *,
+    k: int = 10,
+    purpose: str = "research",
+    kind: str | None = None,
+    encoder=None,
+) -> dict[str, Any]:
+    """The ``k`` items nearest to ``query``, nearest first, each with its licence decision for ``purpose``."""
+    from .text_model import shared_encoder
+
+    model_id = current_model_id(catalog)
+    encoder = encoder or shared_encoder()
+    if encoder.model_id != model_id:
+        raise NotFoundError(
+            f"the catalog's vectors were made by {model_id}, not by the installed {encoder.model_id}",
+            item=model_id,
+            fix="run `clipfactory semantic index` to compute vectors with the installed model",
+        )
+    idx, meta = open_index(catalog, model_id)
+    qv = encoder.encode([query])[0]
+    want = max(1, int(k))
+    fetch = want if kind is None else want * 4
+    results: list[dict[str, Any]] = []
+    while True:
+        keys, sims = idx.search(qv, fetch)
+        signed = np.asarray(keys, np.uint64).view(np.int64).tolist()
+        with catalog.read() as con:
+            con.register("_sem_k", pa.table({"vkey": pa.array(signed, pa.int64())}))
+            try:
+                rows = con.execute(
+                    """SELECT e.vkey, e.item_id, e.kind, e.source_id, e.clip_id, s.title, s.url, s.platform,
+                              (SELECT string_agg(DISTINCT m.dataset || coalesce(':' || m.label, ''), ', ')
+                               FROM memberships m WHERE m.source_id = e.source_id) AS datasets
+                       FROM embeddings e LEFT JOIN sources s ON s.source_id = e.source_id
+                       WHERE e.model_id = ? AND e.vkey IN (SELECT vkey FROM _sem_k)""",
+                    [model_id],
+                ).fetchall()
+            finally:
+                con.unregister("_sem_k")
+        by_key = {r[0]: r for r in rows}
+        results = []
+        for key, sim in zip(signed, sims.tolist(), strict=True):
+            r = by_key.get(key)
+            if r is None or (kind and r[2] != kind):
+                continue
+            results.append(
+                {"item_id": r[1], "kind": r[2], "source_id": r[3], "clip_id": r[4], "score": round(float(sim), 4),
+                 "title": r[5], "url": r[6], "platform": r[7], "datasets": r[8]}
+            )
+        if len(results) >= want or fetch >= len(idx):
+            break
+        fetch = min(len(idx), fetch * 4)
+    results = results[:want]
+    dec = decisions_for(catalog, purpose, [r["source_id"] for r in results])
+    for r in results:
+        d = dec[r["source_id"]]
+        r["decision"], r["reasons"] = d["decision"], d["reasons"]
+        r["use_ok"], r["acquire_ok"] = d["use_ok"], d["acquire_ok"]
+    return {"query": query, "purpose": purpose, "model_id": model_id, "k": want, "index_vectors": len(idx),
+            "results": results}

@@ -1,0 +1,70 @@
+"""The text of each source and clip, from what the catalog holds about it before any byte is fetched.
+
+A source's text joins its title, the labels its datasets give it (``abseiling``, ``Video game``;
+underscores read as spaces) and up to ``max_captions`` distinct captions of its manifest spans, in that
+order, separated by ". ". A clip of a manifest span that has a caption of its own gets that caption as
+its text. Items without any text get none: the categories call them ``other`` with zero confidence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+
+def _has(con, name: str) -> bool:
+    return bool(
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0][0]
+    )
+
+
+def source_texts(con, source_ids: list[str] | None = None, *, max_captions: int = 3) -> dict[str, str]:
+    """source_id → text (an empty string when the catalog holds no text for it)."""
+    con.register(
+        "_sem_ids",
+        pa.table({"source_id": pa.array(sorted(set(source_ids or [])), pa.string())}),
+    )
+    try:
+        subset = "WHERE s.source_id IN (SELECT source_id FROM _sem_ids)" if source_ids is not None else ""
+        labels = (
+            """(SELECT source_id, string_agg(DISTINCT replace(label, '_', ' '), '. ' ORDER BY replace(label, '_', ' ')) AS labels
+                FROM memberships WHERE label IS NOT NULL AND trim(label) <> '' GROUP BY source_id)"""
+            if _has(con, "memberships")
+            else "(SELECT NULL::VARCHAR AS source_id, NULL::VARCHAR AS labels WHERE false)"
+        )
+        captions = (
+            f"""(SELECT source_id, string_agg(caption, '. ' ORDER BY caption) AS captions FROM (
+                    SELECT source_id, caption, row_number() OVER (PARTITION BY source_id ORDER BY caption) AS rn
+                    FROM (SELECT DISTINCT source_id, trim(caption) AS caption FROM clip_spans
+                          WHERE caption IS NOT NULL AND trim(caption) <> '')
+                ) WHERE rn <= {int(max_captions)} GROUP BY source_id)"""
+            if _has(con, "clip_spans")
+            else "(SELECT NULL::VARCHAR AS source_id, NULL::VARCHAR AS captions WHERE false)"
+        )
+        rows = con.execute(
+            f"""SELECT s.source_id, concat_ws('. ', nullif(trim(s.title), ''), l.labels, c.captions) AS text
+                FROM sources s LEFT JOIN {labels} l ON l.source_id = s.source_id
+                LEFT JOIN {captions} c ON c.source_id = s.source_id {subset}"""
+        ).fetchall()
+    finally:
+        con.unregister("_sem_ids")
+    return {sid: (text or "") for sid, text in rows}
+
+
+def clip_texts(con, source_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Clips of manifest spans with a caption of their own: dicts of clip_id, source_id, text."""
+    if not _has(con, "clip_spans"):
+        return []
+    con.register("_sem_ids", pa.table({"source_id": pa.array(sorted(set(source_ids or [])), pa.string())}))
+    try:
+        subset = "AND source_id IN (SELECT source_id FROM _sem_ids)" if source_ids is not None else ""
+        rows = con.execute(
+            f"""SELECT clip_id, any_value(source_id) AS source_id,
+                       string_agg(DISTINCT trim(caption), '. ' ORDER BY trim(caption)) AS text
+                FROM clip_spans WHERE clip_id IS NOT NULL AND caption IS NOT NULL AND trim(caption) <> '' {subset}
+                GROUP BY clip_id ORDER BY clip_id"""
+        ).fetchall()
+    finally:
+        con.unregister("_sem_ids")
+    return [{"clip_id": c, "source_id": s, "text": t} for c, s, t in rows]
