@@ -74,6 +74,27 @@ def test_report_cli_out_and_json(example, tmp_path):
     assert res.exit_code == 1 and "no such build" in res.output and "nope-v9" in res.output
 
 
+def test_statements_file_is_used_and_recorded(example, tmp_path):
+    d, summary = example
+    b, out = summary["build"]["build_id"], Path(summary["build"]["out_dir"])
+    (tmp_path / "bad.toml").write_text('provder = "typo"\n')
+    res = CliRunner().invoke(
+        app,
+        ["report", b, "--statements", str(tmp_path / "bad.toml"), "--config", str(d / "clipfactory.toml")],
+    )
+    assert res.exit_code == 1 and "unknown statement(s): provder" in res.output
+    (tmp_path / "st.toml").write_text(
+        'provider = "Example Labs"\nsynthetic_data = "one synthetic test pattern"\n'
+    )
+    _cli(d, "report", b, "--statements", str(tmp_path / "st.toml"))
+    manifest = json.loads((out / "build.json").read_text())
+    assert manifest["report_statements"]["provider"] == "Example Labs"
+    assert "one synthetic test pattern" in (out / "ab2013.md").read_text()
+    _cli(d, "report", b)  # again without the file: the recorded statements stay
+    eu = json.loads((out / "eu_training_summary.json").read_text())
+    assert eu["1_general_information"]["provider"] == "Example Labs"
+
+
 def test_audit_warns_above_the_share(example):
     d, summary = example
     b = summary["build"]["build_id"]
@@ -111,6 +132,8 @@ def test_takedown_new_version_reports_and_old_superseded(example):
     assert f"**Superseded** by {b2}" in (out1 / "eu_training_summary.md").read_text()
     assert 'id="superseded"' in (out1 / "datasheet.html").read_text()
     assert 'id="superseded"' not in (out2 / "datasheet.html").read_text()
+    # The statements recorded by the earlier test travel to the takedown's new version.
+    assert "Example Labs" in (out2 / "eu_training_summary.md").read_text()
     assert json.loads((out1 / "croissant.json").read_text())["description"].endswith("use the newer version.")
     diff = json.loads(_cli(d, "report", "--diff", b1, b2, "--json").stdout)
     assert diff["clips_left"] == n_removed and diff["clips_entered"] == 0

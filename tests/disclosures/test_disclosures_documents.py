@@ -89,8 +89,13 @@ def test_figures_of_the_documents(synthetic):
 
 def test_operator_statements_fill_the_documents(synthetic):
     cat, s, out, manifest = synthetic
-    s.stages["report"] = {"provider": "Example Labs", "model_purpose": "text-to-video research"}
-    write_reports(cat, s, out, manifest)
+    write_reports(
+        cat,
+        s,
+        out,
+        manifest,
+        statements={"provider": "Example Labs", "model_purpose": "text-to-video research"},
+    )
     eu = json.loads((out / "eu_training_summary.json").read_text())
     assert eu["1_general_information"]["provider"] == "Example Labs"
     assert (

@@ -10,6 +10,21 @@ import typer
 from .app import app
 from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, existing_catalog, settings, table
 
+StatementsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--statements",
+        help="TOML file of what only the operator knows (provider, model, model_purpose, ...; see "
+        "docs/disclosures.md); recorded in build.json. Default: what the build recorded.",
+    ),
+]
+
+
+def _statements(path: Path | None):
+    from ..disclosures import load_statements
+
+    return load_statements(path) if path is not None else None
+
 
 def _pct(v) -> str:
     return "unknown" if v is None else f"{100 * float(v):.1f}%"
@@ -29,6 +44,7 @@ def report_cmd(
         bool,
         typer.Option("--diff", help="Show what entered and left between BUILD and the later build, and why."),
     ] = False,
+    statements: StatementsOpt = None,
     catalog: CatalogOpt = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -37,8 +53,8 @@ def report_cmd(
     """Write a build's datasheet, Croissant, EU training summary, AB 2013 and copyrighted-works documents.
 
     Without --out they go into the build's folder and are listed in its build.json. Facts only the operator
-    knows (provider, model, purpose of the model...) come from [stages.report] in clipfactory.toml, else
-    the documents say "operator must state".
+    knows (provider, model, purpose of the model...) come from --statements FILE (then recorded in the
+    build), else from what the build recorded; where none is given the documents say "operator must state".
     """
     s = settings(config, sets, catalog=catalog)
     cat = existing_catalog(s)
@@ -65,7 +81,7 @@ def report_cmd(
         raise typer.BadParameter("a second build is only taken with --diff")
     from ..disclosures import report
 
-    r = report(cat, s, build, out=out)
+    r = report(cat, s, build, out=out, statements=_statements(statements))
 
     def render(r):
         t = r["totals"]
@@ -87,12 +103,13 @@ def audit_cmd(
         float | None,
         typer.Option(
             "--max-share",
-            help="Warn where one uploader or domain holds more than this share of the hours (default 0.2, "
-            "or max_share in [stages.report]).",
+            help="Warn where one uploader or domain holds more than this share of the hours (default: "
+            "max_share of the statements, else 0.2).",
             min=0.0,
             max=1.0,
         ),
     ] = None,
+    statements: StatementsOpt = None,
     catalog: CatalogOpt = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -102,7 +119,7 @@ def audit_cmd(
     from ..disclosures.audit import audit
 
     s = settings(config, sets, catalog=catalog)
-    a = audit(existing_catalog(s), s, build, max_share=max_share)
+    a = audit(existing_catalog(s), s, build, max_share=max_share, statements=_statements(statements))
 
     def render(a):
         console.print(

@@ -46,18 +46,16 @@ REPORTS = {
     "copyrighted_works": WORKS_CSV,
 }
 REPORT_FILES = tuple(REPORTS.values())
-#: Default share of the hours above which one uploader or domain is warned about (``[stages.report]
-#: max_share``).
+#: Default share of the hours above which one uploader or domain is warned about (``max_share`` in the
+#: statements file).
 DEFAULT_MAX_SHARE = 0.2
 
 
 def report_context(settings=None, statements: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the settings add to the catalog's facts: the operator's statements (``[stages.report]``), the
-    crawler's name and User-Agent, the licence table, the dataset registry and the share warning.
-
-    Without settings (a takedown's rewrite), the statements are ``statements``: those the build's
-    ``build.json`` recorded under ``report_statements`` when it was exported."""
-    cfg = dict(settings.stage_config("report")) if settings is not None else dict(statements or {})
+    """What the settings and the operator add to the catalog's facts: the operator's ``statements`` (see
+    :func:`load_statements`), the crawler's name and User-Agent, the licence table, the dataset registry
+    and the share above which the audit warns."""
+    cfg = dict(statements or {})
     max_share = float(cfg.pop("max_share", DEFAULT_MAX_SHARE))
     ctx: dict[str, Any] = {"statements": cfg, "max_share": max_share}
     from ..acquire.http import FetchOptions, user_agent
@@ -80,11 +78,51 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def load_statements(path: str | os.PathLike) -> dict[str, Any]:
+    """The operator's statements from a TOML file: keys of :data:`~clipfactory.disclosures.text.STATEMENTS`
+    (``provider = "…"``, ``model_purpose = "…"``) and ``max_share`` (the audit's warning share)."""
+    import tomllib
+
+    from ..errors import ConfigError
+    from .text import STATEMENTS
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(
+            "statements file not found", item=str(p), fix="check the path given to --statements"
+        )
+    try:
+        data = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"invalid TOML: {exc}", item=str(p), fix="fix the file's syntax") from None
+    unknown = sorted(set(data) - set(STATEMENTS) - {"max_share"})
+    if unknown:
+        raise ConfigError(
+            f"unknown statement(s): {', '.join(unknown)}",
+            item=str(p),
+            fix=f"the statements are: {', '.join(sorted(STATEMENTS))}, max_share",
+        )
+    if "max_share" in data and not (
+        isinstance(data["max_share"], int | float) and 0 <= data["max_share"] <= 1
+    ):
+        raise ConfigError("max_share must be a number from 0 to 1", item=str(p), fix="e.g. max_share = 0.2")
+    return data
+
+
 def facts_for(
-    catalog: Catalog, settings, manifest: dict[str, Any], out_dir: Path, *, works_csv: Path | None = None
+    catalog: Catalog,
+    settings,
+    manifest: dict[str, Any],
+    out_dir: Path,
+    *,
+    works_csv: Path | None = None,
+    statements: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The facts of the build whose ``build.json`` is ``manifest`` and whose files lie in ``out_dir``."""
-    ctx = report_context(settings, manifest.get("report_statements"))
+    """The facts of the build whose ``build.json`` is ``manifest`` and whose files lie in ``out_dir``.
+    ``statements`` default to those ``build.json`` recorded (``report_statements``)."""
+    if statements is None:
+        statements = manifest.get("report_statements")
+    ctx = report_context(settings, statements)
     index = Path(out_dir) / (manifest.get("index") or "index.parquet")
     with catalog.read() as con:
         return build_facts(con, manifest, index if index.exists() else None, ctx, works_csv=works_csv)
@@ -97,6 +135,7 @@ def write_reports(
     manifest: dict[str, Any] | None = None,
     *,
     dest: str | os.PathLike | None = None,
+    statements: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write every report of the build in ``out_dir`` (``manifest``: its ``build.json``, read when not
     given) into ``dest`` (default: ``out_dir``). Returns ``{"reports": {role: name}, "files": [{name,
@@ -109,7 +148,9 @@ def write_reports(
     os.close(fd)
     os.unlink(tmp_csv)  # DuckDB's COPY creates it
     try:
-        facts = facts_for(catalog, settings, manifest, out_dir, works_csv=Path(tmp_csv))
+        facts = facts_for(
+            catalog, settings, manifest, out_dir, works_csv=Path(tmp_csv), statements=statements
+        )
         os.replace(tmp_csv, dest_dir / WORKS_CSV)
     finally:
         if os.path.exists(tmp_csv):
@@ -186,15 +227,23 @@ def build_dir(catalog: Catalog, build: str) -> Path:
     return out
 
 
-def report(catalog: Catalog, settings, build: str, *, out: str | os.PathLike | None = None) -> dict[str, Any]:
+def report(
+    catalog: Catalog,
+    settings,
+    build: str,
+    *,
+    out: str | os.PathLike | None = None,
+    statements: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``clipfactory report BUILD``: write the reports of ``build`` into ``out`` (default: the build's
-    folder, where they are listed in ``build.json`` already). Returns what was written, and the EU
-    summary and AB 2013 items."""
+    folder, where they are listed in ``build.json``, with the ``statements`` used). Without
+    ``statements``, those the build recorded are used. Returns what was written, and the EU summary and
+    AB 2013 items."""
     out_dir = build_dir(catalog, build)
     manifest = read_manifest(out_dir)
-    res = write_reports(catalog, settings, out_dir, manifest, dest=out)
+    res = write_reports(catalog, settings, out_dir, manifest, dest=out, statements=statements)
     if out is None:
-        _list_in_manifest(out_dir, manifest, res["files"])
+        _list_in_manifest(out_dir, manifest, res["files"], res["statements"])
     f = res["facts"]
     return {
         "build_id": manifest.get("build_id"),
@@ -208,22 +257,44 @@ def report(catalog: Catalog, settings, build: str, *, out: str | os.PathLike | N
     }
 
 
-def _list_in_manifest(out_dir: Path, manifest: dict[str, Any], files: list[dict[str, Any]]) -> None:
-    """List the reports in ``build.json`` (their entries replace older ones of the same name)."""
+def _list_in_manifest(
+    out_dir: Path,
+    manifest: dict[str, Any],
+    files: list[dict[str, Any]],
+    statements: dict[str, Any] | None = None,
+) -> None:
+    """List the reports in ``build.json`` (their entries replace older ones of the same name), with the
+    ``statements`` they were made with."""
     names = {f["name"] for f in files}
-    if manifest.get("reports") == REPORTS and all(
-        any(
-            e.get("name") == f["name"] and e.get("sha256") == f["sha256"] for e in manifest.get("files") or []
+    statements = manifest.get("report_statements", {}) if statements is None else statements
+    if (
+        manifest.get("reports") == REPORTS
+        and manifest.get("report_statements") == statements
+        and all(
+            any(
+                e.get("name") == f["name"] and e.get("sha256") == f["sha256"]
+                for e in manifest.get("files") or []
+            )
+            for f in files
         )
-        for f in files
     ):
         return
     manifest = dict(manifest)
     manifest.pop("out_dir", None)
     manifest["files"] = [e for e in manifest.get("files") or [] if e.get("name") not in names] + files
     manifest["reports"] = dict(REPORTS)
+    manifest["report_statements"] = statements
     with atomic_write(out_dir / "build.json", "w") as fh:
         fh.write(json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
-__all__ = ["REPORTS", "REPORT_FILES", "build_dir", "facts_for", "report", "report_context", "write_reports"]
+__all__ = [
+    "REPORTS",
+    "REPORT_FILES",
+    "build_dir",
+    "facts_for",
+    "load_statements",
+    "report",
+    "report_context",
+    "write_reports",
+]

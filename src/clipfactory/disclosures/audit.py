@@ -27,11 +27,19 @@ DIMENSIONS = [
 ]
 
 
-def audit(catalog: Catalog, settings, build: str, *, max_share: float | None = None) -> dict[str, Any]:
-    """The composition of ``build`` (a build id or folder) as shares of its hours, with warnings."""
+def audit(
+    catalog: Catalog,
+    settings,
+    build: str,
+    *,
+    max_share: float | None = None,
+    statements: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The composition of ``build`` (a build id or folder) as shares of its hours, with warnings above
+    ``max_share`` (default: ``max_share`` of the statements, else 0.2)."""
     out_dir = build_dir(catalog, build)
     manifest = read_manifest(out_dir)
-    f = facts_for(catalog, settings, manifest, out_dir)
+    f = facts_for(catalog, settings, manifest, out_dir, statements=statements)
     limit = float(max_share) if max_share is not None else f["max_share"]
     dims: dict[str, list[dict[str, Any]]] = {}
     for name, key, col in DIMENSIONS:

@@ -6,9 +6,9 @@ from typing import Any
 
 from .facts import OPERATOR, UNKNOWN
 
-#: What the operator may state in ``[stages.report]`` of clipfactory.toml (or ``--set stages.report.KEY=…``):
-#: facts about the model and the organisation that no catalog row holds. Each one missing is written
-#: "operator must state".
+#: What the operator may state in a statements file (``clipfactory report BUILD --statements FILE``): facts
+#: about the model and the organisation that no catalog row holds. Each one missing is written
+#: "operator must state". A build records the statements its reports were made with.
 STATEMENTS = {
     "provider": "the provider of the model (name and contact)",
     "model": "the model(s) trained on the build (name, version)",
