@@ -100,3 +100,26 @@ def test_the_same_file_under_another_dataset_says_the_dataset_is_not_applied(tmp
     # The dataset it was ingested under: no note.
     r = runner.invoke(app, ["ingest", str(copy), "--dataset", "kinetics-400", "--catalog", cat], terminal_width=400)
     assert len(r.stdout.splitlines()) == 1
+
+
+def test_datasets_list_counts_spans_with_times_and_captions_apart(tmp_path, manifests):
+    # Two videos with whole-video captions (3 in all, no times) and the Kinetics sample: 4 good rows, each
+    # a span with times and no caption, two of them the same span of one video (lines 9 and 10), so 3
+    # sources and 3 spans. Counted from the files as written.
+    msrvtt = tmp_path / "msrvtt_test_captions.json"
+    msrvtt.write_text(json.dumps([
+        {"video": "video1.mp4", "caption": ["a man cooks", "someone cooks food"]},
+        {"video": "video2.mp4", "caption": ["a dog runs"]},
+    ]))
+    cat = str(tmp_path / "c.duckdb")
+    runner = CliRunner()
+    r = runner.invoke(app, ["ingest", str(msrvtt), "--catalog", cat], terminal_width=400)
+    assert r.exit_code == 0, r.output
+    assert "0 spans, 3 captions" in r.stdout
+    r = runner.invoke(app, ["ingest", str(manifests / "kinetics400_sample.csv"), "--catalog", cat], terminal_width=400)
+    assert r.exit_code == 0 and "3 spans (" in r.stdout, r.output
+    r = runner.invoke(app, ["datasets", "list", "--catalog", cat, "--json"])
+    got = {d["dataset"]: (d["sources"], d["spans"], d["captions"]) for d in json.loads(r.stdout)["datasets"]}
+    assert got == {"msr-vtt": (2, 0, 3), "kinetics-400": (3, 3, 0)}
+    r = runner.invoke(app, ["datasets", "list", "--catalog", cat], terminal_width=200)
+    assert "captions" in r.stdout

@@ -31,7 +31,7 @@ _RUN = textwrap.dedent(
     with open("/proc/self/status") as fh:
         hwm = [line for line in fh if line.startswith("VmHWM:")]
     peak_mb = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": s.rows_total, "bad": s.rows_bad, "spans": s.spans, "peak_mb": peak_mb}))
+    print(json.dumps({"rows": s.rows_total, "bad": s.rows_bad, "spans": s.spans, "captions": s.captions, "peak_mb": peak_mb}))
     """
 )
 
@@ -58,7 +58,7 @@ def test_msrvtt_captions_ingest_under_1gb(shared_data, tmp_path):
     manifest = shared_data / "manifests" / "msrvtt_test_captions.json"
     videos, captions = _counts(manifest)
     got = _ingest_in_process(tmp_path, manifest, "1GB")
-    assert (got["rows"], got["bad"], got["spans"]) == (videos, 0, captions)
+    assert (got["rows"], got["bad"], got["spans"], got["captions"]) == (videos, 0, 0, captions)
     assert got["peak_mb"] < 1024, got
 
 
@@ -87,8 +87,8 @@ def test_memory_does_not_grow_with_the_caption_count(shared_data, tmp_path):
     videos, captions = _counts(real)
     one = _ingest_in_process(tmp_path, real, "150MB")
     ten = _ingest_in_process(tmp_path, big, "150MB")
-    assert (one["rows"], one["spans"]) == (videos, captions)
-    assert (ten["rows"], ten["bad"], ten["spans"]) == (10 * videos, 0, 10 * captions)
+    assert (one["rows"], one["spans"], one["captions"]) == (videos, 0, captions)
+    assert (ten["rows"], ten["bad"], ten["spans"], ten["captions"]) == (10 * videos, 0, 0, 10 * captions)
     assert ten["peak_mb"] < 1.5 * one["peak_mb"], (one, ten)
 
 

@@ -119,8 +119,23 @@ def table(
 
     t = Table(title=title)
     cols = columns or (list(rows[0].keys()) if rows else [])
+    cells = [["" if r.get(c) is None else str(r.get(c)) for c in cols] for r in rows]
     for c in cols:
-        t.add_column(str(c))
-    for r in rows:
-        t.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in cols])
-    console.print(t)
+        # fold, never "…": ids in a table are what the next command (explain, runs show) needs whole
+        t.add_column(str(c), overflow="fold")
+    for row in cells:
+        t.add_row(*row)
+    print_table(t)
+
+
+def print_table(t) -> None:
+    """Print a Rich table: fitted to a terminal; piped or redirected, as wide as its values, so that a
+    script (or ``grep``) reads every cell whole on one line."""
+    if console.is_terminal:
+        console.print(t)
+        return
+    from rich.measure import Measurement
+
+    wide = Console(file=console.file, width=100_000, color_system=None, highlight=False)
+    natural = Measurement.get(wide, wide.options, t).maximum
+    Console(file=console.file, width=max(natural, 20), color_system=None, highlight=False).print(t)

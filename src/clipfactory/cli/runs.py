@@ -7,7 +7,7 @@ from typing import Any
 
 from ..catalog import outcomes as reports
 from .app import runs_app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, console, emit, open_catalog, settings, table
+from .common import CatalogOpt, ConfigOpt, JsonOpt, console, emit, open_catalog, print_table, settings, table
 
 
 def _when(value: Any) -> str:
@@ -36,7 +36,7 @@ def render_runs(rows: list[dict[str, Any]], empty: str = "no runs yet") -> None:
             str(r["run_id"]), str(r.get("command") or ""), str(r.get("status") or ""), _when(r.get("started_at")),
             *(str(r.get(c) or 0) for c in ("kept", "dropped", "failed")),
         )
-    console.print(t)
+    print_table(t)
 
 
 @runs_app.command("list")

@@ -150,9 +150,10 @@ def _render_summary(s: Any, *, ignored_dataset: str | None = None) -> None:
     console.print(
         f"[bold]{s.uri}[/] → [cyan]{s.dataset}[/] ({s.format}): {s.rows_total} rows, "
         f"[green]{s.rows_ok} ok[/], [{colour}]{s.rows_bad} bad[/]; "
-        f"{s.new_sources} new sources, {s.new_memberships} new memberships, {s.spans} spans "
-        f"({s.seconds:.1f}s)",
-        highlight=False,
+        f"{s.new_sources} new sources, {s.new_memberships} new memberships, {s.spans} spans"
+        + (f", {s.captions} captions" if s.captions else "")
+        + f" ({s.seconds:.1f}s)",
+        highlight=False, soft_wrap=True,
     )
     shown = s.error_lines()[:5]
     for line in shown:
@@ -169,7 +170,7 @@ def _render_summary(s: Any, *, ignored_dataset: str | None = None) -> None:
 
 @datasets_app.command("list")
 def datasets_list_cmd(catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False) -> None:
-    """Datasets in the catalog with their manifests, sources, spans and bad rows."""
+    """Datasets in the catalog with their manifests, sources, spans, captions and bad rows."""
     from ..sources.listing import list_datasets
 
     cat = open_catalog(settings(config, catalog=catalog))
@@ -187,7 +188,7 @@ def datasets_list_cmd(catalog: CatalogOpt = None, config: ConfigOpt = None, json
         table(
             rows,
             "datasets",
-            ["dataset", "format", "registry_key", "manifests", "sources", "spans", "rows_total", "rows_bad"],
+            ["dataset", "format", "registry_key", "manifests", "sources", "spans", "captions", "rows_total", "rows_bad"],
         )
 
     emit({"datasets": rows}, json_, lambda d: render(d["datasets"]))

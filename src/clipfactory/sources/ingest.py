@@ -56,7 +56,8 @@ class IngestSummary:
     rows_bad: int = 0
     new_sources: int = 0
     new_memberships: int = 0
-    spans: int = 0
+    spans: int = 0  # rows with a start and end time
+    captions: int = 0  # rows with a caption (of a span, or of the whole video)
     already_ingested: bool = False
     lines_exact: bool = True
     seconds: float = 0.0
@@ -257,6 +258,7 @@ class _Written:
     new_sources: int
     new_memberships: int
     spans: int
+    captions: int
     errors: list[RowError]
 
 
@@ -455,6 +457,17 @@ def _write_rows(
                 FROM _cf_rows r WHERE {span_filter} {dedup}""",
             params,
         )[0][0]
+    # Spans are the distinct clips with times (a row repeated is one span, as memberships count them); a
+    # caption of the whole video (MSR-VTT, WebVid) is a caption, not a span.
+    captions = 0
+    if spans:
+        spans, captions = _x(
+            con,
+            "count spans",
+            """SELECT count(DISTINCT clip_id) FILTER (WHERE start_ms IS NOT NULL), count(caption)
+               FROM clip_spans WHERE dataset = ? AND manifest_id = ?""",
+            [dataset, manifest_id],
+        )[0]
 
     _x(
         con,
@@ -473,7 +486,7 @@ def _write_rows(
     )
     for t in ("_cf_agg", "_cf_rows", readers.RAW):
         _x(con, "drop", f"DROP TABLE IF EXISTS {t}")
-    return _Written(total, bad_rows, new_sources, new_members, spans, first_errors)
+    return _Written(total, bad_rows, new_sources, new_members, int(spans), int(captions), first_errors)
 
 
 def _summary(
@@ -497,6 +510,7 @@ def _summary(
         new_sources=w.new_sources,
         new_memberships=w.new_memberships,
         spans=w.spans,
+        captions=w.captions,
         lines_exact=lines_exact,
         seconds=time.monotonic() - started,
         errors=w.errors,

@@ -9,16 +9,19 @@ from ..errors import NotFoundError
 
 
 def list_datasets(catalog: Catalog) -> list[dict[str, Any]]:
-    """One row per dataset: format, registry key, manifests, sources, spans, bad rows, ingest times."""
+    """One row per dataset: format, registry key, manifests, sources, spans (with times), captions, bad rows,
+    ingest times."""
     return catalog.query(
         """WITH mf AS (SELECT dataset, count(*) AS manifests, sum(rows_total) AS rows_total,
                               sum(rows_bad) AS rows_bad FROM manifests GROUP BY dataset),
-                mb AS (SELECT dataset, count(*) AS sources, sum(n_spans) AS spans FROM memberships GROUP BY dataset)
+                mb AS (SELECT dataset, count(*) AS sources, sum(n_spans) AS spans FROM memberships GROUP BY dataset),
+                cp AS (SELECT dataset, count(caption) AS captions FROM clip_spans GROUP BY dataset)
            SELECT d.dataset, d.format, d.registry_key, coalesce(mf.manifests, 0) AS manifests,
                   coalesce(mb.sources, 0) AS sources, coalesce(mb.spans, 0) AS spans,
+                  coalesce(cp.captions, 0) AS captions,
                   coalesce(mf.rows_total, 0) AS rows_total, coalesce(mf.rows_bad, 0) AS rows_bad,
                   d.first_ingested_at, d.last_ingested_at
-           FROM datasets d LEFT JOIN mf USING (dataset) LEFT JOIN mb USING (dataset)
+           FROM datasets d LEFT JOIN mf USING (dataset) LEFT JOIN mb USING (dataset) LEFT JOIN cp USING (dataset)
            ORDER BY d.dataset"""
     )
 
