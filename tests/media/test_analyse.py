@@ -264,3 +264,26 @@ def test_corrupt_bytes_are_skipped(synth, tmp_path):
     assert r.n_frames > N // 3
     assert r.shots[0].start_frame == 0 and r.shots[-1].end_frame == r.n_frames
     assert r.decode_errors > 0
+
+
+def test_analyse_command_reports_the_skipped_packets(synth, tmp_path):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from clipfactory.cli.app import app
+
+    data = bytearray(synth.read_bytes())
+    rng = np.random.default_rng(1)
+    for off in range(len(data) // 3, len(data) * 2 // 3, 997):
+        data[off : off + 40] = rng.integers(0, 256, 40, dtype=np.uint8).tobytes()
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(bytes(data))
+    r = CliRunner().invoke(app, ["analyse", str(bad), "--json"])
+    assert r.exit_code == 0, r.output
+    got = _json.loads(r.stdout)
+    assert got["decode_errors"] == analyse(bad).decode_errors > 0
+    r = CliRunner().invoke(app, ["analyse", str(synth), "--json"])
+    assert _json.loads(r.stdout)["decode_errors"] == 0
+    r = CliRunner().invoke(app, ["analyse", str(bad)])
+    assert f"{got['decode_errors']} corrupt packet(s) skipped while decoding" in r.stdout

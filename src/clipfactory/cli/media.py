@@ -49,6 +49,7 @@ def analyse_cmd(
         "path": str(path),
         "frames": result.n_frames,
         "duration_ms": result.duration_ms,
+        "decode_errors": result.decode_errors,  # corrupt packets skipped (docs/analyse.md)
         "shots": doc.get("shots", []),
         "clips": [
             {"start_ms": sp.start_ms, "end_ms": sp.end_ms, "shot": sp.shot.index,
@@ -67,5 +68,7 @@ def analyse_cmd(
         ]
         table(rows, title=f"{d['path']}: {d['frames']} frames, {len(rows)} shots")
         console.print(f"{len(d['clips'])} clip(s) planned, {d['too_short']} shot piece(s) too short")
+        if d["decode_errors"]:
+            console.print(f"{d['decode_errors']} corrupt packet(s) skipped while decoding", highlight=False)
 
     emit(out, json_, render)
