@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def model_installed() -> bool:

@@ -5,8 +5,8 @@ catalog state it reflects (the number of vectors and the XOR of their keys). A s
 with the catalog and rebuilds a stale index, so vectors removed from the catalog (by a takedown) leave the
 index too; results are always read back from the catalog, so a removed item is never returned.
 
-Small collections (under :data:`EXACT_BELOW` vectors) are searched exactly; larger ones through the HNSW
-graph. Vectors are stored as half floats.
+Small collections (under :data:`EXACT_BELOW` vectors) are searched exactly, from an array of the vectors;
+larger ones through usearch's HNSW graph, whose vectors are stored as half floats.
 """
 
 from __future__ import annotations
@@ -36,11 +36,13 @@ def _usearch():
 
 
 class VectorIndex:
-    """A usearch index of unit vectors with 64-bit keys."""
+    """A usearch index of unit vectors with 64-bit keys. Under :data:`EXACT_BELOW` vectors no graph is
+    built: the vectors are kept as an array (``.npy`` beside the index path) and searched exactly."""
 
-    def __init__(self, index, dim: int):
+    def __init__(self, index, dim: int, flat: tuple[np.ndarray, np.ndarray] | None = None):
         self.index = index
         self.dim = dim
+        self.flat = flat
 
     @classmethod
     def new(cls, dim: int, capacity: int = 0) -> VectorIndex:
@@ -50,6 +52,16 @@ class VectorIndex:
 
     @classmethod
     def build(cls, path: str | os.PathLike | None, keys: np.ndarray, vectors: np.ndarray) -> VectorIndex:
+        if len(keys) < EXACT_BELOW:
+            keys = np.asarray(keys, dtype=np.uint64)
+            vectors = np.asarray(vectors, dtype=np.float32).reshape(len(keys), -1)
+            if path is not None:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(str(path) + ".tmp.npz")
+                with open(tmp, "wb") as f:
+                    np.savez(f, keys=keys, vectors=vectors)
+                os.replace(tmp, path)
+            return cls(None, int(vectors.shape[1]) if vectors.size else 1, (keys, vectors))
         self = cls.new(int(vectors.shape[1]) if vectors.size else 1, len(keys))
         if len(keys):
             self.index.add(np.asarray(keys, dtype=np.uint64), np.asarray(vectors, dtype=np.float32), threads=0)
@@ -62,15 +74,29 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, dim: int) -> VectorIndex:
+        with open(path, "rb") as f:
+            flat = f.read(4) == b"PK\x03\x04"  # an .npz (exact search), not a usearch file
+        if flat:
+            with np.load(path) as z:
+                return cls(None, dim, (z["keys"], z["vectors"]))
         self = cls.new(dim)
         self.index.load(str(path))
         return self
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.flat[0]) if self.flat is not None else len(self.index)
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(keys, cosine similarities) of the ``k`` nearest vectors, nearest first."""
+        if self.flat is not None:
+            keys, vecs = self.flat
+            if not len(keys):
+                return np.zeros(0, np.uint64), np.zeros(0, np.float32)
+            sims = vecs @ np.asarray(query, np.float32)
+            k = min(int(k), len(keys))
+            top = np.argpartition(-sims, k - 1)[:k]
+            top = top[np.lexsort((keys[top], -sims[top]))]
+            return keys[top], sims[top]
         if len(self.index) == 0:
             return np.zeros(0, np.uint64), np.zeros(0, np.float32)
         k = min(int(k), len(self.index))

@@ -84,7 +84,11 @@ def index_catalog(settings, *, datasets: list[str] | None = None, progress=None,
     if datasets:
         sources = select_sources(catalog, list(datasets))
     else:
-        sources = [SourceRecord.from_row(r) for r in catalog.query("SELECT * FROM sources ORDER BY source_id")]
+        # the stage reads what it needs from the catalog: the ids are enough
+        sources = [
+            SourceRecord(r["source_id"], r["platform"])
+            for r in catalog.query("SELECT source_id, platform FROM sources ORDER BY source_id")
+        ]
     cfg = dict(settings.stage_config("semantic.text"))
     if model_dir:
         cfg["model_dir"] = model_dir

@@ -1,0 +1,148 @@
+"""``clipfactory semantic index``, ``clipfactory search``, ``clipfactory categories`` and ``clipfactory plan``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .app import app
+from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, existing_catalog, settings, table
+
+semantic_app = typer.Typer(help="Embeddings: compute what is missing.", no_args_is_help=True)
+app.add_typer(semantic_app, name="semantic")
+
+PurposeOpt = Annotated[
+    str | None, typer.Option("--purpose", "-p", help="Purpose profile whose licence decisions apply.")
+]
+TaxonomyOpt = Annotated[
+    Path | None, typer.Option("--taxonomy", envvar="CLIPFACTORY_TAXONOMY", help="Taxonomy TOML (default: the packaged one).")
+]
+
+
+@semantic_app.command("index")
+def index_cmd(
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only the sources of this dataset (repeatable).")] = None,
+    model_dir: Annotated[str | None, typer.Option("--model-dir", help="Folder of another BERT sentence model.")] = None,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Compute the text vectors the catalog is missing (one per source, one per captioned clip) and refresh
+    the vector index beside the catalog."""
+    from ..semantic.indexing import index_catalog
+
+    s = settings(config, sets, catalog=catalog)
+    existing_catalog(s)
+    r = index_catalog(s, datasets=dataset, model_dir=model_dir)
+
+    def render(r: dict[str, Any]) -> None:
+        console.print(
+            f"{r['sources']} sources: {r['vectors']} vectors ({r['encoded']} computed now), "
+            f"{r['without_text']} without text; index {r['index']['vectors']} vectors; model {r['model']['model_id']}",
+            highlight=False,
+        )
+
+    emit(r, json_, render)
+
+
+@app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    k: Annotated[int, typer.Option("--k", help="How many results.")] = 10,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only sources or only clips: source | clip.")] = None,
+    purpose: PurposeOpt = None,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Rank the catalog's sources and clips by similarity to QUERY; each result has its licence decision."""
+    from ..semantic.search import search
+
+    s = settings(config, sets, catalog=catalog, purpose=purpose)
+    r = search(existing_catalog(s), query, k=k, purpose=s.purpose, kind=kind)
+
+    def render(r: dict[str, Any]) -> None:
+        table(
+            [
+                {"score": x["score"], "item": x["item_id"], "kind": x["kind"], "datasets": x["datasets"],
+                 r["purpose"]: x["decision"], "reasons": ", ".join(x["reasons"])}
+                for x in r["results"]
+            ],
+            f"search: {r['query']}",
+        )
+
+    emit(r, json_, render)
+
+
+@app.command("categories")
+def categories_cmd(
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only this dataset (repeatable).")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="One source's scores instead of the mix.")] = None,
+    taxonomy: TaxonomyOpt = None,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """The content mix (sources and hours per category), or with --source one source's category scores."""
+    from ..semantic.categories import category_mix, source_categories
+
+    s = settings(config, sets, catalog=catalog)
+    cat = existing_catalog(s)
+    if source:
+        r = source_categories(cat, source, taxonomy=taxonomy)
+
+        def render_one(r: dict[str, Any]) -> None:
+            console.print(f"{r['source_id']}: [bold]{r['category']}[/] (confidence {r['confidence']}) {r['why']}")
+            table([{"category": c, "score": v} for c, v in r["scores"].items()], "scores")
+
+        emit(r, json_, render_one)
+        return
+    r = category_mix(cat, datasets=dataset, taxonomy=taxonomy)
+
+    def render(r: dict[str, Any]) -> None:
+        table(
+            [{"category": c["category"], "sources": c["sources"], "share": c["share"], "hours": c["hours"]} for c in r["categories"]],
+            f"categories ({r['sources']} sources)",
+        )
+
+    emit(r, json_, render)
+
+
+@app.command("plan")
+def plan_cmd(
+    target: Annotated[str, typer.Option("--target", help='Shares per category, e.g. "driving=0.5,nature=0.5".')],
+    budget_sources: Annotated[int | None, typer.Option("--budget-sources", help="How many sources to pick.")] = None,
+    budget_hours: Annotated[float | None, typer.Option("--budget-hours", help="How many hours to pick.")] = None,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Pick only from this dataset (repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the plan as JSON here.")] = None,
+    purpose: PurposeOpt = None,
+    taxonomy: TaxonomyOpt = None,
+    catalog: CatalogOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Plan a target mix before download: sources the purpose may acquire and use, in proportion."""
+    from ..semantic.plan import parse_target, plan_mix
+
+    s = settings(config, sets, catalog=catalog, purpose=purpose)
+    r = plan_mix(
+        existing_catalog(s), parse_target(target), purpose=s.purpose, budget_sources=budget_sources,
+        budget_hours=budget_hours, datasets=dataset, taxonomy=taxonomy, settings=s, out=out,
+    )
+
+    def render(r: dict[str, Any]) -> None:
+        table(
+            [{k: c[k] for k in ("category", "target", "planned", "planned_share", "held", "available")} for c in r["categories"]],
+            f"plan for {r['purpose']}: {r['planned']} of {r['budget']} {r['unit']}",
+        )
+        console.print(r["chart"], highlight=False, markup=False)
+        for p in r["impossible"]:
+            console.print(f"[red]impossible:[/] {p['category']}: {p['why']}", highlight=False)
+
+    emit(r, json_, render)

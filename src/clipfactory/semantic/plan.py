@@ -1,0 +1,151 @@
+"""``clipfactory plan``: a target mix of categories, planned before download, within policy.
+
+The candidates are the sources whose stored gate decision for the purpose is ``allow`` (use and
+acquisition both allowed: :func:`clipfactory.policy.gate.allowed_source_ids`), one per content hash,
+without those that ``dedup.near`` dropped as copies. Each category of the target gets its share of the
+budget (sources, or hours), filled with its best-scored candidates, those missing from the store first.
+A category with too few candidates is reported as impossible, with how many there are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .categories import categorise
+
+
+def parse_target(text: str) -> dict[str, float]:
+    """``"a=0.4,b=0.6"`` → {"a": 0.4, "b": 0.6}; shares must be positive and add up to 1 (±0.01)."""
+    out: dict[str, float] = {}
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        name, sep, value = part.partition("=")
+        try:
+            share = float(value)
+        except ValueError:
+            share = -1.0
+        if not sep or not name.strip() or share <= 0:
+            raise ConfigError(f"bad target part {part!r}", item=part, fix='write CATEGORY=SHARE, e.g. "driving=0.5,nature=0.5"')
+        out[name.strip()] = share
+    if not out or abs(sum(out.values()) - 1.0) > 0.01:
+        raise ConfigError(f"the target shares add up to {sum(out.values()):g}, not 1", item=text, fix="make the shares add up to 1")
+    return out
+
+
+def _quotas(target: dict[str, float], budget: float, integer: bool) -> dict[str, float]:
+    raw = {c: s * budget for c, s in target.items()}
+    if not integer:
+        return raw
+    q = {c: int(v) for c, v in raw.items()}
+    for c in sorted(raw, key=lambda c: raw[c] - q[c], reverse=True)[: int(round(budget)) - sum(q.values())]:
+        q[c] += 1
+    return q
+
+
+def plan_mix(
+    catalog,
+    target: dict[str, float],
+    *,
+    purpose: str,
+    budget_sources: int | None = None,
+    budget_hours: float | None = None,
+    datasets: list[str] | None = None,
+    taxonomy=None,
+    settings=None,
+    encoder=None,
+    out: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    from ..policy.gate import allowed_source_ids
+
+    if (budget_sources is None) == (budget_hours is None):
+        raise ConfigError("give one budget", fix="use --budget-sources N or --budget-hours H")
+    r = categorise(catalog, taxonomy=taxonomy, encoder=encoder, datasets=datasets)
+    tax = r["taxonomy"]
+    known = set(tax["categories"]) | {tax["other"]}
+    unknown = [c for c in target if c not in known]
+    if unknown:
+        raise ConfigError(f"unknown categories in the target: {', '.join(unknown)}", item=unknown[0],
+                          fix=f"use categories of {tax['where']}: {', '.join(sorted(known))}")
+    allowed = allowed_source_ids(catalog, purpose, settings=settings)
+    with catalog.read() as con:
+        dup = {
+            x[0] for x in con.execute(
+                "SELECT DISTINCT item_id FROM latest_outcomes WHERE stage = 'dedup.near' AND status = 'dropped'"
+            ).fetchall()
+        }
+        sha = dict(con.execute("SELECT source_id, content_sha256 FROM sources WHERE content_sha256 IS NOT NULL").fetchall())
+    names = r["names"]
+    pools: dict[str, list[dict[str, Any]]] = {c: [] for c in target}
+    held_by_cat: dict[str, int] = {c: 0 for c in target}
+    seen_sha: set[str] = set()
+    for row in r["rows"]:
+        c = row["category"]
+        if c not in pools:
+            continue
+        if row["held"]:
+            held_by_cat[c] += 1
+        if row["source_id"] not in allowed or row["source_id"] in dup:
+            continue
+        h = sha.get(row["source_id"])
+        if h:
+            if h in seen_sha:
+                continue
+            seen_sha.add(h)
+        score = row["confidence"]
+        if row["row"] is not None and len(r["scores"]) and c in names:
+            score = float(r["scores"][row["row"]][names.index(c)])
+        pools[c].append({**row, "score": score})
+    by_hours = budget_hours is not None
+    budget = float(budget_hours) if by_hours else int(budget_sources)
+    quotas = _quotas(target, budget, not by_hours)
+    picked: dict[str, list[dict[str, Any]]] = {}
+    impossible = []
+    for c, quota in quotas.items():
+        pool = sorted(pools[c], key=lambda x: (x["held"], -x["score"], x["source_id"]))
+        got, amount = [], 0.0
+        for x in pool:
+            if amount >= quota - 1e-9:
+                break
+            got.append(x)
+            amount += x["hours"] if by_hours else 1
+        picked[c] = got
+        if amount < quota - 1e-9:
+            impossible.append({"category": c, "wanted": round(quota, 3), "available": round(amount, 3),
+                               "why": f"{len(pools[c])} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
+                                      f"{'hours' if by_hours else 'sources'}"})
+    total = sum((sum(x["hours"] for x in v) if by_hours else len(v)) for v in picked.values())
+    cats = []
+    for c in target:
+        amount = sum(x["hours"] for x in picked[c]) if by_hours else len(picked[c])
+        cats.append({"category": c, "target": target[c], "planned": round(amount, 3),
+                     "planned_share": round(amount / total, 4) if total else 0.0,
+                     "held": held_by_cat[c], "available": len(pools[c])})
+    result = {
+        "purpose": purpose,
+        "unit": "hours" if by_hours else "sources",
+        "budget": budget,
+        "planned": round(total, 3),
+        "categories": cats,
+        "impossible": impossible,
+        "sources": [{"source_id": x["source_id"], "category": c, "score": round(x["score"], 4), "held": x["held"]}
+                    for c, v in picked.items() for x in v],
+        "chart": chart(cats),
+        "taxonomy": tax["where"],
+    }
+    if out:
+        Path(out).write_text(json.dumps(result, indent=2))
+        result["written"] = str(out)
+    return result
+
+
+def chart(cats: list[dict[str, Any]], width: int = 40) -> str:
+    """Target against planned share, one pair of bars per category (text)."""
+    lines = []
+    pad = max((len(c["category"]) for c in cats), default=0)
+    for c in cats:
+        lines.append(f"{c['category']:<{pad}}  target  {'#' * round(c['target'] * width):<{width}} {c['target']:.0%}")
+        lines.append(f"{'':<{pad}}  planned {'=' * round(c['planned_share'] * width):<{width}} {c['planned_share']:.0%}")
+    return "\n".join(lines)
