@@ -113,10 +113,13 @@ def test_a_killed_run_resumes_without_repeating_work(tmp_path):
     out = Path(again["build"]["out_dir"])
     # Only complete files: every shard the manifest names, no temporary or partial file anywhere.
     manifest = json.loads((out / "build.json").read_text())
-    assert sorted(f["name"] for f in manifest["files"]) == ["ATTRIBUTION.json", "ATTRIBUTION.md", "index.parquet"]
+    # The build's own files: the index, both attribution files and the disclosure reports (docs/disclosures.md).
+    own = ["ATTRIBUTION.json", "ATTRIBUTION.md", "index.parquet", "datasheet.html", "croissant.json",
+           "eu_training_summary.md", "eu_training_summary.json", "ab2013.md", "copyrighted_works.csv"]
+    assert sorted(f["name"] for f in manifest["files"]) == sorted(own)
     assert manifest["shards"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["build.json", "index.parquet", "ATTRIBUTION.md", "ATTRIBUTION.json", *[sh["name"] for sh in manifest["shards"]]]
+        ["build.json", *own, *[sh["name"] for sh in manifest["shards"]]]
     )
     leftovers = [p for p in (tmp_path / "builds").rglob("*") if p.is_file() and p.name.startswith(".")]
     assert leftovers == []
