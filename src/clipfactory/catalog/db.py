@@ -480,3 +480,14 @@ def load_records(con: duckdb.DuckDBPyConnection, cls: type[Record], ids: list[st
     finally:
         con.unregister("_cf_ids")
     return [cls.from_row(dict(zip(names, row, strict=True))) for row in rows]
+
+
+def table_columns(con) -> dict[str, set[str]]:
+    """The catalog's tables and their columns (``main`` schema), for readers that accept older catalogs."""
+    rows = con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
+    ).fetchall()
+    out: dict[str, set[str]] = {}
+    for t, c in rows:
+        out.setdefault(t, set()).add(c)
+    return out

@@ -20,6 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..catalog import table_columns
+
 #: The figures are named in one place, and every document uses these words for them.
 UNKNOWN = "unknown"
 OPERATOR = "operator must state"
@@ -57,16 +59,6 @@ DOMAIN_SQL = (
 def domain_sql(col: str) -> str:
     """SQL for the host of URL column ``col``, lower case, without ``www.``, port or user (NULL without one)."""
     return DOMAIN_SQL.format(u=col)
-
-
-def _tables(con) -> dict[str, set[str]]:
-    rows = con.execute(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
-    ).fetchall()
-    out: dict[str, set[str]] = {}
-    for t, c in rows:
-        out.setdefault(t, set()).add(c)
-    return out
 
 
 def _rows(con, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
@@ -121,7 +113,7 @@ def build_facts(
     only temporary tables are made, and dropped at the end.
     """
     load_members(con, index_path)
-    tables = _tables(con)
+    tables = table_columns(con)
     try:
         facts = _facts(con, manifest, tables, context)
         if works_csv is not None:  # copyrighted_works.csv, written by DuckDB

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..catalog import Catalog
+from ..catalog import Catalog, table_columns
 from ..errors import ConfigError, NotFoundError
 from ..ids import sha256_file
 from ..storage import BlobStore
@@ -246,16 +246,6 @@ def lookup(
 
 
 # -- resolving matches to the catalog ------------------------------------------------------------------
-def _tables(con) -> dict[str, set[str]]:
-    rows = con.execute(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
-    ).fetchall()
-    out: dict[str, set[str]] = {}
-    for t, c in rows:
-        out.setdefault(t, set()).add(c)
-    return out
-
-
 def _dicts(cur) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -279,7 +269,7 @@ def describe(
     for s in segments:
         by_source.setdefault(s.source_id, []).append(s)
     with catalog.read() as con:
-        tables = _tables(con)
+        tables = table_columns(con)
         exact: set[str] = set()
         exact_clips: dict[str, set[str]] = {}
         if query_sha256:
