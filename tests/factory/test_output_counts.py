@@ -183,6 +183,24 @@ def test_runs_list_and_show_name_whole_ids_in_pipeline_order(runs):
     assert shown == PIPELINE_ORDER
 
 
+def test_runs_list_says_what_a_resumed_run_did_not_redo(runs):
+    """A run that only resumes finished work has no outcome rows of its own (0 kept); `runs list` says how
+    many items it found finished instead of showing a run that did nothing."""
+    cat, first, _, third = runs
+    r = CliRunner().invoke(app, ["runs", "list", "--catalog", str(cat.path), "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["run_id"]: row for row in json.loads(r.output)}
+    assert rows[first["run_id"]]["resumed"] == 0
+    # The third run redid nothing: every item the first run finished in a stage that resumes by item.
+    resumable = ("acquire.local", "policy.gate", "media.probe", "media.analyse", "quality.filter", "media.cut")
+    finished_before = sum(first["stages"][n]["received"] for n in resumable)
+    assert rows[third["run_id"]]["kept"] == 0
+    assert rows[third["run_id"]]["resumed"] == finished_before > 0
+    table = CliRunner().invoke(app, ["runs", "list", "--catalog", str(cat.path)]).output
+    line = next(x for x in table.splitlines() if third["run_id"] in x)
+    assert line.split()[-4:] == ["0", "0", "0", str(finished_before)]
+
+
 def _members(out: Path) -> dict[str, bytes]:
     docs = {}
     for tar_path in sorted(out.glob("shard-*.tar")):

@@ -142,6 +142,11 @@ def finish_run(con, run_id: str, status: str) -> None:
     con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", [status, now(), run_id])
 
 
+def record_resumed(con, run_id: str, n: int) -> None:
+    """Remember how many received items earlier runs had finished: a resumed run's own outcome rows omit them."""
+    con.execute("UPDATE runs SET resumed = ? WHERE run_id = ?", [int(n), run_id])
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -173,9 +178,16 @@ def mark_interrupted(catalog) -> list[str]:
 
 # -- reading ----------------------------------------------------------------------------------------------
 def list_runs(catalog) -> list[dict[str, Any]]:
+    """Runs, newest first, with the counts of their own outcome rows and, where recorded, ``resumed``: the items
+    they received that earlier runs had finished (a run that only resumed finished work counts 0 kept)."""
+    from .db import table_columns
+
     mark_interrupted(catalog)
+    with catalog.read() as con:
+        has_resumed = "resumed" in table_columns(con).get("runs", set())
+    resumed = "r.resumed" if has_resumed else "NULL::BIGINT AS resumed"
     return catalog.query(
-        """SELECT r.run_id, r.command, r.status, r.started_at, r.finished_at,
+        f"""SELECT r.run_id, r.command, r.status, r.started_at, r.finished_at, {resumed},
                   count(o.item_id) FILTER (WHERE o.status = 'kept') AS kept,
                   count(o.item_id) FILTER (WHERE o.status = 'dropped') AS dropped,
                   count(o.item_id) FILTER (WHERE o.status = 'failed') AS failed

@@ -29,12 +29,14 @@ def render_runs(rows: list[dict[str, Any]], empty: str = "no runs yet") -> None:
     t.add_column("command", overflow="fold")
     t.add_column("status", overflow="fold")
     t.add_column("started", min_width=10)  # a narrow terminal puts the time under the date
-    for c in ("kept", "dropped", "failed"):
+    # ``resumed``: items the run received that earlier runs had finished; blank where not recorded.
+    for c in ("kept", "dropped", "failed", "resumed"):
         t.add_column(c, justify="right", no_wrap=True)
     for r in rows:
         t.add_row(
             str(r["run_id"]), str(r.get("command") or ""), str(r.get("status") or ""), _when(r.get("started_at")),
             *(str(r.get(c) or 0) for c in ("kept", "dropped", "failed")),
+            "" if r.get("resumed") is None else str(r["resumed"]),
         )
     print_table(t)
 

@@ -32,6 +32,7 @@ import logging
 from typing import Any
 
 from ..catalog import Catalog
+from ..catalog.outcomes import record_resumed
 from ..errors import ConfigError, NotFoundError
 from ..pipelines import Run
 from ..progress import NullProgress, Progress
@@ -274,6 +275,8 @@ def run_pipeline(
         resumed[EXPORT_STAGE] = exported.summary.skipped
         sent_on[EXPORT_STAGE] = _members_of(catalog, build.get("build_id"), inputs[EXPORT_STAGE])
     run_id = run.run_id
+    with catalog.write() as con:
+        record_resumed(con, run_id, sum(resumed.values()))
 
     # Counts from outcome rows: every item that entered each stage, whichever run finished it.
     counts: dict[str, Any] = {}

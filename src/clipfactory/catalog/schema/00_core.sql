@@ -15,6 +15,8 @@ CREATE TABLE IF NOT EXISTS runs (
 -- The host and process that run it: a running run whose process is gone was interrupted.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS host VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid INTEGER;
+-- Items a run received that earlier runs had finished, so it did not redo them (set when a run ends).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS resumed BIGINT;
 
 -- One row per (run, stage, item, attempt): kept | dropped(reason) | failed(error_kind, error).
 CREATE TABLE IF NOT EXISTS stage_outcomes (
