@@ -127,3 +127,24 @@ def require(module: str, extra: str, feature: str | None = None):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingExtraError(module.split(".")[0], extra, feature=feature) from exc
+
+
+def describe_invalid(exc: Exception) -> str:
+    """One readable line per invalid field of a pydantic ``ValidationError`` (no links, no type codes).
+
+    ``cut_min_score: Input should be a valid number (got 'abc')``; other exceptions come back as ``str(exc)``.
+    """
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    try:
+        items = errors(include_url=False)
+    except TypeError:  # not a pydantic error after all
+        return str(exc)
+    parts = []
+    for err in items:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "value"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}{shown}")
+    return "; ".join(parts) or str(exc)

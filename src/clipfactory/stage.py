@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import ClipfactoryError, ConfigError
+from .errors import ClipfactoryError, ConfigError, describe_invalid
 from .records import Record, Result
 from .resources import Resources
 
@@ -93,7 +93,7 @@ class Stage:
                 config = self.Config(**config)
             except Exception as exc:  # pydantic.ValidationError
                 raise ConfigError(
-                    f"invalid config for stage {self.name}: {exc}", item=f"[{self.name}]"
+                    f"invalid config for stage {self.name}: {describe_invalid(exc)}", item=f"[{self.name}]"
                 ) from exc
         self.config = config
         self.context = context or StageContext()

@@ -575,12 +575,12 @@ def _config(settings=None, config: DedupConfig | dict | None = None) -> DedupCon
         return config
     base = dict(settings.stage_config(STAGE_NAME)) if settings is not None else {}
     base.update(config or {})
-    from ..errors import ConfigError
+    from ..errors import ConfigError, describe_invalid
 
     try:
         cfg = DedupConfig(**base)
     except Exception as exc:
-        raise ConfigError(f"invalid config for stage {STAGE_NAME}: {exc}", item=f"[{STAGE_NAME}]") from exc
+        raise ConfigError(f"invalid config for stage {STAGE_NAME}: {describe_invalid(exc)}", item=f"[{STAGE_NAME}]") from exc
     bad = [k for k in cfg.keep_order if k not in KEEP_KEYS]
     if bad:
         raise ConfigError(

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ..errors import PolicyError
+from ..errors import PolicyError, describe_invalid
 from ..ids import sha256_file
 
 
@@ -109,7 +109,7 @@ def _load_cached(path: str, _mtime: tuple[int, int]) -> Permissions:
             perm = Permission(**raw)
         except (ValidationError, TypeError) as exc:
             raise PolicyError(
-                f"invalid permission: {exc}", item=where, fix="see docs/policy.md, 'Permissions'"
+                f"invalid permission: {describe_invalid(exc)}", item=where, fix="see docs/policy.md, 'Permissions'"
             ) from exc
         if perm.scope == "datasets" and not perm.datasets:
             raise PolicyError("scope = 'datasets' needs a datasets list", item=where)

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import PolicyError
+from ..errors import PolicyError, describe_invalid
 from ..sources.registry import Registry, load_registry
 from .taxonomy import USE_CLASSES, LicenseTable
 
@@ -140,7 +140,7 @@ def _resolve_profiles(raw: dict[str, dict[str, Any]], where: str) -> dict[str, P
             out[name] = Profile(name=name, **{k: v for k, v in fields.items() if k != "name"})
         except ValidationError as exc:
             raise PolicyError(
-                f"invalid profile {name!r}: {exc}", item=where, fix="see docs/policy.md"
+                f"invalid profile {name!r}: {describe_invalid(exc)}", item=where, fix="see docs/policy.md"
             ) from exc
     return out
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ..errors import PolicyError
+from ..errors import PolicyError, describe_invalid
 
 USE_CLASSES = ("commercial", "unspecified", "non-commercial", "academic-only")
 
@@ -234,7 +234,7 @@ def _build(data: dict[str, Any], sources: list[str]) -> Registry:
             datasets[key] = DatasetEntry(key=key, **fields)
     except ValidationError as exc:
         raise PolicyError(
-            f"invalid registry entry: {exc}", item=" + ".join(sources), fix="see docs/policy.md, 'Registry'"
+            f"invalid registry entry: {describe_invalid(exc)}", item=" + ".join(sources), fix="see docs/policy.md, 'Registry'"
         ) from exc
     return Registry(datasets, platforms, sources)
 
