@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError
+from .errors import ConfigError, describe_invalid
 
 DEFAULT_CONFIG_FILE = "clipfactory.toml"
 
@@ -189,7 +189,7 @@ def load_settings(
     try:
         settings = Settings(**{**file_data, **flags}) if not env_keys else _with_env(file_data, flags)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}", item=str(path)) from exc
+        raise ConfigError(f"invalid configuration: {describe_invalid(exc)}", item=str(path)) from exc
     return settings
 
 
