@@ -156,6 +156,9 @@ class ClipRecord(Record):
     caption: str | None = None
     captions: str | None = None  # JSON [{"dataset", "caption"}]: every dataset's caption of this span
     span_origin: str | None = None  # manifest | shots: where the clip's time range came from
+    caption_origin: str | None = None  # manifest | vlm | transcript: where ``caption`` came from
+    speech_ratio: float | None = None  # share of the span with voice activity (signals.speech)
+    transcript: str | None = None  # words spoken in the span ("" when none; signals.speech)
 
 
 @dataclass(frozen=True)
