@@ -112,6 +112,17 @@ def test_run_exports_allowed_clips_and_refuses_the_rest(first_run):
     assert len(refused) == 1 and refused[0]["reason"].startswith("policy.")
     ex = explain_section_for(cat, index[0]["source_id"])
     assert ex["builds"][0]["build_id"] == "t-v1" and len(ex["builds"][0]["clips"]) == 2
+    # The human view of explain: where the owned file came from, and the build as a table row, no raw dicts.
+    shown = CliRunner().invoke(app, ["explain", index[0]["source_id"], "--catalog", s.catalog])
+    assert shown.exit_code == 0, shown.output
+    text = shown.output
+    src_row = cat.query("SELECT origin_uri FROM sources WHERE source_id = ?", [index[0]["source_id"]])[0]
+    assert f"owned media added from {src_row['origin_uri']}" in text
+    assert "licence CC-BY-4.0, rights holder Test Holder" in text
+    assert "builds holding this source (2 clips in builds;" in text
+    [build_row] = [line for line in text.splitlines() if line.startswith("│ t-v1 ")]
+    assert [c.strip() for c in build_row.split("│")[1:5]] == ["t-v1", "commercial", "complete", "2"]
+    assert "{'" not in text
 
 
 def explain_section_for(cat: Catalog, source_id: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -193,6 +194,7 @@ def explain_cmd(
 def _render_explain(r: dict[str, Any]) -> None:
     src = r["source"]
     console.print(f"[bold]{r['source_id']}[/]  platform={src.get('platform')}  url={src.get('url') or '-'}")
+    _render_owned(src)
     if r["memberships"]:
         table(r["memberships"], "memberships", ["dataset", "split", "label", "n_spans", "manifest_id"])
     else:
@@ -254,4 +256,101 @@ def _render_explain(r: dict[str, Any]) -> None:
         stale = "" if d["current_policy"] is not False else " [yellow](made under another policy)[/]"
         console.print(f"stored {purpose}: {d['decision']} at {d['decided_at']}{stale}")
     for name, section in r["sections"].items():
-        console.print(f"[bold]{name}[/]: {section}")
+        render = _SECTION_RENDERERS.get(name, _render_generic)
+        if not isinstance(section, dict) or "error" in section:
+            render = _render_generic
+        render(name, section)
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _render_owned(src: dict[str, Any]) -> None:
+    """Where an owned file came from: the file it was added from, its hash and what it states."""
+    if src.get("platform") != "owned":
+        return
+    bits = [f"owned media added from {src.get('origin_uri') or '(unknown file)'}"]
+    if src.get("acquired_at"):
+        bits.append(f"at {src['acquired_at']}")
+    _say(" ".join(bits))
+    facts = [
+        f"content sha256 {src['content_sha256']}" if src.get("content_sha256") else None,
+        f"licence {src['content_license']}" if src.get("content_license") else "no licence stated",
+        f"rights holder {src['rights_holder']}" if src.get("rights_holder") else None,
+        f"title {src['title']!r}" if src.get("title") else None,
+    ]
+    _say("  " + ", ".join(f for f in facts if f))
+
+
+def _render_builds(name: str, sec: dict[str, Any]) -> None:
+    rows = [
+        {
+            "build": b["build_id"],
+            "purpose": b["purpose"],
+            "status": b["status"],
+            "clips": len(b["clips"]),
+            "shards": ", ".join(sorted({c["shard"] for c in b["clips"] if c.get("shard")})),
+            "out_dir": b["out_dir"],
+        }
+        for b in sec.get("builds", [])
+    ]
+    held = sum(r["clips"] for r in rows)
+    title = f"builds holding this source ({held} clips in builds; {sec.get('n_clips', 0)} clips cut from it)"
+    table(rows, title, empty="builds: none")
+
+
+def _render_evidence(name: str, sec: dict[str, Any]) -> None:
+    link = sec.get("link_status")
+    if link:
+        why = f", {link['reason']}" if link.get("reason") else ""
+        _say(f"link status: {link.get('status')}{why} (checked {link.get('checked_at')})")
+    cols = ["started_at", "url", "status_code", "outcome", "reason", "content_sha256"]
+    table(sec.get("attempts") or [], "fetch attempts", cols)
+    table(
+        sec.get("consent_checks") or [],
+        "consent checks (opt-out signals, with their evidence in --json)",
+        ["checked_at", "phase", "signal", "value", "verdict", "reason"],
+    )
+    if sec.get("host_documents"):
+        table(sec["host_documents"], "host documents kept", ["host", "kind", "url", "fetched_at", "status_code", "state"])
+    if sec.get("takedown_queue"):
+        table(sec["takedown_queue"], "takedown queue", ["queued_at", "reason", "status"])
+    if sec.get("pending_load"):
+        _say("(some of this evidence is from outcome rows not loaded into the tables yet)")
+
+
+def _render_takedown(name: str, sec: dict[str, Any]) -> None:
+    _say("tombstoned: yes" if sec.get("tombstoned") else "tombstoned: no")
+    if sec.get("tombstones"):
+        table(sec["tombstones"], "tombstones", ["tombstone_id", "reason", "takedown_id", "created_at", "n_pdq"])
+    if sec.get("takedowns"):
+        table(sec["takedowns"], "takedowns", ["takedown_id", "status", "step", "reason", "finished_at", "receipt_path"])
+    if sec.get("queue"):
+        table(sec["queue"], "takedown queue", ["queued_at", "reason", "status"])
+
+
+def _render_dedup(name: str, sec: dict[str, Any]) -> None:
+    rows = [
+        {"clip_id": e["clip_id"], "reason": e["reason"], "why": e.get("why") or "", "run": e.get("run_id")}
+        for e in sec.get("dropped_clips", [])
+    ]
+    table(rows, f"clips dropped as copies ({sec.get('restricted_copies', 0)} restricted copies)")
+
+
+def _render_generic(name: str, sec: Any) -> None:
+    if isinstance(sec, dict):
+        _say(f"{name}:")
+        for k, v in sec.items():
+            shown = json.dumps(v, default=str) if isinstance(v, dict | list) else v
+            _say(f"  {k}: {shown}")
+    else:
+        _say(f"{name}: {sec}")
+
+
+_SECTION_RENDERERS = {
+    "factory.export": _render_builds,
+    "acquire.evidence": _render_evidence,
+    "fingerprints.takedown": _render_takedown,
+    "fingerprints.dedup": _render_dedup,
+}
