@@ -159,6 +159,10 @@ class ClipRecord(Record):
     caption_origin: str | None = None  # manifest | vlm | transcript: where ``caption`` came from
     speech_ratio: float | None = None  # share of the span with voice activity (signals.speech)
     transcript: str | None = None  # words spoken in the span ("" when none; signals.speech)
+    nsfw: float | None = None  # P(pornographic) of the shot thumbnail (signals.visual, Open-NSFW)
+    face_count: int | None = None  # frontal faces found on the shot thumbnail (signals.visual)
+    face_area: float | None = None  # largest face box as a share of the frame area (signals.visual)
+    aesthetic: float | None = None  # CLIP aesthetic head score of the thumbnail (signals.visual)
 
 
 @dataclass(frozen=True)
