@@ -117,6 +117,14 @@ def _render_lookup(d) -> None:
     )
     if d["status"] != "matched":
         console.print(d.get("message", d["status"]), highlight=False, soft_wrap=True)
+        if d.get("removed"):
+            r = d["removed"]
+            console.print(
+                f"removed: a takedown ({r['takedown_id'] or r['tombstone_id']}, {r['removed_at'] or '?'}) "
+                f"removed this footage ({r['source_id']}); tombstone {r['tombstone_id']} refuses it",
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(searched, highlight=False, soft_wrap=True)
         return
     console.print(searched, highlight=False, soft_wrap=True)

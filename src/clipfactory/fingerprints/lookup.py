@@ -160,8 +160,14 @@ def lookup(
     store: BlobStore | str | os.PathLike | None = None,
     config: MatchConfig | dict | None = None,
     refresh: bool = True,
+    keep_hashes: bool = False,
 ) -> dict[str, Any]:
     """Find the footage of ``file`` in the catalog. Returns a JSON-ready dict (see the module docstring).
+
+    Footage that a takedown removed is no match, but the answer says so: ``removed`` holds the tombstone
+    that refuses the file (by its sha256 or its frames, :func:`~.tombstones.tombstone_match`), else None.
+    ``keep_hashes`` adds the file's usable PDQ hashes (hex, not mirrored) as ``query.pdq`` and their times
+    as ``query.pdq_time_ms``: the fingerprints a takedown request keeps instead of the file.
 
     ``refresh`` first loads fingerprint blobs that are not indexed yet (incremental and cheap when there
     are none). When some fingerprint of the catalog cannot be searched (not loaded, or missing from
@@ -232,6 +238,11 @@ def lookup(
         result["message"] = (
             f"no catalog footage matches the {query.n_usable_frames} usable frames of the file"
         )
+    result["removed"] = _removed(catalog, sha, query) if not matches else None
+    if keep_hashes:
+        plain = query.select(~query.mirrored)
+        result["query"]["pdq"] = [bytes(h).hex() for h in plain.hashes]
+        result["query"]["pdq_time_ms"] = [int(t) for t in plain.times_ms]
     result["index"] = {
         "frames": len(index),
         "sources": len(set(index.sources)),
@@ -243,6 +254,36 @@ def lookup(
     }
     result["timings"] = timings
     return result
+
+
+def _removed(catalog: Catalog, sha: str, query: QueryHashes) -> dict[str, Any] | None:
+    """The tombstone refusing this file, with its takedown, when a takedown removed its footage."""
+    from .tombstones import tombstone_match
+
+    with catalog.read() as con:
+        if "tombstones" not in table_columns(con):
+            return None
+    plain = query.select(~query.mirrored)
+    m = tombstone_match(
+        catalog,
+        sha256=sha,
+        pdq_hashes=plain.hashes if len(plain.hashes) else None,
+        pdq_seconds=plain.frame if len(plain.hashes) else None,
+    )
+    if m is None:
+        return None
+    row = catalog.query(
+        "SELECT t.takedown_id, t.reason, t.created_at, d.finished_at FROM tombstones t "
+        "LEFT JOIN takedowns d USING (takedown_id) WHERE t.tombstone_id = ?",
+        [m.tombstone_id],
+    )
+    r = row[0] if row else {}
+    return {
+        **m.to_dict(),
+        "takedown_id": r.get("takedown_id"),
+        "reason": r.get("reason"),
+        "removed_at": str(r.get("finished_at") or r.get("created_at") or "") or None,
+    }
 
 
 # -- resolving matches to the catalog ------------------------------------------------------------------
