@@ -18,12 +18,13 @@ REASONS = (
     "quality.too_blurry",
     "quality.static",
     "quality.too_much_text",
+    "quality.nsfw",
 )
 
 
 @register
 class QualityFilterStage(Stage):
-    """Drop clips that are too short, dark, bright, blurry, static, black or covered in text.
+    """Drop clips that are too short, dark, bright, blurry, static, black, covered in text or NSFW.
 
     Reads: a :class:`ClipRecord` with the scores of ``media.analyse`` (``luma``, ``sharpness``,
     ``static_fraction``, ``black_fraction``, ``text_fraction``) and its span.
@@ -32,8 +33,8 @@ class QualityFilterStage(Stage):
 
     Drops (the first that applies; the detail lists every failed check with its value and threshold):
     ``quality.too_short``, ``quality.black_frames``, ``quality.too_dark``, ``quality.too_bright``,
-    ``quality.too_blurry``, ``quality.static``, ``quality.too_much_text``. A score that is missing
-    (``None``) passes its check.
+    ``quality.too_blurry``, ``quality.static``, ``quality.too_much_text``, ``quality.nsfw`` (the NSFW score
+    of ``signals.visual`` above ``max_nsfw``). A score that is missing (``None``) passes its check.
 
     Resources: negligible; pure arithmetic on the record.
     """
@@ -74,6 +75,13 @@ class QualityFilterStage(Stage):
             description="Largest share of sampled frames with burned-in text (quality.too_much_text); "
             "needs media.analyse detect_text.",
         )
+        max_nsfw: float = Field(
+            0.8,
+            ge=0,
+            le=1,
+            description="Largest NSFW score of the clip's thumbnail, 0-1 (quality.nsfw); from signals.visual. "
+            "Open-NSFW reads below 0.2 as safe and above 0.8 as pornographic.",
+        )
 
     def checks(self, clip: ClipRecord) -> list[tuple[str, float, float]]:
         """``(reason, value, threshold)`` for every check the clip fails, in :data:`REASONS` order."""
@@ -94,6 +102,8 @@ class QualityFilterStage(Stage):
             failed.append(("quality.static", clip.static_fraction, c.max_static_fraction))
         if clip.text_fraction is not None and clip.text_fraction > c.max_text_fraction:
             failed.append(("quality.too_much_text", clip.text_fraction, c.max_text_fraction))
+        if clip.nsfw is not None and clip.nsfw > c.max_nsfw:
+            failed.append(("quality.nsfw", clip.nsfw, c.max_nsfw))
         return failed
 
     def process(self, item: ClipRecord) -> Result:
