@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError, describe_invalid
@@ -29,6 +29,16 @@ class BuildSettings(BaseModel):
     shard_size: int = Field(100, description="Clips per WebDataset shard")
     evaluation_manifests: list[str] = Field(
         default_factory=list, description="Datasets (by name) whose sources are excluded from training builds"
+    )
+
+
+class PrivacySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt privacy option is an error, never ignored
+
+    blur_faces: bool = Field(
+        False,
+        description="Blur faces in clips: a clip whose thumbnail shows a face (or was not checked) is re-encoded "
+        "with the faces of its frames blurred (docs/signals.md)",
     )
 
 
@@ -68,6 +78,7 @@ class Settings(BaseSettings):
     license: str | None = Field(None, description="SPDX licence of owned media given in `inputs`")
     rights_holder: str | None = Field(None, description="Rights holder of owned media given in `inputs`")
     build: BuildSettings = Field(default_factory=BuildSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     stages: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Stage sections by stage name"
     )
