@@ -1,0 +1,114 @@
+"""A source's first audio stream, demuxed once and resampled to 16 kHz mono float32 with PyAV.
+
+Damaged packets are skipped and counted (like the video decode of :mod:`clipfactory.media.decode`); a
+file without an audio stream gives an empty track with ``has_audio`` false, never an error. A file that
+cannot be opened at all raises :class:`~clipfactory.media.probe.MediaProbeError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+
+from clipfactory.media.probe import open_container
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass
+class AudioTrack:
+    """Mono float32 samples at :data:`SAMPLE_RATE` from ``start_ms`` on."""
+
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    start_ms: int = 0
+    has_audio: bool = False
+    codec: str | None = None
+    decode_errors: int = 0
+    last_error: str | None = None
+
+    @property
+    def duration_ms(self) -> int:
+        return int(round(len(self.samples) * 1000 / SAMPLE_RATE))
+
+    def window(self, start_ms: int, end_ms: int) -> np.ndarray:
+        """The samples of ``[start_ms, end_ms)`` (clipped to what the track holds)."""
+        a = max(0, int(round((start_ms - self.start_ms) * SAMPLE_RATE / 1000)))
+        b = max(a, int(round((end_ms - self.start_ms) * SAMPLE_RATE / 1000)))
+        return self.samples[a:b]
+
+
+def load_audio(
+    path: str | os.PathLike, *, start_ms: int | None = None, end_ms: int | None = None
+) -> AudioTrack:
+    """Decode ``path``'s first audio stream (between ``start_ms`` and ``end_ms`` when given) to 16 kHz mono.
+
+    Seeks to ``start_ms`` when it is given, so a clip late in a long file does not decode everything
+    before it; samples before ``start_ms`` that the seek brings are cut off.
+    """
+    container = open_container(path)
+    try:
+        if not container.streams.audio:
+            return AudioTrack(start_ms=start_ms or 0)
+        stream = container.streams.audio[0]
+        track = AudioTrack(start_ms=start_ms or 0, has_audio=True, codec=stream.codec_context.name)
+        if start_ms:
+            try:
+                container.seek(int(start_ms * 1000), any_frame=False, backward=True)  # AV_TIME_BASE µs
+            except av.error.FFmpegError as exc:
+                log.debug("audio seek failed, decoding from the start: %s", exc)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        chunks: list[np.ndarray] = []
+        first_s: float | None = None
+        end_s = end_ms / 1000 if end_ms is not None else None
+        demux = container.demux(stream)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:  # a demux error ends the stream
+                track.decode_errors += 1
+                track.last_error = str(exc)
+                break
+            if end_s is not None and packet.pts is not None and packet.time_base is not None:
+                if float(packet.pts * packet.time_base) > end_s + 1.0:
+                    break
+            try:
+                frames = packet.decode()
+            except (av.error.FFmpegError, ValueError) as exc:
+                track.decode_errors += 1
+                track.last_error = str(exc)
+                continue
+            for frame in frames:
+                if first_s is None:
+                    first_s = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+                    first_s -= float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+                for out in resampler.resample(frame):
+                    arr = out.to_ndarray().reshape(-1)
+                    chunks.append(arr)
+        try:
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except (av.error.FFmpegError, ValueError):
+            pass
+    finally:
+        container.close()
+    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    first_ms = int(round((first_s or 0.0) * 1000))
+    want = start_ms or 0
+    if first_ms < want:  # the seek landed before the start: drop the extra samples
+        samples = samples[int(round((want - first_ms) * SAMPLE_RATE / 1000)) :]
+    elif first_ms > want:  # the audio starts later than asked: pad with silence so times line up
+        samples = np.concatenate([np.zeros(int(round((first_ms - want) * SAMPLE_RATE / 1000)), np.float32), samples])
+    if end_ms is not None:
+        samples = samples[: max(0, int(round((end_ms - want) * SAMPLE_RATE / 1000)))]
+    track.samples = np.ascontiguousarray(samples)
+    if not np.all(np.isfinite(track.samples)):
+        track.samples = np.nan_to_num(track.samples, nan=0.0, posinf=0.0, neginf=0.0)
+    return track
