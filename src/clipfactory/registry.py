@@ -22,6 +22,8 @@ STAGE_MODULES = [
     "clipfactory.stages.acquire.revalidate",
     "clipfactory.fingerprints.dedup",
     "clipfactory.stages.semantic.text",
+    "clipfactory.stages.signals.speech",
+    "clipfactory.stages.caption.vlm",
 ]
 
 
