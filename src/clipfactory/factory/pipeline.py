@@ -9,8 +9,10 @@ One run (one ``runs`` row; every item gets outcome rows), one pipeline of regist
 3. ``acquire.http``: web sources without a blob are fetched, with every consent check (sources that already
    have a blob skip it);
 4. ``media.probe`` → ``media.analyse`` (one decode; plans clips from the manifest spans or the detected
-   shots, see ``media.analyse.spans``) → ``quality.filter`` → ``dedup.near`` → ``media.cut``. Only clips
-   go on from the analysis; a clip the filter or the near-duplicate check drops is never cut;
+   shots, see ``media.analyse.spans``) → ``quality.filter`` → ``dedup.near`` → [``signals.speech``] →
+   [``caption.vlm``] → ``media.cut``. Only clips go on from the analysis; a clip the filter or the
+   near-duplicate check drops is never cut. The bracketed stages run when their sections ask for them
+   (:data:`OPTIONAL_STAGES`); a clip they fail goes on without their annotation;
 5. ``build.export``: the kept clips become a build (:func:`clipfactory.factory.export.write_build`),
    which asks the gate again.
 
@@ -44,7 +46,11 @@ from .add import add_owned
 log = logging.getLogger(__name__)
 
 MEDIA_STAGES = ("media.probe", "media.analyse")
-CLIP_STAGES = ("quality.filter", "dedup.near", "media.cut")
+CLIP_STAGES = ("quality.filter", "dedup.near", "signals.speech", "caption.vlm", "media.cut")
+#: Stages that annotate clips and run only when their section asks for them (their class's ``wanted``). A clip
+#: they fail (after the executor's retries) goes on without their annotation, unless the stage's ``required``
+#: option says it must not; a later run tries it again.
+OPTIONAL_STAGES = ("signals.speech", "caption.vlm")
 GATE_STAGE = "policy.gate"
 FETCH_STAGE = "acquire.http"
 EXPORT_STAGE = "build.export"
@@ -254,7 +260,11 @@ def run_pipeline(
 
                 cfg = {"purpose": purpose, **cfg}
                 prepare(catalog, store, purpose, settings)
+            if n in OPTIONAL_STAGES and not registry.get(n).wanted(cfg):
+                continue
             stage = registry.get(n)(cfg, run.context())
+            if n in OPTIONAL_STAGES:
+                stage.check()  # a missing extra stops the run here, with the pip install to run
             stages[n] = stage
             if n == "quality.filter":  # media.analyse emits the updated source, then its clips
                 planned = [r for r in current if isinstance(r, ClipRecord)]
@@ -262,7 +272,10 @@ def run_pipeline(
                 sent_on["media.analyse"] = len(current)
             inputs[n] = [stage.item_id(r) for r in current]
             done_n = run.stage(stage, current)
-            current = done_n.outputs
+            if n in OPTIONAL_STAGES and not getattr(stage.config, "required", False):
+                current = _with_unannotated(current, done_n.outputs)
+            else:
+                current = done_n.outputs
             resumed[n], sent_on[n] = done_n.summary.skipped, len(current)
         kept = [r for r in current if isinstance(r, ClipRecord)]
         sent_on["media.cut"] = len(kept)
@@ -326,6 +339,12 @@ def run_pipeline(
         "interrupted_runs": run.interrupted,
         "cleaned_incoming": cleaned,
     }
+
+
+def _with_unannotated(received: list, outputs: list) -> list:
+    """An optional stage's outputs, with the clips it failed put back unchanged, in the order received."""
+    done = {r.id: r for r in outputs}
+    return [done.get(r.id, r) for r in received]
 
 
 def _members_of(catalog: Catalog, build_id: str | None, clip_ids: list[str]) -> int:
