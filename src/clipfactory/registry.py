@@ -13,6 +13,7 @@ _STAGES: dict[str, type[Stage]] = {}
 STAGE_MODULES = [
     "clipfactory.stages.media.probe",
     "clipfactory.stages.media.analyse",
+    "clipfactory.stages.signals.visual",
     "clipfactory.stages.media.cut",
     "clipfactory.stages.quality.filter",
     "clipfactory.stages.policy.gate",
