@@ -33,7 +33,7 @@ import heapq
 import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -169,6 +169,7 @@ def cut_clip(
     *,
     options: CutOptions | None = None,
     keyframes_ms: list[int] | None = None,
+    frame_filter: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> CutResult:
     """Write the span ``[start_ms, end_ms)`` of ``src`` to ``dst`` (MP4), by stream copy when the span starts
     on one of ``keyframes_ms`` and by re-encoding otherwise. Raises :class:`CutError` when nothing of the
@@ -176,7 +177,10 @@ def cut_clip(
 
     The result's ``start_ms``/``end_ms`` are the span the written file really holds, measured from the
     packets (copy) or frames (re-encode) written: a copy starts on the keyframe, which may lie up to
-    ``keyframe_tolerance_ms`` from ``start_ms``, and can end a few frames early."""
+    ``keyframe_tolerance_ms`` from ``start_ms``, and can end a few frames early.
+
+    ``frame_filter`` (an RGB ``ndarray`` in, one of the same size out, e.g. face blurring) forces a
+    re-encode and is applied to every frame written."""
     opts = options or CutOptions()
     if end_ms <= start_ms:
         raise MediaError(f"empty span {start_ms}-{end_ms} ms", item=str(src))
@@ -184,7 +188,7 @@ def cut_clip(
         from clipfactory.media.probe import keyframe_times
 
         keyframes_ms = [int(round(t * 1000)) for t in keyframe_times(src)]
-    method = choose_method(start_ms, keyframes_ms, opts)
+    method = "reencode" if frame_filter is not None else choose_method(start_ms, keyframes_ms, opts)
     dst = Path(dst)
     with atomic_path(dst) as tmp:
         if method == "copy":
@@ -197,7 +201,7 @@ def cut_clip(
             if res is None:  # the stream did not start on a keyframe after all
                 method = "reencode"
         if method == "reencode":
-            res = _reencode(src, tmp, start_ms, end_ms, opts)
+            res = _reencode(src, tmp, start_ms, end_ms, opts, frame_filter)
         size = tmp.stat().st_size
     return CutResult(path=str(dst), size_bytes=size, **res)
 
@@ -569,7 +573,13 @@ REORDER_FRAMES = 16
 CHECK_PACKETS = 24
 
 
-def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> dict:
+def _filtered(frame: av.VideoFrame, fn: Callable[[np.ndarray], np.ndarray]) -> av.VideoFrame:
+    out = av.VideoFrame.from_ndarray(np.ascontiguousarray(fn(frame.to_ndarray(format="rgb24"))), format="rgb24")
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
+
+
+def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions, frame_filter=None) -> dict:
     """Decode from the keyframe before ``start_ms`` and encode the frames of the span.
 
     Frame times come from the timestamps; a stream without them (a raw H.264 or MPEG-4 elementary stream)
@@ -666,6 +676,8 @@ def _reencode(src, dst: Path, start_ms: int, end_ms: int, opts: CutOptions) -> d
                     last_pts = pts
                     if rotation:
                         frame = _rotate(frame, rotation)
+                    if frame_filter is not None:
+                        frame = _filtered(frame, frame_filter)
                     img = frame.reformat(width=vout.width, height=vout.height, format="yuv420p")
                     img.pts = pts
                     img.time_base = tb

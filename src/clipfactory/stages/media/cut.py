@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import av
+from pydantic import Field
 
 from ...catalog import Catalog, load_records
 from ...errors import MediaError, NotFoundError
@@ -19,6 +20,12 @@ from ...registry import register
 from ...resources import Resources
 from ...stage import Stage, StageConfig
 from .probe import media_failure
+
+
+def _face_blur():
+    from ...signals.faces import FaceBlur
+
+    return FaceBlur()
 
 
 @register
@@ -41,6 +48,10 @@ class CutStage(Stage):
     The detail's ``start_ms``/``end_ms`` are the span the written file holds (a copy starts on the
     keyframe and may end a few frames early); the record keeps the planned span.
 
+    With ``blur_faces`` (``privacy.blur_faces = true``), a clip whose ``face_count`` is not 0 (a face on its
+    thumbnail, or not checked) is re-encoded with the faces of its frames blurred
+    (:class:`clipfactory.signals.faces.FaceBlur`); the detail's ``faces_blurred`` counts the frames.
+
     Resources: one CPU; a stream copy is I/O bound, a re-encode runs libx264 at ``threads``.
     """
 
@@ -52,9 +63,15 @@ class CutStage(Stage):
     output_type = ClipRecord
 
     class Config(StageConfig, CutOptions):
-        pass
+        blur_faces: bool = Field(
+            False,
+            description="Blur faces (set by the run from privacy.blur_faces): a clip whose thumbnail shows a "
+            "face, or was not checked for faces, is re-encoded with the faces of its frames blurred.",
+        )
 
     def setup(self) -> None:
+        if self.config.blur_faces:
+            _face_blur()  # a missing OpenCV stops the stage here, before any clip is cut without blurring
         self._keyframes: dict[str, list[int]] = {}
         self._sources: dict[str, SourceRecord] = {}
 
@@ -78,7 +95,8 @@ class CutStage(Stage):
             )
         store = self.context.store()
         src = store.path_of(source.blob_uri)
-        opts = CutOptions(**self.config.model_dump())
+        opts = CutOptions(**self.config.model_dump(exclude={"blur_faces"}))
+        blur = _face_blur() if self.config.blur_faces and item.face_count != 0 else None
         try:
             if opts.mode == "auto" and source.source_id not in self._keyframes:
                 self._keyframes[source.source_id] = keyframes_ms(src)
@@ -86,7 +104,9 @@ class CutStage(Stage):
             # A name ending in .part: BlobStore.clean_incoming() removes it if we die before adopting it.
             tmp = Path(store.incoming()) / f".cut-{item.clip_id}-{uuid.uuid4().hex[:8]}.part"
             try:
-                res = cut_clip(src, tmp, item.start_ms, item.end_ms, options=opts, keyframes_ms=kf)
+                res = cut_clip(
+                    src, tmp, item.start_ms, item.end_ms, options=opts, keyframes_ms=kf, frame_filter=blur
+                )
                 sha = sha256_file(str(tmp))
                 uri = store.adopt(tmp, sha)
             finally:
@@ -101,5 +121,7 @@ class CutStage(Stage):
             )
         detail = res.to_dict()
         detail.pop("path")
+        if blur is not None:
+            detail["faces_blurred"] = {"frames": blur.frames_blurred, "max_faces": blur.max_faces}
         rec = item.replace(blob_uri=uri, cut_method=res.method, size_bytes=res.size_bytes, content_sha256=sha)
         return Result.kept(item.clip_id, rec, detail=detail)
