@@ -639,21 +639,43 @@ def clip_json(
             "text_fraction": clip.text_fraction,
         },
         "caption": clip.caption,
+        "caption_origin": caption_origin(clip),
         "captions": clip_captions(clip),
         "span_origin": clip.span_origin,
+        "speech": speech_section(clip),
         "thumbnail_sha256": jpg_sha256,
     }
     return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def clip_captions(clip: ClipRecord) -> list[dict[str, str]]:
-    """Every dataset's caption of ``clip`` (``[{"dataset", "caption"}]``), from the manifests."""
-    if not clip.captions:
-        return []
-    try:
-        return list(json.loads(clip.captions))
-    except ValueError:
-        return []
+    """Every caption of ``clip``, each with its ``origin``: ``manifest`` (``{"origin", "dataset",
+    "caption"}``, from the manifests), ``vlm`` (``{"origin", "model", "caption"}``, from ``caption.vlm``;
+    a rewrite of a manifest caption adds ``enhances``) and ``transcript`` (the words spoken in the clip,
+    from ``signals.speech``, when there are any)."""
+    out: list[dict[str, str]] = []
+    if clip.captions:
+        try:
+            out = [{"origin": "manifest", **c} for c in json.loads(clip.captions) if isinstance(c, dict)]
+        except ValueError:
+            out = []
+    if clip.transcript:
+        out.append({"origin": "transcript", "caption": clip.transcript})
+    return out
+
+
+def caption_origin(clip: ClipRecord) -> str | None:
+    """Where ``clip.caption`` came from: manifest, vlm or transcript (``None`` without a caption)."""
+    if not clip.caption:
+        return None
+    return clip.caption_origin or "manifest"
+
+
+def speech_section(clip: ClipRecord) -> dict[str, Any] | None:
+    """``{"speech_ratio", "transcript"}`` when ``signals.speech`` ran on the clip, else ``None``."""
+    if clip.speech_ratio is None and clip.transcript is None:
+        return None
+    return {"speech_ratio": clip.speech_ratio, "transcript": clip.transcript}
 
 
 #: Fields of the clip JSON that say when, not what: they stay out of the build's content hash, so the same
@@ -1011,7 +1033,10 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
                 "text_fraction": c.text_fraction,
                 "caption": c.caption,
                 "captions": c.captions,
-                "caption_datasets": sorted({x["dataset"] for x in clip_captions(c)}),
+                "caption_datasets": sorted({x["dataset"] for x in clip_captions(c) if x.get("dataset")}),
+                "caption_origin": caption_origin(c),
+                "speech_ratio": c.speech_ratio,
+                "transcript": c.transcript,
                 "span_origin": c.span_origin,
                 "mp4_sha256": p["mp4_sha256"],
                 "json_sha256": p["json_sha256"],
@@ -1045,6 +1070,9 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
             ("caption", pa.string()),
             ("captions", pa.string()),
             ("caption_datasets", pa.list_(pa.string())),
+            ("caption_origin", pa.string()),
+            ("speech_ratio", pa.float64()),
+            ("transcript", pa.string()),
             ("span_origin", pa.string()),
             ("mp4_sha256", pa.string()),
             ("json_sha256", pa.string()),
