@@ -9,7 +9,8 @@ One run (one ``runs`` row; every item gets outcome rows), one pipeline of regist
 3. ``acquire.http``: web sources without a blob are fetched, with every consent check (sources that already
    have a blob skip it);
 4. ``media.probe`` → ``media.analyse`` (one decode; plans clips from the manifest spans or the detected
-   shots, see ``media.analyse.spans``) → ``quality.filter`` → ``dedup.near`` → [``signals.speech``] →
+   shots, see ``media.analyse.spans``) → ``signals.visual`` (NSFW, faces and aesthetic scores from the shot
+   thumbnails) → ``quality.filter`` → ``dedup.near`` → [``signals.speech``] →
    [``caption.vlm``] → ``media.cut``. Only clips go on from the analysis; a clip the filter or the
    near-duplicate check drops is never cut. The bracketed stages run when their sections ask for them
    (:data:`OPTIONAL_STAGES`); a clip they fail goes on without their annotation;
@@ -46,7 +47,9 @@ from .add import add_owned
 log = logging.getLogger(__name__)
 
 MEDIA_STAGES = ("media.probe", "media.analyse")
-CLIP_STAGES = ("quality.filter", "dedup.near", "signals.speech", "caption.vlm", "media.cut")
+CLIP_STAGES = ("signals.visual", "quality.filter", "dedup.near", "signals.speech", "caption.vlm", "media.cut")
+#: Clip stages that always run and only annotate: a clip they fail goes on without their annotation too.
+ANNOTATING_STAGES = ("signals.visual",)
 #: Stages that annotate clips and run only when their section asks for them (their class's ``wanted``). A clip
 #: they fail (after the executor's retries) goes on without their annotation, unless the stage's ``required``
 #: option says it must not; a later run tries it again.
@@ -260,19 +263,21 @@ def run_pipeline(
 
                 cfg = {"purpose": purpose, **cfg}
                 prepare(catalog, store, purpose, settings)
+            if n == "media.cut" and settings.privacy.blur_faces:
+                cfg = {**cfg, "blur_faces": True}
             if n in OPTIONAL_STAGES and not registry.get(n).wanted(cfg):
                 continue
             stage = registry.get(n)(cfg, run.context())
-            if n in OPTIONAL_STAGES:
+            if n in OPTIONAL_STAGES or n in ANNOTATING_STAGES:
                 stage.check()  # a missing extra stops the run here, with the pip install to run
             stages[n] = stage
-            if n == "quality.filter":  # media.analyse emits the updated source, then its clips
+            if n == CLIP_STAGES[0]:  # media.analyse emits the updated source, then its clips
                 planned = [r for r in current if isinstance(r, ClipRecord)]
                 current = [r for r in planned if r.source_id not in refused_ids]
                 sent_on["media.analyse"] = len(current)
             inputs[n] = [stage.item_id(r) for r in current]
             done_n = run.stage(stage, current)
-            if n in OPTIONAL_STAGES and not getattr(stage.config, "required", False):
+            if (n in OPTIONAL_STAGES or n in ANNOTATING_STAGES) and not getattr(stage.config, "required", False):
                 current = _with_unannotated(current, done_n.outputs)
             else:
                 current = done_n.outputs
@@ -319,8 +324,8 @@ def run_pipeline(
         "fetched": len(fetched),
         "fingerprint_only_sources": len(held_refused),
         "clips_planned": len(planned),
-        "clips_withheld": len(planned) - len(inputs["quality.filter"]),
-        "clips_sent_on": len(inputs["quality.filter"]),
+        "clips_withheld": len(planned) - len(inputs[CLIP_STAGES[0]]),
+        "clips_sent_on": len(inputs[CLIP_STAGES[0]]),
         "clips_kept": len(kept),
         "clips_exported": sent_on[EXPORT_STAGE],
         "stages": counts,
