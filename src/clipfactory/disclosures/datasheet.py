@@ -226,6 +226,7 @@ def render(f: dict[str, Any]) -> str:
                 ("Shards", t["n_shards"]),
                 ("Languages", "see the chart; unknown where no manifest gave one"),
                 ("Personal or sensitive information", statement(st, "personal_information")),
+                ("Clips with identifiable faces", _faces(t)),
             ]
         ),
         chart_divs["chart-datasets"],
@@ -365,6 +366,14 @@ Promise.all(Object.entries(specs).map(([id, spec]) =>
 </script>
 </body></html>
 """
+
+
+def _faces(t: dict[str, Any]) -> str:
+    """The clips whose thumbnail shows a frontal face (signals.visual), and how many were not checked."""
+    text = f"{t.get('with_faces', 0)} of {t['n_clips']} (a frontal face on the clip's shot thumbnail)"
+    if t.get("faces_unchecked"):
+        text += f"; {t['faces_unchecked']} not checked for faces"
+    return text
 
 
 def _num(v: Any) -> str:

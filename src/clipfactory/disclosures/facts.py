@@ -43,6 +43,9 @@ INDEX_COLUMNS = {
     "static_fraction": pa.float64(),
     "text_fraction": pa.float64(),
     "caption": pa.string(),
+    "nsfw": pa.float64(),
+    "face_count": pa.int64(),
+    "face_area": pa.float64(),
 }
 #: Quality scores whose distributions the datasheet shows (index columns).
 SCORES = ("motion", "sharpness", "luma", "black_fraction", "static_fraction", "text_fraction")
@@ -157,7 +160,9 @@ def _facts(con, manifest: dict[str, Any], tables: dict[str, set[str]], ctx: dict
         """SELECT count(*) AS n_clips, count(DISTINCT source_id) AS n_sources,
                   coalesce(sum(duration_ms), 0) / 1000.0 AS seconds, coalesce(sum(size_bytes), 0) AS bytes,
                   count(DISTINCT shard) AS n_shards,
-                  count(*) FILTER (WHERE caption IS NOT NULL AND caption <> '') AS captioned
+                  count(*) FILTER (WHERE caption IS NOT NULL AND caption <> '') AS captioned,
+                  count(*) FILTER (WHERE face_count > 0) AS with_faces,
+                  count(*) FILTER (WHERE face_count IS NULL) AS faces_unchecked
            FROM _cfr_clips""",
     )
     total_s = float(totals["seconds"] or 0)
