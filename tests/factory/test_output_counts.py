@@ -28,7 +28,7 @@ from clipfactory.storage import BlobStore
 
 # The order `clipfactory run` runs its stages for owned media (docs/media.md).
 PIPELINE_ORDER = [
-    "acquire.local", "policy.gate", "media.probe", "media.analyse", "quality.filter", "dedup.near",
+    "acquire.local", "policy.gate", "media.probe", "media.analyse", "signals.visual", "quality.filter", "dedup.near",
     "media.cut", "build.export",
 ]
 
@@ -116,8 +116,8 @@ def _check_adds_up(summary: dict, cat: Catalog) -> None:
     # media.analyse plans every clip, and sends on those of the sources the purpose allows.
     assert summary["clips_planned"] == all_clips
     assert summary["clips_withheld"] == nc_clips
-    assert stages["media.analyse"]["outputs"] == all_clips - nc_clips == stages["quality.filter"]["received"]
-    for a, b in [("quality.filter", "dedup.near"), ("dedup.near", "media.cut"), ("media.cut", "build.export")]:
+    assert stages["media.analyse"]["outputs"] == all_clips - nc_clips == stages["signals.visual"]["received"]
+    for a, b in [("signals.visual", "quality.filter"), ("quality.filter", "dedup.near"), ("dedup.near", "media.cut"), ("media.cut", "build.export")]:
         assert stages[a]["outputs"] == stages[b]["received"], (a, b, stages[a], stages[b])
     n_build = cat.scalar("SELECT count(*) FROM build_members WHERE build_id = ?", [summary["build"]["build_id"]])
     assert stages["build.export"]["outputs"] == summary["build"]["n_clips"] == summary["clips_exported"] == n_build
@@ -143,7 +143,7 @@ def test_a_second_run_adds_up_and_says_what_earlier_runs_finished(runs):
         for k in ("received", "kept", "dropped", "failed", "outputs"):
             assert third["stages"][name][k] == first["stages"][name][k], (name, k)
     # Nothing is redone: each stage that keeps outcomes resumed every item it received.
-    for name in ("acquire.local", "policy.gate", "media.probe", "media.analyse", "quality.filter", "media.cut"):
+    for name in ("acquire.local", "policy.gate", "media.probe", "media.analyse", "signals.visual", "quality.filter", "media.cut"):
         assert third["resumed"][name] == third["stages"][name]["received"], name
 
 
@@ -192,7 +192,7 @@ def test_runs_list_says_what_a_resumed_run_did_not_redo(runs):
     rows = {row["run_id"]: row for row in json.loads(r.output)}
     assert rows[first["run_id"]]["resumed"] == 0
     # The third run redid nothing: every item the first run finished in a stage that resumes by item.
-    resumable = ("acquire.local", "policy.gate", "media.probe", "media.analyse", "quality.filter", "media.cut")
+    resumable = ("acquire.local", "policy.gate", "media.probe", "media.analyse", "signals.visual", "quality.filter", "media.cut")
     finished_before = sum(first["stages"][n]["received"] for n in resumable)
     assert rows[third["run_id"]]["kept"] == 0
     assert rows[third["run_id"]]["resumed"] == finished_before > 0
