@@ -102,6 +102,11 @@ class VisualSignalsStage(Stage):
         else:
             self._skipped["aesthetic"] = "no aesthetic head configured (signals.visual.aesthetic_head)"
 
+    def check(self) -> None:
+        """Load the models of the signals turned on (they are kept for the stage's own setup): a missing
+        extra or a bad aesthetic path stops the run before any work, with one line naming the fix."""
+        self.setup()
+
     def process_batch(self, items: list[ClipRecord]) -> list[Result]:
         if not items:
             return []
