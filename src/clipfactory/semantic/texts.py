@@ -1,13 +1,16 @@
-"""The text of each source and clip, from what the catalog holds about it before any byte is fetched.
+"""The text of each source and clip, from what the catalog holds about it.
 
 A source's text joins its title, the labels its datasets give it (``abseiling``, ``Video game``;
 underscores read as spaces) and up to ``max_captions`` distinct captions of its manifest spans, in that
 order, separated by ". ". A clip of a manifest span that has a caption of its own gets that caption as
-its text. Items without any text get none: the categories call them ``other`` with zero confidence.
+its text; a clip with captions from ``caption.vlm`` or a transcript from ``signals.speech`` gets those
+too (captions, then the words spoken). Items without any text get none: the categories call them
+``other`` with zero confidence.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pyarrow as pa
@@ -53,7 +56,57 @@ def source_texts(con, source_ids: list[str] | None = None, *, max_captions: int 
 
 
 def clip_texts(con, source_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """Clips of manifest spans with a caption of their own: dicts of clip_id, source_id, text."""
+    """Clips with text of their own (a manifest span's caption, VLM captions, a transcript): dicts of
+    clip_id, source_id, text, by clip_id."""
+    out = {c["clip_id"]: c for c in _span_texts(con, source_ids)}
+    for c in _annotated_texts(con, source_ids):
+        have = out.get(c["clip_id"])
+        if have is None:
+            out[c["clip_id"]] = c
+        else:
+            have["text"] = ". ".join(dict.fromkeys([have["text"], *c["parts"]]))
+    return [{k: c[k] for k in ("clip_id", "source_id", "text")} for _, c in sorted(out.items())]
+
+
+def _annotated_texts(con, source_ids: list[str] | None) -> list[dict[str, Any]]:
+    """Clips with VLM captions or a transcript in the clips table (older catalogs have neither column)."""
+    cols = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'clips'"
+        ).fetchall()
+    }
+    if not {"transcript", "captions"} <= cols:
+        return []
+    con.register("_sem_ids", pa.table({"source_id": pa.array(sorted(set(source_ids or [])), pa.string())}))
+    try:
+        subset = "AND source_id IN (SELECT source_id FROM _sem_ids)" if source_ids is not None else ""
+        rows = con.execute(
+            f"""SELECT clip_id, source_id, captions, transcript FROM clips
+                WHERE (nullif(trim(transcript), '') IS NOT NULL OR captions LIKE '%"vlm"%') {subset}
+                ORDER BY clip_id"""
+        ).fetchall()
+    finally:
+        con.unregister("_sem_ids")
+    out = []
+    for clip_id, source_id, captions, transcript in rows:
+        parts: list[str] = []
+        try:
+            caps = json.loads(captions) if captions else []
+        except ValueError:
+            caps = []
+        for c in caps if isinstance(caps, list) else []:
+            if isinstance(c, dict) and c.get("origin") == "vlm" and str(c.get("caption") or "").strip():
+                parts.append(str(c["caption"]).strip())
+        if transcript and transcript.strip():
+            parts.append(transcript.strip())
+        if parts:
+            parts = list(dict.fromkeys(parts))
+            out.append({"clip_id": clip_id, "source_id": source_id, "text": ". ".join(parts), "parts": parts})
+    return out
+
+
+def _span_texts(con, source_ids: list[str] | None) -> list[dict[str, Any]]:
     if not _has(con, "clip_spans"):
         return []
     con.register("_sem_ids", pa.table({"source_id": pa.array(sorted(set(source_ids or [])), pa.string())}))
