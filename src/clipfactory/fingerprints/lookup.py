@@ -256,6 +256,64 @@ def lookup(
     return result
 
 
+def lookup_url(catalog: Catalog, url: str, *, settings=None) -> dict[str, Any]:
+    """The answer of :func:`lookup` for a work named by its URL: the catalog's sources at that URL (any
+    spelling), each matched over its whole length, with the clips and builds that hold it. A URL the
+    catalog does not hold is ``no_match`` (with ``removed`` when a takedown removed it)."""
+    from .takedown import resolve_targets
+
+    url = (url or "").strip()
+    if not url:
+        raise ConfigError("no URL given", item="url", fix="paste the URL of the work")
+    try:
+        sids, _how = resolve_targets(catalog, url=url)
+    except NotFoundError:
+        sids = []
+    rows = (
+        catalog.query(
+            "SELECT source_id, coalesce(duration_ms, 0) AS d FROM sources WHERE source_id IN (SELECT unnest(?))",
+            [sids],
+        )
+        if sids
+        else []
+    )
+    segments = [
+        Segment(r["source_id"], 0, int(r["d"]), 0, int(r["d"]), 0, 0, 0, 0, 0, 1.0, 0.0, 1.0) for r in rows
+    ]
+    matches = describe(catalog, segments, settings=settings)
+    result: dict[str, Any] = {"query": {"url": url}, "matches": matches, "builds": _build_summary(matches)}
+    if matches:
+        result["status"] = "matched"
+        result["removed"] = None
+    else:
+        result["status"] = "no_match"
+        result["message"] = "the catalog holds no source at this URL"
+        result["removed"] = None
+        with catalog.read() as con:
+            has_tomb = "tombstones" in table_columns(con)
+        if has_tomb:
+            from .. import ids as ids_mod
+
+            spellings = sorted({url, ids_mod.normalise_url(url)} if "://" in url else {url})
+            t = catalog.query(
+                "SELECT t.tombstone_id, t.source_id, t.takedown_id, t.reason, t.created_at, d.finished_at "
+                "FROM tombstones t LEFT JOIN takedowns d USING (takedown_id) "
+                "WHERE t.url IN (SELECT unnest(?)) ORDER BY t.created_at LIMIT 1",
+                [spellings],
+            )
+            if t:
+                r = t[0]
+                result["removed"] = {
+                    "tombstone_id": r["tombstone_id"],
+                    "source_id": r["source_id"],
+                    "kind": "url",
+                    "takedown_id": r["takedown_id"],
+                    "reason": r["reason"],
+                    "removed_at": str(r["finished_at"] or r["created_at"] or "") or None,
+                }
+    return result
+
+
 def _removed(catalog: Catalog, sha: str, query: QueryHashes) -> dict[str, Any] | None:
     """The tombstone refusing this file, with its takedown, when a takedown removed its footage."""
     from .tombstones import tombstone_match
@@ -333,7 +391,7 @@ def describe(
             }
             clips = _dicts(
                 con.execute(
-                    """SELECT c.clip_id, c.source_id, c.start_ms, c.end_ms, c.content_sha256, c.blob_uri
+                    """SELECT c.clip_id, c.source_id, c.start_ms, c.end_ms, c.content_sha256, c.blob_uri, c.thumb_uri
                        FROM clips c JOIN _fp_sids USING (source_id) ORDER BY c.source_id, c.start_ms"""
                 )
             )
@@ -420,6 +478,7 @@ def describe(
                     "end_ms": c["end_ms"],
                     "share_matched": round(1.0 if is_exact else share, 4),
                     "exact_copy": is_exact,
+                    "thumb_uri": c["thumb_uri"],
                     "query_start_ms": None
                     if seg is None
                     else max(0, max(c["start_ms"], seg.source_start_ms) - seg.offset_ms),
