@@ -44,8 +44,8 @@ def _cv2():
 
 @dataclass(frozen=True)
 class FaceOptions:
-    scale_factor: float = 1.15  # step between the scales the cascade is run at
-    min_neighbors: int = 5  # overlapping detections a face needs (higher: fewer false faces)
+    scale_factor: float = 1.2  # step between the scales the cascade is run at
+    min_neighbors: int = 6  # overlapping detections a face needs (higher: fewer false faces)
     min_face_px: int = 24  # smallest face side on the analysed image, in pixels
     max_width: int = 640  # images wider than this are scaled down before detection
 
@@ -84,7 +84,6 @@ class FaceDetector:
         if w > o.max_width:
             scale = o.max_width / w
             gray = cv2.resize(gray, (o.max_width, max(1, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
-        gray = cv2.equalizeHist(gray)
         found = self._cascade().detectMultiScale(
             gray, scaleFactor=o.scale_factor, minNeighbors=o.min_neighbors, minSize=(o.min_face_px, o.min_face_px)
         )

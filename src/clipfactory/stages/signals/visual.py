@@ -53,10 +53,10 @@ class VisualSignalsStage(Stage):
             24, ge=8, description="Smallest face side on the thumbnail, in pixels (raise thumbnail_width for smaller faces)."
         )
         face_min_neighbors: int = Field(
-            5, ge=1, description="Overlapping cascade detections a face needs (higher: fewer false faces)."
+            6, ge=1, description="Overlapping cascade detections a face needs (higher: fewer false faces)."
         )
         face_scale_factor: float = Field(
-            1.15, gt=1.0, le=2.0, description="Step between the scales the face cascade runs at."
+            1.2, gt=1.0, le=2.0, description="Step between the scales the face cascade runs at."
         )
         aesthetic_head: str | None = Field(
             None,
