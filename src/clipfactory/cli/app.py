@@ -61,7 +61,7 @@ def _root(
 
 
 #: Command modules; each defines its commands on the apps above when imported.
-COMMAND_MODULES = ["sources", "policy", "media", "build", "fetch", "fingerprint", "runs", "semantic", "report"]
+COMMAND_MODULES = ["sources", "policy", "media", "build", "fetch", "fingerprint", "runs", "semantic", "report", "web"]
 
 for _mod in COMMAND_MODULES:
     importlib.import_module(f"{__package__}.{_mod}")
