@@ -137,10 +137,10 @@ class AestheticModel:
         torch = self._torch
         inputs = self._processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
         with torch.inference_mode():
-            out = self._model.get_image_features(pixel_values=inputs["pixel_values"])
-        if not isinstance(out, torch.Tensor):  # some versions return a model output
-            out = getattr(out, "image_embeds", None) or out.pooler_output
-        emb = out.float().numpy()
+            # CLIP's image embedding: the vision tower's pooled output through the visual projection (what
+            # get_image_features returns, spelt out: its return type differs between transformers versions).
+            pooled = self._model.vision_model(pixel_values=inputs["pixel_values"]).pooler_output
+            emb = self._model.visual_projection(pooled).float().numpy()
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
     def score(self, images: list) -> np.ndarray:
