@@ -590,7 +590,7 @@ def _operator_routes(
         if deny:
             return deny
         st = status if status in STATUSES else None
-        return page(request, "requests.html", rows=list_requests(catalog, st), status=st, statuses=STATUSES)
+        return page(request, "requests.html", rows=list_requests(catalog, st), shown=st, statuses=STATUSES)
 
     @app.get("/operator/requests/{request_id}", response_class=HTMLResponse)
     def request_detail(request: Request, request_id: str):
