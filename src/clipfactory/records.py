@@ -153,6 +153,7 @@ class ClipRecord(Record):
     black_fraction: float | None = None
     static_fraction: float | None = None
     text_fraction: float | None = None
+    screen_text: str | None = None  # text read on screen in the span, one line each ("" none; None: not read)
     caption: str | None = None
     captions: str | None = None  # JSON [{"dataset", "caption"}]: every dataset's caption of this span
     span_origin: str | None = None  # manifest | shots: where the clip's time range came from
