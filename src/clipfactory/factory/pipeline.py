@@ -268,7 +268,7 @@ def run_pipeline(
             if n in OPTIONAL_STAGES and not registry.get(n).wanted(cfg):
                 continue
             stage = registry.get(n)(cfg, run.context())
-            if n in OPTIONAL_STAGES or n in ANNOTATING_STAGES:
+            if n in OPTIONAL_STAGES or n in ANNOTATING_STAGES or n == "media.analyse":
                 stage.check()  # a missing extra stops the run here, with the pip install to run
             stages[n] = stage
             if n == CLIP_STAGES[0]:  # media.analyse emits the updated source, then its clips
