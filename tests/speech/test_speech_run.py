@@ -54,7 +54,7 @@ def speech_run(tmp_path_factory, speech_extra):
     make_video(media / "garbage.mp4", 2.5, garbage_audio=True, seed=4)
     os.environ[KEY_ENV] = KEY
     try:
-        with VlmServer(_flaky, slow_s=1.0) as server:
+        with VlmServer(_flaky, slow_s=4.0) as server:
             s = Settings(
                 catalog=str(d / "cat.duckdb"),
                 store=str(d / "store"),
@@ -66,7 +66,7 @@ def speech_run(tmp_path_factory, speech_extra):
                 stages={
                     "signals.speech": {"enabled": True, "threads": 2},
                     "caption.vlm": {
-                        "endpoint": server.url, "model": "test-vlm", "timeout_s": 0.5, "frames": 2,
+                        "endpoint": server.url, "model": "test-vlm", "timeout_s": 3.0, "frames": 2, "concurrency": 16,
                         "api_key_env": KEY_ENV,
                     },
                     "quality.filter": {"min_duration_s": 0.5, "min_sharpness": 0.0},
