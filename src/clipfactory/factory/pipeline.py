@@ -204,6 +204,11 @@ def run_pipeline(
     selected = select_sources(catalog, datasets, splits=splits, labels=labels, limit=limit) if datasets else []
     if datasets and not selected and not settings.inputs:
         raise _nothing_selected(catalog, datasets, splits, labels)
+    from .. import registry
+
+    for n in OPTIONAL_STAGES:  # a missing extra or a bad endpoint stops the run before any work
+        if registry.get(n).wanted(settings.stage_config(n)):
+            registry.get(n)(settings.stage_config(n)).check()
     store = BlobStore(settings.store)
     cleaned = store.clean_incoming()
     report: dict[str, Any] = {"items": []}
