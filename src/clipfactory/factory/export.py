@@ -647,6 +647,7 @@ def clip_json(
         "captions": clip_captions(clip),
         "span_origin": clip.span_origin,
         "speech": speech_section(clip),
+        "screen_text": clip.screen_text,
         "thumbnail_sha256": jpg_sha256,
     }
     return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
@@ -1035,6 +1036,7 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
                 "black_fraction": c.black_fraction,
                 "static_fraction": c.static_fraction,
                 "text_fraction": c.text_fraction,
+                "screen_text": c.screen_text,
                 "nsfw": c.nsfw,
                 "face_count": c.face_count,
                 "face_area": c.face_area,
@@ -1075,6 +1077,7 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
             ("black_fraction", pa.float64()),
             ("static_fraction", pa.float64()),
             ("text_fraction", pa.float64()),
+            ("screen_text", pa.string()),
             ("nsfw", pa.float64()),
             ("face_count", pa.int64()),
             ("face_area", pa.float64()),
