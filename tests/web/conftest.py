@@ -50,8 +50,46 @@ def make_world(root: Path, *, seconds: float = 6.0) -> World:
     }
     build = write_test_build(catalog, store, root / "builds", sources["a"][1] + sources["b"][1], shard_size=2)
     index_catalog(catalog, store)
+    record_run(catalog, sources)
     settings = load_settings(None, overrides={"catalog": str(catalog.path), "store": str(store.root)})
     return World(root, catalog, store, settings, sources, files, build)
+
+
+def record_run(catalog: Catalog, sources: dict) -> str:
+    """A finished run over the clips: every clip of "a" kept, the first of "b" dropped as too dark, the
+    second failed with a decode error (what the dashboard and the clip browser's filters show)."""
+    from clipfactory.catalog.outcomes import finish_run, outcome_row, start_run, write_outcomes
+
+    a_clips, b_clips = sources["a"][1], sources["b"][1]
+    with catalog.write() as con:
+        run_id = start_run(con, "run", "local")
+        rows = [outcome_row(run_id, "quality.filter", 1, "h", c.clip_id, "kept") for c in a_clips]
+        rows.append(
+            outcome_row(
+                run_id,
+                "quality.filter",
+                1,
+                "h",
+                b_clips[0].clip_id,
+                "dropped",
+                reason="quality.too_dark:luma=3",
+            )
+        )
+        rows.append(
+            outcome_row(
+                run_id,
+                "quality.filter",
+                1,
+                "h",
+                b_clips[1].clip_id,
+                "failed",
+                error_kind="media.decode",
+                error="corrupt packet",
+            )
+        )
+        write_outcomes(con, rows)
+        finish_run(con, run_id, "finished")
+    return run_id
 
 
 def free_port() -> int:

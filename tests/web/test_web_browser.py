@@ -62,9 +62,15 @@ def page(browser, server):
 
 
 def shot(pg, name: str) -> None:
+    """With CLIPFACTORY_WEB_SCREENSHOTS set: the page as a small PNG (64 colours) for docs/web.md."""
     if SHOTS:
+        import io
+
+        from PIL import Image
+
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=False)
+        img = Image.open(io.BytesIO(pg.screenshot(full_page=False))).convert("RGB")
+        img.quantize(64).save(Path(SHOTS) / f"{name}.png", optimize=True)
 
 
 def _upload(pg, path: Path) -> str:
@@ -79,6 +85,7 @@ def _login(pg) -> None:
     pg.goto("/operator/login")
     pg.fill("input[name=name]", "olga")
     pg.fill("input[name=token]", TOKEN)
+    shot(pg, "login")
     pg.click("#login-form button[type=submit]")
     pg.wait_for_url("**/operator")
 
@@ -178,6 +185,9 @@ def test_clip_browser_plays_a_clip(page, world):
     assert b_clip.clip_id in page.inner_text("#clip-json")
     assert world.sources["b"][0].source_id in page.inner_text("#explain")
     shot(page, "clip")
+    page.goto("/operator/search?q=b")
+    assert b_clip.clip_id in page.inner_text("main")  # the source titled "b", in captions and titles
+    shot(page, "search")
     page.goto("/transparency")
     assert world.build["build_id"] in page.inner_text("main")
     shot(page, "transparency")

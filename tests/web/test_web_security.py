@@ -448,3 +448,27 @@ def test_transparency_lists_builds_and_serves_only_their_reports(app, world):
     bid = world.build["build_id"]
     for role in ("datasheet", "build.json", "..%2fbuild.json", "index"):
         assert c.get(f"/transparency/{bid}/{role}").status_code == 404
+
+
+def test_dashboard_counts_and_clip_filters(app, world):
+    c = _login(app)
+    page = c.get("/operator").text
+    runs = re.search(r'<table id="runs">(.*?)</table>', page, re.S).group(1)
+    # the run of the fixture: 2 kept, 1 dropped, 1 failed
+    assert re.search(r"<td>finished</td>.*?<td>2</td><td>1</td><td>1</td>", runs, re.S)
+    failures = re.search(r'<table id="failures">(.*?)</table>', page, re.S).group(1)
+    assert "<td>quality.filter</td><td>dropped</td><td>quality.too_dark</td><td>1</td>" in failures
+    assert "<td>quality.filter</td><td>failed</td><td>media.decode</td><td>1</td>" in failures
+    b_clips = world.sources["b"][1]
+    every = c.get("/operator/clips").text
+    assert "Clips <small>(4)</small>" in every
+    dropped = c.get("/operator/clips?drop_reason=quality").text
+    assert "Clips <small>(1)</small>" in dropped and f"/operator/clips/{b_clips[0].clip_id}" in dropped
+    assert c.get(f"/operator/clips?build={world.build['build_id']}").text.count('class="tile"') == 4
+    assert "Clips <small>(0)</small>" in c.get("/operator/clips?build=nope-v9").text
+    # every clip of the fixture has sharpness 100
+    assert "Clips <small>(4)</small>" in c.get("/operator/clips?min_sharpness=99&max_sharpness=101").text
+    assert "Clips <small>(0)</small>" in c.get("/operator/clips?min_sharpness=100.5").text
+    assert (
+        "Clips <small>(4)</small>" in c.get("/operator/clips?min_sharpness=abc").text
+    )  # not a number: no filter
