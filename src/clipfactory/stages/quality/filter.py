@@ -34,7 +34,8 @@ class QualityFilterStage(Stage):
     Drops (the first that applies; the detail lists every failed check with its value and threshold):
     ``quality.too_short``, ``quality.black_frames``, ``quality.too_dark``, ``quality.too_bright``,
     ``quality.too_blurry``, ``quality.static``, ``quality.too_much_text``, ``quality.nsfw`` (the NSFW score
-    of ``signals.visual`` above ``max_nsfw``). A score that is missing (``None``) passes its check.
+    of ``signals.visual`` above ``max_nsfw``). A score that is missing (``None``) passes its check. A clip
+    dropped for its text has the text read in the detail (``screen_text``), so the drop can be checked.
 
     Resources: negligible; pure arithmetic on the record.
     """
@@ -72,8 +73,9 @@ class QualityFilterStage(Stage):
             0.5,
             ge=0,
             le=1,
-            description="Largest share of sampled frames with burned-in text (quality.too_much_text); "
-            "needs media.analyse detect_text.",
+            description="Largest share of a clip's sampled frames with burned-in text, titles or subtitles "
+            "(quality.too_much_text). The text read stays in the clip's screen_text; a clip whose text was "
+            "not read (media.analyse detect_text off) passes.",
         )
         max_nsfw: float = Field(
             0.8,
@@ -109,6 +111,8 @@ class QualityFilterStage(Stage):
     def process(self, item: ClipRecord) -> Result:
         failed = self.checks(item)
         if failed:
-            detail = {r: {"value": round(v, 4), "threshold": t} for r, v, t in failed}
+            detail: dict = {r: {"value": round(v, 4), "threshold": t} for r, v, t in failed}
+            if "quality.too_much_text" in detail and item.screen_text:
+                detail["quality.too_much_text"]["screen_text"] = item.screen_text
             return Result.dropped(item.clip_id, failed[0][0], detail)
         return Result.kept(item.clip_id, item)
