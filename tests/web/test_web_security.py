@@ -472,3 +472,24 @@ def test_dashboard_counts_and_clip_filters(app, world):
     assert (
         "Clips <small>(4)</small>" in c.get("/operator/clips?min_sharpness=abc").text
     )  # not a number: no filter
+
+
+def test_disclosure_documents_are_served_sandboxed(app, world):
+    from clipfactory.disclosures import REPORTS, report
+
+    bid = world.build["build_id"]
+    report(world.catalog, world.settings, bid)
+    c = _client(app)
+    page = c.get("/transparency").text
+    for role in REPORTS:
+        assert f'href="/transparency/{bid}/{role}"' in page
+    r = c.get(f"/transparency/{bid}/datasheet")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.content == (world.root / "builds" / "b" / "v1" / "datasheet.html").read_bytes()
+    # the datasheet inlines its chart library: an opaque sandboxed origin, not the site's policy
+    csp = r.headers["content-security-policy"]
+    assert csp.startswith("sandbox allow-scripts;") and "allow-same-origin" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    r = c.get(f"/transparency/{bid}/croissant")
+    assert r.status_code == 200 and r.json()["name"]
+    assert c.get(f"/transparency/{bid}/build").status_code == 404
