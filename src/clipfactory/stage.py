@@ -74,6 +74,10 @@ class Stage:
     #: Whether items finished earlier are skipped. A stage whose output depends on all its items together
     #: (the build export) is run over every item each time and is idempotent instead.
     resume: ClassVar[bool] = True
+    #: Whether the stage's workers count limits together (per-origin connections and requests per second
+    #: when fetching): an executor that runs it in several processes then gives every worker one shared
+    #: :class:`~clipfactory.limits.SharedLimits` as ``context.extras["shared_limits"]``.
+    shared_limits: ClassVar[bool] = False
 
     class Config(StageConfig):
         pass

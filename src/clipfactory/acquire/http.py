@@ -281,15 +281,35 @@ class _CachedDoc:
 
 
 class HostState:
-    """Politeness state of one origin (scheme, host and port)."""
+    """Politeness state of one origin (scheme, host and port).
 
-    def __init__(self, origin: str, options: FetchOptions):
+    With ``shared`` (a :class:`clipfactory.limits.SharedLimits` or a client of one that every worker of the
+    run uses), the connection slots and the request rate are counted over all workers; without, over this
+    process only."""
+
+    def __init__(self, origin: str, options: FetchOptions, shared: Any = None):
         self.origin = origin
-        self.sem = asyncio.Semaphore(max(1, options.per_host_connections))
+        self.connections = max(1, options.per_host_connections)
+        self.sem = asyncio.Semaphore(self.connections)
         self.bucket = TokenBucket(options.per_host_rate, options.per_host_burst)
+        self.shared = shared
+        self._tasks: set[asyncio.Future] = set()
         self.not_before = 0.0  # monotonic time before which no request goes out (Retry-After)
         self.docs: dict[str, _CachedDoc] = {}
         self.doc_locks: dict[str, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self):
+        """One of the origin's connection slots, for one request."""
+        if self.shared is None:
+            async with self.sem:
+                yield
+            return
+        await self.shared.acquire(self.origin, self.connections)
+        try:
+            yield
+        finally:
+            await self.shared.release(self.origin)
 
     async def wait_pause(self) -> None:
         while True:
@@ -300,12 +320,19 @@ class HostState:
 
     async def turn(self) -> None:
         await self.wait_pause()
-        delay = self.bucket.reserve()
+        if self.shared is not None:
+            delay = await self.shared.reserve(self.origin, self.bucket.rate, int(self.bucket.capacity))
+        else:
+            delay = self.bucket.reserve()
         if delay > 0:
             await asyncio.sleep(delay)
 
     def pause(self, seconds: float) -> None:
         self.not_before = max(self.not_before, time.monotonic() + seconds)
+        if self.shared is not None:  # every worker waits, not only this one
+            task = asyncio.ensure_future(self.shared.pause(self.origin, seconds))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
 
 def origin_of(url: str) -> tuple[str, str]:
@@ -853,9 +880,12 @@ class Fetcher:
         *,
         platform_check: PlatformCheck | None = None,
         transport: Any = None,
+        shared_limits: Any = None,
     ):
         self.options = options or FetchOptions()
         self.store = store
+        #: per-origin limits counted over every worker of the run (see :class:`HostState`)
+        self.shared_limits = shared_limits
         self.platform_check = platform_check
         self.evaluator = c.ConsentEvaluator(
             c.ConsentRules(
@@ -984,7 +1014,7 @@ class Fetcher:
     def _host(self, origin: str) -> HostState:
         state = self.hosts.get(origin)
         if state is None:
-            state = self.hosts[origin] = HostState(origin, self.options)
+            state = self.hosts[origin] = HostState(origin, self.options, self.shared_limits)
         return state
 
     # -- public entry points ---------------------------------------------------------------------------
@@ -1229,7 +1259,7 @@ class Fetcher:
             while True:
                 attempt += 1
                 await host.turn()
-                async with host.sem:
+                async with host.slot():
                     await host.wait_pause()  # a 429 may have arrived while this request queued for a slot
                     step = await self._timed_request(source, url, ev, mode, validators, tdm_file)
                 if step.kind != "retry":
@@ -1818,7 +1848,7 @@ class Fetcher:
             async with asyncio.timeout(o.connect_timeout_s + o.read_timeout_s):
                 for _ in range(5):  # RFC 9309 §2.3.1.2: follow at least five redirects
                     await state.turn()
-                    async with state.sem:
+                    async with state.slot():
                         await state.wait_pause()
                         self.stats["requests"] += 1
                         async with self._next_client().stream("GET", final_url) as resp:

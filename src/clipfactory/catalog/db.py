@@ -86,6 +86,12 @@ def _migrate_record_columns(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f"ALTER TABLE {cls.table} ADD COLUMN {f.name} {_ARROW_TO_DUCK[f.type]}")
 
 
+#: Executors set this in the environment of their workers to the catalog file's absolute path: a worker never
+#: opens the catalog that its run's one writer holds (DuckDB allows one writer, and a worker on another
+#: machine cannot see the file); it reads the snapshot its executor gave it.
+WORKER_ENV = "CLIPFACTORY_WORKER_OF_CATALOG"
+
+
 class NotACatalogError(CatalogError):
     """The catalog path holds something other than a clipfactory catalog: not DuckDB, or another
     program's DuckDB database, or a folder."""
@@ -198,6 +204,16 @@ class Catalog:
             return f"its lock file {lock_path} is not writable"
         return None
 
+    def _refuse_in_worker(self) -> None:
+        guarded = os.environ.get(WORKER_ENV)
+        if guarded and os.path.abspath(guarded) == self.where:
+            raise CatalogError(
+                f"a worker may not open the catalog {self.where}: the run's writer holds it",
+                item=self.where,
+                fix="read the catalog snapshot in the stage context (context.catalog_path), which the executor "
+                "gives every worker",
+            )
+
     def require(self) -> None:
         """Raise unless the path is an existing file that may be a catalog."""
         if not self.path.exists():
@@ -291,6 +307,7 @@ class Catalog:
                 raise CatalogError("cannot write inside a read-only catalog block", item=str(self.path))
             yield held
             return
+        self._refuse_in_worker()
         if self.path.is_dir():
             raise self._not_a_catalog("it is a folder")
         problem = self._write_problem()
@@ -326,6 +343,7 @@ class Catalog:
         if held is not None:
             yield held
             return
+        self._refuse_in_worker()
         if self.create and self._is_new():
             with self.write():
                 pass

@@ -216,3 +216,12 @@ def run_detail(catalog, run_id: str) -> dict[str, Any]:
         [run_id],
     )
     return {"run_id": run_id, "status": run[0]["status"], "command": run[0]["command"], "counts": counts, "failures": failures}
+
+
+def record_loaded_parts(con, parts: list[tuple[str, str]]) -> None:
+    """Record ``(part, run_id)`` pairs as loaded, inside the write transaction that loads them."""
+    if parts:
+        con.execute(
+            "INSERT OR IGNORE INTO loaded_parts SELECT unnest(?), unnest(?), ?",
+            [[p for p, _ in parts], [r for _, r in parts], now()],
+        )

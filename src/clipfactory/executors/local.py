@@ -3,7 +3,8 @@
 Workers never open the catalog. Each batch's outcome rows and output records go to Parquet part files
 (written atomically), and this process, the single writer, loads the parts into DuckDB with
 ``INSERT … SELECT FROM read_parquet(...)`` and deletes them. Parts left behind by a crash are loaded on the
-next start, so no finished work is lost.
+next start, so no finished work is lost. Each part is recorded in ``loaded_parts`` in the transaction that
+loads it, so a writer that dies between that commit and deleting the files loads none of them twice.
 
 Resume is keyed by content: an item is skipped when the catalog already has a kept or dropped outcome for
 ``(item_id, stage, stage_version, config_hash)``; its outputs are read back from the catalog.
@@ -17,6 +18,7 @@ import logging
 import multiprocessing as mp
 import random
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +103,7 @@ class LocalExecutor:
         #: stage): a catalog transaction costs tens of milliseconds, a part file a fraction of one. A crash
         #: loses nothing: parts on disk are loaded by the next run (:meth:`recover_parts`).
         self.flush_s = 5.0
+        self._tag = _stage_run_tag()
 
     # -- parts -------------------------------------------------------------------------------------
     def recover_parts(self) -> int:
@@ -132,14 +135,17 @@ class LocalExecutor:
             for rec in r.records:
                 records_by_type.setdefault(type(rec), []).append(rec)
         d = self.parts_root / run_id
+        # Names start with a token of the stage run, in time order, then the batch: unique when one run
+        # runs a stage twice (loaded_parts is keyed by name), and sorted in the order they were written.
+        tag = f"{self._tag}-{seq:06d}-{stage.name}"
         # Records first, outcomes last: an outcome part only exists once its records are on disk.
         paths = []
         for cls, recs in records_by_type.items():
-            p = d / f"{seq:06d}-{stage.name}-records-{cls.table}.parquet"
+            p = d / f"{tag}-records-{cls.table}.parquet"
             with atomic_path(p) as tmp:
                 pq.write_table(cls.to_table(recs), tmp)
             paths.append(p)
-        p = d / f"{seq:06d}-{stage.name}-outcomes.parquet"
+        p = d / f"{tag}-outcomes.parquet"
         with atomic_path(p) as tmp:
             pq.write_table(outcomes.outcome_table(rows), tmp)
         paths.append(p)
@@ -151,17 +157,25 @@ class LocalExecutor:
         tables = {cls.table: cls for cls in RECORD_TYPES}
         outcome_parts: list[str] = []
         record_parts: dict[str, list[str]] = {}
-        for p in paths:
-            if p.name.endswith("-outcomes.parquet"):
-                outcome_parts.append(str(p))
-            else:
-                table = p.stem.rsplit("-records-", 1)[1]
-                if table not in tables:
-                    raise ValueError(f"unknown record table in part {p.name}")
-                record_parts.setdefault(table, []).append(str(p))
+        names = {p: self._part_name(p) for p in paths}
         # One statement per table for all the parts (in the order they were written: the last row of an
-        # id wins), records before outcomes, all in one transaction.
+        # id wins), records before outcomes, all in one transaction with the record of the parts loaded.
         with self.catalog.write() as con:
+            done = {
+                r[0]
+                for r in con.execute(
+                    "SELECT part FROM loaded_parts WHERE part IN (SELECT unnest(?))", [list(names.values())]
+                ).fetchall()
+            }
+            todo = [p for p in paths if names[p] not in done]
+            for p in todo:
+                if p.name.endswith("-outcomes.parquet"):
+                    outcome_parts.append(str(p))
+                else:
+                    table = p.stem.rsplit("-records-", 1)[1]
+                    if table not in tables:
+                        raise ValueError(f"unknown record table in part {p.name}")
+                    record_parts.setdefault(table, []).append(str(p))
             for table, files in record_parts.items():
                 replace_records(
                     con,
@@ -172,6 +186,14 @@ class LocalExecutor:
                 )
             if outcome_parts:
                 outcomes.load_outcome_parts(con, outcome_parts)
+            if todo:
+                outcomes.record_loaded_parts(con, [(names[p], p.parent.name) for p in todo])
+        self._unlink_parts(paths)
+
+    def _part_name(self, path: Path) -> str:
+        return path.relative_to(self.parts_root).as_posix()
+
+    def _unlink_parts(self, paths: list[Path]) -> None:
         for p in paths:
             p.unlink(missing_ok=True)
         for d in sorted({p.parent for p in paths}, reverse=True):  # a run's folder, once empty
@@ -251,6 +273,7 @@ class LocalExecutor:
 
     def _run_stage(self, run_id: str, stage: Stage, items: list[Record]) -> tuple[list[Record], StageSummary]:
         summary = StageSummary(stage.name)
+        self._tag = _stage_run_tag()
         ids = [stage.item_id(i) for i in items]
         done = self._finished(stage, ids)
         todo = [i for i, iid in zip(items, ids, strict=True) if iid not in done]
@@ -372,6 +395,11 @@ class LocalExecutor:
                 attempts[stage.item_id(i)] = attempt
             results = [by_id.get(r.item_id, r) for r in results]
         return results, attempts
+
+
+def _stage_run_tag() -> str:
+    """A token of one stage run: the time (so names sort in the order written), then a random part."""
+    return f"{time.time_ns():016x}{uuid.uuid4().hex[:4]}"
 
 
 def _check_results(stage: Stage, batch: list[Record], results: list[Result]) -> None:

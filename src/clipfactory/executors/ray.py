@@ -6,12 +6,35 @@ record type; results come back as Arrow rows (status, reason, error, and the out
 their type), and this driver writes them through exactly the same Parquet-part path as the local executor.
 The same pipeline therefore gives the same catalog rows on both executors; a test proves it.
 
+On a cluster of several machines:
+
+- **Workers never open the catalog.** Before each stage the driver copies the catalog file (under the
+  catalog's shared lock, so no writer is half way) into Ray's object store; each worker process writes
+  that snapshot to a local temporary file once and its stage reads it (``context.catalog_path``). The
+  workers' environment names the live catalog in ``CLIPFACTORY_WORKER_OF_CATALOG``, so a stage that
+  still tried to open it would fail instead of reading a file the writer holds (or that another machine
+  cannot see).
+- **Limits shared by all workers.** One :class:`~clipfactory.limits.SharedLimits` actor per executor
+  counts per-origin connections and requests per second over every worker
+  (``context.extras["shared_limits"]``), so eight fetch workers still send at most
+  ``per_host_connections`` requests at once to an origin.
+- **A lost node loses only its batches in flight.** Results are persisted by the driver as they stream
+  back; Ray Data re-runs the tasks of a node that died, and a driver that dies leaves its Parquet parts to
+  the next run, which loads each part once (``loaded_parts``) and skips the items they finished.
+
 Ray stays inside this module. Stages never know which executor runs them.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import dataclasses
 import json
+import os
+import shutil
+import tempfile
+import uuid
 from typing import Any
 
 import pyarrow as pa
@@ -80,11 +103,57 @@ def results_from_rows(rows: list[dict[str, Any]]) -> list[Result]:
     return out
 
 
+# -- worker side ---------------------------------------------------------------------------------------
+#: Snapshots this worker process has written to local files: token → path.
+_SNAPSHOTS: dict[str, str] = {}
+_SNAPSHOT_DIR: list[str] = []
+
+
+def _snapshot_path(snapshot) -> str | None:
+    """The local file of the catalog snapshot ``(token, [ref])``, written on first use in this process."""
+    if snapshot is None:
+        return None
+    token, refs = snapshot
+    path = _SNAPSHOTS.get(token)
+    if path is None:
+        import ray
+
+        data, wal = ray.get(refs[0])
+        if not _SNAPSHOT_DIR:
+            d = tempfile.mkdtemp(prefix="clipfactory-snapshot-")
+            _SNAPSHOT_DIR.append(d)
+            atexit.register(shutil.rmtree, d, True)
+        path = os.path.join(_SNAPSHOT_DIR[0], f"{token}.duckdb")
+        tmp = path + ".part"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        if wal is not None:
+            with open(tmp + ".wal", "wb") as fh:
+                fh.write(wal)
+            os.replace(tmp + ".wal", path + ".wal")
+        os.replace(tmp, path)
+        for old in list(_SNAPSHOTS):  # a worker needs only the snapshot of the stage it runs now
+            stale = _SNAPSHOTS.pop(old)
+            for f in (stale, stale + ".wal", stale + ".lock"):
+                with contextlib.suppress(OSError):
+                    os.unlink(f)
+        _SNAPSHOTS[token] = path
+    return path
+
+
+def _worker_context(context, snapshot, shared_limits):
+    extras = dict(context.extras)
+    if shared_limits is not None:
+        extras["shared_limits"] = shared_limits
+    path = _snapshot_path(snapshot)
+    return dataclasses.replace(context, catalog_path=path if snapshot else context.catalog_path, extras=extras)
+
+
 class _StageActor:
     """Holds one stage instance per Ray worker; ``setup`` runs once."""
 
-    def __init__(self, stage_cls: type[Stage], config: dict, context, record_table: str):
-        self.stage = stage_cls(config, context)
+    def __init__(self, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None):
+        self.stage = stage_cls(config, _worker_context(context, snapshot, limits))
         self.stage.setup()
         self.cls = _record_types()[record_table]
 
@@ -92,10 +161,35 @@ class _StageActor:
         return results_to_table(self.stage.process_batch(self.cls.from_table(batch)))
 
 
-def _stage_fn(batch: pa.Table, stage_cls: type[Stage], config: dict, context, record_table: str) -> pa.Table:
-    stage = stage_cls(config, context)
+def _stage_fn(
+    batch: pa.Table, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None
+) -> pa.Table:
+    stage = stage_cls(config, _worker_context(context, snapshot, limits))
     cls = _record_types()[record_table]
     return results_to_table(stage.process_batch(cls.from_table(batch)))
+
+
+class _RemoteLimits:
+    """A worker's client of the executor's :class:`~clipfactory.limits.SharedLimits` actor: the same
+    coroutines, each awaiting the actor's answer."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    async def reserve(self, key: str, rate: float, burst: int) -> float:
+        return await self.handle.reserve.remote(key, rate, burst)
+
+    async def acquire(self, key: str, connections: int) -> None:
+        await self.handle.acquire.remote(key, connections)
+
+    async def release(self, key: str) -> None:
+        await self.handle.release.remote(key)
+
+    async def pause(self, key: str, seconds: float) -> None:
+        await self.handle.pause.remote(key, seconds)
+
+    async def stats(self) -> dict[str, int]:
+        return await self.handle.stats.remote()
 
 
 class RayExecutor(LocalExecutor):
@@ -113,6 +207,8 @@ class RayExecutor(LocalExecutor):
         self.address = address
         self._ray = None
         self._started_ray = False
+        self._limits = None
+        self._snapshot: tuple[tuple[int, int, int], Any] | None = None
 
     def _init_ray(self):
         if self._ray is None:
@@ -130,11 +226,42 @@ class RayExecutor(LocalExecutor):
             self._ray = ray
         return self._ray
 
+    def shared_limits(self) -> _RemoteLimits:
+        """The client of this executor's shared limits actor (started on first use)."""
+        ray = self._init_ray()
+        if self._limits is None:
+            from ..limits import SharedLimits
+
+            actor = ray.remote(num_cpus=0, max_concurrency=10_000)(SharedLimits)
+            self._limits = _RemoteLimits(actor.remote())
+        return self._limits
+
+    def catalog_snapshot(self):
+        """``(token, [ref])``: a copy of the catalog file in Ray's object store, taken under the catalog's
+        shared lock; a new copy only when the file changed. ``None`` without a catalog file."""
+        ray = self._init_ray()
+        path = self.catalog.path
+        wal = path.with_name(path.name + ".wal")
+        with self.catalog.read():  # no writer between the reads of the file and its write-ahead log
+            st = path.stat()
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if self._snapshot is not None and self._snapshot[0] == key and not wal.exists():
+                return self._snapshot[1]
+            data = path.read_bytes()
+            wal_data = wal.read_bytes() if wal.exists() else None
+        snap = (uuid.uuid4().hex, [ray.put((data, wal_data))])
+        self._snapshot = (key, snap)
+        return snap
+
     def _stream(self, stage: Stage, items: list[Record]):
         """Run ``stage`` over ``items`` on Ray, yielding each batch of results as Ray returns it."""
         ray = self._init_ray()
         if not items:
             return
+        snapshot = self.catalog_snapshot() if self.catalog.path.is_file() else None
+        limits = self.shared_limits() if stage.shared_limits else None
+        # Workers may not open the live catalog; they read the snapshot.
+        runtime_env = {"env_vars": {_catalog_env(): self.catalog.where}}
         by_type: dict[type[Record], list[Record]] = {}
         for it in items:
             by_type.setdefault(type(it), []).append(it)
@@ -147,18 +274,20 @@ class RayExecutor(LocalExecutor):
                 "batch_format": "pyarrow",
                 "num_cpus": stage.resources.cpus,
                 "num_gpus": stage.resources.gpus or None,
+                "runtime_env": runtime_env,
             }
             common = {k: v for k, v in common.items() if v is not None}
             if stateful:
                 out = ds.map_batches(
                     _StageActor,
-                    fn_constructor_args=(type(stage), config, stage.context, cls.table),
-                    concurrency=self.workers,
+                    fn_constructor_args=(type(stage), config, stage.context, cls.table, snapshot, limits),
+                    # One actor to start with, more while input waits (at most ``workers``).
+                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.workers),
                     **common,
                 )
             else:
                 out = ds.map_batches(
-                    _stage_fn, fn_args=(type(stage), config, stage.context, cls.table), **common
+                    _stage_fn, fn_args=(type(stage), config, stage.context, cls.table, snapshot, limits), **common
                 )
             # Ray Data streams: each output batch is yielded (and persisted by the caller) while later
             # batches are still running, so a crash loses only the batches in flight.
@@ -184,6 +313,16 @@ class RayExecutor(LocalExecutor):
             yield self._with_retries(lambda b: self._map(stage, b), stage, batch, first=results)
 
     def shutdown(self) -> None:
+        if self._limits is not None and self._ray is not None and self._ray.is_initialized():
+            with contextlib.suppress(Exception):
+                self._ray.kill(self._limits.handle)
+        self._limits, self._snapshot = None, None
         if self._ray is not None and self._started_ray and not self.address:
             self._ray.shutdown()
         self._ray, self._started_ray = None, False
+
+
+def _catalog_env() -> str:
+    from ..catalog.db import WORKER_ENV
+
+    return WORKER_ENV

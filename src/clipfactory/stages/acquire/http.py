@@ -23,7 +23,9 @@ Failures (retried on a later run; each names its reason too)
     terminal: ``fetch.http_401``, ``fetch.http_403`` (never worked around).
 Resources
     about one CPU (one event loop; hashing and writing on a few worker threads), little memory: bodies
-    stream to disk.
+    stream to disk. Run in several workers (the Ray executor), the workers share one set of per-host
+    limits (``per_host_connections``, ``per_host_rate``, ``per_host_burst``): see
+    :mod:`clipfactory.limits`.
 
 The whole batch runs concurrently on one event loop that lives in a thread for the stage's lifetime, so
 connections, per-host rate limits and the robots.txt/tdmrep.json caches carry across batches. The stage
@@ -55,6 +57,8 @@ class HttpFetchStage(Stage):
     batch_size = 128
     input_type = SourceRecord
     output_type = SourceRecord
+    #: per-host connections and rate hold over all the workers of a run, not per worker
+    shared_limits = True
 
     class Config(FetchOptions):
         pass
@@ -76,7 +80,13 @@ class HttpFetchStage(Stage):
         if check is None:
             policy = self.context.extras.get("policy_settings")
             check = default_platform_check(SimpleNamespace(**policy) if policy else None)
-        self._fetcher = Fetcher(self.config, store, platform_check=check, transport=self._transport)
+        self._fetcher = Fetcher(
+            self.config,
+            store,
+            platform_check=check,
+            transport=self._transport,
+            shared_limits=self.context.extras.get("shared_limits"),
+        )
         self._prime_from_catalog()
         self._loop = LoopThread()
         self._loop.run(self._fetcher.open())
