@@ -238,7 +238,8 @@ def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_dat
         s = _settings(tmp_path, _footage(tmp_path, shared_data, ["bbb_5s.mp4", "bikes.mp4"]))
         first = pipeline.run_pipeline(s)
         old_dir = Path(first["build"]["out_dir"])
-        assert _hash_of_files(old_dir) == json.loads((old_dir / "build.json").read_text())["content_hash"]
+        built_hash = json.loads((old_dir / "build.json").read_text())["content_hash"]
+        assert _hash_of_files(old_dir) == built_hash
         cat = Catalog(s.catalog)
         bikes = cat.query("SELECT source_id FROM sources WHERE origin_uri LIKE '%bikes.mp4'")[0]["source_id"]
         receipt = takedown(cat, store=BlobStore(s.store), source_id=bikes, reason="rights holder request")
@@ -253,7 +254,19 @@ def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_dat
     assert 0 < manifest["n_clips"] < first["build"]["n_clips"]
     credits = json.loads((new_dir / "ATTRIBUTION.json").read_text())
     assert [w["title"] for w in credits["works"]] == ["bbb_5s.mp4"]  # the taken-down work is not credited
-    assert manifest["content_hash"] == _hash_of_files(new_dir) != old_manifest["content_hash"]
+    assert manifest["content_hash"] == _hash_of_files(new_dir) != built_hash
+    # The superseded version lost its affected shards: its build.json no longer claims the hash of a whole
+    # build (it keeps the one it was built with apart), lists the hashes of the files that are there now,
+    # and its credits no longer name the removed work.
+    assert old_manifest["status"] == "superseded" and old_manifest["superseded_by"] == new_id
+    assert old_manifest["content_hash_as_built"] == built_hash and old_manifest["content_hash"] is None
+    assert set(old_manifest["removed_shards"]) and not any((old_dir / n).exists() for n in old_manifest["removed_shards"])
+    for f in old_manifest["files"]:
+        assert hashlib.sha256((old_dir / f["name"]).read_bytes()).hexdigest() == f["sha256"], f["name"]
+    assert {"index.parquet", "ATTRIBUTION.md", "ATTRIBUTION.json"} <= {f["name"] for f in old_manifest["files"]}
+    old_credits = json.loads((old_dir / "ATTRIBUTION.json").read_text())
+    assert [w["title"] for w in old_credits["works"]] == ["bbb_5s.mp4"]
+    assert "bikes.mp4" not in (old_dir / "ATTRIBUTION.md").read_text()
     assert row["h"] == manifest["content_hash"]  # the catalog row agrees with the file
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in sorted(new_dir.iterdir())}
     assert modes == dict.fromkeys(modes, 0o666 & ~umask)

@@ -157,7 +157,7 @@ def croissant(f: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, Any]:
         "creator": {"@type": "sc:Organization", "name": statement(st, "provider")},
         "datePublished": label(b.get("created_at")),
         "version": f"{int(b.get('version') or 0)}.0.0",
-        "citeAs": f"{label(b.get('build_id'))}, built with clipfactory (content hash {label(b.get('content_hash'))})",
+        "citeAs": f"{label(b.get('build_id'))}, built with clipfactory (content hash {label(b.get('content_hash') or b.get('content_hash_as_built'))})",
         "usageInfo": _policy(f),
         "prov:wasDerivedFrom": derived,
         "prov:wasGeneratedBy": {

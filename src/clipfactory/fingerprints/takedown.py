@@ -856,7 +856,7 @@ def _filter_index(src: Path, dst: Path, removed: set[str], build_id: str | None 
     t = pq.read_table(src)
     key = "clip_id" if "clip_id" in t.column_names else ("key" if "key" in t.column_names else None)
     if key is not None:
-        mask = pa.array([v not in removed for v in t.column(key).to_pylist()])
+        mask = pa.array([v not in removed for v in t.column(key).to_pylist()], pa.bool_())
         t = t.filter(mask)
     if build_id is not None and "build_id" in t.column_names:
         t = t.set_column(
@@ -1059,6 +1059,40 @@ def _rewrite_reports(catalog: Catalog, b: dict[str, Any], old_dir: Path) -> None
             rewrite_reports(catalog, d)
 
 
+def _describe_what_is_left(
+    old_dir: Path, manifest: dict[str, Any], b: dict[str, Any], removed_clips: set[str]
+) -> None:
+    """Make the superseded version's folder and ``build.json`` say what a takedown left of it.
+
+    Its index keeps the clips it was built with less the removed ones (what ``report --diff`` compares),
+    its credit files no longer name the removed works (those of the new version, which holds the same
+    clips), and ``files`` lists the hashes of the files now there. Its affected shards are gone
+    (``removed_shards``), so the folder no longer holds a whole build: the hash it was built with stays as
+    ``content_hash_as_built`` and ``content_hash`` is null; the build that holds the content is
+    ``superseded_by``.
+    """
+    from ..factory.export import ATTRIBUTION_JSON, ATTRIBUTION_MD, _file_entry
+
+    index_name = manifest.get("index", "index.parquet")
+    _filter_index(old_dir / index_name, old_dir / index_name, removed_clips)
+    new_dir = Path(b["new_out_dir"]) if "new_build_id" in b else None
+    names = (ATTRIBUTION_MD, ATTRIBUTION_JSON)
+    if new_dir is not None and all((new_dir / n).exists() for n in names):
+        credits = {n: (new_dir / n).read_bytes() for n in names}
+    else:
+        left = [n for n in _shards_of(old_dir, manifest) if (old_dir / n).exists()]
+        credits = _credits_without(old_dir, b["name"], removed_clips, _clip_docs(old_dir, left))
+    for fname, data in sorted(credits.items()):
+        if (old_dir / fname).exists():
+            with atomic_write(old_dir / fname, "wb") as fh:
+                fh.write(data)
+    if "files" in manifest:
+        kept = [f["name"] for f in manifest["files"] if (old_dir / f["name"]).exists()]
+        manifest["files"] = [{"name": n, **_file_entry(old_dir / n)} for n in kept]
+    manifest.setdefault("content_hash_as_built", manifest.get("content_hash"))
+    manifest["content_hash"] = None
+
+
 def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for b in plan["builds"]:
@@ -1132,11 +1166,7 @@ def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, An
         manifest_path = old_dir / "build.json"
         if manifest_path.exists():
             old_manifest = json.loads(manifest_path.read_text())
-            _filter_index(
-                old_dir / old_manifest.get("index", "index.parquet"),
-                old_dir / old_manifest.get("index", "index.parquet"),
-                removed_clips,
-            )
+            _describe_what_is_left(old_dir, old_manifest, b, removed_clips)
             old_manifest["status"] = "superseded"
             if "new_build_id" in b:
                 old_manifest["superseded_by"] = b["new_build_id"]
