@@ -32,7 +32,7 @@ def _pct(v) -> str:
 
 @app.command("report")
 def report_cmd(
-    build: Annotated[str, typer.Argument(help="Build id (see `clipfactory builds list`) or a build folder.")],
+    build: Annotated[str, typer.Argument(help="Build id (see `clipfactory builds list`), build name (its latest version) or a build folder.")],
     other: Annotated[
         str | None, typer.Argument(help="With --diff: the later build to compare BUILD with.")
     ] = None,
@@ -98,7 +98,7 @@ def report_cmd(
 
 @app.command("audit")
 def audit_cmd(
-    build: Annotated[str, typer.Argument(help="Build id (see `clipfactory builds list`) or a build folder.")],
+    build: Annotated[str, typer.Argument(help="Build id (see `clipfactory builds list`), build name (its latest version) or a build folder.")],
     max_share: Annotated[
         float | None,
         typer.Option(

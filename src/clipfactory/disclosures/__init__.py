@@ -206,16 +206,21 @@ def _file_entry(path: Path) -> dict[str, Any]:
 
 
 def build_dir(catalog: Catalog, build: str) -> Path:
-    """The folder of ``build``: a build id of the catalog (``example-v1``) or a build version folder."""
+    """The folder of ``build``: a build id of the catalog (``example-v1``), a build name (its latest
+    version) or a build version folder."""
     p = Path(build)
     if (p / "build.json").exists():
         return p
     rows = catalog.query("SELECT out_dir FROM builds WHERE build_id = ?", [build])
     if not rows:
+        rows = catalog.query(
+            "SELECT out_dir FROM builds WHERE name = ? ORDER BY version DESC LIMIT 1", [build]
+        )
+    if not rows:
         raise NotFoundError(
             "no such build",
             item=build,
-            fix="give a build id from `clipfactory builds list`, or a build folder",
+            fix="give a build id (name-vN) or a build name from `clipfactory builds list`, or a build folder",
         )
     out = Path(rows[0]["out_dir"])
     if not (out / "build.json").exists():
