@@ -81,6 +81,7 @@ def example(tmp_path_factory):
         "SOURCE": source,
         "RUN": run_id,
         "B": "example",
+        "QUERY": "a rabbit in a meadow",
     }
     return root / "examples", values
 
@@ -126,7 +127,7 @@ def test_every_readme_command_runs_on_the_example(example, monkeypatch):
         assert res.output.strip(), f"`clipfactory {' '.join(argv)}` printed nothing"
         assert "Traceback" not in res.output, res.output
         ran.append(argv[0])
-    assert {"ingest", "run", "takedown", "verify", "lookup"} <= set(ran)
+    assert {"ingest", "run", "takedown", "verify", "lookup", "report", "search", "plan"} <= set(ran)
     # the dry-run takedown removed nothing: the build still verifies clean
     res = runner.invoke(app, ["verify", "--build", "example", "--json"])
     assert res.exit_code == 0, res.output
