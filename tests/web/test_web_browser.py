@@ -165,6 +165,23 @@ def test_operator_approves_and_lookup_then_says_removed(page, world, state):
     verdict = _upload(page, world.files["excerpt"])
     assert verdict.startswith("Removed"), verdict
     shot(page, "lookup_removed")
+    # the CLI says the same
+    from typer.testing import CliRunner
+
+    from clipfactory.cli.app import app
+
+    args = [
+        "lookup",
+        str(world.files["excerpt"]),
+        "--catalog",
+        str(world.catalog.path),
+        "--store",
+        str(world.store.root),
+    ]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0 and "removed: a takedown" in out.output, out.output
+    tomb = world.catalog.scalar("SELECT tombstone_id FROM tombstones WHERE source_id = ?", [a])
+    assert tomb in out.output
 
 
 def test_clip_browser_plays_a_clip(page, world):

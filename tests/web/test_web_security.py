@@ -493,3 +493,56 @@ def test_disclosure_documents_are_served_sandboxed(app, world):
     r = c.get(f"/transparency/{bid}/croissant")
     assert r.status_code == 200 and r.json()["name"]
     assert c.get(f"/transparency/{bid}/build").status_code == 404
+
+
+def test_serve_command(world, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from .conftest import free_port
+
+    cli = [sys.executable, "-c", "from clipfactory.cli.app import main; main()"]
+    missing = subprocess.run(
+        [*cli, "serve", "--catalog", str(tmp_path / "none.duckdb")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "no catalog at" in missing.stderr
+    assert not (tmp_path / "none.duckdb").exists()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CLIPFACTORY_WEB_TOKEN"}
+    proc = subprocess.Popen(
+        [
+            *cli,
+            "serve",
+            "--public-only",
+            "--port",
+            str(port),
+            "--catalog",
+            str(world.catalog.path),
+            "--store",
+            str(world.store.root),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+                time.sleep(0.1)
+        assert r.status_code == 200 and "Was my work used?" in r.text
+        assert httpx.get(f"http://127.0.0.1:{port}/operator/login").status_code == 404
+        assert "server" not in r.headers  # no server banner
+    finally:
+        proc.terminate()
+        proc.wait(10)
