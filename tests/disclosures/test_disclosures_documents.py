@@ -162,3 +162,16 @@ def test_bad_croissant_fails_mlcroissant(synthetic):
     (out / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(Exception, match="missing.parquet"):
         mlc.Dataset(jsonld=str(out / "bad.json"))
+
+
+def test_categories_are_those_the_semantic_layer_gives(synthetic):
+    """Each clip counts under its source's category from `clipfactory categories` (here: manifest labels the
+    taxonomy maps, "Drone" and "Video game"); sources with nothing to classify count as unknown."""
+    cat, s, out, manifest = synthetic
+    with cat.write() as con:
+        con.execute("UPDATE memberships SET label = 'Drone' WHERE source_id = 'web:s1' AND dataset = 'stock'")
+        con.execute("UPDATE memberships SET label = 'Video game' WHERE source_id = 'web:s3'")
+    f = write_reports(cat, s, out, manifest)["facts"]
+    got = {c["category"]: round(c["seconds"]) for c in f["categories"]}
+    # s1: two clips, 60 + 30 s; s3: three clips of 10 s; s2 (36 s) and s4 (24 s) have no vectors or labels.
+    assert got == {"drone-aerial": 90, "gameplay": 30, None: 60}

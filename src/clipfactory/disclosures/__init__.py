@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -29,6 +30,8 @@ from . import croissant as _croissant
 from . import datasheet as _datasheet
 from . import regulatory as _regulatory
 from .facts import build_facts
+
+log = logging.getLogger(__name__)
 
 DATASHEET = "datasheet.html"
 CROISSANT = "croissant.json"
@@ -109,6 +112,31 @@ def load_statements(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def source_categories_of(catalog: Catalog, index: Path) -> dict[str, str] | None:
+    """The semantic layer's category of each source of the build whose index is ``index``
+    (``clipfactory categories``: a dataset label, else zero-shot on the text vectors), or ``None``
+    without the semantic extra. A source with no text to classify has no entry: it counts as unknown."""
+    if not index.exists():
+        return None
+    try:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        from ..semantic.categories import categorise
+    except ImportError:
+        return None
+    t = pq.read_table(index, columns=["source_id"]) if "source_id" in pq.read_schema(index).names else None
+    if t is None or t.num_rows == 0:
+        return None
+    ids = [s for s in pc.unique(t.column("source_id")).to_pylist() if s]
+    try:
+        rows = categorise(catalog, ids)["rows"]
+    except Exception as exc:  # noqa: BLE001 - a missing model or extra leaves categories unknown, stated so
+        log.info("categories unknown in the reports: %s", exc)
+        return None
+    return {r["source_id"]: r["category"] for r in rows if r["how"] != "no text"}
+
+
 def facts_for(
     catalog: Catalog,
     settings,
@@ -124,6 +152,7 @@ def facts_for(
         statements = manifest.get("report_statements")
     ctx = report_context(settings, statements)
     index = Path(out_dir) / (manifest.get("index") or "index.parquet")
+    ctx["source_categories"] = source_categories_of(catalog, index)
     with catalog.read() as con:
         return build_facts(con, manifest, index if index.exists() else None, ctx, works_csv=works_csv)
 

@@ -310,7 +310,7 @@ def _facts(con, manifest: dict[str, Any], tables: dict[str, set[str]], ctx: dict
         )
     )
     languages = share(_languages(con, tables))
-    categories = share(_categories(con, tables))
+    categories = share(_categories(con, tables, ctx.get("source_categories")))
 
     # -- quality scores -----------------------------------------------------------------------------
     quality = {s: _histogram(con, s) for s in SCORES}
@@ -545,9 +545,26 @@ def _languages(con, tables: dict[str, set[str]]) -> list[dict[str, Any]]:
     )
 
 
-def _categories(con, tables: dict[str, set[str]]) -> list[dict[str, Any]]:
-    """Seconds by category, from the first catalog table with ``clip_id`` and ``category`` columns (the
-    semantic layer's); every clip is uncategorised (``None``) without one."""
+def _categories(
+    con, tables: dict[str, set[str]], by_source: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Seconds by category: each clip takes its source's category from the semantic layer
+    (``by_source``, what ``clipfactory categories`` says), else the first catalog table with ``clip_id``
+    and ``category`` columns; a clip with neither is uncategorised (``None``, stated as unknown)."""
+    if by_source:
+        import pyarrow as pa
+
+        cats = pa.table({"source_id": list(by_source), "category": list(by_source.values())})
+        con.register("_cfr_cat", cats)
+        try:
+            return _rows(
+                con,
+                """SELECT k.category, count(*) AS clips, coalesce(sum(c.duration_ms), 0) / 1000.0 AS seconds
+                   FROM _cfr_clips c LEFT JOIN _cfr_cat k USING (source_id)
+                   GROUP BY 1 ORDER BY seconds DESC, 1 NULLS LAST""",
+            )
+        finally:
+            con.unregister("_cfr_cat")
     table = next((t for t, cols in sorted(tables.items()) if {"clip_id", "category"} <= cols), None)
     if table is None:
         return _rows(
