@@ -521,6 +521,7 @@ def join_lines(samples) -> str:
 
 
 _OCR: dict[tuple, Any] = {}
+_WARNED: list[bool] = []
 
 
 def ocr_available() -> bool:
@@ -792,6 +793,12 @@ def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> Ana
     want_text = cfg.detect_text
     if want_text == "auto":
         want_text = ocr_available()
+        if not want_text and not _WARNED:
+            _WARNED.append(True)
+            log.warning(
+                "text on screen is not read (media.analyse detect_text = auto): "
+                "pip install 'clipfactory[ocr]' to read it"
+            )
     text = _TextSampler(cfg) if want_text else None
     try:
         return _analyse(path, item, cfg, params, detector, transnet, text)
