@@ -138,3 +138,18 @@ def test_takedown_new_version_reports_and_old_superseded(example):
     diff = json.loads(_cli(d, "report", "--diff", b1, b2, "--json").stdout)
     assert diff["clips_left"] == n_removed and diff["clips_entered"] == 0
     assert diff["left"][0]["why"].startswith("takedown td-")
+
+
+def test_a_new_version_from_a_run_states_what_the_last_one_stated(example):
+    """After the takedown above, a run with another shard size makes a new version: its documents carry the
+    statements recorded earlier, without --statements again."""
+    d, summary = example
+    name = summary["build"]["build_id"].rsplit("-v", 1)[0]
+    res = json.loads(_cli(d, "run", "--set", "build.shard_size=3", "--json").stdout)
+    b3, out3 = res["build"]["build_id"], Path(res["build"]["out_dir"])
+    assert b3 == f"{name}-v3"
+    m3 = json.loads((out3 / "build.json").read_text())
+    assert m3["report_statements"]["provider"] == "Example Labs"
+    eu = json.loads((out3 / "eu_training_summary.json").read_text())
+    assert eu["1_general_information"]["provider"] == "Example Labs"
+    assert "one synthetic test pattern" in (out3 / "ab2013.md").read_text()

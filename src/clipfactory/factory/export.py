@@ -922,7 +922,9 @@ def write_build(
     # written and the catalog; they stay out of the content hash (they carry the build's time and id).
     from ..disclosures import write_reports
 
-    reports = write_reports(catalog, settings, out_dir, manifest)
+    reports = write_reports(
+        catalog, settings, out_dir, manifest, statements=_earlier_statements(catalog, name, version)
+    )
     manifest["files"] = files + reports["files"]
     manifest["reports"] = reports["reports"]
     manifest["report_statements"] = reports["statements"]  # what a takedown's rewrite of them states
@@ -992,6 +994,23 @@ def write_build(
 
 
 _content_hash = content_hash  # the name the takedown rewrite imports
+
+
+def _earlier_statements(catalog: Catalog, name: str, version: int) -> dict[str, Any] | None:
+    """The operator's statements (``clipfactory report --statements``) recorded by the latest earlier
+    version of the build ``name``, so that a new version states the same until told otherwise."""
+    rows = catalog.query(
+        "SELECT out_dir FROM builds WHERE name = ? AND version < ? ORDER BY version DESC LIMIT 1",
+        [name, version],
+    )
+    if not rows or not rows[0]["out_dir"]:
+        return None
+    path = Path(rows[0]["out_dir"]) / "build.json"
+    try:
+        found = json.loads(path.read_text()).get("report_statements")
+    except (OSError, ValueError):
+        return None
+    return dict(found) if found else None
 
 
 def _file_entry(path: Path) -> dict[str, Any]:
