@@ -40,10 +40,14 @@ class SharedLimits:
         self._keys: dict[str, _Key] = {}
         self.max_in_use: dict[str, int] = {}
 
-    def _key(self, key: str, connections: int = 1, rate: float = 0.0, burst: int = 1) -> _Key:
+    def _key(self, key: str, *, connections: int | None = None, rate: float = 0.0, burst: int = 1) -> _Key:
+        """The state of ``key``, made on first use with the limits given; ``connections`` always updates
+        it (a key first seen by :meth:`reserve` learns its slots at the first :meth:`acquire`)."""
         k = self._keys.get(key)
         if k is None:
-            k = self._keys[key] = _Key(connections, rate, burst)
+            k = self._keys[key] = _Key(connections or 1, rate, burst)
+        elif connections is not None:
+            k.connections = max(1, int(connections))
         return k
 
     async def reserve(self, key: str, rate: float, burst: int) -> float:

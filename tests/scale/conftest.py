@@ -20,3 +20,5 @@ def _load(name: str, path: Path):
 
 synth = _load("cf_synth", TESTS / "stages" / "synth.py")
 server = _load("cf_acquire_server", TESTS / "acquire" / "server.py")
+
+counting = _load("cf_scale_counting", Path(__file__).with_name("counting.py"))

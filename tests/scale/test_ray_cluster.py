@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 MB = 2**20
 synth, server = sys.modules["cf_synth"], sys.modules["cf_acquire_server"]  # loaded by conftest.py
+CountingServer = sys.modules["cf_scale_counting"].CountingServer
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +160,31 @@ def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
     assert _hash(settings) == _hash(local_settings)
     assert cat.query(OUTCOMES) == Catalog(local_settings.catalog).query(OUTCOMES)
     assert cat.query("SELECT DISTINCT executor FROM runs WHERE command = 'run'") == [{"executor": "ray"}]
+
+
+def test_fetch_workers_on_two_raylets_share_the_per_host_limits(cluster, tmp_path):
+    """Two fetch workers, one on each raylet, each allowed 2 connections and 4 requests a second to the
+    origin on its own: together they still send at most 2 at once and 4 a second (plus the burst of 1)."""
+    from clipfactory.executors.ray import RayExecutor
+    from clipfactory.stage import StageContext
+    from clipfactory.stages.acquire.http import HttpFetchStage
+
+    with CountingServer(delay_s=0.5) as srv:
+        urls = [f"{srv.origin}/v/{i}.mp4" for i in range(12)]
+        sources = [SourceRecord(ids.url_source_id(u), "web", url=u, content_license="CC-BY-4.0") for u in urls]
+        cat = Catalog(tmp_path / "cat.duckdb")
+        ctx = StageContext(store_root=str(tmp_path / "store"), catalog_path=str(cat.path))
+        options = {"allow_private_addresses": True, "per_host_connections": 2, "per_host_rate": 4.0, "per_host_burst": 1}
+        stage = HttpFetchStage(options, ctx)
+        stage.batch_size = 3  # four batches for two workers
+        ex = RayExecutor(cat, workers=2, retries=1)
+        try:
+            out = ex.run([stage], sources)
+        finally:
+            ex.shutdown()
+    assert len(out.outputs) == 12 and all(s.blob_uri for s in out.outputs)
+    # Each worker's fetcher asked for robots.txt once: two workers fetched.
+    assert srv.paths.count("/robots.txt") == 2
+    assert srv.max_active == 2  # reached, never passed
+    assert srv.most_in_window(1.0) <= 5  # 4 a second, and a burst of 1
+    assert len(srv.starts) == 12 + 4  # the videos, and robots.txt and tdmrep.json per worker

@@ -268,7 +268,10 @@ class RayExecutor(LocalExecutor):
         stateful = type(stage).setup is not Stage.setup or stage.resources.gpus > 0
         config = stage.config.model_dump()
         for cls, recs in by_type.items():
-            ds = ray.data.from_arrow(cls.to_table(recs))
+            # One block per batch, so that the batches spread over the workers (one block goes to one).
+            table = cls.to_table(recs)
+            size = max(1, stage.batch_size)
+            ds = ray.data.from_arrow([table.slice(i, size) for i in range(0, len(recs), size)])
             common = {
                 "batch_size": stage.batch_size,
                 "batch_format": "pyarrow",
@@ -281,8 +284,13 @@ class RayExecutor(LocalExecutor):
                 out = ds.map_batches(
                     _StageActor,
                     fn_constructor_args=(type(stage), config, stage.context, cls.table, snapshot, limits),
-                    # One actor to start with, more while input waits (at most ``workers``).
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.workers),
+                    # As many actors as can be busy (``workers``, or fewer when there are fewer batches),
+                    # each given one batch at a time: batches are heavy, so none waits behind a busy actor
+                    # while another is idle.
+                    compute=ray.data.ActorPoolStrategy(
+                        size=max(1, min(self.workers, -(-len(recs) // size))),
+                        max_tasks_in_flight_per_actor=1,
+                    ),
                     **common,
                 )
             else:
