@@ -78,11 +78,12 @@ class QualityFilterStage(Stage):
             "not read (media.analyse detect_text off) passes.",
         )
         max_nsfw: float = Field(
-            0.8,
+            1.0,
             ge=0,
             le=1,
             description="Largest NSFW score of the clip's thumbnail, 0-1 (quality.nsfw); from signals.visual. "
-            "Open-NSFW reads below 0.2 as safe and above 0.8 as pornographic.",
+            "1.0 keeps every clip (the score is still recorded); 0.8 is Open-NSFW's 'pornographic', which "
+            "animated or skin-toned bodies also reach (docs/signals.md).",
         )
 
     def checks(self, clip: ClipRecord) -> list[tuple[str, float, float]]:
