@@ -58,12 +58,20 @@ class NsfwScorer:
         #: Names the weights: scores of other weights are not comparable.
         self.model_id = f"{MODEL_NAME}@{h.hexdigest()[:12]}"
 
+    #: Images per run of the graph. On a 2-core CPU with one thread, CPU per image grows with the batch
+    #: (28 ms at 1, 36 ms at 8, 50 ms at 133 thumbnails of 320x180, on a loaded machine): the activations of
+    #: a large batch do not stay in cache, and the per-call overhead is small.
+    BATCH = 1
+
     def score(self, images: list) -> np.ndarray:
-        """P(NSFW) of each PIL image, in order (one batched run)."""
+        """P(NSFW) of each PIL image, in order (batched runs of :attr:`BATCH`)."""
         if not images:
             return np.empty(0, dtype=np.float32)
-        batch = np.stack([self._preprocess(im) for im in images]).astype(np.float32)
-        return self._session.run(None, {self._input: batch})[0][:, 1]
+        out = []
+        for i in range(0, len(images), self.BATCH):
+            batch = np.stack([self._preprocess(im) for im in images[i : i + self.BATCH]]).astype(np.float32)
+            out.append(self._session.run(None, {self._input: batch})[0][:, 1])
+        return np.concatenate(out)
 
 
 def shared_scorer(threads: int = 1) -> NsfwScorer:
