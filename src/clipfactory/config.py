@@ -180,7 +180,7 @@ def load_settings(
                 i if os.path.isabs(i) or "://" in i else os.path.normpath(base / i) for i in data["inputs"]
             ]
         if isinstance(data.get("build"), dict) and isinstance(data["build"].get("out"), str):
-            if not os.path.isabs(data["build"]["out"]):
+            if not os.path.isabs(data["build"]["out"]) and "://" not in data["build"]["out"]:
                 data["build"]["out"] = os.path.normpath(base / data["build"]["out"])
     if sets:
         data = apply_sets(data, sets, stage_names)
