@@ -3,6 +3,11 @@
 Blobs are keyed by sha256 and live at ``<root>/blobs/<aa>/<bb>/<hex>``. Every write goes to a
 temporary file in the same directory and is renamed into place, so a crash never leaves a
 half-written blob under its final name. URIs look like ``blob:sha256:<hex>``.
+
+A root that is a URL (``s3://bucket/prefix``, or any other fsspec protocol) gives an
+:class:`ObjectBlobStore`: blobs live in the object store under the same keys, and each machine keeps a
+local cache of the blobs it wrote or read (media libraries decode local files). Uploads are atomic too
+(:func:`upload_file`): an object appears under its final name only when all of it is there.
 """
 
 from __future__ import annotations
@@ -93,9 +98,22 @@ def sha_of_uri(uri: str) -> str:
     return uri[len(BLOB_PREFIX) :]
 
 
+def is_url(location: str | os.PathLike | None) -> bool:
+    """Whether ``location`` names an object store (``s3://…``, ``gs://…``, ``memory://…``) rather than a
+    local path (``file://`` counts as local)."""
+    text = str(location or "")
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.isalnum() and scheme.lower() != "file"
+
+
 class BlobStore:
-    """A local content-addressed store. Remote stores (s3 and others through fsspec) are on the roadmap
-    and keep the same interface."""
+    """A local content-addressed store; ``BlobStore("s3://…")`` gives an :class:`ObjectBlobStore`, which
+    keeps the same interface."""
+
+    def __new__(cls, root: str | os.PathLike, *args, **kwargs):
+        if cls is BlobStore and is_url(root):
+            return super().__new__(ObjectBlobStore)
+        return super().__new__(cls)
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -196,3 +214,196 @@ class BlobStore:
 
     def copy_out(self, uri: str, dest: str | os.PathLike) -> None:
         shutil.copyfile(self.path_of(uri), dest)
+
+
+# -- object storage ---------------------------------------------------------------------------------------
+#: Parts of a multipart upload, in bytes (S3 wants at least 5 MiB for every part but the last). A file
+#: smaller than one part is sent in one request.
+PART_SIZE = int(os.environ.get("CLIPFACTORY_UPLOAD_PART_BYTES", 64 * 2**20))
+
+
+def filesystem(url: str):
+    """The fsspec filesystem of ``url`` and the path inside it. A missing protocol package (``s3fs``)
+    raises the error that names its install command."""
+    from .errors import require
+
+    fsspec = require("fsspec", "s3", feature="object storage")
+    protocol = url.partition("://")[0].lower()
+    if protocol in ("s3", "s3a"):
+        require("s3fs", "s3", feature="storage on S3")
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path
+
+
+def upload_file(src: str | os.PathLike, url: str, *, part_size: int | None = None) -> None:
+    """Copy a local file to ``url`` so that the object appears only complete: parts of a multipart upload
+    become an object when the upload completes, after the last byte, and an error (or a killed process)
+    before that leaves no object under the name (an aborted or abandoned upload is invisible; S3's
+    lifecycle rule for incomplete uploads removes what a killed process left)."""
+    fs, path = filesystem(url)
+    size = part_size or PART_SIZE
+    with open(src, "rb") as fin:
+        write_object(fs, path, iter(lambda: fin.read(min(size, 8 * 2**20)), b""), part_size=size)
+
+
+def write_object(fs, path: str, chunks, *, part_size: int | None = None) -> None:
+    """Write the byte ``chunks`` to ``path`` on ``fs`` atomically (see :func:`upload_file`)."""
+    fh = fs.open(path, "wb", block_size=part_size or PART_SIZE)
+    try:
+        for chunk in chunks:
+            fh.write(chunk)
+    except BaseException:
+        # Closing would commit what was written so far: discard aborts the multipart upload instead.
+        discard = getattr(fh, "discard", None)
+        if discard is not None:
+            with contextlib.suppress(Exception):
+                discard()
+            fh.closed = True  # nothing more to flush when the file object is collected
+        raise
+    fh.close()
+
+
+def local_cache(url: str) -> Path:
+    """The local folder that caches what this machine read from or wrote to ``url``:
+    ``$CLIPFACTORY_CACHE_DIR`` (default ``~/.cache/clipfactory``) ``/stores/<hash of the url>``."""
+    base = Path(os.environ.get("CLIPFACTORY_CACHE_DIR") or Path.home() / ".cache" / "clipfactory")
+    return base / "stores" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+
+
+class ObjectBlobStore(BlobStore):
+    """Blobs on an object store (``s3://bucket/prefix`` through fsspec and s3fs), with a local cache.
+
+    Every blob written (:meth:`put_file`, :meth:`put_bytes`, :meth:`adopt`) is uploaded atomically under
+    ``<url>/blobs/<aa>/<bb>/<hex>`` and kept in the cache; :meth:`path_of` downloads a blob that is not
+    cached, so any machine given the same URL reads the same blobs. The cache folder is also the store's
+    local ``root``: scratch files, the incoming folder and the other local files of the store (quarantine,
+    takedown evidence, fingerprint indexes) live there, on the machine that writes them. Credentials and
+    the endpoint come from the usual AWS settings (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, …).
+    """
+
+    def __init__(self, root: str | os.PathLike, cache: str | os.PathLike | None = None):
+        self.url = str(root).rstrip("/")
+        super().__init__(cache or local_cache(self.url))
+        self._fs = None
+
+    def __reduce__(self):  # a stage context pickles the URL, not the client
+        return (ObjectBlobStore, (self.url, self.root))
+
+    @property
+    def fs(self):
+        if self._fs is None:
+            self._fs, self._base = filesystem(self.url)
+        return self._fs
+
+    def key(self, sha256_hex: str) -> str:
+        self.fs  # noqa: B018 - sets the base path
+        return f"{self._base}/blobs/{sha256_hex[:2]}/{sha256_hex[2:4]}/{sha256_hex}"
+
+    def url_of(self, uri: str) -> str:
+        """The object URL of a blob URI."""
+        sha = sha_of_uri(uri)
+        return f"{self.url}/blobs/{sha[:2]}/{sha[2:4]}/{sha}"
+
+    def path_of(self, uri: str) -> Path:
+        sha = sha_of_uri(uri)
+        p = self.path(sha)
+        if p.exists():
+            return p
+        fd, tmp = self.new_part(".get.")
+        os.close(fd)
+        try:
+            try:
+                self.fs.get_file(self.key(sha), tmp)
+            except FileNotFoundError:
+                raise NotFoundError("blob is missing from the store", item=uri, fix="re-acquire the source") from None
+            got = _sha256_file(tmp)
+            if got != sha:  # a damaged object never enters the cache under another's name
+                raise NotFoundError(
+                    f"the object store holds other bytes for this blob (sha256 {got})",
+                    item=uri,
+                    fix="delete the object and re-acquire the source",
+                )
+            p.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, p)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return p
+
+    def exists(self, uri_or_sha: str) -> bool:
+        sha = sha_of_uri(uri_or_sha) if uri_or_sha.startswith(BLOB_PREFIX) else uri_or_sha
+        return self.path(sha).exists() or self.fs.exists(self.key(sha))
+
+    def put_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.fs.exists(self.key(sha)):
+            write_object(self.fs, self.key(sha), [data])
+        target = self.path(sha)
+        if not target.exists():
+            with atomic_write(target) as fh:
+                fh.write(data)
+        return blob_uri(sha)
+
+    def adopt(self, tmp_path: str | os.PathLike, sha256_hex: str) -> str:
+        """Upload a fully written and hashed local file (unless the store has the blob), then keep it in
+        the cache."""
+        key = self.key(sha256_hex)
+        if not self.fs.exists(key):
+            with open(tmp_path, "rb") as fin:
+                write_object(self.fs, key, iter(lambda: fin.read(8 * 2**20), b""))
+        return super().adopt(tmp_path, sha256_hex)
+
+    def delete(self, uri_or_sha: str) -> bool:
+        sha = sha_of_uri(uri_or_sha) if uri_or_sha.startswith(BLOB_PREFIX) else uri_or_sha
+        cached = super().delete(sha)
+        key = self.key(sha)
+        if self.fs.exists(key):
+            self.fs.rm_file(key)
+            return True
+        return cached
+
+    def iter_blobs(self) -> Iterator[str]:
+        self.fs  # noqa: B018 - sets the base path
+        base = f"{self._base}/blobs"
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return
+        for key in found:
+            name = key.rsplit("/", 1)[-1]
+            if len(name) == 64 and not name.startswith("."):
+                yield blob_uri(name)
+
+    def copy_out(self, uri: str, dest: str | os.PathLike) -> None:
+        shutil.copyfile(self.path_of(uri), dest)
+
+
+def _sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for buf in iter(lambda: fh.read(1 << 20), b""):
+            h.update(buf)
+    return h.hexdigest()
+
+
+def publish_dir(local_dir: str | os.PathLike, url: str, *, last: str | None = None) -> None:
+    """Upload every file of ``local_dir`` to ``url`` (atomically each), ``last`` after all the others:
+    a reader that waits for that file (a build's ``build.json``) finds everything else in place."""
+    local_dir = Path(local_dir)
+    files = sorted(p for p in local_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files.sort(key=lambda p: p.name == last)
+    for p in files:
+        upload_file(p, f"{url.rstrip('/')}/{p.relative_to(local_dir).as_posix()}")
+
+
+def read_bytes_at(location: str | os.PathLike) -> bytes | None:
+    """The bytes of a local file or an object URL, or ``None`` where there is none."""
+    if is_url(location):
+        fs, path = filesystem(str(location))
+        try:
+            with fs.open(path, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+    p = Path(location)
+    return p.read_bytes() if p.is_file() else None

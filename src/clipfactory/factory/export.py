@@ -37,6 +37,7 @@ import io
 import json
 import logging
 import re
+import shutil
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ import pyarrow.parquet as pq
 from ..catalog import Catalog, load_records
 from ..errors import NotFoundError
 from ..records import ClipRecord, SourceRecord
-from ..storage import BlobStore, atomic_path, atomic_write
+from ..storage import BlobStore, atomic_path, atomic_write, is_url, local_cache, publish_dir, read_bytes_at
 
 log = logging.getLogger(__name__)
 
@@ -756,7 +757,10 @@ def write_build(
     """
     store = BlobStore(settings.store)
     shard_size = int(shard_size or settings.build.shard_size)
-    out_root = Path(out or settings.build.out)
+    # A build bound for an object store (``s3://…``) is written in a local staging folder first, then
+    # uploaded file by file, build.json last (storage.publish_dir).
+    out_url = str(out or settings.build.out).rstrip("/") if is_url(out or settings.build.out) else None
+    out_root = local_cache(out_url) / "staging" if out_url else Path(out or settings.build.out)
     clips = list({c.clip_id: c for c in clips}.values())
     from ..fingerprints.dedup import dropped_clip_ids
 
@@ -848,9 +852,11 @@ def write_build(
         ).fetchall()
     if latest and supersedes is None:
         cfg = json.loads(latest[0][1] or "{}")
-        manifest_path = Path(latest[0][2]) / "build.json"
-        if cfg.get("content_hash") == build_hash and manifest_path.exists():
-            manifest = json.loads(manifest_path.read_text())
+        held = (
+            read_bytes_at(f"{latest[0][2]}/build.json") if cfg.get("content_hash") == build_hash else None
+        )
+        if held is not None:
+            manifest = json.loads(held)
             manifest["status"] = "unchanged"
             manifest["out_dir"] = latest[0][2]
             with catalog.write() as con:
@@ -932,6 +938,10 @@ def write_build(
     # (builds are shipped); the returned dict adds ``out_dir`` for the caller.
     with atomic_write(out_dir / "build.json", "w") as fh:
         fh.write(json.dumps(manifest, indent=2, ensure_ascii=False))
+    if out_url:
+        staged, out_dir = out_dir, f"{out_url}/{name}/v{version}"
+        publish_dir(staged, out_dir, last="build.json")
+        shutil.rmtree(staged, ignore_errors=True)
     manifest["out_dir"] = str(out_dir)
 
     outcome_rows += [
@@ -1005,9 +1015,8 @@ def _earlier_statements(catalog: Catalog, name: str, version: int) -> dict[str, 
     )
     if not rows or not rows[0]["out_dir"]:
         return None
-    path = Path(rows[0]["out_dir"]) / "build.json"
     try:
-        found = json.loads(path.read_text()).get("report_statements")
+        found = json.loads(read_bytes_at(f"{rows[0]['out_dir']}/build.json") or b"{}").get("report_statements")
     except (OSError, ValueError):
         return None
     return dict(found) if found else None

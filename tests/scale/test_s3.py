@@ -1,0 +1,192 @@
+"""Object storage for real: blobs, clips and build shards on an S3 API server (moto's threaded server on
+127.0.0.1, started here), through fsspec and s3fs. Large files go up in parts; an upload that fails or is
+killed half way leaves no object under its final name; a whole build with its store and its output on
+s3:// reads back byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+boto3 = pytest.importorskip("boto3", reason="the S3 tests need moto[server]: pip install 'moto[server]'")
+pytest.importorskip("s3fs", reason="storage on S3 needs the 's3' extra: pip install 'clipfactory[s3]'")
+moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server]: pip install 'moto[server]'")
+
+from clipfactory.storage import BlobStore, ObjectBlobStore, upload_file, write_object  # noqa: E402
+
+synth = sys.modules["cf_synth"]  # loaded by conftest.py
+MiB = 2**20
+BUCKET = "clipfactory-test"
+ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on a free loopback port, one bucket, and the AWS settings that point at it."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    env = {
+        **ENV,
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "CLIPFACTORY_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    srv.stop()
+
+
+def _keys(client, prefix: str = "") -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _missing(client, key: str) -> bool:
+    try:
+        client.head_object(Bucket=BUCKET, Key=key)
+    except client.exceptions.ClientError as exc:
+        return exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound")
+    return False
+
+
+def test_a_large_shard_goes_up_in_parts_and_reads_back(s3, tmp_path):
+    data = os.urandom(11 * MiB)
+    src = tmp_path / "shard-000000.tar"
+    src.write_bytes(data)
+    upload_file(src, f"s3://{BUCKET}/parts/shard-000000.tar", part_size=5 * MiB)
+    head = s3.head_object(Bucket=BUCKET, Key="parts/shard-000000.tar")
+    assert head["ContentLength"] == 11 * MiB
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart object of 5 + 5 + 1 MiB
+    body = s3.get_object(Bucket=BUCKET, Key="parts/shard-000000.tar")["Body"].read()
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+
+
+def test_an_upload_that_fails_half_way_leaves_no_object(s3):
+    from clipfactory.storage import filesystem
+
+    fs, path = filesystem(f"s3://{BUCKET}/parts/failed.tar")
+
+    def chunks():
+        yield os.urandom(6 * MiB)  # one part goes up
+        yield os.urandom(1 * MiB)
+        raise OSError("the disk under the shard failed")
+
+    with pytest.raises(OSError, match="disk"):
+        write_object(fs, path, chunks(), part_size=5 * MiB)
+    assert _missing(s3, "parts/failed.tar")
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")  # aborted, not left behind
+
+
+def test_a_killed_upload_leaves_no_object(s3, tmp_path):
+    """The uploading process is killed after its first part: the final name never appears (the
+    unfinished multipart upload is invisible until something aborts it)."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from clipfactory.storage import filesystem, write_object
+        fs, path = filesystem("s3://{BUCKET}/parts/killed.tar")
+        def chunks():
+            yield os.urandom(6 * 2**20)
+            yield b"x"  # the first part is sent before this one is asked for
+            print("sent", flush=True)
+            time.sleep(60)
+            yield b"never"
+        write_object(fs, path, chunks(), part_size=5 * 2**20)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        assert proc.stdout.readline().strip() == "sent"
+        deadline = time.monotonic() + 20
+        while not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads"):
+            assert time.monotonic() < deadline, "the upload never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _missing(s3, "parts/killed.tar")
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads") or []
+    assert [u["Key"] for u in uploads] == ["parts/killed.tar"]
+    for u in uploads:
+        s3.abort_multipart_upload(Bucket=BUCKET, Key=u["Key"], UploadId=u["UploadId"])
+
+
+def test_a_blob_store_on_s3_reads_back_on_another_machine(s3, tmp_path):
+    store = BlobStore(f"s3://{BUCKET}/blobs-test")
+    assert isinstance(store, ObjectBlobStore)
+    uri = store.put_bytes(b"clip bytes")
+    sha = hashlib.sha256(b"clip bytes").hexdigest()
+    assert uri == f"blob:sha256:{sha}"
+    assert _keys(s3, "blobs-test/") == [f"blobs-test/blobs/{sha[:2]}/{sha[2:4]}/{sha}"]
+    # Another machine: same URL, an empty cache of its own.
+    other = ObjectBlobStore(f"s3://{BUCKET}/blobs-test", cache=tmp_path / "other")
+    assert other.path_of(uri).read_bytes() == b"clip bytes"
+    assert list(other.iter_blobs()) == [uri]
+    s3.put_object(Bucket=BUCKET, Key=f"blobs-test/blobs/{sha[:2]}/{sha[2:4]}/{sha}", Body=b"other bytes")
+    third = ObjectBlobStore(f"s3://{BUCKET}/blobs-test", cache=tmp_path / "third")
+    with pytest.raises(Exception, match="other bytes"):
+        third.path_of(uri)  # damaged in the store: refused, not cached
+    assert not third.path(sha).exists()
+
+
+def test_a_whole_build_on_s3_reads_back(s3, tmp_path, monkeypatch):
+    from clipfactory.catalog import Catalog
+    from clipfactory.config import load_settings
+    from clipfactory.factory.pipeline import run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    synth.make_video(tmp_path / "owned.mp4", [("bars", 1.5), ("checker", 1.5)], size=(160, 96), keyint=25, scenecut=False, audio=None)
+    (tmp_path / "clipfactory.toml").write_text(
+        f'catalog = "cat.duckdb"\nstore = "s3://{BUCKET}/store"\npurpose = "commercial"\n'
+        'inputs = ["owned.mp4"]\nlicense = "CC-BY-4.0"\nrights_holder = "tests"\n'
+        f'[build]\nname = "owned"\nout = "s3://{BUCKET}/builds"\nshard_size = 1\n'
+        "[quality.filter]\nmin_duration_s = 0.5\n"
+    )
+    settings = load_settings(tmp_path / "clipfactory.toml")
+    out = run_pipeline(settings)
+    assert out["status"] == "finished" and out["clips_exported"] == 2
+    cat = Catalog(settings.catalog)
+    build = cat.query("SELECT build_id, out_dir, n_shards FROM builds")[0]
+    assert build["out_dir"] == f"s3://{BUCKET}/builds/owned/v1" and build["n_shards"] == 2
+    keys = _keys(s3, "builds/owned/v1/")
+    assert {"builds/owned/v1/build.json", "builds/owned/v1/index.parquet"} <= set(keys)
+    # The source and both clips are blobs in the bucket.
+    blobs = set(_keys(s3, "store/blobs/"))
+    src_sha = hashlib.sha256((tmp_path / "owned.mp4").read_bytes()).hexdigest()
+    members = cat.query("SELECT clip_id, shard, mp4_sha256 FROM build_members ORDER BY clip_id")
+    assert len(members) == 2
+    for sha in [src_sha] + [m["mp4_sha256"] for m in members]:
+        assert f"store/blobs/{sha[:2]}/{sha[2:4]}/{sha}" in blobs
+    # Each shard read back from the bucket holds its clip, byte for byte.
+    for m in members:
+        body = s3.get_object(Bucket=BUCKET, Key=f"builds/owned/v1/{m['shard']}")["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            mp4 = tar.extractfile(f"{m['clip_id']}.mp4").read()
+        assert hashlib.sha256(mp4).hexdigest() == m["mp4_sha256"]
+    # A run again finds the build it wrote in the bucket: unchanged, no second version.
+    again = run_pipeline(settings)
+    assert again["build"]["status"] == "unchanged"
+    assert cat.scalar("SELECT count(*) FROM builds") == 1
+    assert not any(Path(os.environ["CLIPFACTORY_CACHE_DIR"]).rglob("staging/owned/*/build.json"))
