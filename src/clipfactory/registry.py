@@ -22,6 +22,7 @@ STAGE_MODULES = [
     "clipfactory.stages.acquire.http",
     "clipfactory.stages.acquire.revalidate",
     "clipfactory.fingerprints.dedup",
+    "clipfactory.stages.dedup.semantic",
     "clipfactory.stages.semantic.text",
     "clipfactory.stages.signals.speech",
     "clipfactory.stages.caption.vlm",
