@@ -30,6 +30,11 @@ class BuildSettings(BaseModel):
     evaluation_manifests: list[str] = Field(
         default_factory=list, description="Datasets (by name) whose sources are excluded from training builds"
     )
+    balance: dict[str, float] = Field(
+        default_factory=dict,
+        description="Largest share of the build's clips per content category, e.g. {driving = 0.3}; clips over "
+        "a cap are left out (build.balance_cap, docs/semantic.md)",
+    )
 
 
 class PrivacySettings(BaseModel):
