@@ -55,7 +55,7 @@ class VlmCaptionStage(Stage):
     name = "caption.vlm"
     version = 1
     resources = Resources(cpus=1.0, memory_gb=0.5)
-    batch_size = 16
+    batch_size = 32  # concurrency is bounded by the batch: at most 32 requests in flight
     input_type = ClipRecord
     output_type = ClipRecord
 
@@ -69,7 +69,9 @@ class VlmCaptionStage(Stage):
         prompt: str = Field(DEFAULT_PROMPT, description="The instruction sent with the frames.")
         frames: int = Field(3, ge=0, le=16, description="Frames per clip (0: the shot thumbnail only).")
         frame_size: int = Field(512, ge=64, le=2048, description="Longer side of each frame sent, in pixels.")
-        concurrency: int = Field(4, ge=1, le=64, description="Requests in flight at once.")
+        concurrency: int = Field(
+            4, ge=1, le=32, description="Requests in flight at once (within a batch of 32 clips)."
+        )
         timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for one answer.")
         api_key_env: str | None = Field(
             None,
