@@ -40,11 +40,13 @@ def make_video(
     audio: np.ndarray | None = None,
     audio_at_s: float = 0.0,
     garbage_audio: bool = False,
+    audio_pts_s: float = 0.0,
     seed: int = 0,
     fps: int = 25,
 ) -> Path:
     """An H.264 MP4 of ``seconds`` with, when ``audio`` is given, an AAC track holding it from ``audio_at_s``
-    (silence around it); ``garbage_audio`` writes an AAC track whose packets are random bytes."""
+    (silence around it); ``garbage_audio`` writes an AAC track whose packets are random bytes. The audio
+    stream's timestamps start at ``audio_pts_s`` (a stream that starts later than the video)."""
     rng = np.random.default_rng(seed)
     with av.open(str(path), "w") as out:
         vs = out.add_stream("libx264", rate=fps)
@@ -69,7 +71,7 @@ def make_video(
             for i in range(0, track.size, step):
                 af = av.AudioFrame.from_ndarray(track[None, i : i + step].copy(), format="flt", layout="mono")
                 af.sample_rate = RATE
-                af.pts = i
+                af.pts = i + int(audio_pts_s * RATE)
                 af.time_base = Fraction(1, RATE)
                 out.mux(ast.encode(af))
             out.mux(ast.encode())

@@ -54,6 +54,22 @@ def test_audio_is_resampled_to_16k_mono_and_windows_line_up(tmp_path):
     assert np.max(np.abs(part.samples[200:-200] - whole[200 : part.samples.size - 200])) < 0.02
 
 
+def test_audio_that_starts_after_the_video_keeps_the_video_s_time_line(tmp_path):
+    from .avmedia import make_video
+
+    click = np.zeros(SAMPLE_RATE, np.float32)
+    click[:160] = 0.9  # 10 ms burst at 1.0 s into the audio track (after 1.0 s of silence)
+    sound = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), click])
+    f = make_video(tmp_path / "late.mp4", 3.0, audio=sound, audio_pts_s=0.5, seed=5)
+    with av.open(str(f)) as c:
+        assert float(c.streams.audio[0].start_time * c.streams.audio[0].time_base) >= 0.4  # really later
+    track = load_audio(f)
+    at_s = int(np.argmax(np.abs(track.samples))) / SAMPLE_RATE
+    assert abs(at_s - 1.5) < 0.05, at_s  # 0.5 s of stream offset + 1.0 s into the track
+    part = load_audio(f, start_ms=1000, end_ms=2000)
+    assert abs(int(np.argmax(np.abs(part.samples))) / SAMPLE_RATE - 0.5) < 0.05
+
+
 def test_segment_rules_on_known_probabilities():
     fr_ms = FRAME * 1000 / SAMPLE_RATE  # 32 ms
     probs = np.zeros(100, np.float32)

@@ -48,8 +48,9 @@ def load_audio(
 ) -> AudioTrack:
     """Decode ``path``'s first audio stream (between ``start_ms`` and ``end_ms`` when given) to 16 kHz mono.
 
-    Seeks to ``start_ms`` when it is given, so a clip late in a long file does not decode everything
-    before it; samples before ``start_ms`` that the seek brings are cut off.
+    Times are on the video's time line (zero at the video stream's first timestamp, as the analysis pass
+    counts them). Seeks to ``start_ms`` when it is given, so a clip late in a long file does not decode
+    everything before it; samples before ``start_ms`` that the seek brings are cut off.
     """
     container = open_container(path)
     try:
@@ -57,9 +58,13 @@ def load_audio(
             return AudioTrack(start_ms=start_ms or 0)
         stream = container.streams.audio[0]
         track = AudioTrack(start_ms=start_ms or 0, has_audio=True, codec=stream.codec_context.name)
+        # Times are on the video's time line (as the analysis pass and the cutter count them): zero is the
+        # video stream's first timestamp, and audio that starts later is padded with silence.
+        ref = container.streams.video[0] if container.streams.video else stream
+        origin_s = float(ref.start_time * ref.time_base) if ref.start_time is not None and ref.time_base else 0.0
         if start_ms:
-            try:
-                container.seek(int(start_ms * 1000), any_frame=False, backward=True)  # AV_TIME_BASE µs
+            try:  # AV_TIME_BASE microseconds, on the container's clock
+                container.seek(int((origin_s + start_ms / 1000) * 1_000_000), any_frame=False, backward=True)
             except av.error.FFmpegError as exc:
                 log.debug("audio seek failed, decoding from the start: %s", exc)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
@@ -77,7 +82,7 @@ def load_audio(
                 track.last_error = str(exc)
                 break
             if end_s is not None and packet.pts is not None and packet.time_base is not None:
-                if float(packet.pts * packet.time_base) > end_s + 1.0:
+                if float(packet.pts * packet.time_base) - origin_s > end_s + 1.0:
                     break
             try:
                 frames = packet.decode()
@@ -87,8 +92,7 @@ def load_audio(
                 continue
             for frame in frames:
                 if first_s is None:
-                    first_s = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
-                    first_s -= float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+                    first_s = float(frame.pts * frame.time_base) - origin_s if frame.pts is not None else 0.0
                 for out in resampler.resample(frame):
                     arr = out.to_ndarray().reshape(-1)
                     chunks.append(arr)
