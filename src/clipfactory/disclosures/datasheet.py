@@ -168,6 +168,23 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _balance_table(rows: list[dict[str, Any]] | None) -> str:
+    """Target against achieved share of the build's clips for each category capped by ``[build] balance``."""
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{html.escape(str(r['category']))}</td><td>{fmt_share(r['target'])}</td>"
+        f"<td>{fmt_share(r['achieved'])}</td><td>{r['clips']}</td></tr>"
+        for r in rows
+    )
+    return (
+        "<h3>Balance: target and achieved shares of clips</h3>"
+        f"<p>{rows[0]['dropped_for_caps']} clips were left out to keep capped categories at most at their target.</p>"
+        "<table><thead><tr><th>category</th><th>target (cap)</th><th>achieved</th><th>clips</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
 def _dl(items: list[tuple[str, Any]]) -> str:
     return (
         "<dl>"
@@ -246,6 +263,7 @@ def render(f: dict[str, Any]) -> str:
         ),
         chart_divs["chart-classes"],
         chart_divs["chart-categories"],
+        _balance_table(f.get("balance")),
         chart_divs["chart-domains"],
         chart_divs["chart-languages"],
         chart_divs["chart-years"],

@@ -483,6 +483,7 @@ def _facts(con, manifest: dict[str, Any], tables: dict[str, set[str]], ctx: dict
         "years": years,
         "languages": languages,
         "categories": categories,
+        "balance": _balance(manifest.get("balance"), categories),
         "quality": quality,
         "platforms": platforms,
         "period": {
@@ -578,6 +579,21 @@ def _categories(
             SELECT k.category, count(*) AS clips, coalesce(sum(c.duration_ms), 0) / 1000.0 AS seconds
             FROM _cfr_clips c LEFT JOIN k USING (clip_id) GROUP BY 1 ORDER BY seconds DESC, 1 NULLS LAST""",
     )
+
+
+def _balance(configured: dict[str, Any] | None, categories: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """``[build] balance``: per capped category, its target (the cap on the share of the build's clips) and
+    the share of the build's clips it achieved, counted from the members; ``None`` when no cap was set."""
+    if not configured or not configured.get("target"):
+        return None
+    total = sum(int(r.get("clips") or 0) for r in categories)
+    clips = {r.get("category"): int(r.get("clips") or 0) for r in categories}
+    return [
+        {"category": c, "target": float(t), "clips": clips.get(c, 0),
+         "achieved": (clips.get(c, 0) / total) if total else 0.0,
+         "dropped_for_caps": int(configured.get("dropped") or 0)}
+        for c, t in configured["target"].items()
+    ]
 
 
 def _histogram(con, col: str) -> dict[str, Any]:

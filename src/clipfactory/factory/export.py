@@ -791,6 +791,10 @@ def write_build(
         roots_of = _input_roots(con, sorted(sources))
         cuts = _cut_details(con, [c.clip_id for c in export])
     export = [c for c in export if c.source_id in sources]
+    balance_summary = None
+    caps = dict(getattr(settings.build, "balance", None) or {})
+    if caps:  # [build] balance: clips over a category's cap stay out, named (docs/semantic.md)
+        export, balance_summary = _balance(catalog, export, caps, config_hash, outcome_rows)
     table = _license_table(settings)
     works: dict[str, dict[str, Any]] = {}  # source_id -> its licence record, shipped origin and clips
     for sid, src in sources.items():
@@ -924,6 +928,8 @@ def write_build(
         "run_id": run_id,
         "status": "complete",
     }
+    if balance_summary is not None:
+        manifest["balance"] = balance_summary
     # The disclosure documents (datasheet, Croissant, regulatory summaries), computed from the index just
     # written and the catalog; they stay out of the content hash (they carry the build's time and id).
     from ..disclosures import write_reports
@@ -1004,6 +1010,22 @@ def write_build(
 
 
 _content_hash = content_hash  # the name the takedown rewrite imports
+
+
+def _balance(catalog: Catalog, clips: list[ClipRecord], caps: dict[str, float], config_hash: str,
+             outcome_rows: list[dict[str, Any]]) -> tuple[list[ClipRecord], dict[str, Any]]:
+    """``[build] balance``: the clips that stay under every category's cap; the rest get dropped outcome
+    rows (``build.balance_cap``). Returns the kept clips and the target/achieved summary."""
+    from ..semantic.balance import REASON, balance, categories_of, check_caps
+
+    check_caps(caps)
+    category_of, known = categories_of(catalog, [c.source_id for c in clips])
+    check_caps(caps, known)
+    kept, dropped, summary = balance(clips, category_of, caps)
+    for c, detail in dropped:
+        outcome_rows.append({"item_id": c.clip_id, "status": "dropped", "reason": REASON,
+                             "config_hash": config_hash, "detail": {"source_id": c.source_id, **detail}})
+    return kept, summary
 
 
 def _earlier_statements(catalog: Catalog, name: str, version: int) -> dict[str, Any] | None:
