@@ -86,25 +86,49 @@ def run_cmd(
         list[str] | None, typer.Option("--label", help="Only sources with this label (repeatable).")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many catalog sources.")] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option("--plan", help="Acquire and build the sources of this plan (`clipfactory plan --out`)."),
+    ] = None,
     sets: SetOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """The main job: select, check policy, fetch, probe, analyse, filter, dedup, cut and export a build.
 
-    Sources come from the config's `inputs` (owned media) and from the catalog datasets named with
-    --dataset or `datasets = [...]`.
+    Sources come from the config's `inputs` (owned media), from the catalog datasets named with
+    --dataset or `datasets = [...]`, and from a plan's sources with --plan (then the summary shows the
+    plan's target, planned and achieved shares).
     """
+    from ..errors import ConfigError
     from ..factory.pipeline import run_pipeline
 
+    the_plan = None
+    if plan is not None:
+        from ..semantic.plan import load_plan, plan_source_ids
+
+        the_plan = load_plan(plan)
+        if purpose and purpose != the_plan["purpose"]:
+            raise ConfigError(
+                f"the plan was made for purpose {the_plan['purpose']!r}, not {purpose!r}", item=str(plan),
+                fix=f"run it with --purpose {the_plan['purpose']}, or make a plan for {purpose}",
+            )
+        purpose = the_plan["purpose"]
+        if not the_plan["sources"]:
+            raise ConfigError("the plan lists no sources", item=str(plan), fix="see its `impossible` categories")
     s = settings(config, sets, catalog=catalog, store=store, purpose=purpose)
     progress = default_progress(quiet=json_)
     try:
         summary = run_pipeline(
             s, progress=progress, datasets=dataset or None, splits=split or None, labels=label or None,
-            limit=limit,
+            limit=limit, source_ids=plan_source_ids(the_plan) if the_plan else None,
         )
     finally:
         progress.close()
+    if the_plan is not None and summary["build"].get("build_id"):
+        from ..catalog import Catalog
+        from ..semantic.plan import check_plan
+
+        summary["plan"] = check_plan(Catalog(s.catalog), the_plan, build=summary["build"]["build_id"])
 
     def render(d):
         rows = []
@@ -151,6 +175,14 @@ def run_cmd(
             f"{n_shards} shard{'s' if n_shards != 1 else ''} at {b['out_dir']}",
             soft_wrap=True,
         )
+        p = d.get("plan")
+        if p:
+            console.print(
+                f"plan: {p['planned_sources_built']} of {p['planned_sources']} planned sources in the build; "
+                f"target, planned and achieved shares ({p['unit']}):",
+                highlight=False,
+            )
+            console.print(p["chart"], highlight=False, markup=False)
 
     emit(summary, json_, render)
 

@@ -53,6 +53,9 @@ def search_cmd(
     query: Annotated[str, typer.Argument(help="What to look for, in words.")],
     k: Annotated[int, typer.Option("--k", help="How many results.")] = 10,
     kind: Annotated[str | None, typer.Option("--kind", help="Only sources or only clips: source | clip.")] = None,
+    modality: Annotated[
+        str, typer.Option("--modality", help="text: the text vectors; visual: the thumbnails' vectors (semantic.visual).")
+    ] = "text",
     purpose: PurposeOpt = None,
     catalog: CatalogOpt = None,
     config: ConfigOpt = None,
@@ -63,7 +66,10 @@ def search_cmd(
     from ..semantic.search import search
 
     s = settings(config, sets, catalog=catalog, purpose=purpose)
-    r = search(existing_catalog(s), query, k=k, purpose=s.purpose, kind=kind)
+    r = search(
+        existing_catalog(s), query, k=k, purpose=s.purpose, kind=kind, modality=modality,
+        visual_model=s.stage_config("semantic.visual").get("model"),
+    )
 
     def render(r: dict[str, Any]) -> None:
         table(
@@ -115,11 +121,19 @@ def categories_cmd(
 
 @app.command("plan")
 def plan_cmd(
-    target: Annotated[str, typer.Option("--target", help='Shares per category, e.g. "driving=0.5,nature=0.5".')],
+    target: Annotated[
+        str | None, typer.Option("--target", help='Shares per category, e.g. "driving=0.5,nature=0.5".')
+    ] = None,
     budget_sources: Annotated[int | None, typer.Option("--budget-sources", help="How many sources to pick.")] = None,
     budget_hours: Annotated[float | None, typer.Option("--budget-hours", help="How many hours to pick.")] = None,
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Pick only from this dataset (repeatable).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the plan as JSON here.")] = None,
+    check: Annotated[
+        Path | None, typer.Option("--check", help="Show a written plan's target, planned and achieved shares.")
+    ] = None,
+    build: Annotated[
+        str | None, typer.Option("--build", help="With --check: the build (id, or name for its latest version).")
+    ] = None,
     purpose: PurposeOpt = None,
     taxonomy: TaxonomyOpt = None,
     catalog: CatalogOpt = None,
@@ -127,10 +141,30 @@ def plan_cmd(
     sets: SetOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Plan a target mix before download: sources the purpose may acquire and use, in proportion."""
-    from ..semantic.plan import parse_target, plan_mix
+    """Plan a target mix before download: sources the purpose may acquire and use, in proportion.
+
+    With --check PLAN, after `clipfactory run --plan PLAN`: target, planned and achieved shares of the build."""
+    from ..errors import ConfigError
+    from ..semantic.plan import check_plan, load_plan, parse_target, plan_mix
 
     s = settings(config, sets, catalog=catalog, purpose=purpose)
+    if check is not None:
+        rc = check_plan(existing_catalog(s), load_plan(check), build=build, taxonomy=taxonomy)
+
+        def render_check(r: dict[str, Any]) -> None:
+            table(
+                [{k: c[k] for k in ("category", "target", "planned_share", "achieved", "achieved_share")}
+                 for c in r["categories"]],
+                f"plan for {r['purpose']} against build {r['build_id']}: {r['achieved']} {r['unit']}",
+            )
+            console.print(r["chart"], highlight=False, markup=False)
+            console.print(f"{r['planned_sources_built']} of {r['planned_sources']} planned sources in the build",
+                          highlight=False)
+
+        emit(rc, json_, render_check)
+        return
+    if not target:
+        raise ConfigError("plan needs --target (or --check PLAN)", fix='e.g. --target "driving=0.5,nature=0.5"')
     r = plan_mix(
         existing_catalog(s), parse_target(target), purpose=s.purpose, budget_sources=budget_sources,
         budget_hours=budget_hours, datasets=dataset, taxonomy=taxonomy, settings=s, out=out,

@@ -11,9 +11,10 @@ One run (one ``runs`` row; every item gets outcome rows), one pipeline of regist
 4. ``media.probe`` → ``media.analyse`` (one decode; plans clips from the manifest spans or the detected
    shots, see ``media.analyse.spans``) → ``signals.visual`` (NSFW, faces and aesthetic scores from the shot
    thumbnails) → ``quality.filter`` → ``dedup.near`` → [``signals.speech``] →
-   [``caption.vlm``] → ``media.cut``. Only clips go on from the analysis; a clip the filter or the
-   near-duplicate check drops is never cut. The bracketed stages run when their sections ask for them
-   (:data:`OPTIONAL_STAGES`); a clip they fail goes on without their annotation;
+   [``caption.vlm``] → [``dedup.semantic``] → ``media.cut``. Only clips go on from the analysis; a clip the
+   filter or a dedup stage drops is never cut. The bracketed stages run when their sections ask for them
+   (``enabled = true``); a clip the annotating ones (:data:`OPTIONAL_STAGES`) fail goes on without their
+   annotation, while ``dedup.semantic`` (:data:`OPT_IN_STAGES`) decides like ``dedup.near``;
 5. ``build.export``: the kept clips become a build (:func:`clipfactory.factory.export.write_build`),
    which asks the gate again.
 
@@ -47,13 +48,18 @@ from .add import add_owned
 log = logging.getLogger(__name__)
 
 MEDIA_STAGES = ("media.probe", "media.analyse")
-CLIP_STAGES = ("signals.visual", "quality.filter", "dedup.near", "signals.speech", "caption.vlm", "media.cut")
+CLIP_STAGES = (
+    "signals.visual", "quality.filter", "dedup.near", "signals.speech", "caption.vlm", "dedup.semantic", "media.cut",
+)
 #: Clip stages that always run and only annotate: a clip they fail goes on without their annotation too.
 ANNOTATING_STAGES = ("signals.visual",)
 #: Stages that annotate clips and run only when their section asks for them (their class's ``wanted``). A clip
 #: they fail (after the executor's retries) goes on without their annotation, unless the stage's ``required``
 #: option says it must not; a later run tries it again.
 OPTIONAL_STAGES = ("signals.speech", "caption.vlm")
+#: Stages that run only when their section asks for them and decide like any other: a clip they drop or fail
+#: goes no further. ``dedup.semantic`` runs after the captions and transcripts, whose text it compares.
+OPT_IN_STAGES = ("dedup.semantic",)
 GATE_STAGE = "policy.gate"
 FETCH_STAGE = "acquire.http"
 EXPORT_STAGE = "build.export"
@@ -92,6 +98,20 @@ def select_sources(
         sql += " LIMIT ?"
         params.append(int(limit))
     return [SourceRecord.from_row(r) for r in catalog.query(sql, params)]
+
+
+def sources_by_id(catalog: Catalog, source_ids: list[str]) -> list[SourceRecord]:
+    """The catalog's sources of ``source_ids`` (a plan's), in source id order; an id it lacks is an error."""
+    ids_ = list(dict.fromkeys(source_ids))
+    rows = catalog.query("SELECT s.* FROM sources s WHERE s.source_id IN (SELECT unnest(?)) ORDER BY s.source_id", [ids_])
+    missing = sorted(set(ids_) - {r["source_id"] for r in rows})
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise NotFoundError(
+            f"{len(missing)} planned source{'s' if len(missing) != 1 else ''} not in the catalog: {shown}",
+            item=missing[0], fix="make the plan again from this catalog (`clipfactory plan ... --out PLAN`)",
+        )
+    return [SourceRecord.from_row(r) for r in rows]
 
 
 def _datasets_held(catalog: Catalog) -> list[tuple[str, int]]:
@@ -185,8 +205,10 @@ def run_pipeline(
     labels: list[str] | None = None,
     limit: int | None = None,
     transport: Any = None,
+    source_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the main job with ``settings``; returns a JSON-ready summary (counts from outcome rows)."""
+    """Run the main job with ``settings``; returns a JSON-ready summary (counts from outcome rows).
+    ``source_ids`` (a plan's sources, ``clipfactory run --plan``) are built beside the datasets' sources."""
     from ..acquire.driver import fetch_stage_run, policy_settings
     from ..stages.policy.gate import policy_fingerprint
 
@@ -199,14 +221,16 @@ def run_pipeline(
         limit = getattr(settings, "limit", None)
     progress = progress or NullProgress()
     catalog = Catalog(settings.catalog)
-    if not settings.inputs and not datasets:
+    if not settings.inputs and not datasets and not source_ids:
         raise _nothing_named(catalog)
     selected = select_sources(catalog, datasets, splits=splits, labels=labels, limit=limit) if datasets else []
+    if source_ids:
+        selected = list({s.source_id: s for s in selected + sources_by_id(catalog, source_ids)}.values())
     if datasets and not selected and not settings.inputs:
         raise _nothing_selected(catalog, datasets, splits, labels)
     from .. import registry
 
-    for n in OPTIONAL_STAGES:  # a missing extra or a bad endpoint stops the run before any work
+    for n in OPTIONAL_STAGES + OPT_IN_STAGES:  # a missing extra or a bad endpoint stops the run before any work
         if registry.get(n).wanted(settings.stage_config(n)):
             registry.get(n)(settings.stage_config(n)).check()
     store = BlobStore(settings.store)
@@ -270,10 +294,12 @@ def run_pipeline(
                 prepare(catalog, store, purpose, settings)
             if n == "media.cut" and settings.privacy.blur_faces:
                 cfg = {**cfg, "blur_faces": True}
-            if n in OPTIONAL_STAGES and not registry.get(n).wanted(cfg):
+            if n in OPTIONAL_STAGES + OPT_IN_STAGES and not registry.get(n).wanted(cfg):
                 continue
-            stage = registry.get(n)(cfg, run.context())
-            if n in OPTIONAL_STAGES or n in ANNOTATING_STAGES or n == "media.analyse":
+            if n == "dedup.semantic":
+                cfg = {"purpose": purpose, **cfg}
+            stage = registry.get(n)(cfg, run.context(settings=settings) if n in OPT_IN_STAGES else run.context())
+            if n in OPTIONAL_STAGES + OPT_IN_STAGES or n in ANNOTATING_STAGES or n == "media.analyse":
                 stage.check()  # a missing extra stops the run here, with the pip install to run
             stages[n] = stage
             if n == CLIP_STAGES[0]:  # media.analyse emits the updated source, then its clips

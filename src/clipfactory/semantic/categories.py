@@ -26,7 +26,9 @@ DEFAULT_TAXONOMY = "taxonomy.toml"
 
 
 def load_taxonomy(path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The taxonomy file as a dict: categories (name → prompts), other, threshold, temperature, labels."""
+    """The taxonomy file as a dict: categories (name → prompts), other, threshold, temperature, labels.
+    Without a path: the file ``CLIPFACTORY_TAXONOMY`` names, else the packaged one."""
+    path = path if path is not None else (os.environ.get("CLIPFACTORY_TAXONOMY") or None)
     if path is None:
         text = resources.files("clipfactory.semantic").joinpath(DEFAULT_TAXONOMY).read_text()
         where = "the packaged taxonomy"

@@ -142,10 +142,95 @@ def plan_mix(
 
 
 def chart(cats: list[dict[str, Any]], width: int = 40) -> str:
-    """Target against planned share, one pair of bars per category (text)."""
+    """Target against planned share (and achieved, after a build), one group of bars per category (text)."""
     lines = []
     pad = max((len(c["category"]) for c in cats), default=0)
     for c in cats:
-        lines.append(f"{c['category']:<{pad}}  target  {'#' * round(c['target'] * width):<{width}} {c['target']:.0%}")
-        lines.append(f"{'':<{pad}}  planned {'=' * round(c['planned_share'] * width):<{width}} {c['planned_share']:.0%}")
+        lines.append(f"{c['category']:<{pad}}  target   {'#' * round(c['target'] * width):<{width}} {c['target']:.0%}")
+        lines.append(f"{'':<{pad}}  planned  {'=' * round(c['planned_share'] * width):<{width}} {c['planned_share']:.0%}")
+        if "achieved_share" in c:
+            lines.append(f"{'':<{pad}}  achieved {'*' * round(c['achieved_share'] * width):<{width}} {c['achieved_share']:.0%}")
     return "\n".join(lines)
+
+
+def load_plan(path: str | os.PathLike) -> dict[str, Any]:
+    """A plan written by ``clipfactory plan --out``: its sources, categories, purpose and unit."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no plan file at {p}", item=str(p), fix="write one with `clipfactory plan ... --out PLAN`")
+    try:
+        plan = json.loads(p.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{p} is not a plan (not JSON: {exc})", item=str(p),
+                          fix="use the file `clipfactory plan --out` wrote") from None
+    missing = [k for k in ("sources", "categories", "purpose", "unit") if not isinstance(plan, dict) or k not in plan]
+    if missing:
+        raise ConfigError(f"{p} is not a plan: it has no {', '.join(missing)}", item=str(p),
+                          fix="use the file `clipfactory plan --out` wrote")
+    return plan
+
+
+def plan_source_ids(plan: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(str(s["source_id"]) for s in plan["sources"]))
+
+
+def _plan_taxonomy(plan: dict[str, Any], taxonomy=None):
+    if taxonomy is not None:
+        return taxonomy
+    where = plan.get("taxonomy")
+    return where if where and Path(where).is_file() else None
+
+
+def _resolve_build(catalog, build: str | None) -> dict[str, Any]:
+    from ..errors import NotFoundError
+
+    if build:
+        rows = catalog.query("SELECT build_id, name, version FROM builds WHERE build_id = ?", [build]) or catalog.query(
+            "SELECT build_id, name, version FROM builds WHERE name = ? ORDER BY version DESC LIMIT 1", [build])
+    else:
+        rows = catalog.query("SELECT build_id, name, version FROM builds ORDER BY created_at DESC, version DESC LIMIT 1")
+    if not rows:
+        raise NotFoundError("no such build" if build else "the catalog has no builds", item=build or str(catalog.where),
+                            fix="see `clipfactory builds list`; build the plan with `clipfactory run --plan PLAN`")
+    return rows[0]
+
+
+def check_plan(catalog, plan: dict[str, Any], *, build: str | None = None, taxonomy=None) -> dict[str, Any]:
+    """Target against planned against achieved: the plan's categories, and what the build (an id, a name
+    for its latest version, or the latest build) holds of each, in the plan's unit (sources, or hours of
+    the build's clips). Shares are of the whole build, so content outside the target shows as a shortfall."""
+    b = _resolve_build(catalog, build)
+    rows = catalog.query(
+        """SELECT m.source_id, count(*) AS clips, coalesce(sum(c.end_ms - c.start_ms), 0) AS ms
+           FROM build_members m LEFT JOIN clips c USING (clip_id) WHERE m.build_id = ? GROUP BY 1 ORDER BY 1""",
+        [b["build_id"]],
+    )
+    by_hours = plan["unit"] == "hours"
+    cats_of = {}
+    if rows:
+        r = categorise(catalog, [x["source_id"] for x in rows], taxonomy=_plan_taxonomy(plan, taxonomy))
+        cats_of = {x["source_id"]: x["category"] for x in r["rows"]}
+    amount: dict[str, float] = {}
+    for x in rows:
+        c = cats_of.get(x["source_id"], "other")
+        amount[c] = amount.get(c, 0.0) + (x["ms"] / 3.6e6 if by_hours else 1)
+    total = sum(amount.values())
+    planned_ids = set(plan_source_ids(plan))
+    built = {x["source_id"] for x in rows}
+    cats = []
+    for c in plan["categories"]:
+        got = amount.get(c["category"], 0.0)
+        cats.append({**{k: c[k] for k in ("category", "target", "planned", "planned_share")},
+                     "achieved": round(got, 3), "achieved_share": round(got / total, 4) if total else 0.0})
+    return {
+        "build_id": b["build_id"],
+        "purpose": plan["purpose"],
+        "unit": plan["unit"],
+        "achieved": round(total, 3),
+        "planned_sources": len(planned_ids),
+        "planned_sources_built": len(planned_ids & built),
+        "other_sources_built": len(built - planned_ids),
+        "categories": cats,
+        "off_target": {c: round(v, 3) for c, v in sorted(amount.items()) if c not in {x["category"] for x in cats}},
+        "chart": chart(cats),
+    }

@@ -1,0 +1,138 @@
+"""`clipfactory run --plan PLAN`: a plan's sources, and only those, are fetched and built; the summary and
+`clipfactory plan --check PLAN --build B` show target, planned and achieved shares; `[build] balance`
+caps a category of the same build.
+
+Real media from ../shared/data is served by a real HTTP server on 127.0.0.1. Categories come from manifest
+labels mapped in a taxonomy file of the test (no text model is needed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clipfactory.catalog import Catalog
+from clipfactory.cli.app import app
+
+pytestmark = pytest.mark.shared_data
+
+MEDIA = Path(__file__).resolve().parents[3] / "shared" / "data" / "media"
+
+_spec = importlib.util.spec_from_file_location("cf_acquire_server", Path(__file__).parents[1] / "acquire" / "server.py")
+if "cf_acquire_server" not in sys.modules:
+    _mod = importlib.util.module_from_spec(_spec)
+    sys.modules["cf_acquire_server"] = _mod
+    _spec.loader.exec_module(_mod)
+server_mod = sys.modules["cf_acquire_server"]
+
+TAXONOMY = """threshold = 0.3
+[categories.driving]
+prompts = ["a car driving on a road"]
+[categories.people-handling-objects]
+prompts = ["hands folding clothes"]
+[labels]
+"driving cars" = "driving"
+"folding clothes" = "people-handling-objects"
+"""
+
+
+def _cli(*args: str, ok: bool = True) -> dict:
+    r = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    if ok:
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)
+    return {"exit_code": r.exit_code, "output": r.output}
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    if not (MEDIA / "bikes.mp4").exists():
+        pytest.skip("needs ../shared/data")
+    monkeypatch.chdir(tmp_path)
+    for k in list(__import__("os").environ):
+        if k.startswith("CLIPFACTORY_"):
+            monkeypatch.delenv(k)
+    (tmp_path / "taxonomy.toml").write_text(TAXONOMY)
+    monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "taxonomy.toml"))
+    with server_mod.TestServer() as srv:
+        bikes, cup = (MEDIA / "bikes.mp4").read_bytes(), (MEDIA / "cup.mp4").read_bytes()
+        for path, body in {"/d/road.mp4": bikes, "/d/road-b.mp4": bikes, "/h/cup.mp4": cup, "/h/cup-b.mp4": cup,
+                           "/n/bunny.mp4": (MEDIA / "bbb_5s.mp4").read_bytes()}.items():
+            srv.add(path, body=body)
+        yield srv
+
+
+def test_run_plan_builds_only_the_planned_sources_and_balance_caps_a_category(tmp_path, site):
+    cfg = tmp_path / "clipfactory.toml"
+    cfg.write_text(
+        """catalog = "cat.duckdb"
+store = "store"
+[build]
+name = "mix"
+out = "builds"
+balance = {driving = 0.5}
+[acquire.http]
+allow_private_addresses = true   # the test site is on 127.0.0.1
+[quality.filter]
+min_duration_s = 0.5
+"""
+    )
+    u = site.url
+    rows = ["video_url,licence,author,name,from,to,lab"]
+    for path in ("/d/road.mp4", "/d/road-b.mp4"):  # three spans each
+        rows += [f"{u(path)},CC-BY-4.0,A Driver,Road,{a},{b},driving cars" for a, b in ((0, 2), (3, 5), (6, 8))]
+    for path in ("/h/cup.mp4", "/h/cup-b.mp4"):  # one span each
+        rows.append(f"{u(path)},CC0-1.0,Some Maker,Cup,1,4,folding clothes")
+    rows.append(f"{u('/n/bunny.mp4')},CC-BY-NC-4.0,Blender Foundation,Bunny,0,2,driving cars")
+    (tmp_path / "stock.csv").write_text("\n".join(rows) + "\n")
+    _cli("ingest", str(tmp_path / "stock.csv"), "--dataset", "stock", "--config", str(cfg),
+         "--map", "url=video_url,license=licence,rights_holder=author,title=name,start=from,end=to,label=lab,time-unit=s")
+    _cli("policy", "check", "--purpose", "commercial", "--config", str(cfg))
+    plan = _cli("plan", "--target", "driving=0.5,people-handling-objects=0.5", "--budget-sources", "2",
+                "--purpose", "commercial", "--config", str(cfg), "--out", str(tmp_path / "plan.json"))
+    by_cat = {s["category"]: s["source_id"] for s in plan["sources"]}
+    assert len(plan["sources"]) == 2 and set(by_cat) == {"driving", "people-handling-objects"}
+    cat = Catalog(tmp_path / "cat.duckdb")
+    url_of = {r["source_id"]: r["url"] for r in cat.query("SELECT source_id, url FROM sources")}
+    planned_paths = {url_of[s].split(site.origin, 1)[1] for s in by_cat.values()}
+    assert "/n/bunny.mp4" not in planned_paths  # CC BY-NC: not acquirable for commercial use
+
+    # A purpose other than the plan's is refused before any work.
+    bad = _cli("run", "--plan", str(tmp_path / "plan.json"), "--purpose", "research", "--config", str(cfg), ok=False)
+    assert bad["exit_code"] != 0 and "made for purpose 'commercial'" in bad["output"]
+
+    r = _cli("run", "--plan", str(tmp_path / "plan.json"), "--config", str(cfg))
+    assert r["purpose"] == "commercial" and r["sources"] == 2 and r["fetched"] == 2
+    fetched = {p for p, n in site.hits.items() if n and p.endswith(".mp4")}
+    assert fetched == planned_paths  # the other three videos were never asked for
+
+    # [build] balance = {driving = 0.5}: 3 driving clips and 1 handling clip. By hand: N = 4 gives
+    # 1 + min(3, floor(0.5 * 4)) = 3, then 1 + min(3, floor(1.5)) = 2, then 2 again: one driving clip stays
+    # (the first span: one source, clips by start time), two are dropped.
+    b = r["build"]
+    assert b["n_clips"] == 2
+    assert r["stages"]["build.export"]["reasons"].get("build.balance_cap") == 2
+    kept = cat.query("SELECT m.source_id, c.start_ms FROM build_members m JOIN clips c USING (clip_id) "
+                     "WHERE m.build_id = ? ORDER BY 1", [b["build_id"]])
+    assert {(x["source_id"], x["start_ms"]) for x in kept if x["source_id"] == by_cat["driving"]} == {
+        (by_cat["driving"], 0)}
+    manifest = json.loads((Path(b["out_dir"]) / "build.json").read_text())
+    assert manifest["balance"]["target"] == {"driving": 0.5}
+    assert manifest["balance"]["before"] == {"driving": 3, "people-handling-objects": 1}
+    assert manifest["balance"]["achieved"] == {"driving": 0.5, "people-handling-objects": 0.5}
+    sheet = (Path(b["out_dir"]) / "datasheet.html").read_text()
+    assert "Balance: target and achieved shares of clips" in sheet
+    assert "<td>driving</td><td>50" in sheet
+
+    # target vs planned vs achieved, in the plan's unit (sources): one source of each category
+    shares = {c["category"]: (c["target"], c["planned_share"], c["achieved_share"]) for c in r["plan"]["categories"]}
+    assert shares == {"driving": (0.5, 0.5, 0.5), "people-handling-objects": (0.5, 0.5, 0.5)}
+    chk = _cli("plan", "--check", str(tmp_path / "plan.json"), "--build", "mix", "--config", str(cfg))
+    assert chk["build_id"] == b["build_id"] and chk["planned_sources_built"] == 2
+    assert [c["achieved_share"] for c in chk["categories"]] == [0.5, 0.5]
+    assert "achieved" in chk["chart"]
