@@ -57,7 +57,12 @@ def test_index_gives_every_source_a_vector_and_computes_nothing_twice(kinetics):
     with Catalog(kinetics["catalog"]).read() as con:
         n_sources = con.execute("SELECT count(*) FROM sources").fetchall()[0][0]
         n_vec, n_models = con.execute("SELECT count(*), count(DISTINCT model_id) FROM embeddings").fetchall()[0]
+        # indexing writes vectors only: every source keeps its URL and platform id
+        blank = con.execute(
+            "SELECT count(*) FROM sources WHERE url IS NULL OR platform_id IS NULL"
+        ).fetchall()[0][0]
     assert s["sources"] == n_sources == n_vec and n_models == 1
+    assert blank == 0
     assert s["without_text"] == 0 and s["index"]["vectors"] == n_vec
     # distinct texts are encoded once: about 600 labels, not 50,000 sources
     assert 600 <= s["encoded"] <= n_sources

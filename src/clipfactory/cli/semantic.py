@@ -44,6 +44,15 @@ def index_cmd(
             f"{r['without_text']} without text; index {r['index']['vectors']} vectors; model {r['model']['model_id']}",
             highlight=False,
         )
+        v = r.get("visual") or {}
+        if v.get("model"):
+            console.print(
+                f"visual: {v['vectors']} vectors ({v['encoded']} computed now) from the shot thumbnails; "
+                f"index {v['index']['vectors']} vectors; model {v['model']['model_id']}",
+                highlight=False,
+            )
+        elif v.get("skipped"):
+            console.print(f"visual: skipped ({v['skipped']})", highlight=False, markup=False)
 
     emit(r, json_, render)
 

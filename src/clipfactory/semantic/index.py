@@ -54,7 +54,8 @@ class VectorIndex:
     def build(cls, path: str | os.PathLike | None, keys: np.ndarray, vectors: np.ndarray) -> VectorIndex:
         if len(keys) < EXACT_BELOW:
             keys = np.asarray(keys, dtype=np.uint64)
-            vectors = np.asarray(vectors, dtype=np.float32).reshape(len(keys), -1)
+            vectors = np.asarray(vectors, dtype=np.float32)
+            vectors = vectors.reshape(len(keys), -1) if len(keys) else np.zeros((0, 1), np.float32)
             if path is not None:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 tmp = Path(str(path) + ".tmp.npz")

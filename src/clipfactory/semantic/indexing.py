@@ -73,7 +73,7 @@ def index_catalog(settings, *, datasets: list[str] | None = None, progress=None,
     """Compute the missing text vectors of the catalog's sources (of ``datasets``), then refresh the
     vector index. Returns a summary: sources, items with vectors, vectors encoded now, the model."""
     from .. import registry
-    from ..catalog import Catalog
+    from ..catalog import Catalog, load_records
     from ..factory.pipeline import select_sources
     from ..pipelines import Run
     from ..records import SourceRecord
@@ -84,11 +84,11 @@ def index_catalog(settings, *, datasets: list[str] | None = None, progress=None,
     if datasets:
         sources = select_sources(catalog, list(datasets))
     else:
-        # the stage reads what it needs from the catalog: the ids are enough
-        sources = [
-            SourceRecord(r["source_id"], r["platform"])
-            for r in catalog.query("SELECT source_id, platform FROM sources ORDER BY source_id")
-        ]
+        # whole records: the run writes the records its stages keep back to the catalog, so a bare id
+        # would blank every other field of the source
+        with catalog.read() as con:
+            ids = [r[0] for r in con.execute("SELECT source_id FROM sources ORDER BY source_id").fetchall()]
+            sources = load_records(con, SourceRecord, ids) if ids else []
     cfg = dict(settings.stage_config("semantic.text"))
     if model_dir:
         cfg["model_dir"] = model_dir
@@ -96,6 +96,9 @@ def index_catalog(settings, *, datasets: list[str] | None = None, progress=None,
         stage = registry.get("semantic.text")(cfg, run.context())
         stage.setup()
         done = run.stage(stage, sources)
+        visual = registry.get("semantic.visual")(dict(settings.stage_config("semantic.visual")), run.context())
+        visual.setup()
+        vdone = run.stage(visual, sources)
     enc = getattr(stage, "_encoder", None)
     if enc is None:
         from ..errors import ConfigError
@@ -103,6 +106,15 @@ def index_catalog(settings, *, datasets: list[str] | None = None, progress=None,
         raise ConfigError(stage._load_error or "no text model", item="semantic.text")
     counts = getattr(stage, "last_counts", {"encoded": 0, "vectors": 0, "without_text": 0})
     idx, meta = open_index(catalog, enc.model_id)
+    vcounts = getattr(visual, "last_counts", None) or {"vectors": 0, "encoded": 0, "frames": 0, "skipped": visual._skip}
+    venc = getattr(visual, "_encoder", None)
+    vsummary: dict[str, Any] = {"skipped": vcounts.get("skipped"), "failed": vdone.summary.failed}
+    if venc is not None:
+        vidx, vmeta = open_index(catalog, venc.model_id)
+        vsummary.update(
+            model=venc.describe(), vectors=vcounts["vectors"], encoded=vcounts["encoded"],
+            index={"vectors": len(vidx), "rebuilt": vmeta.get("rebuilt", False)},
+        )
     return {
         "run_id": run.run_id,
         "model": enc.describe(),
@@ -113,5 +125,6 @@ def index_catalog(settings, *, datasets: list[str] | None = None, progress=None,
         "encoded": counts["encoded"],
         "without_text": counts["without_text"],
         "index": {"vectors": len(idx), "rebuilt": meta.get("rebuilt", False)},
+        "visual": vsummary,
         "seconds": round(time.monotonic() - t0, 2),
     }

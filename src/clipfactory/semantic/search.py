@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..errors import NotFoundError, PolicyError
+from ..errors import ConfigError, NotFoundError, PolicyError
 from . import store
 from .index import open_index
 
@@ -67,20 +67,41 @@ def search(
     purpose: str = "research",
     kind: str | None = None,
     encoder=None,
+    modality: str = "text",
+    visual_model: str | None = None,
 ) -> dict[str, Any]:
-    """The ``k`` items nearest to ``query``, nearest first, each with its licence decision for ``purpose``."""
-    from .text_model import shared_encoder
+    """The ``k`` items nearest to ``query``, nearest first, each with its licence decision for ``purpose``.
 
-    model_id = current_model_id(catalog)
-    encoder = encoder or shared_encoder()
+    ``modality="visual"`` ranks by the visual vectors (of the shot thumbnails), the query going through the
+    visual model's own text tower (``visual_model``: what ``semantic.visual.model`` names)."""
+    if modality not in ("text", "visual"):
+        raise ConfigError(f"unknown modality {modality!r}", item="--modality", fix="text or visual")
+    model_id = current_model_id(catalog, modality)
+    if modality == "visual":
+        from .visual_model import shared_visual_encoder
+
+        if encoder is None:
+            if not visual_model:
+                raise ConfigError(
+                    "searching the visual vectors needs their model",
+                    item="semantic.visual.model",
+                    fix="set semantic.visual.model to the model that made them (docs/semantic.md)",
+                )
+            encoder = shared_visual_encoder(visual_model)
+        encode = encoder.encode_text
+    else:
+        from .text_model import shared_encoder
+
+        encoder = encoder or shared_encoder()
+        encode = encoder.encode
     if encoder.model_id != model_id:
         raise NotFoundError(
-            f"the catalog's vectors were made by {model_id}, not by the installed {encoder.model_id}",
+            f"the catalog's {modality} vectors were made by {model_id}, not by {encoder.model_id}",
             item=model_id,
-            fix="run `clipfactory semantic index` to compute vectors with the installed model",
+            fix="run `clipfactory semantic index` to compute vectors with this model",
         )
     idx, meta = open_index(catalog, model_id)
-    qv = encoder.encode([query])[0]
+    qv = encode([query])[0]
     want = max(1, int(k))
     fetch = want if kind is None else want * 4
     results: list[dict[str, Any]] = []
@@ -119,5 +140,6 @@ def search(
         d = dec[r["source_id"]]
         r["decision"], r["reasons"] = d["decision"], d["reasons"]
         r["use_ok"], r["acquire_ok"] = d["use_ok"], d["acquire_ok"]
-    return {"query": query, "purpose": purpose, "model_id": model_id, "k": want, "index_vectors": len(idx),
+    return {"query": query, "purpose": purpose, "modality": modality, "model_id": model_id, "k": want,
+            "index_vectors": len(idx),
             "results": results}
