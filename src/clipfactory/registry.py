@@ -24,6 +24,7 @@ STAGE_MODULES = [
     "clipfactory.fingerprints.dedup",
     "clipfactory.stages.dedup.semantic",
     "clipfactory.stages.semantic.text",
+    "clipfactory.stages.semantic.visual",
     "clipfactory.stages.signals.speech",
     "clipfactory.stages.caption.vlm",
 ]
