@@ -62,6 +62,9 @@ def search_cmd(
     query: Annotated[str, typer.Argument(help="What to look for, in words.")],
     k: Annotated[int, typer.Option("--k", help="How many results.")] = 10,
     kind: Annotated[str | None, typer.Option("--kind", help="Only sources or only clips: source | clip.")] = None,
+    modality: Annotated[
+        str, typer.Option("--modality", help="text: the text vectors; visual: the thumbnails' vectors (semantic.visual).")
+    ] = "text",
     purpose: PurposeOpt = None,
     catalog: CatalogOpt = None,
     config: ConfigOpt = None,
@@ -72,7 +75,10 @@ def search_cmd(
     from ..semantic.search import search
 
     s = settings(config, sets, catalog=catalog, purpose=purpose)
-    r = search(existing_catalog(s), query, k=k, purpose=s.purpose, kind=kind)
+    r = search(
+        existing_catalog(s), query, k=k, purpose=s.purpose, kind=kind, modality=modality,
+        visual_model=s.stage_config("semantic.visual").get("model"),
+    )
 
     def render(r: dict[str, Any]) -> None:
         table(
