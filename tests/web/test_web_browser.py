@@ -52,6 +52,7 @@ def state():
 @pytest.fixture
 def page(browser, server):
     ctx = browser.new_context(base_url=server.url, viewport={"width": 1000, "height": 760})
+    ctx.set_default_timeout(120_000)  # a loaded CI machine: the takedown behind "approve" takes seconds
     pg = ctx.new_page()
     problems: list[str] = []
     pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
@@ -194,11 +195,13 @@ def test_clip_browser_plays_a_clip(page, world):
     page.evaluate("document.getElementById('player').muted = true")
     page.evaluate("document.getElementById('player').play()")
     # (wait_for_function evaluates a string, which the page's Content-Security-Policy forbids: poll instead)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while page.evaluate("document.getElementById('player').currentTime") < 0.5:
         assert time.monotonic() < deadline, "the clip did not play"
         page.wait_for_timeout(100)
     assert page.evaluate("document.getElementById('player').videoWidth") == 192
+    page.evaluate("document.getElementById('player').pause()")
+    assert page.problems == []
     assert b_clip.clip_id in page.inner_text("#clip-json")
     assert world.sources["b"][0].source_id in page.inner_text("#explain")
     shot(page, "clip")

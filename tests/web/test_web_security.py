@@ -88,7 +88,7 @@ def server(app):
 
 def _raw_get(server, path: str, cookie: str | None = None) -> tuple[int, bytes]:
     """GET ``path`` exactly as written (an HTTP client library would resolve ``..`` before sending)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:
         conn.putrequest("GET", path, skip_accept_encoding=True)
         if cookie:
@@ -501,18 +501,16 @@ def test_serve_command(world, tmp_path):
     import time
 
     import httpx
+    from typer.testing import CliRunner
+
+    from clipfactory.cli.app import app as cli_app
 
     from .conftest import free_port
 
-    cli = [sys.executable, "-c", "from clipfactory.cli.app import main; main()"]
-    missing = subprocess.run(
-        [*cli, "serve", "--catalog", str(tmp_path / "none.duckdb")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert missing.returncode == 1 and "no catalog at" in missing.stderr
+    missing = CliRunner().invoke(cli_app, ["serve", "--catalog", str(tmp_path / "none.duckdb")])
+    assert missing.exit_code == 1 and "no catalog at" in missing.output
     assert not (tmp_path / "none.duckdb").exists()
+    cli = [sys.executable, "-c", "from clipfactory.cli.app import main; main()"]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CLIPFACTORY_WEB_TOKEN"}
     proc = subprocess.Popen(
@@ -532,7 +530,7 @@ def test_serve_command(world, tmp_path):
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             try:
                 r = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
@@ -546,3 +544,75 @@ def test_serve_command(world, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_what_visitors_send_is_escaped(app, world):
+    c = _client(app)
+    csrf = _csrf(c)
+    evil = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    r = c.post("/lookup/url", data={"csrf": csrf, "url": "https://example.org/" + evil})
+    assert r.status_code == 200 and "<script>alert" not in r.text and "<img src=x" not in r.text
+    assert "&lt;script&gt;" in r.text
+    r = _post_file(c, evil + ".mp4", world.files["unrelated"].read_bytes(), csrf)
+    # the file's name is shown (its last path part: "script><img ...>.mp4"), escaped
+    assert r.status_code == 200 and "<img src=x" not in r.text and "&lt;img src=x" in r.text
+    r = c.post(
+        "/request",
+        data={
+            "csrf": csrf,
+            "url": "https://example.org/b",
+            "contact": evil,
+            "relationship": "other",
+            "statement": evil,
+        },
+    )
+    rid = r.headers["location"].rsplit("/", 1)[-1]
+    op = _login(app)
+    detail = op.get(f"/operator/requests/{rid}").text
+    assert "<script>alert" not in detail and detail.count("&lt;script&gt;") >= 2
+    assert "<script>alert" not in op.get("/operator/requests").text
+    ocsrf = re.search(r'name="csrf" value="([^"]+)"', detail).group(1)
+    op.post(f"/operator/requests/{rid}/reject", data={"csrf": ocsrf, "note": "test of escaping"})
+
+
+def test_a_source_url_that_is_not_a_web_address_is_no_link(app, world):
+    from clipfactory.catalog import upsert_records
+    from clipfactory.records import SourceRecord
+
+    bad = SourceRecord(
+        source_id="url:badlink",
+        platform="web",
+        url="javascript:alert(1)",
+        title="bad link",
+        content_license="CC-BY-4.0",
+        duration_ms=1000,
+    )
+    with world.catalog.write() as con:
+        upsert_records(con, [bad])
+    try:
+        c = _client(app)
+        r = c.post("/lookup/url", data={"csrf": _csrf(c), "url": "javascript:alert(1)"})
+        assert r.status_code == 200 and "url:badlink" in r.text
+        assert 'href="javascript:' not in r.text and "from javascript:alert(1)" in r.text
+        r = c.post("/lookup/url", data={"csrf": _csrf(c), "url": "https://example.org/a"})
+        assert 'href="https://example.org/a"' in r.text
+    finally:
+        with world.catalog.write() as con:
+            con.execute("DELETE FROM sources WHERE source_id = 'url:badlink'")
+
+
+def test_dashboard_reloads_while_a_run_is_running(app, world):
+    from clipfactory.catalog.outcomes import finish_run, outcome_row, start_run, write_outcomes
+
+    c = _login(app)
+    assert 'http-equiv="refresh"' not in c.get("/operator").text
+    with world.catalog.write() as con:
+        run_id = start_run(con, "run", "local")  # this process: alive, so the run stays running
+        write_outcomes(con, [outcome_row(run_id, "media.cut", 1, "h", "item-1", "kept")])
+    page = c.get("/operator").text
+    assert '<meta http-equiv="refresh" content="5">' in page
+    assert re.search(rf"<code>{run_id}</code></td><td>run</td><td>running</td>", page)
+    assert "<td>media.cut</td><td>kept</td><td></td><td>1</td>" in page  # its stage counts, open
+    with world.catalog.write() as con:
+        finish_run(con, run_id, "finished")
+    assert 'http-equiv="refresh"' not in c.get("/operator").text

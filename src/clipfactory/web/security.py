@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 #: Every page's Content-Security-Policy: scripts and styles from this site's files only, never inline.
 CSP = (
@@ -108,26 +108,32 @@ def add_headers(response: Response, csp: str = CSP) -> Response:
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+#: Bytes read and sent at a time.
+CHUNK = 256 * 1024
 
 
 def file_response(path: Path, root: Path, media_type: str, range_header: str | None) -> Response | None:
     """``path`` (inside ``root``, a regular file, not a symlink) as a response honouring one HTTP Range;
     None when the file may not be served."""
     try:
-        st = os.lstat(path)
         real_root = os.path.realpath(root)
-        if (
-            not stat.S_ISREG(st.st_mode)
-            or os.path.commonpath([os.path.realpath(path), real_root]) != real_root
-        ):
+        if os.path.commonpath([os.path.realpath(path.parent), real_root]) != real_root:
             return None
+        # O_NOFOLLOW: a symlink in place of the blob is refused, even one put there after any check
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except (OSError, ValueError):
+        return None
+    fh = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        fh.close()
         return None
     size = st.st_size
     start, end, status = 0, size - 1, 200
     if range_header:
         m = _RANGE.match(range_header.strip())
         if not m or (not m.group(1) and not m.group(2)):
+            fh.close()
             return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
         if m.group(1):
             start = int(m.group(1))
@@ -135,16 +141,28 @@ def file_response(path: Path, root: Path, media_type: str, range_header: str | N
         else:
             start = max(0, size - int(m.group(2)))
         if start > end or start >= size:
+            fh.close()
             return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
         status = 206
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(end - start + 1)
+    length = end - start + 1
     headers = {
         "Accept-Ranges": "bytes",
-        "Content-Length": str(len(data)),
+        "Content-Length": str(length),
         "Cache-Control": "private, max-age=3600",
     }
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return Response(data, status_code=status, media_type=media_type, headers=headers)
+    fh.seek(start)
+
+    def chunks(left: int = length):
+        try:
+            while left > 0:
+                buf = fh.read(min(left, CHUNK))
+                if not buf:
+                    break
+                left -= len(buf)
+                yield buf
+        finally:
+            fh.close()
+
+    return StreamingResponse(chunks(), status_code=status, media_type=media_type, headers=headers)
