@@ -10,7 +10,8 @@ with ``U`` clips of categories not capped and ``n_c`` of each capped category ``
 ``N`` is the largest fixed point below the number of clips of ``N = U + sum_c min(n_c, floor(share_c * N))``
 (reached by iterating from the number of clips down). A category keeps ``min(n_c, floor(share_c * N))``
 clips, chosen round-robin over its sources (sources by id, each source's clips by start time), so a cap
-keeps as many different sources as it can. Clips left out are dropped at ``build.export`` with reason
+keeps as many different sources as it can. A cap can only be met by what else the build holds: a capped
+category with too little beside it keeps few clips, or none (listed as ``emptied``). Clips left out are dropped at ``build.export`` with reason
 ``build.balance_cap``; the build's ``build.json`` and datasheet state the target and achieved shares.
 """
 
@@ -90,6 +91,8 @@ def balance(clips: list, category_of: dict[str, str], caps: dict[str, float]) ->
         "kept": {c: keep_n.get(c, 0) for c in names},
         "achieved": {c: round(keep_n.get(c, 0) / total, 4) if total else 0.0 for c in names},
         "dropped": len(dropped),
+        # capped categories that had clips and keep none: their cap cannot be met with what else the build holds
+        "emptied": sorted(c for c in caps if counts.get(c, 0) and not keep_n.get(c, 0)),
     }
     return kept, dropped, summary
 
