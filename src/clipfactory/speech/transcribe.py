@@ -78,8 +78,10 @@ class Transcriber:
     ):
         fw = require("faster_whisper", "speech", feature="transcripts (signals.speech)")
         self.model_dir = resolve_model_dir(model_dir)
+        if not threads:  # one per core this process may use (CTranslate2's own default is 4)
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.model = fw.WhisperModel(
-            str(self.model_dir), device="cpu", compute_type=compute_type, cpu_threads=int(threads or 0)
+            str(self.model_dir), device="cpu", compute_type=compute_type, cpu_threads=int(threads)
         )
         self.beam_size = int(beam_size)
         multilingual = bool(getattr(self.model, "model", None) and self.model.model.is_multilingual)

@@ -26,6 +26,7 @@ Resources
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import OrderedDict
 
@@ -39,6 +40,8 @@ from ...records import ClipRecord, Result, SourceRecord
 from ...registry import register
 from ...resources import Resources
 from ...stage import Stage, StageConfig
+
+log = logging.getLogger(__name__)
 
 #: Sources whose audio, speech segments and words a worker keeps while their clips come in.
 CACHE_SOURCES = 2
@@ -87,7 +90,7 @@ class SpeechStage(Stage):
             description="Decode again at higher temperatures when a window looks like a repetition loop "
             "(Whisper's fallback; slower).",
         )
-        threads: int = Field(0, ge=0, description="CTranslate2 threads (0: one per core).")
+        threads: int = Field(0, ge=0, description="CTranslate2 threads (0: one per core this process may use).")
         vad_threshold: float = Field(
             0.5, gt=0, lt=1, description="Silero VAD speech probability at which speech starts."
         )
@@ -186,6 +189,11 @@ class SpeechStage(Stage):
                 for c in clips:
                     res = Result.failed(c.clip_id, "transient" if exc.transient else "terminal", str(exc))
                     out[c.clip_id] = dataclasses.replace(res, reason=reason) if reason else res
+                continue
+            except Exception as exc:  # a bug (ours, or in a model runtime): counted against the error budget
+                log.exception("signals.speech failed on source %s", sid)
+                for c in clips:
+                    out[c.clip_id] = Result.failed(c.clip_id, "bug", f"{type(exc).__name__}: {exc}")
                 continue
             seconds = (time.perf_counter() - t0) / len(clips)
             for c in clips:
