@@ -31,8 +31,8 @@ class VisualSignalsStage(Stage):
     Drops: none (``quality.filter`` drops by ``max_nsfw``). A missing extra stops the stage at its start
     with one line naming the ``pip install`` (or the option that turns the signal off).
 
-    Resources: one CPU; about 25 ms per thumbnail for the NSFW model and 10-20 ms for faces on 2 cores,
-    200 MB for the NSFW graph, plus the CLIP model when the aesthetic head is on.
+    Resources: one CPU; about 30 ms of CPU per thumbnail for the NSFW model and 15 ms for the face cascade
+    (bench/bench_signals.py), about 100 MB for the NSFW graph, plus the CLIP model with an aesthetic head.
     """
 
     name = "signals.visual"
