@@ -770,7 +770,8 @@ class _Boundaries:
 def _small_rgb(frame: av.VideoFrame) -> np.ndarray:
     from clipfactory.media.transnet import INPUT_H, INPUT_W
 
-    return frame.reformat(width=INPUT_W, height=INPUT_H, format="rgb24").to_ndarray()
+    # Bicubic, as the ffmpeg scaler that the package's own reader (and TransNetV2's training data) uses.
+    return frame.reformat(width=INPUT_W, height=INPUT_H, format="rgb24", interpolation="BICUBIC").to_ndarray()
 
 
 def analyse(path: str | os.PathLike, config: AnalyseConfig | None = None) -> AnalysisResult:
