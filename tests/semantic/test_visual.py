@@ -144,3 +144,31 @@ def test_visual_vectors_from_thumbnails_and_search_through_the_text_tower(tmp_pa
         assert res["results"][0]["clip_id"] == ids[name], (name, res["results"])
     with pytest.raises(Exception, match="needs their model"):
         search(Catalog(path), "red", modality="visual")
+
+
+def test_a_transformers_clip_folder_loads_and_gives_the_models_own_image_features(tmp_path):
+    """A random-weight CLIP of tiny size, saved with save_pretrained like any CLIP or SigLIP folder."""
+    torch = pytest.importorskip("torch")
+    tr = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    cfg = tr.CLIPConfig(
+        text_config=dict(small, vocab_size=50, max_position_embeddings=8),
+        vision_config=dict(small, image_size=32, patch_size=8),
+        projection_dim=8,
+    )
+    model = tr.CLIPModel(cfg).eval()
+    model.save_pretrained(tmp_path / "clip")
+    proc = tr.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    proc.save_pretrained(tmp_path / "clip")
+    enc = VisualEncoder(str(tmp_path / "clip"), license="MIT")
+    assert enc.dim == 8 and enc.runtime == "transformers CLIPModel" and enc.describe()["license"] == "MIT"
+    assert enc.model_id.startswith("clip@sha256:")
+    im = Image.new("RGB", (40, 30), (200, 30, 60))
+    got = enc.encode_images([im])[0]
+    with torch.no_grad():
+        ref = model.get_image_features(pixel_values=proc(images=[im], return_tensors="pt")["pixel_values"])
+    ref = getattr(ref, "pooler_output", ref).numpy()[0]
+    assert np.allclose(got, ref / np.linalg.norm(ref), atol=1e-5)
+    with pytest.raises(Exception, match="cannot load a visual model"):
+        VisualEncoder(str(tmp_path / "no-such-model"))

@@ -69,6 +69,13 @@ class VisualEncoder:
         self.threads = int(threads)
         folder = Path(os.path.expanduser(self.model))
         self._license = license
+        looks_local = os.path.isabs(self.model) or self.model.startswith((".", "~"))
+        if looks_local and not folder.is_dir():
+            raise ConfigError(
+                "cannot load a visual model: no such folder",
+                item=self.model,
+                fix="give a model folder (transformers save_pretrained or ONNX, docs/semantic.md) or a hub name",
+            )
         if folder.is_dir() and (folder / ONNX_IMAGE).is_file():
             self._load_onnx(folder)
         else:
@@ -145,10 +152,10 @@ class VisualEncoder:
                 h.update(name.encode() + b"\0" + t.detach().cpu().numpy().tobytes())
             self.sha256 = h.hexdigest()
         self._tokenizer = getattr(self._processor, "tokenizer", None)
+        self._backend = "transformers"
         with torch.no_grad():
             probe = self._features_images([_blank(8)])
         self.dim = int(probe.shape[1])
-        self._backend = "transformers"
 
     # -- description ----------------------------------------------------------------------------------
     @property
