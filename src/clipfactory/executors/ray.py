@@ -161,10 +161,24 @@ class _StageActor:
         return results_to_table(self.stage.process_batch(self.cls.from_table(batch)))
 
 
+#: The stage instances of this worker process, by stage run: a task of a stage with ``setup`` (a model to
+#: load, a connection pool) reuses the instance an earlier task of the same stage run set up.
+_STAGES: dict[tuple, Stage] = {}
+
+
 def _stage_fn(
-    batch: pa.Table, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None
+    batch: pa.Table, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None,
+    run_key: str = "",
 ) -> pa.Table:
-    stage = stage_cls(config, _worker_context(context, snapshot, limits))
+    key = (stage_cls.__module__, stage_cls.__qualname__, run_key)
+    stage = _STAGES.get(key)
+    if stage is None:
+        for old in [k for k in _STAGES if k[:2] == key[:2]]:  # an earlier run of the same stage is over
+            with contextlib.suppress(Exception):
+                _STAGES.pop(old).teardown()
+        stage = stage_cls(config, _worker_context(context, snapshot, limits))
+        stage.setup()
+        _STAGES[key] = stage
     cls = _record_types()[record_table]
     return results_to_table(stage.process_batch(cls.from_table(batch)))
 
@@ -265,7 +279,11 @@ class RayExecutor(LocalExecutor):
         by_type: dict[type[Record], list[Record]] = {}
         for it in items:
             by_type.setdefault(type(it), []).append(it)
-        stateful = type(stage).setup is not Stage.setup or stage.resources.gpus > 0
+        # A GPU stage runs as an actor pool (one model per GPU worker, for the dataset's lifetime). Any other
+        # stage runs as tasks, which reuse worker processes from stage to stage; a stage with ``setup``
+        # sets up once per process and stage run (_stage_fn), instead of starting an actor pool per stage.
+        stateful = stage.resources.gpus > 0
+        run_key = uuid.uuid4().hex
         config = stage.config.model_dump()
         for cls, recs in by_type.items():
             # One block per batch, so that the batches spread over the workers (one block goes to one).
@@ -295,7 +313,9 @@ class RayExecutor(LocalExecutor):
                 )
             else:
                 out = ds.map_batches(
-                    _stage_fn, fn_args=(type(stage), config, stage.context, cls.table, snapshot, limits), **common
+                    _stage_fn,
+                    fn_args=(type(stage), config, stage.context, cls.table, snapshot, limits, run_key),
+                    **common,
                 )
             # Ray Data streams: each output batch is yielded (and persisted by the caller) while later
             # batches are still running, so a crash loses only the batches in flight.

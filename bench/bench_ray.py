@@ -1,0 +1,182 @@
+"""``clipfactory run`` on a Ray cluster of two raylets on this machine against the local executor.
+
+Both run the main job on the same owned videos (segments of the Big Buck Bunny film, stream-copied), on a
+fresh catalog and store each time, interleaved in one process run:
+
+* **local**: the local executor with ``workers = 2`` (a pool of two processes per stage);
+* **ray-2-nodes**: the Ray executor on ``ray.cluster_utils.Cluster`` with two raylets of one CPU each
+  (the same two cores, split in two nodes), workers reading a catalog snapshot and results streaming back
+  to the one writer.
+
+Throughput is seconds of video per second of wall time. Target: ray / local >= 0.8, with the same build
+content hash. Optional: ``--kill-node`` kills the second raylet during the Ray run's analysis and reports
+whether the run still finished with the same build (its batches in flight are re-run by Ray).
+
+    python bench/bench_ray.py [--video PATH] [--segments 8] [--seconds 20] [--repeat 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import av
+
+MB = 2**20
+DEFAULT_VIDEO = Path.home() / ".cache" / "shared-media" / "bbb.mp4"
+
+
+def make_segments(video: str, out: Path, n: int, seconds: float) -> list[str]:
+    """``n`` segments of ``seconds`` spread over the film, stream-copied (video only)."""
+    paths = []
+    with av.open(video) as src:
+        vs = src.streams.video[0]
+        total = float(vs.duration * vs.time_base) if vs.duration else float(src.duration / 1e6)
+        for i in range(n):
+            start = (total - seconds) * i / max(1, n - 1) if n > 1 else 0.0
+            p = out / f"seg{i:02d}.mp4"
+            src.seek(int(start / vs.time_base), stream=vs, backward=True, any_frame=False)
+            with av.open(str(p), "w") as dst:
+                ov = dst.add_stream_from_template(vs)
+                first = None
+                for pkt in src.demux(vs):
+                    if pkt.dts is None:
+                        continue
+                    t = float(pkt.pts * vs.time_base) if pkt.pts is not None else 0.0
+                    if first is None:
+                        first = t
+                    if t - first >= seconds and pkt.is_keyframe:
+                        break
+                    pkt.stream = ov
+                    dst.mux(pkt)
+            paths.append(str(p))
+    return paths
+
+
+def video_seconds(paths: list[str]) -> float:
+    total = 0.0
+    for p in paths:
+        with av.open(p) as c:
+            total += c.duration / 1e6
+    return total
+
+
+def run_once(executor: str, inputs: list[str], workdir: Path, address: str | None = None) -> dict:
+    from clipfactory import registry
+    from clipfactory.catalog import Catalog
+    from clipfactory.config import Settings
+    from clipfactory.factory.pipeline import run_pipeline
+
+    registry.load_all()
+    data = dict(
+        catalog=str(workdir / "cat.duckdb"),
+        store=str(workdir / "store"),
+        inputs=inputs,
+        license="CC-BY-3.0",
+        rights_holder="Blender Foundation",
+        purpose="commercial",
+        executor=executor,
+        workers=2,
+        build={"name": "bbb", "out": str(workdir / "builds"), "shard_size": 100},
+    )
+    if address:
+        data["ray_address"] = address
+    s = Settings(**data)
+    t = time.perf_counter()
+    summary = run_pipeline(s)
+    seconds = time.perf_counter() - t
+    h = Catalog(s.catalog).query("SELECT config->>'content_hash' AS h FROM builds ORDER BY created_at DESC LIMIT 1")
+    return {
+        "seconds": seconds,
+        "status": summary["status"],
+        "clips": summary["clips_exported"],
+        "content_hash": h[0]["h"] if h else None,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--video", default=str(DEFAULT_VIDEO))
+    ap.add_argument("--segments", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--kill-node", action="store_true", help="also kill one raylet during a Ray run")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d)
+        (base / "in").mkdir()
+        inputs = make_segments(args.video, base / "in", args.segments, args.seconds)
+        secs = video_seconds(inputs)
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 1, "object_store_memory": 200 * MB, "include_dashboard": False},
+        )
+        cluster.add_node(num_cpus=1, object_store_memory=200 * MB)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        try:
+            runs: dict[str, list[dict]] = {"local": [], "ray-2-nodes": []}
+            for i in range(args.repeat):
+                runs["local"].append(run_once("local", inputs, base / f"local{i}"))
+                runs["ray-2-nodes"].append(run_once("ray", inputs, base / f"ray{i}", cluster.address))
+            killed = None
+            if args.kill_node:
+                victim = list(cluster.worker_nodes)[0]
+
+                def kill_later():
+                    time.sleep(8.0)
+                    cluster.remove_node(victim, allow_graceful=False)
+
+                th = threading.Thread(target=kill_later, daemon=True)
+                th.start()
+                try:
+                    killed = run_once("ray", inputs, base / "killed", cluster.address)
+                except Exception as exc:  # reported, not hidden
+                    killed = {"error": f"{type(exc).__name__}: {exc}"}
+                th.join()
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+
+    med = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
+    hashes = {k: sorted({r["content_hash"] for r in v}) for k, v in runs.items()}
+    result = {
+        "video_seconds": round(secs, 1),
+        "segments": len(inputs),
+        "median_seconds": {k: round(v, 2) for k, v in med.items()},
+        "throughput_x_realtime": {k: round(secs / v, 2) for k, v in med.items()},
+        "ray_over_local": round(med["local"] / med["ray-2-nodes"], 3),
+        "same_build_hash": hashes["local"] == hashes["ray-2-nodes"] and len(hashes["local"]) == 1,
+        "clips": {k: [r["clips"] for r in v] for k, v in runs.items()},
+        "runs": runs,
+    }
+    if killed is not None:
+        result["node_killed"] = {
+            **killed,
+            "same_build_hash": killed.get("content_hash") == hashes["local"][0] if hashes["local"] else False,
+        }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{secs:.0f} s of video in {len(inputs)} segments, median of {args.repeat}")
+        for k in runs:
+            print(f"  {k:12s} {med[k]:7.1f} s  {secs / med[k]:5.2f}x real time")
+        print(f"  ray / local throughput: {result['ray_over_local']:.2f} (target >= 0.8)")
+        print(f"  same build hash: {result['same_build_hash']}")
+        if killed is not None:
+            print(f"  node killed mid-run: {result['node_killed']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
