@@ -12,10 +12,10 @@ import hashlib
 import json
 import os
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError, describe_invalid
@@ -54,6 +54,22 @@ class Settings(BaseSettings):
 
     catalog: str = Field("clipfactory.duckdb", description="Path of the DuckDB catalog file")
     store: str = Field("clipfactory-store", description="Root folder of the content-addressed blob store")
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any) -> Any:
+        """An object store URL (``s3://bucket/prefix``) given to a path-typed option such as ``--store``
+        arrives with its ``//`` collapsed (``s3:/bucket/prefix``); it is a URL again here."""
+        if isinstance(value, (str, PurePath)):
+            text = str(value)
+            scheme, sep, rest = text.partition(":/")
+            if sep and len(scheme) > 1 and scheme.isalnum() and not rest.startswith("/"):
+                from fsspec.registry import known_implementations
+
+                if scheme.lower() in known_implementations:
+                    return f"{scheme}://{rest}"
+            return text
+        return value
     purpose: str = Field(
         "research", description="Purpose profile of builds: commercial, research or a custom one"
     )
