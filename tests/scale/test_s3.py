@@ -190,3 +190,12 @@ def test_a_whole_build_on_s3_reads_back(s3, tmp_path, monkeypatch):
     assert again["build"]["status"] == "unchanged"
     assert cat.scalar("SELECT count(*) FROM builds") == 1
     assert not any(Path(os.environ["CLIPFACTORY_CACHE_DIR"]).rglob("staging/owned/*/build.json"))
+
+
+def test_a_store_url_given_as_a_path_option_is_a_url_again(tmp_path, monkeypatch):
+    """``--store s3://bucket/x`` reaches the settings through a path-typed option, which collapses ``//``."""
+    from clipfactory.config import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(overrides={"store": str(Path(f"s3://{BUCKET}/store"))}).store == f"s3://{BUCKET}/store"
+    assert load_settings(overrides={"store": str(Path("media/store"))}).store == "media/store"
