@@ -67,6 +67,9 @@ class SemDedupConfig(StageConfig):
         None, description="Purpose whose policy decisions give each clip's use class (default: the run's)."
     )
     seed: int = Field(0, description="Seed of the k-means initialisation (the result is deterministic).")
+    threads: int = Field(
+        1, ge=1, description="Threads for k-means and the similarity products (1: the same clusters on any machine)."
+    )
 
 
 def config_of(config: SemDedupConfig | dict | None) -> SemDedupConfig:
@@ -160,6 +163,19 @@ def restricted_hits(
     return out
 
 
+def _threads(n: int):
+    """At most ``n`` threads for FAISS's OpenMP and the BLAS of the matrix products (threadpoolctl). With one
+    thread the k-means result does not depend on the machine, and the many small per-cluster products do
+    not pay for waking a pool."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with the semantic extra
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=int(n))
+
+
 def plan(clips: list[_Clip], vectors: np.ndarray, cfg: SemDedupConfig, *, model_id: str | None = None,
          modality: str | None = None) -> tuple[list[Result], dict[str, Any]]:
     """Keep or drop every clip that is not a reference; ``vectors[k]`` is the vector of ``clips[k]``.
@@ -169,17 +185,18 @@ def plan(clips: list[_Clip], vectors: np.ndarray, cfg: SemDedupConfig, *, model_
     vecs = normalise(vectors) if len(vectors) else np.zeros((0, 0), np.float32)
     play = [k for k, c in enumerate(clips) if not c.reference and not c.restricted]
     refused = [k for k, c in enumerate(clips) if c.restricted]
-    # Restricted copies first, exactly: a usable clip that duplicates one is refused, naming it.
-    tainted: dict[int, tuple[int, float]] = {}
-    if refused and play:
-        hits = restricted_hits(vecs[play], vecs[refused], cfg.epsilon)
-        tainted = {play[r]: (refused[j], s) for r, (j, s) in hits.items()}
-    # Clusters and pairs among the clips in play (restricted ones given an outcome take part too: they are
-    # dropped at export anyway, and their duplicates are the tainted ones).
-    cand = [k for k, c in enumerate(clips) if not c.reference]
-    labels = cluster(vecs[cand], cfg.clusters, cfg.seed) if len(cand) else np.zeros(0, np.int64)
-    pi, pj, ps = similar_pairs(vecs[cand], labels, cfg.epsilon) if len(cand) > 1 else (
-        np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    with _threads(cfg.threads):
+        # Restricted copies first, exactly: a usable clip that duplicates one is refused, naming it.
+        tainted: dict[int, tuple[int, float]] = {}
+        if refused and play:
+            hits = restricted_hits(vecs[play], vecs[refused], cfg.epsilon)
+            tainted = {play[r]: (refused[j], s) for r, (j, s) in hits.items()}
+        # Clusters and pairs among the clips in play (restricted ones given an outcome take part too: they
+        # are dropped at export anyway, and their duplicates are the tainted ones).
+        cand = [k for k, c in enumerate(clips) if not c.reference]
+        labels = cluster(vecs[cand], cfg.clusters, cfg.seed) if len(cand) else np.zeros(0, np.int64)
+        pi, pj, ps = similar_pairs(vecs[cand], labels, cfg.epsilon) if len(cand) > 1 else (
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     sim: dict[int, dict[int, float]] = {}
     for i, j, s in zip(pi.tolist(), pj.tolist(), ps.tolist(), strict=True):
         a, b = cand[i], cand[j]
