@@ -1,0 +1,32 @@
+"""The capacity plan recomputes from its saved figures with one command, and its arithmetic holds."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAVED = ROOT / "bench" / "results" / "capacity.json"
+
+
+def test_the_plan_recomputes_from_the_saved_figures():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "capacity_plan.py"), "--from", str(SAVED), "--print",
+         "--node-cores", "32", "--utilisation", "0.5"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc, _, plan_json = proc.stdout.partition("\n{\n")
+    plan = json.loads("{\n" + plan_json)
+    m = json.loads(SAVED.read_text())
+    daily = plan["80 years of video a day"]
+    # 80 years a day is 80 * 365 * 24 / 24 = 29,200 video-hours every hour
+    assert daily["video_hours_per_hour"] == 29_200
+    cores = 29_200 * m["per_video_hour"]["cpu_core_s"] / 3600 / 0.5
+    assert daily["cpu_cores"] == math.ceil(cores) and daily["nodes"] == math.ceil(cores / 32)
+    gbit = 29_200 * m["per_video_hour"]["source_bytes"] * 8 / 3600 / 1e9
+    assert daily["ingress_gbit_s"] == round(gbit, 2)
+    assert "| nodes of 32 cores |" in doc and "# Capacity plan" in doc
