@@ -1,6 +1,7 @@
 """`clipfactory run --plan PLAN`: a plan's sources, and only those, are fetched and built; the summary and
-`clipfactory plan --check PLAN --build B` show target, planned and achieved shares; `[build] balance`
-caps a category of the same build.
+`clipfactory plan --check PLAN --build B` show target, planned and achieved shares; `dedup.semantic` drops a
+clip whose vector (planted by the test as a visual model's) duplicates another's, and `[build] balance` caps a
+category of the same build.
 
 Real media from ../shared/data is served by a real HTTP server on 127.0.0.1. Categories come from manifest
 labels mapped in a taxonomy file of the test (no text model is needed).
@@ -13,11 +14,13 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from clipfactory.catalog import Catalog
 from clipfactory.cli.app import app
+from clipfactory.semantic import store
 
 pytestmark = pytest.mark.shared_data
 
@@ -80,6 +83,9 @@ balance = {driving = 0.5}
 allow_private_addresses = true   # the test site is on 127.0.0.1
 [quality.filter]
 min_duration_s = 0.5
+[dedup.semantic]
+enabled = true
+embed_missing = false   # the vectors are planted below
 """
     )
     u = site.url
@@ -101,6 +107,18 @@ min_duration_s = 0.5
     url_of = {r["source_id"]: r["url"] for r in cat.query("SELECT source_id, url FROM sources")}
     planned_paths = {url_of[s].split(site.origin, 1)[1] for s in by_cat.values()}
     assert "/n/bunny.mp4" not in planned_paths  # CC BY-NC: not acquirable for commercial use
+    # Clip vectors of a "visual model": the driving spans at 0 s and 3 s get the same vector, the rest
+    # vectors orthogonal to it and to each other.
+    spans = cat.query("SELECT clip_id, source_id, start_ms FROM clip_spans ORDER BY source_id, start_ms")
+    vecs = np.eye(len(spans), 8 + len(spans), dtype=np.float32)
+    twins = {s["clip_id"] for s in spans if s["source_id"] == by_cat["driving"] and s["start_ms"] in (0, 3000)}
+    rows = [k for k, s in enumerate(spans) if s["clip_id"] in twins]
+    vecs[rows[1]] = vecs[rows[0]]
+    with cat.write() as con:
+        store.register_model(con, {"model_id": "planted@sha256:0", "model": "planted", "dim": vecs.shape[1]}, "visual")
+        store.write_vectors(con, [{"item_id": s["clip_id"], "kind": "clip", "source_id": s["source_id"],
+                                   "clip_id": s["clip_id"]} for s in spans], vecs, model_id="planted@sha256:0",
+                            modality="visual")
 
     # A purpose other than the plan's is refused before any work.
     bad = _cli("run", "--plan", str(tmp_path / "plan.json"), "--purpose", "research", "--config", str(cfg), ok=False)
@@ -111,19 +129,30 @@ min_duration_s = 0.5
     fetched = {p for p, n in site.hits.items() if n and p.endswith(".mp4")}
     assert fetched == planned_paths  # the other three videos were never asked for
 
-    # [build] balance = {driving = 0.5}: 3 driving clips and 1 handling clip. By hand: N = 4 gives
-    # 1 + min(3, floor(0.5 * 4)) = 3, then 1 + min(3, floor(1.5)) = 2, then 2 again: one driving clip stays
-    # (the first span: one source, clips by start time), two are dropped.
+    # dedup.semantic: of the clips of the twin spans one is dropped, naming the other (which one: the sharper).
+    # A clip can start a frame after its span (3.04 s for 3 s here): it takes its span's vector.
+    sem = {o["item_id"]: o for o in cat.query(
+        "SELECT item_id, status, reason FROM latest_outcomes WHERE stage = 'dedup.semantic'")}
+    twins = {c["clip_id"] for c in cat.query("SELECT clip_id, start_ms FROM clips WHERE source_id = ?",
+                                             [by_cat["driving"]]) if c["start_ms"] // 1000 in (0, 3)}
+    assert len(twins) == 2 and twins <= set(sem)
+    gone = [c for c in twins if sem[c]["status"] == "dropped"]
+    assert len(gone) == 1
+    (stayed,) = twins - set(gone)
+    assert sem[gone[0]]["reason"] == f"dedup.semantic_duplicate_of:{stayed}"
+    assert r["stages"]["dedup.semantic"]["dropped"] == 1
+
+    # [build] balance = {driving = 0.5}: 2 driving clips and 1 handling clip reach the export. By hand:
+    # N = 3 gives 1 + min(2, floor(0.5 * 3)) = 2, then 1 + min(2, floor(1)) = 2: one driving clip stays (the
+    # earlier: one source, clips by start time; the twin kept is the earlier of the two left), one is dropped.
     b = r["build"]
     assert b["n_clips"] == 2
-    assert r["stages"]["build.export"]["reasons"].get("build.balance_cap") == 2
-    kept = cat.query("SELECT m.source_id, c.start_ms FROM build_members m JOIN clips c USING (clip_id) "
-                     "WHERE m.build_id = ? ORDER BY 1", [b["build_id"]])
-    assert {(x["source_id"], x["start_ms"]) for x in kept if x["source_id"] == by_cat["driving"]} == {
-        (by_cat["driving"], 0)}
+    assert r["stages"]["build.export"]["reasons"].get("build.balance_cap") == 1
+    kept = cat.query("SELECT m.clip_id, m.source_id FROM build_members m WHERE m.build_id = ?", [b["build_id"]])
+    assert {x["clip_id"] for x in kept if x["source_id"] == by_cat["driving"]} == {stayed}
     manifest = json.loads((Path(b["out_dir"]) / "build.json").read_text())
     assert manifest["balance"]["target"] == {"driving": 0.5}
-    assert manifest["balance"]["before"] == {"driving": 3, "people-handling-objects": 1}
+    assert manifest["balance"]["before"] == {"driving": 2, "people-handling-objects": 1}
     assert manifest["balance"]["achieved"] == {"driving": 0.5, "people-handling-objects": 0.5}
     sheet = (Path(b["out_dir"]) / "datasheet.html").read_text()
     assert "Balance: target and achieved shares of clips" in sheet

@@ -324,6 +324,17 @@ def load(catalog, items: list[ClipRecord], model_id: str, purpose: str | None) -
     with catalog.read() as con:
         rows, vecs = store.read_vectors(con, model_id, kind="clip", item_ids=ids_)
         have = set(rows.column("item_id").to_pylist()) if rows.num_rows else set()
+        # A clip planned from a manifest span can start a frame or a keyframe later than the span, and so
+        # have another id than the span whose caption gave the vector: it takes its span's vector.
+        via = _span_vectors(con, [c for c in items if c.clip_id not in have])
+        if via:
+            more_rows, more_vecs = store.read_vectors(con, model_id, kind="clip", item_ids=sorted(set(via.values())))
+            found = set(more_rows.column("item_id").to_pylist()) if more_rows.num_rows else set()
+            via = {cid: span for cid, span in via.items() if span in found}
+            if via:
+                rows = pa.concat_tables([rows, more_rows]) if rows.num_rows else more_rows
+                vecs = np.concatenate([vecs, more_vecs]) if vecs.size else more_vecs
+                have |= set(via)
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         with_decisions = bool(purpose) and "policy_decisions" in tables
         sids = sorted({c.source_id for c in items if c.clip_id in have})
@@ -359,7 +370,7 @@ def load(catalog, items: list[ClipRecord], model_id: str, purpose: str | None) -
     clips: list[_Clip] = []
     order: list[int] = []
     for c in items:
-        i = row_of.get(c.clip_id)
+        i = row_of.get(c.clip_id, row_of.get(via.get(c.clip_id, "")))
         if i is None:
             continue
         w, h, acq, lic, eff, restricted, reasons = meta.get(c.source_id, (0, 0, "", None, None, False, None))
@@ -380,6 +391,29 @@ def load(catalog, items: list[ClipRecord], model_id: str, purpose: str | None) -
     dim = vecs.shape[1] if vecs.size else (ref_vecs.shape[1] if ref_vecs.size else 0)
     all_vecs = np.concatenate(out_vecs) if out_vecs else np.zeros((0, dim), np.float32)
     return clips, all_vecs, [c.clip_id for c in items if c.clip_id not in have]
+
+
+def _span_vectors(con, items: list[ClipRecord]) -> dict[str, str]:
+    """clip id → the id of the manifest span (``clip_spans``) of its source that overlaps it most, when that
+    overlap holds at least half of the clip."""
+    if not items or not store.has_table(con, "clip_spans"):
+        return {}
+    con.register("_sd_c", pa.table({
+        "clip_id": pa.array([c.clip_id for c in items], pa.string()),
+        "source_id": pa.array([c.source_id for c in items], pa.string()),
+        "start_ms": pa.array([int(c.start_ms) for c in items], pa.int64()),
+        "end_ms": pa.array([int(c.end_ms) for c in items], pa.int64()),
+    }))
+    try:
+        rows = con.execute(
+            """SELECT c.clip_id, arg_max(s.clip_id, least(c.end_ms, s.end_ms) - greatest(c.start_ms, s.start_ms))
+               FROM _sd_c c JOIN clip_spans s ON s.source_id = c.source_id AND s.clip_id IS NOT NULL
+               WHERE 2 * (least(c.end_ms, s.end_ms) - greatest(c.start_ms, s.start_ms)) >= c.end_ms - c.start_ms
+               GROUP BY 1"""
+        ).fetchall()
+    finally:
+        con.unregister("_sd_c")
+    return {cid: span for cid, span in rows if span != cid}
 
 
 def prepare(catalog, purpose: str | None, settings=None, model_id: str | None = None) -> int:
