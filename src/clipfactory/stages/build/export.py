@@ -9,6 +9,8 @@ Writes
 Drop reasons
     ``policy.<reason>`` when the gate, asked again at export, refuses the clip's source;
     ``build.left_out`` for a clip with no cut file or dropped as a near-duplicate.
+    ``build.balance_cap`` for a clip of a category over its ``[build] balance`` cap
+    (:mod:`clipfactory.semantic.balance`).
 Resources
     the driver process (a catalog stage). It is never resumed item by item: a build is made of all of the
     run's clips, and an unchanged set of members gives back the unchanged build.
