@@ -7,6 +7,7 @@ Every function reads; none writes. The web UI (:mod:`clipfactory.web`) shows wha
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from .db import Catalog, table_columns
@@ -172,10 +173,10 @@ def text_search(catalog: Catalog, text: str, *, limit: int = 50) -> list[dict[st
 
 def referenced_blob(
     catalog: Catalog, sha256: str, *, kinds: tuple[str, ...] = ("clip", "thumb")
-) -> str | None:
-    """The blob URI of ``sha256`` when the catalog references it as one of ``kinds`` (``clip``: a clip's
-    media, ``thumb``: a clip's thumbnail, ``source``: a source's media), else None. Anything that is not
-    64 lowercase hex digits is None."""
+) -> tuple[str, str] | None:
+    """``(blob URI, kind)`` of ``sha256`` when the catalog references it as one of ``kinds`` (``clip``: a
+    clip's media, ``thumb``: a clip's thumbnail, ``source``: a source's media), first kind first, else
+    None. Anything that is not 64 lowercase hex digits is None."""
     if not isinstance(sha256, str) or not _SHA.fullmatch(sha256):
         return None
     uri = f"blob:sha256:{sha256}"
@@ -187,13 +188,58 @@ def referenced_blob(
     with catalog.read() as con:
         for k in kinds:
             if con.execute(parts[k] + " LIMIT 1", [uri]).fetchall():
-                return uri
+                return uri, k
     return None
+
+
+def builds_with_reports(catalog: Catalog) -> list[dict[str, Any]]:
+    """Every build (by name, newest version first) with the disclosure documents its ``build.json`` lists
+    and that exist (``reports``: role -> file name), and its folder (``out_dir``)."""
+    from ..disclosures import REPORTS, read_manifest
+    from ..errors import ClipfactoryError
+
+    with catalog.read() as con:
+        if "builds" not in table_columns(con):
+            return []
+    rows = catalog.query(
+        "SELECT build_id, name, version, purpose, status, created_at, n_clips, n_shards, supersedes, out_dir "
+        "FROM builds ORDER BY name, version DESC"
+    )
+    for r in rows:
+        out = Path(r["out_dir"] or "")
+        try:
+            m = read_manifest(out)
+        except (ClipfactoryError, OSError, ValueError):
+            m = {}
+        r["reports"] = {
+            k: v
+            for k, v in (m.get("reports") or {}).items()
+            if k in REPORTS and v == REPORTS[k] and (out / v).is_file()
+        }
+    return rows
+
+
+def index_freshness(catalog: Catalog, store) -> dict[str, Any]:
+    """What a lookup searches and how fresh it is: :func:`~clipfactory.fingerprints.index.index_status`
+    and when fingerprints were last loaded (``last_indexed_at``); ``error`` when it cannot be read."""
+    from ..errors import ClipfactoryError
+    from ..fingerprints.index import index_status
+
+    try:
+        st = index_status(catalog, store)
+    except ClipfactoryError as exc:
+        return {"error": exc.message}
+    with catalog.read() as con:
+        row = con.execute("SELECT max(indexed_at) FROM fp_indexed").fetchone()
+    st["last_indexed_at"] = row[0] if row else None
+    return st
 
 
 __all__ = [
     "SCORES",
     "browse_clips",
+    "builds_with_reports",
+    "index_freshness",
     "clip_detail",
     "failures_by_reason",
     "filter_options",

@@ -136,7 +136,9 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
     templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str, sort_keys=True)
     templates.env.filters["sha"] = lambda uri: (uri or "").rsplit(":", 1)[-1]
     # a catalog URL is a link only when it is a web address (never javascript:, data:, ...)
-    templates.env.tests["web_url"] = lambda u: isinstance(u, str) and u.lower().startswith(("http://", "https://"))
+    templates.env.tests["web_url"] = lambda u: (
+        isinstance(u, str) and u.lower().startswith(("http://", "https://"))
+    )
     sessions = Sessions(cfg.session_ttl_s)
     limits = {
         "login": RateLimiter(*cfg.login_limit),
@@ -225,16 +227,9 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
 
     # -- public pages -----------------------------------------------------------------------------------
     def index_freshness() -> dict[str, Any]:
-        from ..fingerprints.index import index_status
+        from ..catalog.browse import index_freshness as freshness
 
-        try:
-            st = index_status(public_catalog, store)
-        except ClipfactoryError as exc:
-            return {"error": str(exc)}
-        with public_catalog.read() as con:
-            row = con.execute("SELECT max(indexed_at) FROM fp_indexed").fetchone()
-        st["last_indexed_at"] = row[0] if row else None
-        return st
+        return freshness(public_catalog, store)
 
     @app.get("/", response_class=HTMLResponse)
     def home(request: Request):
@@ -371,21 +366,9 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
         return page(request, "request_status.html", r=public_view(r))
 
     def builds() -> list[dict[str, Any]]:
-        from ..disclosures import read_manifest
+        from ..catalog.browse import builds_with_reports
 
-        rows = public_catalog.query(
-            "SELECT build_id, name, version, purpose, status, created_at, n_clips, n_shards, out_dir FROM builds "
-            "ORDER BY name, version DESC"
-        )
-        for r in rows:
-            try:
-                m = read_manifest(Path(r["out_dir"]))
-            except ClipfactoryError:
-                m = {}
-            out = Path(r.pop("out_dir"))
-            r["reports"] = {k: v for k, v in (m.get("reports") or {}).items() if (out / v).is_file()}
-            r["summary"] = {k: m.get(k) for k in ("n_clips", "n_shards", "purpose", "status", "supersedes")}
-        return rows
+        return builds_with_reports(public_catalog)
 
     @app.get("/transparency", response_class=HTMLResponse)
     def transparency(request: Request):
@@ -393,15 +376,9 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
 
     @app.get("/transparency/{build_id}/{role}")
     def report_file(request: Request, build_id: str, role: str):
-        from ..disclosures import REPORTS
-
         for b in builds():
-            if b["build_id"] == build_id and role in b["reports"] and role in REPORTS:
-                out = Path(
-                    public_catalog.query("SELECT out_dir FROM builds WHERE build_id = ?", [build_id])[0][
-                        "out_dir"
-                    ]
-                )
+            if b["build_id"] == build_id and role in b["reports"]:
+                out = Path(b["out_dir"])
                 name = b["reports"][role]
                 kind = {
                     ".html": "text/html; charset=utf-8",
@@ -554,10 +531,10 @@ def _operator_routes(
         sess, deny = need(request)
         if deny:
             return deny
-        uri = referenced_blob(catalog, sha, kinds=("clip", "thumb"))
-        if uri is None:
+        found = referenced_blob(catalog, sha, kinds=("clip", "thumb"))
+        if found is None:
             return error(request, 404, "Not found.")
-        is_thumb = bool(catalog.query("SELECT 1 FROM clips WHERE thumb_uri = ? LIMIT 1", [uri]))
+        is_thumb = found[1] == "thumb"
         resp = file_response(
             store.path(sha),
             store.root,
