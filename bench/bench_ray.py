@@ -66,7 +66,28 @@ def video_seconds(paths: list[str]) -> float:
     return total
 
 
-def run_once(executor: str, inputs: list[str], workdir: Path, address: str | None = None) -> dict:
+class StageProgress:
+    """The progress protocol, remembering which stage runs now (to say what a killed node interrupted)."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+
+    def start(self, task, total=None, unit="items"):
+        self.current = task
+
+    def advance(self, task, n=1, **info):
+        pass
+
+    def finish(self, task):
+        pass
+
+    def close(self):
+        pass
+
+
+def run_once(
+    executor: str, inputs: list[str], workdir: Path, address: str | None = None, progress: StageProgress | None = None
+) -> dict:
     from clipfactory import registry
     from clipfactory.catalog import Catalog
     from clipfactory.config import Settings
@@ -88,7 +109,7 @@ def run_once(executor: str, inputs: list[str], workdir: Path, address: str | Non
         data["ray_address"] = address
     s = Settings(**data)
     t = time.perf_counter()
-    summary = run_pipeline(s)
+    summary = run_pipeline(s, progress=progress)
     seconds = time.perf_counter() - t
     h = Catalog(s.catalog).query("SELECT config->>'content_hash' AS h FROM builds ORDER BY created_at DESC LIMIT 1")
     return {
@@ -106,6 +127,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--kill-node", action="store_true", help="also kill one raylet during a Ray run")
+    ap.add_argument("--kill-after", type=float, default=15.0, help="seconds into that run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -133,17 +155,23 @@ def main() -> int:
             if args.kill_node:
                 victim = list(cluster.worker_nodes)[0]
 
+                progress = StageProgress()
+                during: list[str | None] = []
+
                 def kill_later():
-                    time.sleep(8.0)
+                    time.sleep(args.kill_after)
+                    during.append(progress.current)
                     cluster.remove_node(victim, allow_graceful=False)
 
                 th = threading.Thread(target=kill_later, daemon=True)
                 th.start()
                 try:
-                    killed = run_once("ray", inputs, base / "killed", cluster.address)
+                    killed = run_once("ray", inputs, base / "killed", cluster.address, progress)
                 except Exception as exc:  # reported, not hidden
                     killed = {"error": f"{type(exc).__name__}: {exc}"}
                 th.join()
+                killed["killed_after_s"] = args.kill_after
+                killed["stage_running_at_kill"] = during[0] if during else None
         finally:
             ray.shutdown()
             cluster.shutdown()

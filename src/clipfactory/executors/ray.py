@@ -244,9 +244,13 @@ class RayExecutor(LocalExecutor):
         """The client of this executor's shared limits actor (started on first use)."""
         ray = self._init_ray()
         if self._limits is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
             from ..limits import SharedLimits
 
-            actor = ray.remote(num_cpus=0, max_concurrency=10_000)(SharedLimits)
+            # On the driver's node: a worker node that dies takes its batches in flight, not the limits.
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+            actor = ray.remote(num_cpus=0, max_concurrency=10_000, scheduling_strategy=here)(SharedLimits)
             self._limits = _RemoteLimits(actor.remote())
         return self._limits
 
