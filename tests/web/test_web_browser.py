@@ -38,7 +38,16 @@ def browser():
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--disable-gpu", "--disable-extensions", "--disable-background-networking", "--disable-component-update", "--mute-audio"]
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-gpu",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--mute-audio",
+            ],
         )
         yield b
         b.close()

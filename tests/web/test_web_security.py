@@ -616,3 +616,48 @@ def test_dashboard_reloads_while_a_run_is_running(app, world):
     with world.catalog.write() as con:
         finish_run(con, run_id, "finished")
     assert 'http-equiv="refresh"' not in c.get("/operator").text
+
+
+def test_fingerprinting_past_the_time_limit_answers_503_and_deletes_the_file(world, tmp_path):
+    app = create_app(
+        world.settings, WebConfig(operator_token=TOKEN, tmp_dir=str(tmp_path), lookup_timeout_s=0.0001)
+    )
+    c = _client(app)
+    r = _post_file(c, "excerpt.mp4", world.files["excerpt"].read_bytes(), _csrf(c))
+    assert r.status_code == 503 and "longer than" in r.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_request_errors_name_the_field(world):
+    from clipfactory.errors import ConfigError, NotFoundError
+    from clipfactory.fingerprints.requests import get_request, reject_request, submit_request
+
+    ok = {
+        "contact": "c@example.org",
+        "relationship": "owner",
+        "statement": "mine",
+        "work_url": "https://example.org/b",
+    }
+    for change, item in [
+        ({"relationship": "cousin"}, "relationship"),
+        ({"contact": "  "}, "contact"),
+        ({"statement": ""}, "statement"),
+        ({"statement": "x" * 4001}, "statement"),
+        ({"work_url": None}, "work"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            submit_request(world.catalog, **{**ok, **change})
+        assert e.value.item == item
+    # a lookup answer without a confident match names nothing to take down
+    with pytest.raises(NotFoundError):
+        submit_request(
+            world.catalog,
+            **{**ok, "work_url": None},
+            lookup_result={"matches": [{"confidence": 0.2, "source_id": "x"}]},
+        )
+    r = submit_request(world.catalog, **ok)
+    assert r["status"] == "pending" and r["source_ids"] == [world.sources["b"][0].source_id]
+    with pytest.raises(ConfigError):
+        reject_request(world.catalog, request_id=r["request_id"], actor="olga", reason=" ")
+    assert get_request(world.catalog, r["request_id"])["status"] == "pending"
+    reject_request(world.catalog, request_id=r["request_id"], actor="olga", reason="test")
