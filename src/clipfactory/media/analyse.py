@@ -699,6 +699,7 @@ class _Boundaries:
         self._nq: list = []  # native Boundary objects not yet released
         self._tq: list = []  # TransNetBoundary objects not yet released
         self._scan = 0  # TransNetV2 probabilities are scanned for runs from here
+        self._open = 0  # TransNetV2 frames before this are settled and in no open transition
         self._last = 0
 
     def _poll(self, final: bool) -> int:
@@ -713,10 +714,16 @@ class _Boundaries:
             done = self.transnet.n if final else self.transnet.settled()
             if final or done > self._scan:
                 probs = self.transnet.probabilities()
-                found = boundaries(probs, self.cfg.transnet_threshold, upto=None if final else done)
+                thr = self.cfg.transnet_threshold
+                found = boundaries(probs, thr, upto=None if final else done)
                 self._tq.extend(b for b in found if b.lo >= self._scan)
                 if found:
                     self._scan = max(self._scan, found[-1].hi + 1)
+                # A transition still going on at the last settled frame is a boundary from its start.
+                self._open = done
+                while not final and self._open > self._scan and probs[self._open - 1] > thr:
+                    self._open -= 1
+            done = min(done, self._open)
             settled = done if settled is None else min(settled, done)
         return settled if settled is not None else 0
 
