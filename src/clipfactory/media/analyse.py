@@ -2,8 +2,10 @@
 
 :func:`analyse` decodes each frame once and, on a subsampled view of its planes (no conversion),
 computes shot boundaries (hard cuts, fades, dissolves), motion, sharpness, mean luma, black and
-static frames, PDQ perceptual hashes about once a second, one JPEG thumbnail per shot, and, behind
-the ``ocr`` extra, the share of sampled frames that carry text overlays.
+static frames, PDQ perceptual hashes about once a second, one JPEG thumbnail per shot, and the
+burned-in text on a few frames per shot (RapidOCR, when ``rapidocr-onnxruntime`` is installed). Shot
+boundaries come from the native detector of :mod:`clipfactory.media.shots`, from TransNetV2 on 48x27
+frames of the same decode (:mod:`clipfactory.media.transnet`, the ``ml`` extra), or from both.
 
 Frames stream through: memory holds per-frame scalars, a ring of a few subsampled luma planes, and a
 bounded set of thumbnail candidates per open shot, whatever the video's length.
