@@ -112,12 +112,27 @@ def _span_texts(con, source_ids: list[str] | None) -> list[dict[str, Any]]:
     con.register("_sem_ids", pa.table({"source_id": pa.array(sorted(set(source_ids or [])), pa.string())}))
     try:
         subset = "AND source_id IN (SELECT source_id FROM _sem_ids)" if source_ids is not None else ""
-        rows = con.execute(
-            f"""SELECT clip_id, any_value(source_id) AS source_id,
-                       string_agg(DISTINCT trim(caption), '. ' ORDER BY trim(caption)) AS text
+        spans = f"""SELECT clip_id AS span_id, any_value(source_id) AS source_id, any_value(start_ms) AS b,
+                       any_value(end_ms) AS e, string_agg(DISTINCT trim(caption), '. ' ORDER BY trim(caption)) AS text
                 FROM clip_spans WHERE clip_id IS NOT NULL AND caption IS NOT NULL AND trim(caption) <> '' {subset}
-                GROUP BY clip_id ORDER BY clip_id"""
-        ).fetchall()
+                GROUP BY clip_id"""
+        if _has(con, "clips"):
+            # The cut clip of a span may start a frame or a keyframe later than the manifest said, and so have
+            # another id: a span's text goes to the clip of its source that covers most of it (at least half).
+            rows = con.execute(
+                f"""WITH s AS ({spans}),
+                    m AS (SELECT s.span_id, c.clip_id, row_number() OVER (
+                              PARTITION BY s.span_id
+                              ORDER BY least(c.end_ms, s.e) - greatest(c.start_ms, s.b) DESC, c.clip_id) AS rn
+                          FROM s JOIN clips c ON c.source_id = s.source_id AND c.start_ms < s.e AND c.end_ms > s.b
+                          WHERE 2 * (least(c.end_ms, s.e) - greatest(c.start_ms, s.b)) >= s.e - s.b)
+                    SELECT coalesce(m.clip_id, s.span_id) AS clip_id, any_value(s.source_id),
+                           string_agg(DISTINCT s.text, '. ' ORDER BY s.text)
+                    FROM s LEFT JOIN m ON m.span_id = s.span_id AND m.rn = 1
+                    GROUP BY 1 ORDER BY 1"""
+            ).fetchall()
+        else:
+            rows = con.execute(f"SELECT span_id, source_id, text FROM ({spans}) ORDER BY span_id").fetchall()
     finally:
         con.unregister("_sem_ids")
     return [{"clip_id": c, "source_id": s, "text": t} for c, s, t in rows]
