@@ -141,7 +141,11 @@ def _snapshot_path(snapshot) -> str | None:
     return path
 
 
-def _worker_context(context, snapshot, shared_limits):
+def _worker_context(context, snapshot, shared_limits, guard: str | None = None):
+    """The stage context of a worker: the catalog snapshot for the catalog, the shared limits in the
+    extras; and the live catalog named in this process's environment, so that opening it fails."""
+    if guard:
+        os.environ[_catalog_env()] = guard
     extras = dict(context.extras)
     if shared_limits is not None:
         extras["shared_limits"] = shared_limits
@@ -152,8 +156,10 @@ def _worker_context(context, snapshot, shared_limits):
 class _StageActor:
     """Holds one stage instance per Ray worker; ``setup`` runs once."""
 
-    def __init__(self, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None):
-        self.stage = stage_cls(config, _worker_context(context, snapshot, limits))
+    def __init__(
+        self, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None, guard=None
+    ):
+        self.stage = stage_cls(config, _worker_context(context, snapshot, limits, guard))
         self.stage.setup()
         self.cls = _record_types()[record_table]
 
@@ -168,7 +174,7 @@ _STAGES: dict[tuple, Stage] = {}
 
 def _stage_fn(
     batch: pa.Table, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None,
-    run_key: str = "",
+    run_key: str = "", guard: str | None = None,
 ) -> pa.Table:
     key = (stage_cls.__module__, stage_cls.__qualname__, run_key)
     stage = _STAGES.get(key)
@@ -176,7 +182,7 @@ def _stage_fn(
         for old in [k for k in _STAGES if k[:2] == key[:2]]:  # an earlier run of the same stage is over
             with contextlib.suppress(Exception):
                 _STAGES.pop(old).teardown()
-        stage = stage_cls(config, _worker_context(context, snapshot, limits))
+        stage = stage_cls(config, _worker_context(context, snapshot, limits, guard))
         stage.setup()
         _STAGES[key] = stage
     cls = _record_types()[record_table]
@@ -278,8 +284,9 @@ class RayExecutor(LocalExecutor):
             return
         snapshot = self.catalog_snapshot() if self.catalog.path.is_file() else None
         limits = self.shared_limits() if stage.shared_limits else None
-        # Workers may not open the live catalog; they read the snapshot.
-        runtime_env = {"env_vars": {_catalog_env(): self.catalog.where}}
+        # Workers may not open the live catalog; they read the snapshot. (The guard is set by the worker's
+        # own code, not as a Ray runtime environment: one of those would start new worker processes.)
+        guard = self.catalog.where
         by_type: dict[type[Record], list[Record]] = {}
         for it in items:
             by_type.setdefault(type(it), []).append(it)
@@ -299,13 +306,12 @@ class RayExecutor(LocalExecutor):
                 "batch_format": "pyarrow",
                 "num_cpus": stage.resources.cpus,
                 "num_gpus": stage.resources.gpus or None,
-                "runtime_env": runtime_env,
             }
             common = {k: v for k, v in common.items() if v is not None}
             if stateful:
                 out = ds.map_batches(
                     _StageActor,
-                    fn_constructor_args=(type(stage), config, stage.context, cls.table, snapshot, limits),
+                    fn_constructor_args=(type(stage), config, stage.context, cls.table, snapshot, limits, guard),
                     # As many actors as can be busy (``workers``, or fewer when there are fewer batches),
                     # each given one batch at a time: batches are heavy, so none waits behind a busy actor
                     # while another is idle.
@@ -318,7 +324,7 @@ class RayExecutor(LocalExecutor):
             else:
                 out = ds.map_batches(
                     _stage_fn,
-                    fn_args=(type(stage), config, stage.context, cls.table, snapshot, limits, run_key),
+                    fn_args=(type(stage), config, stage.context, cls.table, snapshot, limits, run_key, guard),
                     **common,
                 )
             # Ray Data streams: each output batch is yielded (and persisted by the caller) while later
