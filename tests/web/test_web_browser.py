@@ -88,6 +88,7 @@ def _upload(pg, path: Path) -> str:
     pg.set_input_files("#upload-form input[type=file]", str(path))
     pg.click("#upload-form button[type=submit]")
     pg.wait_for_selector("#verdict")
+    pg.wait_for_load_state("load")  # the thumbnails too
     return pg.inner_text("#verdict")
 
 

@@ -135,6 +135,9 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
     templates.env.filters["ms"] = _ms
     templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str, sort_keys=True)
     templates.env.filters["sha"] = lambda uri: (uri or "").rsplit(":", 1)[-1]
+    templates.env.filters["when"] = lambda t: (
+        t.strftime("%Y-%m-%d %H:%M:%S") if hasattr(t, "strftime") else (t or "")
+    )
     # a catalog URL is a link only when it is a web address (never javascript:, data:, ...)
     templates.env.tests["web_url"] = lambda u: (
         isinstance(u, str) and u.lower().startswith(("http://", "https://"))
