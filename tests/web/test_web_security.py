@@ -495,55 +495,54 @@ def test_disclosure_documents_are_served_sandboxed(app, world):
     assert c.get(f"/transparency/{bid}/build").status_code == 404
 
 
-def test_serve_command(world, tmp_path):
-    import subprocess
-    import sys
-    import time
-
-    import httpx
+def test_serve_command(world, tmp_path, monkeypatch):
+    """The command's wiring: its options reach the app and uvicorn (the server itself runs in the browser
+    tests and in bench/bench_web.py, which starts `clipfactory serve`)."""
+    import uvicorn
     from typer.testing import CliRunner
 
     from clipfactory.cli.app import app as cli_app
 
-    from .conftest import free_port
-
     missing = CliRunner().invoke(cli_app, ["serve", "--catalog", str(tmp_path / "none.duckdb")])
     assert missing.exit_code == 1 and "no catalog at" in missing.output
     assert not (tmp_path / "none.duckdb").exists()
-    cli = [sys.executable, "-c", "from clipfactory.cli.app import main; main()"]
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "CLIPFACTORY_WEB_TOKEN"}
-    proc = subprocess.Popen(
-        [
-            *cli,
-            "serve",
-            "--public-only",
-            "--port",
-            str(port),
-            "--catalog",
-            str(world.catalog.path),
-            "--store",
-            str(world.store.root),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: ran.update(app=web, **kw))
+    monkeypatch.delenv("CLIPFACTORY_WEB_TOKEN", raising=False)
+    args = [
+        "serve",
+        "--public-only",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9999",
+        "--max-upload-mb",
+        "1",
+        "--catalog",
+        str(world.catalog.path),
+        "--store",
+        str(world.store.root),
+    ]
+    res = CliRunner().invoke(cli_app, args)
+    assert res.exit_code == 0, res.output
+    assert (ran["host"], ran["port"], ran["proxy_headers"], ran["server_header"]) == (
+        "0.0.0.0",
+        9999,
+        True,
+        False,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
-                time.sleep(0.1)
-        assert r.status_code == 200 and "Was my work used?" in r.text
-        assert httpx.get(f"http://127.0.0.1:{port}/operator/login").status_code == 404
-        assert "server" not in r.headers  # no server banner
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    c = _client(ran["app"])
+    r = c.get("/")
+    assert r.status_code == 200 and "Was my work used?" in r.text and "up to 1 MB" in r.text
+    assert c.get("/operator/login").status_code == 404
+    big = b"\x00\x00\x00\x18ftypisom" + b"\x00" * (1024 * 1024 + 10)
+    assert _post_file(c, "big.mp4", big, _csrf(c)).status_code == 413
+    # without --public-only and without a token: the operator pages exist and refuse every login
+    res = CliRunner().invoke(cli_app, [a for a in args if a != "--public-only"])
+    assert res.exit_code == 0 and "CLIPFACTORY_WEB_TOKEN is not set" in res.output
+    c = _client(ran["app"])
+    assert c.get("/operator/login").status_code == 200
+    assert c.post("/operator/login", data={"csrf": _csrf(c), "name": "x", "token": ""}).status_code == 401
 
 
 def test_what_visitors_send_is_escaped(app, world):
