@@ -18,6 +18,15 @@ Both must find the same number of distinct sources and memberships. Prints media
 runs: rows/s, ratio ours/pandas, peak RSS. Targets: >= 1,000,000 rows/s, peak RSS <= 2 GB.
 
     python bench/bench_ingest.py [--rows 10000000] [--datasets 5] [--repeat 3] [--threads 2] [--memory-limit 1GB]
+
+``--cli`` measures instead one large file through the command line: a 3,000,000-row Kinetics-style CSV
+in which 90% of the rows name a distinct video (``--cli-rows``, ``--distinct``), ingested by
+``clipfactory ingest`` in a subprocess and, side by side and interleaved, by ``ingest_manifest`` in a
+fresh Python process. Each side: wall time, CPU time of the process (all threads: on a shared machine
+rows per CPU-second move less than wall time), peak RSS, and, for the library side, the CPU of each
+ingest step.
+
+    python bench/bench_ingest.py --cli [--cli-rows 3000000] [--distinct 0.9] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -82,6 +91,205 @@ def build(rows: int, n_datasets: int) -> list[Path]:
     con.close()
     marker.write_text(json.dumps(spec))
     return paths
+
+
+def build_cli(rows: int, distinct: float) -> Path:
+    """Write (or reuse) one Kinetics-style CSV of ``rows`` rows, ``distinct`` of them naming a new video.
+
+    Ids are the first nine characters of a real Kinetics-400/600 validation id followed by two
+    characters that encode a variant; the remaining rows repeat earlier videos (with another span).
+    """
+    import duckdb
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    n_distinct = int(rows * distinct)
+    path = OUT / f"cli-{rows}-{n_distinct}.csv"
+    if path.exists():
+        return path
+    k400 = SHARED / "manifests" / "kinetics-400_val.csv"
+    k600 = SHARED / "manifests" / "kinetics-600_val.csv"
+    if not (k400.exists() and k600.exists()):
+        sys.exit(f"needs the Kinetics validation lists in {SHARED / 'manifests'}")
+    con = duckdb.connect()
+    con.execute(
+        f"""CREATE TABLE base AS
+            SELECT row_number() OVER (ORDER BY p) AS b, * FROM (
+                SELECT substr(youtube_id, 1, 9) AS p, min(label) AS label,
+                       min(CAST(time_start AS BIGINT)) AS ts, min(CAST(time_end AS BIGINT)) AS te
+                FROM (SELECT label, youtube_id, time_start, time_end FROM read_csv('{k400}', all_varchar = true)
+                      UNION ALL
+                      SELECT label, youtube_id, time_start, time_end FROM read_csv('{k600}', all_varchar = true))
+                GROUP BY p)"""
+    )
+    n = con.execute("SELECT count(*) FROM base").fetchall()[0][0]
+    if n_distinct > n * 64 * 64:
+        sys.exit(f"at most {n * 4096:,} distinct videos")
+    tmp = path.with_suffix(".tmp")
+    con.execute(
+        f"""COPY (
+            WITH g AS (SELECT i, CASE WHEN i < {n_distinct} THEN i ELSE (i * 7919) % {n_distinct} END AS v
+                       FROM range({rows}) t(i))
+            SELECT label,
+                   p || substr('{ALPHABET}', ((v // {n}) // 64) % 64 + 1, 1)
+                     || substr('{ALPHABET}', (v // {n}) % 64 + 1, 1) AS youtube_id,
+                   ts + i % 7 AS time_start, te + i % 7 AS time_end, 'train' AS split
+            FROM g JOIN base ON base.b = v % {n} + 1
+            ORDER BY i
+        ) TO '{tmp}' (HEADER, DELIMITER ',', FORMAT csv)"""
+    )
+    con.close()
+    tmp.rename(path)
+    return path
+
+
+def _child(cmd: list[str], env: dict | None = None) -> tuple[str, dict]:
+    """Run ``cmd``; its stdout and wall time (CPU time and peak RSS come from :func:`worker_rusage`)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    out, err = p.communicate()
+    seconds = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"{cmd[0]} failed:\n{err}")
+    return out, {"seconds": seconds}
+
+
+def run_cli_side(kind: str, path: Path, args: argparse.Namespace, run: int) -> dict:
+    catalog = OUT / f"cli-catalog-{run}.duckdb"
+    for suffix in ("", ".wal", ".lock"):
+        Path(str(catalog) + suffix).unlink(missing_ok=True)
+    if kind == "cli":
+        exe = Path(sys.executable).with_name("clipfactory")
+        inner = [
+            str(exe),
+            "ingest",
+            str(path),
+            "--format",
+            "kinetics",
+            "--dataset",
+            "cli-bench",
+            "--catalog",
+            str(catalog),
+            "--json",
+        ]
+        if args.threads:
+            inner += ["--threads", str(args.threads)]
+        if args.memory_limit:
+            inner += ["--memory-limit", args.memory_limit]
+    else:
+        inner = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "lib",
+            str(path),
+            "--catalog",
+            str(catalog),
+            "--threads",
+            str(args.threads or 0),
+        ]
+        if args.memory_limit:
+            inner += ["--memory-limit", args.memory_limit]
+    out, r = _child([sys.executable, __file__, "--worker", "rusage", "--", *inner])
+    lines = out.strip().splitlines()
+    usage = json.loads(lines[-1])
+    r.update(usage)
+    if kind == "cli":
+        summary = json.loads("\n".join(lines[:-1]))["manifests"][0]
+        r["rows"], r["sources"], r["spans"] = summary["rows_total"], summary["new_sources"], summary["spans"]
+    else:
+        r.update(json.loads(lines[-2]))
+    return r
+
+
+def worker_rusage(cmd: list[str]) -> None:
+    """Run ``cmd`` as a child, pass its stdout on, and print its own CPU time and peak RSS."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out, _ = p.communicate()
+    if p.returncode != 0:
+        sys.exit(p.returncode)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # this process's only child
+    sys.stdout.write(out)
+    print(json.dumps({"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024}))
+
+
+def worker_lib(path: str, catalog: str, threads: int | None, memory_limit: str | None) -> dict:
+    """The library path, with the CPU time of each ingest step (from the ingest's DEBUG log)."""
+    import logging
+
+    from clipfactory.catalog import Catalog
+    from clipfactory.sources import ingest_manifest
+
+    steps: dict[str, float] = {}
+
+    class Steps(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            msg = record.getMessage()
+            if msg.startswith("ingest step "):
+                name, rest = msg[len("ingest step ") :].split(": ", 1)
+                steps[name] = steps.get(name, 0.0) + float(rest.split("cpu ")[1].rstrip("s)"))
+
+    log = logging.getLogger("clipfactory.sources.ingest")
+    log.setLevel(logging.DEBUG)
+    log.addHandler(Steps())
+    cat = Catalog(catalog)
+    t0 = time.perf_counter()
+    s = ingest_manifest(
+        cat, path, format="kinetics", dataset="cli-bench", threads=threads, memory_limit=memory_limit
+    )
+    return {
+        "seconds_inside": time.perf_counter() - t0,
+        "rows": s.rows_total,
+        "sources": s.new_sources,
+        "spans": s.spans,
+        "steps": steps,
+    }
+
+
+def main_cli(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    path = build_cli(args.cli_rows, args.distinct)
+    print(
+        f"input: {path.name}, {args.cli_rows:,} rows, {args.distinct:.0%} distinct videos "
+        f"(ready in {time.perf_counter() - t0:.1f}s)"
+    )
+    sides: dict[str, list[dict]] = {"cli": [], "lib": []}
+    for run in range(args.repeat):
+        order = ["cli", "lib"] if run % 2 == 0 else ["lib", "cli"]
+        for kind in order:
+            load = os.getloadavg()[0]
+            r = run_cli_side(kind, path, args, run)
+            sides[kind].append(r)
+            print(
+                f"  run {run + 1} {kind:4s}: {r['seconds']:6.2f}s  {r['rows'] / r['seconds']:>10,.0f} rows/s  "
+                f"cpu {r['cpu_s']:6.1f}s ({r['rows'] / r['cpu_s']:>9,.0f} rows per cpu-s)  "
+                f"peak RSS {r['peak_rss_mb']:,.0f} MB  sources {r['sources']:,}  spans {r['spans']:,}  "
+                f"(load average {load:.1f} on {os.cpu_count()} CPUs)"
+            )
+    med = statistics.median
+    rows = sides["cli"][0]["rows"]
+    for kind, label in (
+        ("cli", "clipfactory ingest (subprocess)"),
+        ("lib", "ingest_manifest (fresh process)"),
+    ):
+        w, c = med(r["seconds"] for r in sides[kind]), med(r["cpu_s"] for r in sides[kind])
+        print(
+            f"median {label}: {rows / w:,.0f} rows/s ({w:.2f}s wall), cpu {c:.1f}s "
+            f"({rows / c:,.0f} rows per cpu-s), peak RSS {med(r['peak_rss_mb'] for r in sides[kind]):,.0f} MB"
+        )
+    names = list(sides["lib"][0]["steps"])
+    print(
+        "library CPU per step (median, s): "
+        + ", ".join(
+            f"{n} {med(r['steps'].get(n, 0.0) for r in sides['lib']):.2f}"
+            for n in names
+            if med(r["steps"].get(n, 0.0) for r in sides["lib"]) >= 0.05
+        )
+    )
+    w = med(r["seconds"] for r in sides["cli"])
+    print(
+        f"baselines: 0.16 M rows/s (CLI, this input, 2026-12-03 issue figure) -> {rows / w / 160_000:.2f}x; "
+        f"target >= 1,000,000 rows/s: {'met' if rows / w >= 1e6 else 'NOT met'}"
+    )
 
 
 # -- workers (each runs in its own process) -----------------------------------------------------------
@@ -150,12 +358,23 @@ def main() -> None:
         "--threads", type=int, default=2, help="DuckDB threads for our ingest (0: DuckDB's default)"
     )
     ap.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit for our ingest")
-    ap.add_argument("--worker", choices=["ours", "pandas"], help=argparse.SUPPRESS)
+    ap.add_argument("--cli", action="store_true", help="one large file through `clipfactory ingest`")
+    ap.add_argument("--cli-rows", type=int, default=3_000_000)
+    ap.add_argument("--distinct", type=float, default=0.9, help="share of rows naming a new video (--cli)")
+    ap.add_argument("--worker", choices=["ours", "pandas", "lib", "rusage"], help=argparse.SUPPRESS)
     ap.add_argument("--catalog", help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
+    if args.worker == "rusage":
+        worker_rusage(args.paths)
+        return
     if args.worker:
+        if args.worker == "lib":
+            print(
+                json.dumps(worker_lib(args.paths[0], args.catalog, args.threads or None, args.memory_limit))
+            )
+            return
         if args.worker == "ours":
             out = worker_ours(args.paths, args.catalog, args.threads or None, args.memory_limit)
         else:
@@ -166,6 +385,9 @@ def main() -> None:
         print(json.dumps(out))
         return
 
+    if args.cli:
+        main_cli(args)
+        return
     t0 = time.perf_counter()
     paths = build(args.rows, args.datasets)
     print(f"input: {len(paths)} CSVs, {args.rows:,} rows in {OUT} (ready in {time.perf_counter() - t0:.1f}s)")

@@ -447,26 +447,37 @@ def _write_rows(
         )
         params: list[Any] = [dataset, manifest_id] + ([dataset] if had_spans else [])
         start, end = ("r.start_ms", "r.end_ms") if c.spans else ("NULL::BIGINT", "NULL::BIGINT")
+        extra = "CAST(r.extra AS JSON)" if "extra" in c.given else "NULL::JSON"
         spans = _x(
             con,
             "insert spans",
             f"""INSERT INTO clip_spans (dataset, source_id, clip_id, start_ms, end_ms, caption, label, split,
                                         manifest_id, line, extra)
                 SELECT ?, r.source_id, {clip_id}, {start}, {end}, {r("caption", "r.")}, {r("label", "r.")},
-                       {r("split", "r.")}, ?, r.line, CAST({r("extra", "r.")} AS JSON)
+                       {r("split", "r.")}, ?, r.line, {extra}
                 FROM _cf_rows r WHERE {span_filter} {dedup}""",
             params,
         )[0][0]
     # Spans are the distinct clips with times (a row repeated is one span, as memberships count them); a
     # caption of the whole video (MSR-VTT, WebVid) is a caption, not a span.
     captions = 0
-    if spans:
+    if spans and had_spans:
         spans, captions = _x(
             con,
             "count spans",
             """SELECT count(DISTINCT clip_id) FILTER (WHERE start_ms IS NOT NULL), count(caption)
                FROM clip_spans WHERE dataset = ? AND manifest_id = ?""",
             [dataset, manifest_id],
+        )[0]
+    elif spans:
+        # Nothing was left out as already there: the rows just inserted are the filtered rows, which
+        # are in memory (a scan of clip_spans would decompress what was just written).
+        clip_ids = "clip_id" if c.spans else "NULL::VARCHAR"
+        spans, captions = _x(
+            con,
+            "count spans",
+            f"""SELECT count(DISTINCT {clip_ids}) FILTER (WHERE {has_span}), count({r("caption", "r.")})
+                FROM _cf_rows r WHERE {span_filter}""",
         )[0]
 
     _x(
