@@ -222,15 +222,21 @@ def builds_with_reports(catalog: Catalog) -> list[dict[str, Any]]:
 def index_freshness(catalog: Catalog, store) -> dict[str, Any]:
     """What a lookup searches and how fresh it is: :func:`~clipfactory.fingerprints.index.index_status`
     and when fingerprints were last loaded (``last_indexed_at``); ``error`` when it cannot be read."""
+    import duckdb
+
     from ..errors import ClipfactoryError
     from ..fingerprints.index import index_status
 
     try:
         st = index_status(catalog, store)
+        with catalog.read() as con:
+            row = con.execute("SELECT max(indexed_at) FROM fp_indexed").fetchone()
     except ClipfactoryError as exc:
         return {"error": exc.message}
-    with catalog.read() as con:
-        row = con.execute("SELECT max(indexed_at) FROM fp_indexed").fetchone()
+    except duckdb.Error:  # a catalog from before the fingerprint tables, read as it is
+        return {
+            "error": "this catalog has no fingerprint index yet (clipfactory fingerprints index makes one)"
+        }
     st["last_indexed_at"] = row[0] if row else None
     return st
 
