@@ -660,3 +660,44 @@ def test_request_errors_name_the_field(world):
         reject_request(world.catalog, request_id=r["request_id"], actor="olga", reason=" ")
     assert get_request(world.catalog, r["request_id"])["status"] == "pending"
     reject_request(world.catalog, request_id=r["request_id"], actor="olga", reason="test")
+
+
+def test_error_pages_show_no_server_paths(app, world, monkeypatch):
+    import clipfactory.fingerprints.requests as requests_mod
+    from clipfactory.errors import CatalogError, NotFoundError
+
+    where = str(world.catalog.path)
+
+    def read_only(*a, **k):
+        raise CatalogError(
+            f"the catalog {where} is read-only: the file is not writable", fix=f"chmod u+w {where}"
+        )
+
+    monkeypatch.setattr(requests_mod, "submit_request", read_only)
+    c = _client(app)
+    r = c.post(
+        "/request",
+        data={
+            "csrf": _csrf(c),
+            "url": "https://example.org/b",
+            "contact": "x",
+            "relationship": "owner",
+            "statement": "s",
+        },
+    )
+    assert r.status_code == 400 and "cannot be read or written right now" in r.text
+    assert where not in r.text and str(world.root) not in r.text
+
+    def store_gone(*a, **k):
+        raise NotFoundError(
+            f"fingerprints of 2 sources cannot be searched: they are not in the store {world.store.root}",
+            item="sources",
+            fix=f"give --store {world.store.root}/../elsewhere",
+        )
+
+    import clipfactory.fingerprints.lookup as lookup_mod
+
+    monkeypatch.setattr(lookup_mod, "lookup", store_gone)
+    r = _post_file(c, "x.mp4", world.files["excerpt"].read_bytes(), _csrf(c))
+    assert r.status_code == 400 and "cannot be searched" in r.text
+    assert str(world.root) not in r.text and "[a server path]" in r.text

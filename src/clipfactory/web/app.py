@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -101,6 +102,26 @@ class _Lookups:
         with self._lock:
             got = self._d.get(token or "")
             return got[1] if got and got[0] >= time.monotonic() else None
+
+
+#: An absolute file path inside a message (two or more parts): visitors never see the server's paths.
+_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/:;,()'\"<>]+/)+[^\s/:;,()'\"<>]*")
+
+
+def visible(exc: Exception, *, replace: dict[str, str] | None = None) -> str:
+    """The words of an error for a page: its message and fix, without the server's file paths; a catalog
+    that cannot be read or written is one sentence."""
+    from ..errors import CatalogError
+
+    if isinstance(exc, CatalogError):
+        return "The catalog cannot be read or written right now; try again later."
+    text = getattr(exc, "message", None) or str(exc)
+    fix = getattr(exc, "fix", None)
+    if fix:
+        text = f"{text} ({fix})"
+    for k, v in (replace or {}).items():
+        text = text.replace(k, v)
+    return _PATH.sub("[a server path]", text)
 
 
 def _ms(v) -> str:
@@ -218,10 +239,8 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
 
     @app.exception_handler(ClipfactoryError)
     async def _cf_error(request: Request, exc: ClipfactoryError):
-        status = 404 if isinstance(exc, NotFoundError) else 400
-        return error(
-            request, status, exc.message if hasattr(exc, "message") else str(exc), getattr(exc, "fix", None)
-        )
+        log.info("%s: %s", request.url.path, exc)
+        return error(request, 404 if isinstance(exc, NotFoundError) else 400, visible(exc))
 
     @app.exception_handler(Exception)
     async def _any_error(request: Request, exc: Exception):
@@ -281,7 +300,7 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
                             request, 503, f"Fingerprinting took longer than {cfg.lookup_timeout_s:.0f} s."
                         )
                     except ClipfactoryError as exc:
-                        msg = str(exc).replace(str(up.path), up.filename or "the file")
+                        msg = visible(exc, replace={str(up.path): up.filename or "the file"})
                         return error(request, 400, msg)
                 filename = up.filename
         except UploadError as exc:
@@ -354,7 +373,7 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
                 found=found,
                 url=str(form.get("url") or ""),
                 form=dict(form),
-                problem=str(exc),
+                problem=visible(exc),
             )
         return RedirectResponse(f"/request/{r['request_id']}", status_code=303)
 
