@@ -82,4 +82,4 @@ def test_a_run_scores_clips_blurs_faces_and_counts_them_in_the_datasheet(face_vi
     assert sorted(r["face_count"] for r in index) == [0, 1]
     html = (out / "datasheet.html").read_text()
     assert "Clips with identifiable faces" in html
-    assert "1 of 2 (a frontal face on the clip&#x27;s shot thumbnail)" in html or "1 of 2 (a frontal face" in html
+    assert "1 of 2 (a frontal face on the clip's shot thumbnail)" in __import__("html").unescape(html)

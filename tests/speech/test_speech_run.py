@@ -9,6 +9,7 @@ import os
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from caption.vlm_server import VlmServer
 
@@ -94,13 +95,24 @@ def test_the_words_said_are_in_the_transcript_and_speech_ratio_follows_them(spee
     text = " ".join(c["speech"]["transcript"] for c in talk).lower()
     for w in WORDS:
         assert w in text, (w, text)
-    # Speech spans [1.5 s, 1.5 s + the sample's length); a clip wholly before it has none.
+    # Speech spans [1.5 s, 1.5 s + the sample's last voiced sample); a clip wholly before or after it has
+    # none. (espeak's WAV ends with about 0.4 s of silence: the voiced end is read from the samples.)
+    import av
+
+    with av.open(str(Path(s.catalog).parent / "said.wav")) as c:
+        samples = np.concatenate([f.to_ndarray().reshape(-1).astype(np.float32) for f in c.decode(audio=0)])
+        rate = c.streams.audio[0].rate
+    loud = np.nonzero(np.abs(samples) > 0.01 * np.abs(samples).max())[0]
+    begin_ms, end_ms = SPEECH_AT_S * 1000, (SPEECH_AT_S + loud[-1] / rate) * 1000
+    outside = [
+        c for c in talk
+        if c["span"]["planned_end_ms"] <= begin_ms - 100 or c["span"]["planned_start_ms"] >= end_ms + 100
+    ]
+    assert outside, [(c["span"]["planned_start_ms"], c["span"]["planned_end_ms"], said_s) for c in talk]
     for c in talk:
-        sp = c["span"]
-        ratio = c["speech"]["speech_ratio"]
-        assert 0.0 <= ratio <= 1.0
-        if sp["planned_end_ms"] <= SPEECH_AT_S * 1000 - 100:
-            assert ratio == 0.0 and c["speech"]["transcript"] == "", c
+        assert 0.0 <= c["speech"]["speech_ratio"] <= 1.0
+    for c in outside:
+        assert c["speech"]["speech_ratio"] == 0.0 and c["speech"]["transcript"] == "", c
     speech_s = sum(c["speech"]["speech_ratio"] * (c["span"]["planned_end_ms"] - c["span"]["planned_start_ms"]) for c in talk) / 1000
     planned_s = sum(c["span"]["planned_end_ms"] - c["span"]["planned_start_ms"] for c in talk) / 1000
     # espeak's pauses between words and sentences are short: most of the sample counts as speech, and
