@@ -1,8 +1,9 @@
 """The Ray executor: each stage becomes one Ray Data ``map_batches`` call.
 
-A stage with its own ``setup`` (models to load once) or a GPU runs as an actor class, one instance per
-worker; any other stage runs as a plain function task. Input records travel as Arrow tables of their own
-record type; results come back as Arrow rows (status, reason, error, and the output records as JSON rows with
+A stage that needs a GPU runs as an actor class, one instance per worker; any other stage runs as
+function tasks, one block (one batch) each, and a worker process keeps the instance of a stage with its own
+``setup`` for the rest of that stage run (worker processes are reused from stage to stage, where an actor
+pool would start new ones for every stage). Input records travel as Arrow tables of their own record type; results come back as Arrow rows (status, reason, error, and the output records as JSON rows with
 their type), and this driver writes them through exactly the same Parquet-part path as the local executor.
 The same pipeline therefore gives the same catalog rows on both executors; a test proves it.
 
