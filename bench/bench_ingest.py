@@ -26,7 +26,10 @@ fresh Python process. Each side: wall time, CPU time of the process (all threads
 rows per CPU-second move less than wall time), peak RSS, and, for the library side, the CPU of each
 ingest step.
 
-    python bench/bench_ingest.py --cli [--cli-rows 3000000] [--distinct 0.9] [--repeat 3]
+    python bench/bench_ingest.py --cli [--cli-rows 3000000] [--distinct 0.9] [--repeat 3] [--against DIR]
+
+``--against DIR`` adds the CLI over another checkout's ``src/`` (for example ``git worktree add DIR REV``),
+interleaved with the others, and prints the ratio of the two revisions.
 """
 
 from __future__ import annotations
@@ -154,6 +157,11 @@ def _child(cmd: list[str], env: dict | None = None) -> tuple[str, dict]:
 
 
 def run_cli_side(kind: str, path: Path, args: argparse.Namespace, run: int) -> dict:
+    env = None
+    if kind == "cli-against":
+        # The same command over another revision's sources (an A/B in one run): its src/ goes first.
+        env = {**os.environ, "PYTHONPATH": str(Path(args.against).resolve() / "src")}
+        kind = "cli"
     catalog = OUT / f"cli-catalog-{run}.duckdb"
     for suffix in ("", ".wal", ".lock"):
         Path(str(catalog) + suffix).unlink(missing_ok=True)
@@ -189,7 +197,7 @@ def run_cli_side(kind: str, path: Path, args: argparse.Namespace, run: int) -> d
         ]
         if args.memory_limit:
             inner += ["--memory-limit", args.memory_limit]
-    out, r = _child([sys.executable, __file__, "--worker", "rusage", "--", *inner])
+    out, r = _child([sys.executable, __file__, "--worker", "rusage", "--", *inner], env)
     lines = out.strip().splitlines()
     usage = json.loads(lines[-1])
     r.update(usage)
@@ -253,8 +261,10 @@ def main_cli(args: argparse.Namespace) -> None:
         f"(ready in {time.perf_counter() - t0:.1f}s)"
     )
     sides: dict[str, list[dict]] = {"cli": [], "lib": []}
+    if args.against:
+        sides["cli-against"] = []
     for run in range(args.repeat):
-        order = ["cli", "lib"] if run % 2 == 0 else ["lib", "cli"]
+        order = list(sides) if run % 2 == 0 else list(reversed(sides))
         for kind in order:
             load = os.getloadavg()[0]
             r = run_cli_side(kind, path, args, run)
@@ -267,10 +277,14 @@ def main_cli(args: argparse.Namespace) -> None:
             )
     med = statistics.median
     rows = sides["cli"][0]["rows"]
-    for kind, label in (
-        ("cli", "clipfactory ingest (subprocess)"),
-        ("lib", "ingest_manifest (fresh process)"),
-    ):
+    labels = {
+        "cli": "clipfactory ingest (subprocess)",
+        "lib": "ingest_manifest (fresh process)",
+        "cli-against": f"clipfactory ingest of {args.against}",
+    }
+    for kind, label in labels.items():
+        if kind not in sides:
+            continue
         w, c = med(r["seconds"] for r in sides[kind]), med(r["cpu_s"] for r in sides[kind])
         print(
             f"median {label}: {rows / w:,.0f} rows/s ({w:.2f}s wall), cpu {c:.1f}s "
@@ -286,6 +300,11 @@ def main_cli(args: argparse.Namespace) -> None:
         )
     )
     w = med(r["seconds"] for r in sides["cli"])
+    if args.against:
+        ow = med(r["seconds"] for r in sides["cli-against"])
+        oc = med(r["cpu_s"] for r in sides["cli-against"])
+        c = med(r["cpu_s"] for r in sides["cli"])
+        print(f"this revision / {args.against}: {ow / w:.2f}x rows/s (wall), {oc / c:.2f}x rows per cpu-s")
     print(
         f"baselines: 0.16 M rows/s (CLI, this input, 2026-12-03 issue figure) -> {rows / w / 160_000:.2f}x; "
         f"target >= 1,000,000 rows/s: {'met' if rows / w >= 1e6 else 'NOT met'}"
@@ -361,6 +380,7 @@ def main() -> None:
     ap.add_argument("--cli", action="store_true", help="one large file through `clipfactory ingest`")
     ap.add_argument("--cli-rows", type=int, default=3_000_000)
     ap.add_argument("--distinct", type=float, default=0.9, help="share of rows naming a new video (--cli)")
+    ap.add_argument("--against", help="with --cli: also run the CLI over the checkout in this folder (A/B)")
     ap.add_argument("--worker", choices=["ours", "pandas", "lib", "rusage"], help=argparse.SUPPRESS)
     ap.add_argument("--catalog", help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
