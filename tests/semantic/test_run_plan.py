@@ -141,6 +141,10 @@ embed_missing = false   # the vectors are planted below
     (stayed,) = twins - set(gone)
     assert sem[gone[0]]["reason"] == f"dedup.semantic_duplicate_of:{stayed}"
     assert r["stages"]["dedup.semantic"]["dropped"] == 1
+    # explain shows the drop, the stage that made it and the clip kept
+    ex = _cli("explain", by_cat["driving"], "--config", str(cfg))
+    [drop] = ex["sections"]["fingerprints.dedup"]["dropped_clips"]
+    assert (drop["clip_id"], drop["stage"], drop["kept"]) == (gone[0], "dedup.semantic", stayed)
 
     # [build] balance = {driving = 0.5}: 2 driving clips and 1 handling clip reach the export. By hand:
     # N = 3 gives 1 + min(2, floor(0.5 * 3)) = 2, then 1 + min(2, floor(1)) = 2: one driving clip stays (the

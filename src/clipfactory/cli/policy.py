@@ -332,7 +332,8 @@ def _render_takedown(name: str, sec: dict[str, Any]) -> None:
 
 def _render_dedup(name: str, sec: dict[str, Any]) -> None:
     rows = [
-        {"clip_id": e["clip_id"], "reason": e["reason"], "why": e.get("why") or "", "run": e.get("run_id")}
+        {"clip_id": e["clip_id"], "stage": e.get("stage") or "dedup.near", "reason": e["reason"],
+         "why": e.get("why") or "", "run": e.get("run_id")}
         for e in sec.get("dropped_clips", [])
     ]
     table(rows, f"clips dropped as copies ({sec.get('restricted_copies', 0)} restricted copies)")

@@ -700,9 +700,9 @@ def explain_section(con, source_id: str) -> dict[str, Any] | None:
     matched and, for a restricted copy, the chain to the terms that bind the footage. ``None`` if none."""
     try:
         rows = con.execute(
-            """SELECT o.item_id, o.reason, o.detail, o.run_id FROM latest_outcomes o
+            """SELECT o.item_id, o.reason, o.detail, o.run_id, o.stage FROM latest_outcomes o
                JOIN clips c ON c.clip_id = o.item_id
-               WHERE c.source_id = ? AND o.stage = ? AND o.status = 'dropped'
+               WHERE c.source_id = ? AND o.stage IN (?, 'dedup.semantic') AND o.status = 'dropped'
                ORDER BY c.start_ms, o.item_id""",
             [source_id, STAGE_NAME],
         ).fetchall()
@@ -711,9 +711,9 @@ def explain_section(con, source_id: str) -> dict[str, Any] | None:
     if not rows:
         return None
     out = []
-    for clip_id, reason, detail, run_id in rows:
+    for clip_id, reason, detail, run_id, stage in rows:
         d = json.loads(detail) if detail else {}
-        entry: dict[str, Any] = {"clip_id": clip_id, "reason": reason, "run_id": run_id}
+        entry: dict[str, Any] = {"clip_id": clip_id, "reason": reason, "run_id": run_id, "stage": stage}
         if reason.startswith(RESTRICTED_PREFIX):
             entry.update(
                 why=f"{RULE}: it matches {d.get('restricted_copy')} of {d.get('restricted_source')}",
@@ -723,6 +723,8 @@ def explain_section(con, source_id: str) -> dict[str, Any] | None:
             )
         else:
             entry.update(kept=d.get("kept"), relation=d.get("relation"), why=d.get("why"))
+            if "similarity" in d:  # dedup.semantic: the vectors' cosine similarity
+                entry["similarity"] = d["similarity"]
         out.append(entry)
     return {"dropped_clips": out, "restricted_copies": sum(1 for e in out if "chain" in e)}
 
