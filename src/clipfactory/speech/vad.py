@@ -23,18 +23,22 @@ from .audio import SAMPLE_RATE
 FRAME = 512  # samples per frame at 16 kHz (32 ms)
 CONTEXT = 64
 MODEL_FILE = "silero_vad_16k_sequence.onnx"
+#: silero-vad's own code declares torch, which its ONNX model does not need here: install it without it.
+SILERO_INSTALL = "pip install 'clipfactory[speech]' && pip install --no-deps silero-vad"
 
 
 def model_path() -> Path:
     """The sequence ONNX model inside the installed ``silero-vad`` package (found without importing it)."""
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingExtraError("silero-vad", "speech", feature="voice activity (signals.speech)")
+        raise MissingExtraError("silero-vad", "speech", feature="voice activity (signals.speech)", install=SILERO_INSTALL)
     for loc in spec.submodule_search_locations:
         p = Path(loc) / "data" / MODEL_FILE
         if p.is_file():
             return p
-    raise MissingExtraError("silero-vad", "speech", feature=f"the Silero VAD model file {MODEL_FILE}")
+    raise MissingExtraError(
+        "silero-vad", "speech", feature=f"the Silero VAD model file {MODEL_FILE}", install=SILERO_INSTALL
+    )
 
 
 @dataclass(frozen=True)
