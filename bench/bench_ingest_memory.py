@@ -34,7 +34,7 @@ from clipfactory.sources.ingest import ingest_manifest
 catalog, manifest, limit = sys.argv[1:4]
 try:
     s = ingest_manifest(Catalog(catalog), manifest, memory_limit=limit, threads=2)
-    out = {"rows": s.rows_total, "spans": s.spans}
+    out = {"rows": s.rows_total, "spans": s.spans, "captions": s.captions}
 except ClipfactoryError as exc:
     out = {"error": str(exc)}
 # VmHWM: this program's own peak (ru_maxrss would carry the parent's peak over exec)
@@ -98,7 +98,7 @@ def main() -> None:
                 )
             else:
                 print(
-                    f"{limit:>6} {k:>5} {size:6.0f} {got['spans']:>9,} {got['peak_mb']:11.0f} {got['wall_s']:6.1f}"
+                    f"{limit:>6} {k:>5} {size:6.0f} {got['captions']:>9,} {got['peak_mb']:11.0f} {got['wall_s']:6.1f}"
                 )
 
 
