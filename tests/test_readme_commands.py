@@ -133,3 +133,23 @@ def test_every_readme_command_runs_on_the_example(example, monkeypatch):
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["ok"] is True and report["findings"] == [] and report["members_scanned"] > 0, report
+
+
+def test_a_takedown_with_only_the_catalog_named_removes_the_files_of_the_store_its_runs_used(
+    example, tmp_path, monkeypatch
+):
+    """No --store, no --config: the store is the one the catalog's runs recorded, not ./clipfactory-store."""
+    folder, values = example
+    cat = folder.parent / "out" / "example" / "catalog.duckdb"
+    store = folder.parent / "out" / "example" / "store"
+    source = values["SOURCE"]
+    blob = store / "blobs" / source[7:9] / source[9:11] / source[7:]
+    assert blob.is_file()
+    monkeypatch.chdir(tmp_path)  # elsewhere, with only the catalog named
+    monkeypatch.setenv("CLIPFACTORY_CATALOG", str(cat))
+    res = CliRunner().invoke(app, ["takedown", source, "--yes", "--json"])
+    assert res.exit_code == 0, res.output
+    receipt = json.loads(res.stdout)
+    assert not blob.exists()
+    assert Path(receipt["receipt_path"]).is_relative_to(store)
+    assert list(tmp_path.iterdir()) == []  # no empty default store made here

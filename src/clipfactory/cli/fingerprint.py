@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ClipfactoryError
 from .app import app
 from .common import (
     CatalogOpt,
@@ -33,8 +34,21 @@ StoreOpt = Annotated[
 
 
 def _resolve(config, sets, catalog, store):
+    """Settings and catalog. Without --store, CLIPFACTORY_STORE or ``store`` in clipfactory.toml, the blob
+    store is the one the catalog's runs recorded: a takedown, a verify or a lookup then acts on the files
+    the catalog names, not on an empty default store beside the current folder."""
     s = settings(config, sets, catalog=catalog, store=store)
-    return s, open_catalog(s)
+    cat = open_catalog(s)
+    if store is None and "store" not in s.model_fields_set:
+        from ..catalog.meta import recorded_store
+
+        try:
+            found = recorded_store(cat) if cat.path.is_file() else None
+        except ClipfactoryError:
+            found = None
+        if found:
+            s = s.model_copy(update={"store": found})
+    return s, cat
 
 
 @fingerprints_app.command("index")
@@ -87,14 +101,11 @@ def lookup_cmd(
 ) -> None:
     """Creator lookup: the sources, clips and builds holding the footage of FILE, with time ranges,
     licences and a confidence. Without --store, the blob store the catalog's runs recorded is used."""
-    from ..catalog.meta import recorded_store
     from ..fingerprints.lookup import lookup
 
-    s, cat = _resolve(config, None, catalog, store)
+    s, cat = _resolve(config, None, catalog, store)  # the store the catalog's runs recorded, unless told
     cat.require()  # before decoding FILE: without a catalog nothing can be looked up
     store_root = s.store
-    if store is None and "store" not in s.model_fields_set:  # neither flag, environment nor config file
-        store_root = recorded_store(cat) or s.store
     cfg = {k: v for k, v in {"max_distance": max_distance, "min_share": min_share}.items() if v is not None}
     data = lookup(cat, file, settings=s, store=store_root, config=cfg or None)
     emit(data, json_, _render_lookup)
