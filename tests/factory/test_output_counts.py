@@ -261,6 +261,15 @@ def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_dat
     assert old_manifest["status"] == "superseded" and old_manifest["superseded_by"] == new_id
     assert old_manifest["content_hash_as_built"] == built_hash and old_manifest["content_hash"] is None
     assert set(old_manifest["removed_shards"]) and not any((old_dir / n).exists() for n in old_manifest["removed_shards"])
+    # its shard list, counts and catalog row are those of what is left; the counts it was built with stay apart
+    left = {p.name for p in old_dir.glob("*.tar")}
+    assert {sh["name"] for sh in old_manifest["shards"]} == left and old_manifest["n_shards"] == len(left)
+    assert old_manifest["n_clips"] == pq.read_table(old_dir / "index.parquet").num_rows
+    assert old_manifest["n_clips_as_built"] == first["build"]["n_clips"]
+    old_row = cat.query("SELECT n_clips, n_shards, status FROM builds WHERE build_id = ?", [first["build"]["build_id"]])[0]
+    assert (old_row["n_clips"], old_row["n_shards"], old_row["status"]) == (
+        old_manifest["n_clips"], len(left), "superseded"
+    )
     for f in old_manifest["files"]:
         assert hashlib.sha256((old_dir / f["name"]).read_bytes()).hexdigest() == f["sha256"], f["name"]
     assert {"index.parquet", "ATTRIBUTION.md", "ATTRIBUTION.json"} <= {f["name"] for f in old_manifest["files"]}

@@ -169,7 +169,8 @@ def diff(catalog: Catalog, build_a: str, build_b: str) -> dict[str, Any]:
             r["why"] = "selected in the run of the later build"
     # A takedown rewrites the superseded version's index without the removed clips: they are counted
     # from its build.json, and the works are not named again.
-    gone = int(ma.get("n_clips") or counts[0]) - int(counts[0])
+    built = ma.get("n_clips_as_built") or ma.get("n_clips") or counts[0]
+    gone = int(built) - int(counts[0])
     if gone > 0:
         ids = sorted(set(ma.get("takedowns") or []))
         left.append(
@@ -184,7 +185,7 @@ def diff(catalog: Catalog, build_a: str, build_b: str) -> dict[str, Any]:
     return {
         "from": ma.get("build_id"),
         "to": mb.get("build_id"),
-        "clips_before": int(ma.get("n_clips") or counts[0]),
+        "clips_before": int(built),
         "clips_after": int(counts[1]),
         "clips_entered": sum(r["clips"] for r in entered),
         "clips_left": sum(r["clips"] for r in left),

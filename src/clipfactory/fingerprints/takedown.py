@@ -1074,7 +1074,7 @@ def _describe_what_is_left(
     from ..factory.export import ATTRIBUTION_JSON, ATTRIBUTION_MD, _file_entry
 
     index_name = manifest.get("index", "index.parquet")
-    _filter_index(old_dir / index_name, old_dir / index_name, removed_clips)
+    index = _filter_index(old_dir / index_name, old_dir / index_name, removed_clips)
     new_dir = Path(b["new_out_dir"]) if "new_build_id" in b else None
     names = (ATTRIBUTION_MD, ATTRIBUTION_JSON)
     if new_dir is not None and all((new_dir / n).exists() for n in names):
@@ -1091,6 +1091,16 @@ def _describe_what_is_left(
         manifest["files"] = [{"name": n, **_file_entry(old_dir / n)} for n in kept]
     manifest.setdefault("content_hash_as_built", manifest.get("content_hash"))
     manifest["content_hash"] = None
+    # What is left: the shard files still there, and the clips the index still describes (the counts it
+    # was built with stay apart, for `report --diff`).
+    manifest.setdefault("n_clips_as_built", manifest.get("n_clips"))
+    manifest.setdefault("n_shards_as_built", manifest.get("n_shards"))
+    left = [n for n in _shards_of(old_dir, manifest) if (old_dir / n).exists()]
+    if isinstance(manifest.get("shards"), list):
+        manifest["shards"] = [sh for sh in manifest["shards"] if not isinstance(sh, dict) or sh.get("name") in left]
+    manifest["n_shards"] = len(left)
+    if index is not None:
+        manifest["n_clips"] = index.num_rows
 
 
 def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1167,6 +1177,11 @@ def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, An
         if manifest_path.exists():
             old_manifest = json.loads(manifest_path.read_text())
             _describe_what_is_left(old_dir, old_manifest, b, removed_clips)
+            with catalog.write() as con:
+                con.execute(
+                    "UPDATE builds SET n_clips = ?, n_shards = ? WHERE build_id = ?",
+                    [old_manifest.get("n_clips"), old_manifest.get("n_shards"), b["build_id"]],
+                )
             old_manifest["status"] = "superseded"
             if "new_build_id" in b:
                 old_manifest["superseded_by"] = b["new_build_id"]
