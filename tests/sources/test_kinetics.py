@@ -218,3 +218,20 @@ def test_is_cc_is_the_content_licence_and_platform_terms_still_decide_acquisitio
     # the pixels' licence is now known, but YouTube's terms still forbid downloading without permission
     assert d["acquire_ok"] is False
     assert "policy.platform_terms_no_permission:youtube" in d["reasons"]
+
+
+def test_a_span_given_again_by_a_later_manifest_counts_once(catalog, tmp_path):
+    """A membership's n_spans is its distinct spans over every manifest of the dataset."""
+    head = "label,youtube_id,time_start,time_end,split\n"
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text(head + "x,0wR5jVB-WPk,10,20,train\nx,0wR5jVB-WPk,30,40,train\n")
+    b.write_text(head + "x,0wR5jVB-WPk,30,40,train\nx,0wR5jVB-WPk,50,60,train\nx,3caPS4FHFF8,1,2,val\n")
+    ingest_manifest(catalog, a, format="kinetics", dataset="k")
+    s = ingest_manifest(catalog, b, format="kinetics", dataset="k")
+    assert (s.new_memberships, s.spans) == (1, 2)  # 30-40 was there already; 50-60 and 3caPS4FHFF8's are new
+    n = catalog.query("SELECT source_id, n_spans FROM memberships ORDER BY source_id")
+    assert n == [
+        {"source_id": "youtube:0wR5jVB-WPk", "n_spans": 3},  # 10-20, 30-40, 50-60
+        {"source_id": "youtube:3caPS4FHFF8", "n_spans": 1},
+    ]
+    assert catalog.scalar("SELECT count(*) FROM clip_spans WHERE dataset = 'k'") == 4

@@ -405,15 +405,6 @@ def _write_rows(
         0
     ][0]
     if had_members:
-        if c.spans:
-            _x(
-                con,
-                "update memberships",
-                """UPDATE memberships SET n_spans = memberships.n_spans + a.n_spans
-                   FROM _cf_agg a WHERE memberships.dataset = ? AND memberships.source_id = a.source_id
-                     AND a.n_spans > 0""",
-                [dataset],
-            )
         new_members = _x(
             con,
             "insert memberships",
@@ -460,6 +451,20 @@ def _write_rows(
                 FROM _cf_rows r WHERE {span_filter} {dedup}""",
             params,
         )[0][0]
+    if had_members and c.spans:
+        # A source the dataset already had: its spans are the distinct ones of every manifest, which a
+        # later manifest may repeat, so count them again where this manifest gave any.
+        _x(
+            con,
+            "update memberships",
+            """UPDATE memberships SET n_spans = t.n
+               FROM (SELECT source_id, count(DISTINCT clip_id) AS n FROM clip_spans
+                     WHERE dataset = ? AND source_id IN (SELECT source_id FROM _cf_agg WHERE n_spans > 0)
+                     GROUP BY source_id) t
+               WHERE memberships.dataset = ? AND memberships.source_id = t.source_id
+                 AND memberships.n_spans IS DISTINCT FROM t.n""",
+            [dataset, dataset],
+        )
     # Spans are the distinct clips with times (a row repeated is one span, as memberships count them); a
     # caption of the whole video (MSR-VTT, WebVid) is a caption, not a span.
     captions = 0
