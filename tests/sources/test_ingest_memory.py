@@ -131,3 +131,4 @@ def test_an_unreadable_memory_limit_is_named(manifests, tmp_path):
     assert (
         err == "error: --memory-limit: not a memory size: 'lots' (fix: give a size such as 512MB, 1GB or 4GB)"
     )
+    assert list(tmp_path.iterdir()) == []  # refused before the catalog is opened: nothing is created

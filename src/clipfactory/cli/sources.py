@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +15,9 @@ from .app import app, datasets_app, sources_app
 from .common import CatalogOpt, ConfigOpt, JsonOpt, console, emit, err_console, open_catalog, settings, table
 
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name.")]
+
+#: DuckDB memory sizes: a number and a unit (1GB, 512MB, 2.5GiB)
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.I)
 
 
 @app.command("ingest")
@@ -70,6 +74,13 @@ def ingest_cmd(
     """Read manifests into the catalog: sources deduplicated across datasets, spans, captions, bad rows."""
     from ..sources.ingest import ingest_manifest
 
+    if memory_limit is not None and not _MEMORY.fullmatch(memory_limit.strip()):
+        # before the catalog is opened: a refused flag creates nothing
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"not a memory size: {memory_limit!r}", item="--memory-limit", fix="give a size such as 512MB, 1GB or 4GB"
+        )
     s = settings(config, catalog=catalog)
     cat = open_catalog(s)
     results = []
