@@ -58,11 +58,7 @@ def describe_reason(reason: str) -> str:
     return f"{text} ({arg})" if arg else text
 
 
-def resolve_source_id(con, text: str) -> str | None:
-    """The source id for an id or any URL spelling, or ``None`` when the catalog has no such source."""
-    text = (text or "").strip()
-    if not text:
-        return None
+def _candidates(text: str) -> list[str]:
     candidates: list[str] = [text]
     yt = youtube_source_id(text)
     if yt:
@@ -71,6 +67,15 @@ def resolve_source_id(con, text: str) -> str | None:
         candidates.append(f"sha256:{text.lower()}")
     if "://" in text or text.startswith("www."):
         candidates.append(url_source_id(text if "://" in text else "https://" + text))
+    return candidates
+
+
+def resolve_source_id(con, text: str) -> str | None:
+    """The source id for an id or any URL spelling, or ``None`` when the catalog has no such source."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    candidates = _candidates(text)
     for c in candidates:
         rows = con.execute("SELECT source_id FROM sources WHERE source_id = ?", [c]).fetchall()
         if rows:
@@ -133,6 +138,21 @@ def explain_source(
 
     with catalog.read() as con:
         sid = resolve_source_id(con, source)
+        if sid is None and _has_table(con, "tombstones") and (source or "").strip():
+            gone = con.execute(
+                """SELECT source_id, takedown_id, reason, created_at FROM tombstones
+                   WHERE source_id IN (SELECT unnest(?)) ORDER BY created_at DESC LIMIT 1""",
+                [_candidates(source.strip())],
+            ).fetchall()
+            if gone:
+                g_sid, td, why, at = gone[0]
+                raise NotFoundError(
+                    f"taken down by {td or 'a takedown'} on {str(at)[:19]}"
+                    + (f" ({why})" if why else "")
+                    + ": only its tombstone is left, which refuses the same footage if it comes back",
+                    item=g_sid,
+                    fix="see the takedown's receipt; `clipfactory lookup FILE` says which takedown removed footage",
+                )
         if sid is None:
             raise NotFoundError(
                 "no such source in the catalog",

@@ -131,6 +131,12 @@ def test_takedown_cascade_end_to_end(catalog, world):
         ex = explain_section(con, a.source_id)
         assert explain_section(con, world["b"][0].source_id) is None
     assert ex["tombstoned"] and ex["takedowns"][0]["takedown_id"] == receipt["takedown_id"]
+    # explaining the source now names the takedown that removed it, not "no such source"
+    from clipfactory.errors import NotFoundError
+    from clipfactory.explain import explain_source
+
+    with pytest.raises(NotFoundError, match=f"taken down by {receipt['takedown_id']} on "):
+        explain_source(catalog, a.source_id)
     # running it again answers with the same receipt
     again = takedown(catalog, store=store, source_id=a.source_id)
     assert again["status"] == "already_done" and again["takedown_id"] == receipt["takedown_id"]
