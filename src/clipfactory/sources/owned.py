@@ -26,8 +26,13 @@ from ..ids import content_source_id
 from ..records import SourceRecord
 from .readers import RowError
 
+#: The files a folder input takes (a file named on its own is taken whatever its name): containers, and raw
+#: video streams (H.264/HEVC Annex B, MPEG-2, IVF, DV). Audio-only files are not video and are left out.
 MEDIA_SUFFIXES = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .mxf .y4m".split()
+    (
+        ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .mxf .y4m"
+        " .h264 .264 .h265 .265 .hevc .m2v .ivf .dv .vob .asf .f4v .nut .mjpeg .mjpg"
+    ).split()
 )
 _CHUNK = 4 << 20
 
