@@ -175,3 +175,25 @@ def test_categories_are_those_the_semantic_layer_gives(synthetic):
     got = {c["category"]: round(c["seconds"]) for c in f["categories"]}
     # s1: two clips, 60 + 30 s; s3: three clips of 10 s; s2 (36 s) and s4 (24 s) have no vectors or labels.
     assert got == {"drone-aerial": 90, "gameplay": 30, None: 60}
+
+
+def test_languages_from_the_manifest_else_identified_from_captions(synthetic):
+    """A stated language decides; otherwise the captions' language when it is clear; else unknown."""
+    pytest.importorskip("py3langid")
+    cat, s, out, manifest = synthetic
+    with cat.write() as con:
+        for sid, caption, extra in (
+            ("web:s1", "a man is slowly playing an old guitar on a busy street", None),
+            ("web:s2", "une femme prépare le dîner dans une petite cuisine", None),
+            ("web:s3", "irgendein text", '{"language": "DE"}'),
+            ("sha256:s4", "ok", None),  # too short to tell
+        ):
+            con.execute(
+                "INSERT INTO clip_spans (dataset, source_id, clip_id, start_ms, end_ms, caption, extra) "
+                "VALUES ('stock', ?, ?, 0, 1000, ?, ?)",
+                [sid, sid + "-span", caption, extra],
+            )
+    f = write_reports(cat, s, out, manifest)["facts"]
+    got = {r["language"]: round(r["seconds"]) for r in f["languages"]}
+    # s1: 60 + 30 s in English; s2: 36 s in French; s3: three clips of 10 s, stated German; s4: 24 s unknown
+    assert got == {"en": 90, "fr": 36, "de": 30, None: 24}

@@ -153,6 +153,9 @@ def facts_for(
     ctx = report_context(settings, statements)
     index = Path(out_dir) / (manifest.get("index") or "index.parquet")
     ctx["source_categories"] = source_categories_of(catalog, index)
+    from .languages import source_languages_of
+
+    ctx["source_languages"] = source_languages_of(catalog, index)
     with catalog.read() as con:
         return build_facts(con, manifest, index if index.exists() else None, ctx, works_csv=works_csv)
 

@@ -309,7 +309,7 @@ def _facts(con, manifest: dict[str, Any], tables: dict[str, set[str]], ctx: dict
                FROM _cfr_src GROUP BY 1 ORDER BY 1 NULLS LAST""",
         )
     )
-    languages = share(_languages(con, tables))
+    languages = share(_languages(con, tables, ctx.get("source_languages")))
     categories = share(_categories(con, tables, ctx.get("source_categories")))
 
     # -- quality scores -----------------------------------------------------------------------------
@@ -525,25 +525,34 @@ def _hhi(agg: dict[str, Any], total_s: float) -> float | None:
     return float(agg["sq"]) / (known * known)
 
 
-def _languages(con, tables: dict[str, set[str]]) -> list[dict[str, Any]]:
-    """Seconds by language, where a manifest gave one (``clip_spans.extra``: ``language`` or ``lang``);
-    the rest is counted under ``None`` (unknown)."""
-    if "clip_spans" in tables and "extra" in tables["clip_spans"]:
+def _languages(con, tables: dict[str, set[str]], identified: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Seconds by language: where a manifest gave one (``clip_spans.extra``: ``language`` or ``lang``), else
+    the language identified from the source's captions and transcripts (``identified``,
+    :mod:`clipfactory.disclosures.languages`); the rest is counted under ``None`` (unknown)."""
+    import pyarrow as pa
+
+    ident = identified or {}
+    con.register("_cfr_ident", pa.table({"source_id": pa.array(list(ident), pa.string()),
+                                         "language": pa.array(list(ident.values()), pa.string())}))
+    try:
+        stated = (
+            """SELECT source_id, any_value(lower(coalesce(extra ->> 'language', extra ->> 'lang'))) AS language
+               FROM clip_spans WHERE source_id IN (SELECT source_id FROM _cfr_src)
+                 AND coalesce(extra ->> 'language', extra ->> 'lang') IS NOT NULL
+               GROUP BY source_id"""
+            if "clip_spans" in tables and "extra" in tables["clip_spans"]
+            else "SELECT NULL::VARCHAR AS source_id, NULL::VARCHAR AS language WHERE false"
+        )
         return _rows(
             con,
-            """WITH l AS (
-                   SELECT source_id, any_value(lower(coalesce(extra ->> 'language', extra ->> 'lang'))) AS language
-                   FROM clip_spans WHERE source_id IN (SELECT source_id FROM _cfr_src)
-                     AND coalesce(extra ->> 'language', extra ->> 'lang') IS NOT NULL
-                   GROUP BY source_id)
-               SELECT l.language, count(*) AS sources, sum(s.clips) AS clips, sum(s.seconds) AS seconds
-               FROM _cfr_src s LEFT JOIN l USING (source_id) GROUP BY 1 ORDER BY seconds DESC, 1 NULLS LAST""",
+            f"""WITH l AS ({stated})
+               SELECT coalesce(l.language, i.language) AS language, count(*) AS sources, sum(s.clips) AS clips,
+                      sum(s.seconds) AS seconds
+               FROM _cfr_src s LEFT JOIN l USING (source_id) LEFT JOIN _cfr_ident i ON i.source_id = s.source_id
+               GROUP BY 1 HAVING count(*) > 0 ORDER BY seconds DESC, 1 NULLS LAST""",
         )
-    return _rows(
-        con,
-        "SELECT NULL::VARCHAR AS language, count(*) AS sources, sum(clips) AS clips, sum(seconds) AS seconds "
-        "FROM _cfr_src HAVING count(*) > 0",
-    )
+    finally:
+        con.unregister("_cfr_ident")
 
 
 def _categories(
