@@ -701,3 +701,23 @@ def test_error_pages_show_no_server_paths(app, world, monkeypatch):
     r = _post_file(c, "x.mp4", world.files["excerpt"].read_bytes(), _csrf(c))
     assert r.status_code == 400 and "cannot be searched" in r.text
     assert str(world.root) not in r.text and "[a server path]" in r.text
+
+
+def test_the_clip_browser_filters_by_the_sources_category(app, world):
+    """A manifest label the taxonomy maps ("Drone" -> drone-aerial) puts a source's clips in that category."""
+    c = _login(app)
+    b_source, b_clips = world.sources["b"]
+    with world.catalog.write() as con:
+        con.execute(
+            "INSERT INTO memberships (dataset, source_id, label) VALUES ('web-test-labels', ?, 'Drone')",
+            [b_source.source_id],
+        )
+    try:
+        page = c.get("/operator/clips?category=drone-aerial").text
+        assert f"Clips <small>({len(b_clips)})</small>" in page
+        assert all(f"/operator/clips/{x.clip_id}" in page for x in b_clips)
+        assert "Clips <small>(0)</small>" in c.get("/operator/clips?category=gameplay").text
+        assert '<option selected>drone-aerial</option>' in page
+    finally:
+        with world.catalog.write() as con:
+            con.execute("DELETE FROM memberships WHERE dataset = 'web-test-labels'")

@@ -39,6 +39,7 @@ def browse_clips(
     license_class: str | None = None,
     purpose: str | None = None,
     drop_reason: str | None = None,
+    category: str | None = None,
     scores: dict[str, tuple[float | None, float | None]] | None = None,
     limit: int = 50,
     offset: int = 0,
@@ -48,8 +49,15 @@ def browse_clips(
     ``license_class`` is the effective licence class of the source's policy decision (for ``purpose``, any
     purpose when None); ``drop_reason`` a reason of the clip's (or its source's) latest dropped outcome, as
     a prefix (``quality.too_dark`` or ``quality``); ``scores`` maps a name of :data:`SCORES` to a
-    ``(min, max)`` range, either end open when None."""
+    ``(min, max)`` range, either end open when None. ``category`` is the content category of the clip's
+    source as ``clipfactory categories`` gives it (a manifest label the taxonomy maps, else zero-shot on
+    the text vectors, else ``other``)."""
     where, params = [], []
+    in_category: list[str] | None = None
+    if category:
+        from ..semantic.categories import categorise
+
+        in_category = [r["source_id"] for r in categorise(catalog)["rows"] if r["category"] == category]
     with catalog.read() as con:
         tables = table_columns(con)
         if build:
@@ -71,6 +79,9 @@ def browse_clips(
                 "AND starts_with(reason, ?)))"
             )
             params += [drop_reason, drop_reason]
+        if in_category is not None:
+            where.append("c.source_id IN (SELECT unnest(?))")
+            params.append(in_category)
         for name, (lo, hi) in (scores or {}).items():
             if name not in SCORES:
                 continue
@@ -113,8 +124,20 @@ def filter_options(catalog: Catalog) -> dict[str, list[str]]:
             "drop_reasons": col(
                 "SELECT DISTINCT split_part(reason, ':', 1) FROM latest_outcomes WHERE status = 'dropped' ORDER BY 1"
             ),
+            "categories": _categories(),
             "scores": list(SCORES),
         }
+
+
+def _categories() -> list[str]:
+    """The taxonomy's categories and ``other`` (the packaged taxonomy, or CLIPFACTORY_TAXONOMY's)."""
+    try:
+        from ..semantic.categories import load_taxonomy
+
+        tax = load_taxonomy(None)
+    except Exception:  # noqa: BLE001 - without the semantic layer there is nothing to filter by
+        return []
+    return [*tax["categories"], tax["other"]]
 
 
 def clip_detail(catalog: Catalog, clip_id: str) -> dict[str, Any] | None:

@@ -521,6 +521,7 @@ def _operator_routes(
             dataset=q.get("dataset") or None,
             license_class=q.get("license_class") or None,
             drop_reason=q.get("drop_reason") or None,
+            category=q.get("category") or None,
             scores=scores,
             limit=48,
             offset=48 * page_no,
