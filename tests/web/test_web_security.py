@@ -721,3 +721,33 @@ def test_the_clip_browser_filters_by_the_sources_category(app, world):
     finally:
         with world.catalog.write() as con:
             con.execute("DELETE FROM memberships WHERE dataset = 'web-test-labels'")
+
+
+def test_search_ranks_by_meaning_once_the_catalog_has_text_vectors(tmp_path):
+    """With `semantic index` run, the search page ranks by the text vectors, with licence decisions."""
+    pytest.importorskip("onnxruntime")
+    from clipfactory.catalog import Catalog
+    from clipfactory.catalog.db import upsert_records
+    from clipfactory.config import load_settings
+    from clipfactory.policy.gate import evaluate
+    from clipfactory.records import SourceRecord
+    from clipfactory.semantic.indexing import index_catalog
+
+    cat = Catalog(tmp_path / "cat.duckdb", create=True)
+    titles = {
+        "web:fox": "a red fox running through deep snow",
+        "web:bread": "a baker slicing a loaf of fresh bread",
+        "web:race": "cars racing around a track",
+    }
+    with cat.write() as con:
+        upsert_records(con, [SourceRecord(sid, "web", title=t, content_license="CC-BY-4.0") for sid, t in titles.items()])
+    s = load_settings(None, overrides={"catalog": str(cat.path), "store": str(tmp_path / "store")})
+    index_catalog(s)
+    evaluate(cat, "research", settings=s)
+    c = _client(create_app(s, WebConfig(operator_token=TOKEN)))
+    r = c.post("/operator/login", data={"csrf": _csrf(c), "name": "olga", "token": TOKEN})
+    assert r.status_code in (200, 303), r.text
+    page = c.get("/operator/search", params={"q": "someone cutting bread"}).text
+    rows = re.findall(r"<tr><td>([0-9.-]+)</td><td>([^<]+)</td>", page)
+    assert rows and rows[0][1] == "web:bread", page
+    assert "nearest of 3 vectors" in page and "semantic search is not available" not in page
