@@ -6,7 +6,9 @@ with the catalog and rebuilds a stale index, so vectors removed from the catalog
 index too; results are always read back from the catalog, so a removed item is never returned.
 
 Small collections (under :data:`EXACT_BELOW` vectors) are searched exactly, from an array of the vectors;
-larger ones through usearch's HNSW graph, whose vectors are stored as half floats.
+from :data:`IVF_ABOVE` vectors, where FAISS is installed, through a FAISS inverted file (k-means cells of
+the vectors, a share of the cells probed per query, exact inner products inside them); in between, and
+without FAISS, through usearch's HNSW graph, whose vectors are stored as half floats.
 """
 
 from __future__ import annotations
@@ -23,6 +25,20 @@ from . import store
 
 #: Below this many vectors a query compares against every vector (exact and still sub-millisecond).
 EXACT_BELOW = 50_000
+#: From this many vectors, where FAISS is installed, the index is an inverted file (IVF, k-means cells,
+#: exact inner products inside the cells probed): it builds in about a tenth of HNSW's time on a small CPU.
+IVF_ABOVE = 200_000
+#: Cells probed per query, as a share of the cells (at least 16).
+IVF_PROBE_SHARE = 1 / 32
+_FAISS_MAGIC = (b"IwFl", b"IvFl")
+
+
+def _faiss():
+    try:
+        import faiss
+    except ModuleNotFoundError:
+        return None
+    return faiss
 
 
 def _usearch():
@@ -39,10 +55,11 @@ class VectorIndex:
     """A usearch index of unit vectors with 64-bit keys. Under :data:`EXACT_BELOW` vectors no graph is
     built: the vectors are kept as an array (``.npy`` beside the index path) and searched exactly."""
 
-    def __init__(self, index, dim: int, flat: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(self, index, dim: int, flat: tuple[np.ndarray, np.ndarray] | None = None, *, ivf=None):
         self.index = index
         self.dim = dim
         self.flat = flat
+        self.ivf = ivf
 
     @classmethod
     def new(cls, dim: int, capacity: int = 0) -> VectorIndex:
@@ -63,6 +80,9 @@ class VectorIndex:
                     np.savez(f, keys=keys, vectors=vectors)
                 os.replace(tmp, path)
             return cls(None, int(vectors.shape[1]) if vectors.size else 1, (keys, vectors))
+        faiss = _faiss() if len(keys) >= IVF_ABOVE else None
+        if faiss is not None:
+            return cls._build_ivf(faiss, path, np.asarray(keys, np.uint64), np.asarray(vectors, np.float32))
         self = cls.new(int(vectors.shape[1]) if vectors.size else 1, len(keys))
         if len(keys):
             self.index.add(np.asarray(keys, dtype=np.uint64), np.asarray(vectors, dtype=np.float32), threads=0)
@@ -74,9 +94,35 @@ class VectorIndex:
         return self
 
     @classmethod
+    def _build_ivf(cls, faiss, path, keys: np.ndarray, vectors: np.ndarray) -> VectorIndex:
+        n, dim = vectors.shape
+        nlist = int(min(65_536, max(16, 4 * np.sqrt(n))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)  # the same cells for the same vectors
+        sample = vectors[np.sort(rng.choice(n, size=min(n, 32 * nlist), replace=False))]
+        index.train(np.ascontiguousarray(sample))
+        index.add_with_ids(np.ascontiguousarray(vectors), keys.view(np.int64))
+        index.nprobe = max(16, int(nlist * IVF_PROBE_SHARE))
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(str(path) + ".tmp")
+            faiss.write_index(index, str(tmp))
+            os.replace(tmp, path)
+        return cls(None, dim, ivf=index)
+
+    @classmethod
     def load(cls, path: str | os.PathLike, dim: int) -> VectorIndex:
         with open(path, "rb") as f:
-            flat = f.read(4) == b"PK\x03\x04"  # an .npz (exact search), not a usearch file
+            head = f.read(4)
+        flat = head == b"PK\x03\x04"  # an .npz (exact search), not a usearch file
+        if head in _FAISS_MAGIC:
+            faiss = _faiss()
+            if faiss is None:
+                raise ConfigError("this vector index was built with FAISS, which is not installed",
+                                  item=str(path), fix="pip install 'clipfactory[semantic]'")
+            index = faiss.read_index(str(path))
+            index.nprobe = max(16, int(index.nlist * IVF_PROBE_SHARE))
+            return cls(None, dim, ivf=index)
         if flat:
             with np.load(path) as z:
                 return cls(None, dim, (z["keys"], z["vectors"]))
@@ -85,10 +131,19 @@ class VectorIndex:
         return self
 
     def __len__(self) -> int:
+        if self.ivf is not None:
+            return int(self.ivf.ntotal)
         return len(self.flat[0]) if self.flat is not None else len(self.index)
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(keys, cosine similarities) of the ``k`` nearest vectors, nearest first."""
+        if self.ivf is not None:
+            k = min(int(k), len(self))
+            if k == 0:
+                return np.zeros(0, np.uint64), np.zeros(0, np.float32)
+            sims, ids = self.ivf.search(np.asarray(query, np.float32).reshape(1, -1), k)
+            keep = ids[0] != -1
+            return ids[0][keep].view(np.uint64), sims[0][keep].astype(np.float32)
         if self.flat is not None:
             keys, vecs = self.flat
             if not len(keys):
