@@ -132,6 +132,8 @@ def test_takedown_new_version_reports_and_old_superseded(example):
     assert f"**Superseded** by {b2}" in (out1 / "eu_training_summary.md").read_text()
     assert 'id="superseded"' in (out1 / "datasheet.html").read_text()
     assert 'id="superseded"' not in (out2 / "datasheet.html").read_text()
+    # The new version's documents count the takedown that made them.
+    assert "Takedowns done: 1;" in (out2 / "eu_training_summary.md").read_text()
     # The statements recorded by the earlier test travel to the takedown's new version.
     assert "Example Labs" in (out2 / "eu_training_summary.md").read_text()
     assert json.loads((out1 / "croissant.json").read_text())["description"].endswith("use the newer version.")

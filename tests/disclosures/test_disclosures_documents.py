@@ -94,10 +94,13 @@ def test_operator_statements_fill_the_documents(synthetic):
         s,
         out,
         manifest,
-        statements={"provider": "Example Labs", "model_purpose": "text-to-video research"},
+        statements={"provider": "Example Labs", "model_purpose": "text-to-video research",
+                    "personal_information": "faces are blurred"},
     )
     eu = json.loads((out / "eu_training_summary.json").read_text())
     assert eu["1_general_information"]["provider"] == "Example Labs"
+    limits = json.loads((out / "croissant.json").read_text())["rai:dataLimitations"]
+    assert "Personal information: faces are blurred." in limits and "operator must state" not in limits
     assert (
         "## 2. How the datasets further the intended purpose of the system\n\ntext-to-video research"
         in (out / "ab2013.md").read_text()
@@ -197,3 +200,18 @@ def test_languages_from_the_manifest_else_identified_from_captions(synthetic):
     got = {r["language"]: round(r["seconds"]) for r in f["languages"]}
     # s1: 60 + 30 s in English; s2: 36 s in French; s3: three clips of 10 s, stated German; s4: 24 s unknown
     assert got == {"en": 90, "fr": 36, "de": 30, None: 24}
+
+
+def test_sources_the_gate_refused_in_the_builds_run_count_as_policy_refusals(synthetic):
+    cat, s, out, manifest = synthetic
+    with cat.write() as con:
+        con.execute(
+            "INSERT INTO stage_outcomes (run_id, stage, item_id, status, reason, recorded_at) VALUES "
+            "('run-1', 'policy.gate', 'web:s9', 'dropped', 'policy.license_noncommercial', now()), "
+            "('run-2', 'policy.gate', 'web:s10', 'dropped', 'policy.license_noncommercial', now())"
+        )
+    write_reports(cat, s, out, manifest)
+    eu = json.loads((out / "eu_training_summary.json").read_text())
+    # the build's run is run-1: its one refusal counts, run-2's does not
+    assert eu["3_data_processing"]["3_1_tdm_opt_out"]["policy_refused_sources"] == 1
+    assert "Sources the licence policy refused for this build: 1." in (out / "eu_training_summary.md").read_text()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .facts import OPERATOR, UNKNOWN
+from .facts import UNKNOWN
 from .text import fmt_hours, fmt_share, label, statement
 
 CONTEXT = {
@@ -201,7 +201,8 @@ def croissant(f: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "rai:dataLimitations": (
             f"Languages and categories are {UNKNOWN} where no manifest or model gave them; "
-            f"{f['period']['undated_sources']} sources have no acquisition date. {OPERATOR}: personal information."
+            f"{f['period']['undated_sources']} sources have no acquisition date. "
+            f"Personal information: {statement(st, 'personal_information')}."
         ),
         "rai:dataUseCases": f"Training under the purpose profile {label(b.get('purpose'))}: {(f.get('profile') or {}).get('description') or UNKNOWN}",
         "rai:machineAnnotationTools": [

@@ -397,7 +397,18 @@ def _facts(con, manifest: dict[str, Any], tables: dict[str, set[str]], ctx: dict
                WHERE run_id = ? AND status = 'failed' GROUP BY 1, 2 ORDER BY items DESC, 1, 2""",
             [run_id],
         )
-    refused = manifest.get("refused_sources") or []
+    refused = list(manifest.get("refused_sources") or [])
+    if run_id and "latest_outcomes" in tables:
+        # the sources the policy gate refused in the build's run (before any byte), beside those the
+        # export refused: both are the licence policy refusing them for this build
+        have = {r.get("source_id") for r in refused}
+        for sid, reason in con.execute(
+            """SELECT item_id, any_value(reason) FROM stage_outcomes WHERE run_id = ? AND stage = 'policy.gate'
+               AND status = 'dropped' GROUP BY item_id ORDER BY item_id""",
+            [run_id],
+        ).fetchall():
+            if sid not in have:
+                refused.append({"source_id": sid, "reason": reason})
 
     # -- takedowns and policy -----------------------------------------------------------------------
     takedowns = {"done": 0, "tombstones": 0, "last": None}
@@ -405,7 +416,10 @@ def _facts(con, manifest: dict[str, Any], tables: dict[str, set[str]], ctx: dict
         takedowns.update(
             _one(
                 con,
-                "SELECT count(*) FILTER (WHERE status = 'done') AS done, max(finished_at) AS last FROM takedowns",
+                # a takedown's own rewrite of a build's documents runs before its row says done: it counts
+                "SELECT count(*) FILTER (WHERE status = 'done' OR takedown_id = ?) AS done, max(finished_at) AS last "
+                "FROM takedowns",
+                [(manifest.get("takedown") or {}).get("takedown_id")],
             )
         )
     if "tombstones" in tables:
