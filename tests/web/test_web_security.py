@@ -751,3 +751,10 @@ def test_search_ranks_by_meaning_once_the_catalog_has_text_vectors(tmp_path):
     rows = re.findall(r"<tr><td>([0-9.-]+)</td><td>([^<]+)</td>", page)
     assert rows and rows[0][1] == "web:bread", page
     assert "nearest of 3 vectors" in page and "semantic search is not available" not in page
+
+
+def test_search_without_vectors_says_why_without_a_server_path(app, world):
+    c = _login(app)
+    page = c.get("/operator/search", params={"q": "anything"}).text
+    assert "semantic search is not available here (the catalog has no text vectors)" in page
+    assert str(world.root) not in page and "catalog.duckdb" not in page

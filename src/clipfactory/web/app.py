@@ -580,7 +580,8 @@ def _operator_routes(
 
                 semantic = semantic_search(catalog, q, k=20)
             except (ClipfactoryError, ImportError) as exc:
-                note = f"semantic search is not available here ({exc}); text matches in captions and titles instead"
+                why = exc.message if isinstance(exc, ClipfactoryError) else "its extra is not installed"
+                note = f"semantic search is not available here ({why}); text matches in captions and titles instead"
                 results = text_search(catalog, q)
         return page(request, "search.html", q=q, semantic=semantic, results=results, note=note)
 
