@@ -93,6 +93,11 @@ def test_statements_file_is_used_and_recorded(example, tmp_path):
     _cli(d, "report", b)  # again without the file: the recorded statements stay
     eu = json.loads((out / "eu_training_summary.json").read_text())
     assert eu["1_general_information"]["provider"] == "Example Labs"
+    # a later file with one key adds it; the recorded provider stays
+    (tmp_path / "more.toml").write_text('contact = "data@example.org"\n')
+    _cli(d, "report", b, "--statements", str(tmp_path / "more.toml"))
+    recorded = json.loads((out / "build.json").read_text())["report_statements"]
+    assert recorded["provider"] == "Example Labs" and recorded["contact"] == "data@example.org"
 
 
 def test_audit_warns_above_the_share(example):

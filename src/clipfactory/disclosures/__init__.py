@@ -278,6 +278,9 @@ def report(
     AB 2013 items."""
     out_dir = build_dir(catalog, build)
     manifest = read_manifest(out_dir)
+    if statements is not None:
+        # a statements file adds to (and overrides) what the build recorded; it does not forget the rest
+        statements = {**(manifest.get("report_statements") or {}), **statements}
     res = write_reports(catalog, settings, out_dir, manifest, dest=out, statements=statements)
     if out is None:
         _list_in_manifest(out_dir, manifest, res["files"], res["statements"])
