@@ -356,9 +356,11 @@ def _render_receipt(d) -> None:
         f"{len(rm['build_members'])} shard members"
     )
     for b in d["builds"]:
-        console.print(
-            f"  build {b['superseded']} superseded by {b['new_build_id']} ({b['removed_members']} members removed)"
-        )
+        if b.get("new_build_id"):
+            what = f"superseded by {b['new_build_id']}"
+        else:  # an older version, superseded already: its files lose the removed members in place
+            what = "(already superseded) rewritten in place"
+        console.print(f"  build {b['superseded']} {what} ({b['removed_members']} members removed)")
     for c in d.get("dedup_copies", []):
         console.print(f"  dedup {c['dedup_status']} copy {c['clip_id']} of {c['source_id']}: {c['note']}")
     console.print(f"  receipt: {d['receipt_path']}")
