@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
+from clipfactory.media.decode import DecodeStats, iter_frames
 from clipfactory.media.probe import open_container
 
 log = logging.getLogger(__name__)
@@ -71,31 +72,17 @@ def load_audio(
         chunks: list[np.ndarray] = []
         first_s: float | None = None
         end_s = end_ms / 1000 if end_ms is not None else None
-        demux = container.demux(stream)
-        while True:
-            try:
-                packet = next(demux)
-            except StopIteration:
+        stats = DecodeStats()
+        for frame in iter_frames(container, stream, stats):  # damaged packets skipped, demux errors end it
+            t = float(frame.pts * frame.time_base) - origin_s if frame.pts is not None and frame.time_base else None
+            if end_s is not None and t is not None and t > end_s + 1.0:
                 break
-            except av.error.FFmpegError as exc:  # a demux error ends the stream
-                track.decode_errors += 1
-                track.last_error = str(exc)
-                break
-            if end_s is not None and packet.pts is not None and packet.time_base is not None:
-                if float(packet.pts * packet.time_base) - origin_s > end_s + 1.0:
-                    break
-            try:
-                frames = packet.decode()
-            except (av.error.FFmpegError, ValueError) as exc:
-                track.decode_errors += 1
-                track.last_error = str(exc)
-                continue
-            for frame in frames:
-                if first_s is None:
-                    first_s = float(frame.pts * frame.time_base) - origin_s if frame.pts is not None else 0.0
-                for out in resampler.resample(frame):
-                    arr = out.to_ndarray().reshape(-1)
-                    chunks.append(arr)
+            if first_s is None:
+                first_s = t if t is not None else 0.0
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+        track.decode_errors += stats.errors
+        track.last_error = stats.last_error or track.last_error
         try:
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
