@@ -527,6 +527,17 @@ def _explain_json(clips, x, y, cover, usable, order) -> str:
     return json.dumps(_explain(clips, x, y, cover, usable, order), sort_keys=True, default=str)
 
 
+def why_kept(cx: _Clip, cy: _Clip, order: list[str]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Why ``cy`` is kept over ``cx`` (the first key of ``order`` on which they differ, else the clip id
+    order), with the keys of ``cx`` and of ``cy`` as the explanation shows them."""
+    vx, vy = cx.key_view(order), cy.key_view(order)
+    kx, ky = cx.keys(order), cy.keys(order)
+    for j, k in enumerate(order):
+        if kx[j] != ky[j]:
+            return f"{k}: kept {vy[k]!s} ranks before {vx[k]!s}", vx, vy
+    return "tie: clip id order", vx, vy
+
+
 def _explain(clips: list[_Clip], x: int, y: int, cover, usable, order: list[str]) -> dict[str, Any]:
     cx, cy = clips[x], clips[y]
     kx = cover.get((x, y), 0)
@@ -540,13 +551,7 @@ def _explain(clips: list[_Clip], x: int, y: int, cover, usable, order: list[str]
             if cx.start_ms < cy.end_ms and cy.start_ms < cx.end_ms
             else relation
         )
-    why = "tie: clip id order"
-    vx, vy = cx.key_view(order), cy.key_view(order)
-    kx_keys, ky_keys = cx.keys(order), cy.keys(order)
-    for j, k in enumerate(order):
-        if kx_keys[j] != ky_keys[j]:
-            why = f"{k}: kept {vy[k]!s} ranks before {vx[k]!s}"
-            break
+    why, vx, vy = why_kept(cx, cy, order)
     dist = None
     if cx.descriptor and cy.descriptor:
         dist = int(

@@ -31,7 +31,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from ..errors import ConfigError, NotFoundError, describe_invalid
-from ..fingerprints.dedup import CLASS_RANK, KEEP_KEYS, RESTRICTED_PREFIX, RULE, _Clip, _use_class
+from ..fingerprints.dedup import CLASS_RANK, KEEP_KEYS, RESTRICTED_PREFIX, RULE, _Clip, _use_class, why_kept
 from ..records import ClipRecord, Result
 from ..stage import StageConfig
 from . import store
@@ -270,13 +270,7 @@ def plan(clips: list[_Clip], vectors: np.ndarray, cfg: SemDedupConfig, *, model_
 
 def _explain(clips: list[_Clip], x: int, y: int, similarity: float, order: list[str]) -> dict[str, Any]:
     cx, cy = clips[x], clips[y]
-    why = "tie: clip id order"
-    vx, vy = cx.key_view(order), cy.key_view(order)
-    kx, ky = cx.keys(order), cy.keys(order)
-    for j, k in enumerate(order):
-        if kx[j] != ky[j]:
-            why = f"{k}: kept {vy[k]!s} ranks before {vx[k]!s}"
-            break
+    why, vx, vy = why_kept(cx, cy, order)
     return {"kept": cy.clip_id, "kept_source": cy.source_id, "similarity": round(float(similarity), 4),
             "why": why, "keep_order": order, "kept_keys": vy, "dropped_keys": vx}
 
