@@ -119,16 +119,14 @@ def source_categories_of(catalog: Catalog, index: Path) -> dict[str, str] | None
     if not index.exists():
         return None
     try:
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
         from ..semantic.categories import categorise
     except ImportError:
         return None
-    t = pq.read_table(index, columns=["source_id"]) if "source_id" in pq.read_schema(index).names else None
-    if t is None or t.num_rows == 0:
+    from .languages import index_source_ids
+
+    ids = index_source_ids(index)
+    if not ids:
         return None
-    ids = [s for s in pc.unique(t.column("source_id")).to_pylist() if s]
     try:
         rows = categorise(catalog, ids)["rows"]
     except Exception as exc:  # noqa: BLE001 - a missing model or extra leaves categories unknown, stated so

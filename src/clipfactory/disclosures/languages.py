@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ..catalog import table_columns
+
 log = logging.getLogger(__name__)
 
 MIN_CHARS = 20
@@ -33,22 +35,13 @@ def _identifier():
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
-def _has(con, table: str) -> bool:
-    return bool(
-        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]
-    )
-
-
-def _columns(con, table: str) -> set[str]:
-    return {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
-
-
 def source_texts(con, source_ids: list[str]) -> dict[str, list[str]]:
     """The captions and transcripts of each source (none for a source without words)."""
     out: dict[str, list[str]] = {}
+    tables = table_columns(con)
     con.register("_cfl_ids", pa.table({"source_id": pa.array(source_ids, pa.string())}))
     try:
-        if _has(con, "clip_spans"):
+        if "clip_spans" in tables:
             for sid, cap in con.execute(
                 f"""SELECT source_id, caption FROM (
                        SELECT source_id, trim(caption) AS caption,
@@ -58,7 +51,7 @@ def source_texts(con, source_ids: list[str]) -> dict[str, list[str]]:
                     WHERE rn <= {MAX_TEXTS} AND caption <> ''"""
             ).fetchall():
                 out.setdefault(sid, []).append(cap)
-        if _has(con, "clips") and {"transcript", "captions"} <= _columns(con, "clips"):
+        if {"transcript", "captions"} <= tables.get("clips", set()):
             for sid, transcript, captions in con.execute(
                 """SELECT source_id, transcript, captions FROM clips
                    WHERE source_id IN (SELECT source_id FROM _cfl_ids)
@@ -97,12 +90,9 @@ def source_languages_of(catalog, index: Path) -> dict[str, str] | None:
     idf = _identifier()
     if idf is None or not index.exists():
         return None
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    if "source_id" not in pq.read_schema(index).names:
+    ids = index_source_ids(index)
+    if ids is None:
         return None
-    ids = [s for s in pc.unique(pq.read_table(index, columns=["source_id"]).column("source_id")).to_pylist() if s]
     if not ids:
         return {}
     with catalog.read() as con:
@@ -113,3 +103,13 @@ def source_languages_of(catalog, index: Path) -> dict[str, str] | None:
         if lang:
             out[sid] = lang
     return out
+
+
+def index_source_ids(index: Path) -> list[str] | None:
+    """The distinct source ids of a build's ``index.parquet`` (``None`` when it has no such column)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if "source_id" not in pq.read_schema(index).names:
+        return None
+    return [s for s in pc.unique(pq.read_table(index, columns=["source_id"]).column("source_id")).to_pylist() if s]
