@@ -201,13 +201,11 @@ class _Cols:
 
 
 def _finish_sql(pre_sql: str, cols: _Cols) -> str:
-    """Validation, canonical source ids and clip ids over an adapter's pre-rows."""
+    """Validation and canonical source ids over an adapter's pre-rows."""
     keep = "".join(f", {c}" for c in _OPTIONAL if c in cols.given)
-    spans = (
-        f", start_ms, end_ms, CASE WHEN error IS NULL AND start_ms IS NOT NULL THEN {CLIP_ID_SQL} END AS clip_id"
-        if cols.spans
-        else ""
-    )
+    # Clip ids are not computed here: only the spans insert needs them (one sha256 per span row, in
+    # the insert's own parallel pipeline, instead of a column kept in memory for every row).
+    spans = ", start_ms, end_ms" if cols.spans else ""
     return f"""
     WITH p AS ({pre_sql}),
     e AS (
@@ -431,7 +429,7 @@ def _write_rows(
             had_members
             and _x(con, "had spans", "SELECT count(*) > 0 FROM clip_spans WHERE dataset = ?", [dataset])[0][0]
         )
-        clip_id = "r.clip_id" if c.spans else "NULL::VARCHAR"
+        clip_id = f"CASE WHEN r.start_ms IS NOT NULL THEN {_ROW_CLIP_ID} END" if c.spans else "NULL::VARCHAR"
         dedup = (
             f"""AND NOT EXISTS (SELECT 1 FROM clip_spans x WHERE x.dataset = ? AND x.source_id = r.source_id
                   AND x.clip_id IS NOT DISTINCT FROM {clip_id} AND x.caption IS NOT DISTINCT FROM {r("caption", "r.")})"""
@@ -477,15 +475,14 @@ def _write_rows(
             [dataset, manifest_id],
         )[0]
     elif spans:
-        # Nothing was left out as already there: the rows just inserted are the filtered rows, which
-        # are in memory (a scan of clip_spans would decompress what was just written).
-        clip_ids = "clip_id" if c.spans else "NULL::VARCHAR"
-        spans, captions = _x(
-            con,
-            "count spans",
-            f"""SELECT count(DISTINCT {clip_ids}) FILTER (WHERE {has_span}), count({r("caption", "r.")})
-                FROM _cf_rows r WHERE {span_filter}""",
-        )[0]
+        # Nothing was left out as already there, so the spans are the distinct (source, start, end) of the
+        # valid rows, which the per-source aggregate has counted (a distinct count of clip ids, or a scan
+        # of clip_spans, would redo that work), and the captions are those of the valid rows.
+        spans = _x(con, "count spans", "SELECT coalesce(sum(n_spans), 0) FROM _cf_agg")[0][0] if c.spans else 0
+        if "caption" in c.given:
+            captions = _x(
+                con, "count captions", "SELECT count(caption) FROM _cf_rows WHERE error IS NULL"
+            )[0][0]
 
     _x(
         con,
@@ -791,6 +788,10 @@ def ingest_pre_rows(
 
 
 _ARROW = {"BIGINT": pa.int64(), "VARCHAR": pa.string()}
+
+#: :data:`~clipfactory.ids.CLIP_ID_SQL` over the columns of ``_cf_rows r`` (the spans insert's dedup
+#: subquery has columns of the same names).
+_ROW_CLIP_ID = re.sub(r"\b(source_id|start_ms|end_ms)\b", r"r.\1", CLIP_ID_SQL)
 
 
 def _is_owned_target(path: str) -> bool:
