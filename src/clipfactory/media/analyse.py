@@ -216,11 +216,13 @@ class AnalyseConfig(BaseModel):
         "decode only by blocking at macroblock edges, which the subsampled statistics, PDQ and the "
         "small thumbnails barely see. Turn off for bit-exact pictures.",
     )
-    skip_nonref: bool = Field(
+    skip_nonref: bool | Literal["auto"] = Field(
         False,
-        description="Coarse mode: decode only reference frames (FFmpeg skip_frame=NONREF). Faster on "
-        "streams with B-frames, but boundaries are exact only to the spacing of reference frames, frame "
-        "indices come from timestamps, and cuts can be missed.",
+        description="Two-level pass: decode only the reference frames (FFmpeg skip_frame=NONREF, about half "
+        "the frames of a B-frame stream), find candidate boundaries on them, and decode every frame of a "
+        "short window around each candidate whose frame is not certain, where the exact detector places it. "
+        "Per-frame scores come from the reference frames. auto: on for H.264/HEVC streams with B-frames and "
+        "the native detector; true: on wherever the detector is native.",
     )
 
     def detector_params(self) -> DetectorParams:
@@ -459,7 +461,9 @@ class _ThumbSampler:
             self.step *= 2
             self.cands = [c for c in self.cands if (c[0] - self.start) % self.step == 0]
 
-    def split(self, b: int, n_spread: int = 0) -> tuple[av.VideoFrame | None, list[tuple[int, av.VideoFrame]]]:
+    def split(
+        self, b: int, n_spread: int = 0
+    ) -> tuple[av.VideoFrame | None, list[tuple[int, av.VideoFrame]]]:
         """Close the shot ``[self.start, b)``: the held frame nearest its middle, and up to ``n_spread``
         distinct held frames nearest to evenly spread points of the shot (at ``(k + 0.5) / n_spread``)."""
         mid = (self.start + b - 1) / 2
@@ -552,9 +556,7 @@ def ocr_engine(threads: int = 1):
     return engine
 
 
-def read_text(
-    engine, small: np.ndarray, large_fn, *, min_score: float, min_chars: int
-) -> tuple[str, ...]:
+def read_text(engine, small: np.ndarray, large_fn, *, min_score: float, min_chars: int) -> tuple[str, ...]:
     """Lines of text on a picture: boxes detected on ``small`` (BGR), read on ``large_fn()`` (the same
     picture, BGR, larger), kept when their recognition confidence is at least ``min_score`` and they hold
     at least ``min_chars`` letters or digits. Left to right within a row, rows top to bottom."""
@@ -610,7 +612,9 @@ class _TextSampler:
         seconds = n_frames / (fps or 25.0)
         return max(1, min(self.cfg.text_frames_per_shot, int(np.ceil(seconds / self.cfg.text_interval_s))))
 
-    def submit(self, picks: list[tuple[int, int, av.VideoFrame]], start: int, end: int, rotation: int) -> None:
+    def submit(
+        self, picks: list[tuple[int, int, av.VideoFrame]], start: int, end: int, rotation: int
+    ) -> None:
         """Read the text of the frames ``(frame index, time ms, frame)`` of the shot ``[start, end)``, in
         frame order; the probes are the frames nearest to evenly spread points (one: the middle)."""
         if not picks:
@@ -779,6 +783,305 @@ class _Boundaries:
         return abs(nb.frame - tb.frame) < self.min_gap or (nb.lo <= tb.hi + 1 and tb.lo <= nb.hi + 1)
 
 
+class _Features:
+    """The per-frame numbers of the pass from the subsampled planes of one frame: the luma plane, the luma
+    change and the change score (luma plus both chroma planes) from the previous frame given, the mean
+    luma and whether the frame is black."""
+
+    def __init__(self, cfg: AnalyseConfig, reader: PlaneReader):
+        self.reader = reader
+        self.bright = cfg.black_luma + cfg.black_bright_margin
+        self.black_luma = cfg.black_luma
+        self.bright_share = cfg.black_bright_share
+        self.prev: tuple | None = None
+        self.inv_y = self.inv_c = 0.0
+
+    def __call__(self, frame: av.VideoFrame) -> tuple[np.ndarray, float, float, float, bool]:
+        y = self.reader.luma(frame)
+        ch = self.reader.chroma(frame)
+        prev = self.prev
+        if prev is None:
+            self.inv_y = 1.0 / y.size
+            self.inv_c = 1.0 / ch[0].size if ch is not None else 0.0
+            dy = score = 0.0
+        else:
+            # ndarray.sum() times a precomputed 1/size: mean() costs twice as much on small arrays.
+            dy = float(np.abs(y - prev[0]).sum()) * self.inv_y
+            score = dy
+            if ch is not None:
+                score += (
+                    float(np.abs(ch[0] - prev[1]).sum()) + float(np.abs(ch[1] - prev[2]).sum())
+                ) * self.inv_c
+        inv_y = self.inv_y
+        mean = float(y.sum()) * inv_y
+        is_black = mean < self.black_luma and float((y > self.bright).sum()) * inv_y < self.bright_share
+        self.prev = (y, ch[0], ch[1]) if ch is not None else (y,)
+        return y, dy, score, mean, is_black
+
+
+# Codecs whose non-reference frames FFmpeg skips (skip_frame=NONREF) while decoding the rest exactly.
+_COARSE_CODECS = {"h264", "hevc"}
+# Frames the container may count after the last reference frame (non-reference frames at the very end).
+_MAX_TRAILING = 16
+# A span this many frames after the refiner's last one is reached by decoding on instead of seeking.
+_CONTINUE = 48
+
+
+def _use_coarse(cfg: AnalyseConfig, stream, transnet) -> bool:
+    """Whether this pass decodes reference frames only (``skip_nonref``); TransNetV2 needs every frame."""
+    if not cfg.skip_nonref or transnet is not None:
+        return False
+    cc = stream.codec_context
+    if cc.name not in _COARSE_CODECS:
+        return False
+    if cfg.skip_nonref is True:
+        return True
+    if not getattr(cc, "has_b_frames", 0):
+        return False
+    # Frame indices come from timestamps: only for constant frame rate streams.
+    avg, base = stream.average_rate, stream.base_rate
+    return bool(avg and base) and abs(float(avg) - float(base)) <= 0.01 * float(base)
+
+
+def _coarse_params(p: DetectorParams) -> DetectorParams:
+    """The detector's settings on reference frames (about every other frame of a B-frame stream): blend
+    windows needed and the shortest shot halved (counted in reference frames); the blend window stays in
+    frames of the video (:meth:`ShotDetector.push`'s ``span``)."""
+    return replace(
+        p,
+        dissolve_min_frames=max(1, (p.dissolve_min_frames + 1) // 2),
+        min_shot_frames=max(1, (p.min_shot_frames + 1) // 2),
+    )
+
+
+class _CoarseBoundaries:
+    """Final boundaries of the two-level pass, in frames of the video.
+
+    The detector runs on the reference frames, its cut test comparing a step with its neighbours' change
+    per frame of the video (:meth:`ShotDetector.push`'s ``span``), its blend window and shortest shot in
+    reference frames (:func:`_coarse_params`). Then each boundary is placed on a frame of the video:
+
+    * a hard cut between reference frames that are consecutive frames of the video, that also passes the
+      cut test against its neighbours' steps as they are (:meth:`_clear_cut`), is exact as it is; any
+      other is decoded again with the frames around it (:class:`_Refiner`) and kept, on the frame of the
+      largest single step, only if the exact cut test passes there;
+    * a fade through black goes to the middle of the black run, whose first and last frames are found
+      the same way among the frames between the reference frames at its two ends;
+    * a dissolve keeps the position of its reference frame (within one spacing of reference frames).
+
+    Boundaries closer than ``min_shot_frames`` are then merged as the exact detector merges them.
+    """
+
+    def __init__(
+        self, cfg: AnalyseConfig, params: DetectorParams, detector: ShotDetector, frame_ids: list[int]
+    ):
+        self.p = params
+        self.det = detector
+        self.ids = frame_ids
+        self.refiner: _Refiner | None = None
+        self.last = 0
+        self.held: list = []
+        self.n_exact = 0
+
+    def ready(self, final: int | None = None) -> list[tuple[int, str]]:
+        """Boundaries ``(frame, kind)`` that are final; ``final`` is the frame count at the end of the stream."""
+        out: list[tuple[int, str]] = []
+        gap = self.p.min_shot_frames
+        for bd in self.det.pop_final():
+            nb = self._place(bd, final)
+            if nb is None:
+                continue
+            if self.held and nb.lo - max(h.hi for h in self.held) >= gap:
+                self._release(out, final)
+            self.held.append(nb)
+        settled = self.ids[min(self.det.settled(), len(self.ids) - 1)] if self.ids else 0
+        if self.held and (final is not None or settled > max(h.hi for h in self.held) + gap):
+            self._release(out, final)
+        return out
+
+    def _release(self, out: list, final: int | None) -> None:
+        from clipfactory.media.shots import _pick
+
+        best = _pick(self.held)
+        self.held = []
+        too_late = final is not None and best.frame > final - self.p.min_shot_frames
+        if best.frame - self.last < self.p.min_shot_frames or too_late:
+            return
+        self.last = best.frame
+        out.append((best.frame, best.kind))
+
+    def _clear_cut(self, j: int) -> bool:
+        """The cut test against the neighbours' steps as they are: steps over more frames change more than
+        the single steps the exact detector compares with, so a cut that passes it passes there too."""
+        s, w = self.det.scores, self.p.cut_window
+        nb = [s[t] for t in range(max(1, j - w), min(len(s), j + w + 1)) if t != j]
+        ref = sum(nb) / len(nb) if nb else 0.0
+        return s[j] >= self.p.cut_min_score and s[j] >= self.p.cut_adaptive_ratio * max(ref, 1.0)
+
+    def _place(self, bd, final: int | None):
+        from clipfactory.media.shots import _BLACK_RUN_SCORE, Boundary
+
+        ids, n_c = self.ids, len(self.ids)
+        j = bd.frame
+        if bd.kind == "cut":
+            a, b = ids[j - 1], ids[j]
+            if b - a == 1 and self._clear_cut(j):
+                self.n_exact += 1
+            else:
+                b = self.refiner.cut_frame(a, b)
+                if b is None:
+                    return None
+            return Boundary(b, "cut", bd.score, b - 1, b)
+        lo, hi = ids[max(0, bd.lo)], ids[min(n_c - 1, bd.hi)]
+        if bd.kind == "fade" and bd.score >= _BLACK_RUN_SCORE:
+            black = self.det.black
+            s = e = j
+            if black[j]:
+                while s > 0 and black[s - 1]:
+                    s -= 1
+                while e < n_c and black[e]:
+                    e += 1
+            else:  # a black lead-in: the boundary is its first picture
+                while s > 0 and black[s - 1]:
+                    s -= 1
+            start = 0 if s == 0 else self.refiner.first(ids[s - 1], ids[s], black=True)
+            if e >= n_c:  # a black tail
+                if final is not None and final - start < self.p.min_shot_frames:
+                    return None
+                return Boundary(start, "fade", bd.score, lo, hi)
+            end = self.refiner.first(ids[e - 1], ids[e], black=False)
+            if s == 0 and black[0]:
+                if end < self.p.min_shot_frames:
+                    return None
+                return Boundary(end, "fade", bd.score, lo, hi)
+            return Boundary((start + end) // 2, "fade", bd.score, lo, hi)
+        return Boundary(ids[j], bd.kind, bd.score, lo, hi)
+
+
+class _Refiner:
+    """Every frame between two reference frames, decoded by a second decoder.
+
+    For each span it seeks to the keyframe before it and decodes reference frames only up to the span,
+    then every frame of it.
+    """
+
+    def __init__(
+        self,
+        path,
+        cfg: AnalyseConfig,
+        params: DetectorParams,
+        reader: PlaneReader,
+        stream_index: int,
+        fps: float,
+        tb: float,
+        start_pts: int | None,
+    ):
+        self.path = path
+        self.cfg = cfg
+        self.params = params
+        self.reader = reader
+        self.index = stream_index
+        self.fps, self.tb, self.start_pts = fps, tb, start_pts or 0
+        self.container = None
+        self.stream = None
+        self._it = None  # packets of the current decode
+        self._buf: list[tuple[int, av.VideoFrame]] = []  # decoded frames not yet used
+        self.pos = -1  # last frame index used
+        self.windows = 0
+        self.frames = 0  # frames decoded by this decoder, reference frames before the windows included
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = None
+
+    def _open(self) -> None:
+        self.container = open_container(self.path)
+        self.stream = s = next(v for v in self.container.streams.video if v.index == self.index)
+        s.thread_type = "AUTO"
+        if self.cfg.skip_loop_filter:
+            s.codec_context.options = {"skip_loop_filter": "all"}
+
+    def _window(self, lo: int, hi: int) -> list[tuple[int, av.VideoFrame]]:
+        """``(frame index, frame)`` of the frames ``lo..hi``, in order. A span shortly after the last one
+        is reached by decoding on (reference frames only); any other after a seek."""
+        if self.container is None:
+            self._open()
+        self.windows += 1
+        c, s = self.container, self.stream
+        cc = s.codec_context
+        fps, tb, t0 = self.fps, self.tb, self.start_pts
+        fresh = self._it is None or not (self.pos < lo <= self.pos + _CONTINUE)
+        back = 0.0
+        while True:
+            if fresh:
+                target = max(0.0, (lo - 0.5) / fps - back)
+                c.seek(int(target / tb) + t0, stream=s, backward=True)
+                self._it = c.demux(s)
+                self._buf = []
+                self.pos = -1
+            cc.skip_frame = "NONREF"
+            switch = t0 + ((lo - 0.5) / fps) / tb
+            full = False
+            first = None
+            out: list[tuple[int, av.VideoFrame]] = []
+            while True:
+                if not self._buf:
+                    pkt = next(self._it, None)
+                    if pkt is None:
+                        self._it = None
+                        break
+                    if not full and (pkt.pts is None or pkt.pts >= switch):
+                        cc.skip_frame = "DEFAULT"
+                        full = True
+                    try:
+                        frames = pkt.decode()
+                    except (av.error.FFmpegError, ValueError):
+                        continue
+                    self.frames += len(frames)
+                    self._buf = [
+                        (int(round((f.pts - t0) * tb * fps)), f) for f in frames if f.pts is not None
+                    ]
+                    continue
+                i, f = self._buf[0]
+                if i > hi:
+                    break
+                self._buf.pop(0)
+                if first is None:
+                    first = i
+                self.pos = i
+                if i >= lo and (not out or i > out[-1][0]):
+                    out.append((i, f))
+            if not fresh or first is None or first <= lo or target == 0.0:
+                return out
+            back = 2 * back + 2.0  # the seek landed after the span's start: go further back
+
+    def cut_frame(self, a: int, b: int) -> int | None:
+        """The frame in ``a+1..b`` with the largest change from its predecessor, if the exact hard-cut test
+        passes there, given every frame of ``a - cut_window - 2 .. b + cut_window + 1``; else ``None``."""
+        w = self.params.cut_window
+        det = ShotDetector(self.params)
+        feats = _Features(self.cfg, self.reader)
+        ids = []
+        for i, f in self._window(max(0, a - w - 2), b + w + 1):
+            y, _, score, _, is_black = feats(f)
+            det.push(y, score, is_black)
+            ids.append(i)
+        inside = [k for k, i in enumerate(ids) if a < i <= b and k > 0]
+        if not inside:
+            return None
+        k = max(inside, key=lambda k: det.scores[k])
+        return ids[k] if det.is_cut(k) else None
+
+    def first(self, a: int, b: int, black: bool) -> int:
+        """The first frame in ``a+1..b`` that is black (``black``) or not (``b`` if none is)."""
+        feats = _Features(self.cfg, self.reader)
+        for i, f in self._window(a + 1, b - 1):
+            if feats(f)[4] == black:
+                return i
+        return b
+
+
 def _small_rgb(frame: av.VideoFrame) -> np.ndarray:
     from clipfactory.media.transnet import INPUT_H, INPUT_W
 
@@ -834,10 +1137,6 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
     black: list[bool] = []
     pdq: list[PdqHash] = []
     shots_meta: list[tuple[int, int, str, float | None, bytes | None]] = []
-    bounds = _Boundaries(cfg, detector, transnet, black)
-
-    bright = cfg.black_luma + cfg.black_bright_margin
-    black_luma, bright_share = cfg.black_luma, cfg.black_bright_share
     pdqhash = None
 
     def close_shot(b: int, kind: str, confidence: float | None) -> None:
@@ -848,7 +1147,11 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
         if spread:
             text.submit(
                 [
-                    (idx, int(round(((f.pts - start_pts) * tb if f.pts is not None else idx / fps) * 1000)), f)
+                    (
+                        idx,
+                        int(round(((f.pts - start_pts) * tb if f.pts is not None else idx / fps) * 1000)),
+                        f,
+                    )
                     for idx, f in spread
                 ],
                 start,
@@ -865,60 +1168,58 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
         stream.thread_type = "AUTO"
         if cfg.skip_loop_filter:
             stream.codec_context.options = {"skip_loop_filter": "all"}
-        if cfg.skip_nonref:
+        coarse = _use_coarse(cfg, stream, transnet)
+        refiner = None
+        if coarse:
             stream.codec_context.skip_frame = "NONREF"
+            detector = ShotDetector(_coarse_params(params))
+            coarse_bounds = _CoarseBoundaries(cfg, params, detector, frame_ids)
+        else:
+            bounds = _Boundaries(cfg, detector, transnet, black)
         tb = float(stream.time_base) if stream.time_base else 1.0 / fps
         start_pts = stream.start_time
-        reader: PlaneReader | None = None
-        prev_y = prev_u = prev_v = None
+        feats: _Features | None = None
         next_pdq = 0.0
+        next_sharp = 0
         idx = -1
-        n_seen = 0
         for frame in iter_frames(container, stream, stats):
             if frame.pts is not None and start_pts is None:
                 start_pts = frame.pts
             t = (frame.pts - start_pts) * tb if frame.pts is not None else (idx + 1) / fps
-            if cfg.skip_nonref:
+            gap = 1
+            if coarse:
                 new_idx = int(round(t * fps))
-                idx = new_idx if new_idx > idx else idx + 1
+                new_idx = new_idx if new_idx > idx else idx + 1
+                gap = new_idx - idx if idx >= 0 else 1
+                idx = new_idx
             else:
                 idx += 1
-            if reader is None:
+            if feats is None:
                 # The first frame completes the probe: pixel format, rotation, decoded size.
                 info = complete_info(header, frame, stream, item)
                 step = max(1, int(round(info.width / cfg.analysis_width)))
                 pdq_step = max(1, int(round(info.width / cfg.pdq_width)))
-                reader = PlaneReader(frame.format.name, step)
-            y = reader.luma(frame)
-            ch = reader.chroma(frame)
-            if prev_y is None:
-                inv_y = 1.0 / y.size
-                inv_c = 1.0 / ch[0].size if ch is not None else 0.0
-                dy = score = 0.0
-            else:
-                # ndarray.sum() times a precomputed 1/size: mean() costs twice as much on small arrays.
-                dy = float(np.abs(y - prev_y).sum()) * inv_y
-                score = dy
-                if ch is not None:
-                    score += (
-                        float(np.abs(ch[0] - prev_u).sum()) + float(np.abs(ch[1] - prev_v).sum())
-                    ) * inv_c
-            mean = float(y.sum()) * inv_y
-            is_black = mean < black_luma and float((y > bright).sum()) * inv_y < bright_share
-            prev_y = y
-            if ch is not None:
-                prev_u, prev_v = ch
+                feats = _Features(cfg, PlaneReader(frame.format.name, step))
+                if coarse:
+                    refiner = _Refiner(path, cfg, params, feats.reader, stream.index, fps, tb, start_pts)
+                    coarse_bounds.refiner = refiner
+            y, dy, score, mean, is_black = feats(frame)
             times.append(t)
             frame_ids.append(idx)
-            motion.append(dy)
+            # In coarse mode a step spans ``gap`` frames; motion is given per frame.
+            motion.append(dy / gap if gap > 1 else dy)
             luma.append(mean)
             black.append(is_black)
-            sharp.append(_sharpness(y) if n_seen % _SHARPNESS_EVERY == 0 else np.nan)
-            n_seen += 1
+            # Sharpness on every third frame of the video (in coarse mode, the first decoded one after).
+            if idx >= next_sharp:
+                sharp.append(_sharpness(y))
+                next_sharp = idx + _SHARPNESS_EVERY
+            else:
+                sharp.append(np.nan)
             if t >= next_pdq:
                 if pdqhash is None:
                     import pdqhash
-                y8 = reader.luma_u8(frame, pdq_step)
+                y8 = feats.reader.luma_u8(frame, pdq_step)
                 bits, quality = pdqhash.compute(np.repeat(y8[:, :, None], 3, axis=2))
                 pdq.append(
                     PdqHash(idx, int(round(t * 1000)), np.packbits(bits).tobytes().hex(), int(quality))
@@ -926,11 +1227,15 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
                 next_pdq = t + cfg.pdq_interval_s - 0.5 / fps
             sampler.offer(idx, frame)
             if detector is not None:
-                detector.push(y, score, is_black)
+                detector.push(y, score, is_black, gap)
             if transnet is not None:
                 transnet.push(_small_rgb(frame))
-            for b, kind, conf in bounds.ready(len(times)):
-                close_shot(frame_ids[b], kind, conf)
+            if coarse:
+                for b, kind in coarse_bounds.ready():
+                    close_shot(b, kind, None)
+            else:
+                for b, kind, conf in bounds.ready(len(times)):
+                    close_shot(frame_ids[b], kind, conf)
         if not times or info is None:
             if not stats.errors:
                 raise MediaProbeError(
@@ -945,28 +1250,44 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
                 item=item,
                 fix="the video data is corrupt; fetch or re-encode it",
             )
+        n = idx + 1
+        if coarse and stream.frames and n < stream.frames <= n + _MAX_TRAILING:
+            # Non-reference frames after the last reference frame: the container's count is exact.
+            n = int(stream.frames)
         if detector is not None:
             detector.finish()
         if transnet is not None:
             transnet.finish()
-        for b, kind, conf in bounds.ready(len(times), final=True):
-            close_shot(frame_ids[b], kind, conf)
-        n = idx + 1
+        if coarse:
+            for b, kind in coarse_bounds.ready(final=n):
+                close_shot(b, kind, None)
+            refiner.close()
+            log.debug(
+                "%s: %d reference frames decoded; %d cuts exact from them, %d spans (%d frames) decoded again",
+                item,
+                len(times),
+                coarse_bounds.n_exact,
+                refiner.windows,
+                refiner.frames,
+            )
+        else:
+            for b, kind, conf in bounds.ready(len(times), final=True):
+                close_shot(frame_ids[b], kind, conf)
         close_shot(n, "end", None)
         sampler.cands.clear()
         sampler.recent.clear()
 
     t_arr = np.asarray(times)
     frame_ms = 1000.0 / fps
-    duration_ms = int(round(t_arr[-1] * 1000 + frame_ms))
+    duration_ms = int(round(t_arr[-1] * 1000 + frame_ms * (n - frame_ids[-1])))
     motion_a = np.asarray(motion)
     sharp_a = np.asarray(sharp)
     luma_a = np.asarray(luma)
     black_a = np.asarray(black, dtype=bool)
     static_a = motion_a < cfg.static_threshold
-    if cfg.skip_nonref:
-        # Per-frame arrays are indexed by decoded frame; map shot frame ranges through timestamps.
-        frame_idx = np.round(t_arr * fps).astype(np.int64)
+    if coarse:
+        # Per-frame arrays are indexed by decoded frame; map shot frame ranges through frame indices.
+        frame_idx = np.asarray(frame_ids, dtype=np.int64)
     text_idx: np.ndarray | None = None
     text_ms: list[int] = []
     text_lines: list[tuple[str, ...]] = []
@@ -975,8 +1296,8 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
         text_idx = np.asarray(ids_, dtype=np.int64)
     shots: list[Shot] = []
     for k, (start, end, kind, conf, thumb) in enumerate(shots_meta):
-        if cfg.skip_nonref:
-            lo, hi = np.searchsorted(frame_idx, [start, end])
+        if coarse:
+            lo, hi = (int(x) for x in np.searchsorted(frame_idx, [start, end]))
         else:
             lo, hi = start, end
         sl = slice(lo, max(hi, lo + 1))

@@ -68,6 +68,8 @@ class ShotDetector:
     def __init__(self, params: DetectorParams):
         self.p = params
         self.scores: list[float] = []  # frame-to-frame change, index = frame
+        self.spans: list[int] = []  # frames of the video each step covers
+        self.pos: list[int] = []  # position of each frame in the video's frames (its index when spans are 1)
         self.black: list[bool] = []
         self.lin_ok: dict[int, float] = {}
         self.n = 0
@@ -88,12 +90,16 @@ class ShotDetector:
 
     # -- input ------------------------------------------------------------------------------------
 
-    def push(self, y: np.ndarray, score: float, is_black: bool) -> None:
+    def push(self, y: np.ndarray, score: float, is_black: bool, span: int = 1) -> None:
         """Add frame ``self.n``: its small luma plane, its change score from the previous frame, and
-        whether it is black."""
+        whether it is black. ``span`` is how many frames of the video the step from the previous frame
+        covers (more than 1 when only reference frames are decoded): a cut's neighbours are scaled to the
+        cut's own span, so that steps over more frames of motion than the cut's do not hide it."""
         i = self.n
         self.n += 1
         self.scores.append(score)
+        self.spans.append(span)
+        self.pos.append(self.pos[-1] + span if self.pos else 0)
         self.black.append(is_black)
         k = self.p.dissolve_window
         self._ring[i % (k + 1)] = y
@@ -143,21 +149,26 @@ class ShotDetector:
     # -- detectors --------------------------------------------------------------------------------
 
     def _check_cut(self, j: int, at_end: bool = False) -> None:
+        if self.is_cut(j):
+            self._pending.append(Boundary(j, "cut", self.scores[j], j - 1, j))
+
+    def is_cut(self, j: int) -> bool:
+        """Whether the step into frame ``j`` passes the hard-cut test (frames up to ``j + cut_window + 1``
+        pushed, and at least ``j - 2`` still in the ring of luma planes)."""
         s = self.scores[j]
         if s < self.p.cut_min_score:
-            return
+            return False
         w = self.p.cut_window
         # Neighbours that enter or leave a one-frame anomaly (a flash, a corrupt frame) are left out
         # of the reference, so a cut right next to one is still an isolated step.
+        sp = self.spans
         nb = [
-            self.scores[t]
+            self.scores[t] * sp[j] / sp[t]
             for t in range(max(1, j - w), min(self.n, j + w + 1))
             if t != j and not (self.scores[t] >= self.p.cut_min_score and self._is_flash(t))
         ]
         ref = (sum(nb) / len(nb)) if nb else 0.0
-        if s < self.p.cut_adaptive_ratio * max(ref, 1.0) or self._is_flash(j):
-            return
-        self._pending.append(Boundary(j, "cut", s, j - 1, j))
+        return s >= self.p.cut_adaptive_ratio * max(ref, 1.0) and not self._is_flash(j)
 
     def _luma(self, t: int) -> np.ndarray | None:
         k = self.p.dissolve_window
@@ -206,17 +217,30 @@ class ShotDetector:
 
     def _check_dissolve(self, i: int, y: np.ndarray) -> None:
         k = self.p.dissolve_window
-        a = self._ring[(i - k) % (k + 1)]
-        m = self._ring[(i - k // 2) % (k + 1)]
+        ia, im = i - k, i - k // 2
+        pos = self.pos
+        if pos[i] - pos[ia] > k:
+            # Steps over several frames of the video: the window's ends are k frames apart, and the middle
+            # frame is compared with the blend of the ends at its own position between them.
+            while pos[i] - pos[ia + 1] >= k:
+                ia += 1
+            mid = (pos[ia] + pos[i]) / 2
+            im = min(range(ia + 1, i), key=lambda t: abs(pos[t] - mid))
+        a = self._ring[ia % (k + 1)]
+        m = self._ring[im % (k + 1)]
         if self._inv is None:
             self._inv = 1.0 / y.size
         change = float(np.abs(y - a).sum()) * self._inv
-        c = i - k // 2
+        c = im
         ok = False
         if change >= self.p.dissolve_min_change:
-            err = float(np.abs(m - (a + y) * 0.5).sum()) * self._inv
+            if im == i - k // 2 and ia == i - k:
+                err = float(np.abs(m - (a + y) * 0.5).sum()) * self._inv
+            else:
+                w = (pos[im] - pos[ia]) / (pos[i] - pos[ia])
+                err = float(np.abs(m - (a * (1.0 - w) + y * w)).sum()) * self._inv
             # Frames inside the window must change smoothly: no single step carries the change.
-            steps = self.scores[i - k + 1 : i + 1]
+            steps = self.scores[ia + 1 : i + 1]
             step_limit = self.p.dissolve_step_share * change + self.p.dissolve_step_slack
             if err <= self.p.dissolve_max_error * change and max(steps) < step_limit:
                 ok = True
@@ -227,7 +251,7 @@ class ShotDetector:
                 self._dis_black = False
             self._dis_last = c
             self._dis_peak = max(self._dis_peak, change)
-            if self.black[i] or self.black[i - k]:
+            if self.black[i] or self.black[ia]:
                 self._dis_black = True
         elif self._dis_start is not None and c - (self._dis_last or c) > 1:
             self._close_dissolve()
