@@ -855,6 +855,14 @@ def allowed_source_ids(
     stored decisions (of ``source_ids``, when given) were made under a different policy, registry or
     permissions file, or without an evaluation set that ``settings.build.evaluation_manifests`` names.
     """
+    return check_decisions(catalog, purpose, settings=settings, source_ids=source_ids, answer=True)
+
+
+def check_decisions(
+    catalog, purpose: str, *, settings: Any = None, source_ids: list[str] | None = None, answer: bool = False
+) -> set[str] | None:
+    """The checks of :func:`allowed_source_ids` without its answer (``answer=False``): for callers that
+    read the allowed sources in SQL themselves (``policy_decisions``, ``decision = 'allow'``)."""
     info = evaluation_info(catalog, purpose)
     if info is None:
         raise PolicyError(
@@ -894,6 +902,8 @@ def allowed_source_ids(
                         item=purpose,
                         fix=f"run `clipfactory policy check --purpose {purpose}` with the build's evaluation sets",
                     )
+            if not answer:
+                return None
             rows = con.execute(
                 f"SELECT source_id FROM policy_decisions WHERE purpose = ? AND decision = 'allow' {subset}",
                 [purpose],
@@ -919,6 +929,7 @@ __all__ = [
     "Decision",
     "acquisition_check",
     "allowed_source_ids",
+    "check_decisions",
     "decide_source",
     "evaluate",
     "evaluation_info",

@@ -10,6 +10,7 @@ dropped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from importlib import resources
@@ -114,104 +115,185 @@ def classify(vectors: np.ndarray, names: list[str], centroids: np.ndarray, taxon
     return cat, conf.astype(np.float32), scores
 
 
-def _labels(con, source_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
-    con.register("_sem_l", pa.table({"source_id": pa.array(source_ids, pa.string())}))
+#: Vectors read per batch when categorising (the whole catalog's vectors never sit in memory at once).
+BATCH_ROWS = 65_536
+#: DuckDB's memory while the vectors are read: without a bound it keeps every block it has read cached,
+#: up to most of the machine's memory (the vectors of 10 M sources are 15 GB).
+SCAN_MEMORY = "1GB"
+
+
+@contextlib.contextmanager
+def _bounded_memory(con, limit: str = SCAN_MEMORY):
+    before = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    con.execute(f"SET memory_limit = '{limit}'")
     try:
-        rows = con.execute(
-            """SELECT source_id, dataset, label FROM memberships
-               WHERE label IS NOT NULL AND source_id IN (SELECT source_id FROM _sem_l)"""
-        ).fetchall()
+        yield
     finally:
-        con.unregister("_sem_l")
-    out: dict[str, list[tuple[str, str]]] = {}
-    for sid, ds, lab in rows:
-        out.setdefault(sid, []).append((ds, lab))
-    return out
+        con.execute(f"SET memory_limit = '{before}'")
+HOW = ("label", "no text", "zero-shot")
 
 
-def categorise(catalog, source_ids: list[str] | None = None, *, taxonomy=None, encoder=None, datasets=None) -> dict[str, Any]:
-    """Category of every source (of ``datasets``, or ``source_ids``): a dict with ``rows`` (source_id,
-    category, confidence, how, hours) and the scores matrix."""
+def _scope(datasets, source_ids) -> tuple[str, list[Any]]:
+    if datasets:
+        return "WHERE s.source_id IN (SELECT source_id FROM memberships WHERE dataset IN (SELECT unnest(?)))", [
+            list(datasets)]
+    if source_ids is not None:
+        return "WHERE s.source_id IN (SELECT unnest(?))", [list(source_ids)]
+    return "", []
+
+
+def _label_table(tax: dict[str, Any], order: list[str]) -> pa.Table:
+    """The taxonomy's label mappings as rows (dataset or NULL for every dataset, label, category code)."""
+    ds, lab, code = [], [], []
+    for label, c in tax["labels"].items():
+        ds.append(None), lab.append(label), code.append(order.index(c))
+    for d, mapping in tax["dataset_labels"].items():
+        for label, c in mapping.items():
+            ds.append(d), lab.append(label), code.append(order.index(c))
+    return pa.table({"dataset": pa.array(ds, pa.string()), "label": pa.array(lab, pa.string()),
+                     "code": pa.array(code, pa.int16())})
+
+
+def category_columns(
+    catalog,
+    source_ids: list[str] | None = None,
+    *,
+    taxonomy=None,
+    encoder=None,
+    datasets=None,
+    extra: str = "",
+    extra_params: list[Any] | None = None,
+    keep_scores: bool = False,
+) -> dict[str, Any]:
+    """The category of every source (of ``datasets``, or ``source_ids``) as columns, in source id order:
+    ``source_id`` (Arrow), and NumPy arrays ``code`` (into ``order``: the taxonomy's categories, then
+    other), ``confidence``, ``how`` (into :data:`HOW`), ``hours``, ``held``, ``own_score`` (the
+    similarity to the prompts of the category it got; its confidence where it has no vector) and
+    ``has_vector``. ``extra`` adds SQL columns over the sources (alias ``s``) to ``columns``. With
+    ``keep_scores``, ``scores`` holds every source's similarities to each of ``names`` (NaN without
+    a vector).
+
+    One SQL query reads the sources and their mapped manifest labels; the vectors follow in batches of
+    :data:`BATCH_ROWS` (classified batch by batch), so memory stays a few bytes per source."""
     from .search import current_model_id
     from .text_model import shared_encoder
 
     tax = taxonomy if isinstance(taxonomy, dict) else load_taxonomy(taxonomy)
-    with catalog.read() as con:
-        where, params = "", []
-        if datasets:
-            where = "WHERE s.source_id IN (SELECT source_id FROM memberships WHERE dataset IN (SELECT unnest(?)))"
-            params = [list(datasets)]
-        elif source_ids is not None:
-            where = "WHERE s.source_id IN (SELECT unnest(?))"
-            params = [list(source_ids)]
+    order = list(tax["categories"]) + [tax["other"]]
+    other = order.index(tax["other"])
+    where, params = _scope(datasets, source_ids)
+    try:
+        model_id = current_model_id(catalog)
+    except NotFoundError:
+        model_id = None
+    names, cents = list(tax["categories"]), None
+    if model_id:
+        encoder = encoder or shared_encoder()
+        names, cents = prompt_centroids(tax, encoder)
+    with catalog.read() as con, _bounded_memory(con):
         has_spans = store.has_table(con, "clip_spans")
         span_ms = (
             "(SELECT sum(greatest(e - b, 0)) FROM (SELECT DISTINCT start_ms AS b, end_ms AS e FROM clip_spans c "
             "WHERE c.source_id = s.source_id))"
             if has_spans else "NULL"
         )
-        rows = con.execute(
-            f"""SELECT s.source_id, coalesce(s.duration_ms, {span_ms}, 0) AS ms, s.blob_uri IS NOT NULL AS held
-                FROM sources s {where} ORDER BY s.source_id""",
-            params,
-        ).fetchall()
-        ids = [r[0] for r in rows]
-        labels = _labels(con, ids)
-    try:
-        model_id = current_model_id(catalog)
-    except NotFoundError:
-        model_id = None
-    vecs_by_id: dict[str, int] = {}
-    vecs = np.zeros((0, 0), np.float32)
-    names = list(tax["categories"])
-    cents = None
-    if model_id:
-        with catalog.read() as con:
-            t, vecs = store.read_vectors(con, model_id, kind="source", item_ids=ids)
-        vecs_by_id = {s: i for i, s in enumerate(t.column("item_id").to_pylist())} if t.num_rows else {}
-        encoder = encoder or shared_encoder()
-        names, cents = prompt_centroids(tax, encoder)
-    cat, conf, scores = (
-        classify(vecs, names, cents, tax) if cents is not None else (np.zeros(0), np.zeros(0), np.zeros((0, len(names))))
-    )
+        con.register("_sem_labels", _label_table(tax, order))
+        try:
+            t = con.sql(
+                f"""WITH mapped AS (
+                        SELECT m.source_id, min(coalesce(d.code, f.code)) AS code
+                        FROM memberships m
+                        LEFT JOIN _sem_labels d ON d.dataset = m.dataset AND d.label = m.label
+                        LEFT JOIN _sem_labels f ON f.dataset IS NULL AND f.label = m.label
+                        WHERE m.label IS NOT NULL AND (d.code IS NOT NULL OR f.code IS NOT NULL)
+                        GROUP BY 1)
+                    SELECT s.source_id, coalesce(s.duration_ms, {span_ms}, 0) / 3.6e6 AS hours,
+                           s.blob_uri IS NOT NULL AS held, mapped.code AS label_code {extra}
+                    FROM sources s LEFT JOIN mapped USING (source_id) {where} ORDER BY s.source_id""",
+                params=[*(extra_params or []), *params],
+            ).to_arrow_table()
+        finally:
+            con.unregister("_sem_labels")
+        n = t.num_rows
+        label_code = t.column("label_code").to_numpy(zero_copy_only=False)
+        mapped = ~np.isnan(label_code.astype(np.float64))
+        code = np.where(mapped, np.nan_to_num(label_code.astype(np.float64), nan=other), other).astype(np.int16)
+        conf = np.where(mapped, 1.0, 0.0)
+        how = np.where(mapped, 0, 1).astype(np.int8)
+        own = conf.copy()
+        has_vec = np.zeros(n, bool)
+        scores = np.full((n, len(names)), np.nan, np.float32) if keep_scores else None
+        if cents is not None and n:
+            name_code = np.array([order.index(x) for x in names], np.int16)
+            first_of = np.array([names.index(order[c]) if order[c] in names else -1 for c in range(len(order))])
+            con.register("_sem_rows", pa.table({"source_id": t.column("source_id"),
+                                               "i": pa.array(np.arange(n, dtype=np.int64))}))
+            try:
+                reader = con.sql(
+                    """SELECT r.i, e.vector FROM embeddings e JOIN _sem_rows r ON r.source_id = e.item_id
+                       WHERE e.model_id = ? AND e.kind = 'source'""",
+                    params=[model_id],
+                ).to_arrow_reader(BATCH_ROWS)
+                for batch in reader:
+                    if batch.num_rows == 0:
+                        continue
+                    i = batch.column(0).to_numpy()
+                    flat = batch.column(1).flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+                    vecs = flat.reshape(len(i), -1)
+                    cat, cf, sc = classify(vecs, names, cents, tax)
+                    zs = ~mapped[i]
+                    code[i[zs]] = np.where(cat[zs] >= 0, name_code[np.maximum(cat[zs], 0)], other)
+                    conf[i[zs]] = np.round(cf[zs].astype(np.float64), 4)
+                    how[i[zs]] = 2
+                    col = first_of[code[i]]
+                    own[i] = np.where(col >= 0, sc[np.arange(len(i)), np.maximum(col, 0)].astype(np.float64), conf[i])
+                    has_vec[i] = True
+                    if scores is not None:
+                        scores[i] = sc
+            finally:
+                con.unregister("_sem_rows")
+    return {"source_id": t.column("source_id"), "code": code, "confidence": conf, "how": how,
+            "hours": t.column("hours").to_numpy(zero_copy_only=False).astype(np.float64),
+            "held": t.column("held").to_numpy(zero_copy_only=False).astype(bool), "own_score": own,
+            "has_vector": has_vec, "scores": scores, "names": names, "order": order, "taxonomy": tax,
+            "model_id": model_id, "table": t}
+
+
+def categorise(catalog, source_ids: list[str] | None = None, *, taxonomy=None, encoder=None, datasets=None) -> dict[str, Any]:
+    """Category of every source (of ``datasets``, or ``source_ids``): a dict with ``rows`` (source_id,
+    category, confidence, how, hours, held, row) and the scores matrix (``row`` is the source's row
+    in it, ``None`` without a vector). For a few sources; :func:`category_columns` gives the same as
+    columns, for any number."""
+    c = category_columns(catalog, source_ids, taxonomy=taxonomy, encoder=encoder, datasets=datasets,
+                         keep_scores=True)
+    has = c["has_vector"]
+    row_of = np.cumsum(has) - 1
     out = []
-    for sid, ms, held in rows:
-        mapped = None
-        for ds, lab in labels.get(sid, []):
-            mapped = tax["dataset_labels"].get(ds, {}).get(lab) or tax["labels"].get(lab) or mapped
-        i = vecs_by_id.get(sid)
-        if mapped:
-            c, cf, how = mapped, 1.0, "label"
-        elif i is None:
-            c, cf, how = tax["other"], 0.0, "no text"
-        else:
-            c = names[cat[i]] if cat[i] >= 0 else tax["other"]
-            cf, how = round(float(conf[i]), 4), "zero-shot"
-        out.append({"source_id": sid, "category": c, "confidence": cf, "how": how, "hours": (ms or 0) / 3.6e6,
-                    "held": bool(held), "row": i})
-    return {"rows": out, "scores": scores, "names": names, "taxonomy": tax, "model_id": model_id}
+    for k, sid in enumerate(c["source_id"].to_pylist()):
+        out.append({"source_id": sid, "category": c["order"][c["code"][k]], "confidence": float(c["confidence"][k]),
+                    "how": HOW[c["how"][k]], "hours": float(c["hours"][k]), "held": bool(c["held"][k]),
+                    "row": int(row_of[k]) if has[k] else None})
+    scores = c["scores"][has] if c["scores"] is not None else np.zeros((0, len(c["names"])), np.float32)
+    return {"rows": out, "scores": scores, "names": c["names"], "taxonomy": c["taxonomy"], "model_id": c["model_id"]}
 
 
 def category_mix(catalog, *, datasets=None, taxonomy=None, encoder=None) -> dict[str, Any]:
     """Sources and hours per category (all of the taxonomy's categories, zeros included)."""
-    r = categorise(catalog, taxonomy=taxonomy, encoder=encoder, datasets=datasets)
-    tax = r["taxonomy"]
-    order = list(tax["categories"]) + [tax["other"]]
-    counts = {c: [0, 0.0] for c in order}
-    for row in r["rows"]:
-        counts.setdefault(row["category"], [0, 0.0])
-        counts[row["category"]][0] += 1
-        counts[row["category"]][1] += row["hours"]
-    n = len(r["rows"])
+    c = category_columns(catalog, taxonomy=taxonomy, encoder=encoder, datasets=datasets)
+    order = c["order"]
+    counts = np.bincount(c["code"], minlength=len(order))
+    hours = np.bincount(c["code"], weights=c["hours"], minlength=len(order))
+    n = len(c["code"])
     return {
         "sources": n,
         "datasets": list(datasets or []),
-        "taxonomy": tax["where"],
-        "model_id": r["model_id"],
-        "without_text": sum(1 for x in r["rows"] if x["how"] == "no text"),
+        "taxonomy": c["taxonomy"]["where"],
+        "model_id": c["model_id"],
+        "without_text": int(np.count_nonzero(c["how"] == HOW.index("no text"))),
         "categories": [
-            {"category": c, "sources": v[0], "share": round(v[0] / n, 4) if n else 0.0, "hours": round(v[1], 3)}
-            for c, v in counts.items()
+            {"category": name, "sources": int(counts[k]), "share": round(int(counts[k]) / n, 4) if n else 0.0,
+             "hours": round(float(hours[k]), 3)}
+            for k, name in enumerate(order)
         ],
     }
 

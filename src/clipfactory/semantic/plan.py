@@ -1,7 +1,7 @@
 """``clipfactory plan``: a target mix of categories, planned before download, within policy.
 
 The candidates are the sources whose stored gate decision for the purpose is ``allow`` (use and
-acquisition both allowed: :func:`clipfactory.policy.gate.allowed_source_ids`), one per content hash,
+acquisition both allowed: :func:`clipfactory.policy.gate.allowed_source_ids`, read in SQL), one per content hash,
 without those that ``dedup.near`` dropped as copies. Each category of the target gets its share of the
 budget (sources, or hours), filled with its best-scored candidates, those missing from the store first.
 A category with too few candidates is reported as impossible, with how many there are.
@@ -14,8 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from ..errors import ConfigError
-from .categories import categorise
+from .categories import categorise, category_columns, load_taxonomy
 
 
 def parse_target(text: str) -> dict[str, float]:
@@ -58,71 +61,73 @@ def plan_mix(
     encoder=None,
     out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    from ..policy.gate import allowed_source_ids
+    from ..policy.gate import check_decisions
 
     if (budget_sources is None) == (budget_hours is None):
         raise ConfigError("give one budget", fix="use --budget-sources N or --budget-hours H")
-    r = categorise(catalog, taxonomy=taxonomy, encoder=encoder, datasets=datasets)
-    tax = r["taxonomy"]
+    tax = taxonomy if isinstance(taxonomy, dict) else load_taxonomy(taxonomy)
     known = set(tax["categories"]) | {tax["other"]}
     unknown = [c for c in target if c not in known]
     if unknown:
         raise ConfigError(f"unknown categories in the target: {', '.join(unknown)}", item=unknown[0],
                           fix=f"use categories of {tax['where']}: {', '.join(sorted(known))}")
-    allowed = allowed_source_ids(catalog, purpose, settings=settings)
-    with catalog.read() as con:
-        dup = {
-            x[0] for x in con.execute(
-                "SELECT DISTINCT item_id FROM latest_outcomes WHERE stage = 'dedup.near' AND status = 'dropped'"
-            ).fetchall()
-        }
-        sha = dict(con.execute("SELECT source_id, content_sha256 FROM sources WHERE content_sha256 IS NOT NULL").fetchall())
-    names = r["names"]
-    pools: dict[str, list[dict[str, Any]]] = {c: [] for c in target}
-    held_by_cat: dict[str, int] = {c: 0 for c in target}
-    seen_sha: set[str] = set()
-    for row in r["rows"]:
-        c = row["category"]
-        if c not in pools:
-            continue
-        if row["held"]:
-            held_by_cat[c] += 1
-        if row["source_id"] not in allowed or row["source_id"] in dup:
-            continue
-        h = sha.get(row["source_id"])
-        if h:
-            if h in seen_sha:
-                continue
-            seen_sha.add(h)
-        score = row["confidence"]
-        if row["row"] is not None and len(r["scores"]) and c in names:
-            score = float(r["scores"][row["row"]][names.index(c)])
-        pools[c].append({**row, "score": score})
+    check_decisions(catalog, purpose, settings=settings)
+    # one pass over the sources: category (vectors in batches), the stored decision, dedup.near's drops and
+    # a number per content hash; then NumPy, no loop over sources
+    r = category_columns(
+        catalog, taxonomy=tax, encoder=encoder, datasets=datasets,
+        extra=""", s.source_id IN (SELECT source_id FROM policy_decisions
+                                   WHERE purpose = ? AND decision = 'allow') AS allowed,
+                   s.source_id IN (SELECT item_id FROM latest_outcomes
+                                   WHERE stage = 'dedup.near' AND status = 'dropped') AS dup,
+                   CASE WHEN s.content_sha256 IS NULL THEN -1
+                        ELSE dense_rank() OVER (ORDER BY s.content_sha256) END AS sha_code""",
+        extra_params=[purpose],
+    )
+    t, order, code, held = r["table"], r["order"], r["code"], r["held"]
+    allowed = t.column("allowed").to_numpy(zero_copy_only=False).astype(bool)
+    dup = t.column("dup").to_numpy(zero_copy_only=False).astype(bool)
+    sha = t.column("sha_code").to_numpy(zero_copy_only=False).astype(np.int64)
+    tcode = {c: order.index(c) for c in target}
+    in_target = np.isin(code, list(tcode.values()))
+    held_count = np.bincount(code[in_target & held], minlength=len(order))
+    cand = in_target & allowed & ~dup
+    # one source per content hash: the first in source id order
+    hashed = np.flatnonzero(cand & (sha >= 0))
+    first = np.zeros(len(cand), bool)
+    first[hashed[np.unique(sha[hashed], return_index=True)[1]]] = True
+    cand &= (sha < 0) | first
     by_hours = budget_hours is not None
     budget = float(budget_hours) if by_hours else int(budget_sources)
     quotas = _quotas(target, budget, not by_hours)
-    picked: dict[str, list[dict[str, Any]]] = {}
+    picked: dict[str, np.ndarray] = {}
+    amounts: dict[str, float] = {}
+    available: dict[str, int] = {}
     impossible = []
     for c, quota in quotas.items():
-        pool = sorted(pools[c], key=lambda x: (x["held"], -x["score"], x["source_id"]))
-        got, amount = [], 0.0
-        for x in pool:
-            if amount >= quota - 1e-9:
-                break
-            got.append(x)
-            amount += x["hours"] if by_hours else 1
-        picked[c] = got
+        rows = np.flatnonzero(cand & (code == tcode[c]))  # in source id order
+        available[c] = len(rows)
+        # not yet held first, then the best scored, then by source id
+        rows = rows[np.lexsort((rows, -r["own_score"][rows], held[rows]))]
+        each = r["hours"][rows] if by_hours else np.ones(len(rows))
+        before = np.cumsum(each) - each
+        take = before < quota - 1e-9
+        picked[c] = rows[take]
+        amount = float(each[take].sum()) if by_hours else int(take.sum())
+        amounts[c] = amount
         if amount < quota - 1e-9:
             impossible.append({"category": c, "wanted": round(quota, 3), "available": round(amount, 3),
-                               "why": f"{len(pools[c])} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
+                               "why": f"{len(rows)} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
                                       f"{'hours' if by_hours else 'sources'}"})
-    total = sum((sum(x["hours"] for x in v) if by_hours else len(v)) for v in picked.values())
-    cats = []
-    for c in target:
-        amount = sum(x["hours"] for x in picked[c]) if by_hours else len(picked[c])
-        cats.append({"category": c, "target": target[c], "planned": round(amount, 3),
-                     "planned_share": round(amount / total, 4) if total else 0.0,
-                     "held": held_by_cat[c], "available": len(pools[c])})
+    total = sum(amounts.values())
+    cats = [{"category": c, "target": target[c], "planned": round(amounts[c], 3),
+             "planned_share": round(amounts[c] / total, 4) if total else 0.0,
+             "held": int(held_count[tcode[c]]), "available": available[c]} for c in target]
+    sources = []
+    for c, rows in picked.items():
+        ids = t.column("source_id").take(pa.array(rows)).to_pylist()
+        for sid, score, h in zip(ids, r["own_score"][rows].tolist(), held[rows].tolist(), strict=True):
+            sources.append({"source_id": sid, "category": c, "score": round(score, 4), "held": h})
     result = {
         "purpose": purpose,
         "unit": "hours" if by_hours else "sources",
@@ -130,8 +135,7 @@ def plan_mix(
         "planned": round(total, 3),
         "categories": cats,
         "impossible": impossible,
-        "sources": [{"source_id": x["source_id"], "category": c, "score": round(x["score"], 4), "held": x["held"]}
-                    for c, v in picked.items() for x in v],
+        "sources": sources,
         "chart": chart(cats),
         "taxonomy": tax["where"],
     }
