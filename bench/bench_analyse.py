@@ -19,7 +19,8 @@ and of PySceneDetect, in two parts:
   low-key pictures; hard cuts, jump cuts, cross-fades of 6-24 frames, fades through black), and, when
   the Big Buck Bunny film is at hand, segments of the film joined at known frames.
 
-    python bench/bench_analyse.py [--video PATH] [--repeat 3] [--skip-peer]
+    python bench/bench_analyse.py [--video PATH] [--repeat 3] [--skip-peer] [--timing-only]
+    python bench/bench_analyse.py --small 45 --timing-only   # the film's first 45 s at 640x360
     python bench/bench_analyse.py --f1-only        # both F1 parts, no timing
     python bench/bench_analyse.py --heldout-only   # the held-out part only
 """
@@ -27,7 +28,6 @@ and of PySceneDetect, in two parts:
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import subprocess
@@ -75,10 +75,33 @@ def decode_only(path: str, skip_loop_filter: bool = False) -> int:
     return n
 
 
-def ours(path: str):
-    from clipfactory.media.analyse import analyse
+def ours(path: str, skip_nonref: bool | str = False, detect_text: bool | str = "auto"):
+    """Our pass with its default settings except ``skip_nonref`` (every frame, or the two-level pass)."""
+    from clipfactory.media.analyse import AnalyseConfig, analyse
 
-    return analyse(path)
+    return analyse(path, AnalyseConfig(skip_nonref=skip_nonref, detect_text=detect_text))
+
+
+def ours_two_level(path: str):
+    return ours(path, True)
+
+
+def decode_only_nonref(path: str) -> int:
+    """Decode-only of the reference frames (``skip_frame=NONREF``, ``skip_loop_filter``): the two-level
+    pass's floor."""
+    n = 0
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        s.codec_context.options = {"skip_loop_filter": "all"}
+        s.codec_context.skip_frame = "NONREF"
+        for _ in c.decode(s):
+            n += 1
+    return n
+
+
+# Our detector in its two ways beside the peer, in F1 tables: every frame, and the two-level pass.
+F1_MODES = {"ours": False, "ours two-level": True}
 
 
 def peer(path: str):
@@ -203,13 +226,12 @@ def peer_boundaries(path: str) -> list[int]:
 
 
 def score_both(path: str, hard: list[int], grad: list[int], upto: int | None = None) -> dict:
-    ours_b = ours(path).boundaries
-    peer_b = peer_boundaries(path)
+    founds = [(name, ours(path, mode, False).boundaries) for name, mode in F1_MODES.items()]
+    founds.append(("pyscenedetect", peer_boundaries(path)))
     if upto is not None:
-        ours_b = [b for b in ours_b if b < upto]
-        peer_b = [b for b in peer_b if b < upto]
+        founds = [(name, [b for b in found if b < upto]) for name, found in founds]
     res = {}
-    for name, found in (("ours", ours_b), ("pyscenedetect", peer_b)):
+    for name, found in founds:
         # Hard cuts must land within 1 frame, gradual transitions within 2 frames of their centre
         # (for a 12-frame cross-fade, any frame of the blend's middle third is accepted).
         left = list(found)
@@ -240,6 +262,13 @@ def main() -> None:
     ap.add_argument("--f1-only", action="store_true", help="only measure shot-boundary F1")
     ap.add_argument("--heldout-only", action="store_true", help="only measure F1 on the held-out set")
     ap.add_argument("--heldout-seeds", type=int, default=HELDOUT_SEEDS, help="generated held-out videos")
+    ap.add_argument("--timing-only", action="store_true", help="no F1 part")
+    ap.add_argument(
+        "--small",
+        type=float,
+        metavar="SECONDS",
+        help="time the first SECONDS of the video re-encoded at 640x360 instead (no F1 part)",
+    )
     args = ap.parse_args()
     if args.heldout_only:
         report_heldout(args.heldout_seeds)
@@ -249,60 +278,125 @@ def main() -> None:
         report_heldout(args.heldout_seeds)
         return
     video = args.video or find_bbb()
-    print(f"video: {video}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.small:
+            small = Path(tmp) / "small.mp4"
+            make_small(video, small, args.small)
+            video = str(small)
+        time_video(video, args.repeat, args.skip_peer)
+    if not args.small and not args.timing_only:
+        report_f1()
+        report_heldout(args.heldout_seeds)
 
-    dec, declf, ana, pee = [], [], [], []
-    result = None
-    for r in range(args.repeat):
-        t_dec, n = timed(decode_only, video)
-        t_declf, _ = timed(decode_only, video, True)
-        t_ana, result = timed(ours, video)
-        dec.append(t_dec)
-        declf.append(t_declf)
-        ana.append(t_ana)
-        line = (
-            f"run {r + 1}: decode-only {t_dec:.2f}s ({n} frames)  decode-only skip_loop_filter "
-            f"{t_declf:.2f}s  analysis {t_ana:.2f}s"
-        )
-        if not args.skip_peer:
-            t_peer, _ = timed(peer, video)
-            pee.append(t_peer)
-            line += f"  pyscenedetect {t_peer:.2f}s"
-        line += f"  ratio analysis/decode {t_ana / t_dec:.3f}"
-        print(line, flush=True)
-    md, ma = statistics.median(dec), statistics.median(ana)
-    ratios = [a / d for a, d in zip(ana, dec, strict=True)]
-    summary = {
-        "decode_s": round(md, 2),
-        "analysis_s": round(ma, 2),
-        "analysis_over_decode_median": round(statistics.median(ratios), 3),
-        "decode_skip_loop_filter_s": round(statistics.median(declf), 2),
-        "analysis_over_same_options_decode_median": round(
-            statistics.median([a / d for a, d in zip(ana, declf, strict=True)]), 3
-        ),
-        "shots": len(result.shots),
-        "pdq_hashes": len(result.pdq),
-    }
-    if pee:
-        mp = statistics.median(pee)
-        summary["pyscenedetect_s"] = round(mp, 2)
-        summary["pyscenedetect_over_analysis_median"] = round(
-            statistics.median([p / a for p, a in zip(pee, ana, strict=True)]), 3
-        )
-    # CPU seconds (all threads) are steadier than wall time when other processes share the machine.
-    cpu = {k: statistics.median(v) for k, v in CPU.items()}
-    summary["cpu_s"] = {k: round(v, 2) for k, v in cpu.items()}
-    summary["cpu_analysis_over_decode"] = round(cpu["ours"] / cpu["decode_only"], 3)
-    summary["cpu_analysis_over_same_options_decode"] = round(
-        cpu["ours"] / cpu["decode_only_skip_loop_filter"], 3
+
+SMALL_W, SMALL_H = 640, 360
+
+
+def make_small(src: str, dest: Path, seconds: float) -> None:
+    """The first ``seconds`` of ``src`` at 640x360 (H.264 with B-frames, x264's veryfast preset, crf 23)."""
+    with av.open(src) as c, av.open(str(dest), "w") as out:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        rate = s.average_rate
+        o = out.add_stream("libx264", rate=rate)
+        o.width, o.height, o.pix_fmt = SMALL_W, SMALL_H, "yuv420p"
+        o.options = {"crf": "23", "preset": "veryfast"}
+        o.thread_type = "AUTO"
+        n_max = int(seconds * float(rate))
+        for i, f in enumerate(c.decode(s)):
+            if i >= n_max:
+                break
+            g = f.reformat(width=SMALL_W, height=SMALL_H, format="yuv420p")
+            g.pts = i
+            g.time_base = 1 / rate
+            for pkt in o.encode(g):
+                out.mux(pkt)
+        for pkt in o.encode():
+            out.mux(pkt)
+
+
+def agreement(found: list[int], full: list[int]) -> str:
+    """How the two-level pass's boundaries match the full pass's (within 2 frames)."""
+    left = list(full)
+    same = near = 0
+    for b in found:
+        if b in left:
+            left.remove(b)
+            same += 1
+            continue
+        close = [t for t in left if abs(t - b) <= 2]
+        if close:
+            left.remove(min(close, key=lambda t: abs(t - b)))
+            near += 1
+    extra = len(found) - same - near
+    return (
+        f"{same} on the same frame, {near} within 2 frames, {len(left)} only in the full pass, "
+        f"{extra} only in the two-level pass (F1 against the full pass "
+        f"{2 * (same + near) / (len(found) + len(full)) if found or full else 1.0:.3f})"
     )
-    if "peer" in cpu:
-        summary["cpu_pyscenedetect_over_analysis"] = round(cpu["peer"] / cpu["ours"], 3)
-    summary["peak_rss_mb"] = round(peak_rss_mb(video), 1)
-    print(json.dumps(summary, indent=2))
 
-    report_f1()
-    report_heldout(args.heldout_seeds)
+
+def time_video(video: str, repeat: int, skip_peer: bool) -> None:
+    """Decode-only baselines, both ways of our pass and the peer, interleaved, ``repeat`` times."""
+    print(f"video: {video}")
+    with av.open(video) as c:
+        s = c.streams.video[0]
+        print(
+            f"  {s.codec_context.name} {s.width}x{s.height}, {float(s.average_rate):.3f} fps, {s.frames} frames"
+        )
+    runs = [
+        ("decode-only", decode_only, ()),
+        ("decode-only skip_loop_filter", decode_only, (True,)),
+        ("decode-only reference frames", decode_only_nonref, ()),
+        ("analysis, every frame", ours, ()),
+        ("analysis, two-level", ours_two_level, ()),
+    ]
+    if not skip_peer:
+        runs.append(("pyscenedetect", peer, ()))
+    wall: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    out: dict[str, object] = {}
+    CPU.clear()
+    keys = {}
+    for r in range(repeat):
+        parts = []
+        for name, fn, extra in runs:
+            t, res = timed(fn, video, *extra)
+            wall[name].append(t)
+            out[name] = res
+            keys[name] = fn.__name__ + ("_skip_loop_filter" if extra == (True,) else "")
+            parts.append(f"{name} {t:.2f}s")
+        print(f"run {r + 1}: " + "  ".join(parts), flush=True)
+    cpu = {name: statistics.median(CPU[keys[name]]) for name in wall}
+    med = {name: statistics.median(v) for name, v in wall.items()}
+
+    def ratio(a: str, b: str) -> tuple[float, float]:
+        w = statistics.median([x / y for x, y in zip(wall[a], wall[b], strict=True)])
+        return round(w, 3), round(cpu[a] / cpu[b], 3)
+
+    print("| measure | wall, median (s) | CPU, median (s) |")
+    print("|---|---|---|")
+    for name in wall:
+        print(f"| {name} | {med[name]:.2f} | {cpu[name]:.2f} |")
+    print("| ratio | wall | CPU |")
+    print("|---|---|---|")
+    pairs = [
+        ("analysis, every frame", "decode-only"),
+        ("analysis, two-level", "decode-only"),
+        ("analysis, every frame", "decode-only skip_loop_filter"),
+        ("analysis, two-level", "decode-only skip_loop_filter"),
+        ("decode-only reference frames", "decode-only skip_loop_filter"),
+    ]
+    if not skip_peer:
+        pairs += [("pyscenedetect", "analysis, every frame"), ("pyscenedetect", "analysis, two-level")]
+    for a, b in pairs:
+        w, c = ratio(a, b)
+        print(f"| {a} / {b} | {w:.3f} | {c:.3f} |")
+    full, two = out["analysis, every frame"], out["analysis, two-level"]
+    print(
+        f"shots: every frame {len(full.shots)}, two-level {len(two.shots)}; PDQ hashes {len(full.pdq)}, {len(two.pdq)}"
+    )
+    print("two-level against every frame: " + agreement(two.boundaries, full.boundaries))
+    print(f"peak RSS of one default pass: {peak_rss_mb(video):.1f} MB")
 
 
 def report_f1() -> None:
@@ -433,7 +527,8 @@ class _Tally:
     def add(self, truth, path: str) -> None:
         from heldout_scenes import match
 
-        for name, found in (("ours", ours(path).boundaries), ("pyscenedetect", peer_boundaries(path))):
+        founds = [(name, ours(path, mode, False).boundaries) for name, mode in F1_MODES.items()]
+        for name, found in founds + [("pyscenedetect", peer_boundaries(path))]:
             hits, misses, extra = match(found, truth)
             t = self.totals.setdefault(name, [0, 0, 0])
             t[0] += len(hits)

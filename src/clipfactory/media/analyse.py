@@ -1304,8 +1304,15 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
         m = motion_a[sl]
         if lo == 0 and len(m) > 1:
             m = m[1:]  # the first frame has no predecessor
-        start_ms = int(round(t_arr[lo] * 1000)) if lo < len(t_arr) else duration_ms
-        end_ms = int(round(t_arr[hi] * 1000)) if hi < len(t_arr) else duration_ms
+        if coarse:
+            # Boundaries may fall on frames that were not decoded: their times from the frame rate.
+            start_ms = min(duration_ms, int(round(t_arr[0] * 1000 + start * frame_ms)))
+            end_ms = (
+                min(duration_ms, int(round(t_arr[0] * 1000 + end * frame_ms))) if end < n else duration_ms
+            )
+        else:
+            start_ms = int(round(t_arr[lo] * 1000)) if lo < len(t_arr) else duration_ms
+            end_ms = int(round(t_arr[hi] * 1000)) if hi < len(t_arr) else duration_ms
         shots.append(
             Shot(
                 index=k,

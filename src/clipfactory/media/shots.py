@@ -122,7 +122,7 @@ class ShotDetector:
         # ends the last shot.
         start = self._black_start
         if start is not None and self._seen_content and n - start >= self.p.min_shot_frames:
-            k = self.p.dissolve_window
+            k = self._reach(self.p.dissolve_window)
             self._pending.append(Boundary(start, "fade", _BLACK_RUN_SCORE + n - start, start - k, n))
         self._black_start = None
         self._ended = True
@@ -202,7 +202,7 @@ class ShotDetector:
         if self._black_start is not None:
             start = self._black_start
             self._black_start = None
-            k = self.p.dissolve_window
+            k = self._reach(self.p.dissolve_window)
             if self._seen_content:
                 # Through black: the boundary is the middle of the black run.
                 self._pending.append(
@@ -256,12 +256,19 @@ class ShotDetector:
         elif self._dis_start is not None and c - (self._dis_last or c) > 1:
             self._close_dissolve()
 
+    def _reach(self, k: int) -> int:
+        """Detector frames that cover about ``k`` frames of the video: ``k`` when every frame is pushed."""
+        n = self.n
+        if n < 2 or self.pos[-1] == n - 1:
+            return k
+        return max(1, round(k * (n - 1) / self.pos[-1]))
+
     def _close_dissolve(self) -> None:
         if self._dis_start is None:
             return
         start, last = self._dis_start, self._dis_last
         self._dis_start = self._dis_last = None
-        h = self.p.dissolve_window // 2
+        h = self._reach(self.p.dissolve_window // 2)
         if self._first_content is None or start - h <= self._first_content + h:
             return  # a fade-in from the leading black is the first shot's start, not a boundary
         if last - start + 1 >= self.p.dissolve_min_frames:
