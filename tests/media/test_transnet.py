@@ -90,6 +90,49 @@ def test_constructor_state_is_restored_and_predictions_are_unchanged(small_frame
     assert all(b.confidence > 0.5 for b in found)
 
 
+def test_cpu_plan_is_the_models_forward():
+    """The CPU plan (2-D convolutions, batch norms folded) computes what the package's forward computes."""
+    model = transnet.load_model("cpu")
+    plan = transnet.cpu_plan(model)
+    assert plan is not None and transnet.cpu_plan(model) is plan  # made once per model
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(rng.integers(0, 256, (2, 40, 27, 48, 3), dtype=np.uint8))  # any window length
+    x[1, 20:] = x[1, 19]  # a still second half: other activations than noise
+    with torch.inference_mode():
+        expected, _ = model(x)
+        got = plan.forward(x)
+    assert got.shape == expected.shape == (2, 40, 1)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4)
+    # A model in training mode (dropout on) has no plan: the package's forward runs.
+    model.train()
+    try:
+        assert transnet.cpu_plan(model) is None
+    finally:
+        model.eval()
+
+
+def test_parallel_windows_keep_their_order(monkeypatch):
+    """Windows run in worker threads come back in frame order, with the backlog bounded; the caller's torch
+    thread count is left as it was."""
+    model = transnet.load_model("cpu")
+    rng = np.random.default_rng(11)
+    frames = rng.integers(0, 256, (140, 27, 48, 3), dtype=np.uint8)  # three windows
+    frames[60:100] = frames[60]  # a still run, so that windows differ
+    threads = torch.get_num_threads()
+    inline = transnet.predict_frames(model, frames, threaded=False)
+    monkeypatch.setattr(transnet.StreamingTransNet, "MAX_PENDING", 1)
+    stream = transnet.StreamingTransNet(model)
+    assert stream.workers == transnet.cpu_workers()[0]
+    for f in frames:
+        stream.push(f)
+        assert len(stream._pending) <= stream.workers
+    stream.finish()
+    # The same windows; only the summation order of the intra-op threads differs.
+    np.testing.assert_allclose(stream.probabilities(), inline, atol=1e-6)
+    assert inline.shape == (140,)
+    assert torch.get_num_threads() == threads
+
+
 def test_boundaries_of_runs():
     p = np.zeros(40, np.float32)
     p[9] = 0.9  # a hard cut: frame 9 ends a shot, frame 10 starts the next

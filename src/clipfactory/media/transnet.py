@@ -11,11 +11,22 @@ The package's constructor switches torch to deterministic algorithms (about ten 
 reseeds ``random``, numpy and torch for the whole process. :func:`load_model` undoes both as soon as the
 model is built; inference uses no random numbers (the model is in eval mode) and the predictions are the
 same (``tests/media/test_transnet.py`` compares them with a model run with determinism on).
+
+On the CPU the network runs through :class:`CpuPlan`: the same arithmetic as the package's ``forward``, laid
+out for oneDNN's 2-D convolutions. Every ``Conv3d`` of TransNetV2 is separable, a ``(1, 3, 3)`` spatial
+kernel then a ``(3, 1, 1)`` temporal one, so the first is a ``conv2d`` over the frames of the window and
+the second a ``conv2d`` over (time, pixels), both on channels-last tensors, with each batch norm folded into
+the temporal convolution before it. One window per forward pass keeps the activations in cache, and the
+windows run in parallel worker threads of one intra-op thread each (two threads inside one small
+convolution cost more CPU than they save). The probabilities agree with the package's model to about
+1e-7 (``tests/media/test_transnet.py``), at about 1.8 times the frames per CPU second of the package's
+forward with determinism off, and 3.6 times as shipped (``bench/bench_transnet.py``, BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 from collections.abc import Iterator
@@ -31,11 +42,12 @@ INPUT_W, INPUT_H = 48, 27
 WINDOW = 100  # frames per forward pass
 STEP = 50  # frames a window advances; each window's middle 50 frames are kept
 PAD = 25  # copies of the first frame before the video (and of the last after it)
-#: Windows per forward pass: on CPU a batch of 4 takes about a fifth less time than four passes of one, with
-#: the same output (boundaries come at most 175 frames late).
+#: Windows per forward pass on a GPU (boundaries come at most 175 frames late). The CPU runs one window a
+#: pass (:class:`CpuPlan`) in :func:`cpu_workers` threads.
 BATCH_WINDOWS = 4
 
 _MODELS: dict[str, object] = {}
+_PLANS: dict[int, CpuPlan] = {}
 _LOCK = threading.Lock()
 
 
@@ -98,13 +110,126 @@ def load_model(device: str = "auto"):
     return model
 
 
-def predict_frames(model, frames: np.ndarray, batch_windows: int = BATCH_WINDOWS) -> np.ndarray:
+def cpu_workers() -> tuple[int, int]:
+    """``(worker threads, intra-op threads each)`` for TransNetV2 on this process's CPUs: a window per
+    worker, up to four workers, the cores shared out between them."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    workers = max(1, min(cores, 4))
+    return workers, max(1, cores // workers)
+
+
+class CpuPlan:
+    """TransNetV2's forward pass (eval mode) from the weights of a package model, for the CPU.
+
+    The package's ``forward`` turns ``[B, T, 27, 48, 3]`` uint8 frames into float ``[B, 3, T, 27, 48]`` and
+    runs three blocks of two "dilated DCNN" layers; each layer is four separable ``Conv3d`` branches of
+    temporal dilation 1, 2, 4 and 8, concatenated, then a batch norm. Here each branch is a ``conv2d`` of
+    its ``(1, 3, 3)`` kernel over the ``B*T`` frames and a ``conv2d`` of its ``(3, 1, 1)`` kernel over
+    ``[B, C, T, H*W]``, on channels-last memory so that both views are the same tensor; the batch norm's
+    scale and shift are folded into the temporal weights and bias. The frame-similarity and colour-histogram
+    heads and the classifier are the model's own modules. Only the one-hot output (the probability that
+    a frame ends a shot) is computed.
+    """
+
+    def __init__(self, model) -> None:
+        torch = _torch()
+        cl = torch.channels_last
+        self.model = model
+        self.blocks = []
+        with torch.no_grad():
+            for block in model.SDDCNN:
+                layers = []
+                for layer in block.DDCNN:
+                    bn = layer.bn
+                    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                    shift = bn.bias - bn.running_mean * scale
+                    branches = []
+                    lo = 0
+                    for conv in (layer.Conv3D_1, layer.Conv3D_2, layer.Conv3D_4, layer.Conv3D_8):
+                        spatial, temporal = conv.layers
+                        n = temporal.out_channels
+                        s = scale[lo : lo + n]
+                        bias = shift[lo : lo + n].clone()
+                        if temporal.bias is not None:
+                            bias += temporal.bias * s
+                        branches.append(
+                            (
+                                spatial.weight[:, :, 0].contiguous(memory_format=cl),
+                                (temporal.weight[:, :, :, 0] * s.view(-1, 1, 1, 1)).contiguous(memory_format=cl),
+                                bias.contiguous(),
+                                int(temporal.dilation[0]),
+                            )
+                        )
+                        lo += n
+                    layers.append((branches, layer.activation is not None))
+                self.blocks.append((layers, block.shortcut is not None, float(block.stochastic_depth_drop_prob)))
+
+    def forward(self, inputs):
+        """One-hot logits ``[B, T, 1]`` of uint8 frames ``[B, T, 27, 48, 3]`` (the model's first output)."""
+        torch = _torch()
+        fn = torch.nn.functional
+        m = self.model
+        b, t = inputs.shape[:2]
+        # [B*T, 3, H, W] on channels-last memory (the input's own layout), scaled to [0, 1]
+        x = inputs.reshape(b * t, *inputs.shape[2:]).permute(0, 3, 1, 2).float().div_(255.0)
+        features = []
+        for layers, shortcut_on, drop in self.blocks:
+            shortcut = None
+            for branches, activation in layers:
+                n, _, h, w = x.shape
+                outs = []
+                for spatial, temporal, bias, d in branches:
+                    y = fn.conv2d(x, spatial, padding=1)  # [N, C, H, W], channels last
+                    c = y.shape[1]
+                    y = y.permute(0, 2, 3, 1).reshape(b, t, h * w, c).permute(0, 3, 1, 2)  # [B, C, T, HW]
+                    outs.append(fn.conv2d(y, temporal, bias, dilation=(d, 1), padding=(d, 0)))
+                y = torch.cat(outs, 1)
+                if activation:
+                    y = fn.relu_(y)
+                x = y.permute(0, 2, 3, 1).reshape(n, h, w, -1).permute(0, 3, 1, 2)  # [N, 4F, H, W]
+                if shortcut is None:
+                    shortcut = x
+            x = fn.relu_(x)
+            if shortcut_on:
+                x = x.mul_(1 - drop).add_(shortcut) if drop else x.add_(shortcut)
+            x = fn.avg_pool2d(x, 2)
+            features.append(x)
+        _, c, h, w = x.shape
+        flat = x.permute(0, 2, 3, 1).reshape(b, t, h * w * c)  # the package's (H, W, C) order
+        five = [f.reshape(b, t, *f.shape[1:]).permute(0, 2, 1, 3, 4) for f in features]  # [B, C, T, H, W]
+        parts = [flat]
+        if m.frame_sim_layer is not None:
+            parts.insert(0, m.frame_sim_layer(five))
+        if m.color_hist_layer is not None:
+            parts.insert(0, m.color_hist_layer(inputs))
+        x = fn.relu(m.fc1(torch.cat(parts, 2)))
+        return m.cls_layer1(x)
+
+
+def cpu_plan(model) -> CpuPlan | None:
+    """The :class:`CpuPlan` of a CPU model in eval mode (made once per model), else ``None``."""
+    if getattr(model.device, "type", str(model.device)) != "cpu" or model.training or model.use_mean_pooling:
+        return None
+    with _LOCK:
+        plan = _PLANS.get(id(model))
+        if plan is None or plan.model is not model:
+            plan = _PLANS[id(model)] = CpuPlan(model)
+    return plan
+
+
+def predict_frames(
+    model, frames: np.ndarray, batch_windows: int = BATCH_WINDOWS, *, threaded: bool = True, plan: bool = True
+) -> np.ndarray:
     """Per-frame boundary probabilities of ``frames`` (uint8, ``[N, 27, 48, 3]`` RGB), as float32 ``[N]``.
 
     The same windows as the package's ``predict_frames``: 25 copies of the first frame before, copies of
-    the last after, windows of 100 frames every 50, the middle 50 of each kept.
+    the last after, windows of 100 frames every 50, the middle 50 of each kept. ``batch_windows`` applies on
+    a GPU; the CPU runs one window a pass in parallel workers.
     """
-    stream = StreamingTransNet(model, batch_windows=batch_windows, threaded=False)
+    stream = StreamingTransNet(model, batch_windows=batch_windows, threaded=threaded, plan=plan)
     for f in frames:
         stream.push(f)
     stream.finish()
@@ -126,21 +251,36 @@ class TransNetBoundary:
 class StreamingTransNet:
     """Feed 48x27 RGB frames in order with :meth:`push`, then :meth:`finish`.
 
-    A window runs as soon as its 100 frames are in (``batch_windows`` at a time), in a worker thread when
-    ``threaded``; :meth:`settled` is how many frames have final probabilities. Memory: the frames of the
-    windows not yet run, and 4 bytes a frame of probabilities.
+    A window runs as soon as its 100 frames are in: on the CPU one window a task in :func:`cpu_workers`
+    threads (:class:`CpuPlan`), on a GPU ``batch_windows`` at a time in one thread, or in the caller's thread
+    when not ``threaded``. :meth:`settled` is how many frames have final probabilities. At most
+    :attr:`MAX_PENDING` tasks per worker wait (:meth:`push` waits for the oldest beyond that), so memory is
+    bounded: the frames of those windows and of the next, and 4 bytes a frame of probabilities.
     """
 
-    def __init__(self, model, *, batch_windows: int = BATCH_WINDOWS, threaded: bool = True):
+    MAX_PENDING = 4
+
+    def __init__(self, model, *, batch_windows: int = BATCH_WINDOWS, threaded: bool = True, plan: bool = True):
         self.model = model
         self.torch = _torch()
-        self.batch = max(1, batch_windows)
+        self.plan = cpu_plan(model) if plan else None  # plan=False: the package's forward (for comparison)
+        workers, self._threads = cpu_workers() if self.plan is not None else (1, 0)
+        self.batch = 1 if self.plan is not None else max(1, batch_windows)
+        self.workers = workers if threaded else 1
         self.n = 0
         self._buf: list[np.ndarray] = []  # padded frames from the start of the next window
         self._probs: list[np.ndarray] = []
         self._done = 0  # frames whose probabilities are in _probs
         self._pending: list[Future] = []
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="transnet") if threaded else None
+        self._pool = (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="transnet", initializer=self._init_worker)
+            if threaded
+            else None
+        )
+
+    def _init_worker(self) -> None:
+        if self._threads:
+            self.torch.set_num_threads(self._threads)  # this thread's OpenMP team; the caller's is unchanged
 
     def push(self, frame: np.ndarray) -> None:
         if self.n == 0:
@@ -151,6 +291,8 @@ class StreamingTransNet:
         if len(self._buf) >= need:
             self._run(self._take(self.batch))
         self._collect(block=False)
+        while len(self._pending) > self.MAX_PENDING * self.workers:
+            self._store(self._pending.pop(0).result())
 
     def finish(self) -> None:
         """Pad after the last frame and run the remaining windows; waits for every window."""
@@ -191,7 +333,7 @@ class StreamingTransNet:
         torch = self.torch
         with torch.inference_mode():
             x = torch.from_numpy(windows).to(self.model.device)
-            single, _ = self.model(x)
+            single = self.plan.forward(x) if self.plan is not None else self.model(x)[0]
             p = torch.sigmoid(single[:, PAD : PAD + STEP, 0]).float().cpu().numpy()
         return p.reshape(-1).astype(np.float32)
 
