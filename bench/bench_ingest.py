@@ -30,6 +30,13 @@ ingest step.
 
 ``--against DIR`` adds the CLI over another checkout's ``src/`` (for example ``git worktree add DIR REV``),
 interleaved with the others, and prints the ratio of the two revisions.
+
+``--parts`` adds, interleaved, what the same ingest would cost if the three large tables were Parquet
+parts instead of catalog tables: the ingest's own read, SQL pass and per-source aggregate (the library's
+functions), then the rows of ``sources`` (every column), ``memberships`` and ``clip_spans`` (every
+column but the clip id, which would be computed when read) written with ``COPY ... (FORMAT parquet)``
+(``--parts-compression``, default zstd), with the CPU of each step and the size of each file. It writes
+no catalog: it measures the design, it is not an ingest.
 """
 
 from __future__ import annotations
@@ -183,6 +190,22 @@ def run_cli_side(kind: str, path: Path, args: argparse.Namespace, run: int) -> d
             inner += ["--threads", str(args.threads)]
         if args.memory_limit:
             inner += ["--memory-limit", args.memory_limit]
+    elif kind == "parts":
+        inner = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "parts",
+            str(path),
+            "--catalog",
+            str(catalog),
+            "--threads",
+            str(args.threads or 0),
+            "--parts-compression",
+            args.parts_compression,
+        ]
+        if args.memory_limit:
+            inner += ["--memory-limit", args.memory_limit]
     else:
         inner = [
             sys.executable,
@@ -250,6 +273,93 @@ def worker_lib(path: str, catalog: str, threads: int | None, memory_limit: str |
         "sources": s.new_sources,
         "spans": s.spans,
         "steps": steps,
+        "catalog_mb": os.path.getsize(catalog) / 1e6,
+    }
+
+
+def worker_parts(
+    path: str, scratch: str, threads: int | None, memory_limit: str | None, compression: str
+) -> dict:
+    """The ingest's read, SQL pass and per-source aggregate, then the three large tables' rows written as
+    Parquet files instead of inserted (the design measured by ``--parts``; nothing is committed)."""
+    import duckdb
+
+    from clipfactory.catalog.db import _ARROW_TO_DUCK
+    from clipfactory.records import SourceRecord
+    from clipfactory.sources import ingest as ing
+    from clipfactory.sources.adapters import Context
+    from clipfactory.sources.detect import choose
+    from clipfactory.sources.readers import FileFacts, Staged
+    from clipfactory.sources.sql import install_macros
+
+    steps: dict[str, float] = {}
+
+    def step(name: str, fn):
+        c = time.process_time()
+        out = fn()
+        steps[name] = steps.get(name, 0.0) + time.process_time() - c
+        return out
+
+    t0 = time.perf_counter()
+    facts = step("hash", lambda: FileFacts.of(path))
+    adapter, det, _ = choose(facts, "kinetics", {})
+    con = duckdb.connect(scratch)  # temporary tables spill beside it, as the catalog's do
+    ing._configure(con, ing.IngestOptions(memory_limit=memory_limit, threads=threads))
+    install_macros(con)
+    ctx = Context(path=path, facts=facts, staged=Staged(list(det.columns), 0, kind=det.kind))
+    ctx.staged = step("read", lambda: ing._stage(con, facts, det.kind, adapter))
+    pre = adapter.build(ctx, con)
+    cols = ing._Cols(ctx.given)
+    step("rows", lambda: con.execute(f"CREATE OR REPLACE TEMP TABLE _cf_rows AS {ing._finish_sql(pre, cols)}"))
+    con.execute("SET preserve_insertion_order = false")
+    step("aggregate per source", lambda: ing.aggregate_per_source(con, cols))
+    a = ing._Cols(cols.given - {"pointer", "caption", "extra"})
+    src_cols = []
+    for f in SourceRecord.arrow_schema():
+        if f.name in ("source_id", "platform", "platform_id"):
+            src_cols.append(f"a.{f.name}")
+        elif f.name == "url":
+            src_cols.append(
+                "CASE WHEN a.platform = 'youtube' THEN 'https://www.youtube.com/watch?v=' || a.platform_id "
+                f"ELSE {a('url', 'a.')} END AS url"
+            )
+        elif f.name in a.given:
+            src_cols.append(f"a.{f.name}")
+        else:
+            src_cols.append(f"NULL::{_ARROW_TO_DUCK[f.type]} AS {f.name}")
+    mid, ds = facts.sha256, "cli-bench"
+    r = cols
+    selects = {
+        "sources": f"SELECT {', '.join(src_cols)} FROM _cf_agg a",
+        "memberships": f"""SELECT '{ds}' AS dataset, a.source_id, '{mid}' AS manifest_id, a.first_line,
+                                  {a("split", "a.")} AS split, {a("label", "a.")} AS label, a.n_spans FROM _cf_agg a""",
+        "clip_spans": f"""SELECT '{ds}' AS dataset, r.source_id, r.start_ms, r.end_ms, {r("caption", "r.")} AS caption,
+                                 {r("label", "r.")} AS label, {r("split", "r.")} AS split, '{mid}' AS manifest_id,
+                                 r.line, {r("extra", "r.")} AS extra
+                          FROM _cf_rows r WHERE r.error IS NULL""",
+    }
+    sizes = {}
+    for table, sql in selects.items():
+        out = f"{scratch}.{table}.parquet"
+        step(
+            f"write {table}",
+            lambda sql=sql, out=out: con.execute(
+                f"COPY ({sql}) TO '{out}' (FORMAT parquet, COMPRESSION {compression})"
+            ),
+        )
+        sizes[table] = os.path.getsize(out) / 1e6
+        os.unlink(out)
+    n_sources = con.execute("SELECT count(*) FROM _cf_agg").fetchall()[0][0]
+    n_spans = con.execute("SELECT coalesce(sum(n_spans), 0) FROM _cf_agg").fetchall()[0][0]
+    rows = con.execute("SELECT count(*) FROM _cf_rows").fetchall()[0][0]
+    con.close()
+    return {
+        "seconds_inside": time.perf_counter() - t0,
+        "rows": rows,
+        "sources": n_sources,
+        "spans": n_spans,
+        "steps": steps,
+        "parquet_mb": sizes,
     }
 
 
@@ -263,6 +373,8 @@ def main_cli(args: argparse.Namespace) -> None:
     sides: dict[str, list[dict]] = {"cli": [], "lib": []}
     if args.against:
         sides["cli-against"] = []
+    if args.parts:
+        sides["parts"] = []
     for run in range(args.repeat):
         order = list(sides) if run % 2 == 0 else list(reversed(sides))
         for kind in order:
@@ -281,6 +393,7 @@ def main_cli(args: argparse.Namespace) -> None:
         "cli": "clipfactory ingest (subprocess)",
         "lib": "ingest_manifest (fresh process)",
         "cli-against": f"clipfactory ingest of {args.against}",
+        "parts": f"the same ingest writing Parquet parts ({args.parts_compression}; design measure, no catalog)",
     }
     for kind, label in labels.items():
         if kind not in sides:
@@ -299,6 +412,19 @@ def main_cli(args: argparse.Namespace) -> None:
             if med(r["steps"].get(n, 0.0) for r in sides["lib"]) >= 0.05
         )
     )
+    if args.parts:
+        parts = sides["parts"]
+        print(
+            "parts CPU per step (median, s): "
+            + ", ".join(f"{n} {med(r['steps'][n] for r in parts):.2f}" for n in parts[0]["steps"])
+        )
+        print(
+            "parts files (MB): "
+            + ", ".join(f"{t} {mb:.0f}" for t, mb in parts[0]["parquet_mb"].items())
+            + f"; catalog tables side: {sides['lib'][0].get('catalog_mb', 0):.0f} MB"
+        )
+        lib_c, parts_c = med(r["cpu_s"] for r in sides["lib"]), med(r["cpu_s"] for r in parts)
+        print(f"parts / ingest_manifest: {lib_c / parts_c:.2f}x rows per cpu-s")
     w = med(r["seconds"] for r in sides["cli"])
     if args.against:
         ow = med(r["seconds"] for r in sides["cli-against"])
@@ -381,7 +507,9 @@ def main() -> None:
     ap.add_argument("--cli-rows", type=int, default=3_000_000)
     ap.add_argument("--distinct", type=float, default=0.9, help="share of rows naming a new video (--cli)")
     ap.add_argument("--against", help="with --cli: also run the CLI over the checkout in this folder (A/B)")
-    ap.add_argument("--worker", choices=["ours", "pandas", "lib", "rusage"], help=argparse.SUPPRESS)
+    ap.add_argument("--parts", action="store_true", help="with --cli: also measure the Parquet-parts design")
+    ap.add_argument("--parts-compression", default="zstd", help="Parquet compression for --parts")
+    ap.add_argument("--worker", choices=["ours", "pandas", "lib", "parts", "rusage"], help=argparse.SUPPRESS)
     ap.add_argument("--catalog", help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -394,6 +522,12 @@ def main() -> None:
             print(
                 json.dumps(worker_lib(args.paths[0], args.catalog, args.threads or None, args.memory_limit))
             )
+            return
+        if args.worker == "parts":
+            out = worker_parts(
+                args.paths[0], args.catalog, args.threads or None, args.memory_limit, args.parts_compression
+            )
+            print(json.dumps(out))
             return
         if args.worker == "ours":
             out = worker_ours(args.paths, args.catalog, args.threads or None, args.memory_limit)

@@ -273,6 +273,28 @@ def _write(con: duckdb.DuckDBPyConnection, **kwargs: Any) -> _Written:
             con.execute("RESET preserve_insertion_order")
 
 
+def aggregate_per_source(con: duckdb.DuckDBPyConnection, c: _Cols) -> None:
+    """``_cf_agg`` from ``_cf_rows``: one row per source, with what the manifest says about the video
+    and its membership in this dataset (first line, distinct spans).
+
+    Distinct spans first, then sources; the first row of each source (by row id, which follows the
+    file) gives its fields. This is cheaper than arg_min/any_value over strings for millions of rows.
+    A clip id is a function of the source and the two times (both or neither are given on a valid
+    row), so the distinct spans are grouped by the times: two integers hash faster than the id."""
+    fields = [f for f in _OPTIONAL if f in c.given and f not in ("pointer", "caption", "extra")]
+    times = "start_ms, end_ms" if c.spans else "NULL::BIGINT AS start_ms, NULL::BIGINT AS end_ms"
+    _x(
+        con,
+        "aggregate per source",
+        f"""CREATE OR REPLACE TEMP TABLE _cf_agg AS
+            WITH k AS (SELECT source_id, {times}, min(rowid) AS r FROM _cf_rows WHERE error IS NULL GROUP BY ALL),
+                 g AS (SELECT source_id, min(r) AS r, count(start_ms) AS n_spans FROM k GROUP BY source_id)
+            SELECT g.source_id, x.platform, x.platform_id, x.line AS first_line, g.n_spans
+                   {"".join(f", x.{f}" for f in fields)}
+            FROM g JOIN _cf_rows x ON x.rowid = g.r""",
+    )
+
+
 def _write_rows(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -348,23 +370,7 @@ def _write_rows(
         )
     ]
 
-    # One row per source: what the manifest says about the video, and its membership in this dataset.
-    # Distinct spans first, then sources; the first row of each source (by row id, which follows the
-    # file) gives its fields. This is cheaper than arg_min/any_value over strings for millions of rows.
-    # A clip id is a function of the source and the two times (both or neither are given on a valid
-    # row), so the distinct spans are grouped by the times: two integers hash faster than the id.
-    fields = [f for f in _OPTIONAL if f in c.given and f not in ("pointer", "caption", "extra")]
-    times = "start_ms, end_ms" if c.spans else "NULL::BIGINT AS start_ms, NULL::BIGINT AS end_ms"
-    _x(
-        con,
-        "aggregate per source",
-        f"""CREATE OR REPLACE TEMP TABLE _cf_agg AS
-            WITH k AS (SELECT source_id, {times}, min(rowid) AS r FROM _cf_rows WHERE error IS NULL GROUP BY ALL),
-                 g AS (SELECT source_id, min(r) AS r, count(start_ms) AS n_spans FROM k GROUP BY source_id)
-            SELECT g.source_id, x.platform, x.platform_id, x.line AS first_line, g.n_spans
-                   {"".join(f", x.{f}" for f in fields)}
-            FROM g JOIN _cf_rows x ON x.rowid = g.r""",
-    )
+    aggregate_per_source(con, c)
     a = _Cols(c.given - {"pointer", "caption", "extra"})
     new_sources = _x(
         con,
