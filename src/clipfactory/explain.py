@@ -5,7 +5,8 @@ lineage (content terms and annotation terms kept apart), and the decision for ea
 reasons in words. Other subsystems add their own sections through :data:`SECTION_PROVIDERS`: each entry is
 ``"module:function"``, the function is called as ``fn(con, source_id)`` inside a read-only connection and
 returns a dict (or ``None`` for nothing to say). A provider whose module or function does not exist
-(yet) is skipped.
+(yet) is skipped. Providers of :data:`CATALOG_SECTION_PROVIDERS` are called as ``fn(catalog, source_id)``
+once that connection is closed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ SECTION_PROVIDERS = [
     "clipfactory.fingerprints.takedown:explain_section",
     "clipfactory.factory.export:explain_section",
     "clipfactory.fingerprints.dedup:explain_section",
+]
+
+#: ``module:function`` providers called as ``fn(catalog, source_id)`` after the read-only connection is
+#: closed, for sections that read the catalog themselves (the source's content category and its scores).
+CATALOG_SECTION_PROVIDERS = [
+    "clipfactory.semantic.categories:explain_section",
 ]
 
 #: What each reason means, by its namespace (the part before ``:``).
@@ -101,9 +108,9 @@ def _rows(con, sql: str, params: list[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _sections(con, source_id: str) -> dict[str, Any]:
+def _sections(con, source_id: str, providers: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for spec in SECTION_PROVIDERS:
+    for spec in SECTION_PROVIDERS if providers is None else providers:
         module, _, func = spec.partition(":")
         name = module.removeprefix("clipfactory.")
         try:
@@ -172,6 +179,7 @@ def explain_source(
         if _has_table(con, "policy_decisions"):
             stored = _rows(con, "SELECT * FROM policy_decisions WHERE source_id = ? ORDER BY purpose", [sid])
         sections = _sections(con, sid)
+    sections.update(_sections(catalog, sid, CATALOG_SECTION_PROVIDERS))
 
     mem_names = [m["dataset"] if not m.get("split") else f"{m['dataset']}:{m['split']}" for m in memberships]
     permissions = load_permissions(settings)
@@ -233,4 +241,4 @@ def explain_source(
     }
 
 
-__all__ = ["SECTION_PROVIDERS", "REASON_TEXT", "describe_reason", "explain_source", "resolve_source_id"]
+__all__ = ["CATALOG_SECTION_PROVIDERS", "SECTION_PROVIDERS", "REASON_TEXT", "describe_reason", "explain_source", "resolve_source_id"]

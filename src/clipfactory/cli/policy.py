@@ -349,7 +349,14 @@ def _render_generic(name: str, sec: Any) -> None:
         _say(f"{name}: {sec}")
 
 
+def _render_categories(name: str, sec: dict[str, Any]) -> None:
+    _say(f"content category: {sec['category']} (confidence {sec['confidence']}) {sec['why']}")
+    if sec.get("scores"):
+        table([{"category": c, "score": v} for c, v in sec["scores"].items()], "category scores")
+
+
 _SECTION_RENDERERS = {
+    "semantic.categories": _render_categories,
     "factory.export": _render_builds,
     "acquire.evidence": _render_evidence,
     "fingerprints.takedown": _render_takedown,

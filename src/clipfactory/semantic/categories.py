@@ -11,6 +11,8 @@ dropped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import tomllib
 from importlib import resources
@@ -103,7 +105,13 @@ def classify(vectors: np.ndarray, names: list[str], centroids: np.ndarray, taxon
     """(category index or -1 for other, confidence, scores) per row of ``vectors``."""
     if vectors.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, len(names)), np.float32)
-    scores = vectors @ centroids.T
+    return classify_scores(vectors @ centroids.T, names, taxonomy)
+
+
+def classify_scores(scores: np.ndarray, names: list[str], taxonomy: dict[str, Any]):
+    """:func:`classify` from the similarities to the prompt centroids (one row per item)."""
+    if scores.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, len(names)), np.float32)
     best = scores.argmax(axis=1)
     top = scores[np.arange(len(best)), best]
     z = (scores - top[:, None]) / taxonomy["temperature"]
@@ -133,13 +141,18 @@ def _bounded_memory(con, limit: str = SCAN_MEMORY):
 HOW = ("label", "no text", "zero-shot")
 
 
-def _scope(datasets, source_ids) -> tuple[str, list[Any]]:
+def _scope(datasets, source_ids, col: str) -> tuple[str, list[Any]]:
+    """A condition on the source id column ``col`` for the sources of ``datasets``, or ``source_ids``."""
     if datasets:
-        return "WHERE s.source_id IN (SELECT source_id FROM memberships WHERE dataset IN (SELECT unnest(?)))", [
-            list(datasets)]
+        return f"{col} IN (SELECT source_id FROM memberships WHERE dataset IN (SELECT unnest(?)))", [list(datasets)]
     if source_ids is not None:
-        return "WHERE s.source_id IN (SELECT unnest(?))", [list(source_ids)]
-    return "", []
+        return f"{col} IN (SELECT unnest(?))", [list(source_ids)]
+    return "TRUE", []
+
+
+def centroid_names(taxonomy: dict[str, Any]) -> list[str]:
+    """The names of :func:`prompt_centroids`' rows, without encoding the prompts."""
+    return list(taxonomy["categories"]) + [taxonomy["other"]] * len(taxonomy.get("others", {}))
 
 
 def _label_table(tax: dict[str, Any], order: list[str]) -> pa.Table:
@@ -152,6 +165,27 @@ def _label_table(tax: dict[str, Any], order: list[str]) -> pa.Table:
             ds.append(d), lab.append(label), code.append(order.index(c))
     return pa.table({"dataset": pa.array(ds, pa.string()), "label": pa.array(lab, pa.string()),
                      "code": pa.array(code, pa.int16())})
+
+
+def prompts_key(taxonomy: dict[str, Any], model_id: str) -> str:
+    """What the columns of a row of ``category_scores`` depend on: the model and the prompt groups."""
+    groups = [[n, p] for n, p in taxonomy["categories"].items()]
+    groups += [[taxonomy["other"], p] for p in taxonomy.get("others", {}).values()]
+    return hashlib.sha256(json.dumps([model_id, groups]).encode()).hexdigest()[:32]
+
+
+def _list_array(flat: np.ndarray, width: int) -> pa.Array:
+    n = len(flat) // width if width else 0
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, n * width + 1, width, dtype=np.int32)),
+                                    pa.array(np.ascontiguousarray(flat, np.float32).reshape(-1)))
+
+
+def _batches(con, sql: str, params: list[Any]):
+    """(row numbers, float matrix) per batch of a query of two columns: an integer and a FLOAT[]."""
+    for batch in con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS):
+        if batch.num_rows:
+            flat = batch.column(1).flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+            yield batch.column(0).to_numpy(), flat.reshape(batch.num_rows, -1)
 
 
 def category_columns(
@@ -169,33 +203,39 @@ def category_columns(
     ``source_id`` (Arrow), and NumPy arrays ``code`` (into ``order``: the taxonomy's categories, then
     other), ``confidence``, ``how`` (into :data:`HOW`), ``hours``, ``held``, ``own_score`` (the
     similarity to the prompts of the category it got; its confidence where it has no vector) and
-    ``has_vector``. ``extra`` adds SQL columns over the sources (alias ``s``) to ``columns``. With
+    ``has_vector``. ``extra`` adds SQL columns over the sources (alias ``s``) to ``table``. With
     ``keep_scores``, ``scores`` holds every source's similarities to each of ``names`` (NaN without
     a vector).
 
-    One SQL query reads the sources and their mapped manifest labels; the vectors follow in batches of
-    :data:`BATCH_ROWS` (classified batch by batch), so memory stays a few bytes per source."""
+    One SQL query reads the sources and their mapped manifest labels. The similarities come from
+    ``category_scores`` where it holds them for the source's current vector (``semantic index`` keeps
+    them, :func:`cache_scores`), else from the vectors, read in batches of :data:`BATCH_ROWS`; so
+    memory stays a few bytes per source."""
     from .search import current_model_id
     from .text_model import shared_encoder
 
     tax = taxonomy if isinstance(taxonomy, dict) else load_taxonomy(taxonomy)
     order = list(tax["categories"]) + [tax["other"]]
     other = order.index(tax["other"])
-    where, params = _scope(datasets, source_ids)
     try:
         model_id = current_model_id(catalog)
     except NotFoundError:
         model_id = None
-    names, cents = list(tax["categories"]), None
-    if model_id:
-        encoder = encoder or shared_encoder()
-        names, cents = prompt_centroids(tax, encoder)
+    # the prompts are encoded (the model loaded) only when some vector has no kept scores
+    names, cents = (centroid_names(tax) if model_id else list(tax["categories"])), None
+    m_in, m_p = _scope(datasets, source_ids, "m.source_id")
+    c_in, c_p = _scope(datasets, source_ids, "source_id")
+    e_in, e_p = _scope(datasets, source_ids, "item_id")
+    s_in, s_p = _scope(datasets, source_ids, "s.source_id")
     with catalog.read() as con, _bounded_memory(con):
-        has_spans = store.has_table(con, "clip_spans")
-        span_ms = (
-            "(SELECT sum(greatest(e - b, 0)) FROM (SELECT DISTINCT start_ms AS b, end_ms AS e FROM clip_spans c "
-            "WHERE c.source_id = s.source_id))"
-            if has_spans else "NULL"
+        spans = (
+            f"""SELECT source_id, sum(greatest(e - b, 0)) AS ms FROM (
+                    SELECT DISTINCT source_id, start_ms AS b, end_ms AS e FROM clip_spans WHERE {c_in}) GROUP BY 1"""
+            if store.has_table(con, "clip_spans") else "SELECT NULL::VARCHAR AS source_id, NULL::BIGINT AS ms WHERE false"
+        )
+        vecs = (
+            f"SELECT DISTINCT item_id AS source_id FROM embeddings WHERE model_id = ? AND kind = 'source' AND {e_in}"
+            if model_id else "SELECT NULL::VARCHAR AS source_id WHERE false"
         )
         con.register("_sem_labels", _label_table(tax, order))
         try:
@@ -205,12 +245,18 @@ def category_columns(
                         FROM memberships m
                         LEFT JOIN _sem_labels d ON d.dataset = m.dataset AND d.label = m.label
                         LEFT JOIN _sem_labels f ON f.dataset IS NULL AND f.label = m.label
-                        WHERE m.label IS NOT NULL AND (d.code IS NOT NULL OR f.code IS NOT NULL)
-                        GROUP BY 1)
-                    SELECT s.source_id, coalesce(s.duration_ms, {span_ms}, 0) / 3.6e6 AS hours,
-                           s.blob_uri IS NOT NULL AS held, mapped.code AS label_code {extra}
-                    FROM sources s LEFT JOIN mapped USING (source_id) {where} ORDER BY s.source_id""",
-                params=[*(extra_params or []), *params],
+                        WHERE m.label IS NOT NULL AND (d.code IS NOT NULL OR f.code IS NOT NULL) AND {m_in}
+                        GROUP BY 1),
+                    spans AS ({spans}),
+                    vecs AS ({vecs})
+                    SELECT s.source_id, coalesce(s.duration_ms, spans.ms, 0) / 3.6e6 AS hours,
+                           s.blob_uri IS NOT NULL AS held, mapped.code AS label_code,
+                           vecs.source_id IS NOT NULL AS _has_vec {extra}
+                    FROM sources s LEFT JOIN mapped USING (source_id) LEFT JOIN spans USING (source_id)
+                         LEFT JOIN vecs USING (source_id)
+                    WHERE {s_in} ORDER BY s.source_id""",
+                params=[*m_p, *(c_p if store.has_table(con, "clip_spans") else []),
+                        *([model_id, *e_p] if model_id else []), *(extra_params or []), *s_p],
             ).to_arrow_table()
         finally:
             con.unregister("_sem_labels")
@@ -223,40 +269,125 @@ def category_columns(
         own = conf.copy()
         has_vec = np.zeros(n, bool)
         scores = np.full((n, len(names)), np.nan, np.float32) if keep_scores else None
-        if cents is not None and n:
+        if model_id and n:
             name_code = np.array([order.index(x) for x in names], np.int16)
             first_of = np.array([names.index(order[c]) if order[c] in names else -1 for c in range(len(order))])
-            con.register("_sem_rows", pa.table({"source_id": t.column("source_id"),
-                                               "i": pa.array(np.arange(n, dtype=np.int64))}))
-            try:
-                reader = con.sql(
-                    """SELECT r.i, e.vector FROM embeddings e JOIN _sem_rows r ON r.source_id = e.item_id
-                       WHERE e.model_id = ? AND e.kind = 'source'""",
-                    params=[model_id],
-                ).to_arrow_reader(BATCH_ROWS)
-                for batch in reader:
-                    if batch.num_rows == 0:
-                        continue
-                    i = batch.column(0).to_numpy()
-                    flat = batch.column(1).flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-                    vecs = flat.reshape(len(i), -1)
-                    cat, cf, sc = classify(vecs, names, cents, tax)
-                    zs = ~mapped[i]
-                    code[i[zs]] = np.where(cat[zs] >= 0, name_code[np.maximum(cat[zs], 0)], other)
-                    conf[i[zs]] = np.round(cf[zs].astype(np.float64), 4)
-                    how[i[zs]] = 2
-                    col = first_of[code[i]]
-                    own[i] = np.where(col >= 0, sc[np.arange(len(i)), np.maximum(col, 0)].astype(np.float64), conf[i])
-                    has_vec[i] = True
-                    if scores is not None:
-                        scores[i] = sc
-            finally:
-                con.unregister("_sem_rows")
+
+            def take(i: np.ndarray, sc: np.ndarray) -> None:
+                cat, cf, _ = classify_scores(sc, names, tax)
+                zs = ~mapped[i]
+                code[i[zs]] = np.where(cat[zs] >= 0, name_code[np.maximum(cat[zs], 0)], other)
+                conf[i[zs]] = np.round(cf[zs].astype(np.float64), 4)
+                how[i[zs]] = 2
+                col = first_of[code[i]]
+                own[i] = np.where(col >= 0, sc[np.arange(len(i)), np.maximum(col, 0)].astype(np.float64), conf[i])
+                has_vec[i] = True
+                if scores is not None:
+                    scores[i] = sc
+
+            want = t.column("_has_vec").to_numpy(zero_copy_only=False).astype(bool)
+            key = prompts_key(tax, model_id)
+            if store.has_table(con, "category_scores"):
+                con.register("_sem_rows", pa.table({"source_id": t.column("source_id"),
+                                                   "i": pa.array(np.arange(n, dtype=np.int64))}))
+                try:
+                    for i, sc in _batches(
+                        con,
+                        """SELECT r.i, c.scores FROM category_scores c
+                           JOIN _sem_rows r ON r.source_id = c.source_id
+                           JOIN embeddings e ON e.item_id = c.source_id AND e.model_id = c.model_id
+                                AND e.kind = 'source' AND e.text_sha256 IS NOT DISTINCT FROM c.text_sha256
+                           WHERE c.model_id = ? AND c.prompts_sha256 = ?""",
+                        [model_id, key],
+                    ):
+                        if sc.shape[1] == len(names):
+                            take(i, sc)
+                finally:
+                    con.unregister("_sem_rows")
+            need = np.flatnonzero(want & ~has_vec)
+            if len(need):  # no kept scores for these: from their vectors
+                names, cents = prompt_centroids(tax, encoder or shared_encoder())
+                con.register("_sem_rows", pa.table({"source_id": t.column("source_id").take(pa.array(need)),
+                                                   "i": pa.array(need)}))
+                try:
+                    for i, vecs in _batches(
+                        con,
+                        """SELECT r.i, e.vector FROM embeddings e JOIN _sem_rows r ON r.source_id = e.item_id
+                           WHERE e.model_id = ? AND e.kind = 'source'""",
+                        [model_id],
+                    ):
+                        take(i, vecs @ cents.T)
+                finally:
+                    con.unregister("_sem_rows")
     return {"source_id": t.column("source_id"), "code": code, "confidence": conf, "how": how,
             "hours": t.column("hours").to_numpy(zero_copy_only=False).astype(np.float64),
             "held": t.column("held").to_numpy(zero_copy_only=False).astype(bool), "own_score": own,
             "has_vector": has_vec, "scores": scores, "names": names, "order": order, "taxonomy": tax,
             "model_id": model_id, "table": t}
+
+
+def cache_scores(catalog, *, taxonomy=None, encoder=None) -> int:
+    """Keep the similarities of the catalog's source text vectors to the taxonomy's prompts in
+    ``category_scores``, for the vectors that have none for the current text; drop the rows whose vector
+    changed or went. Returns how many vectors were scored now."""
+    from .search import current_model_id
+    from .text_model import shared_encoder
+
+    try:
+        model_id = current_model_id(catalog)
+    except NotFoundError:
+        return 0
+    tax = taxonomy if isinstance(taxonomy, dict) else load_taxonomy(taxonomy)
+    names, cents = prompt_centroids(tax, encoder or shared_encoder())
+    key = prompts_key(tax, model_id)
+    with catalog.write() as con, _bounded_memory(con):
+        store.ensure_tables(con)
+        con.execute(
+            """DELETE FROM category_scores c WHERE NOT EXISTS (
+                   SELECT 1 FROM embeddings e WHERE e.item_id = c.source_id AND e.model_id = c.model_id
+                   AND e.kind = 'source' AND e.text_sha256 IS NOT DISTINCT FROM c.text_sha256)"""
+        )
+        con.execute("DELETE FROM category_scores WHERE model_id = ? AND prompts_sha256 = ? AND len(scores) <> ?",
+                    [model_id, key, len(names)])
+        rows = con.sql(
+            """SELECT e.item_id, e.text_sha256 FROM embeddings e
+               WHERE e.model_id = ? AND e.kind = 'source' AND NOT EXISTS (
+                   SELECT 1 FROM category_scores c WHERE c.source_id = e.item_id AND c.model_id = e.model_id
+                   AND c.prompts_sha256 = ? AND c.text_sha256 IS NOT DISTINCT FROM e.text_sha256)
+               ORDER BY e.item_id""",
+            params=[model_id, key],
+        ).to_arrow_table()
+        if rows.num_rows == 0:
+            return 0
+        con.register("_sem_todo", pa.table({"source_id": rows.column("item_id"),
+                                            "i": pa.array(np.arange(rows.num_rows, dtype=np.int64))}))
+        try:
+            out = np.zeros((rows.num_rows, len(names)), np.float32)
+            for i, vecs in _batches(
+                con,
+                """SELECT r.i, e.vector FROM embeddings e JOIN _sem_todo r ON r.source_id = e.item_id
+                   WHERE e.model_id = ? AND e.kind = 'source'""",
+                [model_id],
+            ):
+                out[i] = vecs @ cents.T
+        finally:
+            con.unregister("_sem_todo")
+        new = pa.table({"source_id": rows.column("item_id"),
+                        "model_id": pa.array([model_id] * rows.num_rows, pa.string()),
+                        "prompts_sha256": pa.array([key] * rows.num_rows, pa.string()),
+                        "text_sha256": rows.column("text_sha256"),
+                        "scores": _list_array(out.reshape(-1), len(names))})
+        con.register("_sem_new", new)
+        try:
+            con.execute(
+                """DELETE FROM category_scores WHERE model_id = ? AND prompts_sha256 = ?
+                   AND source_id IN (SELECT source_id FROM _sem_new)""",
+                [model_id, key],
+            )
+            con.execute("INSERT INTO category_scores SELECT * FROM _sem_new")
+        finally:
+            con.unregister("_sem_new")
+    return rows.num_rows
 
 
 def categorise(catalog, source_ids: list[str] | None = None, *, taxonomy=None, encoder=None, datasets=None) -> dict[str, Any]:
@@ -315,3 +446,13 @@ def source_categories(catalog, source_id: str, *, taxonomy=None, encoder=None) -
     }[row["how"]]
     return {"source_id": source_id, "category": row["category"], "confidence": row["confidence"], "how": row["how"],
             "why": why, "threshold": r["taxonomy"]["threshold"], "model_id": r["model_id"], "scores": scores}
+
+
+def explain_section(catalog, source_id: str) -> dict[str, Any] | None:
+    """``explain``'s section: the source's category, confidence, how it was decided and its scores
+    (as ``clipfactory categories --source ID --json`` gives them); nothing in a catalog without text
+    vectors when no manifest label of the source maps to a category."""
+    r = source_categories(catalog, source_id)
+    if r["model_id"] is None and r["how"] == "no text":
+        return None
+    return {k: v for k, v in r.items() if k != "source_id"}

@@ -3,7 +3,10 @@
 :func:`index_catalog` runs the ``semantic.text`` stage over every source of the catalog (or of some
 datasets) in one run; the stage calls :func:`embed_sources`, which encodes only texts whose vector (for
 the same model and text hash) is missing, and writes them in one transaction. The vector index beside the
-catalog (:mod:`clipfactory.semantic.index`) is rebuilt afterwards when the vectors changed.
+catalog (:mod:`clipfactory.semantic.index`) is rebuilt afterwards when the vectors changed, and the
+sources' similarities to the taxonomy's prompts are kept for the vectors that have none yet
+(:func:`clipfactory.semantic.categories.cache_scores`), so that categories and plans need not read the
+vectors again.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def index_catalog(settings, *, datasets: list[str] | None = None, progress=None,
     from ..factory.pipeline import select_sources
     from ..pipelines import Run
     from ..records import SourceRecord
+    from .categories import cache_scores
     from .index import open_index
 
     t0 = time.monotonic()
@@ -106,6 +110,7 @@ def index_catalog(settings, *, datasets: list[str] | None = None, progress=None,
         raise ConfigError(stage._load_error or "no text model", item="semantic.text")
     counts = getattr(stage, "last_counts", {"encoded": 0, "vectors": 0, "without_text": 0})
     idx, meta = open_index(catalog, enc.model_id)
+    scored = cache_scores(catalog, encoder=enc)
     vcounts = getattr(visual, "last_counts", None) or {"vectors": 0, "encoded": 0, "frames": 0, "skipped": visual._skip}
     venc = getattr(visual, "_encoder", None)
     vsummary: dict[str, Any] = {"skipped": vcounts.get("skipped"), "failed": vdone.summary.failed}
@@ -125,6 +130,7 @@ def index_catalog(settings, *, datasets: list[str] | None = None, progress=None,
         "encoded": counts["encoded"],
         "without_text": counts["without_text"],
         "index": {"vectors": len(idx), "rebuilt": meta.get("rebuilt", False)},
+        "category_scores": scored,
         "visual": vsummary,
         "seconds": round(time.monotonic() - t0, 2),
     }

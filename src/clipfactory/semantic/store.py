@@ -30,6 +30,16 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vector FLOAT[] NOT NULL,
     created_at TIMESTAMP
 );
+-- Each source text vector's similarity to the prompts of a taxonomy (semantic.categories), kept so that
+-- categories and plans read a few numbers per source instead of its vector. A row holds while the
+-- source's vector of that model was made from the same text; a takedown removes it with the source.
+CREATE TABLE IF NOT EXISTS category_scores (
+    source_id VARCHAR NOT NULL,
+    model_id VARCHAR NOT NULL,
+    prompts_sha256 VARCHAR NOT NULL,  -- of the model id and the taxonomy's prompts, in order
+    text_sha256 VARCHAR,              -- of the text of the vector scored
+    scores FLOAT[] NOT NULL           -- cosine similarity to each prompt centroid, in the taxonomy's order
+);
 CREATE TABLE IF NOT EXISTS embedding_models (
     model_id VARCHAR PRIMARY KEY,
     name VARCHAR,
