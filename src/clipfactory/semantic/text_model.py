@@ -206,6 +206,20 @@ def build_bert_onnx(weights: dict[str, np.ndarray], config: dict[str, Any]) -> b
     return model.SerializeToString()
 
 
+def shrinking_run_options():
+    """ONNX Runtime run options that hand the activation arena back to the system at the end of each run.
+
+    Without them a session keeps the largest batch's activations for the life of the process: about
+    240 MB after encoding 600 texts with MiniLM at a batch of 128, on top of the model's own 210 MB. The
+    arena is still reused inside a run, so the cost per batch is unchanged (measured: 28.0 against 28.5
+    CPU-seconds for the same 1,800 texts)."""
+    import onnxruntime as ort
+
+    opts = ort.RunOptions()
+    opts.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return opts
+
+
 class TextEncoder:
     """all-MiniLM-L6-v2 (or another BERT sentence encoder in the same folder layout) on ONNX Runtime.
 
@@ -236,6 +250,7 @@ class TextEncoder:
             opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+        self._run_options = shrinking_run_options()
         self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
@@ -263,7 +278,9 @@ class TextEncoder:
                 ids[j, : len(e)] = e
                 mask[j, : len(e)] = 1
             with self._lock:
-                (vec,) = self.session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
+                (vec,) = self.session.run(
+                    ["embedding"], {"input_ids": ids, "attention_mask": mask}, self._run_options
+                )
             out[rows] = vec
         return out[index]
 

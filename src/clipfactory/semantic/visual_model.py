@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingExtraError
+from .text_model import shrinking_run_options
 
 ONNX_IMAGE = "image_encoder.onnx"
 ONNX_TEXT = "text_encoder.onnx"
@@ -99,6 +100,7 @@ class VisualEncoder:
         if self.threads:
             opts.intra_op_num_threads = self.threads
         self._image = ort.InferenceSession(str(folder / ONNX_IMAGE), opts, providers=["CPUExecutionProvider"])
+        self._run_options = shrinking_run_options()
         self._text = None
         self._tokenizer = None
         if (folder / ONNX_TEXT).is_file() and (folder / "tokenizer.json").is_file():
@@ -198,7 +200,9 @@ class VisualEncoder:
     def _features_images(self, images) -> np.ndarray:
         if self._backend == "onnx":
             name = self._image.get_inputs()[0].name
-            return np.asarray(self._image.run(None, {name: self._pixels(images)})[0], np.float32)
+            return np.asarray(
+                self._image.run(None, {name: self._pixels(images)}, self._run_options)[0], np.float32
+            )
         inputs = self._processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
         feats = self._tmodel.get_image_features(pixel_values=inputs["pixel_values"])
         feats = getattr(feats, "pooler_output", feats)
@@ -231,7 +235,7 @@ class VisualEncoder:
                 row = enc.ids[:L]
                 ids[i, : len(row)] = row
             name = self._text.get_inputs()[0].name
-            return _unit(self._text.run(None, {name: ids})[0])
+            return _unit(self._text.run(None, {name: ids}, self._run_options)[0])
         with self._torch.no_grad():
             tok = self._tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
             feats = self._tmodel.get_text_features(**{k: v for k, v in tok.items() if k in ("input_ids", "attention_mask")})
