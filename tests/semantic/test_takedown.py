@@ -1,4 +1,4 @@
-"""A takedown removes a source's vectors, and search never returns it again."""
+"""A takedown removes a source's vectors and kept category scores, and search never returns it again."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def test_takedown_removes_vectors_and_search_results(tmp_path, encoder):
     ok("takedown", "youtube:aaaaaaaaaa1", "--yes", "--reason", "owner request", "--store", str(store))
     with Catalog(cat).read() as con:
         left = {x[0] for x in con.execute("SELECT source_id FROM embeddings").fetchall()}
+        scored = {x[0] for x in con.execute("SELECT source_id FROM category_scores").fetchall()}
     assert "youtube:aaaaaaaaaa1" not in left and len(left) == 3
+    assert scored == left  # the kept category scores go with the vectors
     after = json.loads(ok("search", "someone folding shirts", "--k", "4", "--json").stdout)
     ids = [x["source_id"] for x in after["results"]]
     assert "youtube:aaaaaaaaaa1" not in ids and ids[0] == "youtube:aaaaaaaaaa2" and len(ids) == 3
