@@ -234,15 +234,21 @@ class ShotDetector:
         c = im
         ok = False
         if change >= self.p.dissolve_min_change:
-            if im == i - k // 2 and ia == i - k:
+            if pos[i] - pos[ia] == i - ia:
                 err = float(np.abs(m - (a + y) * 0.5).sum()) * self._inv
             else:
                 w = (pos[im] - pos[ia]) / (pos[i] - pos[ia])
                 err = float(np.abs(m - (a * (1.0 - w) + y * w)).sum()) * self._inv
             # Frames inside the window must change smoothly: no single step carries the change.
-            steps = self.scores[ia + 1 : i + 1]
-            step_limit = self.p.dissolve_step_share * change + self.p.dissolve_step_slack
-            if err <= self.p.dissolve_max_error * change and max(steps) < step_limit:
+            step_limit = self.p.dissolve_step_share * change
+            slack = self.p.dissolve_step_slack
+            if pos[i] - pos[ia] == i - ia:
+                smooth = max(self.scores[ia + 1 : i + 1]) < step_limit + slack
+            else:  # a step over several frames of the video may carry their share of the change
+                smooth = all(
+                    self.scores[t] < step_limit * self.spans[t] + slack for t in range(ia + 1, i + 1)
+                )
+            if err <= self.p.dissolve_max_error * change and smooth:
                 ok = True
         if ok:
             if self._dis_start is None:
