@@ -48,7 +48,12 @@ class NsfwScorer:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
+        # The packaged graph with its batch norms folded into the convolutions (the same scores, about 30%
+        # less CPU; clipfactory.onnxgraph).
+        from ..onnxgraph import optimized_model
+
+        graph = optimized_model(self.model_path)
+        self._session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._preprocess = pkg.preprocess
         h = hashlib.sha256()
