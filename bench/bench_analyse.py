@@ -75,11 +75,17 @@ def decode_only(path: str, skip_loop_filter: bool = False) -> int:
     return n
 
 
-def ours(path: str, skip_nonref: bool | str = False, detect_text: bool | str = "auto"):
+# Text on screen in the timed passes: off unless --text (OCR's share of the pass is measured in
+# bench_transnet.py); the F1 parts never read text, which does not move a boundary.
+TEXT: list[bool | str] = [False]
+
+
+def ours(path: str, skip_nonref: bool | str = False, detect_text: bool | str | None = None):
     """Our pass with its default settings except ``skip_nonref`` (every frame, or the two-level pass)."""
     from clipfactory.media.analyse import AnalyseConfig, analyse
 
-    return analyse(path, AnalyseConfig(skip_nonref=skip_nonref, detect_text=detect_text))
+    text = TEXT[0] if detect_text is None else detect_text
+    return analyse(path, AnalyseConfig(skip_nonref=skip_nonref, detect_text=text))
 
 
 def ours_two_level(path: str):
@@ -264,12 +270,17 @@ def main() -> None:
     ap.add_argument("--heldout-seeds", type=int, default=HELDOUT_SEEDS, help="generated held-out videos")
     ap.add_argument("--timing-only", action="store_true", help="no F1 part")
     ap.add_argument(
+        "--text", action="store_true", help="read text on screen in the timed passes (detect_text=auto)"
+    )
+    ap.add_argument(
         "--small",
         type=float,
         metavar="SECONDS",
         help="time the first SECONDS of the video re-encoded at 640x360 instead (no F1 part)",
     )
     args = ap.parse_args()
+    if args.text:
+        TEXT[0] = "auto"
     if args.heldout_only:
         report_heldout(args.heldout_seeds)
         return

@@ -860,7 +860,7 @@ def _coarse_params(p: DetectorParams) -> DetectorParams:
     frames of the video (:meth:`ShotDetector.push`'s ``span``)."""
     return replace(
         p,
-        dissolve_min_frames=max(1, (p.dissolve_min_frames + 1) // 2),
+        dissolve_min_frames=max(1, p.dissolve_min_frames // 2),
         min_shot_frames=max(1, (p.min_shot_frames + 1) // 2),
     )
 
