@@ -2,9 +2,10 @@
 
 One manifest is one transaction. DuckDB reads the file (every field as text), the format's adapter maps
 it to pre-rows in SQL (:mod:`.adapters`), and one SQL pass canonicalises ids, converts spans to
-milliseconds, validates, and computes clip ids. Then, still in the same transaction, the rows go to
+milliseconds and validates. Then, still in the same transaction, the rows go to
 ``sources`` (one row per canonical video across every dataset: new ones inserted, missing fields of
-known ones filled), ``memberships`` (one row per source per dataset), ``clip_spans``, ``ingest_errors``,
+known ones filled), ``memberships`` (one row per source per dataset), ``clip_spans`` (with clip ids,
+computed as the spans are inserted), ``ingest_errors``,
 ``manifests`` and ``datasets``. A crash or Ctrl-C anywhere before the commit leaves the catalog exactly
 as it was. The manifest id is the sha256 of the file's bytes, so ingesting the same file again is a
 no-op. No Python runs per row, except for the rare Panda-70M rows whose Python-list strings need
