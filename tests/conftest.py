@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 TEST_DATA = ROOT / "tests" / "data"
+
+# optional packages imported at a test's first use (tests/lazy_import.py), as sys.modules["cf_lazy"]
+_spec = importlib.util.spec_from_file_location("cf_lazy", ROOT / "tests" / "lazy_import.py")
+_lazy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_lazy)
+sys.modules.setdefault("cf_lazy", _lazy)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ from clipfactory.records import ClipRecord, SourceRecord
 from clipfactory.stage import StageContext
 from clipfactory.storage import BlobStore
 
-ray = pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install 'clipfactory[ray]'")
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+ray = lazy.module("ray", reason="the Ray executor needs the 'ray' extra: pip install 'clipfactory[ray]'")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "media"

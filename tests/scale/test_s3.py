@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-boto3 = pytest.importorskip("boto3", reason="the S3 tests need moto[server]: pip install 'moto[server]'")
-pytest.importorskip("s3fs", reason="storage on S3 needs the 's3' extra: pip install 'clipfactory[s3]'")
-moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server]: pip install 'moto[server]'")
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+boto3 = lazy.module("boto3", reason="the S3 tests need moto[server]: pip install 'moto[server]'")
+lazy.module("s3fs", reason="storage on S3 needs the 's3' extra: pip install 'clipfactory[s3]'")
+moto_server = lazy.module("moto.server", reason="the S3 tests need moto[server]: pip install 'moto[server]'")
 
 from clipfactory.storage import BlobStore, ObjectBlobStore, upload_file, write_object  # noqa: E402
 

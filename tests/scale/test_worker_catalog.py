@@ -5,6 +5,7 @@ worker's snapshot, still opens)."""
 from __future__ import annotations
 
 import shutil
+import sys
 
 import pytest
 
@@ -13,7 +14,8 @@ from clipfactory.catalog.db import WORKER_ENV
 from clipfactory.errors import CatalogError
 from clipfactory.stage import StageContext
 
-pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install 'clipfactory[ray]'")
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+lazy.module("ray", reason="the Ray executor needs the 'ray' extra: pip install 'clipfactory[ray]'")
 
 
 def test_a_worker_context_guards_the_live_catalog(tmp_path, monkeypatch):

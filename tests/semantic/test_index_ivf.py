@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
-pytest.importorskip("faiss")
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+lazy.module("faiss")
 
 from clipfactory.semantic import index as vi  # noqa: E402
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
 
-pytest.importorskip("faiss")
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+lazy.module("faiss")
 
 from clipfactory.catalog import Catalog, upsert_records  # noqa: E402
 from clipfactory.fingerprints.dedup import _Clip  # noqa: E402

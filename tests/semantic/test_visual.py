@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("tokenizers")
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+onnx = lazy.module("onnx")
+lazy.module("onnxruntime")
+lazy.module("tokenizers")
 
-from onnx import TensorProto, helper  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from clipfactory.catalog import Catalog  # noqa: E402
@@ -37,29 +38,29 @@ COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
 def _model(folder: Path, *, text: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    img = helper.make_graph(
+    img = onnx.helper.make_graph(
         [
-            helper.make_node("ReduceMean", ["pixel_values", "axes"], ["m"], keepdims=0),
-            helper.make_node("MatMul", ["m", "W"], ["image_embeds"]),
+            onnx.helper.make_node("ReduceMean", ["pixel_values", "axes"], ["m"], keepdims=0),
+            onnx.helper.make_node("MatMul", ["m", "W"], ["image_embeds"]),
         ],
         "image",
-        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["N", 3, 16, 16])],
-        [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3]), helper.make_tensor("W", TensorProto.FLOAT, W.shape, W.ravel())],
+        [onnx.helper.make_tensor_value_info("pixel_values", onnx.TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [onnx.helper.make_tensor_value_info("image_embeds", onnx.TensorProto.FLOAT, ["N", 4])],
+        [onnx.helper.make_tensor("axes", onnx.TensorProto.INT64, [2], [2, 3]), onnx.helper.make_tensor("W", onnx.TensorProto.FLOAT, W.shape, W.ravel())],
     )
-    onnx.save(helper.make_model(img, opset_imports=[helper.make_opsetid("", 18)]), folder / "image_encoder.onnx")
+    onnx.save(onnx.helper.make_model(img, opset_imports=[onnx.helper.make_opsetid("", 18)]), folder / "image_encoder.onnx")
     if text:
-        txt = helper.make_graph(
+        txt = onnx.helper.make_graph(
             [
-                helper.make_node("Gather", ["E", "input_ids"], ["g"]),
-                helper.make_node("ReduceMean", ["g", "ax1"], ["text_embeds"], keepdims=0),
+                onnx.helper.make_node("Gather", ["E", "input_ids"], ["g"]),
+                onnx.helper.make_node("ReduceMean", ["g", "ax1"], ["text_embeds"], keepdims=0),
             ],
             "text",
-            [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", 2])],
-            [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["N", 4])],
-            [helper.make_tensor("E", TensorProto.FLOAT, E.shape, E.ravel()), helper.make_tensor("ax1", TensorProto.INT64, [1], [1])],
+            [onnx.helper.make_tensor_value_info("input_ids", onnx.TensorProto.INT64, ["N", 2])],
+            [onnx.helper.make_tensor_value_info("text_embeds", onnx.TensorProto.FLOAT, ["N", 4])],
+            [onnx.helper.make_tensor("E", onnx.TensorProto.FLOAT, E.shape, E.ravel()), onnx.helper.make_tensor("ax1", onnx.TensorProto.INT64, [1], [1])],
         )
-        onnx.save(helper.make_model(txt, opset_imports=[helper.make_opsetid("", 18)]), folder / "text_encoder.onnx")
+        onnx.save(onnx.helper.make_model(txt, opset_imports=[onnx.helper.make_opsetid("", 18)]), folder / "text_encoder.onnx")
         from tokenizers import Tokenizer, models, pre_tokenizers
 
         tok = Tokenizer(models.WordLevel({"[PAD]": 0, "red": 1, "green": 2, "blue": 3}, unk_token="[PAD]"))

@@ -12,9 +12,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+onnx = lazy.module("onnx")
+ort = lazy.module("onnxruntime")
+helper = lazy.module("onnx.helper")
+numpy_helper = lazy.module("onnx.numpy_helper")
 
 from clipfactory import onnxgraph  # noqa: E402
 
@@ -32,8 +34,8 @@ def _model(nodes, consts: dict[str, np.ndarray], c_in: int, c_out: int):
     g = helper.make_graph(
         nodes,
         "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c_in, 9, 11])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c_out, 9, 11])],
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, c_in, 9, 11])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, c_out, 9, 11])],
         inits,
     )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -16,30 +17,34 @@ from clipfactory.records import ClipRecord
 from clipfactory.stage import StageContext
 from clipfactory.storage import BlobStore
 
-torch = pytest.importorskip("torch", reason="the aesthetic head needs torch (pip install 'clipfactory[aesthetic]')")
-transformers = pytest.importorskip("transformers", reason="the aesthetic head needs transformers")
+lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
+torch = lazy.module("torch", reason="the aesthetic head needs torch (pip install 'clipfactory[aesthetic]')")
+lazy.module("transformers", reason="the aesthetic head needs transformers")
 
 EMB = 12  # the tiny CLIP model's embedding width
 
 
-class LaionMLP(torch.nn.Module):
+def LaionMLP(input_size: int):  # noqa: N802 (named after the class it builds)
     """LAION's improved aesthetic predictor (its ``MLP`` class), with the input width as a parameter."""
 
-    def __init__(self, input_size: int):
-        super().__init__()
-        self.layers = torch.nn.Sequential(
-            torch.nn.Linear(input_size, 1024),
-            torch.nn.Dropout(0.2),
-            torch.nn.Linear(1024, 128),
-            torch.nn.Dropout(0.2),
-            torch.nn.Linear(128, 64),
-            torch.nn.Dropout(0.1),
-            torch.nn.Linear(64, 16),
-            torch.nn.Linear(16, 1),
-        )
+    class MLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.Sequential(
+                torch.nn.Linear(input_size, 1024),
+                torch.nn.Dropout(0.2),
+                torch.nn.Linear(1024, 128),
+                torch.nn.Dropout(0.2),
+                torch.nn.Linear(128, 64),
+                torch.nn.Dropout(0.1),
+                torch.nn.Linear(64, 16),
+                torch.nn.Linear(16, 1),
+            )
 
-    def forward(self, x):
-        return self.layers(x)
+        def forward(self, x):
+            return self.layers(x)
+
+    return MLP()
 
 
 @pytest.fixture(scope="module")
