@@ -966,6 +966,10 @@ class _CoarseBoundaries:
                     return None
                 return Boundary(end, "fade", bd.score, lo, hi)
             return Boundary((start + end) // 2, "fade", bd.score, lo, hi)
+        if bd.at >= 0:  # a blend: the middle of its windows' centres, in frames of the video
+            return Boundary(bd.at, bd.kind, bd.score, lo, hi)
+        if bd.lo < j < bd.hi and bd.frame == (bd.lo + bd.hi + 1) // 2:  # blends merged into one
+            return Boundary((lo + hi + 1) // 2, bd.kind, bd.score, lo, hi)
         return Boundary(ids[j], bd.kind, bd.score, lo, hi)
 
 

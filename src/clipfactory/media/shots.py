@@ -54,6 +54,7 @@ class Boundary:
     score: float
     lo: int = -1  # first and last frame the transition touches
     hi: int = -1
+    at: int = -1  # the boundary's frame of the video, where it differs from ``frame`` (steps over several)
 
     def __post_init__(self) -> None:
         if self.lo < 0:
@@ -279,7 +280,11 @@ class ShotDetector:
             return  # a fade-in from the leading black is the first shot's start, not a boundary
         if last - start + 1 >= self.p.dissolve_min_frames:
             kind = "fade" if self._dis_black else "dissolve"
-            self._pending.append(Boundary((start + last + 1) // 2, kind, self._dis_peak, start - h, last + h))
+            pos = self.pos
+            at = (pos[start] + pos[last] + 1) // 2 if pos[last] - pos[start] != last - start else -1
+            self._pending.append(
+                Boundary((start + last + 1) // 2, kind, self._dis_peak, start - h, last + h, at)
+            )
 
     # -- merging ----------------------------------------------------------------------------------
 
