@@ -9,6 +9,7 @@ by slicing. That costs a few microseconds per frame, against about a millisecond
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -93,6 +94,28 @@ def plane_view(frame: av.VideoFrame, index: int, dtype=np.uint8) -> np.ndarray:
     return arr[: plane.height, : plane.width * (2 if frame.format.name in ("nv12", "nv21") and index else 1)]
 
 
+# Unsigned words of 2, 4 and 8 bytes: every step-th byte of a row, for those steps, is the low byte of each
+# word of a row read as words of ``step`` bytes (little-endian), which numpy masks in one vectorised pass
+# instead of a strided gather (about 6 times faster on a 90x160 grid).
+_WORDS = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+_LITTLE = sys.byteorder == "little"
+
+
+def subsample_u8(frame: av.VideoFrame, index: int, step_y: int, step_x: int) -> np.ndarray:
+    """Every ``step_x``-th sample of every ``step_y``-th row of 8-bit plane ``index``, the same values as
+    ``plane_view(frame, index)[::step_y, ::step_x]`` (as uint8, or as wider unsigned integers below 256)."""
+    plane = frame.planes[index]
+    word = _WORDS.get(step_x)
+    if word is not None and _LITTLE and plane.line_size % step_x == 0:
+        try:
+            arr = np.frombuffer(plane, word).reshape(-1, plane.line_size // step_x)
+        except ValueError:
+            pass
+        else:
+            return arr[: plane.height : step_y, : -(-plane.width // step_x)] & 0xFF
+    return plane_view(frame, index)[::step_y, ::step_x]
+
+
 @dataclass
 class PlaneReader:
     """Reads subsampled luma and chroma planes of frames of one pixel format, as float32 arrays.
@@ -131,7 +154,7 @@ class PlaneReader:
             y = plane_view(frame, 0, np.uint16)[:: self.step, :: self.step].astype(np.float32)
             y *= self.scale
             return y
-        return plane_view(frame, 0)[:: self.step, :: self.step].astype(np.float32)
+        return subsample_u8(frame, 0, self.step, self.step).astype(np.float32)
 
     def luma_u8(self, frame: av.VideoFrame, step: int) -> np.ndarray:
         """Luma at another subsampling step, as uint8 (for hashing)."""
@@ -154,9 +177,12 @@ class PlaneReader:
                 return (u, v) if self.pix_fmt == "nv12" else (v, u)
             return None
         cx, cy = self.cstep
-        dtype = np.uint16 if self.wide else np.uint8
-        u = plane_view(frame, 1, dtype)[::cy, ::cx].astype(np.float32)
-        v = plane_view(frame, 2, dtype)[::cy, ::cx].astype(np.float32)
+        if self.wide:
+            u = plane_view(frame, 1, np.uint16)[::cy, ::cx].astype(np.float32)
+            v = plane_view(frame, 2, np.uint16)[::cy, ::cx].astype(np.float32)
+        else:
+            u = subsample_u8(frame, 1, cy, cx).astype(np.float32)
+            v = subsample_u8(frame, 2, cy, cx).astype(np.float32)
         if self.scale is not None:
             u *= self.scale
             v *= self.scale
