@@ -1,0 +1,55 @@
+"""Process-wide caches of loaded models, and one call that lets them all go.
+
+Stages share one loaded model per process (the OCR engine, the NSFW scorer, the text and visual
+encoders, TransNetV2, the aesthetic head), held in a dictionary in the module that loads it, so a
+batch of clips never pays for a second load. A long-lived process that moves on to other work (a
+notebook, the web UI between jobs, a test runner between test files) calls :func:`release_models` to
+drop them; the next use loads the model again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import sys
+
+#: (module, name of its cache dictionary) of every process-wide model cache.
+MODEL_CACHES: tuple[tuple[str, str], ...] = (
+    ("clipfactory.media.analyse", "_OCR"),
+    ("clipfactory.media.transnet", "_MODELS"),
+    ("clipfactory.signals.nsfw", "_SCORERS"),
+    ("clipfactory.signals.aesthetic", "_MODELS"),
+    ("clipfactory.semantic.text_model", "_SHARED"),
+    ("clipfactory.semantic.visual_model", "_SHARED"),
+)
+
+
+def release_models() -> int:
+    """Drop every cached model of this process and hand the freed memory back to the system.
+
+    Returns how many models were dropped. Only modules already imported are touched, so calling this
+    never loads anything."""
+    dropped = 0
+    for module, name in MODEL_CACHES:
+        cache = getattr(sys.modules.get(module), name, None)
+        if isinstance(cache, dict) and cache:
+            dropped += len(cache)
+            cache.clear()
+    if dropped:
+        gc.collect()
+        _trim_heap()
+    return dropped
+
+
+def _trim_heap() -> None:
+    """glibc keeps freed memory in its arenas; ``malloc_trim`` returns what it can to the system."""
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError):  # another C library (musl) without malloc_trim
+        pass
