@@ -61,6 +61,7 @@ def embed_sources(catalog, encoder, source_ids: list[str], *, max_captions: int 
                     "DELETE FROM embeddings WHERE model_id = ? AND item_id IN (SELECT item_id FROM _sem_gone)",
                     [encoder.model_id],
                 )
+                store.forget_scores(con, "_sem_gone", encoder.model_id)
             finally:
                 con.unregister("_sem_gone")
     out: dict[str, dict[str, Any]] = {sid: {"vectors": 0, "text": bool(t), "encoded": 0} for sid, t in texts.items()}

@@ -125,10 +125,21 @@ def write_vectors(
         con.execute(
             "DELETE FROM embeddings WHERE model_id = ? AND item_id IN (SELECT item_id FROM _sem_new)", [model_id]
         )
+        forget_scores(con, "_sem_new", model_id)
         con.execute("INSERT INTO embeddings SELECT * FROM _sem_new")
     finally:
         con.unregister("_sem_new")
     return len(rows)
+
+
+def forget_scores(con, items: str, model_id: str) -> None:
+    """Drop the kept category scores (``category_scores``) of the items of the registered table
+    ``items`` (column ``item_id``) for ``model_id``: their vectors are being rewritten or removed."""
+    if has_table(con, "category_scores"):
+        con.execute(
+            f"DELETE FROM category_scores WHERE model_id = ? AND source_id IN (SELECT item_id FROM {items})",
+            [model_id],
+        )
 
 
 def read_vectors(
