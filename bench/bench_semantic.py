@@ -8,16 +8,25 @@ sentences of 5-20 words), when ../shared/data is at hand. Every text is differen
 work on repeats. Targets: ≥ 400 texts/s, and ours / sentence-transformers ≥ 1.0. Also prints how close the
 two sets of vectors are (minimum cosine over all texts).
 
-Search (``--part search``): a usearch index over N random unit vectors of 384 dimensions (default 1 M):
-build time, and the median time of a top-10 query after load. Targets: build ≤ 60 s, query ≤ 20 ms.
+Search (``--part search``): the vector index (:class:`clipfactory.semantic.index.VectorIndex`; from
+200,000 vectors a FAISS inverted file) over N unit vectors of 384 dimensions (default 1 M), clustered like
+sentence embeddings (``--data clustered``) or uniform (``--data random``): build time (wall and CPU),
+load time, median and p95 time of a top-10 query after load, and recall@10 against exact search (NumPy,
+every vector compared), at the default nprobe and at others. Targets: build ≤ 60 s, query ≤ 20 ms.
+
+Plan (``--part plan``): ``clipfactory plan --target ... --budget-hours H --purpose research`` in a fresh
+process over a catalog of N sources (default 10 M) in the real format: the Kinetics-600 val list ingested,
+indexed and decided through the commands, then copied under new ids (:func:`make_plan_catalog`). Wall,
+CPU and peak memory of the plan, against one DuckDB scan of every vector. Target: ≤ 2 minutes at 10 M.
 
 SemDeDup (``--part semdedup``): ``dedup.semantic``'s decision (:func:`clipfactory.semantic.semdedup.plan`:
 FAISS k-means, then pairs within each cluster) over N random unit vectors of 384 dimensions, a tenth of
 them planted near-copies (cosine about 0.99), against the exhaustive baseline, every pair compared in
 blocks of one matrix product; clips/s of each, their ratio, and the share of planted copies each finds.
 
-    python bench/bench_semantic.py [--part text|search|semdedup|all] [--repeat 3] [--threads 2] [--n 1000000]
-        [--dedup-n 50000]
+    python bench/bench_semantic.py [--part text|search|semdedup|plan|all] [--repeat 3] [--threads 2]
+        [--n 1000000] [--data clustered|random] [--dedup-n 50000] [--plan-rows 10000000] [--budget-hours 1000]
+        [--workdir DIR] [--keep DIR]
 
 Needs the ``semantic`` extra; the comparison needs ``sentence-transformers`` and torch (CPU) too.
 """
@@ -231,15 +240,144 @@ def bench_semdedup(n: int, dim: int = 384, epsilon: float = 0.05) -> dict:
             "other_drops_ours": len(dropped - planted)}
 
 
+PLAN_TARGET = "people-handling-objects=0.4,driving=0.3,nature=0.3"
+
+
+def _cli(*args: str) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "from clipfactory.cli.app import main; main()", *args],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"clipfactory {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+
+
+def make_plan_catalog(root: Path, rows: int) -> tuple[Path, Path, dict]:
+    """A catalog of ``rows`` sources with text vectors and stored research decisions, in the real format:
+    the Kinetics-600 val list ingested, indexed (MiniLM) and decided through the commands (with a recorded
+    YouTube permission, so its sources may be acquired), then its sources, memberships, clip spans,
+    decisions, vectors and category scores copied under new source ids (``<id>~<copy>``) until there are ``rows``."""
+    import duckdb
+
+    manifest = SHARED / "kinetics-600_val.csv"
+    if not manifest.is_file():
+        raise SystemExit(f"the plan part needs the Kinetics-600 val list at {manifest}")
+    cat = root / "catalog.duckdb"
+    (root / "perm.pdf").write_bytes(b"signed permission letter")
+    (root / "permissions.toml").write_text(
+        '[[permission]]\nplatform = "youtube"\nscope = "datasets"\ndatasets = ["kinetics-600"]\n'
+        'granted_by = "YouTube"\ngranted_at = 2026-01-15\ndocument = "perm.pdf"\n')
+    cfg = root / "clipfactory.toml"
+    cfg.write_text(f'catalog = "{cat}"\npermissions_file = "permissions.toml"\n')
+    t0 = time.perf_counter()
+    _cli("ingest", str(manifest), "--config", str(cfg))
+    _cli("semantic", "index", "--config", str(cfg))
+    _cli("policy", "check", "--purpose", "research", "--config", str(cfg))
+    seed_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(cat))
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("CREATE TEMP TABLE seed AS SELECT source_id, row_number() OVER (ORDER BY source_id) - 1 AS r FROM sources")
+    n_seed = con.execute("SELECT count(*) FROM seed").fetchall()[0][0]
+    copies = -(-rows // n_seed)
+    step: dict[str, float] = {}
+    keep = f"CROSS JOIN range(1, {copies}) c(j) WHERE c.j * {n_seed} + seed.r < {rows}"
+    new_id = "x.source_id || '~' || c.j"
+    vkey = ("(CASE WHEN u >= 9223372036854775808 THEN u::HUGEINT - 18446744073709551616 ELSE u::HUGEINT END)"
+            "::BIGINT")
+    for table, replace in [
+        ("sources", f"{new_id} AS source_id"),
+        ("memberships", f"{new_id} AS source_id"),
+        ("clip_spans", f"{new_id} AS source_id, x.clip_id || '~' || c.j AS clip_id"),
+        ("policy_decisions", f"{new_id} AS source_id"),
+        ("category_scores", f"{new_id} AS source_id"),
+    ]:
+        t1 = time.perf_counter()
+        con.execute(f"INSERT INTO {table} SELECT x.* REPLACE ({replace}) FROM {table} x JOIN seed USING (source_id) {keep}")
+        step[table] = round(time.perf_counter() - t1, 1)
+    t1 = time.perf_counter()
+    con.execute(
+        f"""INSERT INTO embeddings
+            SELECT * EXCLUDE (u) REPLACE ({vkey} AS vkey) FROM (
+                SELECT x.* REPLACE ({new_id} AS item_id, {new_id} AS source_id),
+                       ('0x' || left(sha256({new_id}), 16))::UBIGINT AS u
+                FROM embeddings x JOIN seed USING (source_id) {keep} AND x.kind = 'source')"""
+    )
+    step["embeddings"] = round(time.perf_counter() - t1, 1)
+    counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+              for t in ("sources", "memberships", "clip_spans", "policy_decisions", "embeddings", "category_scores")}
+    con.execute("CHECKPOINT")
+    con.close()
+    return cat, cfg, {"seed_sources": n_seed, "seed_s": round(seed_s, 1), "copy_s": round(time.perf_counter() - t0, 1),
+                      "copy_steps_s": step,
+                      "catalog_gb": round(cat.stat().st_size / 2**30, 2), **counts}
+
+
+def bench_plan(rows: int, budget_hours: float, workdir: str | None = None, keep: str | None = None) -> dict:
+    """``clipfactory plan --target ... --budget-hours H --purpose research`` over a catalog of ``rows``
+    sources, in a fresh process (wall, CPU and peak memory its own), against one DuckDB scan of every
+    vector under the same memory bound (what a plan would read without the kept category scores).
+    With ``keep``, the catalog is made in that folder and kept, and a catalog of ``rows`` sources made
+    there before is used again."""
+    import contextlib
+    import subprocess
+    import sys
+    import tempfile
+
+    import duckdb
+
+    with contextlib.ExitStack() as stack:
+        root = Path(keep) if keep else Path(stack.enter_context(tempfile.TemporaryDirectory(dir=workdir)))
+        root.mkdir(parents=True, exist_ok=True)
+        cat, cfg = root / "catalog.duckdb", root / "clipfactory.toml"
+        made: dict = {"reused": True}
+        if cat.is_file() and cfg.is_file():
+            with duckdb.connect(str(cat), read_only=True) as con:
+                if con.execute("SELECT count(*) FROM sources").fetchall()[0][0] != rows:
+                    raise SystemExit(f"{cat} does not hold {rows} sources: give another --keep folder")
+        else:
+            cat, cfg, made = make_plan_catalog(root, rows)
+        out = root / "plan.json"
+        cmd = [sys.executable, "-c", "from clipfactory.cli.app import main; main()", "plan", "--target", PLAN_TARGET,
+               "--budget-hours", str(budget_hours), "--purpose", "research", "--config", str(cfg), "--json",
+               "--out", str(out)]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        plan_s = time.perf_counter() - t0
+        err = proc.stderr.read()
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit(f"plan failed: {err}")
+        plan = json.loads(out.read_text())
+        t0 = time.perf_counter()
+        with duckdb.connect(str(cat), read_only=True) as con:
+            con.execute("SET memory_limit = '1GB'")
+            con.execute("SELECT sum(list_sum(vector)) FROM embeddings").fetchall()
+        scan_s = time.perf_counter() - t0
+    return {"rows": rows, **made, "budget_hours": budget_hours, "target": PLAN_TARGET,
+            "plan_s": round(plan_s, 1), "plan_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "plan_peak_rss_mb": round(usage.ru_maxrss / 1024), "vector_scan_s": round(scan_s, 1),
+            "plan_over_scan": round(plan_s / scan_s, 2), "planned_hours": plan["planned"],
+            "planned_sources": len(plan["sources"]),
+            "shares": {c["category"]: c["planned_share"] for c in plan["categories"]},
+            "impossible": [p["category"] for p in plan["impossible"]], "cores": len(os.sched_getaffinity(0)),
+            "load_average_1m": round(os.getloadavg()[0], 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=["text", "search", "semdedup", "all"], default="all")
+    ap.add_argument("--part", choices=["text", "search", "semdedup", "plan", "all"], default="all")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=3000, help="texts per set")
     ap.add_argument("--n", type=int, default=1_000_000, help="vectors for the search part")
     ap.add_argument("--data", choices=["clustered", "random"], default="clustered",
                     help="vectors for the search part: clustered like sentence embeddings, or uniform")
+    ap.add_argument("--plan-rows", type=int, default=10_000_000, help="sources of the plan part's catalog")
+    ap.add_argument("--budget-hours", type=float, default=1000.0, help="the plan part's budget")
+    ap.add_argument("--workdir", help="where the plan part's catalog is made (default: the system's temporary folder)")
+    ap.add_argument("--keep", help="make the plan part's catalog in this folder and keep it (or use the one there)")
     ap.add_argument("--dedup-n", type=int, default=50_000, help="vectors for the semdedup part")
     a = ap.parse_args()
     out = {}
@@ -249,6 +387,8 @@ def main() -> None:
         out["search"] = bench_search(a.n, data=a.data)
     if a.part in ("semdedup", "all"):
         out["semdedup"] = bench_semdedup(a.dedup_n)
+    if a.part in ("plan", "all"):
+        out["plan"] = bench_plan(a.plan_rows, a.budget_hours, a.workdir, a.keep)
     print(json.dumps(out, indent=2))
 
 
