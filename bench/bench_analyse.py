@@ -2,11 +2,15 @@
 
 Baselines, run interleaved in one process on the same file:
 
-* PyAV decode-only loop (same threading settings): the physical limit. Target: analysis / decode <= 1.3.
-  Also timed with the decoder option the pass uses by default (``skip_loop_filter``), so that the
-  pass's own overhead is visible.
+* PyAV decode-only loop (same threading settings): the physical limit; also with the decoder option the
+  pass uses by default (``skip_loop_filter``), and of the reference frames only (``skip_frame=NONREF``, the
+  two-level pass's floor).
 * PySceneDetect ``detect(path, ContentDetector())`` with its default backend: the peer.
-  Target: scenedetect / analysis >= 1.5.
+
+Both ways of our pass are timed: over every frame, and two-level (``skip_nonref=True``: reference frames,
+then every frame of short spans). Targets: two-level / decode-only with the same decoder options <= 0.9 on
+the film; at 640x360 (``--small 45``) <= 1.2 of a plain decode-only pass; PySceneDetect / analysis >= 2 on
+the film.
 
 Also reports the peak RSS of one analysis pass (in a fresh subprocess), and shot-boundary F1 of ours
 and of PySceneDetect, in two parts:
