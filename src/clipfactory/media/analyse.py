@@ -302,8 +302,9 @@ class FrameSignals:
     """The per-frame signals of the pass, kept so that any span's scores come from the same decode.
 
     One entry per decoded frame: ``time_ms`` (rounded as the shot times are), ``motion`` (mean absolute
-    luma difference to the previous decoded frame; 0 for the first), ``sharpness`` (NaN on frames that
-    were not sampled), ``luma``, ``black`` and ``static``. ``text_ms``/``text_has``/``text_lines`` are the
+    luma difference to the previous decoded frame, divided by the frames between them in the two-level pass;
+    0 for the first), ``sharpness`` (NaN on frames that were not sampled), ``luma``, ``black`` and
+    ``static``. ``text_ms``/``text_has``/``text_lines`` are the
     frames sampled for text, whether they carry any, and the lines read on them (``None`` when text
     detection is off). About 18 bytes a frame.
     """
