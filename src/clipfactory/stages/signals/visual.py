@@ -31,8 +31,9 @@ class VisualSignalsStage(Stage):
     Drops: none (``quality.filter`` drops by ``max_nsfw``). A missing extra stops the stage at its start
     with one line naming the ``pip install`` (or the option that turns the signal off).
 
-    Resources: one CPU; about 30 ms of CPU per thumbnail for the NSFW model and 15 ms for the face cascade
-    (bench/bench_signals.py), about 100 MB for the NSFW graph, plus the CLIP model with an aesthetic head.
+    Resources: one CPU; about 21 ms of CPU per thumbnail for the NSFW model (its graph rewritten by
+    :mod:`clipfactory.onnxgraph`) and 16 ms for the face cascade (bench/bench_signals.py), about 100 MB for
+    the NSFW graph, plus the CLIP model with an aesthetic head.
     """
 
     name = "signals.visual"
