@@ -336,8 +336,12 @@ def bench_plan(rows: int, budget_hours: float, workdir: str | None = None, keep:
             with duckdb.connect(str(cat), read_only=True) as con:
                 if con.execute("SELECT count(*) FROM sources").fetchall()[0][0] != rows:
                     raise SystemExit(f"{cat} does not hold {rows} sources: give another --keep folder")
-        else:
-            cat, cfg, made = make_plan_catalog(root, rows)
+        else:  # in a process of its own: the plan's child would start with this one's memory
+            r = subprocess.run([sys.executable, __file__, "--make-catalog", str(root), "--plan-rows", str(rows)],
+                               capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(f"making the catalog failed:\n{r.stderr}")
+            made = json.loads(r.stdout)
         out = root / "plan.json"
         cmd = [sys.executable, "-c", "from clipfactory.cli.app import main; main()", "plan", "--target", PLAN_TARGET,
                "--budget-hours", str(budget_hours), "--purpose", "research", "--config", str(cfg), "--json",
@@ -379,7 +383,11 @@ def main() -> None:
     ap.add_argument("--workdir", help="where the plan part's catalog is made (default: the system's temporary folder)")
     ap.add_argument("--keep", help="make the plan part's catalog in this folder and keep it (or use the one there)")
     ap.add_argument("--dedup-n", type=int, default=50_000, help="vectors for the semdedup part")
+    ap.add_argument("--make-catalog", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.make_catalog:
+        print(json.dumps(make_plan_catalog(Path(a.make_catalog), a.plan_rows)[2]))
+        return
     out = {}
     if a.part in ("text", "all"):
         out["text"] = bench_text(a.repeat, a.threads, a.limit)
