@@ -75,7 +75,8 @@ def test_constructor_state_is_restored_and_predictions_are_unchanged(small_frame
     assert torch.are_deterministic_algorithms_enabled() == before_det
     assert (random.random(), np.random.random(), float(torch.rand(1))) == expected
 
-    # Ours: determinism off, our windows (two per forward pass, as the analysis pass runs them).
+    # Ours: determinism off, our windows through the CPU plan (one a pass, in worker threads, as the analysis
+    # pass runs them; batch_windows applies on a GPU).
     p_ours = transnet.predict_frames(ours, small_frames, batch_windows=2)
     with transnet.preserved_global_state():
         shipped = transnet.build_model("cpu", keep_global_state=False)
