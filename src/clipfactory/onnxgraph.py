@@ -278,7 +278,7 @@ def _hard_swish(gr: _Graph) -> int:
         if len(users) != 1 or users[0].op_type != "Div" or users[0].input[0] != mul.output[0]:
             continue
         div = users[0]
-        if _scalar(gr, div.input[1]) != 6.0 or mul.output[0] in gr.outputs:
+        if _scalar(gr, div.input[1]) != 6.0 or any(n.output[0] in gr.outputs for n in chain):
             continue
         gate = f"{div.output[0]}__hsig"
         at = list(gr.g.node).index(add)
