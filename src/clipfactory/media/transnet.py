@@ -47,7 +47,6 @@ PAD = 25  # copies of the first frame before the video (and of the last after it
 BATCH_WINDOWS = 4
 
 _MODELS: dict[str, object] = {}
-_PLANS: dict[int, CpuPlan] = {}
 _LOCK = threading.Lock()
 
 
@@ -210,13 +209,15 @@ class CpuPlan:
 
 
 def cpu_plan(model) -> CpuPlan | None:
-    """The :class:`CpuPlan` of a CPU model in eval mode (made once per model), else ``None``."""
+    """The :class:`CpuPlan` of a CPU model in eval mode (made once per model and kept on it, so that it
+    goes with the model), else ``None``."""
     if getattr(model.device, "type", str(model.device)) != "cpu" or model.training or model.use_mean_pooling:
         return None
     with _LOCK:
-        plan = _PLANS.get(id(model))
-        if plan is None or plan.model is not model:
-            plan = _PLANS[id(model)] = CpuPlan(model)
+        plan = model.__dict__.get("_clipfactory_cpu_plan")
+        if plan is None:
+            plan = CpuPlan(model)
+            model.__dict__["_clipfactory_cpu_plan"] = plan
     return plan
 
 
