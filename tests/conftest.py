@@ -49,10 +49,88 @@ def _release_models_after_each_file():
     release_models()
 
 
+# -- test files that run in a process of their own --------------------------------------------------------
+# A file marked ``pytestmark = pytest.mark.own_process`` runs in a child forked from its worker: the
+# libraries and models it loads (torch, transformers, CTranslate2's Whisper, ONNX sessions, Ray's client)
+# leave with the child instead of staying in the worker for the rest of the suite (docs/development.md).
+# The child runs the file's tests with the usual setup and teardown and sends their reports back; the
+# worker hands each report on when pytest reaches that test, so pytest-xdist sees the tests in order.
+_OWN_PROCESS_REPORTS: dict[str, list] = {}
+
+
+def _run_module_in_child(item) -> dict[str, list]:
+    import pickle
+    import tempfile
+
+    from _pytest.runner import runtestprotocol
+
+    session = item.session
+    module = item.module
+    mine = [it for it in session.items if getattr(it, "module", None) is module]
+    others = [it for it in session.items if getattr(it, "module", None) is not module]
+    # after the file's last test, the child tears down the file's fixtures but not the session's, which
+    # belong to the worker too: any test of another file as "next" says so
+    after = others[0] if others else None
+    with tempfile.TemporaryFile() as out:
+        pid = os.fork()
+        if pid == 0:  # the child: one pickled (nodeid, reports) record per test, as each one ends
+            code = 0
+            try:
+                for i, it in enumerate(mine):
+                    nxt = mine[i + 1] if i + 1 < len(mine) else after
+                    reps = runtestprotocol(it, log=False, nextitem=nxt)
+                    ser = [item.config.hook.pytest_report_to_serializable(config=item.config, report=r) for r in reps]
+                    pickle.dump((it.nodeid, ser), out)
+                    out.flush()
+            except BaseException:  # noqa: BLE001 - the worker reports the tests that sent nothing
+                code = 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        got: dict[str, list] = {}
+        while True:
+            try:
+                nodeid, ser = pickle.load(out)
+            except (EOFError, pickle.UnpicklingError):
+                break
+            got[nodeid] = [item.config.hook.pytest_report_from_serializable(config=item.config, data=d) for d in ser]
+    missing = [it for it in mine if it.nodeid not in got]
+    if missing:
+        from _pytest.reports import TestReport
+
+        why = f"the process of {item.module.__name__} ended (status {status}) during or before this test"
+        for it in missing:
+            got[it.nodeid] = [TestReport(it.nodeid, it.location, {}, "failed", why, "call")]
+    return got
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.get_closest_marker("own_process") is None or not hasattr(os, "fork"):
+        return None
+    if item.nodeid not in _OWN_PROCESS_REPORTS:
+        _OWN_PROCESS_REPORTS.update(_run_module_in_child(item))
+    reports = _OWN_PROCESS_REPORTS.pop(item.nodeid, [])
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for rep in reports:
+        item.ihook.pytest_runtest_logreport(report=rep)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
 def pytest_collection_modifyitems(config, items):
     """The Ray tests go first: pytest-xdist hands files to its workers in this order, so the Ray file
-    starts while the other worker is still small (see ``_ray_runs_alone``)."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("ray") else 1)
+    starts while the other worker is still small (see ``_ray_runs_alone``). The files that run in their own
+    process (the long ones) follow, so the short files fill in at the end and no worker is left with one
+    long file while the other has nothing to do."""
+
+    def rank(item) -> int:
+        if item.get_closest_marker("ray"):
+            return 0
+        return 1 if item.get_closest_marker("own_process") or item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="module", autouse=True)

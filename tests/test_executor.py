@@ -23,6 +23,9 @@ STAGES = registry.load_all()
 KNOWN = {"acquire.local", "media.probe", "media.analyse", "media.cut", "quality.filter"}
 
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
+
 def test_known_stage_names_are_registered():
     assert KNOWN <= set(STAGES)
 

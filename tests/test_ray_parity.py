@@ -20,7 +20,7 @@ from clipfactory.storage import BlobStore
 
 lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
 ray = lazy.module("ray", reason="the Ray executor needs the 'ray' extra: pip install 'clipfactory[ray]'")
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.own_process]
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "media"
 

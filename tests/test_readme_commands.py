@@ -35,6 +35,9 @@ EXTRA_ARGS = {
 }
 
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
+
 def readme_main_command() -> str:
     """The ``clipfactory ...`` part of the README's first shell line (the install is the CI's job)."""
     text = README.read_text()

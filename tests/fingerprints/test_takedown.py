@@ -23,6 +23,8 @@ from clipfactory.storage import BlobStore
 
 from .conftest import add_source, write_test_build
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
 
 @pytest.fixture
 def world(catalog, tmp_path, synth_dir):

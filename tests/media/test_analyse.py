@@ -35,6 +35,9 @@ DISSOLVE = (150, 162)  # blend from shot D to shot E
 N = 200
 
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
+
 def _texture(seed: int, width: int = W + N // 4 + 16) -> np.ndarray:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (H // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)

@@ -35,6 +35,9 @@ FRAME_MS = 1000 / FPS
 MAX_FRAME_MS = 80  # the longest frame of the set (the variable-rate file's)
 
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
+
 @dataclass(frozen=True)
 class Clips:
     """The file gives exported clips, cut by ``methods`` only; ``copied``: at least one is a stream copy

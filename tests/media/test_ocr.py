@@ -21,7 +21,7 @@ from clipfactory.media.analyse import AnalyseConfig, analyse, join_lines, ocr_av
 # Whether the package is there is read here, not from the code under test: a broken ocr_available()
 # must fail these tests, not skip them.
 HAVE_OCR = importlib.util.find_spec("rapidocr_onnxruntime") is not None
-pytestmark = pytest.mark.skipif(not HAVE_OCR, reason="rapidocr-onnxruntime (in the dev extra) is not installed")
+pytestmark = [pytest.mark.skipif(not HAVE_OCR, reason="rapidocr-onnxruntime (in the dev extra) is not installed"), pytest.mark.own_process]
 
 
 def test_ocr_is_available_when_its_package_is_installed():

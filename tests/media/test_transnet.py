@@ -30,6 +30,9 @@ N = 90
 W, H = 160, 90
 
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
+
 def _frames() -> list[np.ndarray]:
     from heldout_scenes import _Scene, _u8
 

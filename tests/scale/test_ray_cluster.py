@@ -18,7 +18,7 @@ from clipfactory.records import SourceRecord
 
 lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
 ray = lazy.module("ray", reason="the Ray executor needs the 'ray' extra: pip install 'clipfactory[ray]'")
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.own_process]
 
 MB = 2**20
 synth, server = sys.modules["cf_synth"], sys.modules["cf_acquire_server"]  # loaded by conftest.py

@@ -10,6 +10,8 @@ from clipfactory.semantic.plan import parse_target
 
 from .conftest import needs_model
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
 
 def test_the_default_taxonomy_has_the_ten_categories():
     t = load_taxonomy()

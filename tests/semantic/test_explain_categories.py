@@ -17,6 +17,9 @@ from .conftest import needs_model
 MAP = "url=video_url,license=licence,title=name,label=lab"
 
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
+
 def _cli(*args: str) -> dict | str:
     r = CliRunner().invoke(app, list(args), catch_exceptions=False)
     assert r.exit_code == 0, r.output

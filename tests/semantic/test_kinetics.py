@@ -20,7 +20,7 @@ from clipfactory.errors import PolicyError
 
 from .conftest import needs_model
 
-pytestmark = [pytest.mark.shared_data, needs_model]
+pytestmark = [pytest.mark.shared_data, needs_model, pytest.mark.own_process]
 
 HERE = Path(__file__).parent
 EXPECT = list(csv.DictReader(open(HERE / "kinetics_expectations.csv")))

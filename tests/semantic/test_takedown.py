@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from clipfactory.catalog import Catalog
@@ -20,6 +21,9 @@ MANIFEST = "label,youtube_id,time_start,time_end,split\n" + "\n".join(
         ("scuba diving", "cccccccccc1"),
     ]
 ) + "\n"
+
+
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
 
 
 @needs_model

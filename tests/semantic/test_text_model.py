@@ -13,6 +13,8 @@ from clipfactory.semantic import text_model
 
 from .conftest import needs_model
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
 
 def _reference(folder, texts):
     """BERT forward pass in plain numpy, written from the architecture (not from our graph builder)."""

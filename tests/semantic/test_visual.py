@@ -36,6 +36,9 @@ E = np.array([[0, 0, 0, 0], [2, -2, -2, 0], [-2, 2, -2, 0], [-2, -2, 2, 0]], np.
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
+
 def _model(folder: Path, *, text: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     img = onnx.helper.make_graph(

@@ -24,6 +24,9 @@ lazy.module("transformers", reason="the aesthetic head needs transformers")
 EMB = 12  # the tiny CLIP model's embedding width
 
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
+
 def LaionMLP(input_size: int):  # noqa: N802 (named after the class it builds)
     """LAION's improved aesthetic predictor (its ``MLP`` class), with the input width as a parameter."""
 

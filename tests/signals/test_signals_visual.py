@@ -19,6 +19,8 @@ from clipfactory.stage import StageContext
 from clipfactory.stages.quality.filter import REASONS, QualityFilterStage
 from clipfactory.storage import BlobStore
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
 
 def _benign() -> Image.Image:
     """Smooth colour gradients and a few flat shapes: nothing like skin or a body."""

@@ -23,6 +23,8 @@ from clipfactory.storage import BlobStore
 
 from .avmedia import espeak
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
 
 def _tone_file(path: Path, *, rate: int, seconds: float, hz: float, channels: int) -> Path:
     with av.open(str(path), "w") as out:

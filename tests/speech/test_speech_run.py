@@ -27,6 +27,9 @@ KEY_ENV = "CF_TEST_VLM_KEY"
 KEY = "sk-test-5d1c0ffee"
 
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
+
 def _flaky(req, n):
     """Each clip's first request gets a page that is not JSON, its second waits past the timeout."""
     return ("garbage", "slow", "ok")[min(n, 2)]

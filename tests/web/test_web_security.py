@@ -19,6 +19,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from clipfactory.web import WebConfig, create_app  # noqa: E402
 from clipfactory.web.uploads import UploadError, received_upload, sniff_video  # noqa: E402
 
+pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def tmp_uploads(tmp_path_factory):
