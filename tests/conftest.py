@@ -85,7 +85,12 @@ def _run_module_in_child(item) -> dict[str, list]:
             except BaseException:  # noqa: BLE001 - the worker reports the tests that sent nothing
                 code = 3
             finally:
-                os._exit(code)
+                try:  # what a normal exit runs: Ray's shutdown hooks remove its processes and session files
+                    import atexit
+
+                    atexit._run_exitfuncs()
+                finally:
+                    os._exit(code)
         _, status = os.waitpid(pid, 0)
         out.seek(0)
         got: dict[str, list] = {}
