@@ -43,7 +43,7 @@ def ray_session():
     """One local Ray (two CPUs) for the whole file; the executors find it running and leave it so."""
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().get_node_id()
     if started:
         ray.shutdown()
