@@ -61,7 +61,14 @@ def test_explain_shows_zero_shot_scores_from_kept_scores_and_from_vectors_alike(
     summary = _cli("semantic", "index", "--catalog", cat, "--json")
     assert summary["category_scores"] == 2  # both text vectors scored and kept
     sid = _source_id(cat, road)
-    sec = _cli("explain", sid, "--catalog", cat, "--json")["sections"]["semantic.categories"]
+    from clipfactory.semantic import categories as cmod
+
+    def no_vectors(*a, **k):
+        raise AssertionError("the kept scores were not used: the prompts were encoded")
+
+    with monkeypatch.context() as m:  # with kept scores the prompts are not encoded
+        m.setattr(cmod, "prompt_centroids", no_vectors)
+        sec = _cli("explain", sid, "--catalog", cat, "--json")["sections"]["semantic.categories"]
     assert sec["category"] == "driving" and sec["how"] == "zero-shot"
     assert max(sec["scores"], key=sec["scores"].get) == "driving"
     assert "content category: driving" in _cli("explain", sid, "--catalog", cat)

@@ -18,7 +18,7 @@ from clipfactory.cli.app import app
 from clipfactory.config import Settings
 from clipfactory.errors import PolicyError
 
-from .conftest import needs_model
+from .conftest import SHARED, needs_model
 
 pytestmark = [pytest.mark.shared_data, needs_model, pytest.mark.own_process]
 
@@ -38,12 +38,31 @@ def kinetics(tmp_path_factory, encoder):
     for name in ("kinetics-400_val.csv", "kinetics-600_val.csv"):
         r = runner.invoke(app, ["ingest", str(SHARED / "manifests" / name), "--catalog", str(cat)])
         assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["semantic", "index", "--catalog", str(cat), "--json"])
+    import onnxruntime as ort
+
+    from clipfactory.semantic.text_model import TextEncoder
+
+    calls: list[list[str]] = []  # the texts of each encode call
+    rows: list[int] = []  # the rows of each model run
+    real_run, real_encode = ort.InferenceSession.run, TextEncoder.encode
+
+    def run(self, names, feeds, *a, **kw):
+        rows.append(len(feeds["input_ids"]))
+        return real_run(self, names, feeds, *a, **kw)
+
+    def encode(self, texts):
+        calls.append(list(texts))
+        return real_encode(self, texts)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ort.InferenceSession, "run", run)
+        mp.setattr(TextEncoder, "encode", encode)
+        r = runner.invoke(app, ["semantic", "index", "--catalog", str(cat), "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     r = runner.invoke(app, ["policy", "check", "--purpose", "research", "--catalog", str(cat)])
     assert r.exit_code == 0, r.output
-    return {"catalog": cat, "root": root, "index": summary, "runner": runner}
+    return {"catalog": cat, "root": root, "index": summary, "runner": runner, "rows_run": rows, "calls": calls}
 
 
 def _cli(k, *args):
@@ -64,8 +83,18 @@ def test_index_gives_every_source_a_vector_and_computes_nothing_twice(kinetics):
     assert s["sources"] == n_sources == n_vec and n_models == 1
     assert blank == 0
     assert s["without_text"] == 0 and s["index"]["vectors"] == n_vec
-    # distinct texts are encoded once: about 600 labels, not 50,000 sources
-    assert 600 <= s["encoded"] <= n_sources
+    # every source's vector is written on the first run ...
+    assert s["encoded"] == n_sources
+    # ... but each distinct text reaches the model once. The sources' texts, by hand from the CSVs: each
+    # video's labels, sorted, joined by ". "
+    texts: dict[str, set[str]] = {}
+    for name in ("kinetics-400_val.csv", "kinetics-600_val.csv"):
+        for row in csv.DictReader(open(SHARED / "manifests" / name)):
+            texts.setdefault(row["youtube_id"], set()).add(row["label"].replace("_", " "))
+    distinct = {". ".join(sorted(v)) for v in texts.values()}
+    assert max(len(c) for c in kinetics["calls"]) == n_sources  # one call holds every source's text
+    assert len(distinct) - 10 <= max(len(set(c)) for c in kinetics["calls"]) <= len(distinct)
+    assert sum(kinetics["rows_run"]) == sum(len(set(c)) for c in kinetics["calls"])
     again = _cli(kinetics, "semantic", "index", "--json")
     assert again["encoded"] == 0 and again["index"]["rebuilt"] is False
 
@@ -150,7 +179,7 @@ def test_a_plan_needs_a_purpose_that_may_acquire(kinetics, tmp_path):
     r = plan_mix(cat, parse_target("driving=0.5,nature=0.5"), purpose="research", budget_sources=40)
     # no YouTube permission: nothing is acquirable, and each category says so
     assert r["planned"] == 0 and {p["category"] for p in r["impossible"]} == {"driving", "nature"}
-    with pytest.raises(PolicyError):
+    with pytest.raises(PolicyError, match="never evaluated"):
         plan_mix(cat, parse_target("driving=1"), purpose="commercial", budget_sources=4)
 
 
@@ -182,6 +211,22 @@ def test_a_recorded_permission_makes_the_plan_meet_its_shares(kinetics, tmp_path
         with cat.read() as con:
             in_k600 = {x[0] for x in con.execute("SELECT source_id FROM memberships WHERE dataset = 'kinetics-600'").fetchall()}
         assert set(picked) <= in_k600  # the permission covers Kinetics-600 only
+        # the best-scored candidates are picked: no candidate left out scores above one picked
+        from clipfactory.semantic.categories import categorise
+
+        pool = categorise(cat, sorted(allowed & in_k600))
+        for c in ("people-handling-objects", "driving"):
+            col = pool["names"].index(c)
+            left = [float(pool["scores"][x["row"], col]) for x in pool["rows"]
+                    if x["category"] == c and x["source_id"] not in set(picked)]
+            got = [x["score"] for x in r["sources"] if x["category"] == c]
+            assert left and min(got) >= max(left) - 1e-4, (c, min(got), max(left))
         assert json.loads((tmp_path / "plan.json").read_text())["planned"] == 60
+        # search results carry the recorded decision: Kinetics-600 sources are now allowed, the others not
+        from clipfactory.semantic.search import search
+
+        res = search(cat, "someone folding shirts and trousers", k=10, purpose="research")["results"]
+        want = ["allow" if x["source_id"] in in_k600 else "deny" for x in res]
+        assert [x["decision"] for x in res] == want and "allow" in want
     finally:
         evaluate(cat, "research", settings=Settings(catalog=str(kinetics["catalog"])))

