@@ -26,7 +26,10 @@ blocks of one matrix product; clips/s of each, their ratio, and the share of pla
 
     python bench/bench_semantic.py [--part text|search|semdedup|plan|all] [--repeat 3] [--threads 2]
         [--n 1000000] [--data clustered|random] [--dedup-n 50000] [--plan-rows 10000000] [--budget-hours 1000]
-        [--workdir DIR] [--keep DIR]
+        [--workdir DIR] [--keep DIR] [--visual-media PATH]
+
+Visual frames (``--part visual``): the analysis pass as ``media.analyse`` runs it, against the frame
+preparation ``semantic.visual`` adds (the kept thumbnails read, decoded, resized and cropped); target ≤ 5%.
 
 Needs the ``semantic`` extra; the comparison needs ``sentence-transformers`` and torch (CPU) too.
 """
@@ -240,6 +243,83 @@ def bench_semdedup(n: int, dim: int = 384, epsilon: float = 0.05) -> dict:
             "other_drops_ours": len(dropped - planted)}
 
 
+DEFAULT_FILM = Path("/root/.cache/shared-media/bbb.mp4")
+TRAILER = SHARED.parent / "media" / "trailer_bbb.mp4"
+
+
+def _tiny_image_model(folder: Path, size: int) -> Path:
+    """The tests' random-weight ONNX image tower (tests/semantic/test_visual.py), at ``size`` pixels."""
+    import onnx
+
+    w = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    g = onnx.helper.make_graph(
+        [onnx.helper.make_node("ReduceMean", ["pixel_values", "axes"], ["m"], keepdims=0),
+         onnx.helper.make_node("MatMul", ["m", "W"], ["image_embeds"])],
+        "image",
+        [onnx.helper.make_tensor_value_info("pixel_values", onnx.TensorProto.FLOAT, ["N", 3, size, size])],
+        [onnx.helper.make_tensor_value_info("image_embeds", onnx.TensorProto.FLOAT, ["N", 4])],
+        [onnx.helper.make_tensor("axes", onnx.TensorProto.INT64, [2], [2, 3]),
+         onnx.helper.make_tensor("W", onnx.TensorProto.FLOAT, w.shape, w.ravel())])
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 18)]), folder / "image_encoder.onnx")
+    (folder / "visual_config.json").write_text(json.dumps({"name": "tiny-random", "image_size": size}))
+    return folder
+
+
+def bench_visual(media: str, size: int = 224, batch: int = 32) -> dict:
+    """(a) the analysis pass as ``media.analyse`` runs it (stage defaults, native detector); (b) the frame
+    preparation ``semantic.visual`` adds: read the kept thumbnails, decode the JPEGs, resize and crop to the
+    model input (``VisualEncoder._pixels``), no inference; (c) inference of the tiny random-weight model."""
+    import tempfile
+
+    from PIL import Image
+
+    from clipfactory.media.analyse import analyse
+    from clipfactory.semantic.visual_model import VisualEncoder
+    from clipfactory.stages.media.analyse import AnalyseStage
+
+    cfg = AnalyseStage.Config()
+    cfg = AnalyseConfig_of(cfg)
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = analyse(media, cfg)
+    a_wall, a_cpu = time.perf_counter() - t0, time.process_time() - c0
+    thumbs = [s.thumbnail for s in result.shots if s.thumbnail]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, b in enumerate(thumbs):
+            p = Path(tmp) / f"{i}.jpg"
+            p.write_bytes(b)
+            paths.append(p)
+        enc = VisualEncoder(str(_tiny_image_model(Path(tmp) / "model", size)))
+        t0, c0 = time.perf_counter(), time.process_time()
+        images = []
+        for p in paths:
+            with Image.open(p) as im:
+                images.append(im.convert("RGB"))
+        pixels = [enc._pixels(images[i : i + batch]) for i in range(0, len(images), batch)]
+        b_wall, b_cpu = time.perf_counter() - t0, time.process_time() - c0
+        name = enc._image.get_inputs()[0].name
+        t0, c0 = time.perf_counter(), time.process_time()
+        for px in pixels:
+            enc._image.run(None, {name: px})
+        c_wall, c_cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"media": Path(media).name, "seconds": round(result.duration_ms / 1000, 1), "frames": result.n_frames,
+            "shots": len(result.shots), "thumbnails": len(thumbs), "model_input": size,
+            "analyse_wall_s": round(a_wall, 2), "analyse_cpu_s": round(a_cpu, 2),
+            "frames_wall_s": round(b_wall, 3), "frames_cpu_s": round(b_cpu, 3),
+            "frames_over_analyse_cpu": round(b_cpu / a_cpu, 4), "frames_over_analyse_wall": round(b_wall / a_wall, 4),
+            "target": "<= 0.05",
+            "tiny_model_inference_wall_s": round(c_wall, 3), "tiny_model_inference_cpu_s": round(c_cpu, 3),
+            "note": "the tiny model's inference is not representative of a real CLIP",
+            "cores": len(os.sched_getaffinity(0)), "load_average_1m": round(os.getloadavg()[0], 1)}
+
+
+def AnalyseConfig_of(stage_cfg):
+    from clipfactory.media.analyse import AnalyseConfig
+
+    return AnalyseConfig(**{k: getattr(stage_cfg, k) for k in AnalyseConfig.model_fields})
+
+
 PLAN_TARGET = "people-handling-objects=0.4,driving=0.3,nature=0.3"
 
 
@@ -371,7 +451,7 @@ def bench_plan(rows: int, budget_hours: float, workdir: str | None = None, keep:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=["text", "search", "semdedup", "plan", "all"], default="all")
+    ap.add_argument("--part", choices=["text", "search", "semdedup", "plan", "visual", "all"], default="all")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=3000, help="texts per set")
@@ -383,6 +463,7 @@ def main() -> None:
     ap.add_argument("--workdir", help="where the plan part's catalog is made (default: the system's temporary folder)")
     ap.add_argument("--keep", help="make the plan part's catalog in this folder and keep it (or use the one there)")
     ap.add_argument("--dedup-n", type=int, default=50_000, help="vectors for the semdedup part")
+    ap.add_argument("--visual-media", help="video of the visual part (default: the Big Buck Bunny film, else its trailer)")
     ap.add_argument("--make-catalog", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.make_catalog:
@@ -397,6 +478,9 @@ def main() -> None:
         out["semdedup"] = bench_semdedup(a.dedup_n)
     if a.part in ("plan", "all"):
         out["plan"] = bench_plan(a.plan_rows, a.budget_hours, a.workdir, a.keep)
+    if a.part in ("visual", "all"):
+        media = a.visual_media or str(DEFAULT_FILM if DEFAULT_FILM.is_file() else TRAILER)
+        out["visual"] = bench_visual(media)
     print(json.dumps(out, indent=2))
 
 
