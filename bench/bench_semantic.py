@@ -243,7 +243,7 @@ def bench_semdedup(n: int, dim: int = 384, epsilon: float = 0.05) -> dict:
             "other_drops_ours": len(dropped - planted)}
 
 
-DEFAULT_FILM = Path("/root/.cache/shared-media/bbb.mp4")
+DEFAULT_FILM = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shared-media" / "bbb.mp4"  # get-bbb.sh
 TRAILER = SHARED.parent / "media" / "trailer_bbb.mp4"
 
 
