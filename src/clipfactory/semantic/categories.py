@@ -29,6 +29,18 @@ from . import store
 DEFAULT_TAXONOMY = "taxonomy.toml"
 
 
+def _number(data: dict, key: str, default: float, where: str, lo: float, hi: float | None, allowed: str) -> float:
+    """``data[key]`` as a float within its range (``lo`` excluded when ``hi`` is None), else one ConfigError."""
+    value = data.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = value == value and ((lo <= value <= hi) if hi is not None else (value > lo and value != float("inf")))
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} in {where} is not {allowed}", item=f"{where}: {key}", fix=f"set {key} to {allowed}")
+    return value
+
+
 def load_taxonomy(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """The taxonomy file as a dict: categories (name → prompts), other, threshold, temperature, labels.
     Without a path: the file ``CLIPFACTORY_TAXONOMY`` names, else the packaged one."""
@@ -78,8 +90,8 @@ def load_taxonomy(path: str | os.PathLike | None = None) -> dict[str, Any]:
         "categories": {n: [str(p) for p in c["prompts"]] for n, c in cats.items()},
         "others": others,
         "other": other,
-        "threshold": float(data.get("threshold", 0.3)),
-        "temperature": float(data.get("temperature", 0.05)),
+        "threshold": _number(data, "threshold", 0.3, where, -1.0, 1.0, "a number from -1 to 1 (a cosine similarity)"),
+        "temperature": _number(data, "temperature", 0.05, where, 0.0, None, "a number above 0"),
         "labels": flat,
         "dataset_labels": scoped,
     }
