@@ -54,6 +54,19 @@ def files_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
+def _session(ort, path: Path, opts):
+    """An onnxruntime session for ``path``; a file it cannot load is a ConfigError naming the file."""
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"cannot load the ONNX model {path}: {first}",
+            item=str(path),
+            fix="replace it with a valid ONNX export (docs/semantic.md) or unset semantic.visual.model",
+        ) from None
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, np.float32)
     n = np.linalg.norm(v, axis=1, keepdims=True)
@@ -99,14 +112,14 @@ class VisualEncoder:
         opts = ort.SessionOptions()
         if self.threads:
             opts.intra_op_num_threads = self.threads
-        self._image = ort.InferenceSession(str(folder / ONNX_IMAGE), opts, providers=["CPUExecutionProvider"])
+        self._image = _session(ort, folder / ONNX_IMAGE, opts)
         self._run_options = shrinking_run_options()
         self._text = None
         self._tokenizer = None
         if (folder / ONNX_TEXT).is_file() and (folder / "tokenizer.json").is_file():
             from tokenizers import Tokenizer
 
-            self._text = ort.InferenceSession(str(folder / ONNX_TEXT), opts, providers=["CPUExecutionProvider"])
+            self._text = _session(ort, folder / ONNX_TEXT, opts)
             self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.runtime = "onnxruntime"
         self.name = str(cfg.get("name") or folder.name)
