@@ -1,14 +1,15 @@
-"""A visual model file that cannot load: one ConfigError naming the file and the fix, recorded as the skip reason."""
+"""A bad or incomplete visual model folder, or a missing torch: one ConfigError naming the file and the fix."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
 pytest.importorskip("onnxruntime")
 
-from clipfactory.errors import ConfigError  # noqa: E402
+from clipfactory.errors import ClipfactoryError, ConfigError  # noqa: E402
 from clipfactory.semantic.visual_model import VisualEncoder  # noqa: E402
 
 
@@ -27,6 +28,24 @@ def test_a_corrupt_onnx_file_is_a_config_error_naming_the_file(tmp_path):
         VisualEncoder(str(folder))
     assert str(folder / "image_encoder.onnx") in str(err.value)
     assert err.value.fix and "ONNX" in err.value.fix
+
+
+def test_an_onnx_folder_without_its_image_encoder_names_the_missing_file(tmp_path):
+    folder = _folder(tmp_path, None)
+    with pytest.raises(ConfigError) as err:
+        VisualEncoder(str(folder))
+    assert "image_encoder.onnx" in str(err.value) and "transformers" not in str(err.value)
+
+
+def test_a_missing_torch_is_named_with_the_cpu_build_fix(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(ClipfactoryError) as err:
+        VisualEncoder(str(folder))
+    assert "'torch'" in str(err.value)
+    assert err.value.fix.startswith("pip install torch") and "clipfactory[" not in err.value.fix
 
 
 def test_semantic_index_records_a_corrupt_model_as_the_visual_skip_reason(tmp_path):

@@ -54,6 +54,10 @@ def files_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
+#: the fix when torch is missing: the CPU build, whose install line depends on the machine
+TORCH_INSTALL = "pip install torch (the CPU build: see docs/semantic.md)"
+
+
 def _session(ort, path: Path, opts):
     """An onnxruntime session for ``path``; a file it cannot load is a ConfigError naming the file."""
     try:
@@ -89,6 +93,12 @@ class VisualEncoder:
                 "cannot load a visual model: no such folder",
                 item=self.model,
                 fix="give a model folder (transformers save_pretrained or ONNX, docs/semantic.md) or a hub name",
+            )
+        if folder.is_dir() and (folder / ONNX_CONFIG).is_file() and not (folder / ONNX_IMAGE).is_file():
+            raise ConfigError(
+                f"an ONNX visual model folder needs {ONNX_IMAGE}, which is missing",
+                item=str(folder / ONNX_IMAGE),
+                fix=f"put the image encoder in {folder / ONNX_IMAGE} (docs/semantic.md)",
             )
         if folder.is_dir() and (folder / ONNX_IMAGE).is_file():
             self._load_onnx(folder)
@@ -135,9 +145,14 @@ class VisualEncoder:
     def _load_transformers(self, folder: Path | None) -> None:
         try:
             import torch
+        except ImportError as exc:
+            raise MissingExtraError("torch", TORCH_EXTRA, feature="transformers visual models",
+                                    install=TORCH_INSTALL) from exc
+        try:
             from transformers import AutoModel, AutoProcessor
         except ImportError as exc:
-            raise MissingExtraError("transformers", TORCH_EXTRA, feature="transformers visual models") from exc
+            raise MissingExtraError("transformers", TORCH_EXTRA, feature="transformers visual models",
+                                    install="pip install transformers") from exc
         where = str(folder) if folder is not None else self.model
         try:
             self._tmodel = AutoModel.from_pretrained(where).eval()
