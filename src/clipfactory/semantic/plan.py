@@ -10,6 +10,7 @@ A category with too few candidates is reported as impossible, with how many ther
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,14 @@ def parse_target(text: str) -> dict[str, float]:
             share = float(value)
         except ValueError:
             share = -1.0
-        if not sep or not name.strip() or share <= 0:
+        if not sep or not name.strip() or share != share:
             raise ConfigError(f"bad target part {part!r}", item=part, fix='write CATEGORY=SHARE, e.g. "driving=0.5,nature=0.5"')
+        if not 0 < share <= 1:
+            raise ConfigError(f"target share {value.strip()} for {name.strip()!r} is out of range", item=part,
+                              fix="shares must be between 0 and 1 (above 0)")
+        if name.strip() in out:
+            raise ConfigError(f"category {name.strip()!r} is given twice in the target", item=name.strip(),
+                              fix="give each category once")
         out[name.strip()] = share
     if not out or abs(sum(out.values()) - 1.0) > 0.01:
         raise ConfigError(f"the target shares add up to {sum(out.values()):g}, not 1", item=text, fix="make the shares add up to 1")
@@ -65,6 +72,13 @@ def plan_mix(
 
     if (budget_sources is None) == (budget_hours is None):
         raise ConfigError("give one budget", fix="use --budget-sources N or --budget-hours H")
+    if budget_sources is not None and (isinstance(budget_sources, bool) or int(budget_sources) != budget_sources
+                                       or budget_sources <= 0):
+        raise ConfigError(f"--budget-sources {budget_sources} is not allowed", item="--budget-sources",
+                          fix="give a positive integer")
+    if budget_hours is not None and not (math.isfinite(float(budget_hours)) and float(budget_hours) > 0):
+        raise ConfigError(f"--budget-hours {budget_hours} is not allowed", item="--budget-hours",
+                          fix="give a positive finite number of hours")
     tax = taxonomy if isinstance(taxonomy, dict) else load_taxonomy(taxonomy)
     known = set(tax["categories"]) | {tax["other"]}
     unknown = [c for c in target if c not in known]
