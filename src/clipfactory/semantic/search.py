@@ -74,6 +74,12 @@ def search(
 
     ``modality="visual"`` ranks by the visual vectors (of the shot thumbnails), the query going through the
     visual model's own text tower (``visual_model``: what ``semantic.visual.model`` names)."""
+    if isinstance(k, bool) or int(k) != k or k <= 0:
+        raise ConfigError(f"--k {k} is not allowed", item="--k", fix="give a positive integer")
+    if kind is not None and kind not in ("source", "clip"):
+        raise ConfigError(f"unknown kind {kind!r}", item="--kind", fix="source or clip")
+    if not query or not query.strip():
+        raise ConfigError("the search query is empty", item="QUERY", fix="give some text to search for")
     if modality not in ("text", "visual"):
         raise ConfigError(f"unknown modality {modality!r}", item="--modality", fix="text or visual")
     model_id = current_model_id(catalog, modality)
