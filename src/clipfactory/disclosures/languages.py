@@ -11,13 +11,13 @@ by construction (the model only writes English), so speech in another language i
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pyarrow as pa
 
 from ..catalog import table_columns
+from ..semantic.texts import vlm_captions
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,7 @@ def source_texts(con, source_ids: list[str]) -> dict[str, list[str]]:
                     continue
                 if transcript and transcript.strip():
                     texts.append(transcript.strip())
-                try:
-                    caps = json.loads(captions) if captions else []
-                except ValueError:
-                    caps = []
-                for c in caps if isinstance(caps, list) else []:
-                    if isinstance(c, dict) and c.get("origin") == "vlm" and str(c.get("caption") or "").strip():
-                        texts.append(str(c["caption"]).strip())
+                texts.extend(vlm_captions(captions))
     finally:
         con.unregister("_cfl_ids")
     return out

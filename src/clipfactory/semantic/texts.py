@@ -68,6 +68,19 @@ def clip_texts(con, source_ids: list[str] | None = None) -> list[dict[str, Any]]
     return [{k: c[k] for k in ("clip_id", "source_id", "text")} for _, c in sorted(out.items())]
 
 
+
+def vlm_captions(captions: str | None) -> list[str]:
+    """The non-empty captions a VLM wrote, in order, from a clip's ``captions`` JSON (bad JSON: none)."""
+    try:
+        caps = json.loads(captions) if captions else []
+    except ValueError:
+        return []
+    return [
+        str(c["caption"]).strip()
+        for c in (caps if isinstance(caps, list) else [])
+        if isinstance(c, dict) and c.get("origin") == "vlm" and str(c.get("caption") or "").strip()
+    ]
+
 def _annotated_texts(con, source_ids: list[str] | None) -> list[dict[str, Any]]:
     """Clips with VLM captions or a transcript in the clips table (older catalogs have neither column)."""
     cols = {
@@ -90,14 +103,7 @@ def _annotated_texts(con, source_ids: list[str] | None) -> list[dict[str, Any]]:
         con.unregister("_sem_ids")
     out = []
     for clip_id, source_id, captions, transcript in rows:
-        parts: list[str] = []
-        try:
-            caps = json.loads(captions) if captions else []
-        except ValueError:
-            caps = []
-        for c in caps if isinstance(caps, list) else []:
-            if isinstance(c, dict) and c.get("origin") == "vlm" and str(c.get("caption") or "").strip():
-                parts.append(str(c["caption"]).strip())
+        parts: list[str] = vlm_captions(captions)
         if transcript and transcript.strip():
             parts.append(transcript.strip())
         if parts:
