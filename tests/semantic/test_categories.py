@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from clipfactory.errors import ConfigError
@@ -48,3 +49,53 @@ def test_targets_must_add_up_to_one():
     for bad in ("a=0.5", "a=x,b=1", "a"):
         with pytest.raises(ConfigError):
             parse_target(bad)
+
+
+def test_each_prompt_of_an_anchor_of_other_counts_on_its_own(tmp_path):
+    p = tmp_path / "t.toml"
+    p.write_text('[categories.gameplay]\nprompts = ["video game gameplay", "a gamer with a controller"]\n'
+                 '[others.mixed]\nprompts = ["a musician on stage", "a cat asleep", "a bowl of soup"]\n'
+                 '[others.one]\nprompts = ["a tennis match"]\n')
+    from clipfactory.semantic.categories import centroid_names, prompts_key
+
+    t = load_taxonomy(p)
+    # two categories' worth of rows: gameplay, then one per anchor prompt (3 + 1)
+    assert centroid_names(t) == ["gameplay", "other", "other", "other", "other"]
+
+    class Fixed:  # one axis per distinct prompt: the centroids can be written by hand
+        axes = ["video game gameplay", "a gamer with a controller", "a musician on stage", "a cat asleep",
+                "a bowl of soup", "a tennis match"]
+
+        def encode(self, texts):
+            return np.eye(len(self.axes), dtype=np.float32)[[self.axes.index(x) for x in texts]]
+
+    names, cents = prompt_centroids(t, Fixed())
+    assert names == centroid_names(t)
+    h = 1 / np.sqrt(2)
+    np.testing.assert_allclose(cents, [[h, h, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0],
+                                       [0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]], atol=1e-6)
+    # an item halfway between the gameplay prompts and the musician: the mean of the mixed anchor
+    # (similarity 0.5 / sqrt(3)) would lose to gameplay (0.5); its musician prompt (0.5 + a little) wins
+    v = np.array([[0.35, 0.35, 0.51, 0, 0, 0]], np.float32)
+    cat, _, scores = classify(v / np.linalg.norm(v), names, cents, {**t, "threshold": 0.1})
+    assert cat.tolist() == [-1] and scores.shape == (1, 5)
+    # the key of the kept scores changes with the anchors' prompts
+    t2 = load_taxonomy(p)
+    t2["others"]["one"] = ["a football match"]
+    assert prompts_key(t, "m") != prompts_key(t2, "m")
+
+
+@needs_model
+def test_traps_of_the_packaged_taxonomy(encoder):
+    # a negation that names gaming, music and sports "played", athletics jumps, a wheel that is not a vehicle
+    from clipfactory.semantic.texts import label_text
+
+    tax = load_taxonomy()
+    names, cents = prompt_centroids(tax, encoder)
+    texts = {"using remote controller (not gaming)": {"other", "people-handling-objects"},
+             "playing violin": {"other"}, "playing piano": {"other"}, "playing ping pong": {"other"},
+             "high jump": {"other"}, "pole vault": {"other"}, "cartwheeling": {"other"},
+             "playing controller": {"gameplay"}, "skydiving": {"drone-aerial"}, "driving car": {"driving"}}
+    cat, _, _ = classify(encoder.encode([label_text(x) for x in texts]), names, cents, tax)
+    got = {x: names[c] if c >= 0 else "other" for x, c in zip(texts, cat, strict=True)}
+    assert {x: got[x] in want for x, want in texts.items()} == {x: True for x in texts}, got

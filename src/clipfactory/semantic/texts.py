@@ -1,8 +1,8 @@
 """The text of each source and clip, from what the catalog holds about it.
 
 A source's text joins its title, the labels its datasets give it (``abseiling``, ``Video game``;
-underscores read as spaces) and up to ``max_captions`` distinct captions of its manifest spans, in that
-order, separated by ". ". A clip of a manifest span that has a caption of its own gets that caption as
+underscores read as spaces, a parenthesised negation such as "(not gaming)" left out) and up to
+``max_captions`` distinct captions of its manifest spans, in that order, separated by ". ". A clip of a manifest span that has a caption of its own gets that caption as
 its text; a clip with captions from ``caption.vlm`` or a transcript from ``signals.speech`` gets those
 too (captions, then the words spoken). Items without any text get none: the categories call them
 ``other`` with zero confidence.
@@ -11,9 +11,22 @@ too (captions, then the words spoken). Items without any text get none: the cate
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pyarrow as pa
+
+#: A label's parenthesised negation, "(not gaming)", "(not on a tie)": it names what the content is *not*,
+#: and a sentence model reads the word it negates as present ("using remote controller (not gaming)" lands
+#: near video games), so the text of a label leaves it out.
+NEGATION = r"\s*\((not|except) [^)]*\)"
+_LABEL_SQL = (f"coalesce(nullif(trim(regexp_replace(replace(label, '_', ' '), '{NEGATION}', '', 'gi')), ''), "
+              "trim(replace(label, '_', ' ')))")
+
+
+def label_text(label: str) -> str:
+    """A manifest label as it enters a source's text: underscores read as spaces, negations left out."""
+    return re.sub(NEGATION, "", label.replace("_", " "), flags=re.IGNORECASE).strip() or label.replace("_", " ").strip()
 
 
 def _has(con, name: str) -> bool:
@@ -31,7 +44,7 @@ def source_texts(con, source_ids: list[str] | None = None, *, max_captions: int 
     try:
         subset = "WHERE s.source_id IN (SELECT source_id FROM _sem_ids)" if source_ids is not None else ""
         labels = (
-            """(SELECT source_id, string_agg(DISTINCT replace(label, '_', ' '), '. ' ORDER BY replace(label, '_', ' ')) AS labels
+            f"""(SELECT source_id, string_agg(DISTINCT {_LABEL_SQL}, '. ' ORDER BY {_LABEL_SQL}) AS labels
                 FROM memberships WHERE label IS NOT NULL AND trim(label) <> '' GROUP BY source_id)"""
             if _has(con, "memberships")
             else "(SELECT NULL::VARCHAR AS source_id, NULL::VARCHAR AS labels WHERE false)"
