@@ -18,6 +18,14 @@ Outputs agree with the original graph to float rounding (about 1e-7; ``tests/sig
 The rewritten file is written once per model file, ONNX Runtime version and :data:`REWRITE_VERSION` under
 ``$CLIPFACTORY_CACHE_DIR`` (default ``~/.cache/clipfactory``) ``/onnx/``; without the ``onnx`` package, or if
 anything fails, the original file is used.
+
+:func:`int8_model` is not exact: it is the rewritten graph with its convolutions and matrix products in
+8 bits (ONNX Runtime's static QDQ quantization: weights per output channel as int8, activations as uint8),
+at less than half the CPU of float32 on a CPU with 8-bit dot products (AVX-512 VNNI, AVX-VNNI). The ranges
+of the activations are not measured at run time: they come from :func:`calibration_ranges`, run once over a
+calibration set and shipped as JSON beside the model's code (``signals/nsfw_int8.json``), so the quantized
+file depends only on the model file, the ranges and the ONNX Runtime version, and it is cached like the
+rewrite.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Bump when the rewrites change: cached files of another version are not used.
 REWRITE_VERSION = 1
+#: Bump when the int8 recipe of :func:`int8_model` changes.
+INT8_VERSION = 1
 _LOCK = threading.Lock()
 _DONE: dict[str, Path] = {}
 
@@ -95,6 +105,117 @@ def _write(src: Path, out: Path) -> None:
         onnx.save(model, str(part))
         os.replace(part, out)
     log.info("ONNX graph rewrite of %s: %s", src.name, counts)
+
+
+def _int8_input(path: str | os.PathLike) -> Path:
+    """The graph that is calibrated and quantized: the rewrite of ``path`` at opset 13 or later (per-channel
+    ``DequantizeLinear`` needs it). Raises when the rewrite is unavailable: int8 starts from it."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import version_converter
+
+    src = Path(path)
+    rewritten = optimized_model(src)
+    if rewritten == src:
+        raise RuntimeError(f"the rewrite of {src.name} is unavailable")
+    key = hashlib.sha256(f"{_file_hash(rewritten)}|{ort.__version__}|{INT8_VERSION}".encode()).hexdigest()[:16]
+    out = cache_dir() / f"{src.stem}-{key}-fp32.onnx"
+    if not out.exists():
+        model = onnx.load(str(rewritten))
+        if next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < 13:
+            model = version_converter.convert_version(model, 13)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            part = Path(tmp) / "part.onnx"
+            onnx.save(model, str(part))
+            os.replace(part, out)
+    return out
+
+
+def calibration_ranges(path: str | os.PathLike, inputs, *, percentile: float = 99.999) -> dict[str, list[float]]:
+    """Activation ranges of the int8 graph of ``path`` over ``inputs`` (arrays for the graph's one input,
+    all of one shape): ``{tensor: [low, high]}``, each the ``percentile`` of the absolute values seen (a
+    histogram over all inputs; ONNX Runtime's percentile calibration). For :func:`int8_model`."""
+    import onnxruntime as ort
+    from onnxruntime.quantization.calibrate import CalibrationDataReader, CalibrationMethod, create_calibrator
+
+    graph = _int8_input(path)
+    name = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    feed = iter(list(inputs))
+
+    class _Reader(CalibrationDataReader):
+        def get_next(self):
+            x = next(feed, None)
+            return None if x is None else {name: np.asarray(x, np.float32)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cal = create_calibrator(
+            graph,
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"percentile": percentile, "symmetric": False},
+        )
+        cal.collect_data(_Reader())
+        data = cal.compute_data()
+    return {k: [float(np.asarray(v.range_value[0]).reshape(-1)[0]), float(np.asarray(v.range_value[1]).reshape(-1)[0])]
+            for k, v in data.data.items()}
+
+
+def int8_model(path: str | os.PathLike, ranges: dict[str, list[float]]) -> Path:
+    """The int8 copy of the ONNX file ``path`` quantized with the activation ``ranges`` of
+    :func:`calibration_ranges` (made on first use, then read from the cache). Raises ``RuntimeError`` when
+    it cannot be made (no ``onnx`` package, a rewrite that failed, ranges that do not name this graph's
+    tensors); the caller decides what to fall back to."""
+    import json
+
+    src = Path(path)
+    with _LOCK:
+        key_src = f"int8|{src}|{json.dumps(ranges, sort_keys=True)}"
+        if key_src in _DONE:
+            return _DONE[key_src]
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise RuntimeError("onnxruntime is not installed") from exc
+    graph = _int8_input(src)
+    digest = hashlib.sha256(
+        f"{_file_hash(graph)}|{ort.__version__}|{INT8_VERSION}|{json.dumps(ranges, sort_keys=True)}".encode()
+    ).hexdigest()[:16]
+    out = cache_dir() / f"{src.stem}-{digest}-int8.onnx"
+    with _LOCK:
+        if not out.exists():
+            _write_int8(graph, ranges, out)
+        _DONE[key_src] = out
+    return out
+
+
+def _write_int8(graph: Path, ranges: dict[str, list[float]], out: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    model = onnx.load(str(graph))
+    inits = {i.name for i in model.graph.initializer}
+    wanted = {name for node in model.graph.node if node.op_type in ("Conv", "MatMul", "Gemm")
+              for name in node.input[:1]} - inits
+    missing = sorted(wanted - set(ranges))
+    if missing:
+        raise RuntimeError(f"the int8 ranges do not name {len(missing)} inputs of this graph (e.g. {missing[0]!r}): "
+                           "they were made for another model or ONNX Runtime version")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        cache = Path(tmp) / "ranges.json"
+        data = {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()}
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+        part = Path(tmp) / "int8.onnx"
+        quantize_static(
+            str(graph), str(part), None,
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+        )
+        os.replace(part, out)
+    log.info("ONNX int8 graph of %s written", graph.name)
 
 
 class _Graph:

