@@ -124,7 +124,10 @@ class BlobStore:
     def path_of(self, uri: str) -> Path:
         p = self.path(sha_of_uri(uri))
         if not p.exists():
-            raise NotFoundError("blob is missing from the store", item=uri, fix="re-acquire the source")
+            raise NotFoundError(
+                f"blob is missing from the store at {self.root} (no file {p})", item=uri,
+                fix="re-acquire the source (`clipfactory fetch`), or give the store that holds it (--store)",
+            )
         return p
 
     def exists(self, uri_or_sha: str) -> bool:
@@ -315,7 +318,10 @@ class ObjectBlobStore(BlobStore):
             try:
                 self.fs.get_file(self.key(sha), tmp)
             except FileNotFoundError:
-                raise NotFoundError("blob is missing from the store", item=uri, fix="re-acquire the source") from None
+                raise NotFoundError(
+                    f"blob is missing from the store at {self.url} (no object {self.key(sha)})", item=uri,
+                    fix="re-acquire the source (`clipfactory fetch`), or give the store that holds it (--store)",
+                ) from None
             got = _sha256_file(tmp)
             if got != sha:  # a damaged object never enters the cache under another's name
                 raise NotFoundError(

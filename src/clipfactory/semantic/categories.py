@@ -99,14 +99,20 @@ def load_taxonomy(path: str | os.PathLike | None = None) -> dict[str, Any]:
 
 def prompt_centroids(taxonomy: dict[str, Any], encoder) -> tuple[list[str], np.ndarray]:
     """Category names and one unit vector per category: the renormalised mean of its prompts' vectors;
-    then one per anchor of ``other`` (named ``other``)."""
+    then one per prompt of each anchor of ``other`` (named ``other``).
+
+    A category is one kind of content, so the mean of its prompts (an ensemble) is less lexical than
+    any of them: a label that shares one word with one prompt ("high jump", "a view from high in the
+    sky") does not win the category. An anchor of ``other`` is a union of unrelated content (music,
+    athletics, board games), whose mean is close to none of it; each of its prompts stands alone."""
     names, groups = [], []
     for n, prompts in taxonomy["categories"].items():
         names.append(n)
         groups.append(prompts)
     for prompts in taxonomy.get("others", {}).values():
-        names.append(taxonomy["other"])
-        groups.append(prompts)
+        for p in prompts:
+            names.append(taxonomy["other"])
+            groups.append([p])
     cents = []
     for prompts in groups:
         v = encoder.encode(prompts).mean(axis=0)
@@ -165,7 +171,7 @@ def _scope(datasets, source_ids, col: str) -> tuple[str, list[Any]]:
 
 def centroid_names(taxonomy: dict[str, Any]) -> list[str]:
     """The names of :func:`prompt_centroids`' rows, without encoding the prompts."""
-    return list(taxonomy["categories"]) + [taxonomy["other"]] * len(taxonomy.get("others", {}))
+    return list(taxonomy["categories"]) + [taxonomy["other"]] * sum(len(p) for p in taxonomy.get("others", {}).values())
 
 
 def _label_table(tax: dict[str, Any], order: list[str]) -> pa.Table:
@@ -183,7 +189,7 @@ def _label_table(tax: dict[str, Any], order: list[str]) -> pa.Table:
 def prompts_key(taxonomy: dict[str, Any], model_id: str) -> str:
     """What the columns of a row of ``category_scores`` depend on: the model and the prompt groups."""
     groups = [[n, p] for n, p in taxonomy["categories"].items()]
-    groups += [[taxonomy["other"], p] for p in taxonomy.get("others", {}).values()]
+    groups += [[taxonomy["other"], [q]] for p in taxonomy.get("others", {}).values() for q in p]
     return hashlib.sha256(json.dumps([model_id, groups]).encode()).hexdigest()[:32]
 
 
@@ -425,19 +431,49 @@ def categorise(catalog, source_ids: list[str] | None = None, *, taxonomy=None, e
     return {"rows": out, "scores": scores, "names": c["names"], "taxonomy": c["taxonomy"], "model_id": c["model_id"]}
 
 
+def check_datasets(catalog, datasets) -> None:
+    """A NotFoundError naming the catalog's datasets when one of ``datasets`` has no member in it."""
+    if not datasets:
+        return
+    with catalog.read() as con:
+        known = [r[0] for r in con.execute("SELECT DISTINCT dataset FROM memberships ORDER BY 1").fetchall()]
+    unknown = [d for d in datasets if d not in known]
+    if unknown:
+        raise NotFoundError(
+            f"no dataset {unknown[0]!r} in the catalog", item=unknown[0],
+            fix=f"use one of: {', '.join(known)}" if known else "ingest its manifest first (`clipfactory ingest MANIFEST`)",
+        )
+
+
 def category_mix(catalog, *, datasets=None, taxonomy=None, encoder=None) -> dict[str, Any]:
-    """Sources and hours per category (all of the taxonomy's categories, zeros included)."""
-    c = category_columns(catalog, taxonomy=taxonomy, encoder=encoder, datasets=datasets)
+    """Sources and hours per category (all of the taxonomy's categories, zeros included). ``not_indexed``
+    counts the sources that ``semantic index`` never saw (no vector, no mapped label, no ``semantic.text``
+    outcome): they are ``other`` until it runs."""
+    check_datasets(catalog, datasets)
+    c = category_columns(
+        catalog, taxonomy=taxonomy, encoder=encoder, datasets=datasets,
+        extra=""", s.source_id IN (SELECT item_id FROM latest_outcomes WHERE stage = 'semantic.text') AS indexed""",
+    )
     order = c["order"]
     counts = np.bincount(c["code"], minlength=len(order))
     hours = np.bincount(c["code"], weights=c["hours"], minlength=len(order))
     n = len(c["code"])
-    return {
+    indexed = c["table"].column("indexed").to_numpy(zero_copy_only=False).astype(bool)
+    no_text = c["how"] == HOW.index("no text")
+    not_indexed = int(np.count_nonzero(no_text & ~indexed))
+    out = {
         "sources": n,
         "datasets": list(datasets or []),
         "taxonomy": c["taxonomy"]["where"],
         "model_id": c["model_id"],
-        "without_text": int(np.count_nonzero(c["how"] == HOW.index("no text"))),
+        "without_text": int(np.count_nonzero(no_text & indexed)),
+        "not_indexed": not_indexed,
+    }
+    if not_indexed:
+        out["fix"] = ("run `clipfactory semantic index`" + "".join(f" --dataset {d}" for d in datasets or [])
+                      + f": {not_indexed} sources have no text vector yet, so they count as other")
+    return {
+        **out,
         "categories": [
             {"category": name, "sources": int(counts[k]), "share": round(int(counts[k]) / n, 4) if n else 0.0,
              "hours": round(float(hours[k]), 3)}
@@ -459,10 +495,27 @@ def source_categories(catalog, source_id: str, *, taxonomy=None, encoder=None) -
     why = {
         "label": "(its manifest label maps to it in the taxonomy file)",
         "no text": "(no text or vector: other, with zero confidence)",
-        "zero-shot": f"(nearest prompts; other below {r['taxonomy']['threshold']})",
-    }[row["how"]]
+    }.get(row["how"]) or _zero_shot_why(row["category"], scores, r["taxonomy"])
     return {"source_id": source_id, "category": row["category"], "confidence": row["confidence"], "how": row["how"],
             "why": why, "threshold": r["taxonomy"]["threshold"], "model_id": r["model_id"], "scores": scores}
+
+
+def _zero_shot_why(category: str, scores: dict[str, float], tax: dict[str, Any]) -> str:
+    """Why zero-shot gave ``category``, from the source's best score per category (``other``: its
+    nearest anchor prompt)."""
+    other, th = tax["other"], tax["threshold"]
+    ranked = sorted(((v, n) for n, v in scores.items() if n != other), reverse=True)
+    anchor = scores.get(other)
+    if not ranked:
+        return "(no category scores)"
+    (top, best), nxt = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+    if category != other:
+        then = f", then {nxt[1]} {nxt[0]:.3f}" if nxt else ""
+        beat = f"; nearest anchor of {other} {anchor:.3f}" if anchor is not None else ""
+        return f"(nearest prompts: {best} {top:.3f}{then}{beat}; threshold {th})"
+    if top < th:
+        return f"(best category {best} {top:.3f} is below the threshold {th})"
+    return f"(an anchor of {other} is nearer ({anchor:.3f}) than the best category, {best} {top:.3f})"
 
 
 def explain_section(catalog, source_id: str) -> dict[str, Any] | None:
