@@ -86,11 +86,14 @@ def test_index_gives_every_source_a_vector_and_computes_nothing_twice(kinetics):
     # every source's vector is written on the first run ...
     assert s["encoded"] == n_sources
     # ... but each distinct text reaches the model once. The sources' texts, by hand from the CSVs: each
-    # video's labels, sorted, joined by ". "
+    # video's labels, sorted, joined by ". ", without a negation ("using remote controller (not gaming)")
     texts: dict[str, set[str]] = {}
     for name in ("kinetics-400_val.csv", "kinetics-600_val.csv"):
         for row in csv.DictReader(open(SHARED / "manifests" / name)):
-            texts.setdefault(row["youtube_id"], set()).add(row["label"].replace("_", " "))
+            label = row["label"].replace("_", " ")
+            if " (not " in label:
+                label = label[: label.index(" (not ")] + label[label.index(")", label.index(" (not ")) + 1 :]
+            texts.setdefault(row["youtube_id"], set()).add(label)
     distinct = {". ".join(sorted(v)) for v in texts.values()}
     assert max(len(c) for c in kinetics["calls"]) == n_sources  # one call holds every source's text
     assert len(distinct) - 10 <= max(len(set(c)) for c in kinetics["calls"]) <= len(distinct)
@@ -156,6 +159,16 @@ def test_traps_named_with_a_category_word_stay_other(kinetics):
     assert real == {"driving car": "driving", "playing controller": "gameplay", "paragliding": "drone-aerial"}
 
 
+@pytest.mark.parametrize("which,least", [("k400", 1.0), ("k600", 0.85)])
+def test_the_traps_of_the_expectations_land_where_their_labels_say(kinetics, which, least):
+    # the rows noted "trap:" (a negation naming gaming, music and games "played", athletics jumps, a wheel
+    # that is not a vehicle), written from the labels; Kinetics-400's were tuned on, Kinetics-600's not
+    rows = [r for r in EXPECT if r["list"] == which and r["note"].startswith("trap:")]
+    got = _categories(kinetics, {r["label"] for r in rows})
+    wrong = [(r["label"], got[r["label"]]) for r in rows if got[r["label"]] not in r["expected"].split("|")]
+    assert len(rows) >= 25 and 1 - len(wrong) / len(rows) >= least, wrong
+
+
 def test_categories_mix_and_one_source(kinetics):
     mix = _cli(kinetics, "categories", "--dataset", "kinetics-400", "--json")
     assert mix["sources"] == 19906
@@ -211,16 +224,30 @@ def test_a_recorded_permission_makes_the_plan_meet_its_shares(kinetics, tmp_path
         with cat.read() as con:
             in_k600 = {x[0] for x in con.execute("SELECT source_id FROM memberships WHERE dataset = 'kinetics-600'").fetchall()}
         assert set(picked) <= in_k600  # the permission covers Kinetics-600 only
-        # the best-scored candidates are picked: no candidate left out scores above one picked
+        # picks spread over the manifest labels, round robin: each label gives its best-scored candidates,
+        # and no label gets two more picks than a label that still had candidates left
         from clipfactory.semantic.categories import categorise
 
         pool = categorise(cat, sorted(allowed & in_k600))
+        with cat.read() as con:
+            first = dict(con.execute("SELECT source_id, min(dataset || ':' || label) FROM memberships GROUP BY 1").fetchall())
         for c in ("people-handling-objects", "driving"):
             col = pool["names"].index(c)
-            left = [float(pool["scores"][x["row"], col]) for x in pool["rows"]
-                    if x["category"] == c and x["source_id"] not in set(picked)]
-            got = [x["score"] for x in r["sources"] if x["category"] == c]
-            assert left and min(got) >= max(left) - 1e-4, (c, min(got), max(left))
+            cands: dict[str, list[tuple[float, bool]]] = {}
+            for x in pool["rows"]:
+                if x["category"] == c:
+                    cands.setdefault(first[x["source_id"]], []).append(
+                        (float(pool["scores"][x["row"], col]), x["source_id"] in set(picked)))
+            n = {lab: sum(p for _, p in v) for lab, v in cands.items()}
+            for lab, v in cands.items():
+                got = [sc for sc, p in v if p]
+                left = [sc for sc, p in v if not p]
+                if got and left:
+                    assert min(got) >= max(left) - 1e-4, (c, lab, min(got), max(left))
+                if left:
+                    assert max(n.values()) <= n[lab] + 1, (c, lab, n)
+            quota = sum(n.values())
+            assert sum(1 for v in n.values() if v) == min(quota, len(cands)), (c, n)
         assert json.loads((tmp_path / "plan.json").read_text())["planned"] == 60
         # search results carry the recorded decision: Kinetics-600 sources are now allowed, the others not
         from clipfactory.semantic.search import search

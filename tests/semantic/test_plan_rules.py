@@ -41,3 +41,54 @@ def test_plan_skips_near_duplicates_and_takes_held_sources_last(tmp_path, monkey
     assert {x["source_id"] for x in got["sources"] if x["category"] == "driving"} == {sid["a"], first_of_bc, sid["e"]}
     got2 = plan_mix(c, {"driving": 0.5, "nature": 0.5}, purpose="commercial", budget_sources=4)
     assert {x["source_id"] for x in got2["sources"] if x["category"] == "driving"} == {first_of_bc, sid["e"]}
+
+
+def test_spread_order_is_round_robin_over_labels_missing_sources_first():
+    import numpy as np
+
+    from clipfactory.semantic.plan import spread_order
+
+    # label A: rows 0, 1, 2 (0.9, 0.8, 0.7) and a held row 6 (0.99); B: rows 3, 4 (0.6, 0.5); C: row 5 (0.95)
+    rows = np.arange(7)
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.95, 0.99])
+    held = np.array([0, 0, 0, 0, 0, 0, 1], bool)
+    group = np.array([0, 0, 0, 1, 1, 2, 0])
+    order, rank = spread_order(rows, score, held, group)
+    # by hand: round 1 takes each label's best, labels by their best (C 0.95, A 0.9, B 0.6); round 2 A, B;
+    # round 3 A; the held source last, whatever its score
+    assert order.tolist() == [5, 0, 3, 1, 4, 2, 6]
+    assert rank.tolist() == [0, 0, 0, 1, 1, 2, 0]
+
+
+def test_one_label_does_not_fill_a_category(tmp_path, monkeypatch):
+    tax = ('[categories.driving]\nprompts = ["a car on a road"]\n[categories.nature]\nprompts = ["a forest"]\n'
+           '[labels]\n"road" = "driving"\n"highway" = "driving"\n"street" = "driving"\n"forest" = "nature"\n')
+    (tmp_path / "t.toml").write_text(tax)
+    monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
+    cat = str(tmp_path / "c.duckdb")
+    rows = ["video_url,licence,lab"]
+    rows += [f"https://example.org/r{n}.mp4,CC-BY-4.0,road" for n in range(6)]
+    rows += ["https://example.org/h0.mp4,CC-BY-4.0,highway"]
+    rows += [f"https://example.org/s{n}.mp4,CC-BY-4.0,street" for n in range(2)]
+    rows += [f"https://example.org/f{n}.mp4,CC-BY-4.0,forest" for n in range(4)]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    r = CliRunner()
+    for args in (["ingest", str(tmp_path / "m.csv"), "--dataset", "d", "--map", "url=video_url,license=licence,label=lab"],
+                 ["policy", "check", "--purpose", "commercial"]):
+        res = r.invoke(app, [*args, "--catalog", cat])
+        assert res.exit_code == 0, res.output
+    c = Catalog(cat)
+    label = {x["source_id"]: x["label"] for x in c.query("SELECT source_id, label FROM memberships")}
+    got = plan_mix(c, {"driving": 0.6, "nature": 0.4}, purpose="commercial", budget_sources=10)
+    picks = [x for x in got["sources"] if x["category"] == "driving"]
+    per = {}
+    for x in picks:
+        per[label[x["source_id"]]] = per.get(label[x["source_id"]], 0) + 1
+    # 6 driving picks over road (6 sources), highway (1) and street (2), round robin: highway 1, street 2,
+    # road the other 3 (not 6 of road, which a plan by score alone could take)
+    assert per == {"road": 3, "highway": 1, "street": 2}
+    assert {x["category"]: x["planned_share"] for x in got["categories"]} == {"driving": 0.6, "nature": 0.4}
+    # each pick says why: its label, its rank among that label's picks, missing from the store
+    w = {x["why"] for x in picks}
+    assert "its manifest label maps to driving in the taxonomy file; missing from the store; pick 1 of d:highway" in w
+    assert any(x.endswith("pick 3 of d:road") for x in w) and not any("pick 4" in x for x in w)

@@ -8,7 +8,19 @@ from typing import Annotated, Any
 import typer
 
 from .app import app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, existing_catalog, settings, table
+from .common import (
+    CatalogOpt,
+    ConfigOpt,
+    JsonOpt,
+    SetOpt,
+    console,
+    emit,
+    err_console,
+    existing_catalog,
+    settings,
+    table,
+)
+from .policy import PermissionsOpt, PolicyFileOpt, RegistryOpt
 
 semantic_app = typer.Typer(help="Embeddings: compute what is missing.", no_args_is_help=True)
 app.add_typer(semantic_app, name="semantic")
@@ -125,6 +137,9 @@ def categories_cmd(
             f"categories ({r['sources']} sources)",
         )
 
+    if r.get("fix"):
+        err_console.print(f"[yellow]warning:[/] {r['not_indexed']} of {r['sources']} sources are not indexed yet "
+                          f"(fix: {r['fix']})", highlight=False, soft_wrap=True)
     emit(r, json_, render)
 
 
@@ -145,6 +160,9 @@ def plan_cmd(
     ] = None,
     purpose: PurposeOpt = None,
     taxonomy: TaxonomyOpt = None,
+    policy_file: PolicyFileOpt = None,
+    registry: RegistryOpt = None,
+    permissions: PermissionsOpt = None,
     catalog: CatalogOpt = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -152,11 +170,15 @@ def plan_cmd(
 ) -> None:
     """Plan a target mix before download: sources the purpose may acquire and use, in proportion.
 
-    With --check PLAN, after `clipfactory run --plan PLAN`: target, planned and achieved shares of the build."""
+    The stored decisions of `clipfactory policy check` must have been made under the same policy, registry
+    and permissions files: give the same --policy, --registry and --permissions here (or set them in
+    clipfactory.toml). With --check PLAN, after `clipfactory run --plan PLAN`: target, planned and achieved
+    shares of the build."""
     from ..errors import ConfigError
     from ..semantic.plan import check_plan, load_plan, parse_target, plan_mix
 
-    s = settings(config, sets, catalog=catalog, purpose=purpose)
+    s = settings(config, sets, catalog=catalog, purpose=purpose, policy_file=policy_file, registry_file=registry,
+                 permissions_file=permissions)
     if check is not None:
         rc = check_plan(existing_catalog(s), load_plan(check), build=build, taxonomy=taxonomy)
 
@@ -185,6 +207,13 @@ def plan_cmd(
             f"plan for {r['purpose']}: {r['planned']} of {r['budget']} {r['unit']}",
         )
         console.print(r["chart"], highlight=False, markup=False)
+        for c in r["categories"]:
+            mine = [x for x in r["sources"] if x["category"] == c["category"]]
+            for x in mine[:3]:
+                console.print(f"  {x['source_id']}: {x['why']}", highlight=False, markup=False)
+            if len(mine) > 3:
+                console.print(f"  ... and {len(mine) - 3} more {c['category']} sources (--json lists all)",
+                              highlight=False, markup=False)
         for p in r["impossible"]:
             console.print(f"[red]impossible:[/] {p['category']}: {p['why']}", highlight=False)
 

@@ -887,7 +887,9 @@ def check_decisions(
                         f"{stale} stored decisions for {purpose!r} were made under a different policy, "
                         "registry or permissions file",
                         item=purpose,
-                        fix=f"run `clipfactory policy check --purpose {purpose}` again",
+                        fix=f"give this command the --policy, --registry and --permissions files that "
+                        f"`clipfactory policy check` was given (or set them in clipfactory.toml), or run "
+                        f"`clipfactory policy check --purpose {purpose}` again with these",
                     )
                 want = set(_parse_eval(list(settings.build.evaluation_manifests or [])))
                 have = set(_parse_eval(list(info.get("evaluation_datasets") or [])))

@@ -3,7 +3,8 @@
 The candidates are the sources whose stored gate decision for the purpose is ``allow`` (use and
 acquisition both allowed: :func:`clipfactory.policy.gate.allowed_source_ids`, read in SQL), one per content hash,
 without those that ``dedup.near`` dropped as copies. Each category of the target gets its share of the
-budget (sources, or hours), filled with its best-scored candidates, those missing from the store first.
+budget (sources, or hours), filled with candidates missing from the store first, spread over their manifest
+labels: round robin over the labels, each label's best-scored candidate first (:func:`spread_order`).
 A category with too few candidates is reported as impossible, with how many there are.
 """
 
@@ -17,9 +18,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import ConfigError
-from .categories import categorise, category_columns, load_taxonomy
+from .categories import HOW, categorise, category_columns, check_datasets, load_taxonomy
 
 
 def parse_target(text: str) -> dict[str, float]:
@@ -55,6 +57,47 @@ def _quotas(target: dict[str, float], budget: float, integer: bool) -> dict[str,
     return q
 
 
+def _group_codes(spread: pa.ChunkedArray) -> np.ndarray:
+    """One integer per distinct value of ``spread`` (by first appearance); a source without one is a
+    group of its own (codes after the others)."""
+    idx = pc.dictionary_encode(spread).combine_chunks().indices
+    out = idx.to_numpy(zero_copy_only=False) if idx.null_count == 0 else \
+        idx.fill_null(-1).to_numpy(zero_copy_only=False)
+    out = out.astype(np.int64)
+    none = out < 0
+    out[none] = out.max(initial=-1) + 1 + np.arange(int(none.sum()))
+    return out
+
+
+def spread_order(rows: np.ndarray, score: np.ndarray, held: np.ndarray, group: np.ndarray):
+    """The order in which a category's candidates ``rows`` are picked, and each one's round: sources
+    missing from the store before held ones; within each, round robin over the groups (manifest labels),
+    so that one label does not fill a category: round 0 takes every group's best-scored source (groups by
+    their best score), round 1 every group's second best, and so on. Ties: the source id (row order)."""
+    if len(rows) == 0:
+        return rows, np.zeros(0, np.int64)
+    o = np.lexsort((rows, -score, group, held))  # held, group, best first
+    rs, sc, h, g = rows[o], score[o], held[o], group[o]
+    start = np.r_[True, (h[1:] != h[:-1]) | (g[1:] != g[:-1])]
+    first = np.flatnonzero(start)
+    seg = np.cumsum(start) - 1
+    rank = np.arange(len(rs)) - first[seg]
+    best = sc[first][seg]
+    o2 = np.lexsort((rs, -sc, g, -best, rank, h))
+    return rs[o2], rank[o2]
+
+
+def _why(category: str, how: str, score: float, held: bool, label: str | None, rank: int) -> str:
+    if how == "label":
+        base = f"its manifest label maps to {category} in the taxonomy file"
+    else:
+        base = f"{category} score {score:.3f} (zero-shot on its text)"
+    parts = [base, "already in the store" if held else "missing from the store"]
+    if label:
+        parts.append(f"pick {rank + 1} of {label}")
+    return "; ".join(parts)
+
+
 def plan_mix(
     catalog,
     target: dict[str, float],
@@ -85,6 +128,7 @@ def plan_mix(
     if unknown:
         raise ConfigError(f"unknown categories in the target: {', '.join(unknown)}", item=unknown[0],
                           fix=f"use categories of {tax['where']}: {', '.join(sorted(known))}")
+    check_datasets(catalog, datasets)
     check_decisions(catalog, purpose, settings=settings)
     # one pass over the sources: category (vectors in batches), the stored decision, dedup.near's drops and
     # a number per content hash; then NumPy, no loop over sources
@@ -95,7 +139,9 @@ def plan_mix(
                    s.source_id IN (SELECT item_id FROM latest_outcomes
                                    WHERE stage = 'dedup.near' AND status = 'dropped') AS dup,
                    CASE WHEN s.content_sha256 IS NULL THEN -1
-                        ELSE dense_rank() OVER (ORDER BY s.content_sha256) END AS sha_code""",
+                        ELSE dense_rank() OVER (ORDER BY s.content_sha256) END AS sha_code,
+                   (SELECT min(g.dataset || ':' || coalesce(g.label, '')) FROM memberships g
+                    WHERE g.source_id = s.source_id) AS spread""",
         extra_params=[purpose],
     )
     t, order, code, held = r["table"], r["order"], r["code"], r["held"]
@@ -115,33 +161,44 @@ def plan_mix(
     budget = float(budget_hours) if by_hours else int(budget_sources)
     quotas = _quotas(target, budget, not by_hours)
     picked: dict[str, np.ndarray] = {}
+    ranks: dict[str, np.ndarray] = {}
     amounts: dict[str, float] = {}
     available: dict[str, int] = {}
     impossible = []
+    # what a category's picks are spread over: a source's first manifest label (dataset:label), else its
+    # first dataset, else the source itself
+    group = _group_codes(t.column("spread"))
     for c, quota in quotas.items():
         rows = np.flatnonzero(cand & (code == tcode[c]))  # in source id order
         available[c] = len(rows)
-        # not yet held first, then the best scored, then by source id
-        rows = rows[np.lexsort((rows, -r["own_score"][rows], held[rows]))]
+        rows, rank = spread_order(rows, r["own_score"][rows], held[rows], group[rows])
         each = r["hours"][rows] if by_hours else np.ones(len(rows))
         before = np.cumsum(each) - each
         take = before < quota - 1e-9
         picked[c] = rows[take]
+        ranks[c] = rank[take]
         amount = float(each[take].sum()) if by_hours else int(take.sum())
         amounts[c] = amount
         if amount < quota - 1e-9:
-            impossible.append({"category": c, "wanted": round(quota, 3), "available": round(amount, 3),
-                               "why": f"{len(rows)} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
-                                      f"{'hours' if by_hours else 'sources'}"})
+            why = (f"{len(rows)} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
+                   f"{'hours' if by_hours else 'sources'}")
+            if r["model_id"] is None:
+                why += "; the catalog has no text vectors, so only mapped labels give categories: run " \
+                       "`clipfactory semantic index`"
+            impossible.append({"category": c, "wanted": round(quota, 3), "available": round(amount, 3), "why": why})
     total = sum(amounts.values())
     cats = [{"category": c, "target": target[c], "planned": round(amounts[c], 3),
              "planned_share": round(amounts[c] / total, 4) if total else 0.0,
              "held": int(held_count[tcode[c]]), "available": available[c]} for c in target]
     sources = []
+    how = r["how"]
     for c, rows in picked.items():
         ids = t.column("source_id").take(pa.array(rows)).to_pylist()
-        for sid, score, h in zip(ids, r["own_score"][rows].tolist(), held[rows].tolist(), strict=True):
-            sources.append({"source_id": sid, "category": c, "score": round(score, 4), "held": h})
+        spread = t.column("spread").take(pa.array(rows)).to_pylist()
+        for k, (sid, score, h) in enumerate(zip(ids, r["own_score"][rows].tolist(), held[rows].tolist(), strict=True)):
+            g = spread[k]
+            sources.append({"source_id": sid, "category": c, "score": round(score, 4), "held": h,
+                            "label": g, "why": _why(c, HOW[how[rows[k]]], score, h, g, int(ranks[c][k]))})
     result = {
         "purpose": purpose,
         "unit": "hours" if by_hours else "sources",

@@ -1,0 +1,64 @@
+"""The documented permission route through the CLI (docs/semantic.md, Plans; docs/policy.md, section 5):
+`policy check --permissions FILE`, then `plan --permissions FILE`, changes the plan; the same file in
+clipfactory.toml does too; a plan given other files than the decisions were made with says which."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from clipfactory.cli.app import app
+
+TAX = ('[categories.driving]\nprompts = ["a car on a road"]\n[categories.people-handling-objects]\n'
+       'prompts = ["hands folding clothes"]\n[labels]\n"driving car" = "driving"\n'
+       '"knitting" = "people-handling-objects"\n')
+
+
+def _setup(tmp_path):
+    rows = ["label,youtube_id,time_start,time_end,split,is_cc"]
+    rows += [f"driving car,drive{n:06d},0,10,val,0" for n in range(4)]
+    rows += [f"knitting,knits{n:06d},0,10,val,0" for n in range(6)]
+    (tmp_path / "kinetics-400_val.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "letter.pdf").write_bytes(b"signed permission letter")
+    (tmp_path / "permissions.toml").write_text(
+        '[[permission]]\nplatform = "youtube"\nscope = "all"\ngranted_by = "YouTube"\n'
+        'granted_at = 2026-01-15\ndocument = "letter.pdf"\n')
+    (tmp_path / "t.toml").write_text(TAX)
+    return str(tmp_path / "c.duckdb")
+
+
+def _run(r, *args):
+    return r.invoke(app, list(args))
+
+
+def test_the_documented_permission_route_changes_the_plan(tmp_path, monkeypatch):
+    cat = _setup(tmp_path)
+    monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner()
+    plan = ["plan", "--target", "people-handling-objects=0.6,driving=0.4", "--budget-sources", "5",
+            "--purpose", "research", "--json", "--catalog", cat]
+    assert _run(r, "ingest", "kinetics-400_val.csv", "--catalog", cat).exit_code == 0
+    assert _run(r, "policy", "check", "--purpose", "research", "--catalog", cat).exit_code == 0
+    before = _run(r, *plan)
+    assert before.exit_code == 0, before.output
+    b = json.loads(before.stdout)
+    # YouTube without a recorded permission: nothing acquirable, both categories impossible
+    assert b["planned"] == 0 and {p["category"] for p in b["impossible"]} == {"driving", "people-handling-objects"}
+    # the route of the docs: record the permission, then plan with the same file
+    res = _run(r, "policy", "check", "--purpose", "research", "--permissions", "permissions.toml", "--catalog", cat)
+    assert res.exit_code == 0, res.output
+    after = _run(r, *plan, "--permissions", "permissions.toml")
+    assert after.exit_code == 0, after.output
+    a = json.loads(after.stdout)
+    assert a["impossible"] == [] and a["planned"] == 5
+    assert {c["category"]: c["planned"] for c in a["categories"]} == {"people-handling-objects": 3, "driving": 2}
+    # a plan without the file the decisions were made with is refused, naming the option to give
+    stale = _run(r, *plan)
+    assert stale.exit_code != 0 and "--permissions" in stale.output
+    # the same file in clipfactory.toml: no flag needed
+    (tmp_path / "clipfactory.toml").write_text('permissions_file = "permissions.toml"\n')
+    conf = _run(r, *plan)
+    assert conf.exit_code == 0, conf.output
+    assert json.loads(conf.stdout)["planned"] == 5
