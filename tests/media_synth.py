@@ -220,3 +220,49 @@ def flat_video(
         height=h,
     )
     return path
+
+
+def encode_h264(
+    path: str | os.PathLike,
+    frames,
+    *,
+    fps: int = 25,
+    crf: int | None = None,
+    preset: str | None = None,
+    x264_params: str | None = None,
+    rotation: int = 0,
+) -> Path:
+    """Write RGB ``frames`` (uint8 arrays of one size) as H.264 in yuv420p at ``fps``, frame ``k`` at time
+    ``k / fps``. ``crf``, ``preset`` and ``x264_params`` are libx264's (its defaults when ``None``: the
+    medium preset, with B-frames); ``rotation`` sets the display rotation, in degrees counterclockwise."""
+    path = Path(path)
+    frames = iter(frames)
+    first = next(frames)
+    h, w = first.shape[:2]
+    options = {}
+    if crf is not None:
+        options["crf"] = str(crf)
+    if preset is not None:
+        options["preset"] = preset
+    if x264_params:
+        options["x264-params"] = x264_params
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = options
+        s.time_base = Fraction(1, fps)
+        if rotation:
+            s.set_display_rotation(rotation)
+        for k, img in enumerate(_chain(first, frames)):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            vf.pts = k
+            for pkt in s.encode(vf):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    return path
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest

@@ -5,12 +5,11 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+from media_synth import encode_h264
 from PIL import Image
 
 from clipfactory.errors import MissingExtraError
@@ -79,28 +78,28 @@ def synth_frames() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("synth") / "synth.mp4"
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.options = {"crf": "16", "preset": "veryfast"}
-        s.time_base = Fraction(1, FPS)
-        for i, img in enumerate(synth_frames()):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return path
+    return encode_h264(path, synth_frames(), fps=FPS, crf=16, preset="veryfast")
 
 
 @pytest.fixture(scope="module")
 def synth_result(synth) -> AnalysisResult:
+    """The default pass: two-level on this H.264 stream with B-frames."""
     return analyse(synth)
 
 
-def test_synthetic_shots(synth_result):
-    r = synth_result
+@pytest.fixture(scope="module")
+def synth_full(synth) -> AnalysisResult:
+    """The pass over every frame."""
+    return analyse(synth, AnalyseConfig(skip_nonref=False))
+
+
+@pytest.fixture(params=["default", "every frame"])
+def either(request, synth_result, synth_full) -> AnalysisResult:
+    return synth_result if request.param == "default" else synth_full
+
+
+def test_synthetic_shots(either):
+    r = either
     assert r.n_frames == N
     b = r.boundaries
     kinds = [s.transition_out for s in r.shots]
@@ -116,15 +115,20 @@ def test_synthetic_shots(synth_result):
     assert r.shots[-1].end_ms == pytest.approx(N * 1000 / FPS, abs=1)
 
 
-def test_synthetic_statistics(synth_result):
-    shots = synth_result.shots
+def test_synthetic_statistics(either, synth_full):
+    shots = either.shots
     # the black run is split between the shot that fades out and the one that fades in
     black = [round(s.black_fraction * s.n_frames) for s in shots]
     assert black[2] > 0 and black[3] > 0
     assert BLACK[1] - BLACK[0] <= sum(black) <= BLACK[1] - BLACK[0] + 4
     assert shots[0].black_fraction == 0.0
     assert all(s.motion > 0.5 for s in shots)  # every shot pans
-    assert 0.6 < shots[0].static_fraction < 0.85  # the pan moves on every 4th frame only
+    if either is synth_full:
+        assert 0.6 < shots[0].static_fraction < 0.85  # the pan moves on every 4th frame only
+    else:
+        # A step over several frames moves when one of them does: with reference frames two apart, half of
+        # them carry one of the pan's moves; one frame apart, a quarter.
+        assert 0.4 < shots[0].static_fraction <= synth_full.shots[0].static_fraction
     assert shots[0].sharpness > 100  # hard-edged blocks
     # no text is drawn: read on every shot when the OCR package is there (the default), else not read
     expected = 0.0 if importlib.util.find_spec("rapidocr_onnxruntime") is not None else None
@@ -134,15 +138,7 @@ def test_synthetic_statistics(synth_result):
 def test_flash_frame_is_not_a_cut(tmp_path):
     frames = [_shot_frame(_texture(3), i).astype(np.uint8) for i in range(40)]
     frames[20] = np.full_like(frames[20], 255)  # one white flash frame
-    path = tmp_path / "flash.mp4"
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        for img in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+    path = encode_h264(tmp_path / "flash.mp4", frames, fps=FPS)
     assert analyse(path).boundaries == []
 
 
@@ -168,47 +164,32 @@ def test_pdq_and_thumbnails(synth_result):
 
 
 def test_thumbnail_is_turned_upright(tmp_path):
-    path = tmp_path / "portrait.mp4"
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.set_display_rotation(90)
-        for i in range(20):
-            img = _shot_frame(_texture(4), i).astype(np.uint8)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+    frames = [_shot_frame(_texture(4), i).astype(np.uint8) for i in range(20)]
+    path = encode_h264(tmp_path / "portrait.mp4", frames, fps=FPS, rotation=90)
     r = analyse(path)
     assert r.probe.rotation == 90
     assert Image.open(io.BytesIO(r.shots[0].thumbnail)).size == (H, W)
 
 
 def test_static_clip_is_one_static_shot(tmp_path):
-    path = tmp_path / "still.mp4"
     img = _texture(9)[:H, :W].astype(np.uint8)
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        for _ in range(40):
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+    path = encode_h264(tmp_path / "still.mp4", [img] * 40, fps=FPS)
     r = analyse(path)
     assert len(r.shots) == 1 and r.shots[0].transition_out == "end"
     assert r.shots[0].static_fraction > 0.9
 
 
-def test_coarse_mode_keeps_cuts(synth, synth_result):
-    r = analyse(synth, AnalyseConfig(skip_nonref=True))
+def test_two_level_pass_is_the_default_and_keeps_cuts(synth, synth_result, synth_full):
+    r = synth_result
+    assert r.config["skip_nonref"] == "auto" and r.signals.span is not None  # steps over several frames
+    assert synth_full.signals.span is None
     # Frame indices come from timestamps; the stream's last picture is a reference frame, so the count is exact.
     assert r.n_frames == N
     # Both hard cuts are on their frames (the two-level pass places them on every frame around them).
     assert all(c in r.boundaries for c in CUTS), r.boundaries
     # The fade's black run is placed on every frame too; the cross-fade is placed from the reference frames,
     # within the 2 frames a gradual transition is scored by.
-    full = synth_result.boundaries
+    full = synth_full.boundaries
     assert r.boundaries[:3] == full[:3] and len(r.boundaries) == len(full)
     assert abs(r.boundaries[3] - full[3]) <= 2, (r.boundaries, full)
 

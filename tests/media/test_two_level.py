@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import re
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from media_synth import encode_h264
 
 from clipfactory.media.analyse import AnalyseConfig, analyse
 
@@ -40,19 +40,7 @@ def _frames() -> list[np.ndarray]:
 
 
 def _encode(path: Path, x264_params: str) -> Path:
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.options = {"crf": "18", "preset": "veryfast", "x264-params": x264_params}
-        s.time_base = Fraction(1, FPS)
-        for i, img in enumerate(_frames()):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return path
+    return encode_h264(path, _frames(), fps=FPS, crf=18, preset="veryfast", x264_params=x264_params)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +69,7 @@ def test_cuts_between_reference_frames_land_on_their_frames(bframes, caplog):
     refs = set(_nonref_frames(bframes))
     # The set-up this test is about: no cut has both its frame and the one before it decoded.
     assert all(not (c in refs and c - 1 in refs) for c in CUTS), sorted(refs)
-    full = analyse(bframes, AnalyseConfig(detect_text=False))
+    full = analyse(bframes, AnalyseConfig(detect_text=False, skip_nonref=False))
     assert full.boundaries == sorted([*CUTS, FADE])
     with caplog.at_level(logging.DEBUG, logger="clipfactory.media.analyse"):
         two = analyse(bframes, AnalyseConfig(detect_text=False, skip_nonref=True))
@@ -99,15 +87,62 @@ def test_cuts_between_reference_frames_land_on_their_frames(bframes, caplog):
         assert b.thumbnail is not None
 
 
-def test_auto_uses_reference_frames_only_with_b_frames(bframes, tmp_path, caplog):
+def test_default_uses_reference_frames_only_with_b_frames(bframes, tmp_path, caplog):
+    # The default (skip_nonref = "auto") is the two-level pass on H.264 with B-frames.
     with caplog.at_level(logging.DEBUG, logger="clipfactory.media.analyse"):
-        r = analyse(bframes, AnalyseConfig(detect_text=False, skip_nonref="auto"))
+        r = analyse(bframes, AnalyseConfig(detect_text=False))
     assert any("reference frames decoded" in x.getMessage() for x in caplog.records)
     assert r.boundaries == sorted([*CUTS, FADE])
     caplog.clear()
+    # skip_nonref = false forces the pass over every frame.
+    with caplog.at_level(logging.DEBUG, logger="clipfactory.media.analyse"):
+        r = analyse(bframes, AnalyseConfig(detect_text=False, skip_nonref=False))
+    assert not any("reference frames decoded" in x.getMessage() for x in caplog.records)
+    assert r.boundaries == sorted([*CUTS, FADE])
     # Without B-frames every frame is a reference frame: the pass decodes every frame, as the full one.
     plain = _encode(tmp_path / "plain.mp4", "bframes=0:scenecut=0:keyint=250")
     with caplog.at_level(logging.DEBUG, logger="clipfactory.media.analyse"):
-        r = analyse(plain, AnalyseConfig(detect_text=False, skip_nonref="auto"))
+        r = analyse(plain, AnalyseConfig(detect_text=False))
     assert not any("reference frames decoded" in x.getMessage() for x in caplog.records)
     assert r.boundaries == sorted([*CUTS, FADE])
+
+
+def _texture(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.kron(rng.integers(0, 256, (H // 8, W // 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+
+
+def test_flash_on_a_reference_frame_before_a_cut(tmp_path):
+    # A still picture, a white frame at 30, the picture again at 31, a hard cut at 32. With one B-frame
+    # between reference frames, 30 and 32 are decoded and 31 is not: from the reference frames alone, the
+    # step into the white frame looks like the cut. The exact pass sees the flash (29 and 31 match) and
+    # puts the cut at 32.
+    a, b = _texture(1), _texture(2)
+    frames = [a] * 30 + [np.full_like(a, 255), a] + [b] * 32
+    path = encode_h264(
+        tmp_path / "flash.mp4", frames, fps=FPS, crf=18, preset="veryfast",
+        x264_params="bframes=1:b-adapt=0:scenecut=0:keyint=250",
+    )  # fmt: skip
+    refs = set(_nonref_frames(path))
+    assert {28, 30, 32} <= refs and 31 not in refs, sorted(refs)
+    full = analyse(path, AnalyseConfig(detect_text=False, skip_nonref=False))
+    assert full.boundaries == [32]
+    two = analyse(path, AnalyseConfig(detect_text=False, skip_nonref=True))
+    assert two.boundaries == [32]
+
+
+def test_thumbnails_near_the_middle_of_long_shots_of_reference_frames():
+    # Reference frames on the odd frames of a shot that starts on an even one: the held frames must still
+    # spread over the shot, so that the thumbnail is the decoded frame nearest its middle.
+    from clipfactory.media.analyse import _ThumbSampler
+
+    sampler = _ThumbSampler()
+    for i in range(1, 400, 2):
+        sampler.offer(i, f"frame {i}")
+    thumb, spread = sampler.split(400, 4)
+    middle = int(thumb.split()[1])
+    assert abs(middle - 199.5) <= 16  # 200 decoded frames thinned to a dozen: 400 / 12 frames apart at most
+    picked = [i for i, _ in spread]
+    assert len(picked) == 4 and all(
+        abs(i - t) <= 33 for i, t in zip(picked, (50, 150, 250, 350), strict=True)
+    )

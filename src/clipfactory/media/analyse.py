@@ -217,13 +217,13 @@ class AnalyseConfig(BaseModel):
         "small thumbnails barely see. Turn off for bit-exact pictures.",
     )
     skip_nonref: bool | Literal["auto"] = Field(
-        False,
+        "auto",
         description="Two-level pass on H.264/HEVC with the native detector: decode only the reference "
         "frames (FFmpeg skip_frame=NONREF, about half the frames of a B-frame stream) and find the boundaries "
         "on them; where a cut's frame or a black run's ends are not certain from them, a second decoder "
-        "decodes every frame of a short span and the exact tests place it. Per-frame scores come from the "
-        "reference frames; dissolves keep their position on them. auto: on for streams with B-frames and a "
-        "constant frame rate.",
+        "decodes every frame of a short span and the exact tests place it. Per-frame scores, thumbnails and "
+        "text frames come from the reference frames; dissolves keep their position on them. auto (the "
+        "default): on for streams with B-frames and a constant frame rate; false: decode every frame.",
     )
 
     def detector_params(self) -> DetectorParams:
@@ -306,7 +306,9 @@ class FrameSignals:
     0 for the first), ``sharpness`` (NaN on frames that were not sampled), ``luma``, ``black`` and
     ``static``. ``text_ms``/``text_has``/``text_lines`` are the
     frames sampled for text, whether they carry any, and the lines read on them (``None`` when text
-    detection is off). About 18 bytes a frame.
+    detection is off). ``span`` is, in the two-level pass, how many frames of the video the step into each
+    decoded frame covers (``None`` when every frame is decoded): a span's motion and static share weigh
+    each step by it, so they count frames of the video. About 18 bytes a frame.
     """
 
     time_ms: np.ndarray  # int32
@@ -318,6 +320,7 @@ class FrameSignals:
     text_ms: np.ndarray | None = None  # int32
     text_has: np.ndarray | None = None  # bool
     text_lines: tuple[tuple[str, ...], ...] | None = None
+    span: np.ndarray | None = None  # uint16
 
     def _text_samples(self, start_ms: int, end_ms: int) -> slice | None:
         """The text samples inside ``[start_ms, end_ms)``, or the one nearest its middle when none is."""
@@ -361,12 +364,13 @@ class FrameSignals:
         sl = self._text_samples(start_ms, end_ms)
         if sl is not None and self.text_has is not None:
             text = round(float(self.text_has[sl].mean()), 4)
+        w = None if self.span is None else self.span[steps]
         return {
-            "motion": round(float(self.motion[steps].mean()), 4),
+            "motion": round(_mean(self.motion[steps], w), 4),
             "sharpness": round(float(sharp.mean()), 3) if sharp.size else 0.0,
             "luma": round(float(self.luma[lo:hi].mean()), 3),
             "black_fraction": round(float(self.black[lo:hi].mean()), 4),
-            "static_fraction": round(float(self.static[steps].mean()), 4),
+            "static_fraction": round(_mean(self.static[steps], w), 4),
             "text_fraction": text,
         }
 
@@ -441,9 +445,12 @@ class AnalysisResult:
 class _ThumbSampler:
     """Keeps a bounded, evenly thinned set of frame references for the open shot.
 
-    Frames are offered in order; every ``step``-th frame since the shot start is kept, and when more
-    than ``keep`` are held every other one is dropped and ``step`` doubles. A ring of every other one
-    of the latest ``2 * recent`` frames covers boundaries that are settled some frames late.
+    Frames are offered in order; a frame at least ``step`` frames after the last one held is kept, and
+    when more than ``keep`` are held the held frames are thinned to ``step * 2`` apart and ``step``
+    doubles. A ring of frames at least two apart among the latest covers boundaries that are settled
+    some frames late. Spacing is measured in frames of the video, so the two-level pass, which offers
+    only reference frames (1 to 4 frames apart, in no fixed pattern), keeps as even a spread as the
+    pass over every frame, which keeps every ``step``-th frame from the shot's start.
     """
 
     def __init__(self, keep: int = 12, recent: int = 24):
@@ -454,14 +461,14 @@ class _ThumbSampler:
         self.recent: deque[tuple[int, av.VideoFrame]] = deque(maxlen=recent)
 
     def offer(self, idx: int, frame: av.VideoFrame) -> None:
-        if idx % 2 == 0:
+        if not self.recent or idx - self.recent[-1][0] >= 2:
             self.recent.append((idx, frame))
-        if (idx - self.start) % self.step:
+        if self.cands and idx - self.cands[-1][0] < self.step:
             return
         self.cands.append((idx, frame))
         if len(self.cands) > self.keep:
             self.step *= 2
-            self.cands = [c for c in self.cands if (c[0] - self.start) % self.step == 0]
+            self.cands = _spread(self.cands, self.start, self.step)
 
     def split(
         self, b: int, n_spread: int = 0
@@ -485,6 +492,18 @@ class _ThumbSampler:
         self.step = 1
         self.cands = sorted(keep.values(), key=lambda c: c[0])[-self.keep :]
         return best, sorted(spread.items())
+
+
+def _spread(cands: list[tuple[int, av.VideoFrame]], start: int, step: int) -> list[tuple[int, av.VideoFrame]]:
+    """The frames of ``cands`` (in order) kept when each must be at least ``step`` after the one kept before
+    it, counting from ``start - step``: every ``step``-th frame from ``start`` when every frame is there."""
+    out: list[tuple[int, av.VideoFrame]] = []
+    last = start - step
+    for c in cands:
+        if c[0] - last >= step:
+            out.append(c)
+            last = c[0]
+    return out
 
 
 def _jpeg(frame: av.VideoFrame, width: int, quality: int, rotation: int) -> bytes:
@@ -695,6 +714,11 @@ def _fraction(idx: np.ndarray | None, lines: list, start: int, end: int) -> floa
     """Share of the text samples of frames ``[start, end)`` that carry text (``None`` with none)."""
     inside = _in(idx, lines, start, end)
     return round(sum(1 for x in inside if x) / len(inside), 4) if inside else None
+
+
+def _mean(a: np.ndarray, weights: np.ndarray | None) -> float:
+    """The mean of ``a``, weighted by ``weights`` (frames of the video a step covers) when given."""
+    return float(a.mean()) if weights is None else float(np.average(a, weights=weights))
 
 
 def _nanmean(a: np.ndarray) -> float:
@@ -930,6 +954,20 @@ class _CoarseBoundaries:
         ref = sum(nb) / len(nb) if nb else 0.0
         return s[j] >= self.p.cut_min_score and s[j] >= self.p.cut_adaptive_ratio * max(ref, 1.0)
 
+    def _flash_unsure(self, j: int) -> tuple[bool, bool]:
+        """Whether the flash test of the cut into reference frame ``j`` may differ from the exact pass's, before
+        and after it: that test compares the frames just before and after the step (``j - 2`` with ``j``,
+        ``j - 1`` with ``j + 1``). Where the step beside it skips frames of the video and is a large change
+        itself, a frame it skips may match the other side, so that ``j`` (or ``j - 1``) is a one-frame
+        anomaly, as a flash followed by a cut is. A change is large when it reaches ``flash_ratio`` of the
+        cut's: leaving an anomaly changes the picture about as much as entering it did, and a step on to
+        another picture about as much as a cut does; motion after a cut is mostly well under it."""
+        ids, s, n_c = self.ids, self.det.scores, len(self.ids)
+        limit = max(self.p.cut_min_score, self.p.flash_ratio * s[j])
+        before = j >= 2 and ids[j - 1] - ids[j - 2] > 1 and s[j - 1] >= limit
+        after = j + 1 < n_c and ids[j + 1] - ids[j] > 1 and s[j + 1] >= limit
+        return before, after
+
     def _place(self, bd, final: int | None):
         from clipfactory.media.shots import _BLACK_RUN_SCORE, Boundary
 
@@ -937,10 +975,15 @@ class _CoarseBoundaries:
         j = bd.frame
         if bd.kind == "cut":
             a, b = ids[j - 1], ids[j]
-            if b - a == 1 and self._clear_cut(j):
+            before, after = self._flash_unsure(j)
+            if b - a == 1 and self._clear_cut(j) and not (before or after):
                 self.n_exact += 1
             else:
-                b = self.refiner.cut_frame(a, b)
+                # Decode every frame of the step, and of a large step beside it that skips frames: one of
+                # those frames may make this step a flash's, and the cut the one beside it.
+                lo = ids[j - 2] if before else a
+                hi = ids[j + 1] if after else b
+                b = self.refiner.cut_frame(lo, hi)
                 if b is None:
                     return None
             return Boundary(b, "cut", bd.score, b - 1, b)
@@ -1073,21 +1116,29 @@ class _Refiner:
             back = 2 * back + 2.0  # the seek landed after the span's start: go further back
 
     def cut_frame(self, a: int, b: int) -> int | None:
-        """The frame in ``a+1..b`` with the largest change from its predecessor, if the exact hard-cut test
-        passes there, given every frame of ``a - cut_window - 2 .. b + cut_window + 1``; else ``None``."""
+        """The frame in ``a+1..b`` with the largest change from its predecessor among those where the exact
+        hard-cut test passes, given every frame of ``a - cut_window - 2 .. b + cut_window + 1``; else ``None``
+        (as the exact pass, which keeps the strongest of cuts closer than the shortest shot)."""
         w = self.params.cut_window
         det = ShotDetector(self.params)
         feats = _Features(self.cfg, self.reader)
-        ids = []
+        ids: list[int] = []
+        cuts: list[int] = []
+
+        def test(k: int) -> None:
+            # While the frames the test reads are in the detector's ring of luma planes.
+            if k > 0 and a < ids[k] <= b and det.is_cut(k):
+                cuts.append(k)
+
         for i, f in self._window(max(0, a - w - 2), b + w + 1):
             y, _, score, _, is_black = feats(f)
             det.push(y, score, is_black)
             ids.append(i)
-        inside = [k for k, i in enumerate(ids) if a < i <= b and k > 0]
-        if not inside:
-            return None
-        k = max(inside, key=lambda k: det.scores[k])
-        return ids[k] if det.is_cut(k) else None
+            if len(ids) > w + 1:
+                test(len(ids) - w - 2)
+        for k in range(max(0, len(ids) - w - 1), len(ids)):
+            test(k)
+        return ids[max(cuts, key=lambda k: det.scores[k])] if cuts else None
 
     def first(self, a: int, b: int, black: bool) -> int:
         """The first frame in ``a+1..b`` that is black (``black``) or not (``b`` if none is)."""
@@ -1148,6 +1199,7 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
     times: list[float] = []
     frame_ids: list[int] = []  # frame index of each decoded frame (differs only in coarse mode)
     motion: list[float] = []
+    spans: list[int] = []  # frames of the video each step covers (coarse mode)
     sharp: list[float] = []
     luma: list[float] = []
     black: list[bool] = []
@@ -1224,6 +1276,7 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
             frame_ids.append(idx)
             # In coarse mode a step spans ``gap`` frames; motion is given per frame.
             motion.append(dy / gap if gap > 1 else dy)
+            spans.append(gap)
             luma.append(mean)
             black.append(is_black)
             # Sharpness on every third frame of the video (in coarse mode, the first decoded one after).
@@ -1301,6 +1354,7 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
     luma_a = np.asarray(luma)
     black_a = np.asarray(black, dtype=bool)
     static_a = motion_a < cfg.static_threshold
+    span_a = np.minimum(np.asarray(spans), np.iinfo(np.uint16).max).astype(np.uint16) if coarse else None
     if coarse:
         # Per-frame arrays are indexed by decoded frame; map shot frame ranges through frame indices.
         frame_idx = np.asarray(frame_ids, dtype=np.int64)
@@ -1318,8 +1372,12 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
             lo, hi = start, end
         sl = slice(lo, max(hi, lo + 1))
         m = motion_a[sl]
+        w = None if span_a is None else span_a[sl]
         if lo == 0 and len(m) > 1:
             m = m[1:]  # the first frame has no predecessor
+            mw = None if w is None else w[1:]
+        else:
+            mw = w
         if coarse:
             # Boundaries may fall on frames that were not decoded: their times from the frame rate.
             start_ms = min(duration_ms, int(round(t_arr[0] * 1000 + start * frame_ms)))
@@ -1337,11 +1395,11 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
                 start_ms=start_ms,
                 end_ms=end_ms,
                 transition_out=kind,
-                motion=round(float(m.mean()), 4),
+                motion=round(_mean(m, mw), 4),
                 sharpness=round(_nanmean(sharp_a[sl]), 3),
                 luma=round(float(luma_a[sl].mean()), 3),
                 black_fraction=round(float(black_a[sl].mean()), 4),
-                static_fraction=round(float(static_a[sl].mean()), 4),
+                static_fraction=round(_mean(static_a[sl], w), 4),
                 text_fraction=_fraction(text_idx, text_lines, start, end),
                 text=join_lines(_in(text_idx, text_lines, start, end)) if text_idx is not None else None,
                 transition_confidence=conf,
@@ -1359,6 +1417,7 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
         text_ms=np.maximum.accumulate(np.asarray(text_ms, dtype=np.int32)) if text_ms else _EMPTY_MS,
         text_has=np.asarray([bool(x) for x in text_lines], dtype=bool),
         text_lines=tuple(text_lines),
+        span=span_a,
     )
     if text is None:
         signals = replace(signals, text_ms=None, text_has=None, text_lines=None)
