@@ -5,16 +5,20 @@ Baseline: the plain analysis pass (``clipfactory.media.analyse.analyse`` with th
 
 * the plain pass (its shot thumbnails are what the signals read);
 * the pass with OCR on sampled frames (``detect_text = true``), when rapidocr-onnxruntime is installed, with
-  PP-OCR's graphs as rewritten by ``clipfactory.onnxgraph`` (what runs) and as packaged (``--packaged``,
-  the default: both); the OCR worker thread's own CPU seconds are reported beside the difference of passes;
+  PP-OCR's graphs as rewritten by ``clipfactory.onnxgraph`` (what runs) and, with ``--packaged``, as
+  packaged; the OCR worker thread's own CPU seconds are reported beside the difference of passes;
 * ``signals.visual`` (NSFW score and faces; no aesthetic head) over one clip per shot, from the thumbnails
   of the plain pass put in a blob store, in the stage's own batches: JPEG decode, the Open-NSFW graph on
-  ONNX Runtime (rewritten, and as packaged), the Haar face cascade.
+  ONNX Runtime (``int8``: the default 8-bit graph; ``float32``: ``nsfw_int8 = false``, the rewritten float
+  graph; with ``--packaged`` also the float graph as packaged), the Haar face cascade.
+
+The film's thumbnails are held out from the int8 calibration (``bench/calibrate_nsfw.py``): the int8 scores
+are compared with float32's on them (largest difference, rank correlation, decisions at 0.2, 0.5, 0.8).
 
 Target (issue 14): OCR, NSFW and faces add at most 15% to the analysis pass on the Big Buck Bunny film.
 Wall and CPU seconds (all threads of the process) are both reported; on a shared machine CPU is steadier.
 
-    python bench/bench_signals.py [--video PATH] [--repeat 2] [--threads 1] [--no-packaged]
+    python bench/bench_signals.py [--video PATH] [--repeat 2] [--threads 1] [--packaged]
 """
 
 from __future__ import annotations
@@ -51,10 +55,13 @@ def main() -> None:
     ap.add_argument("--video", help="default: the Big Buck Bunny film (get-bbb.sh)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the NSFW model")
-    ap.add_argument("--no-packaged", dest="packaged", action="store_false",
-                    help="skip the runs with the graphs as packaged (no rewrite)")
+    ap.add_argument("--packaged", action="store_true",
+                    help="also run the graphs as packaged (no rewrite, float32)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "bench"))
+    import numpy as np
+
     import clipfactory.media.analyse as analyse_mod
     from clipfactory import onnxgraph, registry
     from clipfactory.media.analyse import AnalyseConfig, analyse
@@ -73,24 +80,28 @@ def main() -> None:
     # ship them (clipfactory.onnxgraph's rewrite replaced by the identity).
     rewrite = onnxgraph.optimized_model
     stages, engines = {}, {}
-    variants = ["rewritten", "packaged"] if args.packaged else ["rewritten"]
+    variants = ["int8", "float32", "packaged"] if args.packaged else ["int8", "float32"]
     for variant in variants:
-        onnxgraph.optimized_model = rewrite if variant == "rewritten" else Path
+        onnxgraph.optimized_model = Path if variant == "packaged" else rewrite
         nsfw_mod._SCORERS.clear()
         analyse_mod._OCR.clear()
-        stages[variant] = registry.get("signals.visual")({"threads": args.threads}, ctx)
+        stages[variant] = registry.get("signals.visual")({"threads": args.threads, "nsfw_int8": variant == "int8"}, ctx)
         stages[variant].check()
-        if has_ocr:
-            engines[variant] = analyse_mod.ocr_engine()
+        if variant == "int8":
+            assert stages[variant]._nsfw.int8, stages[variant]._nsfw.int8_skipped
+        if has_ocr and variant != "float32":  # OCR has no int8 graph: "int8" runs the rewritten one
+            engines["packaged" if variant == "packaged" else "rewritten"] = analyse_mod.ocr_engine()
     onnxgraph.optimized_model = rewrite
 
-    worker = {"cpu": 0.0}
+    worker = {"cpu": 0.0, "n": 0}
     read_shot = analyse_mod._TextSampler._read_shot
 
     def timed_read_shot(self, *a):
         t = time.thread_time()
         try:
-            return read_shot(self, *a)
+            out = read_shot(self, *a)
+            worker["n"] += len(out)
+            return out
         finally:
             worker["cpu"] += time.thread_time() - t
 
@@ -103,8 +114,9 @@ def main() -> None:
         runs["plain"].append((w, c))
         for variant in engines:
             analyse_mod._OCR[(1,)] = engines[variant]
-            worker["cpu"] = 0.0
+            worker["cpu"], worker["n"] = 0.0, 0
             _, w, c = timed(lambda: analyse(video, AnalyseConfig(detect_text=True)))
+            worker["reads"] = worker["n"]
             runs.setdefault(f"ocr_{variant}", []).append((w, c))
             runs.setdefault(f"ocr_{variant}_worker", []).append((0.0, worker["cpu"]))
         clips = [
@@ -136,16 +148,21 @@ def main() -> None:
             "shots": len(result.shots),
             "thumbnails": len(clips),
             "thumbnail_size": _size(store, clips[0].thumb_uri) if clips else None,
-            "clips_with_faces": sum(1 for f in info["faces_rewritten"] if f),
-            "nsfw_max": round(max((x for x in info["nsfw_rewritten"] if x is not None), default=0.0), 4),
-            "nsfw_above_0.8": sum(1 for x in info["nsfw_rewritten"] if (x or 0) > 0.8),
+            "clips_with_faces": sum(1 for f in info["faces_int8"] if f),
+            "nsfw_max_float32": round(max((x for x in info["nsfw_float32"] if x is not None), default=0.0), 4),
+            "nsfw_above_0.8_float32": sum(1 for x in info["nsfw_float32"] if (x or 0) > 0.8),
+            "ocr_reads": worker.get("reads"),
         })
+    from calibrate_nsfw import agreement
+
+    info["nsfw_int8_vs_float32"] = agreement(np.array(info["nsfw_float32"]), np.array(info["nsfw_int8"]))
     if "nsfw_packaged" in info:
-        info["nsfw_max_abs_diff_rewritten_vs_packaged"] = max(
-            (abs(a - b) for a, b in zip(info["nsfw_rewritten"], info["nsfw_packaged"], strict=True)), default=0.0
+        info["nsfw_max_abs_diff_float32_rewritten_vs_packaged"] = max(
+            (abs(a - b) for a, b in zip(info["nsfw_float32"], info["nsfw_packaged"], strict=True)), default=0.0
         )
-        info["same_faces"] = info["faces_rewritten"] == info["faces_packaged"]
-    for k in [k for k in info if k.startswith(("nsfw_rewritten", "nsfw_packaged", "faces_rewritten", "faces_packaged"))]:
+    info["same_faces"] = all(info[f"faces_{v}"] == info["faces_int8"] for v in variants)
+    for k in [k for k in info if k.startswith(tuple(f"{p}_{v}" for p in ("nsfw", "faces") for v in variants))
+              and not k.startswith("nsfw_int8_vs")]:
         del info[k]
 
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items() if v}
@@ -158,12 +175,15 @@ def main() -> None:
         sig_w, sig_c = med[f"signals_{variant}"]
         ratios[f"{variant}: signals / analysis (wall)"] = round(sig_w / plain_w, 4)
         ratios[f"{variant}: signals / analysis (cpu)"] = round(sig_c / plain_c, 4)
+        ratios[f"{variant}: nsfw / analysis (cpu)"] = round(med[f"nsfw_{variant}"][1] / plain_c, 4)
+        ratios[f"{variant}: faces / analysis (cpu)"] = round(med[f"faces_{variant}"][1] / plain_c, 4)
+        ocr = "packaged" if variant == "packaged" else "rewritten"
         ocr_w = ocr_c = 0.0
-        if f"ocr_{variant}" in med:
-            ocr_w, ocr_c = med[f"ocr_{variant}"][0] - plain_w, med[f"ocr_{variant}"][1] - plain_c
-            ratios[f"{variant}: ocr added / analysis (wall)"] = round(ocr_w / plain_w, 4)
-            ratios[f"{variant}: ocr added / analysis (cpu)"] = round(ocr_c / plain_c, 4)
-            ratios[f"{variant}: ocr worker cpu / analysis cpu"] = round(med[f"ocr_{variant}_worker"][1] / plain_c, 4)
+        if f"ocr_{ocr}" in med:
+            ocr_w, ocr_c = med[f"ocr_{ocr}"][0] - plain_w, med[f"ocr_{ocr}"][1] - plain_c
+            ratios[f"{variant}: ocr ({ocr}) added / analysis (wall)"] = round(ocr_w / plain_w, 4)
+            ratios[f"{variant}: ocr ({ocr}) added / analysis (cpu)"] = round(ocr_c / plain_c, 4)
+            ratios[f"{variant}: ocr ({ocr}) worker cpu / analysis cpu"] = round(med[f"ocr_{ocr}_worker"][1] / plain_c, 4)
         ratios[f"{variant}: ocr + signals added / analysis (wall), target <= 0.15"] = round((ocr_w + sig_w) / plain_w, 4)
         ratios[f"{variant}: ocr + signals added / analysis (cpu), target <= 0.15"] = round((ocr_c + sig_c) / plain_c, 4)
     print(json.dumps({"video": Path(video).name, "repeat": args.repeat, "ocr_installed": has_ocr, **info,
