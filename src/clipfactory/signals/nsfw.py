@@ -10,9 +10,9 @@ The score only means pornographic content: violence, gore or drugs score low (th
 Yahoo's guidance reads below 0.2 as safe and above 0.8 as unsafe.
 
 By default the graph runs in 8 bits (``signals.visual.nsfw_int8``; :func:`clipfactory.onnxgraph.int8_model`
-with the activation ranges of ``nsfw_int8.json``, made by ``bench/calibrate_nsfw.py``): about 2.3 times
-less CPU than float32, with scores that differ from float32's by up to about 0.1 (agreement figures in
-docs/signals.md). The model id says which ran (``open-nsfw@<hash>`` or ``open-nsfw@<hash>+int8``): scores of
+with the activation ranges of ``nsfw_int8.json``, made by ``bench/calibrate_nsfw.py``): the graph in
+about 45% of float32's CPU (a thumbnail, with the package's preprocessing, in about 55%), with scores that
+move from float32's by up to about 0.16 on held-out pictures (agreement figures in docs/signals.md). The model id says which ran (``open-nsfw@<hash>`` or ``open-nsfw@<hash>+int8``): scores of
 the two are not mixed in comparisons. Where the int8 graph cannot be made (no ``onnx`` package, ranges made
 for other weights or another ONNX Runtime), float32 runs and :attr:`NsfwScorer.int8_skipped` says why.
 """
