@@ -210,7 +210,7 @@ def plan_cmd(
         for c in r["categories"]:
             mine = [x for x in r["sources"] if x["category"] == c["category"]]
             for x in mine[:3]:
-                console.print(f"  {x['source_id']}: {x['why']}", highlight=False, markup=False)
+                console.print(f"  {x['source_id']}: {x['why']}", highlight=False, markup=False, soft_wrap=True)
             if len(mine) > 3:
                 console.print(f"  ... and {len(mine) - 3} more {c['category']} sources (--json lists all)",
                               highlight=False, markup=False)

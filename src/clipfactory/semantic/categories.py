@@ -216,13 +216,16 @@ def category_columns(
     datasets=None,
     extra: str = "",
     extra_params: list[Any] | None = None,
+    member_agg: str = "",
     keep_scores: bool = False,
 ) -> dict[str, Any]:
     """The category of every source (of ``datasets``, or ``source_ids``) as columns, in source id order:
     ``source_id`` (Arrow), and NumPy arrays ``code`` (into ``order``: the taxonomy's categories, then
     other), ``confidence``, ``how`` (into :data:`HOW`), ``hours``, ``held``, ``own_score`` (the
     similarity to the prompts of the category it got; its confidence where it has no vector) and
-    ``has_vector``. ``extra`` adds SQL columns over the sources (alias ``s``) to ``table``. With
+    ``has_vector``. ``extra`` adds SQL columns over the sources (alias ``s``) to ``table``;
+    ``member_agg``, an aggregate over each source's memberships (alias ``m``), adds the column
+    ``member_agg`` in the same pass over ``memberships`` as the mapped labels. With
     ``keep_scores``, ``scores`` holds every source's similarities to each of ``names`` (NaN without
     a vector).
 
@@ -253,18 +256,21 @@ def category_columns(
             if store.has_table(con, "clip_spans") else "SELECT NULL::VARCHAR AS source_id, NULL::BIGINT AS ms WHERE false"
         )
         con.register("_sem_labels", _label_table(tax, order))
+        # without an aggregate of every membership, only the mapped ones are read
+        agg, agg_col = (f", {member_agg} AS member_agg", ", mapped.member_agg") if member_agg else ("", "")
+        mwhere = "" if member_agg else "m.label IS NOT NULL AND (d.code IS NOT NULL OR f.code IS NOT NULL) AND"
         try:
             t = con.sql(
                 f"""WITH mapped AS (
-                        SELECT m.source_id, min(coalesce(d.code, f.code)) AS code
+                        SELECT m.source_id, min(coalesce(d.code, f.code)) AS code {agg}
                         FROM memberships m
                         LEFT JOIN _sem_labels d ON d.dataset = m.dataset AND d.label = m.label
                         LEFT JOIN _sem_labels f ON f.dataset IS NULL AND f.label = m.label
-                        WHERE m.label IS NOT NULL AND (d.code IS NOT NULL OR f.code IS NOT NULL) AND {m_in}
+                        WHERE {mwhere} {m_in}
                         GROUP BY 1),
                     spans AS ({spans})
                     SELECT s.source_id, coalesce(s.duration_ms, spans.ms, 0) / 3.6e6 AS hours,
-                           s.blob_uri IS NOT NULL AS held, mapped.code AS label_code {extra}
+                           s.blob_uri IS NOT NULL AS held, mapped.code AS label_code {extra} {agg_col}
                     FROM sources s LEFT JOIN mapped USING (source_id) LEFT JOIN spans USING (source_id)
                     WHERE {s_in}""",
                 params=[*m_p, *(c_p if store.has_table(con, "clip_spans") else []), *(extra_params or []), *s_p],

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import ConfigError
 from .categories import HOW, categorise, category_columns, check_datasets, load_taxonomy
@@ -57,16 +56,34 @@ def _quotas(target: dict[str, float], budget: float, integer: bool) -> dict[str,
     return q
 
 
+#: What a category's picks are spread over: a source's first manifest label as ``dataset:label`` (in
+#: string order), or its dataset for a membership without a label (in SQL over ``memberships``, grouped
+#: by source). Sources carry its hash, only the picks the string.
+SPREAD_SQL = "min(m.dataset || coalesce(':' || m.label, ''))"
+SPREAD_KEY = f"hash({SPREAD_SQL})"
+
+
 def _group_codes(spread: pa.ChunkedArray) -> np.ndarray:
-    """One integer per distinct value of ``spread`` (by first appearance); a source without one is a
-    group of its own (codes after the others)."""
-    idx = pc.dictionary_encode(spread).combine_chunks().indices
-    out = idx.to_numpy(zero_copy_only=False) if idx.null_count == 0 else \
-        idx.fill_null(-1).to_numpy(zero_copy_only=False)
-    out = out.astype(np.int64)
-    none = out < 0
-    out[none] = out.max(initial=-1) + 1 + np.arange(int(none.sum()))
+    """One integer per distinct value of ``spread`` (a hash; equal values, equal integers); a source
+    without one is a group of its own."""
+    a = spread.combine_chunks() if isinstance(spread, pa.ChunkedArray) else spread
+    none = a.is_null().to_numpy(zero_copy_only=False)
+    out = a.fill_null(0).to_numpy(zero_copy_only=False).astype(np.uint64).view(np.int64).copy()
+    out[none] = np.arange(int(none.sum()))  # its own group (a hash collision with these is harmless)
     return out
+
+
+def _labels(catalog, ids: list[str], group: np.ndarray) -> dict[str, str]:
+    """The spread label (:data:`SPREAD_SQL`) of each of ``ids``, read for one source per ``group``."""
+    if not ids:
+        return {}
+    _, first = np.unique(group, return_index=True)
+    one = [ids[i] for i in first]
+    with catalog.read() as con:
+        got = dict(con.execute(f"SELECT m.source_id, {SPREAD_SQL} FROM memberships m WHERE m.source_id IN "
+                               "(SELECT unnest(?)) GROUP BY 1", [one]).fetchall())
+    by_group = {int(group[i]): got.get(ids[i]) for i in first}
+    return {sid: by_group[int(g)] for sid, g in zip(ids, group.tolist(), strict=True) if by_group[int(g)]}
 
 
 def spread_order(rows: np.ndarray, score: np.ndarray, held: np.ndarray, group: np.ndarray):
@@ -139,10 +156,10 @@ def plan_mix(
                    s.source_id IN (SELECT item_id FROM latest_outcomes
                                    WHERE stage = 'dedup.near' AND status = 'dropped') AS dup,
                    CASE WHEN s.content_sha256 IS NULL THEN -1
-                        ELSE dense_rank() OVER (ORDER BY s.content_sha256) END AS sha_code,
-                   (SELECT min(g.dataset || ':' || coalesce(g.label, '')) FROM memberships g
-                    WHERE g.source_id = s.source_id) AS spread""",
+                        ELSE dense_rank() OVER (ORDER BY s.content_sha256) END AS sha_code""",
         extra_params=[purpose],
+        # a number per label (a hash: no string per source crosses into Arrow); the picks' labels after
+        member_agg=SPREAD_KEY,
     )
     t, order, code, held = r["table"], r["order"], r["code"], r["held"]
     allowed = t.column("allowed").to_numpy(zero_copy_only=False).astype(bool)
@@ -165,9 +182,7 @@ def plan_mix(
     amounts: dict[str, float] = {}
     available: dict[str, int] = {}
     impossible = []
-    # what a category's picks are spread over: a source's first manifest label (dataset:label), else its
-    # first dataset, else the source itself
-    group = _group_codes(t.column("spread"))
+    group = _group_codes(t.column("member_agg"))
     for c, quota in quotas.items():
         rows = np.flatnonzero(cand & (code == tcode[c]))  # in source id order
         available[c] = len(rows)
@@ -192,11 +207,13 @@ def plan_mix(
              "held": int(held_count[tcode[c]]), "available": available[c]} for c in target]
     sources = []
     how = r["how"]
+    ids_of = {c: t.column("source_id").take(pa.array(rows)).to_pylist() for c, rows in picked.items()}
+    label_of = _labels(catalog, [x for ids in ids_of.values() for x in ids],
+                       np.concatenate([group[rows] for rows in picked.values()]) if picked else np.zeros(0, np.int64))
     for c, rows in picked.items():
-        ids = t.column("source_id").take(pa.array(rows)).to_pylist()
-        spread = t.column("spread").take(pa.array(rows)).to_pylist()
+        ids = ids_of[c]
         for k, (sid, score, h) in enumerate(zip(ids, r["own_score"][rows].tolist(), held[rows].tolist(), strict=True)):
-            g = spread[k]
+            g = label_of.get(sid)
             sources.append({"source_id": sid, "category": c, "score": round(score, 4), "held": h,
                             "label": g, "why": _why(c, HOW[how[rows[k]]], score, h, g, int(ranks[c][k]))})
     result = {
