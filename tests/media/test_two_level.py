@@ -58,10 +58,13 @@ def _nonref_frames(path: Path) -> list[int]:
         return [int(round(f.pts * float(s.time_base) * FPS)) for f in c.decode(s)]
 
 
+TWO_LEVEL = "frames decoded (reference frames"  # the two-level pass's debug line
+
+
 def _log_counts(caplog) -> tuple[int, int]:
-    """(reference frames decoded, frames decoded again) from the pass's debug line."""
-    msg = next(r.getMessage() for r in caplog.records if "reference frames decoded" in r.getMessage())
-    ref, again = re.search(r"(\d+) reference frames decoded.*\((\d+) frames\) decoded again", msg).groups()
+    """(frames decoded by the pass, frames decoded again) from the pass's debug line."""
+    msg = next(r.getMessage() for r in caplog.records if TWO_LEVEL in r.getMessage())
+    ref, again = re.search(r"(\d+) frames decoded \(reference.*\((\d+) frames\) decoded again", msg).groups()
     return int(ref), int(again)
 
 
@@ -76,9 +79,14 @@ def test_cuts_between_reference_frames_land_on_their_frames(bframes, caplog):
     assert two.boundaries == full.boundaries
     assert [s.transition_out for s in two.shots] == [s.transition_out for s in full.shots]
     assert two.n_frames == full.n_frames == N
+    # Decoded: the reference frames (one in four) and the frames PDQ hashes, one a second, whatever their
+    # type; then the spans around three cuts and two run ends.
     ref, again = _log_counts(caplog)
-    assert ref == len(refs) < 0.4 * N  # one frame in four, and the spans around three cuts and two run ends
+    assert ref == len(refs | set(range(0, N, FPS))) < 0.4 * N
     assert ref + again < N
+    # The same frames hashed as by the full pass, to the bit: fingerprints do not depend on the pass.
+    assert [p.frame_index for p in full.pdq] == list(range(0, N, FPS))
+    assert [(p.frame_index, p.hash_hex) for p in two.pdq] == [(p.frame_index, p.hash_hex) for p in full.pdq]
     # Per-frame scores come from the reference frames; the shots' means stay close to the full pass's.
     for a, b in zip(full.shots, two.shots, strict=True):
         assert (a.start_ms, a.end_ms) == (b.start_ms, b.end_ms)
@@ -91,19 +99,19 @@ def test_default_uses_reference_frames_only_with_b_frames(bframes, tmp_path, cap
     # The default (skip_nonref = "auto") is the two-level pass on H.264 with B-frames.
     with caplog.at_level(logging.DEBUG, logger="clipfactory.media.analyse"):
         r = analyse(bframes, AnalyseConfig(detect_text=False))
-    assert any("reference frames decoded" in x.getMessage() for x in caplog.records)
+    assert any(TWO_LEVEL in x.getMessage() for x in caplog.records)
     assert r.boundaries == sorted([*CUTS, FADE])
     caplog.clear()
     # skip_nonref = false forces the pass over every frame.
     with caplog.at_level(logging.DEBUG, logger="clipfactory.media.analyse"):
         r = analyse(bframes, AnalyseConfig(detect_text=False, skip_nonref=False))
-    assert not any("reference frames decoded" in x.getMessage() for x in caplog.records)
+    assert not any(TWO_LEVEL in x.getMessage() for x in caplog.records)
     assert r.boundaries == sorted([*CUTS, FADE])
     # Without B-frames every frame is a reference frame: the pass decodes every frame, as the full one.
     plain = _encode(tmp_path / "plain.mp4", "bframes=0:scenecut=0:keyint=250")
     with caplog.at_level(logging.DEBUG, logger="clipfactory.media.analyse"):
         r = analyse(plain, AnalyseConfig(detect_text=False))
-    assert not any("reference frames decoded" in x.getMessage() for x in caplog.records)
+    assert not any(TWO_LEVEL in x.getMessage() for x in caplog.records)
     assert r.boundaries == sorted([*CUTS, FADE])
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
@@ -879,23 +880,47 @@ def _use_coarse(cfg: AnalyseConfig, stream, transnet) -> bool:
     return bool(avg and base) and abs(float(avg) - float(base)) <= 0.01 * float(base)
 
 
+class _HashedFrames:
+    """Packet by packet in the two-level pass: the frames that the pass over every frame hashes with PDQ
+    (every ``round(pdq_interval_s * fps)`` frames from the first, as its rule gives on a constant frame rate)
+    are decoded whether they are reference frames or not, so that both passes hash the same frames and
+    fingerprints do not depend on where an encoder put its reference frames. About one frame a second more
+    to decode; the pass uses those frames as any other."""
+
+    def __init__(self, stream, fps: float, tb: float, start_pts: int | None, interval_s: float):
+        self.cc = stream.codec_context
+        self.fps, self.tb, self.t0 = fps, tb, start_pts
+        # The smallest whole number of frames not under interval - half a frame (see the hashing rule).
+        self.every = max(1, math.ceil(interval_s * fps - 0.5 - 1e-9))
+        self.whole = False
+        self.forced = 0
+
+    def __call__(self, pkt: av.Packet) -> None:
+        want = False
+        if pkt.pts is not None:
+            if self.t0 is None:
+                self.t0 = pkt.pts
+            want = int(round((pkt.pts - self.t0) * self.tb * self.fps)) % self.every == 0
+        if want != self.whole:
+            self.cc.skip_frame = "DEFAULT" if want else "NONREF"
+            self.whole = want
+        self.forced += want
+
+
 def _coarse_params(p: DetectorParams) -> DetectorParams:
     """The detector's settings on reference frames (about every other frame of a B-frame stream): blend
-    windows needed and the shortest shot halved (counted in reference frames); the blend window stays in
+    windows needed halved (counted in reference frames); the blend window and the shortest shot stay in
     frames of the video (:meth:`ShotDetector.push`'s ``span``)."""
-    return replace(
-        p,
-        dissolve_min_frames=max(1, p.dissolve_min_frames // 2),
-        min_shot_frames=max(1, (p.min_shot_frames + 1) // 2),
-    )
+    return replace(p, dissolve_min_frames=max(1, p.dissolve_min_frames // 2))
 
 
 class _CoarseBoundaries:
     """Final boundaries of the two-level pass, in frames of the video.
 
     The detector runs on the reference frames, its cut test comparing a step with its neighbours' change
-    per frame of the video (:meth:`ShotDetector.push`'s ``span``), its blend window and shortest shot in
-    reference frames (:func:`_coarse_params`). Then each boundary is placed on a frame of the video:
+    per frame of the video (:meth:`ShotDetector.push`'s ``span``), the blend windows it needs counted in
+    reference frames (:func:`_coarse_params`), the blend window and the shortest shot in frames of the video.
+    Then each boundary is placed on a frame of the video:
 
     * a hard cut between reference frames that are consecutive frames of the video, that also passes the
       cut test against its neighbours' steps as they are (:meth:`_clear_cut`), is exact as it is; any
@@ -1250,7 +1275,8 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
         next_pdq = 0.0
         next_sharp = 0
         idx = -1
-        for frame in iter_frames(container, stream, stats):
+        hashed = _HashedFrames(stream, fps, tb, start_pts, cfg.pdq_interval_s) if coarse else None
+        for frame in iter_frames(container, stream, stats, hashed):
             if frame.pts is not None and start_pts is None:
                 start_pts = frame.pts
             t = (frame.pts - start_pts) * tb if frame.pts is not None else (idx + 1) / fps
@@ -1332,9 +1358,11 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
                 close_shot(b, kind, None)
             refiner.close()
             log.debug(
-                "%s: %d reference frames decoded; %d cuts exact from them, %d spans (%d frames) decoded again",
+                "%s: %d frames decoded (reference frames, and the %d frames hashed); %d cuts exact from "
+                "them, %d spans (%d frames) decoded again",
                 item,
                 len(times),
+                hashed.forced,
                 coarse_bounds.n_exact,
                 refiner.windows,
                 refiner.frames,

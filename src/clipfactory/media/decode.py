@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import av
@@ -198,11 +198,14 @@ class DecodeStats:
     last_error: str | None = None
 
 
-def iter_frames(container, stream, stats: DecodeStats) -> Iterator[av.VideoFrame]:
+def iter_frames(
+    container, stream, stats: DecodeStats, before: Callable[[av.Packet], None] | None = None
+) -> Iterator[av.VideoFrame]:
     """Decode ``stream`` packet by packet, skipping packets the decoder rejects.
 
     Corrupt packets (``InvalidDataError`` and other FFmpeg errors) are counted in ``stats`` and
-    skipped, so one damaged frame does not end the pass. Demux errors end the stream.
+    skipped, so one damaged frame does not end the pass. Demux errors end the stream. ``before`` is called
+    with each packet before it is decoded (to change the decoder's options for it).
     """
     demux = container.demux(stream)
     while True:
@@ -215,6 +218,8 @@ def iter_frames(container, stream, stats: DecodeStats) -> Iterator[av.VideoFrame
             stats.last_error = str(exc)
             log.debug("demux error, ending stream: %s", exc)
             return
+        if before is not None:
+            before(packet)
         try:
             frames = packet.decode()
         except (av.error.FFmpegError, ValueError) as exc:

@@ -122,7 +122,11 @@ class ShotDetector:
         # A long trailing black run (fade-out, black end card) becomes its own last shot; a short one
         # ends the last shot.
         start = self._black_start
-        if start is not None and self._seen_content and n - start >= self.p.min_shot_frames:
+        if (
+            start is not None
+            and self._seen_content
+            and self._at(n) - self._at(start) >= self.p.min_shot_frames
+        ):
             k = self._reach(self.p.dissolve_window)
             self._pending.append(Boundary(start, "fade", _BLACK_RUN_SCORE + n - start, start - k, n))
         self._black_start = None
@@ -209,7 +213,7 @@ class ShotDetector:
                 self._pending.append(
                     Boundary((start + i) // 2, "fade", _BLACK_RUN_SCORE + i - start, start - k, i + k)
                 )
-            elif i >= self.p.min_shot_frames:
+            elif self._at(i) >= self.p.min_shot_frames:
                 # A long black lead-in is a shot of its own; the picture starts at its end.
                 self._pending.append(Boundary(i, "fade", _BLACK_RUN_SCORE + i, 0, i + k))
         self._seen_content = True
@@ -263,6 +267,16 @@ class ShotDetector:
         elif self._dis_start is not None and c - (self._dis_last or c) > 1:
             self._close_dissolve()
 
+    def _at(self, i: int) -> int:
+        """The frame of the video of detector frame ``i`` (``i`` itself when every frame is pushed); frames
+        before the first and after the last are counted one frame of the video each."""
+        pos = self.pos
+        if not pos or i < 0:
+            return i
+        if i < len(pos):
+            return pos[i]
+        return pos[-1] + i - len(pos) + 1
+
     def _reach(self, k: int) -> int:
         """Detector frames that cover about ``k`` frames of the video: ``k`` when every frame is pushed."""
         n = self.n
@@ -308,20 +322,21 @@ class ShotDetector:
             return
         # Also hold back anything close to a not-yet-ready boundary so they are merged together.
         rest = [b for b in self._pending if b.hi + margin >= upto]
+        at, gap = self._at, self.p.min_shot_frames
         while ready and rest:
-            first = min(b.lo for b in rest)
-            held = [b for b in ready if first - b.hi < self.p.min_shot_frames]
+            first = at(min(b.lo for b in rest))
+            held = [b for b in ready if first - at(b.hi) < gap]
             if not held:
                 break
-            ready = [b for b in ready if first - b.hi >= self.p.min_shot_frames]
+            ready = [b for b in ready if first - at(b.hi) >= gap]
             rest += held
         if not ready:
             return
         self._pending = rest
-        for group in _groups(ready, self.p.min_shot_frames):
+        for group in _groups(ready, gap, at):
             best = _pick(group)
-            too_late = best.frame > self.n - self.p.min_shot_frames if self._ended else best.frame >= self.n
-            if best.frame - self._last_final < self.p.min_shot_frames or too_late:
+            too_late = at(best.frame) > at(self.n) - gap if self._ended else best.frame >= self.n
+            if at(best.frame) - at(self._last_final) < gap or too_late:
                 continue
             self._last_final = best.frame
             self._final.append(best)
@@ -334,10 +349,12 @@ _PRIORITY = {"fade": 0, "cut": 1, "dissolve": 2}
 _BLACK_RUN_SCORE = 1000.0
 
 
-def _groups(bounds: list[Boundary], gap: int) -> list[list[Boundary]]:
+def _groups(bounds: list[Boundary], gap: int, at=lambda i: i) -> list[list[Boundary]]:
+    """Boundaries in clusters: a boundary whose transition starts under ``gap`` frames of the video (``at``
+    gives a detector frame's position) after the end of the cluster's is part of it."""
     groups: list[list[Boundary]] = []
     for b in sorted(bounds, key=lambda b: (b.lo, b.frame)):
-        if groups and b.lo - max(g.hi for g in groups[-1]) < gap:
+        if groups and at(b.lo) - at(max(g.hi for g in groups[-1])) < gap:
             groups[-1].append(b)
         else:
             groups.append([b])
