@@ -107,6 +107,22 @@ def _write(src: Path, out: Path) -> None:
     log.info("ONNX graph rewrite of %s: %s", src.name, counts)
 
 
+class _QuietRoot(logging.Filter):
+    """ONNX Runtime's quantization tools warn on the root logger (advice to pre-process, a bias scale
+    clipped to int32); while they run, those records go to this module's debug log instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log.debug("onnxruntime.quantization: %s", record.getMessage())
+        return False
+
+    def __enter__(self):
+        logging.getLogger().addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger().removeFilter(self)
+
+
 def _int8_input(path: str | os.PathLike) -> Path:
     """The graph that is calibrated and quantized: the rewrite of ``path`` at opset 13 or later (per-channel
     ``DequantizeLinear`` needs it). Raises when the rewrite is unavailable: int8 starts from it."""
@@ -155,8 +171,9 @@ def calibration_ranges(path: str | os.PathLike, inputs, *, percentile: float = 9
             calibrate_method=CalibrationMethod.Percentile,
             extra_options={"percentile": percentile, "symmetric": False},
         )
-        cal.collect_data(_Reader())
-        data = cal.compute_data()
+        with _QuietRoot():
+            cal.collect_data(_Reader())
+            data = cal.compute_data()
     return {k: [float(np.asarray(v.range_value[0]).reshape(-1)[0]), float(np.asarray(v.range_value[1]).reshape(-1)[0])]
             for k, v in data.data.items()}
 
@@ -208,12 +225,13 @@ def _write_int8(graph: Path, ranges: dict[str, list[float]], out: Path) -> None:
         data = {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()}
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
         part = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(graph), str(part), None,
-            quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
-        )
+        with _QuietRoot():
+            quantize_static(
+                str(graph), str(part), None,
+                quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+            )
         os.replace(part, out)
     log.info("ONNX int8 graph of %s written", graph.name)
 
