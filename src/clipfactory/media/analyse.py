@@ -222,9 +222,10 @@ class AnalyseConfig(BaseModel):
         description="Two-level pass on H.264/HEVC with the native detector: decode only the reference "
         "frames (FFmpeg skip_frame=NONREF, about half the frames of a B-frame stream) and find the boundaries "
         "on them; where a cut's frame or a black run's ends are not certain from them, a second decoder "
-        "decodes every frame of a short span and the exact tests place it. Per-frame scores, thumbnails and "
-        "text frames come from the reference frames; dissolves keep their position on them. auto (the "
-        "default): on for streams with B-frames and a constant frame rate; false: decode every frame.",
+        "decodes every frame of a short span and the exact tests place it. The frames PDQ hashes are decoded "
+        "too (the same as with every frame); per-frame scores, thumbnails and text frames come from the "
+        "decoded frames; dissolves keep their position on them. auto (the default): on for streams with "
+        "B-frames and a constant frame rate; false: decode every frame.",
     )
 
     def detector_params(self) -> DetectorParams:
