@@ -400,9 +400,13 @@ def real_world(catalog, tmp_path, real_media):
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    """Every file under ``root`` with the sha256 of its bytes."""
+    """Every file under ``root`` with the sha256 of its bytes (the catalog closed first: a connection of
+    this process lingers after its block, with the write-ahead log beside the file)."""
     import hashlib
 
+    from clipfactory.catalog.db import close_idle_connections
+
+    close_idle_connections()
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from clipfactory.catalog import Catalog
-from clipfactory.catalog.db import WORKER_ENV
+from clipfactory.catalog.db import WORKER_ENV, close_idle_connections
 from clipfactory.errors import CatalogError
 from clipfactory.stage import StageContext
 
@@ -24,6 +24,7 @@ def test_a_worker_context_guards_the_live_catalog(tmp_path, monkeypatch):
     live = Catalog(tmp_path / "live.duckdb")
     with live.write() as con:
         con.execute("INSERT INTO meta VALUES ('probe', 'x')")
+    close_idle_connections()  # the write's connection lingers; a copy of the file is taken closed
     shutil.copyfile(live.path, tmp_path / "snapshot.duckdb")
     monkeypatch.setenv(WORKER_ENV, "")  # what the worker sets is undone after the test
     ctx = StageContext(catalog_path=str(live.path))

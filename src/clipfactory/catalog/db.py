@@ -1,11 +1,17 @@
 """The catalog: one DuckDB file.
 
 DuckDB allows one read-write process at a time, and a read-only process cannot open the file while a
-writer has it. We therefore never keep the file open: every access takes a cross-process advisory lock
-on ``<catalog>.lock`` (exclusive for writers, shared for readers), opens DuckDB, does its work in a
-transaction and closes. Writers are short (loading Parquet parts, one ingest), so readers such as the
-web UI or reports wait at most a moment. A crash inside a write leaves DuckDB to roll the transaction
+writer has it. We therefore never keep the file open for long: every access takes a cross-process
+advisory lock on ``<catalog>.lock`` (exclusive for writers, shared for readers), opens DuckDB, does its
+work in a transaction and closes. Writers are short (loading Parquet parts, one ingest), so readers such as
+the web UI or reports wait at most a moment. A crash inside a write leaves DuckDB to roll the transaction
 back, so the catalog stays exactly as it was.
+
+Opening DuckDB costs about 20 ms of CPU, and a run does hundreds of short reads and writes, so a
+connection lingers for :data:`LINGER_S` after its block ends, lock included, and the next block of this
+process within that time uses it (a write needs a read-write one). A lingering connection is closed when
+its time is up, when it has been held for :data:`MAX_HOLD_S` (so other processes get their turn), before
+the process forks, and at exit; another process waits for it as it waits for a writer.
 
 Only writers create the catalog. A catalog in a read-only file or folder can still be read: readers open
 DuckDB read-only, take the shared lock through a read-only descriptor (or none, where the folder holds no
@@ -15,6 +21,7 @@ names the file and the fix.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -123,6 +130,123 @@ def _thread_state(path: Path) -> threading.local:
         if state is None:
             state = _OPEN[key] = threading.local()
         return state
+
+
+#: How long a connection stays open after its block ends, for the next block of this process.
+LINGER_S = 0.05
+#: A connection is not reused once it has been open this long, and the process then leaves the lock free
+#: for :data:`YIELD_S`: a process waiting for it (polling every :data:`POLL_S` at most) gets its turn.
+MAX_HOLD_S = 2.0
+YIELD_S = 0.06
+POLL_S = 0.05
+
+
+class _Held:
+    """An open connection and the lock it was opened under."""
+
+    __slots__ = ("con", "read_only", "fd", "key", "since", "until")
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, read_only: bool, fd: int | None, key):
+        self.con, self.read_only, self.fd, self.key = con, read_only, fd, key
+        self.since = time.monotonic()
+        self.until = 0.0
+
+    def close(self) -> None:
+        try:
+            with contextlib.suppress(duckdb.Error):
+                self.con.close()
+        finally:
+            _unlock(self.fd)
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+#: The lingering connection of each catalog file (absolute path), not in use by any block.
+_IDLE: dict[str, _Held] = {}
+_IDLE_CV = threading.Condition()
+_CLOSER: list[threading.Thread] = []
+#: Until when this process leaves a catalog's lock free after holding it for MAX_HOLD_S (monotonic time).
+_YIELD_UNTIL: dict[str, float] = {}
+
+
+def _adopt(key: str, path: Path, write: bool) -> _Held | None:
+    """The lingering connection of ``key`` if it fits a block that reads (or writes, with ``write``)."""
+    with _IDLE_CV:
+        held = _IDLE.pop(key, None)
+    if held is None:
+        return None
+    if (write and held.read_only) or time.monotonic() - held.since > MAX_HOLD_S or _file_key(path) != held.key:
+        held.close()
+        return None
+    return held
+
+
+def _linger(key: str, held: _Held) -> None:
+    """Keep ``held`` open for the next block of this process, or close it when it has been held long enough."""
+    now = time.monotonic()
+    if now - held.since > MAX_HOLD_S:
+        held.close()
+        _YIELD_UNTIL[key] = time.monotonic() + YIELD_S
+        return
+    held.until = now + LINGER_S
+    with _IDLE_CV:
+        old = _IDLE.pop(key, None)
+        _IDLE[key] = held
+        if not _CLOSER or not _CLOSER[0].is_alive():
+            _CLOSER[:] = [threading.Thread(target=_close_when_due, name="clipfactory-catalog-closer", daemon=True)]
+            _CLOSER[0].start()
+        _IDLE_CV.notify()
+    if old is not None:
+        old.close()
+
+
+def _close_when_due() -> None:
+    while True:
+        with _IDLE_CV:
+            while not _IDLE:
+                _IDLE_CV.wait()
+            now = time.monotonic()
+            due = [k for k, h in _IDLE.items() if h.until <= now]
+            done = [_IDLE.pop(k) for k in due]
+            wait = min((h.until for h in _IDLE.values()), default=now + LINGER_S) - now
+        for h in done:
+            h.close()
+        if not done:
+            time.sleep(max(wait, 0.005))
+
+
+def close_idle_connections() -> None:
+    """Close the connections left open for reuse (before a fork, at exit, or to hand the file over now)."""
+    with _IDLE_CV:
+        done = list(_IDLE.values())
+        _IDLE.clear()
+    for h in done:
+        h.close()
+
+
+def _forget_in_child() -> None:
+    """A forked child owns neither the connections nor the locks of its parent: it drops them unclosed,
+    closing only its own copies of the lock descriptors (the parent's lock stays held)."""
+    global _IDLE_CV
+    for h in _IDLE.values():
+        if h.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(h.fd)
+    _IDLE.clear()
+    _IDLE_CV = threading.Condition()
+    _CLOSER.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=close_idle_connections, after_in_child=_forget_in_child)
+atexit.register(close_idle_connections)
 
 
 class Catalog:
@@ -257,24 +381,20 @@ class Catalog:
         except FileNotFoundError:
             return None
 
-    @contextlib.contextmanager
-    def _lock(self, exclusive: bool) -> Iterator[None]:
-        """Hold the advisory lock. A lock file this call created beside a file that turns out not to be a
-        catalog is removed again: clipfactory leaves nothing beside files that are not its own."""
-        lock_path = self._lock_path()
-        new_lock = not lock_path.exists()
+    def _acquire_lock(self, exclusive: bool) -> int | None:
+        """Take the advisory lock, waiting up to ``lock_timeout``; returns its descriptor (``None`` where a
+        reader goes without one), which :func:`_unlock` gives back."""
         fd = self._open_lock(exclusive)
         if fd is None:
-            yield
-            return
+            return None
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         deadline = time.monotonic() + self.lock_timeout
+        delay = 0.01
         try:
-            delay = 0.01
             while True:
                 try:
                     fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    break
+                    return fd
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise CatalogBusyError(
@@ -283,18 +403,54 @@ class Catalog:
                             fix="wait for the other clipfactory process to finish, or raise the lock timeout",
                         ) from None
                     time.sleep(delay)
-                    delay = min(delay * 2, 0.5)
-            try:
-                yield
-            except NotACatalogError:
-                if new_lock:
-                    with contextlib.suppress(OSError):
-                        lock_path.unlink()
-                raise
-        finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                    delay = min(delay * 2, POLL_S)
+        except BaseException:
             os.close(fd)
+            raise
+
+    @contextlib.contextmanager
+    def _lock(self, exclusive: bool) -> Iterator[None]:
+        """Hold the advisory lock. A lock file this call created beside a file that turns out not to be a
+        catalog is removed again: clipfactory leaves nothing beside files that are not its own."""
+        lock_path = self._lock_path()
+        new_lock = not lock_path.exists()
+        fd = self._acquire_lock(exclusive)
+        try:
+            yield
+        except NotACatalogError:
+            if new_lock and fd is not None:
+                with contextlib.suppress(OSError):
+                    lock_path.unlink()
+            raise
+        finally:
+            _unlock(fd)
+
+    def _open_held(self, read_only: bool) -> _Held:
+        """A new connection under a new lock (a writer's brings the schema up to date)."""
+        pause = _YIELD_UNTIL.pop(self.where, 0.0) - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        lock_path = self._lock_path()
+        new_lock = not lock_path.exists()
+        fd = self._acquire_lock(exclusive=not read_only)
+        try:
+            con = self._connect(read_only=read_only)
+            if not read_only:
+                try:
+                    self._ensure_schema(con)
+                except BaseException:
+                    con.close()
+                    raise
+        except NotACatalogError:
+            _unlock(fd)
+            if new_lock and fd is not None:
+                with contextlib.suppress(OSError):
+                    lock_path.unlink()
+            raise
+        except BaseException:
+            _unlock(fd)
+            raise
+        return _Held(con, read_only, fd, _file_key(self.path))
 
     # -- connections -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -313,13 +469,13 @@ class Catalog:
         problem = self._write_problem()
         if problem is not None:
             raise self._read_only_error(problem)
-        with self._lock(exclusive=True):
-            con = self._connect(read_only=False)
-            try:
-                self._ensure_schema(con)
-            except BaseException:
-                con.close()
-                raise
+        key = self.where
+        h = _adopt(key, self.path, write=True) or self._open_held(read_only=False)
+        clean = False
+        try:
+            # each block has a connection of its own to the open database (no result, registered table or
+            # transaction of an earlier block is left on it)
+            con = h.con.cursor()
             self._local.con, self._local.read_only = con, False
             try:
                 con.execute("BEGIN TRANSACTION")
@@ -327,11 +483,18 @@ class Catalog:
                     yield con
                 except BaseException:
                     con.execute("ROLLBACK")
+                    clean = True
                     raise
                 con.execute("COMMIT")
+                clean = True
             finally:
                 self._local.con = None
                 con.close()
+        finally:
+            if clean:
+                _linger(key, h)
+            else:
+                h.close()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -344,21 +507,32 @@ class Catalog:
             yield held
             return
         self._refuse_in_worker()
-        if self.create and self._is_new():
-            with self.write():
-                pass
-        self.require()
-        if self._needs_schema() and self._write_problem() is None:
-            with self.write():
-                pass
-        with self._lock(exclusive=False):
-            con = self._connect(read_only=True)
+        key = self.where
+        h = _adopt(key, self.path, write=False)
+        if h is None:
+            if self.create and self._is_new():
+                with self.write():
+                    pass
+            self.require()
+            if self._needs_schema() and self._write_problem() is None:
+                with self.write():
+                    pass
+            h = _adopt(key, self.path, write=False) or self._open_held(read_only=True)
+        clean = False
+        try:
+            con = h.con.cursor()
             self._local.con, self._local.read_only = con, True
             try:
                 yield con
             finally:
                 self._local.con = None
                 con.close()
+            clean = True
+        finally:
+            if clean:
+                _linger(key, h)
+            else:
+                h.close()
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:

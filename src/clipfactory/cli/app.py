@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 
 import typer
 from typer.core import TyperGroup
@@ -29,6 +30,11 @@ class _Group(TyperGroup):
             # escape: items such as "[media.analyse]" are text, not Rich markup
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        finally:
+            # a command leaves the catalog file closed when it returns, also when called in-process
+            db = sys.modules.get("clipfactory.catalog.db")
+            if db is not None:
+                db.close_idle_connections()
 
 
 app = typer.Typer(
