@@ -62,3 +62,29 @@ def test_the_documented_permission_route_changes_the_plan(tmp_path, monkeypatch)
     conf = _run(r, *plan)
     assert conf.exit_code == 0, conf.output
     assert json.loads(conf.stdout)["planned"] == 5
+
+
+def test_run_plan_takes_the_permissions_file_as_plan_does(tmp_path, monkeypatch):
+    """`run --plan PLAN --permissions FILE` lets the gate pass what the permission covers; without the
+    file the gate refuses the same sources for the platform's terms."""
+    cat = _setup(tmp_path)
+    monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner()
+    assert _run(r, "ingest", "kinetics-400_val.csv", "--catalog", cat).exit_code == 0
+    assert _run(r, "policy", "check", "--purpose", "research", "--permissions", "permissions.toml",
+                "--catalog", cat).exit_code == 0
+    made = _run(r, "plan", "--target", "people-handling-objects=0.6,driving=0.4", "--budget-sources", "5",
+                "--purpose", "research", "--catalog", cat, "--permissions", "permissions.toml", "--out", "plan.json")
+    assert made.exit_code == 0, made.output
+
+    def gate(*extra):
+        res = _run(r, "run", "--plan", "plan.json", "--catalog", cat, "--store", "store", "--json", *extra)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)["stages"]["policy.gate"]
+
+    without = gate()
+    assert (without["kept"], without["dropped"]) == (0, 5)
+    assert without["reasons"] == {"policy.platform_terms_no_permission:youtube": 5}
+    with_file = gate("--permissions", "permissions.toml")
+    assert (with_file["kept"], with_file["dropped"]) == (5, 0)

@@ -10,6 +10,7 @@ import typer
 from ..progress import default_progress
 from .app import app
 from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, open_catalog, settings, table
+from .policy import PermissionsOpt, PolicyFileOpt, RegistryOpt
 
 builds_app = typer.Typer(help="Builds: versioned WebDataset exports.", no_args_is_help=True)
 app.add_typer(builds_app, name="builds")
@@ -90,6 +91,9 @@ def run_cmd(
         Path | None,
         typer.Option("--plan", help="Acquire and build the sources of this plan (`clipfactory plan --out`)."),
     ] = None,
+    policy_file: PolicyFileOpt = None,
+    registry: RegistryOpt = None,
+    permissions: PermissionsOpt = None,
     sets: SetOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -115,7 +119,8 @@ def run_cmd(
         purpose = the_plan["purpose"]
         if not the_plan["sources"]:
             raise ConfigError("the plan lists no sources", item=str(plan), fix="see its `impossible` categories")
-    s = settings(config, sets, catalog=catalog, store=store, purpose=purpose)
+    s = settings(config, sets, catalog=catalog, store=store, purpose=purpose, policy_file=policy_file,
+                 registry_file=registry, permissions_file=permissions)
     progress = default_progress(quiet=json_)
     try:
         summary = run_pipeline(
