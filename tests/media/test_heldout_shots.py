@@ -36,7 +36,8 @@ def test_heldout_generated_scenes_f1(heldout):
         cuts += len(truth.cuts)
         cuts_found += sum(1 for h in hits if h in truth.cuts)
     assert tp + fn == sum(len(t.labels) for _, t in heldout) >= 25
-    # Measured 0.87 (23 hits, 2 false alarms, 5 misses); the floor leaves room for encoder versions.
+    # Measured 0.85 with the default (two-level) pass: 23 hits, 3 false alarms, 5 misses (over every frame
+    # 0.87, 2 false alarms); the floor leaves room for encoder versions.
     assert f1(tp, fp, fn) >= 0.75, (tp, fp, fn)
     assert cuts_found >= 0.9 * cuts, (cuts_found, cuts)
 
