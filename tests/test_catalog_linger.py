@@ -53,6 +53,9 @@ def test_a_block_starts_clean(tmp_path, opens):
         con.register("_left", pa.table({"a": [1]}))
         con.execute("SELECT * FROM range(10)")  # a result never fetched
     with cat.read() as con:
+        # the earlier block's unfetched result is not this block's to fetch
+        with pytest.raises(duckdb.InvalidInputException, match="No open result set"):
+            con.fetchall()
         # DuckDB's own "no such table" error, not any error that happens to name the table
         with pytest.raises(duckdb.CatalogException, match="_left does not exist"):
             con.execute("SELECT * FROM _left").fetchall()
