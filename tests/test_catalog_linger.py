@@ -128,15 +128,20 @@ def test_a_forked_child_opens_the_catalog_its_parent_just_used(tmp_path):
     assert cat.scalar("SELECT value FROM meta WHERE key = 'child'") == "c"
 
 
-def test_a_cli_command_returns_with_the_file_closed(tmp_path):
+def test_a_cli_command_returns_with_the_file_closed(tmp_path, monkeypatch):
     """Called in-process, a command leaves no connection open: the file can be copied as it is."""
     from typer.testing import CliRunner
 
     from clipfactory.cli.app import app
 
+    # Longer than the command takes: were the command to leave its connection lingering, neither the
+    # closer thread (its time up) nor the hold limit would close it before the checks below.
+    monkeypatch.setattr(catalog_db, "LINGER_S", 0.5)
+    monkeypatch.setattr(catalog_db, "MAX_HOLD_S", 60.0)
     path = tmp_path / "c.duckdb"
     with Catalog(path).write() as con:
         con.execute("INSERT INTO meta VALUES ('k', 'v')")
+    assert list(catalog_db._IDLE) == [str(path)]  # outside a command, the connection lingers
     res = CliRunner().invoke(app, ["builds", "list", "--catalog", str(path)])
     assert res.exit_code == 0, res.output
     assert not path.with_name(path.name + ".wal").exists()
