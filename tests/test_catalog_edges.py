@@ -301,6 +301,11 @@ def _forget_fingerprints(cat: Path, source_id: str) -> None:
     yet (``fingerprints status`` then counts its blob as pending)."""
     import duckdb
 
+    from clipfactory.catalog.db import close_idle_connections
+
+    # DuckDB shares one open database per file in a process: with a connection of this process still
+    # lingering on the catalog, the raw connection below would be closed, and the file checkpointed, later
+    close_idle_connections()
     con = duckdb.connect(str(cat))
     con.execute("DELETE FROM frame_hashes WHERE source_id = ?", [source_id])
     con.execute("DELETE FROM fp_indexed WHERE source_id = ?", [source_id])
