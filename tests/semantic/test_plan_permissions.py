@@ -8,6 +8,7 @@ import json
 
 from typer.testing import CliRunner
 
+from clipfactory.catalog import Catalog
 from clipfactory.cli.app import app
 
 TAX = ('[categories.driving]\nprompts = ["a car on a road"]\n[categories.people-handling-objects]\n'
@@ -66,7 +67,7 @@ def test_the_documented_permission_route_changes_the_plan(tmp_path, monkeypatch)
 
 def test_run_plan_takes_the_permissions_file_as_plan_does(tmp_path, monkeypatch):
     """`run --plan PLAN --permissions FILE` lets the gate pass what the permission covers; without the
-    file the gate refuses the same sources for the platform's terms."""
+    file the run is refused before the gate decides the plan's sources again."""
     cat = _setup(tmp_path)
     monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
     monkeypatch.chdir(tmp_path)
@@ -78,13 +79,66 @@ def test_run_plan_takes_the_permissions_file_as_plan_does(tmp_path, monkeypatch)
                 "--purpose", "research", "--catalog", cat, "--permissions", "permissions.toml", "--out", "plan.json")
     assert made.exit_code == 0, made.output
 
-    def gate(*extra):
-        res = _run(r, "run", "--plan", "plan.json", "--catalog", cat, "--store", "store", "--json", *extra)
-        assert res.exit_code == 0, res.output
-        return json.loads(res.stdout)["stages"]["policy.gate"]
+    def run(*extra):
+        return _run(r, "run", "--plan", "plan.json", "--catalog", cat, "--store", "store", "--json", *extra)
 
-    without = gate()
-    assert (without["kept"], without["dropped"]) == (0, 5)
-    assert without["reasons"] == {"policy.platform_terms_no_permission:youtube": 5}
-    with_file = gate("--permissions", "permissions.toml")
-    assert (with_file["kept"], with_file["dropped"]) == (5, 0)
+    without = run()
+    assert without.exit_code == 1 and "--permissions" in without.output, without.output
+    with_file = run("--permissions", "permissions.toml")
+    assert with_file.exit_code == 0, with_file.output
+    gate = json.loads(with_file.stdout)["stages"]["policy.gate"]
+    assert (gate["kept"], gate["dropped"]) == (5, 0)
+
+
+def test_run_plan_builds_only_the_plan_and_refuses_other_permissions(tmp_path, monkeypatch):
+    """A plan's run leaves out the config's owned inputs, and a run without the permissions file the plan's
+    decisions were made with stops before any work, naming the option, with the stored decisions kept."""
+    cat = _setup(tmp_path)
+    monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "owned").mkdir()
+    (tmp_path / "owned" / "home.mp4").write_bytes(b"owned media the plan does not name")
+    (tmp_path / "clipfactory.toml").write_text(
+        f'catalog = "{cat}"\nstore = "store"\ninputs = ["owned"]\nlicense = "CC-BY-4.0"\nrights_holder = "me"\n'
+    )
+    r = CliRunner()
+    assert _run(r, "ingest", "kinetics-400_val.csv", "--catalog", cat).exit_code == 0
+    assert _run(r, "policy", "check", "--purpose", "research", "--permissions", "permissions.toml",
+                "--catalog", cat).exit_code == 0
+    made = _run(r, "plan", "--target", "driving=1", "--budget-sources", "3", "--purpose", "research",
+                "--catalog", cat, "--permissions", "permissions.toml", "--out", "plan.json")
+    assert made.exit_code == 0, made.output
+
+    def allowed() -> int:
+        return Catalog(cat).scalar(
+            "SELECT count(*) FROM policy_decisions WHERE purpose = 'research' AND decision = 'allow'")
+
+    assert allowed() == 10
+    refused = _run(r, "run", "--plan", "plan.json", "--config", "clipfactory.toml")
+    assert refused.exit_code == 1 and "--permissions" in refused.output, refused.output
+    assert allowed() == 10  # the decisions of the permission are not decided again without it
+    ran = _run(r, "run", "--plan", "plan.json", "--config", "clipfactory.toml", "--permissions",
+               "permissions.toml", "--json")
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.stdout)
+    assert summary["inputs"] == 0  # the owned file of the config's inputs is not part of the plan's run
+    assert summary["stages"]["policy.gate"]["received"] == 3
+
+
+def test_search_ranks_before_any_policy_check_and_names_an_unknown_purpose(tmp_path, monkeypatch):
+    cat = _setup(tmp_path)
+    monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner()
+    assert _run(r, "ingest", "kinetics-400_val.csv", "--catalog", cat).exit_code == 0
+    assert _run(r, "semantic", "index", "--catalog", cat).exit_code == 0
+    res = _run(r, "search", "someone knitting a scarf", "--k", "3", "--catalog", cat, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert len(out["results"]) == 3 and all(x["decision"] == "not evaluated" for x in out["results"])
+    assert "never evaluated" in out["decisions_note"] and "policy check --purpose research" in out["decisions_note"]
+    assert {x["item_id"] for x in out["results"]} <= {f"youtube:knits{n:06d}" for n in range(6)}
+    for cmd in (["search", "knitting"], ["plan", "--target", "driving=1", "--budget-sources", "1"]):
+        bad = _run(r, *cmd, "--purpose", "foo", "--catalog", cat)
+        assert bad.exit_code == 1 and "unknown purpose profile 'foo'" in bad.output, (cmd, bad.output)
+        assert "commercial" in bad.output and "research" in bad.output

@@ -121,10 +121,21 @@ def run_cmd(
             raise ConfigError("the plan lists no sources", item=str(plan), fix="see its `impossible` categories")
     s = settings(config, sets, catalog=catalog, store=store, purpose=purpose, policy_file=policy_file,
                  registry_file=registry, permissions_file=permissions)
+    datasets = dataset or None
+    if the_plan is not None:
+        from ..catalog import Catalog
+        from ..policy.gate import check_decisions
+
+        # A plan builds its sources and only those: the config's owned inputs and datasets are left out
+        # (a --dataset given here is built beside it). Its decisions were made under the policy, registry
+        # and permissions files of `plan`; a run under others would decide them again, differently.
+        s = s.model_copy(update={"inputs": []})
+        datasets = datasets or []
+        check_decisions(Catalog(s.catalog), purpose, settings=s, source_ids=plan_source_ids(the_plan))
     progress = default_progress(quiet=json_)
     try:
         summary = run_pipeline(
-            s, progress=progress, datasets=dataset or None, splits=split or None, labels=label or None,
+            s, progress=progress, datasets=datasets, splits=split or None, labels=label or None,
             limit=limit, source_ids=plan_source_ids(the_plan) if the_plan else None,
         )
     finally:

@@ -78,18 +78,26 @@ def search_cmd(
         str, typer.Option("--modality", help="text: the text vectors; visual: the thumbnails' vectors (semantic.visual).")
     ] = "text",
     purpose: PurposeOpt = None,
+    policy_file: PolicyFileOpt = None,
+    registry: RegistryOpt = None,
+    permissions: PermissionsOpt = None,
     catalog: CatalogOpt = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Rank the catalog's sources and clips by similarity to QUERY; each result has its licence decision."""
+    """Rank the catalog's sources and clips by similarity to QUERY; each result has its licence decision
+    for the purpose (stored by `clipfactory policy check`; give it the same --policy, --registry and
+    --permissions files, or a note says the decisions are out of date)."""
+    from ..policy.gate import load_policy
     from ..semantic.search import search
 
-    s = settings(config, sets, catalog=catalog, purpose=purpose)
+    s = settings(config, sets, catalog=catalog, purpose=purpose, policy_file=policy_file, registry_file=registry,
+                 permissions_file=permissions)
+    load_policy(s).profile(s.purpose)  # an unknown purpose is named with the known ones
     r = search(
         existing_catalog(s), query, k=k, purpose=s.purpose, kind=kind, modality=modality,
-        visual_model=s.stage_config("semantic.visual").get("model"),
+        visual_model=s.stage_config("semantic.visual").get("model"), settings=s,
     )
 
     def render(r: dict[str, Any]) -> None:
@@ -101,6 +109,8 @@ def search_cmd(
             ],
             f"search: {r['query']}",
         )
+        if r.get("decisions_note"):
+            console.print(f"decisions: {r['decisions_note']}", highlight=False, markup=False)
 
     emit(r, json_, render)
 
@@ -179,6 +189,10 @@ def plan_cmd(
 
     s = settings(config, sets, catalog=catalog, purpose=purpose, policy_file=policy_file, registry_file=registry,
                  permissions_file=permissions)
+    if check is None:
+        from ..policy.gate import load_policy
+
+        load_policy(s).profile(s.purpose)  # an unknown purpose is named with the known ones
     if check is not None:
         rc = check_plan(existing_catalog(s), load_plan(check), build=build, taxonomy=taxonomy)
 

@@ -69,6 +69,7 @@ def search(
     encoder=None,
     modality: str = "text",
     visual_model: str | None = None,
+    settings: Any = None,
 ) -> dict[str, Any]:
     """The ``k`` items nearest to ``query``, nearest first, each with its licence decision for ``purpose``.
 
@@ -141,11 +142,26 @@ def search(
             break
         fetch = min(len(idx), fetch * 4)
     results = results[:want]
-    dec = decisions_for(catalog, purpose, [r["source_id"] for r in results])
+    from ..policy.gate import check_decisions, evaluation_info
+
+    # The ranking stands whatever the decisions: a purpose never evaluated, or decisions made under other
+    # policy, registry or permissions files, are said in a note beside the results.
+    note, dec = None, {}
+    ids = [r["source_id"] for r in results]
+    if evaluation_info(catalog, purpose) is None:
+        note = str(PolicyError(f"purpose {purpose!r} was never evaluated in this catalog", item=purpose,
+                               fix=f"run `clipfactory policy check --purpose {purpose}`"))
+    else:
+        if settings is not None and ids:
+            try:
+                check_decisions(catalog, purpose, settings=settings, source_ids=ids)
+            except PolicyError as exc:
+                note = str(exc)
+        dec = decisions_for(catalog, purpose, ids)
     for r in results:
-        d = dec[r["source_id"]]
+        d = dec.get(r["source_id"], {"decision": "not evaluated", "use_ok": None, "acquire_ok": None, "reasons": []})
         r["decision"], r["reasons"] = d["decision"], d["reasons"]
         r["use_ok"], r["acquire_ok"] = d["use_ok"], d["acquire_ok"]
     return {"query": query, "purpose": purpose, "modality": modality, "model_id": model_id, "k": want,
-            "index_vectors": len(idx),
+            "index_vectors": len(idx), "decisions_note": note,
             "results": results}
