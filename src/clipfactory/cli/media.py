@@ -61,11 +61,15 @@ def analyse_cmd(
     }
 
     def render(d):
-        rows = [
-            {k: sh.get(k) for k in ("index", "start_ms", "end_ms", "transition_out", "motion", "sharpness",
-                                    "luma", "black_fraction", "static_fraction")}
-            for sh in d["shots"]
-        ]
+        confident = any(sh.get("transition_confidence") is not None for sh in d["shots"])
+        rows = []
+        for sh in d["shots"]:
+            row = {"index": sh.get("index"), "frames": f"{sh.get('start_frame')}-{sh.get('end_frame')}"}
+            row.update({k: sh.get(k) for k in ("start_ms", "end_ms", "transition_out")})
+            if confident:  # TransNetV2's confidence in the boundary that ends the shot (detector transnetv2/both)
+                row["confidence"] = sh.get("transition_confidence")
+            row.update({k: sh.get(k) for k in ("motion", "sharpness", "luma", "black_fraction", "static_fraction")})
+            rows.append(row)
         table(rows, title=f"{d['path']}: {d['frames']} frames, {len(rows)} shots")
         console.print(f"{len(d['clips'])} clip(s) planned, {d['too_short']} shot piece(s) too short")
         if d["decode_errors"]:
