@@ -109,3 +109,30 @@ def test_unrelated_footage_is_not_refused(tmp_path):
     summary = run_pipeline(_settings(tmp_path, [other]))
     assert not [r for r in _latest(cat, "media.analyse") if (r["reason"] or "").startswith("takedown.")]
     assert summary["clips_planned"] >= 1
+
+
+def test_a_copy_analysed_before_the_takedown_does_not_ship_after_it(tmp_path, shared_data):
+    """A re-encode that dedup dropped as a copy of the work is not analysed again when the run after the
+    work's takedown resumes (so the analysis stage's frame-hash check never sees it), and nothing is its
+    duplicate any more; the build's own check of its frame hashes refuses it."""
+    d = tmp_path / "in"
+    d.mkdir()
+    work = shutil.copy(shared_data / "media" / "bikes.mp4", d / "a_work.mp4")
+    transcode_half(Path(work), d / "b_copy.mp4")
+    s = _settings(tmp_path, [d])
+    first = run_pipeline(s)
+    cat = Catalog(s.catalog)
+    assert [r for r in _latest(cat, "dedup.near") if r["status"] == "dropped"]
+    shipped = {r["source_id"] for r in cat.query(
+        "SELECT DISTINCT c.source_id FROM build_members m JOIN clips c USING (clip_id) WHERE m.build_id = ?",
+        [first["build"]["build_id"]])}
+    assert len(shipped) == 1 and cat.scalar("SELECT count(*) FROM sources") == 2  # one copy ships
+    (taken,) = shipped
+    takedown(cat, s, source_id=taken, reason="creator request")
+    assert cat.scalar("SELECT count(*) FROM sources") == 1  # the other copy is still in the catalog
+
+    again = run_pipeline(s)
+    assert again["resumed"]["media.analyse"] >= 1  # the copy was not analysed again
+    assert again["build"]["n_clips"] in (0, None)  # and does not ship
+    refused = [r for r in _latest(cat, "build.export") if (r["reason"] or "").startswith("takedown.tombstoned:")]
+    assert refused, "the copy's clips are refused at the build, naming the tombstone"

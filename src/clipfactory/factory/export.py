@@ -769,6 +769,12 @@ def write_build(
     clips = [c for c in clips if c.clip_id not in duplicates]
     source_ids = sorted({c.source_id for c in clips})
     allowed, refused, decisions = policy_check(catalog, purpose, source_ids, settings)
+    from ..fingerprints.guard import tombstoned_sources
+
+    # taken-down footage never ships, also a near-copy analysed before the takedown (resumed since)
+    for sid, why in tombstoned_sources(catalog, sorted(allowed)).items():
+        allowed.discard(sid)
+        refused[sid] = why
     config_hash = hashlib.sha256(f"{purpose}|{shard_size}".encode()).hexdigest()[:16]
     outcome_rows: list[dict[str, Any]] = []
     for c in clips:

@@ -140,3 +140,55 @@ def _json(detail: dict[str, Any]) -> str:
     import json
 
     return json.dumps(detail, sort_keys=True, default=str)
+
+
+def tombstoned_sources(catalog, source_ids: list[str]) -> dict[str, str]:
+    """``{source_id: "takedown.tombstoned:<id>"}`` for the sources among ``source_ids`` that a tombstone
+    refuses by id or content hash, or whose frame hashes in the catalog match tombstoned footage.
+
+    The build's last check (``build.export``): a source analysed before a takedown is not analysed again
+    when a run resumes, so the analysis stage's own frame-hash check never sees it; a near-copy of
+    footage taken down after it was analysed is refused here. Sources whose frame hashes are not loaded
+    into the catalog are checked by id and content hash only."""
+    ids_ = sorted(set(source_ids))
+    guard = TombstoneGuard(str(catalog.path))
+    if not ids_ or not (guard or guard.has_pdq):
+        return {}
+    import pyarrow as pa
+
+    from .tombstones import tombstone_match
+
+    with catalog.read() as con:
+        con.register("_tomb_ask", pa.table({"source_id": pa.array(ids_, pa.string())}))
+        try:
+            shas = dict(
+                con.execute(
+                    "SELECT source_id, content_sha256 FROM sources WHERE source_id IN (SELECT source_id FROM _tomb_ask)"
+                ).fetchall()
+            )
+            rows = []
+            if guard.has_pdq:
+                rows = con.execute(
+                    """SELECT source_id, pdq, time_ms FROM frame_hashes
+                       WHERE source_id IN (SELECT source_id FROM _tomb_ask) AND pdq IS NOT NULL AND quality >= 50
+                       ORDER BY source_id, time_ms"""
+                ).fetchall()
+        finally:
+            con.unregister("_tomb_ask")
+    hashes: dict[str, list[tuple[bytes, int]]] = {}
+    for sid, pdq, t in rows:
+        hashes.setdefault(sid, []).append((bytes(pdq), int(t or 0)))
+    out: dict[str, str] = {}
+    for sid in ids_:
+        why = guard.check(source_id=sid, sha256=shas.get(sid))
+        if why is None and sid in hashes:
+            import numpy as np
+
+            hs = hashes[sid]
+            m = tombstone_match(
+                catalog, pdq_hashes=[h for h, _ in hs], pdq_seconds=np.array([t // 1000 for _, t in hs])
+            )
+            why = f"{REASON}:{m.tombstone_id}" if m else None
+        if why:
+            out[sid] = why
+    return out
