@@ -180,6 +180,7 @@ def _adopt(key: str, path: Path, write: bool) -> _Held | None:
     """The lingering connection of ``key`` if it fits a block that reads (or writes, with ``write``)."""
     with _IDLE_CV:
         held = _IDLE.pop(key, None)
+        _IDLE_CV.notify()
     if held is None:
         return None
     if (write and held.read_only) or time.monotonic() - held.since > MAX_HOLD_S or _file_key(path) != held.key:
@@ -215,11 +216,10 @@ def _close_when_due() -> None:
             now = time.monotonic()
             due = [k for k, h in _IDLE.items() if h.until <= now]
             done = [_IDLE.pop(k) for k in due]
-            wait = min((h.until for h in _IDLE.values()), default=now + LINGER_S) - now
+            if not done:  # until the first is due, or a connection is put back or taken
+                _IDLE_CV.wait(max(min(h.until for h in _IDLE.values()) - now, 0.005))
         for h in done:
             h.close()
-        if not done:
-            time.sleep(max(wait, 0.005))
 
 
 def close_idle_connections() -> None:
