@@ -120,6 +120,9 @@ def test_missing_file(synth_catalog, tmp_path):
 
 # -- real media ----------------------------------------------------------------------------------------
 REAL = ["bikes.mp4", "bbb_5s.mp4", "box.mp4", "vtest.avi"]
+#: edits left out for a file, to keep the suite short: each edit still runs on at least three of the four
+#: files (a crop query keeps the whole file, and vtest.avi is 80 s of 768x576)
+SKIPPED_EDITS = {"vtest.avi": ("crop", "letterbox"), "box.mp4": ("half",)}
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +153,8 @@ def test_real_media_copies_are_found(name, real_catalog, tmp_path):
         "sub": dict(start_s=1.3, end_s=4.5),
         "crop": dict(crop=(0.1, 0.1, 0.1, 0.1)),
     }
+    for kind in SKIPPED_EDITS.get(name, ()):
+        del kinds[kind]
     for kind, kw in kinds.items():
         # the first 12 s of each edit (the whole of the short files); a crop is found through the crop
         # variants of shot thumbnails, so its query keeps the whole file (and the thumbnail's frame)
