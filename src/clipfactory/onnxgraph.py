@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .ids import sha256_file
+
 log = logging.getLogger(__name__)
 
 #: Bump when the rewrites change: cached files of another version are not used.
@@ -56,11 +58,7 @@ def cache_dir() -> Path:
 
 
 def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(str(path))
 
 
 def optimized_model(path: str | os.PathLike) -> Path:

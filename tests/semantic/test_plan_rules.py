@@ -14,19 +14,25 @@ TAX = '[categories.driving]\nprompts = ["a car on a road"]\n[categories.nature]\
       '[labels]\n"road" = "driving"\n"forest" = "nature"\n'
 
 
-def test_plan_skips_near_duplicates_and_takes_held_sources_last(tmp_path, monkeypatch):
-    (tmp_path / "t.toml").write_text(TAX)
+def _decided_catalog(tmp_path, monkeypatch, taxonomy: str, rows: list[str]) -> Catalog:
+    """A catalog of the manifest ``rows`` (url, licence, label) ingested as dataset ``d`` and decided for
+    commercial use, with ``taxonomy`` as the categories."""
+    (tmp_path / "t.toml").write_text(taxonomy)
     monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
     cat = str(tmp_path / "c.duckdb")
-    rows = ["video_url,licence,lab"] + [f"https://example.org/{n}.mp4,CC-BY-4.0,road" for n in "abcde"]
-    rows += [f"https://example.org/f{n}.mp4,CC-BY-4.0,forest" for n in "12"]
-    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "m.csv").write_text("\n".join(["video_url,licence,lab", *rows]) + "\n")
     r = CliRunner()
     for args in (["ingest", str(tmp_path / "m.csv"), "--dataset", "d", "--map", "url=video_url,license=licence,label=lab"],
                  ["policy", "check", "--purpose", "commercial"]):
         res = r.invoke(app, [*args, "--catalog", cat])
         assert res.exit_code == 0, res.output
-    c = Catalog(cat)
+    return Catalog(cat)
+
+
+def test_plan_skips_near_duplicates_and_takes_held_sources_last(tmp_path, monkeypatch):
+    rows = [f"https://example.org/{n}.mp4,CC-BY-4.0,road" for n in "abcde"]
+    rows += [f"https://example.org/f{n}.mp4,CC-BY-4.0,forest" for n in "12"]
+    c = _decided_catalog(tmp_path, monkeypatch, TAX, rows)
     sid = {x["url"].rsplit("/", 1)[1][:-4]: x["source_id"] for x in c.query("SELECT source_id, url FROM sources")}
     with c.write() as con:
         con.execute("UPDATE sources SET blob_uri = 'blob://held' WHERE source_id = ?", [sid["a"]])  # held
@@ -63,21 +69,11 @@ def test_spread_order_is_round_robin_over_labels_missing_sources_first():
 def test_one_label_does_not_fill_a_category(tmp_path, monkeypatch):
     tax = ('[categories.driving]\nprompts = ["a car on a road"]\n[categories.nature]\nprompts = ["a forest"]\n'
            '[labels]\n"road" = "driving"\n"highway" = "driving"\n"street" = "driving"\n"forest" = "nature"\n')
-    (tmp_path / "t.toml").write_text(tax)
-    monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
-    cat = str(tmp_path / "c.duckdb")
-    rows = ["video_url,licence,lab"]
-    rows += [f"https://example.org/r{n}.mp4,CC-BY-4.0,road" for n in range(6)]
+    rows = [f"https://example.org/r{n}.mp4,CC-BY-4.0,road" for n in range(6)]
     rows += ["https://example.org/h0.mp4,CC-BY-4.0,highway"]
     rows += [f"https://example.org/s{n}.mp4,CC-BY-4.0,street" for n in range(2)]
     rows += [f"https://example.org/f{n}.mp4,CC-BY-4.0,forest" for n in range(4)]
-    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    r = CliRunner()
-    for args in (["ingest", str(tmp_path / "m.csv"), "--dataset", "d", "--map", "url=video_url,license=licence,label=lab"],
-                 ["policy", "check", "--purpose", "commercial"]):
-        res = r.invoke(app, [*args, "--catalog", cat])
-        assert res.exit_code == 0, res.output
-    c = Catalog(cat)
+    c = _decided_catalog(tmp_path, monkeypatch, tax, rows)
     label = {x["source_id"]: x["label"] for x in c.query("SELECT source_id, label FROM memberships")}
     got = plan_mix(c, {"driving": 0.6, "nature": 0.4}, purpose="commercial", budget_sources=10)
     picks = [x for x in got["sources"] if x["category"] == "driving"]

