@@ -172,6 +172,9 @@ def _unlock(fd: int | None) -> None:
 _IDLE: dict[str, _Held] = {}
 _IDLE_CV = threading.Condition()
 _CLOSER: list[threading.Thread] = []
+#: Set at exit: the closer thread ends (a daemon thread inside DuckDB's C++ code while the interpreter
+#: finalises would abort the process) and connections are closed in the exiting thread.
+_STOPPING = threading.Event()
 #: Until when this process leaves a catalog's lock free after holding it for MAX_HOLD_S (monotonic time).
 _YIELD_UNTIL: dict[str, float] = {}
 
@@ -196,6 +199,9 @@ def _linger(key: str, held: _Held) -> None:
         held.close()
         _YIELD_UNTIL[key] = time.monotonic() + YIELD_S
         return
+    if _STOPPING.is_set():  # the interpreter is exiting: no thread is left to close it later
+        held.close()
+        return
     held.until = now + LINGER_S
     with _IDLE_CV:
         old = _IDLE.pop(key, None)
@@ -209,10 +215,12 @@ def _linger(key: str, held: _Held) -> None:
 
 
 def _close_when_due() -> None:
-    while True:
+    while not _STOPPING.is_set():
         with _IDLE_CV:
-            while not _IDLE:
+            while not _IDLE and not _STOPPING.is_set():
                 _IDLE_CV.wait()
+            if _STOPPING.is_set():
+                return
             now = time.monotonic()
             due = [k for k, h in _IDLE.items() if h.until <= now]
             done = [_IDLE.pop(k) for k in due]
@@ -231,6 +239,16 @@ def close_idle_connections() -> None:
         h.close()
 
 
+def _close_at_exit() -> None:
+    _STOPPING.set()
+    with _IDLE_CV:
+        _IDLE_CV.notify_all()
+    closer = _CLOSER[0] if _CLOSER else None
+    if closer is not None and closer.is_alive() and closer is not threading.current_thread():
+        closer.join(timeout=10)
+    close_idle_connections()
+
+
 def _forget_in_child() -> None:
     """A forked child owns neither the connections nor the locks of its parent: it drops them unclosed,
     closing only its own copies of the lock descriptors (the parent's lock stays held)."""
@@ -246,7 +264,7 @@ def _forget_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=close_idle_connections, after_in_child=_forget_in_child)
-atexit.register(close_idle_connections)
+atexit.register(_close_at_exit)
 
 
 class Catalog:
