@@ -23,6 +23,25 @@ _spec.loader.exec_module(_lazy)
 sys.modules.setdefault("cf_lazy", _lazy)
 
 
+def pytest_configure(config):
+    """The run's folder of inputs made once (tests/run_cache.py), created before pytest-xdist starts its
+    workers so that they and their children share it; the process that created it removes it at the end."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("CF_TEST_RUN_CACHE"):
+        import tempfile
+
+        config._cf_run_cache = tempfile.mkdtemp(prefix="cf-test-run-cache-")
+        os.environ["CF_TEST_RUN_CACHE"] = config._cf_run_cache
+
+
+def pytest_unconfigure(config):
+    made = getattr(config, "_cf_run_cache", None)
+    if made:
+        import shutil
+
+        shutil.rmtree(made, ignore_errors=True)
+        os.environ.pop("CF_TEST_RUN_CACHE", None)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real media and manifests beside the project; skips when absent."""
@@ -124,33 +143,43 @@ def pytest_runtest_protocol(item, nextitem):
     return True
 
 
+def _rank(item) -> int:
+    """0: a Ray test; 1: a long one (marked ``own_process`` or ``slow``); 2: a short one."""
+    if item.get_closest_marker("ray"):
+        return 0
+    return 1 if item.get_closest_marker("own_process") or item.get_closest_marker("slow") else 2
+
+
+#: each test file's rank: that of its first-ranked test (set at collection, in each worker)
+_FILE_RANK: dict = {}
+
+
 def pytest_collection_modifyitems(config, items):
-    """The Ray tests go first: pytest-xdist hands files to its workers in this order, so the Ray file
+    """The Ray file goes first: pytest-xdist hands files to its workers in this order, so the Ray file
     starts while the other worker is still small (see ``_ray_runs_alone``). The files that run in their own
     process (the long ones) follow, so the short files fill in at the end and no worker is left with one
-    long file while the other has nothing to do."""
-
-    def rank(item) -> int:
-        if item.get_closest_marker("ray"):
-            return 0
-        return 1 if item.get_closest_marker("own_process") or item.get_closest_marker("slow") else 2
-
-    items.sort(key=rank)
+    long file while the other has nothing to do. A file is ranked by its first-ranked test, so that its
+    tests stay together, in their own order (the sort is stable)."""
+    for item in items:
+        _FILE_RANK[item.path] = min(_rank(item), _FILE_RANK.get(item.path, 2))
+    items.sort(key=lambda item: _FILE_RANK[item.path])
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _ray_runs_alone(request, tmp_path_factory):
     """Under pytest-xdist, a file of Ray tests runs while no other worker is inside a test file: Ray's own
-    processes (about 1.1 GB) never add to a second busy worker, and the suite's peak stays under 2 GB
-    (docs/development.md). Other files share a lock that a Ray file takes alone; a turnstile lock first
-    lets a waiting Ray file in before the next other file starts."""
+    processes (two raylets, their workers and the file's own worker come to nearly 2 GB at their peak) never
+    add to a second busy worker (a short browser test beside them made 2.5 GB), and the suite's peak stays
+    under 2 GB (docs/development.md). Other files share a lock that a Ray file takes alone; a turnstile lock
+    first lets a waiting Ray file in before the next other file starts."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         yield
         return
+    rank = _FILE_RANK.get(request.node.path, 2)
     import fcntl
 
     base = tmp_path_factory.getbasetemp().parent  # shared by the workers of one run
-    ray_file = request.node.get_closest_marker("ray") is not None
+    ray_file = rank == 0
     with open(base / "ray-turnstile.lock", "a+") as gate, open(base / "ray-alone.lock", "a+") as lock:
         fcntl.flock(gate, fcntl.LOCK_EX)
         if ray_file:

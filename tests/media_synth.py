@@ -23,6 +23,8 @@ def _even(x: float) -> int:
 def _encode(
     path: Path, frames, *, fps: float, codec: str, bit_rate: int | None, width: int, height: int
 ) -> None:
+    """Encode ``frames`` (RGB arrays, or PyAV frames that the encoder scales and converts to its size and
+    yuv420p in one step) as ``codec`` at ``fps``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as out:
         rate = Fraction(fps).limit_denominator(1001)
@@ -33,8 +35,12 @@ def _encode(
             st.bit_rate = int(bit_rate)
         if codec in ("libx264", "h264"):
             st.options = {"preset": "ultrafast", "tune": "fastdecode"}
-        for k, rgb in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for k, img in enumerate(frames):
+            if isinstance(img, av.VideoFrame):
+                vf = img
+                vf.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses, not the source
+            else:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             vf.pts = k
             vf.time_base = Fraction(1, 1) / rate
             for pkt in st.encode(vf):
@@ -87,44 +93,46 @@ def transform(
         vs = inp.streams.video[0]
         vs.thread_type = "AUTO"
         fps = float(vs.average_rate or 25)
-        geometry: dict[str, int] = {}
 
         def frames():
             for f in frames_in_span(inp, vs, start_s, end_s):
-                yield _edit(f.to_ndarray(format="rgb24"), geometry, crop, scale, letterbox)
+                yield _edit(f, crop, scale, letterbox)
 
         it = frames()
         first = next(it, None)
         if first is None:
             raise ValueError(f"no frames in the requested span of {src}")
+        width, height = first[1]
 
         def chain():
-            yield first
-            yield from it
+            yield first[0]
+            yield from (frame for frame, _ in it)
 
-        _encode(
-            dst, chain(), fps=fps, codec=codec, bit_rate=bit_rate, width=first.shape[1], height=first.shape[0]
-        )
+        _encode(dst, chain(), fps=fps, codec=codec, bit_rate=bit_rate, width=width, height=height)
     return dst
 
 
-def _edit(rgb: np.ndarray, geometry: dict[str, int], crop, scale: float, letterbox: float) -> np.ndarray:
-    h, w, _ = rgb.shape
+def _edit(f: av.VideoFrame, crop, scale: float, letterbox: float):
+    """``(frame, (width, height))``: the edited frame (a PyAV frame that the encoder scales to that size,
+    or an RGB array where pixels had to be cut out or added) and the size of the encoded picture."""
+    w, h = f.width, f.height
+    rgb = None
     if crop:
         left, right, top, bottom = crop
         x0, x1 = int(round(w * left)), w - int(round(w * right))
         y0, y1 = int(round(h * top)), h - int(round(h * bottom))
-        rgb = rgb[y0:y1, x0:x1]
+        rgb = f.to_ndarray(format="rgb24")[y0:y1, x0:x1]
         h, w = y1 - y0, x1 - x0
     ow, oh = _even(w * scale), _even(h * scale)
-    if (ow, oh) != (w, h) or crop:
-        rgb = _resize(rgb, ow, oh)
-    if letterbox:
-        bar = _even(oh * letterbox)
-        canvas = np.zeros((oh + 2 * bar, ow, 3), np.uint8)
-        canvas[bar : bar + oh] = rgb
-        rgb = canvas
-    return rgb
+    if not letterbox:
+        if rgb is None:
+            return f, (ow, oh)  # the encoder scales and converts it
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"), (ow, oh)
+    rgb = _resize(rgb, ow, oh) if rgb is not None else f.reformat(width=ow, height=oh, format="rgb24").to_ndarray()
+    bar = _even(oh * letterbox)
+    canvas = np.zeros((oh + 2 * bar, ow, 3), np.uint8)
+    canvas[bar : bar + oh] = rgb
+    return canvas, (ow, oh + 2 * bar)
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -150,6 +158,7 @@ def synth_frames(seconds: float, *, fps: float = 25.0, size: tuple[int, int] = (
     n = int(round(seconds * fps))
     scene_len = int(fps * rng.uniform(2.5, 4.5))
     bg = None
+    yy_all, xx_all = np.mgrid[0:h, 0:w]
     for k in range(n):
         if k % scene_len == 0:
             bg = 0.6 * _smooth_noise(rng, h, w * 2, int(rng.integers(4, 9))) + 0.4 * _smooth_noise(
@@ -169,10 +178,15 @@ def synth_frames(seconds: float, *, fps: float = 25.0, size: tuple[int, int] = (
             shift0 = k
         shift = int((k - shift0) * 1.5) % w
         frame = bg[:, shift : shift + w].copy()
-        yy, xx = np.mgrid[0:h, 0:w]
         for x, y, vx, vy, r, col in shapes:
             cx, cy = x + vx * (k - shift0), y + vy * (k - shift0)
-            frame[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = col
+            # the disc, computed over its bounding box only (the pixels outside it are farther than r)
+            y0, y1 = max(0, int(np.floor(cy - r)) - 1), min(h, int(np.ceil(cy + r)) + 2)
+            x0, x1 = max(0, int(np.floor(cx - r)) - 1), min(w, int(np.ceil(cx + r)) + 2)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            yy, xx = yy_all[y0:y1, x0:x1], xx_all[y0:y1, x0:x1]
+            frame[y0:y1, x0:x1][(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = col
         yield frame.clip(0, 255).astype(np.uint8)
 
 

@@ -3,17 +3,17 @@ and small WebDataset builds written with the build module's shard writer."""
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
+import pickle
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from media_synth import synth_video
+from run_cache import made_once
 
 from clipfactory import ids
 from clipfactory.catalog import Catalog, upsert_records
@@ -24,25 +24,31 @@ from clipfactory.storage import BlobStore
 
 
 @pytest.fixture(scope="session")
-def synth_dir(tmp_path_factory) -> Path:
-    """Unrelated synthetic videos A..E (10 s, 320x240, 25 fps), written once per session."""
-    d = tmp_path_factory.mktemp("synth")
-    for k, name in enumerate("ABCDE"):
-        synth_video(d / f"{name}.mp4", 10.0, seed=100 + k)
-    return d
+def synth_dir() -> Path:
+    """Unrelated synthetic videos A..E (10 s, 320x240, 25 fps), written once per test run (tests/run_cache.py);
+    tests read them and write elsewhere."""
 
+    def make(d: Path) -> None:
+        d.mkdir()
+        for k, name in enumerate("ABCDE"):
+            synth_video(d / f"{name}.mp4", 10.0, seed=100 + k)
 
-#: The analysis of each file (by content hash) and its cut clips, computed once per test session: many
-#: tests build the same small catalogs, and analysing or re-encoding is what they would spend their time on.
-_ANALYSED: dict[str, object] = {}
-_CUT_CACHE = Path(tempfile.mkdtemp(prefix="cf-test-cuts-"))
-atexit.register(shutil.rmtree, _CUT_CACHE, True)
+    return made_once("synth-ABCDE", make)
 
 
 def _analysed(path: Path, sha: str):
+    """The analysis of the file with content hash ``sha``, computed once per test run: many tests build
+    the same small catalogs, and analysing is what they would spend their time on."""
+
+    def make(tmp: Path) -> None:
+        tmp.write_bytes(pickle.dumps(analyse(path)))
+
     if sha not in _ANALYSED:
-        _ANALYSED[sha] = analyse(path)
+        _ANALYSED[sha] = pickle.loads(made_once(f"analysis-{sha}.pickle", make).read_bytes())
     return _ANALYSED[sha]
+
+
+_ANALYSED: dict[str, object] = {}
 
 
 def add_source(
@@ -95,11 +101,11 @@ def add_source(
             from media_synth import transform
 
             tmp = store.incoming() / f"{cid}.mp4"
-            key = _CUT_CACHE / f"{sha}-{start}-{end}.mp4"
-            if not key.exists():  # the same cut of the same file, made once per session
-                _CUT_CACHE.mkdir(parents=True, exist_ok=True)
-                transform(path, key.with_suffix(".tmp.mp4"), start_s=start / 1000, end_s=end / 1000)
-                key.with_suffix(".tmp.mp4").rename(key)
+            # the same cut of the same file, made once per test run
+            key = made_once(
+                f"cut-{sha}-{start}-{end}.mp4",
+                lambda out, s=start, e=end: transform(path, out, start_s=s / 1000, end_s=e / 1000),
+            )
             shutil.copyfile(key, tmp)
             blob, _ = store.put_file(tmp)
             tmp.unlink()

@@ -1,7 +1,13 @@
-"""The whole factory (gate, fetch, analyse, cut, export, as ``clipfactory run`` does it) on a Ray cluster of
-two raylets on this machine (``ray.cluster_utils.Cluster``): the same build as the local executor, workers
-that never open the catalog, and a run that survives its writer dying after it loaded parts and before it
-deleted them. One cluster serves the file; the input is one short generated video fetched over HTTP."""
+"""The Ray executor on real raylets: a cluster of two raylets on this machine (``ray.cluster_utils.Cluster``)
+serves the whole file, as one would serve a user's session (the executors use a Ray that is already
+running and leave it running).
+
+- The whole factory (gate, fetch, analyse, cut, export, as ``clipfactory run`` does it) gives the same build
+  as the local executor, with workers that never open the catalog, and a run survives its writer dying after
+  it loaded parts and before it deleted them (one short generated video fetched over HTTP).
+- Fetch workers on the two raylets share the per-host limits.
+- The local and the Ray executor write the same stage rows for the media stages, and the same build for the
+  whole factory, fetch included, on real media."""
 
 from __future__ import annotations
 
@@ -11,10 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from clipfactory import ids
+from clipfactory import ids, registry
 from clipfactory.catalog import Catalog, upsert_records
 from clipfactory.config import load_settings
-from clipfactory.records import SourceRecord
+from clipfactory.executors import get_executor
+from clipfactory.records import ClipRecord, SourceRecord
+from clipfactory.stage import StageContext
+from clipfactory.storage import BlobStore
 
 lazy = sys.modules["cf_lazy"]  # loaded by tests/conftest.py
 ray = lazy.module("ray", reason="the Ray executor needs the 'ray' extra: pip install 'clipfactory[ray]'")
@@ -23,6 +32,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.own_process]
 MB = 2**20
 synth, server = sys.modules["cf_synth"], sys.modules["cf_acquire_server"]  # loaded by conftest.py
 CountingServer = sys.modules["cf_scale_counting"].CountingServer
+TestServer = server.TestServer
+MEDIA = Path(__file__).resolve().parents[3] / "shared" / "data" / "media"
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +64,16 @@ def cluster():
         os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
     else:
         os.environ["RAY_USAGE_STATS_ENABLED"] = saved
+
+
+@pytest.fixture(autouse=True)
+def same_ray(cluster):
+    """After each test, the Ray the file started is still the one running: no executor shut it down or
+    started another."""
+    node = ray.get_runtime_context().get_node_id()
+    yield
+    assert ray.is_initialized(), "an executor shut down a Ray it did not start"
+    assert ray.get_runtime_context().get_node_id() == node, "an executor replaced the running Ray"
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +188,6 @@ def test_fetch_workers_on_two_raylets_share_the_per_host_limits(cluster, tmp_pat
     """Two fetch workers, one on each raylet, each allowed 2 connections and 4 requests a second to the
     origin on its own: together they still send at most 2 at once and 4 a second (plus the burst of 1)."""
     from clipfactory.executors.ray import RayExecutor
-    from clipfactory.stage import StageContext
     from clipfactory.stages.acquire.http import HttpFetchStage
 
     with CountingServer(delay_s=0.5) as srv:
@@ -189,3 +209,139 @@ def test_fetch_workers_on_two_raylets_share_the_per_host_limits(cluster, tmp_pat
     assert srv.max_active == 2  # reached, never passed
     assert srv.most_in_window(1.0) <= 5  # 4 a second, and a burst of 1
     assert len(srv.starts) == 12 + 4  # the videos, and robots.txt and tdmrep.json per worker
+
+
+# -- the local and the Ray executor agree --------------------------------------------------------------
+STAGES = ["media.probe", "media.analyse", "media.cut", "quality.filter"]
+
+
+def _sources(store: BlobStore, tmp_path: Path) -> list[SourceRecord]:
+    videos = [
+        synth.make_video(
+            tmp_path / "a.mp4", [("bars", 2), ("rings", 2), ("dark", 2)], keyint=25, scenecut=False
+        ),
+        synth.make_video(tmp_path / "b.mp4", [("checker", 2), ("flat", 2)], audio=None),
+    ]
+    bad = tmp_path / "not_media.mp4"
+    bad.write_text("this is not a video\n")
+    out = []
+    for path in [*videos, bad]:
+        uri, size = store.put_file(path)
+        sha = uri.rsplit(":", 1)[1]
+        out.append(
+            SourceRecord(
+                ids.content_source_id(sha),
+                "owned",
+                blob_uri=uri,
+                content_sha256=sha,
+                size_bytes=size,
+                content_license="CC-BY-4.0",
+                rights_holder="clipfactory tests",
+            )
+        )
+    return out
+
+
+def _run_stages(executor_name: str, root: Path, sources: list[SourceRecord], store_root: Path) -> Catalog:
+    cat = Catalog(root / "catalog.duckdb")
+    ctx = StageContext(store_root=str(store_root), catalog_path=str(cat.path))
+    # the local executor in-process, Ray on both raylets
+    ex = get_executor(executor_name, cat, workers=1 if executor_name == "local" else 2, error_budget=1.0)
+    try:
+        current: list = sources
+        run_id = ex.start_run("parity")
+        for name in STAGES:
+            if name == "media.cut":
+                current = [r for r in current if isinstance(r, ClipRecord)]
+            stage = registry.get(name)({}, ctx)
+            current = ex.run([stage], current, run_id=run_id).outputs
+        ex.finish_run(run_id, "finished")
+    finally:
+        if hasattr(ex, "shutdown"):
+            ex.shutdown()
+    return cat
+
+
+def _rows(cat: Catalog) -> dict[str, list]:
+    return {
+        "sources": cat.query("SELECT * FROM sources ORDER BY source_id"),
+        "clips": cat.query("SELECT * FROM clips ORDER BY clip_id"),
+        "outcomes": cat.query(
+            """SELECT stage, stage_version, config_hash, item_id, status, reason, error_kind, error, output_ids, attempt
+               FROM stage_outcomes ORDER BY stage, item_id"""
+        ),
+    }
+
+
+def test_local_and_ray_executors_write_the_same_rows(cluster, tmp_path):
+    store_root = tmp_path / "store"
+    sources = _sources(BlobStore(store_root), tmp_path)
+    local = _rows(_run_stages("local", tmp_path / "local", sources, store_root))
+    ray_rows = _rows(_run_stages("ray", tmp_path / "ray", sources, store_root))
+    assert len(local["clips"]) >= 3
+    assert any(o["status"] == "failed" for o in local["outcomes"])  # the non-media file is a failure row
+    assert local["sources"] == ray_rows["sources"]
+    assert local["clips"] == ray_rows["clips"]
+    assert local["outcomes"] == ray_rows["outcomes"]
+
+
+def _stock_catalog(settings, srv) -> None:
+    """Two licensed web sources listed by a dataset with spans and captions, and one the purpose refuses."""
+    rows = [
+        ("bunny", "bbb_5s.mp4", "CC-BY-4.0", [(500, 2500, "a rabbit wakes up"), (3000, 5000, "the meadow")]),
+        ("cup", "cup.mp4", "CC0-1.0", [(1000, 4000, "hands turn a cup")]),
+        ("bikes", "bikes.mp4", "CC-BY-NC-4.0", [(0, 4000, "bikes")]),
+    ]
+    recs, spans = [], []
+    for name, file, licence, sp in rows:
+        url = srv.add(f"/v/{name}.mp4", body=(MEDIA / file).read_bytes())
+        sid = ids.url_source_id(url)
+        recs.append(SourceRecord(sid, "web", url=url, content_license=licence, rights_holder=f"{name} maker", title=name))
+        spans += [(sid, s, e, cap) for s, e, cap in sp]
+    cat = Catalog(settings.catalog)
+    with cat.write() as con:
+        upsert_records(con, recs)
+        for r in recs:
+            con.execute("INSERT INTO memberships (dataset, source_id, n_spans) VALUES ('stock', ?, 1)", [r.source_id])
+        for sid, s, e, cap in spans:
+            con.execute(
+                "INSERT INTO clip_spans (dataset, source_id, clip_id, start_ms, end_ms, caption) VALUES ('stock', ?, ?, ?, ?, ?)",
+                [sid, ids.clip_id(sid, s, e), s, e, cap],
+            )
+
+
+def _stock_build(tmp_path: Path, executor: str, srv) -> tuple[dict, Catalog]:
+    from clipfactory.factory.pipeline import run_pipeline
+
+    root = tmp_path / executor
+    root.mkdir()
+    cfg = root / "clipfactory.toml"
+    cfg.write_text(
+        f'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\nexecutor = "{executor}"\n'
+        f'workers = {1 if executor == "local" else 2}\n'
+        '[build]\nname = "stock"\nout = "builds"\nshard_size = 2\n'
+        "[acquire.http]\nallow_private_addresses = true\n[quality.filter]\nmin_duration_s = 0.5\n"
+    )
+    settings = load_settings(cfg)
+    _stock_catalog(settings, srv)
+    return run_pipeline(settings, datasets=["stock"]), Catalog(settings.catalog)
+
+
+@pytest.mark.shared_data
+def test_ray_and_local_give_the_same_build_fetch_included(cluster, tmp_path, monkeypatch, shared_data):
+    monkeypatch.chdir(tmp_path)
+    with TestServer() as srv:
+        local, cat_l = _stock_build(tmp_path, "local", srv)
+        ray_, cat_r = _stock_build(tmp_path, "ray", srv)
+        bikes = srv.times_of("/v/bikes.mp4")
+    assert bikes == []  # refused by the gate on both executors, never requested
+    assert local["build"]["n_clips"] == 3
+    assert local["stages"]["acquire.http"]["kept"] == ray_["stages"]["acquire.http"]["kept"] == 2
+    hash_l = cat_l.query("SELECT config->>'content_hash' AS h FROM builds")[0]["h"]
+    hash_r = cat_r.query("SELECT config->>'content_hash' AS h FROM builds")[0]["h"]
+    assert hash_l == hash_r
+    q = """SELECT stage, item_id, status, reason, output_ids FROM stage_outcomes
+           WHERE stage <> 'acquire.http' ORDER BY stage, item_id"""
+    assert cat_l.query(q) == cat_r.query(q)
+    runs = cat_r.query("SELECT executor, status FROM runs WHERE command = 'run'")
+    assert runs == [{"executor": "ray", "status": "finished"}]
