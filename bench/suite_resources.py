@@ -12,6 +12,7 @@ largest single process, and the biggest processes at the peak. Exits with pytest
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -61,7 +62,7 @@ def main(argv: list[str]) -> int:
         f"(all processes together), largest single process {peak_one / 2**30:.2f} GB"
     )
     print("processes at the peak:")
-    for rss, cmd in sorted(at_peak, reverse=True)[:8]:
+    for rss, cmd in sorted(at_peak, reverse=True)[: int(os.environ.get("SUITE_RESOURCES_TOP", "8"))]:
         print(f"  {rss / 2**20:7.0f} MB  {cmd}")
     return child.returncode
 

@@ -33,6 +33,10 @@ MB = 2**20
 synth, server = sys.modules["cf_synth"], sys.modules["cf_acquire_server"]  # loaded by conftest.py
 CountingServer = sys.modules["cf_scale_counting"].CountingServer
 TestServer = server.TestServer
+#: The runs here compare executors: the analysis reads no text and the clips get no NSFW or face scores, so
+#: that no Ray worker loads those models (their own tests are tests/media/test_ocr.py and tests/signals/);
+#: with them, each worker held about 100 MB more, and the file's peak came near 2 GB.
+NO_MODELS = "[media.analyse]\ndetect_text = false\n[signals.visual]\nnsfw = false\nfaces = false\n"
 MEDIA = Path(__file__).resolve().parents[3] / "shared" / "data" / "media"
 
 
@@ -96,7 +100,7 @@ def _settings(root: Path, executor: str, address: str | None = None):
         f'catalog = "{root}/cat.duckdb"\nstore = "{root}/store"\npurpose = "commercial"\n'
         f'executor = "{executor}"\nworkers = {1 if executor == "local" else 2}\n{extra}'
         f'[build]\nname = "gen"\nout = "{root}/builds"\nshard_size = 2\n'
-        "[acquire.http]\nallow_private_addresses = true\n[quality.filter]\nmin_duration_s = 0.5\n"
+        "[acquire.http]\nallow_private_addresses = true\n[quality.filter]\nmin_duration_s = 0.5\n" + NO_MODELS
     )
     return load_settings(cfg)
 
@@ -253,7 +257,7 @@ def _run_stages(executor_name: str, root: Path, sources: list[SourceRecord], sto
         for name in STAGES:
             if name == "media.cut":
                 current = [r for r in current if isinstance(r, ClipRecord)]
-            stage = registry.get(name)({}, ctx)
+            stage = registry.get(name)({"detect_text": False} if name == "media.analyse" else {}, ctx)
             current = ex.run([stage], current, run_id=run_id).outputs
         ex.finish_run(run_id, "finished")
     finally:
@@ -320,7 +324,7 @@ def _stock_build(tmp_path: Path, executor: str, srv) -> tuple[dict, Catalog]:
         f'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\nexecutor = "{executor}"\n'
         f'workers = {1 if executor == "local" else 2}\n'
         '[build]\nname = "stock"\nout = "builds"\nshard_size = 2\n'
-        "[acquire.http]\nallow_private_addresses = true\n[quality.filter]\nmin_duration_s = 0.5\n"
+        "[acquire.http]\nallow_private_addresses = true\n[quality.filter]\nmin_duration_s = 0.5\n" + NO_MODELS
     )
     settings = load_settings(cfg)
     _stock_catalog(settings, srv)
