@@ -142,10 +142,10 @@ def categories_cmd(
     r = category_mix(cat, datasets=dataset, taxonomy=taxonomy)
 
     def render(r: dict[str, Any]) -> None:
-        table(
-            [{"category": c["category"], "sources": c["sources"], "share": c["share"], "hours": c["hours"]} for c in r["categories"]],
-            f"categories ({r['sources']} sources)",
-        )
+        cols = ("category", "sources", "share", "hours") + (("without_hours",) if r["without_hours"] else ())
+        table([{k: c[k] for k in cols} for c in r["categories"]], f"categories ({r['sources']} sources)")
+        if r.get("hours_note"):
+            console.print(f"note: {r['hours_note']}", highlight=False, markup=False, soft_wrap=True)
 
     if r.get("fix"):
         err_console.print(f"[yellow]warning:[/] {r['not_indexed']} of {r['sources']} sources are not indexed yet "
@@ -212,7 +212,7 @@ def plan_cmd(
         raise ConfigError("plan needs --target (or --check PLAN)", fix='e.g. --target "driving=0.5,nature=0.5"')
     r = plan_mix(
         existing_catalog(s), parse_target(target), purpose=s.purpose, budget_sources=budget_sources,
-        budget_hours=budget_hours, datasets=dataset, taxonomy=taxonomy, settings=s, out=out,
+        budget_hours=budget_hours, datasets=dataset, taxonomy=taxonomy, settings=s, out=out, empty_ok=False,
     )
 
     def render(r: dict[str, Any]) -> None:

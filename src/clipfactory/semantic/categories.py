@@ -252,7 +252,8 @@ def category_columns(
     with catalog.read() as con, _bounded_memory(con):
         spans = (
             f"""SELECT source_id, sum(greatest(e - b, 0)) AS ms FROM (
-                    SELECT DISTINCT source_id, start_ms AS b, end_ms AS e FROM clip_spans WHERE {c_in}) GROUP BY 1"""
+                    SELECT DISTINCT source_id, start_ms AS b, end_ms AS e FROM clip_spans
+                    WHERE start_ms IS NOT NULL AND end_ms IS NOT NULL AND {c_in}) GROUP BY 1"""
             if store.has_table(con, "clip_spans") else "SELECT NULL::VARCHAR AS source_id, NULL::BIGINT AS ms WHERE false"
         )
         con.register("_sem_labels", _label_table(tax, order))
@@ -454,15 +455,21 @@ def check_datasets(catalog, datasets) -> None:
 def category_mix(catalog, *, datasets=None, taxonomy=None, encoder=None) -> dict[str, Any]:
     """Sources and hours per category (all of the taxonomy's categories, zeros included). ``not_indexed``
     counts the sources that ``semantic index`` never saw (no vector, no mapped label, no ``semantic.text``
-    outcome): they are ``other`` until it runs."""
+    outcome): they are ``other`` until it runs. ``without_hours`` (in all and per category) counts the
+    sources with neither a duration nor manifest spans, whose hours are unknown (not counted); then
+    ``hours_note`` says so."""
     check_datasets(catalog, datasets)
     c = category_columns(
         catalog, taxonomy=taxonomy, encoder=encoder, datasets=datasets,
-        extra=""", s.source_id IN (SELECT item_id FROM latest_outcomes WHERE stage = 'semantic.text') AS indexed""",
+        extra=""", s.source_id IN (SELECT item_id FROM latest_outcomes WHERE stage = 'semantic.text') AS indexed,
+                 (s.duration_ms IS NOT NULL OR spans.ms IS NOT NULL) AS hours_known""",
     )
     order = c["order"]
     counts = np.bincount(c["code"], minlength=len(order))
     hours = np.bincount(c["code"], weights=c["hours"], minlength=len(order))
+    known = c["table"].column("hours_known").to_numpy(zero_copy_only=False).astype(bool)
+    unknown = np.bincount(c["code"][~known], minlength=len(order))
+    n_unknown = int(np.count_nonzero(~known))
     n = len(c["code"])
     indexed = c["table"].column("indexed").to_numpy(zero_copy_only=False).astype(bool)
     no_text = c["how"] == HOW.index("no text")
@@ -474,7 +481,12 @@ def category_mix(catalog, *, datasets=None, taxonomy=None, encoder=None) -> dict
         "model_id": c["model_id"],
         "without_text": int(np.count_nonzero(no_text & indexed)),
         "not_indexed": not_indexed,
+        "without_hours": n_unknown,
     }
+    if n_unknown:
+        # a manifest without durations or spans (MSR-VTT's caption files, for one): hours would read as zero
+        out["hours_note"] = (f"{n_unknown} of {n} sources have no duration (none in their manifest, no spans, "
+                             f"media not fetched): hours count only the {n - n_unknown} that do")
     if not_indexed:
         out["fix"] = ("run `clipfactory semantic index`" + "".join(f" --dataset {d}" for d in datasets or [])
                       + f": {not_indexed} sources have no text vector yet, so they count as other")
@@ -482,7 +494,7 @@ def category_mix(catalog, *, datasets=None, taxonomy=None, encoder=None) -> dict
         **out,
         "categories": [
             {"category": name, "sources": int(counts[k]), "share": round(int(counts[k]) / n, 4) if n else 0.0,
-             "hours": round(float(hours[k]), 3)}
+             "hours": round(float(hours[k]), 3), "without_hours": int(unknown[k])}
             for k, name in enumerate(order)
         ],
     }

@@ -1,0 +1,104 @@
+"""``categories`` says when hours are unknown (sources with neither a duration nor manifest spans), and a
+``plan`` whose every target category is impossible fails, naming the categories and the fix. Categories come
+from manifest labels mapped in a taxonomy of the test (no text model needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from clipfactory.cli.app import app
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "manifests"
+TAX = '[categories.driving]\nprompts = ["a car on a road"]\n[categories.nature]\nprompts = ["a forest"]\n' \
+      '[labels]\n"road" = "driving"\n"forest" = "nature"\n'
+
+
+def _catalog(tmp_path, monkeypatch, rows: list[str], *, decide: bool = True) -> str:
+    """A catalog of the manifest ``rows`` (url, licence, label, start s, end s) as dataset ``d``, decided for
+    commercial use."""
+    (tmp_path / "t.toml").write_text(TAX)
+    monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
+    cat = str(tmp_path / "c.duckdb")
+    (tmp_path / "m.csv").write_text("\n".join(["video_url,licence,lab,b,e", *rows]) + "\n")
+    steps = [["ingest", str(tmp_path / "m.csv"), "--dataset", "d",
+              "--map", "url=video_url,license=licence,label=lab,start=b,end=e,time-unit=s"]]
+    if decide:
+        steps.append(["policy", "check", "--purpose", "commercial"])
+    for args in steps:
+        res = CliRunner().invoke(app, [*args, "--catalog", cat])
+        assert res.exit_code == 0, res.output
+    return cat
+
+
+def test_hours_note_counts_the_sources_without_a_duration(tmp_path, monkeypatch):
+    # a: a 36 s span (0.01 h); b and c: no span, no duration
+    cat = _catalog(tmp_path, monkeypatch, ["https://example.org/a.mp4,CC-BY-4.0,road,0,36",
+                                           "https://example.org/b.mp4,CC-BY-4.0,road,,",
+                                           "https://example.org/c.mp4,CC-BY-4.0,forest,,"], decide=False)
+    res = CliRunner().invoke(app, ["categories", "--catalog", cat, "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    by = {c["category"]: c for c in r["categories"]}
+    assert r["without_hours"] == 2
+    assert "2 of 3 sources have no duration" in r["hours_note"] and "only the 1 that do" in r["hours_note"]
+    assert (by["driving"]["sources"], by["driving"]["hours"], by["driving"]["without_hours"]) == (2, 0.01, 1)
+    assert (by["nature"]["sources"], by["nature"]["hours"], by["nature"]["without_hours"]) == (1, 0.0, 1)
+    res = CliRunner().invoke(app, ["categories", "--catalog", cat])
+    assert res.exit_code == 0, res.output
+    assert "note: 2 of 3 sources have no duration" in " ".join(res.output.split())
+
+
+def test_every_hour_known_gives_no_note(tmp_path, monkeypatch):
+    cat = _catalog(tmp_path, monkeypatch, ["https://example.org/a.mp4,CC-BY-4.0,road,0,36"], decide=False)
+    r = json.loads(CliRunner().invoke(app, ["categories", "--catalog", cat, "--json"]).stdout)
+    assert r["without_hours"] == 0 and "hours_note" not in r
+    assert "note:" not in CliRunner().invoke(app, ["categories", "--catalog", cat]).output
+
+
+def test_msr_vtt_captions_have_no_durations(tmp_path):
+    """MSR-VTT's caption file names videos and their captions, no times: every source's hours are unknown."""
+    src = DATA / "msrvtt_test_captions_sample.json"
+    n = 2  # video7010 and video7011 (clip.avi has no MSR-VTT id: a bad row)
+    cat = str(tmp_path / "c.duckdb")
+    res = CliRunner().invoke(app, ["ingest", str(src), "--catalog", cat])
+    assert res.exit_code == 0, res.output
+    r = json.loads(CliRunner().invoke(app, ["categories", "--catalog", cat, "--json"]).stdout)
+    assert r["sources"] == n and r["without_hours"] == n
+    assert f"{n} of {n} sources have no duration" in r["hours_note"] and "only the 0 that do" in r["hours_note"]
+
+
+def test_a_plan_with_every_category_impossible_fails_naming_them(tmp_path, monkeypatch):
+    # driving: no sources at all; nature: one, CC BY-NC, which commercial use may not take
+    cat = _catalog(tmp_path, monkeypatch, ["https://example.org/f.mp4,CC-BY-NC-4.0,forest,0,10"])
+    out = tmp_path / "plan.json"
+    res = CliRunner().invoke(app, ["plan", "--target", "driving=0.5,nature=0.5", "--budget-sources", "2",
+                                   "--purpose", "commercial", "--catalog", cat, "--out", str(out)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1, res.output
+    assert "error:" in text and "every category of the target is impossible" in text
+    assert "driving (no sources in the catalog)" in text
+    assert "nature (1 sources, none that 'commercial' may acquire and use)" in text
+    assert "clipfactory categories" in text and "clipfactory ingest" in text
+    assert "clipfactory policy check --purpose commercial" in text
+    assert "Traceback" not in text
+    assert not out.exists()
+    res = CliRunner().invoke(app, ["plan", "--target", "driving=1", "--budget-sources", "1", "--purpose", "commercial",
+                                   "--catalog", cat, "--json"])
+    assert res.exit_code == 1 and "driving (no sources in the catalog)" in " ".join(res.output.split())
+
+
+def test_a_plan_with_some_category_feasible_succeeds_and_names_the_impossible_one(tmp_path, monkeypatch):
+    cat = _catalog(tmp_path, monkeypatch, ["https://example.org/a.mp4,CC-BY-4.0,road,0,10",
+                                           "https://example.org/b.mp4,CC-BY-4.0,road,0,10"])
+    res = CliRunner().invoke(app, ["plan", "--target", "driving=0.5,nature=0.5", "--budget-sources", "2",
+                                   "--purpose", "commercial", "--catalog", cat, "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["planned"] == 1 and [p["category"] for p in r["impossible"]] == ["nature"]
+    assert r["impossible"][0]["sources"] == 0 and r["impossible"][0]["acquirable"] == 0
+    res = CliRunner().invoke(app, ["plan", "--target", "driving=0.5,nature=0.5", "--budget-sources", "2",
+                                   "--purpose", "commercial", "--catalog", cat])
+    assert res.exit_code == 0 and "impossible: nature" in res.output
