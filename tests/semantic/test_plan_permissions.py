@@ -43,10 +43,13 @@ def test_the_documented_permission_route_changes_the_plan(tmp_path, monkeypatch)
     assert _run(r, "ingest", "kinetics-400_val.csv", "--catalog", cat).exit_code == 0
     assert _run(r, "policy", "check", "--purpose", "research", "--catalog", cat).exit_code == 0
     before = _run(r, *plan)
-    assert before.exit_code == 0, before.output
-    b = json.loads(before.stdout)
-    # YouTube without a recorded permission: nothing acquirable, both categories impossible
-    assert b["planned"] == 0 and {p["category"] for p in b["impossible"]} == {"driving", "people-handling-objects"}
+    # YouTube without a recorded permission: nothing acquirable, both categories impossible, so nothing to
+    # plan: an error naming them and the permission route
+    b = " ".join(before.output.split())
+    assert before.exit_code == 1, before.output
+    assert "driving (4 sources, none that 'research' may acquire and use)" in b
+    assert "people-handling-objects (6 sources, none that 'research' may acquire and use)" in b
+    assert "--permissions" in b
     # the route of the docs: record the permission, then plan with the same file
     res = _run(r, "policy", "check", "--purpose", "research", "--permissions", "permissions.toml", "--catalog", cat)
     assert res.exit_code == 0, res.output

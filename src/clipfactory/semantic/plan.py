@@ -129,7 +129,11 @@ def plan_mix(
     settings=None,
     encoder=None,
     out: str | os.PathLike | None = None,
+    empty_ok: bool = True,
 ) -> dict[str, Any]:
+    """The plan (see the module's doc). With ``empty_ok=False`` a plan that picks nothing (every target
+    category impossible) is a :class:`ConfigError` naming the categories and the fix, and no file is
+    written; with the default it is returned, its ``impossible`` list saying why."""
     from ..policy.gate import check_decisions
 
     if (budget_sources is None) == (budget_hours is None):
@@ -170,6 +174,7 @@ def plan_mix(
     tcode = {c: order.index(c) for c in target}
     in_target = np.isin(code, list(tcode.values()))
     held_count = np.bincount(code[in_target & held], minlength=len(order))
+    in_catalog = np.bincount(code, minlength=len(order))  # whatever their decision
     cand = in_target & allowed & ~dup
     # one source per content hash: the first in source id order
     hashed = np.flatnonzero(cand & (sha >= 0))
@@ -198,12 +203,15 @@ def plan_mix(
         amounts[c] = amount
         if amount < quota - 1e-9:
             why = (f"{len(rows)} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
-                   f"{'hours' if by_hours else 'sources'}")
+                   f"{'hours' if by_hours else 'sources'} ({int(in_catalog[tcode[c]])} {c} sources in the catalog)")
             if r["model_id"] is None:
                 why += "; the catalog has no text vectors, so only mapped labels give categories: run " \
                        "`clipfactory semantic index`"
-            impossible.append({"category": c, "wanted": round(quota, 3), "available": round(amount, 3), "why": why})
+            impossible.append({"category": c, "wanted": round(quota, 3), "available": round(amount, 3),
+                               "sources": int(in_catalog[tcode[c]]), "acquirable": len(rows), "why": why})
     total = sum(amounts.values())
+    if not total and not empty_ok:
+        raise _empty_plan_error(impossible, purpose, datasets, by_hours, r["model_id"] is None)
     cats = [{"category": c, "target": target[c], "planned": round(amounts[c], 3),
              "planned_share": round(amounts[c] / total, 4) if total else 0.0,
              "held": int(held_count[tcode[c]]), "available": available[c]} for c in target]
@@ -233,6 +241,36 @@ def plan_mix(
         Path(out).write_text(json.dumps(result, indent=2))
         result["written"] = str(out)
     return result
+
+
+def _empty_plan_error(impossible: list[dict[str, Any]], purpose: str, datasets, by_hours: bool,
+                      not_indexed: bool) -> ConfigError:
+    """Nothing to plan: each target category named with what the catalog has of it, and what to do."""
+    parts = []
+    for p in impossible:
+        if not p["sources"]:
+            parts.append(f"{p['category']} (no sources in the catalog)")
+        elif not p["acquirable"]:
+            parts.append(f"{p['category']} ({p['sources']} sources, none that {purpose!r} may acquire and use)")
+        else:
+            parts.append(f"{p['category']} ({p['acquirable']} acquirable sources, without known hours)")
+    names = ", ".join(p["category"] for p in impossible)
+    scope = " of " + ", ".join(datasets) if datasets else ""
+    fixes = []
+    if not_indexed:
+        fixes.append("run `clipfactory semantic index` (the catalog has no text vectors, so only mapped labels "
+                     "give categories)")
+    if any(p["sources"] and not p["acquirable"] for p in impossible):
+        fixes.append(f"run `clipfactory policy check --purpose {purpose}` (with --permissions for platforms "
+                     "that need a recorded permission) so that they may be acquired")
+    if by_hours and any(p["acquirable"] for p in impossible):
+        fixes.append("use --budget-sources, or fetch the sources so that their durations are known")
+    fixes.append(f"ingest sources of {names} with `clipfactory ingest`, or target categories the catalog has "
+                 "(`clipfactory categories` shows the mix)")
+    return ConfigError(
+        f"nothing to plan for {purpose!r}: every category of the target is impossible{scope}: {'; '.join(parts)}",
+        item=names, fix="; or ".join(fixes),
+    )
 
 
 def chart(cats: list[dict[str, Any]], width: int = 40) -> str:
