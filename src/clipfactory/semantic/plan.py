@@ -203,7 +203,8 @@ def plan_mix(
         amounts[c] = amount
         if amount < quota - 1e-9:
             why = (f"{len(rows)} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
-                   f"{'hours' if by_hours else 'sources'} ({int(in_catalog[tcode[c]])} {c} sources in the catalog)")
+                   f"{'hours' if by_hours else 'sources'} ({int(in_catalog[tcode[c]])} {c} sources "
+                   f"{'in ' + ', '.join(datasets) if datasets else 'in the catalog'})")
             if r["model_id"] is None:
                 why += "; the catalog has no text vectors, so only mapped labels give categories: run " \
                        "`clipfactory semantic index`"
@@ -246,16 +247,16 @@ def plan_mix(
 def _empty_plan_error(impossible: list[dict[str, Any]], purpose: str, datasets, by_hours: bool,
                       not_indexed: bool) -> ConfigError:
     """Nothing to plan: each target category named with what the catalog has of it, and what to do."""
+    where = "in " + ", ".join(datasets) if datasets else "in the catalog"
     parts = []
     for p in impossible:
         if not p["sources"]:
-            parts.append(f"{p['category']} (no sources in the catalog)")
+            parts.append(f"{p['category']} (no sources {where})")
         elif not p["acquirable"]:
             parts.append(f"{p['category']} ({p['sources']} sources, none that {purpose!r} may acquire and use)")
         else:
             parts.append(f"{p['category']} ({p['acquirable']} acquirable sources, without known hours)")
     names = ", ".join(p["category"] for p in impossible)
-    scope = " of " + ", ".join(datasets) if datasets else ""
     fixes = []
     if not_indexed:
         fixes.append("run `clipfactory semantic index` (the catalog has no text vectors, so only mapped labels "
@@ -268,7 +269,7 @@ def _empty_plan_error(impossible: list[dict[str, Any]], purpose: str, datasets, 
     fixes.append(f"ingest sources of {names} with `clipfactory ingest`, or target categories the catalog has "
                  "(`clipfactory categories` shows the mix)")
     return ConfigError(
-        f"nothing to plan for {purpose!r}: every category of the target is impossible{scope}: {'; '.join(parts)}",
+        f"nothing to plan for {purpose!r}: every category of the target is impossible: {'; '.join(parts)}",
         item=names, fix="; or ".join(fixes),
     )
 
