@@ -9,6 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from clipfactory.catalog import Catalog
 from clipfactory.cli.app import app
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "manifests"
@@ -102,3 +103,27 @@ def test_a_plan_with_some_category_feasible_succeeds_and_names_the_impossible_on
     res = CliRunner().invoke(app, ["plan", "--target", "driving=0.5,nature=0.5", "--budget-sources", "2",
                                    "--purpose", "commercial", "--catalog", cat])
     assert res.exit_code == 0 and "impossible: nature" in res.output
+
+
+def test_a_plan_by_hours_takes_no_source_of_unknown_hours(tmp_path, monkeypatch):
+    # a: 36 s (0.01 h); b: no span, no duration. One hour wanted: only a can count towards it
+    cat = _catalog(tmp_path, monkeypatch, ["https://example.org/a.mp4,CC-BY-4.0,road,0,36",
+                                           "https://example.org/b.mp4,CC-BY-4.0,road,,"])
+    res = CliRunner().invoke(app, ["plan", "--target", "driving=1", "--budget-hours", "1", "--purpose", "commercial",
+                                   "--catalog", cat, "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    urls = {x["source_id"]: x["url"] for x in Catalog(cat).query("SELECT source_id, url FROM sources")}
+    assert [urls[x["source_id"]] for x in r["sources"]] == ["https://example.org/a.mp4"]
+    assert r["planned"] == 0.01
+    (p,) = r["impossible"]
+    assert p["acquirable"] == 2 and p["without_hours"] == 1 and "1 of them have no known hours" in p["why"]
+    # b alone: nothing has hours, so nothing to plan
+    (tmp_path / "two").mkdir()
+    cat2 = _catalog(tmp_path / "two", monkeypatch, ["https://example.org/b.mp4,CC-BY-4.0,road,,"])
+    res = CliRunner().invoke(app, ["plan", "--target", "driving=1", "--budget-hours", "1", "--purpose", "commercial",
+                                   "--catalog", cat2])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and "driving (1 acquirable sources, 1 of them without known hours)" in text
+    assert "--budget-sources" in text
+

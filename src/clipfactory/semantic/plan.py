@@ -195,8 +195,10 @@ def plan_mix(
         available[c] = len(rows)
         rows, rank = spread_order(rows, r["own_score"][rows], held[rows], group[rows])
         each = r["hours"][rows] if by_hours else np.ones(len(rows))
+        # by hours, a source whose hours are unknown (no duration, no spans) would count as none: not taken
+        usable = each > 0 if by_hours else np.ones(len(rows), bool)
         before = np.cumsum(each) - each
-        take = before < quota - 1e-9
+        take = (before < quota - 1e-9) & usable
         picked[c] = rows[take]
         ranks[c] = rank[take]
         amount = float(each[take].sum()) if by_hours else int(take.sum())
@@ -205,11 +207,14 @@ def plan_mix(
             why = (f"{len(rows)} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
                    f"{'hours' if by_hours else 'sources'} ({int(in_catalog[tcode[c]])} {c} sources "
                    f"{'in ' + ', '.join(datasets) if datasets else 'in the catalog'})")
+            if by_hours and not usable.all():
+                why += f"; {int((~usable).sum())} of them have no known hours (no duration, no spans)"
             if r["model_id"] is None:
                 why += "; the catalog has no text vectors, so only mapped labels give categories: run " \
                        "`clipfactory semantic index`"
             impossible.append({"category": c, "wanted": round(quota, 3), "available": round(amount, 3),
-                               "sources": int(in_catalog[tcode[c]]), "acquirable": len(rows), "why": why})
+                               "sources": int(in_catalog[tcode[c]]), "acquirable": len(rows),
+                               "without_hours": int((~usable).sum()) if by_hours else 0, "why": why})
     total = sum(amounts.values())
     if not total and not empty_ok:
         raise _empty_plan_error(impossible, purpose, datasets, by_hours, r["model_id"] is None)
@@ -255,10 +260,11 @@ def _empty_plan_error(impossible: list[dict[str, Any]], purpose: str, datasets, 
         elif not p["acquirable"]:
             parts.append(f"{p['category']} ({p['sources']} sources, none that {purpose!r} may acquire and use)")
         else:
-            parts.append(f"{p['category']} ({p['acquirable']} acquirable sources, without known hours)")
+            parts.append(f"{p['category']} ({p['acquirable']} acquirable sources, {p['without_hours']} of them "
+                         "without known hours)")
     names = ", ".join(p["category"] for p in impossible)
     fixes = []
-    if not_indexed:
+    if not_indexed and any(not p["sources"] for p in impossible):
         fixes.append("run `clipfactory semantic index` (the catalog has no text vectors, so only mapped labels "
                      "give categories)")
     if any(p["sources"] and not p["acquirable"] for p in impossible):
