@@ -611,3 +611,38 @@ def test_documented_takedown_commands_work(catalog, real_world):
             assert json.loads(res.stdout)["status"] == "dry_run", ln
         else:
             assert res.exit_code == 1 and "no source" in res.output, f"{ln}: {res.output}"
+
+
+def test_lookup_index_count_excludes_taken_down_sources(catalog, world):
+    store = world["store"]
+    before = lookup(catalog, world["synth"] / "B.mp4", store=store)["index"]["sources"]
+    assert before == 3  # the world holds three sources
+    takedown(catalog, store=store, source_id=world["a"][0].source_id, reason="test")
+    after = lookup(catalog, world["synth"] / "B.mp4", store=store)
+    assert after["index"]["sources"] == 2
+    res = CliRunner().invoke(
+        app, ["lookup", str(world["synth"] / "B.mp4"), "--catalog", str(catalog.path), "--store", str(store.root)]
+    )
+    assert "of 2 sources" in res.output, res.output
+
+
+def test_superseding_build_counts_describe_the_new_version(catalog, world):
+    import pyarrow.parquet as pq
+
+    store = world["store"]
+    takedown(catalog, store=store, source_id=world["a"][0].source_id, reason="test")
+    row = catalog.query("SELECT n_clips, n_shards, out_dir FROM builds WHERE build_id = 'b-v2'")[0]
+    new_dir = Path(row["out_dir"])
+    tars = sorted(new_dir.glob("*.tar"))
+    keys = _members(new_dir)
+    idx = pq.read_table(new_dir / "index.parquet").to_pylist()
+    manifest = json.loads((new_dir / "build.json").read_text())
+    # independent figures: tar members, and the sources of the clips left (B and C)
+    expected_sources = {world["b"][0].source_id, world["c"][0].source_id}
+    assert {r["clip_id"] for r in idx} == keys
+    assert manifest["n_clips"] == len(keys) == row["n_clips"]
+    assert manifest["n_shards"] == len(tars) == row["n_shards"]
+    assert manifest["n_sources"] == len(expected_sources) == len({r["source_id"] for r in idx})
+    for s in manifest["shards"]:
+        with tarfile.open(new_dir / s["name"]) as t:
+            assert s["n_clips"] == len({m.name.split(".")[0] for m in t})

@@ -245,7 +245,8 @@ def lookup(
         result["query"]["pdq_time_ms"] = [int(t) for t in plain.times_ms]
     result["index"] = {
         "frames": len(index),
-        "sources": len(set(index.sources)),
+        # sources with frames in the index: a takedown masks its sources' frames out but keeps their names
+        "sources": int(np.unique(index.src).size),
         "generation": index.generation,
         # read_only: the catalog was not written; fingerprint blobs it had not loaded (loaded_blobs) were
         # read from the store and searched in memory, so the search is complete all the same
