@@ -153,49 +153,29 @@ def _rank(item) -> int:
 #: each test file's rank: that of its first-ranked test (set at collection, in each worker)
 _FILE_RANK: dict = {}
 
-#: Folders whose short files run beside the Ray file: HTTP, policy and captioning tests that mostly wait on
-#: a loopback server and hold little memory (about 1.85 GB at the Ray file's peak with one of them beside
-#: it, against 1.65 GB alone; a browser test beside it made 2.5 GB).
-BESIDE_RAY = ("acquire", "caption", "policy")
-
-
-def _beside_ray(path) -> bool:
-    return _FILE_RANK.get(path) == 2 and path.parent.name in BESIDE_RAY and path.parent.parent.name == "tests"
-
 
 def pytest_collection_modifyitems(config, items):
     """The Ray file goes first: pytest-xdist hands files to its workers in this order, so the Ray file
-    starts while the other worker is still small (see ``_ray_runs_alone``), and the short files of
-    ``BESIDE_RAY`` follow for the other worker to run meanwhile. The files that run in their own process
-    (the long ones) come next, so the short files fill in at the end and no worker is left with one
+    starts while the other worker is still small (see ``_ray_runs_alone``). The files that run in their own
+    process (the long ones) follow, so the short files fill in at the end and no worker is left with one
     long file while the other has nothing to do. A file is ranked by its first-ranked test, so that its
     tests stay together, in their own order (the sort is stable)."""
     for item in items:
         _FILE_RANK[item.path] = min(_rank(item), _FILE_RANK.get(item.path, 2))
-
-    def order(item) -> int:
-        rank = _FILE_RANK[item.path]
-        if rank == 0:
-            return 0
-        return 1 if _beside_ray(item.path) else rank + 1
-
-    items.sort(key=order)
+    items.sort(key=lambda item: _FILE_RANK[item.path])
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _ray_runs_alone(request, tmp_path_factory):
-    """Under pytest-xdist, a file of Ray tests runs while no other worker is inside a test file, except the
-    short files of ``BESIDE_RAY``: Ray's own processes (two raylets, their workers and the file's own worker
-    come to 1.65 GB at their peak) never add to a second busy worker, and the suite's peak stays under 2 GB
-    (docs/development.md). The other files share a lock that a Ray file takes alone; a turnstile lock first
-    lets a waiting Ray file in before the next other file starts."""
+    """Under pytest-xdist, a file of Ray tests runs while no other worker is inside a test file: Ray's own
+    processes (two raylets, their workers and the file's own worker come to nearly 2 GB at their peak) never
+    add to a second busy worker (a short browser test beside them made 2.5 GB), and the suite's peak stays
+    under 2 GB (docs/development.md). Other files share a lock that a Ray file takes alone; a turnstile lock
+    first lets a waiting Ray file in before the next other file starts."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         yield
         return
     rank = _FILE_RANK.get(request.node.path, 2)
-    if _beside_ray(request.node.path):
-        yield
-        return
     import fcntl
 
     base = tmp_path_factory.getbasetemp().parent  # shared by the workers of one run
