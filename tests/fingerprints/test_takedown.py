@@ -620,6 +620,7 @@ def test_lookup_index_count_excludes_taken_down_sources(catalog, world):
     takedown(catalog, store=store, source_id=world["a"][0].source_id, reason="test")
     after = lookup(catalog, world["synth"] / "B.mp4", store=store)
     assert after["index"]["sources"] == 2
+    assert index_catalog(catalog, store)["sources"] == 2  # so does the index's own report
     res = CliRunner().invoke(
         app, ["lookup", str(world["synth"] / "B.mp4"), "--catalog", str(catalog.path), "--store", str(store.root)]
     )

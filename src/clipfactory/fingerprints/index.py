@@ -213,6 +213,11 @@ class HashIndex:
             ),
         )
 
+    @property
+    def n_sources(self) -> int:
+        """Sources with frames in the index (a taken-down source keeps its name in ``sources``)."""
+        return int(np.unique(self.src).size)
+
     def without_sources(self, source_ids: set[str], *, generation: int) -> HashIndex:
         drop = np.array([s in source_ids for s in self.sources], bool)
         if not drop.any():
@@ -578,7 +583,7 @@ def index_catalog(
             "new_blobs": 0,
             "new_frames": 0,
             "missing_blobs": missing,
-            "sources": len(set(idx.sources)),
+            "sources": idx.n_sources,
             "frames": len(idx),
             "generation": idx.generation,
             "seconds": round(time.perf_counter() - t0, 3),
@@ -637,7 +642,7 @@ def index_catalog(
         "new_blobs": len(indexed),
         "new_frames": int(len(new)) if new is not None else 0,
         "missing_blobs": missing,
-        "sources": len(set(idx.sources)),
+        "sources": idx.n_sources,
         "frames": len(idx),
         "generation": idx.generation,
         "seconds": round(time.perf_counter() - t0, 3),

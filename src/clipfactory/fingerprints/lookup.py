@@ -246,7 +246,7 @@ def lookup(
     result["index"] = {
         "frames": len(index),
         # sources with frames in the index: a takedown masks its sources' frames out but keeps their names
-        "sources": int(np.unique(index.src).size),
+        "sources": index.n_sources,
         "generation": index.generation,
         # read_only: the catalog was not written; fingerprint blobs it had not loaded (loaded_blobs) were
         # read from the store and searched in memory, so the search is complete all the same
