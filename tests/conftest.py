@@ -24,22 +24,13 @@ sys.modules.setdefault("cf_lazy", _lazy)
 
 
 def pytest_configure(config):
-    """The run's folder of inputs made once (tests/run_cache.py), created before pytest-xdist starts its
-    workers so that they and their children share it; the process that created it removes it at the end."""
-    if not os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("CF_TEST_RUN_CACHE"):
-        import tempfile
+    """The run's folder of inputs made once (tests/run_cache.py), created by the first process before
+    pytest-xdist starts its workers, so that they and their children share it; that process removes it
+    at exit."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        from run_cache import folder
 
-        config._cf_run_cache = tempfile.mkdtemp(prefix="cf-test-run-cache-")
-        os.environ["CF_TEST_RUN_CACHE"] = config._cf_run_cache
-
-
-def pytest_unconfigure(config):
-    made = getattr(config, "_cf_run_cache", None)
-    if made:
-        import shutil
-
-        shutil.rmtree(made, ignore_errors=True)
-        os.environ.pop("CF_TEST_RUN_CACHE", None)
+        folder()
 
 
 @pytest.fixture(scope="session")
@@ -168,9 +159,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="module", autouse=True)
 def _ray_runs_alone(request, tmp_path_factory):
     """Under pytest-xdist, a file of Ray tests runs while no other worker is inside a test file: Ray's own
-    processes (two raylets, their workers and the file's own worker come to nearly 2 GB at their peak) never
-    add to a second busy worker (a short browser test beside them made 2.5 GB), and the suite's peak stays
-    under 2 GB (docs/development.md). Other files share a lock that a Ray file takes alone; a turnstile lock
+    processes (two raylets, their workers and the file's own worker come to 1.65 GB at their peak) never
+    add to a second busy worker, and the suite's peak stays under 2 GB (docs/development.md). Other files share a lock that a Ray file takes alone; a turnstile lock
     first lets a waiting Ray file in before the next other file starts."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         yield

@@ -3,8 +3,8 @@ children of ``own_process`` files): generated videos, cut clips, analyses of the
 
 Each process of the run used to make its own copy of the same generated footage (a session fixture lives
 in one process). ``tests/conftest.py`` creates the run's folder before the workers start and names it in
-``CF_TEST_RUN_CACHE``; it is removed when the run ends. Outside pytest (a benchmark importing the
-fixtures) a folder of the process's own is used.
+``CF_TEST_RUN_CACHE``; it is removed when that process exits. Outside pytest (a benchmark importing the
+fixtures) the first use makes the folder the same way.
 
     path = made_once("synth-A.mp4", lambda tmp: synth_video(tmp, 10.0, seed=100))
 
@@ -23,20 +23,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 ENV = "CF_TEST_RUN_CACHE"
-_OWN: list[str] = []
 
 
 def folder() -> Path:
-    """The run's shared folder (created on first use where no run named one)."""
+    """The run's shared folder: the one ``CF_TEST_RUN_CACHE`` names, else a new one that this process
+    names there for the processes it starts, and removes at exit."""
     d = os.environ.get(ENV)
     if not d:
         d = tempfile.mkdtemp(prefix="cf-test-run-cache-")
         os.environ[ENV] = d
-        _OWN.append(d)
-        atexit.register(shutil.rmtree, d, True)
+        atexit.register(_remove, d, os.getpid())
     path = Path(d)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _remove(d: str, owner: int) -> None:
+    """Remove the folder at the exit of the process that made it, not of a child forked from it (the
+    children of ``own_process`` files run the exit handlers they inherit)."""
+    if os.getpid() == owner:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def made_once(name: str, make: Callable[[Path], object]) -> Path:

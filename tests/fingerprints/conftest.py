@@ -36,6 +36,9 @@ def synth_dir() -> Path:
     return made_once("synth-ABCDE", make)
 
 
+_ANALYSED: dict[str, object] = {}  # this process's copies of the run's analyses, by content hash
+
+
 def _analysed(path: Path, sha: str):
     """The analysis of the file with content hash ``sha``, computed once per test run: many tests build
     the same small catalogs, and analysing is what they would spend their time on."""
@@ -46,9 +49,6 @@ def _analysed(path: Path, sha: str):
     if sha not in _ANALYSED:
         _ANALYSED[sha] = pickle.loads(made_once(f"analysis-{sha}.pickle", make).read_bytes())
     return _ANALYSED[sha]
-
-
-_ANALYSED: dict[str, object] = {}
 
 
 def add_source(

@@ -92,14 +92,14 @@ def origin(tmp_path_factory):
         yield srv
 
 
-def _settings(root: Path, executor: str, address: str | None = None):
+def _settings(root: Path, executor: str, address: str | None = None, *, name: str = "gen"):
     root.mkdir(parents=True)
     extra = f'ray_address = "{address}"\n' if address else ""
     cfg = root / "clipfactory.toml"
     cfg.write_text(
         f'catalog = "{root}/cat.duckdb"\nstore = "{root}/store"\npurpose = "commercial"\n'
         f'executor = "{executor}"\nworkers = {1 if executor == "local" else 2}\n{extra}'
-        f'[build]\nname = "gen"\nout = "{root}/builds"\nshard_size = 2\n'
+        f'[build]\nname = "{name}"\nout = "{root}/builds"\nshard_size = 2\n'
         "[acquire.http]\nallow_private_addresses = true\n[quality.filter]\nmin_duration_s = 0.5\n" + NO_MODELS
     )
     return load_settings(cfg)
@@ -317,16 +317,7 @@ def _stock_catalog(settings, srv) -> None:
 def _stock_build(tmp_path: Path, executor: str, srv) -> tuple[dict, Catalog]:
     from clipfactory.factory.pipeline import run_pipeline
 
-    root = tmp_path / executor
-    root.mkdir()
-    cfg = root / "clipfactory.toml"
-    cfg.write_text(
-        f'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\nexecutor = "{executor}"\n'
-        f'workers = {1 if executor == "local" else 2}\n'
-        '[build]\nname = "stock"\nout = "builds"\nshard_size = 2\n'
-        "[acquire.http]\nallow_private_addresses = true\n[quality.filter]\nmin_duration_s = 0.5\n" + NO_MODELS
-    )
-    settings = load_settings(cfg)
+    settings = _settings(tmp_path / executor, executor, name="stock")
     _stock_catalog(settings, srv)
     return run_pipeline(settings, datasets=["stock"]), Catalog(settings.catalog)
 
