@@ -42,15 +42,15 @@ class Record:
         return getattr(self, self.id_field)
 
     def to_row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _layout(type(self))[2]}
 
     @classmethod
     def from_row(cls: type[R], row: dict[str, Any]) -> R:
-        names = {f.name for f in fields(cls)}
+        names, tuples, _ = _layout(cls)
         kwargs = {k: v for k, v in row.items() if k in names}
-        for f in fields(cls):
-            if _base_type(_hints(cls)[f.name]) is tuple and kwargs.get(f.name) is not None:
-                kwargs[f.name] = tuple(kwargs[f.name])
+        for name in tuples:
+            if kwargs.get(name) is not None:
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
 
     @classmethod
@@ -84,6 +84,24 @@ def _hints(cls: type) -> dict[str, Any]:
     if cls not in _HINTS:
         _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]
+
+
+_LAYOUTS: dict[type, tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _layout(cls: type) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
+    """A record class's field names (a set), its tuple-typed fields and its field names in order, worked
+    out once per class (``from_row`` and ``to_row`` run once per catalog row, and resolving type hints per
+    row cost more than building the record)."""
+    if cls not in _LAYOUTS:
+        hints = _hints(cls)
+        fs = fields(cls)
+        _LAYOUTS[cls] = (
+            frozenset(f.name for f in fs),
+            tuple(f.name for f in fs if _base_type(hints[f.name]) is tuple),
+            tuple(f.name for f in fs),
+        )
+    return _LAYOUTS[cls]
 
 
 @dataclass(frozen=True)
