@@ -23,6 +23,28 @@ _spec.loader.exec_module(_lazy)
 sys.modules.setdefault("cf_lazy", _lazy)
 
 
+def _build_each_cli_once() -> None:
+    """``typer.testing.CliRunner.invoke`` turns the Typer app into a Click command at every call (about
+    30 ms of signature inspection for the ~100 commands); the tests invoke the CLI hundreds of times, so
+    each process builds the command once per app object. Every command module is imported when
+    ``clipfactory.cli.app`` is, so the app does not change after its first build."""
+    import typer.testing
+
+    build = typer.testing._get_command
+    made: dict[int, tuple[object, object]] = {}
+
+    def get_command(app):
+        hit = made.get(id(app))
+        if hit is None or hit[0] is not app:
+            hit = made[id(app)] = (app, build(app))
+        return hit[1]
+
+    typer.testing._get_command = get_command
+
+
+_build_each_cli_once()
+
+
 def pytest_configure(config):
     """The run's folder of inputs made once (tests/run_cache.py), created by the first process before
     pytest-xdist starts its workers, so that they and their children share it; that process removes it
