@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MediaError
+from . import pdq as _pdq
 from .hashes import MIN_QUALITY
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 BARS_REMOVED = 1
 MIRRORED = 2
 #: Position of the left-right mirror among the eight hashes of ``pdqhash.compute_dihedral``.
-DIHEDRAL_MIRROR = 5
+DIHEDRAL_MIRROR = _pdq.DIHEDRAL_MIRROR
 
 #: Mean luma at or below which a row or column counts as a black bar (limited-range black is 16).
 BAR_LUMA = 28.0
@@ -128,28 +129,19 @@ def steady_heap() -> None:
 
 
 def pdq_of_luma(y8: np.ndarray) -> tuple[bytes, int]:
-    """PDQ of an 8-bit luma image, as the analysis pass computes it: ``(32 bytes, quality)``."""
-    import pdqhash
-
-    bits, quality = pdqhash.compute(np.repeat(np.ascontiguousarray(y8)[:, :, None], 3, axis=2))
-    return np.packbits(bits).tobytes(), int(quality)
+    """PDQ of an 8-bit luma image, as the analysis pass computes it: ``(32 bytes, quality)``
+    (:func:`clipfactory.fingerprints.pdq.pdq_of_luma`)."""
+    return _pdq.pdq_of_luma(y8)
 
 
 def pdq_and_mirror_of_luma(y8: np.ndarray) -> tuple[bytes, bytes, int]:
     """PDQ of an 8-bit luma image and of the image flipped left to right: ``(hash, mirrored, quality)``.
 
-    Both come from one ``pdqhash.compute_dihedral`` call; the first is identical to
+    Both come from one dihedral computation (``pdqhash.compute_dihedral``); the first is identical to
     :func:`pdq_of_luma`'s. The mirrored hash is derived from the image's DCT, so it differs from the PDQ
     of a flipped copy by a few bits (0 in most frames, up to about 16).
     """
-    import pdqhash
-
-    hashes, quality = pdqhash.compute_dihedral(np.repeat(np.ascontiguousarray(y8)[:, :, None], 3, axis=2))
-    return (
-        np.packbits(hashes[0]).tobytes(),
-        np.packbits(hashes[DIHEDRAL_MIRROR]).tobytes(),
-        int(quality),
-    )
+    return _pdq.pdq_and_mirror_of_luma(y8)
 
 
 class BarFinder:

@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from clipfactory.errors import require
+from clipfactory.fingerprints.pdq import pdq_of_luma
 from clipfactory.media.decode import DecodeStats, PlaneReader, iter_frames
 from clipfactory.media.probe import (
     MediaProbeError,
@@ -1231,7 +1232,6 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
     black: list[bool] = []
     pdq: list[PdqHash] = []
     shots_meta: list[tuple[int, int, str, float | None, bytes | None]] = []
-    pdqhash = None
 
     def close_shot(b: int, kind: str, confidence: float | None) -> None:
         start = sampler.start
@@ -1313,13 +1313,9 @@ def _analyse(path, item, cfg, params, detector, transnet, text) -> AnalysisResul
             else:
                 sharp.append(np.nan)
             if t >= next_pdq:
-                if pdqhash is None:
-                    import pdqhash
                 y8 = feats.reader.luma_u8(frame, pdq_step)
-                bits, quality = pdqhash.compute(np.repeat(y8[:, :, None], 3, axis=2))
-                pdq.append(
-                    PdqHash(idx, int(round(t * 1000)), np.packbits(bits).tobytes().hex(), int(quality))
-                )
+                h, quality = pdq_of_luma(y8)
+                pdq.append(PdqHash(idx, int(round(t * 1000)), h.hex(), quality))
                 next_pdq = t + cfg.pdq_interval_s - 0.5 / fps
             sampler.offer(idx, frame)
             if detector is not None:
