@@ -127,3 +127,24 @@ def test_a_plan_by_hours_takes_no_source_of_unknown_hours(tmp_path, monkeypatch)
     assert res.exit_code == 1 and "driving (1 acquirable sources, 1 of them without known hours)" in text
     assert "--budget-sources" in text
 
+
+
+def test_a_one_source_budget_goes_to_the_category_that_has_a_candidate(tmp_path, monkeypatch):
+    # two equal shares of a budget of 1: rounding gives the unit to one of them; driving has no source, so
+    # the unit goes to nature, which has one (before, driving got it and the plan failed as impossible)
+    cat = _catalog(tmp_path, monkeypatch, ["https://example.org/f.mp4,CC-BY-4.0,forest,0,36"])
+    res = CliRunner().invoke(app, ["plan", "--catalog", cat, "--purpose", "commercial",
+                                   "--target", "driving=0.5,nature=0.5", "--budget-sources", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert [s["category"] for s in r["sources"]] == ["nature"] and r["planned"] == 1
+    by = {c["category"]: c for c in r["categories"]}
+    assert (by["nature"]["planned"], by["driving"]["planned"]) == (1, 0)
+    # both with a candidate: the unit goes as before, to the first of the tied shares, and the other is not
+    # reported impossible (its whole-source share is 0)
+    (tmp_path / "two").mkdir()
+    cat2 = _catalog(tmp_path / "two", monkeypatch, ["https://example.org/r.mp4,CC-BY-4.0,road,0,36",
+                                                    "https://example.org/f.mp4,CC-BY-4.0,forest,0,36"])
+    r2 = json.loads(CliRunner().invoke(app, ["plan", "--catalog", cat2, "--purpose", "commercial", "--target",
+                                             "driving=0.5,nature=0.5", "--budget-sources", "1", "--json"]).stdout)
+    assert [s["category"] for s in r2["sources"]] == ["driving"] and r2["impossible"] == []

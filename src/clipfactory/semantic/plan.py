@@ -46,12 +46,22 @@ def parse_target(text: str) -> dict[str, float]:
     return out
 
 
-def _quotas(target: dict[str, float], budget: float, integer: bool) -> dict[str, float]:
+def _quotas(
+    target: dict[str, float], budget: float, integer: bool, room: dict[str, int] | None = None
+) -> dict[str, float]:
+    """Each category's share of the budget; in whole sources, the largest remainders get the units left
+    after rounding down, first among the categories with a source left for one more (``room``: how many
+    each could take), so that a unit is not given to a category that cannot use it while another can
+    (a budget of 1 over two equal shares, the first with no candidates)."""
     raw = {c: s * budget for c, s in target.items()}
     if not integer:
         return raw
     q = {c: int(v) for c, v in raw.items()}
-    for c in sorted(raw, key=lambda c: raw[c] - q[c], reverse=True)[: int(round(budget)) - sum(q.values())]:
+
+    def order(c: str) -> tuple[bool, float]:
+        return (room is None or room.get(c, 0) > q[c], raw[c] - q[c])
+
+    for c in sorted(raw, key=order, reverse=True)[: int(round(budget)) - sum(q.values())]:
         q[c] += 1
     return q
 
@@ -183,7 +193,8 @@ def plan_mix(
     cand &= (sha < 0) | first
     by_hours = budget_hours is not None
     budget = float(budget_hours) if by_hours else int(budget_sources)
-    quotas = _quotas(target, budget, not by_hours)
+    room = None if by_hours else {c: int((cand & (code == tcode[c])).sum()) for c in target}
+    quotas = _quotas(target, budget, not by_hours, room)
     picked: dict[str, np.ndarray] = {}
     ranks: dict[str, np.ndarray] = {}
     amounts: dict[str, float] = {}
