@@ -41,7 +41,18 @@ def test_the_fast_path_is_in_use_for_the_installed_pdqhash():
     assert pdq.native_in_use()
 
 
+def _native_functions():
+    """The fast path's two C++ functions, loaded as ``pdq`` loads them but without its first-use self-check:
+    a fast path that disagreed with the package would fall back to the package silently, and comparing the
+    package with itself would prove nothing."""
+    fns = pdq._load()
+    assert fns is not None, f"the fast path does not load for pdqhash {pdqhash.__version__}"
+    return fns
+
+
 def test_hashes_and_qualities_equal_pdqhash_on_real_and_edge_pictures(shared_data):
+    one, dih = _native_functions()
+    assert pdq.native_in_use()  # the public functions below are the fast path, not the package
     rng = np.random.default_rng(7)
     pictures = _frames(shared_data) + [
         (rng.random((h, w)) * 256).astype(np.uint8) for h, w in ((97, 161), (180, 320), (33, 47), (720, 1280))
@@ -56,6 +67,8 @@ def test_hashes_and_qualities_equal_pdqhash_on_real_and_edge_pictures(shared_dat
         ref_h, ref_q, ref_m, ref_q2 = _package(np.ascontiguousarray(y))
         assert (h, q) == (ref_h, ref_q), k
         assert (h2, m, q2) == (ref_h, ref_m, ref_q2), k
+        assert pdq._native_hash(one, y) == (ref_h, ref_q), k
+        assert pdq._native_dihedral(dih, y) == (ref_h, ref_m, ref_q2), k
     # the mirrored hash is a different hash of the same picture (not a copy of the plain one)
     assert sum(pdq.pdq_and_mirror_of_luma(p)[0] != pdq.pdq_and_mirror_of_luma(p)[1] for p in pictures) > 30
 
@@ -63,6 +76,9 @@ def test_hashes_and_qualities_equal_pdqhash_on_real_and_edge_pictures(shared_dat
 def test_the_picture_is_left_as_it_was():
     y = (np.random.default_rng(3).random((90, 120)) * 256).astype(np.uint8)
     before = y.copy()
+    one, dih = _native_functions()  # the C++ side filters its buffer in place: it must be a copy
+    pdq._native_hash(one, y)
+    pdq._native_dihedral(dih, y)
     pdq.pdq_of_luma(y)
     pdq.pdq_and_mirror_of_luma(y)
     assert np.array_equal(y, before)
