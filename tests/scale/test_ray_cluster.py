@@ -92,6 +92,26 @@ def origin(tmp_path_factory):
         yield srv
 
 
+@pytest.fixture
+def on_ray(monkeypatch):
+    """The names of the stages that Ray ran (each a Ray Data ``map_batches`` of the stage), in order: a Ray
+    executor that ran its stages in the driver, as the local executor does, would write the same rows and
+    the same build, and the comparisons with the local executor would pass all the same."""
+    from ray.data import Dataset
+
+    ran: list[str] = []
+    real = Dataset.map_batches
+
+    def spy(self, fn, *args, **kwargs):
+        params = kwargs.get("fn_args") or kwargs.get("fn_constructor_args") or ()
+        if params and isinstance(params[0], type):
+            ran.append(params[0].name)
+        return real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(Dataset, "map_batches", spy)
+    return ran
+
+
 def _settings(root: Path, executor: str, address: str | None = None, *, name: str = "gen"):
     root.mkdir(parents=True)
     extra = f'ray_address = "{address}"\n' if address else ""
@@ -138,7 +158,7 @@ def local_build(tmp_path_factory, origin):
 
 
 def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
-    cluster, origin, local_build, tmp_path, monkeypatch
+    cluster, origin, local_build, tmp_path, monkeypatch, on_ray
 ):
     from clipfactory.executors.local import LocalExecutor
     from clipfactory.factory.pipeline import run_pipeline
@@ -186,6 +206,8 @@ def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
     assert _hash(settings) == _hash(local_settings)
     assert cat.query(OUTCOMES) == Catalog(local_settings.catalog).query(OUTCOMES)
     assert cat.query("SELECT DISTINCT executor FROM runs WHERE command = 'run'") == [{"executor": "ray"}]
+    # the media stages ran on Ray (the probe in the run that died, the others after the resume)
+    assert {"media.probe", "media.analyse", "media.cut"} <= set(on_ray), on_ray
 
 
 def test_fetch_workers_on_two_raylets_share_the_per_host_limits(cluster, tmp_path):
@@ -277,11 +299,13 @@ def _rows(cat: Catalog) -> dict[str, list]:
     }
 
 
-def test_local_and_ray_executors_write_the_same_rows(cluster, tmp_path):
+def test_local_and_ray_executors_write_the_same_rows(cluster, tmp_path, on_ray):
     store_root = tmp_path / "store"
     sources = _sources(BlobStore(store_root), tmp_path)
     local = _rows(_run_stages("local", tmp_path / "local", sources, store_root))
+    assert on_ray == []  # the local executor does not use Ray
     ray_rows = _rows(_run_stages("ray", tmp_path / "ray", sources, store_root))
+    assert set(on_ray) == set(STAGES), on_ray  # every stage of the Ray side ran on Ray
     assert len(local["clips"]) >= 3
     assert any(o["status"] == "failed" for o in local["outcomes"])  # the non-media file is a failure row
     assert local["sources"] == ray_rows["sources"]
@@ -323,12 +347,14 @@ def _stock_build(tmp_path: Path, executor: str, srv) -> tuple[dict, Catalog]:
 
 
 @pytest.mark.shared_data
-def test_ray_and_local_give_the_same_build_fetch_included(cluster, tmp_path, monkeypatch, shared_data):
+def test_ray_and_local_give_the_same_build_fetch_included(cluster, tmp_path, monkeypatch, shared_data, on_ray):
     monkeypatch.chdir(tmp_path)
     with TestServer() as srv:
         local, cat_l = _stock_build(tmp_path, "local", srv)
+        assert on_ray == []
         ray_, cat_r = _stock_build(tmp_path, "ray", srv)
         bikes = srv.times_of("/v/bikes.mp4")
+    assert {"acquire.http", "media.probe", "media.analyse", "media.cut"} <= set(on_ray), on_ray
     assert bikes == []  # refused by the gate on both executors, never requested
     assert local["build"]["n_clips"] == 3
     assert local["stages"]["acquire.http"]["kept"] == ray_["stages"]["acquire.http"]["kept"] == 2
