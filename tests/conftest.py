@@ -48,10 +48,13 @@ _build_each_cli_once()
 def pytest_configure(config):
     """The run's folder of inputs made once (tests/run_cache.py), created by the first process before
     pytest-xdist starts its workers, so that they and their children share it; that process removes it
-    at exit."""
+    at exit. A folder that the environment already names is another run's (set in a shell, or by a parent
+    process): its analyses and clips were made by that run's code, and a test reading them would not see a
+    change since, so this run makes its own."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
-        from run_cache import folder
+        from run_cache import ENV, folder
 
+        os.environ.pop(ENV, None)
         folder()
 
 
