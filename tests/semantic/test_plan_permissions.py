@@ -145,3 +145,33 @@ def test_search_ranks_before_any_policy_check_and_names_an_unknown_purpose(tmp_p
         bad = _run(r, *cmd, "--purpose", "foo", "--catalog", cat)
         assert bad.exit_code == 1 and "unknown purpose profile 'foo'" in bad.output, (cmd, bad.output)
         assert "commercial" in bad.output and "research" in bad.output
+
+
+def test_search_notes_results_added_after_the_policy_check(tmp_path, monkeypatch):
+    cat = _setup(tmp_path)
+    monkeypatch.setenv("CLIPFACTORY_TAXONOMY", str(tmp_path / "t.toml"))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner()
+    assert _run(r, "ingest", "kinetics-400_val.csv", "--catalog", cat).exit_code == 0
+    assert _run(r, "policy", "check", "--purpose", "research", "--catalog", cat).exit_code == 0
+    # two more knitting videos, ingested after the check: no decision of theirs is stored
+    (tmp_path / "more.csv").write_text("label,youtube_id,time_start,time_end,split,is_cc\n"
+                                       "knitting,later000001,0,10,val,0\nknitting,later000002,0,10,val,0\n")
+    assert _run(r, "ingest", "more.csv", "--dataset", "kinetics-400", "--catalog", cat).exit_code == 0
+    assert _run(r, "semantic", "index", "--catalog", cat).exit_code == 0
+    res = _run(r, "search", "someone knitting a scarf", "--k", "10", "--catalog", cat, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    late = {x["item_id"]: x["decision"] for x in out["results"] if x["item_id"].startswith("youtube:later")}
+    assert late == {"youtube:later000001": "undecided", "youtube:later000002": "undecided"}
+    note = out["decisions_note"]
+    assert note.startswith("2 of the results have no 'research' decision") and "policy check --purpose research" in note
+    table = _run(r, "search", "someone knitting a scarf", "--k", "10", "--catalog", cat)
+    assert table.exit_code == 0 and "2 of the results have no 'research' decision" in " ".join(table.output.split())
+    # checked again, every result has its decision and the note is gone
+    assert _run(r, "policy", "check", "--purpose", "research", "--catalog", cat).exit_code == 0
+    again = json.loads(_run(r, "search", "someone knitting a scarf", "--k", "10", "--catalog", cat, "--json").stdout)
+    assert again["decisions_note"] is None and "undecided" not in {x["decision"] for x in again["results"]}
+    # a visual search without visual vectors names the model setting first
+    vis = _run(r, "search", "knitting", "--modality", "visual", "--catalog", cat)
+    assert vis.exit_code == 1 and "semantic.visual.model" in vis.output, vis.output

@@ -47,6 +47,13 @@ def test_plan_skips_near_duplicates_and_takes_held_sources_last(tmp_path, monkey
     assert {x["source_id"] for x in got["sources"] if x["category"] == "driving"} == {sid["a"], first_of_bc, sid["e"]}
     got2 = plan_mix(c, {"driving": 0.5, "nature": 0.5}, purpose="commercial", budget_sources=4)
     assert {x["source_id"] for x in got2["sources"] if x["category"] == "driving"} == {first_of_bc, sid["e"]}
+    # of the first plan's 5 sources, the held a (driving) is already in the store: 1 of 5 = 20%, nature none
+    by = {x["category"]: x for x in got["categories"]}
+    assert (by["driving"]["planned_held"], by["driving"]["held_share"]) == (1, 0.2)
+    assert (by["nature"]["planned_held"], by["nature"]["held_share"]) == (0, 0.0)
+    held_lines = [line for line in got["chart"].splitlines() if line.split()[:1] == ["held"]]
+    assert [line.split()[-1] for line in held_lines] == ["20%", "0%"] and held_lines[0].count("+") == 8
+    assert {x["category"]: x["planned_held"] for x in got2["categories"]} == {"driving": 0, "nature": 0}
 
 
 def test_spread_order_is_round_robin_over_labels_missing_sources_first():

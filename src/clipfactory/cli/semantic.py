@@ -217,7 +217,8 @@ def plan_cmd(
 
     def render(r: dict[str, Any]) -> None:
         table(
-            [{k: c[k] for k in ("category", "target", "planned", "planned_share", "held", "available")} for c in r["categories"]],
+            [{k: c[k] for k in ("category", "target", "planned", "planned_share", "planned_held", "held", "available")}
+             for c in r["categories"]],
             f"plan for {r['purpose']}: {r['planned']} of {r['budget']} {r['unit']}",
         )
         console.print(r["chart"], highlight=False, markup=False)

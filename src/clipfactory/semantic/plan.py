@@ -198,6 +198,7 @@ def plan_mix(
     picked: dict[str, np.ndarray] = {}
     ranks: dict[str, np.ndarray] = {}
     amounts: dict[str, float] = {}
+    held_amounts: dict[str, float] = {}  # of the planned, what the store already holds
     available: dict[str, int] = {}
     impossible = []
     group = _group_codes(t.column("member_agg"))
@@ -214,6 +215,8 @@ def plan_mix(
         ranks[c] = rank[take]
         amount = float(each[take].sum()) if by_hours else int(take.sum())
         amounts[c] = amount
+        got_held = held[rows][take].astype(bool)
+        held_amounts[c] = float(each[take][got_held].sum()) if by_hours else int(got_held.sum())
         if amount < quota - 1e-9:
             why = (f"{len(rows)} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
                    f"{'hours' if by_hours else 'sources'} ({int(in_catalog[tcode[c]])} {c} sources "
@@ -231,7 +234,9 @@ def plan_mix(
         raise _empty_plan_error(impossible, purpose, datasets, by_hours, r["model_id"] is None)
     cats = [{"category": c, "target": target[c], "planned": round(amounts[c], 3),
              "planned_share": round(amounts[c] / total, 4) if total else 0.0,
-             "held": int(held_count[tcode[c]]), "available": available[c]} for c in target]
+             "held": int(held_count[tcode[c]]), "available": available[c],
+             "planned_held": round(held_amounts[c], 3),
+             "held_share": round(held_amounts[c] / total, 4) if total else 0.0} for c in target]
     sources = []
     how = r["how"]
     ids_of = {c: t.column("source_id").take(pa.array(rows)).to_pylist() for c, rows in picked.items()}
@@ -292,12 +297,15 @@ def _empty_plan_error(impossible: list[dict[str, Any]], purpose: str, datasets, 
 
 
 def chart(cats: list[dict[str, Any]], width: int = 40) -> str:
-    """Target against planned share (and achieved, after a build), one group of bars per category (text)."""
+    """Target against planned share, the share of the plan the store already holds, and the achieved share
+    after a build: one group of bars per category (text)."""
     lines = []
     pad = max((len(c["category"]) for c in cats), default=0)
     for c in cats:
         lines.append(f"{c['category']:<{pad}}  target   {'#' * round(c['target'] * width):<{width}} {c['target']:.0%}")
         lines.append(f"{'':<{pad}}  planned  {'=' * round(c['planned_share'] * width):<{width}} {c['planned_share']:.0%}")
+        if "held_share" in c:
+            lines.append(f"{'':<{pad}}  held     {'+' * round(c['held_share'] * width):<{width}} {c['held_share']:.0%}")
         if "achieved_share" in c:
             lines.append(f"{'':<{pad}}  achieved {'*' * round(c['achieved_share'] * width):<{width}} {c['achieved_share']:.0%}")
     return "\n".join(lines)

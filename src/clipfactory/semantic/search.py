@@ -26,7 +26,10 @@ def current_model_id(catalog, modality: str = "text") -> str:
         raise NotFoundError(
             f"the catalog has no {modality} vectors",
             item=str(catalog.where),
-            fix="run `clipfactory semantic index` first",
+            fix="run `clipfactory semantic index` first"
+            if modality == "text"
+            else "set semantic.visual.model to a visual model (docs/semantic.md), then run "
+            "`clipfactory semantic index` (without a model it makes no visual vectors)",
         )
     return ms[0]["model_id"]
 
@@ -158,6 +161,12 @@ def search(
             except PolicyError as exc:
                 note = str(exc)
         dec = decisions_for(catalog, purpose, ids)
+        undecided = sorted({i for i in ids if dec[i]["decision"] == "undecided"})
+        if undecided and note is None:
+            n = len(undecided)
+            note = (f"{n} of the results {'has' if n == 1 else 'have'} no {purpose!r} decision (added to the "
+                    f"catalog after the last policy check, e.g. {undecided[0]}): run "
+                    f"`clipfactory policy check --purpose {purpose}`")
     for r in results:
         d = dec.get(r["source_id"], {"decision": "not evaluated", "use_ok": None, "acquire_ok": None, "reasons": []})
         r["decision"], r["reasons"] = d["decision"], d["reasons"]
