@@ -151,3 +151,31 @@ def test_a_one_source_budget_goes_to_the_category_that_has_a_candidate(tmp_path,
     r2 = json.loads(CliRunner().invoke(app, ["plan", "--catalog", cat2, "--purpose", "commercial", "--target",
                                              "driving=0.5,nature=0.5", "--budget-sources", "1", "--json"]).stdout)
     assert [s["category"] for s in r2["sources"]] == ["driving"] and r2["impossible"] == []
+
+
+def test_keep_shares_shrinks_the_budget_to_what_the_short_category_allows(tmp_path, monkeypatch):
+    # driving: 4 sources of 36 s (0.01 h each); nature: 1 of 72 s (0.02 h)
+    rows = [f"https://example.org/r{n}.mp4,CC-BY-4.0,road,0,36" for n in range(4)]
+    cat = _catalog(tmp_path, monkeypatch, [*rows, "https://example.org/f.mp4,CC-BY-4.0,forest,0,72"])
+
+    def plan(*extra):
+        res = CliRunner().invoke(app, ["plan", "--catalog", cat, "--purpose", "commercial", "--target",
+                                       "driving=0.5,nature=0.5", "--json", *extra])
+        assert res.exit_code == 0, res.output
+        r = json.loads(res.stdout)
+        return r, {c["category"]: c["planned"] for c in r["categories"]}
+
+    # by default the short category's shortfall goes unplanned: 3 driving + 1 nature of a budget of 6
+    r, got = plan("--budget-sources", "6")
+    assert got == {"driving": 3, "nature": 1} and r["shrunk"] is None
+    # keeping the shares: nature's one source allows a budget of 2, one of each
+    r, got = plan("--budget-sources", "6", "--keep-shares")
+    assert got == {"driving": 1, "nature": 1} and r["impossible"] == []
+    assert (r["shrunk"]["budget"], r["shrunk"]["planned_budget"]) == (6, 2)
+    assert [p["category"] for p in r["shrunk"]["limited_by"]] == ["nature"]
+    # by hours: nature's 0.02 h allow 0.04 h in all, two driving sources against the one nature source
+    r, got = plan("--budget-hours", "0.1", "--keep-shares")
+    assert got == {"driving": 0.02, "nature": 0.02} and r["shrunk"]["planned_budget"] == 0.04
+    text = CliRunner().invoke(app, ["plan", "--catalog", cat, "--purpose", "commercial", "--target",
+                                    "driving=0.5,nature=0.5", "--budget-sources", "6", "--keep-shares"]).output
+    assert "budget shrunk to keep the shares: 2 of 6 sources, limited by nature" in " ".join(text.split())

@@ -162,6 +162,11 @@ def plan_cmd(
     budget_hours: Annotated[float | None, typer.Option("--budget-hours", help="How many hours to pick.")] = None,
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Pick only from this dataset (repeatable).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the plan as JSON here.")] = None,
+    keep_shares: Annotated[bool, typer.Option(
+        "--keep-shares",
+        help="When a category has too few sources, plan a smaller budget that keeps every share "
+        "(by default the others fill the rest of the budget).",
+    )] = False,
     check: Annotated[
         Path | None, typer.Option("--check", help="Show a written plan's target, planned and achieved shares.")
     ] = None,
@@ -213,6 +218,7 @@ def plan_cmd(
     r = plan_mix(
         existing_catalog(s), parse_target(target), purpose=s.purpose, budget_sources=budget_sources,
         budget_hours=budget_hours, datasets=dataset, taxonomy=taxonomy, settings=s, out=out, empty_ok=False,
+        keep_shares=keep_shares,
     )
 
     def render(r: dict[str, Any]) -> None:
@@ -231,5 +237,12 @@ def plan_cmd(
                               highlight=False, markup=False)
         for p in r["impossible"]:
             console.print(f"[red]impossible:[/] {p['category']}: {p['why']}", highlight=False)
+        if r.get("shrunk"):
+            sh = r["shrunk"]
+            console.print(
+                f"budget shrunk to keep the shares: {sh['planned_budget']:g} of {sh['budget']:g} {r['unit']}, limited by "
+                + "; ".join(f"{p['category']} ({p['why']})" for p in sh["limited_by"]),
+                highlight=False, markup=False, soft_wrap=True,
+            )
 
     emit(r, json_, render)

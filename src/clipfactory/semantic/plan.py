@@ -140,10 +140,14 @@ def plan_mix(
     encoder=None,
     out: str | os.PathLike | None = None,
     empty_ok: bool = True,
+    keep_shares: bool = False,
 ) -> dict[str, Any]:
     """The plan (see the module's doc). With ``empty_ok=False`` a plan that picks nothing (every target
     category impossible) is a :class:`ConfigError` naming the categories and the fix, and no file is
-    written; with the default it is returned, its ``impossible`` list saying why."""
+    written; with the default it is returned, its ``impossible`` list saying why. A category without
+    enough candidates leaves its shortfall unplanned, so the other categories' shares grow; with
+    ``keep_shares`` the budget shrinks instead to the largest whose every share can be filled, and
+    ``shrunk`` names the budget asked for, the one planned and the categories that limited it."""
     from ..policy.gate import check_decisions
 
     if (budget_sources is None) == (budget_hours is None):
@@ -200,35 +204,55 @@ def plan_mix(
     amounts: dict[str, float] = {}
     held_amounts: dict[str, float] = {}  # of the planned, what the store already holds
     available: dict[str, int] = {}
-    impossible = []
+    capacity: dict[str, float] = {}  # all that the category's candidates could give
+    impossible: list[dict[str, Any]] = []
     group = _group_codes(t.column("member_agg"))
-    for c, quota in quotas.items():
-        rows = np.flatnonzero(cand & (code == tcode[c]))  # in source id order
-        available[c] = len(rows)
-        rows, rank = spread_order(rows, r["own_score"][rows], held[rows], group[rows])
-        each = r["hours"][rows] if by_hours else np.ones(len(rows))
-        # by hours, a source whose hours are unknown (no duration, no spans) would count as none: not taken
-        usable = each > 0 if by_hours else np.ones(len(rows), bool)
-        before = np.cumsum(each) - each
-        take = (before < quota - 1e-9) & usable
-        picked[c] = rows[take]
-        ranks[c] = rank[take]
-        amount = float(each[take].sum()) if by_hours else int(take.sum())
-        amounts[c] = amount
-        got_held = held[rows][take].astype(bool)
-        held_amounts[c] = float(each[take][got_held].sum()) if by_hours else int(got_held.sum())
-        if amount < quota - 1e-9:
-            why = (f"{len(rows)} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
-                   f"{'hours' if by_hours else 'sources'} ({int(in_catalog[tcode[c]])} {c} sources "
-                   f"{'in ' + ', '.join(datasets) if datasets else 'in the catalog'})")
-            if by_hours and not usable.all():
-                why += f"; {int((~usable).sum())} of them have no known hours (no duration, no spans)"
-            if r["model_id"] is None:
-                why += "; the catalog has no text vectors, so only mapped labels give categories: run " \
-                       "`clipfactory semantic index`"
-            impossible.append({"category": c, "wanted": round(quota, 3), "available": round(amount, 3),
-                               "sources": int(in_catalog[tcode[c]]), "acquirable": len(rows),
-                               "without_hours": int((~usable).sum()) if by_hours else 0, "why": why})
+
+    def select(quotas: dict[str, float]) -> None:
+        impossible.clear()
+        for c, quota in quotas.items():
+            rows = np.flatnonzero(cand & (code == tcode[c]))  # in source id order
+            available[c] = len(rows)
+            rows, rank = spread_order(rows, r["own_score"][rows], held[rows], group[rows])
+            each = r["hours"][rows] if by_hours else np.ones(len(rows))
+            # by hours, a source whose hours are unknown (no duration, no spans) would count as none: not taken
+            usable = each > 0 if by_hours else np.ones(len(rows), bool)
+            capacity[c] = float(each[usable].sum())
+            before = np.cumsum(each) - each
+            take = (before < quota - 1e-9) & usable
+            picked[c] = rows[take]
+            ranks[c] = rank[take]
+            amount = float(each[take].sum()) if by_hours else int(take.sum())
+            amounts[c] = amount
+            got_held = held[rows][take].astype(bool)
+            held_amounts[c] = float(each[take][got_held].sum()) if by_hours else int(got_held.sum())
+            if amount < quota - 1e-9:
+                why = (f"{len(rows)} acquirable sources for {purpose!r} give {amount:g} of {quota:g} "
+                       f"{'hours' if by_hours else 'sources'} ({int(in_catalog[tcode[c]])} {c} sources "
+                       f"{'in ' + ', '.join(datasets) if datasets else 'in the catalog'})")
+                if by_hours and not usable.all():
+                    why += f"; {int((~usable).sum())} of them have no known hours (no duration, no spans)"
+                if r["model_id"] is None:
+                    why += "; the catalog has no text vectors, so only mapped labels give categories: run " \
+                           "`clipfactory semantic index`"
+                impossible.append({"category": c, "wanted": round(quota, 3), "available": round(amount, 3),
+                                   "sources": int(in_catalog[tcode[c]]), "acquirable": len(rows),
+                                   "without_hours": int((~usable).sum()) if by_hours else 0, "why": why})
+
+    select(quotas)
+    shrunk = None
+    if keep_shares and impossible:
+        # the largest budget whose every share the candidates can fill
+        fits = min(capacity[c] / share for c, share in target.items() if share > 0)
+        smaller: float = fits if by_hours else int(fits + 1e-9)
+        if not by_hours:
+            while smaller > 0 and any(q > room[c] for c, q in _quotas(target, smaller, True, room).items()):
+                smaller -= 1
+        if smaller > 0:
+            shrunk = {"budget": budget, "planned_budget": round(smaller, 3) if by_hours else smaller,
+                      "limited_by": [dict(p) for p in impossible]}
+            quotas = _quotas(target, smaller, not by_hours, room)
+            select(quotas)
     total = sum(amounts.values())
     if not total and not empty_ok:
         raise _empty_plan_error(impossible, purpose, datasets, by_hours, r["model_id"] is None)
@@ -255,6 +279,7 @@ def plan_mix(
         "planned": round(total, 3),
         "categories": cats,
         "impossible": impossible,
+        "shrunk": shrunk,
         "sources": sources,
         "chart": chart(cats),
         "taxonomy": tax["where"],
