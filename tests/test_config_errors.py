@@ -25,3 +25,25 @@ def test_stage_option_out_of_range_says_the_bound():
 
 def test_a_plain_exception_is_described_by_its_text():
     assert describe_invalid(ValueError("nope")) == "nope"
+
+
+def test_a_misspelt_build_or_top_level_key_is_named_with_the_known_ones(tmp_path, monkeypatch):
+    from clipfactory.config import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text('bogus_key = 3\n[build]\nshard_sise = 3\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "c.toml")
+    text = str(info.value)
+    assert "build.shard_sise: unknown option (known: balance, evaluation_manifests, name, out, shard_size)" in text
+    assert "bogus_key: unknown option (known: build, catalog," in text and "Extra inputs" not in text
+    assert text.startswith(f"{tmp_path / 'c.toml'}: ")
+    # --set and the environment are named as where the values came from
+    (tmp_path / "ok.toml").write_text("[build]\nshard_size = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "ok.toml", sets=["build.shard_sise=4"])
+    assert str(info.value).startswith(f"{tmp_path / 'ok.toml'} or --set: ") and "build.shard_sise" in str(info.value)
+    monkeypatch.setenv("CLIPFACTORY_BUILD__SHARD_SIZE", "abc")
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "ok.toml")
+    assert "or the CLIPFACTORY_ environment: " in str(info.value) and "(got 'abc')" in str(info.value)

@@ -24,6 +24,8 @@ DEFAULT_CONFIG_FILE = "clipfactory.toml"
 
 
 class BuildSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt build option is an error, never ignored
+
     name: str = Field("build", description="Name of the build; shards go to <out>/<name>/v<N>/")
     out: str = Field("builds", description="Folder that receives builds")
     shard_size: int = Field(100, description="Clips per WebDataset shard")
@@ -221,7 +223,14 @@ def load_settings(
     try:
         settings = Settings(**{**file_data, **flags}) if not env_keys else _with_env(file_data, flags)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {describe_invalid(exc)}", item=str(path)) from exc
+        given = ([str(path)] if path.exists() else []) + (["--set"] if sets else []) + (
+            ["the CLIPFACTORY_ environment"] if env_keys else []
+        ) or ["the command's options"]
+        raise ConfigError(
+            f"invalid configuration: {describe_invalid(exc, Settings)}",
+            item=" or ".join(given),
+            fix="correct the option (docs/config.md lists them)",
+        ) from exc
     return settings
 
 

@@ -6,6 +6,8 @@ All types pickle cleanly (they only carry plain strings), so they cross process 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ClipfactoryError(Exception):
     """Root of every error clipfactory raises on purpose.
@@ -135,10 +137,23 @@ def require(module: str, extra: str, feature: str | None = None):
         raise MissingExtraError(module.split(".")[0], extra, feature=feature) from exc
 
 
-def describe_invalid(exc: Exception) -> str:
+def _known_fields(model: Any, path: tuple) -> list[str]:
+    """The field names of the pydantic model at ``path`` below ``model`` (nested models followed through
+    their annotations); empty when the path leads elsewhere."""
+    for key in path:
+        field = getattr(model, "model_fields", {}).get(key)
+        if field is None:
+            return []
+        model = field.annotation
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def describe_invalid(exc: Exception, model: Any = None) -> str:
     """One readable line per invalid field of a pydantic ``ValidationError`` (no links, no type codes).
 
-    ``cut_min_score: Input should be a valid number (got 'abc')``; other exceptions come back as ``str(exc)``.
+    ``cut_min_score: Input should be a valid number (got 'abc')``; an unknown key is ``bogus: unknown option
+    (known: a, b, c)`` when ``model`` (the validated class) is given; other exceptions come back as
+    ``str(exc)``.
     """
     errors = getattr(exc, "errors", None)
     if not callable(errors):
@@ -152,5 +167,9 @@ def describe_invalid(exc: Exception) -> str:
         where = ".".join(str(p) for p in err.get("loc", ())) or "value"
         got = err.get("input")
         shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        if err.get("type") == "extra_forbidden":
+            known = _known_fields(model, tuple(err.get("loc", ()))[:-1]) if model is not None else []
+            parts.append(f"{where}: unknown option" + (f" (known: {', '.join(known)})" if known else ""))
+            continue
         parts.append(f"{where}: {err.get('msg', 'invalid')}{shown}")
     return "; ".join(parts) or str(exc)

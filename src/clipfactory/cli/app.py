@@ -22,6 +22,8 @@ class _Group(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _interrupted()
         except ClipfactoryError as exc:
             if _DEBUG["on"]:
                 raise
@@ -30,11 +32,31 @@ class _Group(TyperGroup):
             # escape: items such as "[media.analyse]" are text, not Rich markup
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except Exception as exc:
+            if _DEBUG["on"] or not _is_interrupt(exc):
+                raise
+            _interrupted()
         finally:
             # a command leaves the catalog file closed when it returns, also when called in-process
             db = sys.modules.get("clipfactory.catalog.db")
             if db is not None:
                 db.close_idle_connections()
+
+
+def _is_interrupt(exc: Exception) -> bool:
+    """Ctrl-C inside a DuckDB query surfaces as DuckDB's error (``InterruptException``, or a
+    ``RuntimeError`` "Query interrupted"), not as ``KeyboardInterrupt``."""
+    db = sys.modules.get("duckdb")
+    if db is not None and isinstance(exc, getattr(db, "InterruptException", ())):
+        return True
+    return isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower()
+
+
+def _interrupted() -> None:
+    """Ctrl-C: one line and exit status 130. Work is committed in steps (a catalog transaction, a shard
+    renamed into place), so what was interrupted left nothing half-written and the same command resumes."""
+    err_console.print("interrupted: run the command again to resume (finished work is kept)", highlight=False)
+    raise typer.Exit(130) from None
 
 
 app = typer.Typer(
