@@ -240,6 +240,8 @@ def test_the_run_has_no_bug_rows(factory):
     probe = summary["stages"]["media.probe"]
     assert probe["kept"] + probe["failed"] == len(factory["files"])
     assert probe["failed"] == 1
+    # the summary names the failed file by its path, not only by its content id
+    assert probe["example"] == {"media.no_video_stream": str(factory["files"][FILE_OF["audio_only"]].resolve())}
     assert summary["stages"]["media.analyse"]["received"] == probe["kept"]
 
 

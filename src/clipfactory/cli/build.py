@@ -163,9 +163,11 @@ def run_cmd(
         from rich.markup import escape
 
         for name, c in d["stages"].items():
-            whys = c.get("why", {})
+            whys, examples = c.get("why", {}), c.get("example", {})
             for reason, n in sorted(c["reasons"].items()):
                 why = f": {escape(whys[reason])}" if whys.get(reason) else ""
+                if examples.get(reason):
+                    why += f" ({'e.g. ' if n > 1 else ''}{escape(examples[reason])})"
                 console.print(f"  {name} {reason} ({n}){why}", soft_wrap=True, highlight=False)
         resumed = ", ".join(f"{n} {k}" for n, k in d.get("resumed", {}).items() if k)
         if resumed:

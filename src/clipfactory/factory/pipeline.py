@@ -178,11 +178,14 @@ def stage_counts(catalog: Catalog, stage: Stage | str, item_ids: list[str]) -> d
         f"""SELECT status, coalesce(reason, CASE WHEN status = 'failed' THEN 'failed.' || error_kind END) AS reason,
                    count(*) AS n, sum(len(output_ids)) AS outputs,
                    arg_min(coalesce(error, CASE WHEN json_valid(detail) THEN json_extract_string(detail, '$.why') END), item_id)
-                       FILTER (WHERE status <> 'kept') AS why
+                       FILTER (WHERE status <> 'kept') AS why,
+                   min(item_id) FILTER (WHERE status <> 'kept') AS first_item
             FROM latest_outcomes WHERE {where} GROUP BY ALL ORDER BY status, reason""",
         params,
     )
-    out: dict[str, Any] = {"kept": 0, "dropped": 0, "failed": 0, "outputs": 0, "reasons": {}, "why": {}}
+    out: dict[str, Any] = {"kept": 0, "dropped": 0, "failed": 0, "outputs": 0, "reasons": {}, "why": {},
+                           "example": {}}
+    firsts: dict[str, str] = {}
     for r in rows:
         out[r["status"]] = out.get(r["status"], 0) + int(r["n"])
         if r["status"] == "kept":
@@ -191,7 +194,33 @@ def stage_counts(catalog: Catalog, stage: Stage | str, item_ids: list[str]) -> d
             out["reasons"][r["reason"]] = int(r["n"])
             if r["why"] and r["status"] != "kept":
                 out["why"][r["reason"]] = r["why"]  # one item's words, e.g. the setting that would allow it
+            if r["first_item"] and r["status"] != "kept":
+                firsts[r["reason"]] = r["first_item"]
+    if firsts:
+        # the item the words are about, by the name a user knows it by (its file or URL), not only its id
+        names = _item_names(catalog, sorted(set(firsts.values())))
+        out["example"] = {reason: names.get(item, item) for reason, item in firsts.items()}
     return out
+
+
+def _item_names(catalog: Catalog, item_ids: list[str]) -> dict[str, str]:
+    """Item id → the file, URL or title of its source (for a clip, of the clip's source)."""
+    import duckdb
+
+    try:
+        rows = catalog.query(
+            """WITH ids AS (SELECT unnest(?) AS id)
+               SELECT ids.id, coalesce(s.origin_uri, s.url, s.title, s.source_id) AS name FROM ids
+               JOIN sources s ON s.source_id = ids.id
+               UNION ALL
+               SELECT ids.id, coalesce(s.origin_uri, s.url, s.title, s.source_id) FROM ids
+               JOIN clips c ON c.clip_id = ids.id JOIN sources s ON s.source_id = c.source_id""",
+            [item_ids],
+        )
+    except duckdb.Error as exc:  # an older catalog without a column: the ids stand
+        log.debug("item names: %s", exc)
+        return {}
+    return {r["id"]: r["name"] for r in rows}
 
 
 def run_pipeline(
