@@ -242,12 +242,10 @@ def plan_mix(
     select(quotas)
     shrunk = None
     if keep_shares and impossible:
-        # the largest budget whose every share the candidates can fill
+        # the largest budget whose every share the candidates can fill (in whole sources, each share
+        # rounded down is then within its candidates, and _quotas adds a unit only where one is left)
         fits = min(capacity[c] / share for c, share in target.items() if share > 0)
         smaller: float = fits if by_hours else int(fits + 1e-9)
-        if not by_hours:
-            while smaller > 0 and any(q > room[c] for c, q in _quotas(target, smaller, True, room).items()):
-                smaller -= 1
         if smaller > 0:
             shrunk = {"budget": budget, "planned_budget": round(smaller, 3) if by_hours else smaller,
                       "limited_by": [dict(p) for p in impossible]}
