@@ -47,3 +47,21 @@ def test_a_misspelt_build_or_top_level_key_is_named_with_the_known_ones(tmp_path
     with pytest.raises(ConfigError) as info:
         load_settings(tmp_path / "ok.toml")
     assert "or the CLIPFACTORY_ environment: " in str(info.value) and "(got 'abc')" in str(info.value)
+
+
+def test_a_misspelt_stage_option_stops_the_run_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from clipfactory.cli.app import app
+
+    (tmp_path / "media").mkdir()
+    (tmp_path / "c.toml").write_text(
+        'catalog = "c.duckdb"\nstore = "store"\ninputs = ["media"]\nlicense = "CC-BY-4.0"\nrights_holder = "me"\n'
+        "[media.analyse]\nmax_clip_sec = 3\n"
+    )
+    res = CliRunner().invoke(app, ["run", "--config", str(tmp_path / "c.toml")])
+    assert res.exit_code == 1, res.output
+    text = " ".join(res.output.split())
+    assert "unknown option(s) of stage media.analyse: max_clip_sec" in text and "max_clip_s" in text
+    # nothing was made: no catalog (so no failed run in it) and no store
+    assert not (tmp_path / "c.duckdb").exists() and not (tmp_path / "store").exists()

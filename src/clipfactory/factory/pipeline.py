@@ -249,6 +249,12 @@ def run_pipeline(
     if limit is None:
         limit = getattr(settings, "limit", None)
     progress = progress or NullProgress()
+    from .. import registry
+
+    # every configured stage's options are read now, so a misspelt or bad option stops the run before it
+    # opens the catalog or does any work (each stage reads its options again when the run reaches it)
+    for n in sorted(settings.stages):
+        registry.get(n)(settings.stage_config(n))
     catalog = Catalog(settings.catalog)
     if not settings.inputs and not datasets and not source_ids:
         raise _nothing_named(catalog)
