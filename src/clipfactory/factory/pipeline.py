@@ -263,7 +263,6 @@ def run_pipeline(
         selected = list({s.source_id: s for s in selected + sources_by_id(catalog, source_ids)}.values())
     if datasets and not selected and not settings.inputs:
         raise _nothing_selected(catalog, datasets, splits, labels)
-    from .. import registry
 
     for n in OPTIONAL_STAGES + OPT_IN_STAGES:  # a missing extra or a bad endpoint stops the run before any work
         if registry.get(n).wanted(settings.stage_config(n)):
@@ -293,7 +292,6 @@ def run_pipeline(
             "policy_hash": policy_fingerprint(settings, purpose),
             "evaluation": list(settings.build.evaluation_manifests),
         }
-        from .. import registry
 
         gate = registry.get(GATE_STAGE)(gate_cfg, run.context(policy_settings=policy_settings(settings)))
         stages[GATE_STAGE] = gate
