@@ -56,8 +56,14 @@ class Settings(BaseSettings):
 
     catalog: str = Field("clipfactory.duckdb", description="Path of the DuckDB catalog file")
     store: str = Field("clipfactory-store", description="Root folder of the content-addressed blob store")
+    parts: str | None = Field(
+        None,
+        description="Where results wait as Parquet parts until the catalog loads them: a folder or an "
+        "object store URL (s3://bucket/prefix), under which each catalog has its own folder; none keeps "
+        "them beside the catalog (<catalog>.parts)",
+    )
 
-    @field_validator("store", mode="before")
+    @field_validator("store", "parts", mode="before")
     @classmethod
     def _store_url(cls, value: Any) -> Any:
         """An object store URL (``s3://bucket/prefix``) given to a path-typed option such as ``--store``
@@ -195,7 +201,7 @@ def load_settings(
             raise ConfigError(f"invalid TOML: {exc}", item=str(path)) from exc
         data = _flatten_stage_sections(data, stage_names)
         base = path.resolve().parent
-        for key in ("catalog", "store", "policy_file", "registry_file", "permissions_file"):
+        for key in ("catalog", "store", "parts", "policy_file", "registry_file", "permissions_file"):
             if isinstance(data.get(key), str) and not os.path.isabs(data[key]) and "://" not in data[key]:
                 data[key] = os.path.normpath(base / data[key])
         if isinstance(data.get("inputs"), list):

@@ -173,11 +173,11 @@ def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
     unlink = LocalExecutor._unlink_parts
     dead = []
 
-    def dies(self, paths):
-        if dead or any("-media.probe-" in p.name for p in paths):
+    def dies(self, names):
+        if dead or any("-media.probe-" in n for n in names):
             dead.append(True)
             raise KeyboardInterrupt("the writer dies")
-        return unlink(self, paths)
+        return unlink(self, names)
 
     monkeypatch.setattr(LocalExecutor, "_unlink_parts", dies)
     with pytest.raises(KeyboardInterrupt):

@@ -200,3 +200,66 @@ def test_a_store_url_given_as_a_path_option_is_a_url_again(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert load_settings(overrides={"store": str(Path(f"s3://{BUCKET}/store"))}).store == f"s3://{BUCKET}/store"
     assert load_settings(overrides={"store": str(Path("media/store"))}).store == "media/store"
+
+
+def test_parts_on_s3_survive_a_dead_writer_and_stay_with_their_catalog(s3, tmp_path, monkeypatch):
+    """``parts = "s3://..."``: results wait in the bucket, under the catalog's own folder, until loaded. A
+    writer that dies after loading them and before deleting them leaves them there; the next run of the
+    same catalog loads none twice and removes them, and another catalog sharing the location never sees
+    them."""
+    from clipfactory.catalog import Catalog
+    from clipfactory.catalog.meta import catalog_id
+    from clipfactory.config import load_settings
+    from clipfactory.executors.local import LocalExecutor
+    from clipfactory.factory.pipeline import run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    synth.make_video(tmp_path / "owned.mp4", [("bars", 1.0), ("checker", 1.0)], size=(128, 72), keyint=25, scenecut=False, audio=None)
+
+    def settings_for(name: str):
+        (tmp_path / f"{name}.toml").write_text(
+            f'catalog = "{name}.duckdb"\nstore = "store"\nparts = "s3://{BUCKET}/shared-parts"\n'
+            'inputs = ["owned.mp4"]\nlicense = "CC-BY-4.0"\nrights_holder = "tests"\n'
+            f'[build]\nname = "{name}"\nout = "builds"\n[quality.filter]\nmin_duration_s = 0.5\n'
+        )
+        return load_settings(tmp_path / f"{name}.toml")
+
+    first = settings_for("first")
+    unlink = LocalExecutor._unlink_parts
+    dead: list[bool] = []
+
+    def dies(self, names):
+        if dead or any("-media.probe-" in n for n in names):
+            dead.append(True)
+            raise KeyboardInterrupt("the writer dies")
+        return unlink(self, names)
+
+    monkeypatch.setattr(LocalExecutor, "_unlink_parts", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(first)
+    monkeypatch.setattr(LocalExecutor, "_unlink_parts", unlink)
+    cat = Catalog(first.catalog)
+    prefix = f"shared-parts/{catalog_id(cat)}/"
+    left = _keys(s3, prefix)
+    assert left and all(k.endswith(".parquet") for k in left), "the dead writer's parts wait in the bucket"
+    assert any("-media.probe-" in k and k.endswith("-outcomes.parquet") for k in left)
+    assert not (tmp_path / "first.duckdb.parts").exists(), "nothing was written beside the catalog"
+    rows_before = cat.scalar("SELECT count(*) FROM stage_outcomes")
+    assert rows_before > 0
+
+    # Another catalog with the same parts location: its own folder, the first one's parts untouched.
+    other = run_pipeline(settings_for("other"))
+    assert other["status"] == "finished" and other["recovered_parts"] == 0
+    assert _keys(s3, prefix) == left
+    assert not _keys(s3, f"shared-parts/{catalog_id(Catalog(tmp_path / 'other.duckdb'))}/")
+
+    again = run_pipeline(first)
+    assert again["status"] == "finished" and again["recovered_parts"] == len(left)
+    assert not _keys(s3, prefix)
+    dup = cat.scalar(
+        "SELECT count(*) FROM (SELECT run_id, stage, item_id, attempt FROM stage_outcomes GROUP BY ALL HAVING count(*) > 1)"
+    )
+    assert dup == 0
+    first_run = cat.scalar("SELECT run_id FROM runs WHERE command = 'run' ORDER BY started_at LIMIT 1")
+    assert cat.scalar("SELECT count(*) FROM stage_outcomes WHERE run_id = ?", [first_run]) == rows_before
+    assert again["clips_exported"] == other["clips_exported"] == 2

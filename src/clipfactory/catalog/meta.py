@@ -20,6 +20,7 @@ import duckdb
 from .db import Catalog
 
 STORE_KEY = "store"
+CATALOG_ID_KEY = "catalog_id"
 
 
 def _now() -> datetime:
@@ -75,4 +76,20 @@ def recorded_store(con_or_catalog: Catalog | duckdb.DuckDBPyConnection) -> str |
     return get_value(con_or_catalog, STORE_KEY)
 
 
-__all__ = ["STORE_KEY", "get_value", "record_store", "recorded_store", "set_value", "store_location"]
+def catalog_id(catalog: Catalog) -> str:
+    """The catalog's own random id, made and recorded on first use: it names the catalog's folder under a
+    shared ``parts`` location, so catalogs that share a bucket prefix never load each other's parts."""
+    found = get_value(catalog, CATALOG_ID_KEY)
+    if found:
+        return found
+    import uuid
+
+    with catalog.write() as con:
+        found = get_value(con, CATALOG_ID_KEY)  # another process may have made it meanwhile
+        if not found:
+            found = uuid.uuid4().hex
+            set_value(con, CATALOG_ID_KEY, found)
+    return found
+
+
+__all__ = ["CATALOG_ID_KEY", "STORE_KEY", "catalog_id", "get_value", "record_store", "recorded_store", "set_value", "store_location"]

@@ -13,7 +13,12 @@ __all__ = [
 
 def executor_from_settings(settings, catalog, **kwargs):
     """The executor that ``settings.executor`` names, configured from the settings."""
-    common = {"workers": settings.workers, "retries": settings.retries, "error_budget": settings.error_budget}
+    common = {
+        "workers": settings.workers,
+        "retries": settings.retries,
+        "error_budget": settings.error_budget,
+        "parts": settings.parts,
+    }
     if settings.executor == "ray":
         common["address"] = settings.ray_address
     return get_executor(settings.executor, catalog, **{**common, **kwargs})

@@ -13,7 +13,6 @@ Resume is keyed by content: an item is skipped when the catalog already has a ke
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import logging
 import multiprocessing as mp
 import random
@@ -21,11 +20,9 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..catalog import Catalog, load_records, outcomes
 from ..catalog.db import replace_records
@@ -33,7 +30,7 @@ from ..errors import ErrorBudgetExceeded
 from ..progress import NullProgress, Progress
 from ..records import Record, Result
 from ..stage import Stage
-from ..storage import atomic_path
+from .parts import PartStore
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +88,7 @@ class LocalExecutor:
         error_budget: float = 0.05,
         progress: Progress | None = None,
         backoff_s: float = 0.5,
+        parts: str | None = None,
     ):
         self.catalog = catalog
         self.workers = max(1, int(workers))
@@ -98,7 +96,17 @@ class LocalExecutor:
         self.error_budget = error_budget
         self.progress = progress or NullProgress()
         self.backoff_s = backoff_s
-        self.parts_root = catalog.path.with_name(catalog.path.name + ".parts")
+        #: Where the batches' Parquet parts wait to be loaded: by default ``<catalog>.parts`` beside the
+        #: catalog; with ``parts`` (a folder or an fsspec URL such as ``s3://bucket/prefix``), the catalog's
+        #: own folder under it (``<parts>/<catalog id>``), so catalogs may share one location.
+        if parts:
+            from ..catalog.meta import catalog_id
+
+            root = f"{str(parts).rstrip('/')}/{catalog_id(catalog)}"
+        else:
+            root = str(catalog.path.with_name(catalog.path.name + ".parts"))
+        self.parts = PartStore(root)
+        self.parts_root = self.parts.root  # the local folder of the parts (None on an object store)
         #: Batches' part files are loaded into the catalog at most this often (and at the end of each
         #: stage): a catalog transaction costs tens of milliseconds, a part file a fraction of one. A crash
         #: loses nothing: parts on disk are loaded by the next run (:meth:`recover_parts`).
@@ -108,18 +116,15 @@ class LocalExecutor:
     # -- parts -------------------------------------------------------------------------------------
     def recover_parts(self) -> int:
         """Load part files left by an interrupted run. Returns how many were loaded."""
-        if not self.parts_root.exists():
-            return 0
-        parts = sorted(p for p in self.parts_root.rglob("*.parquet") if not p.name.startswith("."))
-        for p in self.parts_root.rglob(".*.part*"):
-            p.unlink(missing_ok=True)
-        if parts:
-            self._load_parts(parts)
-        return len(parts)
+        self.parts.clean_temporaries()
+        names = self.parts.names()
+        if names:
+            self._load_parts(names)
+        return len(names)
 
     def _write_parts(
         self, run_id: str, stage: Stage, seq: int, results: list[Result], attempt: dict[str, int]
-    ) -> list[Path]:
+    ) -> list[str]:
         now = outcomes.now()
         rows = []
         records_by_type: dict[type[Record], list[Record]] = {}
@@ -134,71 +139,60 @@ class LocalExecutor:
             )
             for rec in r.records:
                 records_by_type.setdefault(type(rec), []).append(rec)
-        d = self.parts_root / run_id
         # Names start with a token of the stage run, in time order, then the batch: unique when one run
         # runs a stage twice (loaded_parts is keyed by name), and sorted in the order they were written.
-        tag = f"{self._tag}-{seq:06d}-{stage.name}"
-        # Records first, outcomes last: an outcome part only exists once its records are on disk.
-        paths = []
-        for cls, recs in records_by_type.items():
-            p = d / f"{tag}-records-{cls.table}.parquet"
-            with atomic_path(p) as tmp:
-                pq.write_table(cls.to_table(recs), tmp)
-            paths.append(p)
-        p = d / f"{tag}-outcomes.parquet"
-        with atomic_path(p) as tmp:
-            pq.write_table(outcomes.outcome_table(rows), tmp)
-        paths.append(p)
-        return paths
+        tag = f"{run_id}/{self._tag}-{seq:06d}-{stage.name}"
+        # Records first, outcomes last: an outcome part only exists once its records are stored.
+        names = [
+            self.parts.write(f"{tag}-records-{cls.table}.parquet", cls.to_table(recs))
+            for cls, recs in records_by_type.items()
+        ]
+        names.append(self.parts.write(f"{tag}-outcomes.parquet", outcomes.outcome_table(rows)))
+        return names
 
-    def _load_parts(self, paths: list[Path]) -> None:
+    def _load_parts(self, names: list[str]) -> None:
+        """Load the parts ``names`` (relative to the parts root) into the catalog, then delete them."""
         from ..catalog.db import RECORD_TYPES
 
         tables = {cls.table: cls for cls in RECORD_TYPES}
-        outcome_parts: list[str] = []
-        record_parts: dict[str, list[str]] = {}
-        names = {p: self._part_name(p) for p in paths}
         # One statement per table for all the parts (in the order they were written: the last row of an
         # id wins), records before outcomes, all in one transaction with the record of the parts loaded.
         with self.catalog.write() as con:
             done = {
                 r[0]
                 for r in con.execute(
-                    "SELECT part FROM loaded_parts WHERE part IN (SELECT unnest(?))", [list(names.values())]
+                    "SELECT part FROM loaded_parts WHERE part IN (SELECT unnest(?))", [list(names)]
                 ).fetchall()
             }
-            todo = [p for p in paths if names[p] not in done]
-            for p in todo:
-                if p.name.endswith("-outcomes.parquet"):
-                    outcome_parts.append(str(p))
-                else:
-                    table = p.stem.rsplit("-records-", 1)[1]
-                    if table not in tables:
-                        raise ValueError(f"unknown record table in part {p.name}")
-                    record_parts.setdefault(table, []).append(str(p))
-            for table, files in record_parts.items():
-                replace_records(
-                    con,
-                    tables[table],
-                    "SELECT * FROM read_parquet(?, filename = true, file_row_number = true, union_by_name = true)",
-                    [sorted(files)],
-                    order_by=("filename", "file_row_number"),
-                )
-            if outcome_parts:
-                outcomes.load_outcome_parts(con, outcome_parts)
+            todo = [n for n in names if n not in done]
+            with self.parts.local_files(todo) as local:
+                outcome_parts: list[str] = []
+                record_parts: dict[str, list[str]] = {}
+                for n in todo:
+                    if n.endswith("-outcomes.parquet"):
+                        outcome_parts.append(local[n])
+                    else:
+                        table = n[: -len(".parquet")].rsplit("-records-", 1)[1]
+                        if table not in tables:
+                            raise ValueError(f"unknown record table in part {n}")
+                        record_parts.setdefault(table, []).append(local[n])
+                # Local names sort as the part names do (the same relative path under another folder).
+                for table, files in record_parts.items():
+                    replace_records(
+                        con,
+                        tables[table],
+                        "SELECT * FROM read_parquet(?, filename = true, file_row_number = true, union_by_name = true)",
+                        [sorted(files)],
+                        order_by=("filename", "file_row_number"),
+                    )
+                if outcome_parts:
+                    outcomes.load_outcome_parts(con, outcome_parts)
             if todo:
-                outcomes.record_loaded_parts(con, [(names[p], p.parent.name) for p in todo])
-        self._unlink_parts(paths)
+                outcomes.record_loaded_parts(con, [(n, n.split("/", 1)[0]) for n in todo])
+        self._unlink_parts(list(names))
 
-    def _part_name(self, path: Path) -> str:
-        return path.relative_to(self.parts_root).as_posix()
-
-    def _unlink_parts(self, paths: list[Path]) -> None:
-        for p in paths:
-            p.unlink(missing_ok=True)
-        for d in sorted({p.parent for p in paths}, reverse=True):  # a run's folder, once empty
-            with contextlib.suppress(OSError):
-                d.rmdir()
+    def _unlink_parts(self, names: list[str]) -> None:
+        self.parts.delete(names)
 
     # -- resume ------------------------------------------------------------------------------------
     def _finished(self, stage: Stage, ids: list[str]) -> dict[str, tuple[str, list[str]]]:
@@ -302,7 +296,7 @@ class LocalExecutor:
             self.progress.advance(stage.name, summary.skipped)
         bugs = 0
         seq = 0
-        pending: list[Path] = []
+        pending: list[str] = []
         flushed = time.monotonic()
         try:
             for results, attempts in self._process(stage, todo):

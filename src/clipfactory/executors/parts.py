@@ -1,0 +1,147 @@
+"""Where the executor's Parquet parts wait to be loaded into the catalog.
+
+A part is one batch's outcome rows (or output records) as a Parquet file, named
+``<run id>/<stage run token>-<batch>-<stage>-<kind>.parquet`` relative to the parts root. The root is a local
+folder (by default ``<catalog>.parts`` beside the catalog) or an fsspec URL (``s3://bucket/prefix``), so that
+results that reached the writer survive the loss of its machine's disk: a writer started again, anywhere,
+with the same catalog and ``parts`` setting loads them.
+
+Writes are atomic in both cases: a local part is written to a hidden temporary sibling and renamed; an
+object goes up in one request or as a multipart upload that becomes an object only after its last byte
+(:func:`clipfactory.storage.write_object`), so a name that is listed is a whole part. Loading reads local
+copies: parts on object storage are downloaded into a temporary folder first and read from there by DuckDB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..storage import atomic_path, is_url
+
+
+class PartStore:
+    """Parts under one root: a local folder or an object-store URL."""
+
+    def __init__(self, root: str | Path):
+        self.remote = is_url(str(root))
+        if self.remote:
+            self.url = str(root).rstrip("/")
+            self.root: Path | None = None
+        else:
+            self.root = Path(root)
+            self.url = str(self.root)
+        self._fs = None
+
+    def __repr__(self) -> str:
+        return f"PartStore({self.url!r})"
+
+    @property
+    def fs(self):
+        if self._fs is None:
+            from ..storage import filesystem
+
+            self._fs, self._base = filesystem(self.url)
+        return self._fs
+
+    @property
+    def base(self) -> str:
+        self.fs  # noqa: B018 (sets _base)
+        return self._base.rstrip("/")
+
+    def _remote_path(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    # -- writing -----------------------------------------------------------------------------------
+    def write(self, name: str, table: pa.Table) -> str:
+        """Write ``table`` as the part ``name``; it is listed only once it is whole."""
+        if not self.remote:
+            assert self.root is not None
+            with atomic_path(self.root / name) as tmp:
+                pq.write_table(table, tmp)
+            return name
+        from ..storage import write_object
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        write_object(self.fs, self._remote_path(name), [sink.getvalue().to_pybytes()])
+        return name
+
+    # -- reading -----------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """The whole parts under the root, by name, sorted (hidden temporaries left by a crash are not parts)."""
+        if not self.remote:
+            assert self.root is not None
+            if not self.root.exists():
+                return []
+            return sorted(
+                p.relative_to(self.root).as_posix()
+                for p in self.root.rglob("*.parquet")
+                if not p.name.startswith(".")
+            )
+        base = self.base
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        out = []
+        for key in found:
+            rel = key[len(base) :].lstrip("/") if key.startswith(base) else None
+            if rel and rel.endswith(".parquet") and not rel.rsplit("/", 1)[-1].startswith("."):
+                out.append(rel)
+        return sorted(out)
+
+    def clean_temporaries(self) -> int:
+        """Remove the temporary files of part writes that a crash interrupted (local roots; an interrupted
+        upload leaves no object). Returns how many were removed."""
+        if self.remote or self.root is None or not self.root.exists():
+            return 0
+        n = 0
+        for p in self.root.rglob(".*.part*"):
+            p.unlink(missing_ok=True)
+            n += 1
+        return n
+
+    @contextlib.contextmanager
+    def local_files(self, names: list[str]) -> Iterator[dict[str, str]]:
+        """``{name: local path}`` of ``names`` for DuckDB to read: the files themselves for a local root,
+        downloaded copies (removed afterwards) for an object store."""
+        if not self.remote:
+            assert self.root is not None
+            yield {n: str(self.root / n) for n in names}
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="clipfactory-parts-"))
+        try:
+            local = {n: str(tmp / n) for n in names}
+            for n in names:
+                Path(local[n]).parent.mkdir(parents=True, exist_ok=True)
+            for n in names:  # one object at a time: every s3fs release takes single paths
+                self.fs.get(self._remote_path(n), local[n])
+            yield local
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- removing ----------------------------------------------------------------------------------
+    def delete(self, names: list[str]) -> None:
+        """Remove loaded parts (and, locally, a run's folder once it is empty)."""
+        if not names:
+            return
+        if self.remote:
+            for n in names:
+                with contextlib.suppress(FileNotFoundError):  # deleted by an earlier attempt
+                    self.fs.rm(self._remote_path(n))
+            return
+        assert self.root is not None
+        paths = [self.root / n for n in names]
+        for p in paths:
+            p.unlink(missing_ok=True)
+        for d in sorted({p.parent for p in paths}, reverse=True):
+            if d != self.root:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
