@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from media_synth import flat_video
 from typer.testing import CliRunner
 
 from clipfactory.cli.app import app
@@ -79,7 +80,7 @@ def test_generic_map_and_owned_flags(cat_path, manifests, tmp_path):
     assert json.loads(r.stdout)["manifests"][0]["rows_ok"] == 3
     media = tmp_path / "m"
     media.mkdir()
-    (media / "x.mp4").write_bytes(b"x")
+    flat_video(media / "x.mp4", 0.12, size=(32, 32))
     r = invoke(
         "ingest", media, "--license", "CC-BY-4.0", "--rights-holder", "Me", "--catalog", cat_path, "--json"
     )

@@ -4,7 +4,9 @@ Each media file becomes a :class:`SourceRecord` identified by its content (``sha
 licence and rights holder declared on the command line (``--license SPDX --rights-holder NAME``) or in a
 sidecar ``<file>.json`` (``{"license": ..., "rights_holder": ..., "title": ...}``; the sidecar wins).
 A file with neither is reported, not ingested: owned media without a declared licence cannot be used.
-Hashing is I/O bound and runs in a few threads; nothing here decodes video.
+So is a file that is not a video or audio file FFmpeg can read (a text file named ``notes.mp4``): each file's
+container header is opened once with PyAV (:func:`media_problem`), so it is refused here rather than at
+``media.probe``. Hashing is I/O bound and runs in a few threads; nothing here decodes video.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ MEDIA_SUFFIXES = frozenset(
 )
 _CHUNK = 4 << 20
 
+#: How the reason of a file :func:`media_problem` refuses starts, and what to do about it.
+NOT_MEDIA = "not a readable video or audio file"
+NOT_MEDIA_FIX = "convert it to a video (or audio) file, or leave it out of the inputs"
+#: What to do about a file without a declared licence or rights holder.
+NO_LICENCE_FIX = (
+    "give --license SPDX --rights-holder NAME, or a sidecar <file>.json per file "
+    "(a config's `license` and `rights_holder` apply only to its own `inputs`)"
+)
+
 
 @dataclass
 class OwnedScan:
@@ -45,6 +56,7 @@ class OwnedScan:
     records: list[SourceRecord] = field(default_factory=list)
     problems: list[RowError] = field(default_factory=list)  # pointer = the file, reason = why
     files: int = 0
+    not_media: int = 0  # how many of the problems are files that are not readable media
 
 
 def validate_license(expr: str | None) -> str | None:
@@ -152,6 +164,51 @@ def _open(path: str, fs: Any):
     return fs.open(path.split("://", 1)[1] if "://" in path else path, "rb")
 
 
+def media_problem(path: str, fs: Any = None) -> str | None:
+    """Why ``path`` is not a video or audio file FFmpeg can read, or ``None`` when it is one.
+
+    Opens the container with PyAV and reads its header and stream descriptions (what ``av.open`` does:
+    a few packets at most, nothing decoded past them), then closes it. Refused: a zero-byte file, a file
+    FFmpeg cannot open (a text file named ``.mp4``), a text file FFmpeg would render as ANSI art (its
+    ``tty`` demuxer), a still image, and a container with neither a video nor an audio stream.
+    """
+    try:
+        if fs is None:
+            if os.path.getsize(path) == 0:
+                return f"{NOT_MEDIA}: it has zero bytes"
+            return _container_problem(path)
+        with _open(path, fs) as fh:
+            if fh.read(1) == b"":
+                return f"{NOT_MEDIA}: it has zero bytes"
+            fh.seek(0)
+            return _container_problem(fh)
+    except OSError as exc:
+        return f"cannot read: {exc}"
+
+
+def _container_problem(source: Any) -> str | None:
+    import av
+
+    from ..media.probe import IMAGE_DEMUXERS, TEXT_CODECS, TEXT_DEMUXERS
+
+    try:
+        container = av.open(source, "r")
+    except av.error.FFmpegError as exc:
+        return f"{NOT_MEDIA} (FFmpeg: {exc.strerror or exc})"
+    with container:
+        fmt = container.format.name or ""
+        streams = [s for s in container.streams if s.type in ("video", "audio")]
+        codecs = sorted({s.codec_context.name for s in streams if s.codec_context is not None})
+        if fmt in TEXT_DEMUXERS or (codecs and set(codecs) <= TEXT_CODECS):
+            return f"{NOT_MEDIA}: a text file (FFmpeg reads it as {fmt})"
+        if fmt in IMAGE_DEMUXERS or fmt.endswith("_pipe"):
+            return f"{NOT_MEDIA}: a still image ({', '.join(codecs)})"
+        if not streams:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            return f"{NOT_MEDIA}: no video or audio stream (streams: {', '.join(kinds)})"
+    return None
+
+
 def _hash(path: str, fs: Any) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -203,6 +260,9 @@ def scan_owned_files(
 
     def one(item: tuple[str, Any]) -> tuple[str, SourceRecord | None, str | None]:
         path, fs = item
+        bad_media = media_problem(path, fs)
+        if bad_media:
+            return path, None, bad_media
         side, side_err = _sidecar(path, fs)
         if side_err:
             return path, None, side_err
@@ -244,6 +304,7 @@ def scan_owned_files(
     for path, rec, err in results:
         if err:
             scan.problems.append(RowError(None, err, None, path))
+            scan.not_media += err.startswith(NOT_MEDIA)
         elif rec is not None and rec.source_id not in seen:
             seen.add(rec.source_id)
             scan.records.append(rec)
@@ -255,16 +316,18 @@ def scan_owned(
 ) -> list[SourceRecord]:
     """Source records for owned media files (one per distinct content), sidecars honoured.
 
-    Raises :class:`ManifestError` naming every file that lacks a declared licence or rights holder.
+    Raises :class:`ManifestError` naming every file that lacks a declared licence or rights holder, or that
+    is not a video or audio file (:func:`media_problem`); nothing is returned for the others then.
     """
     scan = scan_owned_files(paths, license, rights_holder)
     if scan.problems:
         shown = "; ".join(f"{p.pointer}: {p.reason}" for p in scan.problems[:5])
         more = f" (and {len(scan.problems) - 5} more)" if len(scan.problems) > 5 else ""
+        fixes = [NOT_MEDIA_FIX] if scan.not_media else []
+        if scan.not_media < len(scan.problems):
+            fixes.append(NO_LICENCE_FIX)
         raise ManifestError(
-            f"{len(scan.problems)} owned file(s) cannot be used: {shown}{more}",
-            fix="give --license SPDX --rights-holder NAME, or a sidecar <file>.json per file "
-            "(a config's `license` and `rights_holder` apply only to its own `inputs`)",
+            f"{len(scan.problems)} owned file(s) cannot be used: {shown}{more}", fix="; ".join(fixes)
         )
     return scan.records
 
