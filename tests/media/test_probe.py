@@ -172,3 +172,41 @@ def test_error_pickles_with_reason():
     }
     with pytest.raises(ValueError):
         MediaProbeError("media.made_up", "x")
+
+
+def _write_timed(path: Path, steps: list[int], *, n: int = 60, codec: str = "libx264") -> Path:
+    """``n`` frames whose presentation times advance by ``steps`` (in 1/30 s, cycled): ``[1]`` is 30 fps
+    constant, ``[1, 3]`` alternates gaps of 1/30 s and 1/10 s."""
+    tb = Fraction(1, 30)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.time_base = tb
+        if codec == "libx264":
+            s.options = {"g": "30", "bf": "0"}
+        rng = np.random.default_rng(0)
+        t = 0
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), np.uint8), format="rgb24")
+            f.pts, f.time_base = t, tb
+            t += steps[i % len(steps)]
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize(("name", "codec"), [("v.mkv", "libx264"), ("v.webm", "libvpx")])
+def test_matroska_vfr_is_told_from_the_packets_not_the_cues(tmp_path, name, codec):
+    # Matroska's index (its cues) lists keyframes only, and its nominal rate (the track's default duration)
+    # is the encoder's 30 fps: only the packets' timestamps show the gaps alternating 1/30 s and 1/10 s.
+    vfr = probe(_write_timed(tmp_path / f"vfr-{name}", [1, 3], codec=codec))
+    assert vfr.container.startswith("matroska")
+    assert vfr.is_vfr is True
+    # 60 frames, gaps summing to 30 x 1/30 s + 29 x 3/30 s (the last frame lasts one frame more)
+    assert vfr.duration_ms == pytest.approx((30 + 29 * 3 + 1) / 30 * 1000, abs=40)
+    cfr = probe(_write_timed(tmp_path / f"cfr-{name}", [1], codec=codec))
+    assert cfr.is_vfr is False
+    assert cfr.fps == pytest.approx(30.0, rel=0.01)
+    assert cfr.duration_ms == pytest.approx(2000, abs=40)

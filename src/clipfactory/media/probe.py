@@ -45,6 +45,8 @@ _MAGIC = (
 )
 
 _DECODE_PROBE_PACKETS = 400
+#: How many timestamps of the video stream tell whether its frame rate varies.
+_VFR_SAMPLE = 300
 
 #: Demuxers and codecs FFmpeg uses to open files that are text, and demuxers of still images.
 TEXT_DEMUXERS = {"tty"}
@@ -66,7 +68,9 @@ class ProbeInfo:
     ``width``/``height`` are the decoded picture's; ``rotation`` is how many degrees counterclockwise
     (0, 90, 180 or 270) the picture must be turned for display, from the display matrix or the
     legacy ``rotate`` tag. ``is_vfr`` is true when the average frame rate disagrees with the nominal
-    one or the timestamps in the index are unevenly spaced.
+    one or the first 300 frame timestamps are unevenly spaced: those of the index where it lists every
+    frame (MP4, MOV, AVI), else those of the first packets (Matroska and WebM, whose index lists keyframes
+    only, MPEG-TS, FLV), read without decoding.
     """
 
     path: str
@@ -164,16 +168,50 @@ def _ms(value, time_base) -> int | None:
     return int(round(float(value * time_base) * 1000))
 
 
-def _is_vfr(stream) -> bool:
+def _is_vfr(stream, path: str | None = None) -> bool:
     avg, guessed = stream.average_rate, stream.guessed_rate or stream.base_rate
     if avg and guessed and abs(float(avg) - float(guessed)) / float(guessed) > 0.02:
         return True
-    # Cheap second opinion from the index (no I/O): spread of presentation-time deltas.
+    # Second opinion: the spread of presentation-time deltas, from the index where it lists every frame (no
+    # I/O), else from the first packets of the stream (Matroska's cues and FLV's index list keyframes only,
+    # MPEG-TS has none).
+    ts = _index_times(stream)
+    if ts is None and path is not None:
+        ts = _packet_times(path, stream.index)
+    return _uneven(ts or [])
+
+
+def _index_times(stream) -> list[int] | None:
+    """The first :data:`_VFR_SAMPLE` presentation times of the index, or ``None`` when the index does not
+    list every frame (only keyframes, or nothing)."""
     try:
         entries = stream.index_entries
     except Exception:  # pragma: no cover - formats without an index
-        return False
-    ts = sorted(e.timestamp for e in entries[:300])
+        return None
+    head = [entries[i] for i in range(min(len(entries), _VFR_SAMPLE))]
+    if len(head) < 8 or all(e.is_keyframe for e in head):
+        return None
+    return [e.timestamp for e in head]
+
+
+def _packet_times(path: str, index: int) -> list[int]:
+    """Presentation times of the first :data:`_VFR_SAMPLE` packets of stream ``index`` of ``path``,
+    demuxed in a container of their own (the caller's keeps its position); nothing is decoded."""
+    times: list[int] = []
+    try:
+        with av.open(str(path), "r") as container:
+            for packet in container.demux(container.streams[index]):
+                if packet.pts is not None and packet.stream.index == index:
+                    times.append(packet.pts)
+                    if len(times) >= _VFR_SAMPLE:
+                        break
+    except av.error.FFmpegError:  # a truncated file: what was read before the error still tells
+        pass
+    return times
+
+
+def _uneven(ts: list[int]) -> bool:
+    ts = sorted(ts)
     if len(ts) < 8:
         return False
     deltas = [b - a for a, b in zip(ts, ts[1:], strict=False) if b > a]
@@ -294,7 +332,7 @@ def read_header(container, stream, item: str) -> dict:
         "width": int(cc.width),
         "height": int(cc.height),
         "fps": float(fps_rate) if fps_rate else 0.0,
-        "is_vfr": _is_vfr(stream),
+        "is_vfr": _is_vfr(stream, item),
         "duration_ms": duration_ms,
         "n_frames": stream.frames or None,  # None: the container does not count frames
         "bit_rate": int(bit_rate) if bit_rate else None,
