@@ -40,8 +40,46 @@ NO_MODELS = "[media.analyse]\ndetect_text = false\n[signals.visual]\nnsfw = fals
 MEDIA = Path(__file__).resolve().parents[3] / "shared" / "data" / "media"
 
 
+BUCKET = "clipfactory-ray"
+
+
 @pytest.fixture(scope="module")
-def cluster():
+def s3_env():
+    """A moto S3 server on a free loopback port with one bucket, and the AWS settings that point at it, set
+    before the raylets start so that their workers have them too (as a cluster's machines would). ``None``
+    without moto and s3fs."""
+    import importlib.util
+    import logging
+
+    if not (importlib.util.find_spec("moto") and importlib.util.find_spec("s3fs")):
+        yield None
+        return
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_env):
     from ray.cluster_utils import Cluster
 
     assert not ray.is_initialized()
@@ -112,9 +150,10 @@ def on_ray(monkeypatch):
     return ran
 
 
-def _settings(root: Path, executor: str, address: str | None = None, *, name: str = "gen"):
+def _settings(root: Path, executor: str, address: str | None = None, *, name: str = "gen", parts: str | None = None):
     root.mkdir(parents=True)
     extra = f'ray_address = "{address}"\n' if address else ""
+    extra += f'parts = "{parts}"\n' if parts else ""
     cfg = root / "clipfactory.toml"
     cfg.write_text(
         f'catalog = "{root}/cat.duckdb"\nstore = "{root}/store"\npurpose = "commercial"\n'
@@ -158,13 +197,18 @@ def local_build(tmp_path_factory, origin):
 
 
 def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
-    cluster, origin, local_build, tmp_path, monkeypatch, on_ray
+    cluster, s3_env, origin, local_build, tmp_path, monkeypatch, on_ray
 ):
+    """With ``parts`` on S3 the Ray workers write their batches' parts to the bucket themselves; the driver
+    loads them. A writer that dies after loading some leaves them there, and the next run loads each once."""
+    from clipfactory.catalog.meta import catalog_id
     from clipfactory.executors.local import LocalExecutor
     from clipfactory.factory.pipeline import run_pipeline
 
+    if s3_env is None:
+        pytest.skip("parts on S3 need moto[server] and s3fs: pip install 'clipfactory[dev]'")
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-    settings = _settings(tmp_path / "ray", "ray", cluster.address)
+    settings = _settings(tmp_path / "ray", "ray", cluster.address, parts=f"s3://{BUCKET}/parts")
     _catalog(settings, origin)
     cat = Catalog(settings.catalog)
 
@@ -172,6 +216,8 @@ def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
     # once dead it deletes nothing more.
     unlink = LocalExecutor._unlink_parts
     dead = []
+    written_by = LocalExecutor._write_parts
+    by_driver: list[str] = []
 
     def dies(self, names):
         if dead or any("-media.probe-" in n for n in names):
@@ -179,18 +225,27 @@ def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
             raise KeyboardInterrupt("the writer dies")
         return unlink(self, names)
 
+    def driver_writes(self, run_id, stage, seq, results, attempt):
+        by_driver.append(stage.name)
+        return written_by(self, run_id, stage, seq, results, attempt)
+
     monkeypatch.setattr(LocalExecutor, "_unlink_parts", dies)
+    monkeypatch.setattr(LocalExecutor, "_write_parts", driver_writes)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(settings, datasets=["gen"])
-    parts_root = Path(str(settings.catalog) + ".parts")
-    left = sorted(parts_root.rglob("*.parquet"))
-    assert left, "the dead writer left the parts it had loaded"
+    prefix = f"parts/{catalog_id(cat)}/"
+    pages = s3_env.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    left = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+    assert any("-media.probe-" in k for k in left), "the dead writer left the probe's parts in the bucket"
+    assert "media.probe" not in by_driver, "the Ray workers wrote the probe's parts, not the driver"
+    assert not Path(str(settings.catalog) + ".parts").exists()
     rows_before = cat.scalar("SELECT count(*) FROM stage_outcomes")
     monkeypatch.setattr(LocalExecutor, "_unlink_parts", unlink)
 
     out = run_pipeline(settings, datasets=["gen"])
     assert out["status"] == "finished"
-    assert out["recovered_parts"] == len(left) and not list(parts_root.rglob("*.parquet"))
+    assert out["recovered_parts"] == len(left)
+    assert not s3_env.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents")
     # Loaded once: no outcome row of the dead run twice, and its rows are all still there.
     dup = cat.scalar(
         "SELECT count(*) FROM (SELECT run_id, stage, item_id, attempt FROM stage_outcomes GROUP BY ALL HAVING count(*) > 1)"
@@ -206,8 +261,10 @@ def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
     assert _hash(settings) == _hash(local_settings)
     assert cat.query(OUTCOMES) == Catalog(local_settings.catalog).query(OUTCOMES)
     assert cat.query("SELECT DISTINCT executor FROM runs WHERE command = 'run'") == [{"executor": "ray"}]
-    # the media stages ran on Ray (the probe in the run that died, the others after the resume)
+    # the media stages ran on Ray (the probe in the run that died, the others after the resume), and their
+    # workers wrote their parts
     assert {"media.probe", "media.analyse", "media.cut"} <= set(on_ray), on_ray
+    assert not {"media.probe", "media.analyse", "media.cut"} & set(by_driver), by_driver
 
 
 def test_fetch_workers_on_two_raylets_share_the_per_host_limits(cluster, tmp_path):

@@ -30,7 +30,7 @@ from ..errors import ErrorBudgetExceeded
 from ..progress import NullProgress, Progress
 from ..records import Record, Result
 from ..stage import Stage
-from .parts import PartStore
+from .parts import PartStore, write_batch_parts
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class LocalExecutor:
         #: loses nothing: parts on disk are loaded by the next run (:meth:`recover_parts`).
         self.flush_s = 5.0
         self._tag = _stage_run_tag()
+        self._run_id: str | None = None
 
     # -- parts -------------------------------------------------------------------------------------
     def recover_parts(self) -> int:
@@ -125,30 +126,10 @@ class LocalExecutor:
     def _write_parts(
         self, run_id: str, stage: Stage, seq: int, results: list[Result], attempt: dict[str, int]
     ) -> list[str]:
-        now = outcomes.now()
-        rows = []
-        records_by_type: dict[type[Record], list[Record]] = {}
-        for r in results:
-            rows.append(
-                outcomes.outcome_row(
-                    run_id, stage.name, stage.version, stage.config_hash, r.item_id, r.status,
-                    reason=r.reason, error_kind=r.error_kind, error=r.error, detail=r.detail,
-                    output_ids=[rec.id for rec in r.records], attempt=attempt.get(r.item_id, 1),
-                    recorded_at=now,
-                )
-            )
-            for rec in r.records:
-                records_by_type.setdefault(type(rec), []).append(rec)
         # Names start with a token of the stage run, in time order, then the batch: unique when one run
         # runs a stage twice (loaded_parts is keyed by name), and sorted in the order they were written.
-        tag = f"{run_id}/{self._tag}-{seq:06d}-{stage.name}"
-        # Records first, outcomes last: an outcome part only exists once its records are stored.
-        names = [
-            self.parts.write(f"{tag}-records-{cls.table}.parquet", cls.to_table(recs))
-            for cls, recs in records_by_type.items()
-        ]
-        names.append(self.parts.write(f"{tag}-outcomes.parquet", outcomes.outcome_table(rows)))
-        return names
+        prefix = f"{run_id}/{self._tag}-{seq:06d}-{stage.name}"
+        return write_batch_parts(self.parts, prefix, run_id, stage, results, attempt)
 
     def _load_parts(self, names: list[str]) -> None:
         """Load the parts ``names`` (relative to the parts root) into the catalog, then delete them."""
@@ -268,6 +249,7 @@ class LocalExecutor:
     def _run_stage(self, run_id: str, stage: Stage, items: list[Record]) -> tuple[list[Record], StageSummary]:
         summary = StageSummary(stage.name)
         self._tag = _stage_run_tag()
+        self._run_id = run_id
         ids = [stage.item_id(i) for i in items]
         done = self._finished(stage, ids)
         todo = [i for i, iid in zip(items, ids, strict=True) if iid not in done]
@@ -339,7 +321,8 @@ class LocalExecutor:
         return bugs
 
     def _process(self, stage: Stage, items: list[Record]):
-        """Yield ``(results, attempts)`` per batch, retrying transient failures with backoff and jitter."""
+        """Yield ``(results, attempts)`` per batch, retrying transient failures with backoff and jitter.
+        ``fn(batch, attempt)`` runs a batch (``attempt`` counts from 1)."""
         if not items:
             return
         size = len(items) if stage.driver_side else stage.batch_size
@@ -350,7 +333,7 @@ class LocalExecutor:
                 if len(batches) > 1:
                     stage.prefetch(items)
                 for batch in batches:
-                    yield self._with_retries(stage.process_batch, stage, batch)
+                    yield self._with_retries(lambda b, _attempt: stage.process_batch(b), stage, batch)
             finally:
                 stage.teardown()
             return
@@ -364,13 +347,13 @@ class LocalExecutor:
             futures = [pool.submit(_worker_run, b) for b in batches]
             for batch, fut in zip(batches, futures, strict=True):
                 yield self._with_retries(
-                    lambda b: pool.submit(_worker_run, b).result(), stage, batch, first=fut.result()
+                    lambda b, _attempt: pool.submit(_worker_run, b).result(), stage, batch, first=fut.result()
                 )
 
     def _with_retries(
         self, fn, stage: Stage, batch: list[Record], first: list[Result] | None = None
     ) -> tuple[list[Result], dict[str, int]]:
-        results = first if first is not None else fn(batch)
+        results = first if first is not None else fn(batch, 1)
         _check_results(stage, batch, results)
         attempts = {stage.item_id(i): 1 for i in batch}
         for attempt in range(2, self.retries + 1):
@@ -382,7 +365,7 @@ class LocalExecutor:
             if not retry:
                 break
             time.sleep(self.backoff_s * (2 ** (attempt - 2)) * (0.5 + random.random()))
-            again = fn(retry)
+            again = fn(retry, attempt)
             _check_results(stage, retry, again)
             by_id = {r.item_id: r for r in again}
             for i in retry:

@@ -26,6 +26,34 @@ import pyarrow.parquet as pq
 from ..storage import atomic_path, is_url
 
 
+def write_batch_parts(store: PartStore, prefix: str, run_id: str, stage, results, attempts: dict[str, int]) -> list[str]:
+    """Write one batch's results as parts named ``<prefix>-records-<table>.parquet`` (one per record type)
+    and ``<prefix>-outcomes.parquet``; returns their names. Records go first and outcomes last: an outcome
+    part exists only once the records it names are stored."""
+    from ..catalog import outcomes
+
+    now = outcomes.now()
+    rows = []
+    records_by_type: dict[type, list] = {}
+    for r in results:
+        rows.append(
+            outcomes.outcome_row(
+                run_id, stage.name, stage.version, stage.config_hash, r.item_id, r.status,
+                reason=r.reason, error_kind=r.error_kind, error=r.error, detail=r.detail,
+                output_ids=[rec.id for rec in r.records], attempt=attempts.get(r.item_id, 1),
+                recorded_at=now,
+            )
+        )
+        for rec in r.records:
+            records_by_type.setdefault(type(rec), []).append(rec)
+    names = [
+        store.write(f"{prefix}-records-{cls.table}.parquet", cls.to_table(recs))
+        for cls, recs in records_by_type.items()
+    ]
+    names.append(store.write(f"{prefix}-outcomes.parquet", outcomes.outcome_table(rows)))
+    return names
+
+
 class PartStore:
     """Parts under one root: a local folder or an object-store URL."""
 
@@ -86,6 +114,8 @@ class PartStore:
                 if not p.name.startswith(".")
             )
         base = self.base
+        # Other processes (workers, another run) write here: list the store, not this client's cache.
+        self.fs.invalidate_cache(base)
         try:
             found = self.fs.find(base)
         except FileNotFoundError:

@@ -19,9 +19,14 @@ On a cluster of several machines:
   counts per-origin connections and requests per second over every worker
   (``context.extras["shared_limits"]``), so eight fetch workers still send at most
   ``per_host_connections`` requests at once to an origin.
-- **A lost node loses only its batches in flight.** Results are persisted by the driver as they stream
-  back; Ray Data re-runs the tasks of a node that died, and a driver that dies leaves its Parquet parts to
-  the next run, which loads each part once (``loaded_parts``) and skips the items they finished.
+- **Workers write the parts when every machine reaches them.** With ``parts`` on object storage
+  (``s3://…``), the worker that ran a batch of a resumed stage writes the batch's Parquet parts to the bucket
+  and returns their names with the results; the driver loads them. Otherwise (parts beside the catalog, or a
+  stage that keeps only changed results) the driver writes the parts of each batch as it comes back.
+- **A lost node loses only its batches in flight.** Ray Data re-runs the tasks of a node that died (the
+  parts a re-run task had already written are deleted at the end of the stage: no result names them); a
+  driver that dies leaves the parts to the next run, which loads each part once (``loaded_parts``) and skips
+  the items they finished.
 
 Ray stays inside this module. Stages never know which executor runs them.
 """
@@ -35,6 +40,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from typing import Any
 
@@ -55,6 +61,8 @@ _RESULT_SCHEMA = pa.schema(
         ("detail", pa.string()),
         ("out_types", pa.list_(pa.string())),
         ("out_rows", pa.list_(pa.string())),
+        # The parts a worker wrote for its batch (on the batch's first row), when workers write them.
+        ("parts", pa.list_(pa.string())),
     ]
 )
 
@@ -65,9 +73,9 @@ def _record_types() -> dict[str, type[Record]]:
     return {cls.table: cls for cls in RECORD_TYPES}
 
 
-def results_to_table(results: list[Result]) -> pa.Table:
+def results_to_table(results: list[Result], parts: list[str] | None = None) -> pa.Table:
     rows = []
-    for r in results:
+    for i, r in enumerate(results):
         rows.append(
             {
                 "item_id": r.item_id,
@@ -78,6 +86,7 @@ def results_to_table(results: list[Result]) -> pa.Table:
                 "detail": r.detail,
                 "out_types": [type(rec).table for rec in r.records],
                 "out_rows": [json.dumps(rec.to_row()) for rec in r.records],
+                "parts": list(parts or []) if i == 0 else [],
             }
         )
     return pa.Table.from_pylist(rows, schema=_RESULT_SCHEMA)
@@ -154,18 +163,45 @@ def _worker_context(context, snapshot, shared_limits, guard: str | None = None):
     return dataclasses.replace(context, catalog_path=path if snapshot else context.catalog_path, extras=extras)
 
 
+#: Part stores of this worker process, by URL.
+_PART_STORES: dict[str, Any] = {}
+
+
+def _run_batch(stage: Stage, cls: type[Record], batch: pa.Table, parts_spec) -> pa.Table:
+    """Process one batch; with ``parts_spec`` (parts URL, run id, stage run token, attempt) also write the
+    batch's parts from here and name them in the result."""
+    items = cls.from_table(batch)
+    results = stage.process_batch(items)
+    if parts_spec is None:
+        return results_to_table(results)
+    from .local import _check_results
+    from .parts import PartStore, write_batch_parts
+
+    _check_results(stage, items, results)  # a stage's bug fails here, before anything is written
+    url, run_id, tag, attempt = parts_spec
+    store = _PART_STORES.get(url)
+    if store is None:
+        store = _PART_STORES[url] = PartStore(url)
+    # The stage run's token first, then the attempt: a retry's parts load after the attempt before it.
+    prefix = f"{run_id}/{tag}-a{attempt:02d}-{time.time_ns():016x}{uuid.uuid4().hex[:6]}-{stage.name}"
+    names = write_batch_parts(store, prefix, run_id, stage, results, {r.item_id: attempt for r in results})
+    return results_to_table(results, names)
+
+
 class _StageActor:
     """Holds one stage instance per Ray worker; ``setup`` runs once."""
 
     def __init__(
-        self, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None, guard=None
+        self, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None,
+        guard=None, parts_spec=None,
     ):
         self.stage = stage_cls(config, _worker_context(context, snapshot, limits, guard))
         self.stage.setup()
         self.cls = _record_types()[record_table]
+        self.parts_spec = parts_spec
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return results_to_table(self.stage.process_batch(self.cls.from_table(batch)))
+        return _run_batch(self.stage, self.cls, batch, self.parts_spec)
 
 
 #: The stage instances of this worker process, by stage run: a task of a stage with ``setup`` (a model to
@@ -175,7 +211,7 @@ _STAGES: dict[tuple, Stage] = {}
 
 def _stage_fn(
     batch: pa.Table, stage_cls: type[Stage], config: dict, context, record_table: str, snapshot=None, limits=None,
-    run_key: str = "", guard: str | None = None,
+    run_key: str = "", guard: str | None = None, parts_spec=None,
 ) -> pa.Table:
     key = (stage_cls.__module__, stage_cls.__qualname__, run_key)
     stage = _STAGES.get(key)
@@ -186,8 +222,7 @@ def _stage_fn(
         stage = stage_cls(config, _worker_context(context, snapshot, limits, guard))
         stage.setup()
         _STAGES[key] = stage
-    cls = _record_types()[record_table]
-    return results_to_table(stage.process_batch(cls.from_table(batch)))
+    return _run_batch(stage, _record_types()[record_table], batch, parts_spec)
 
 
 class _RemoteLimits:
@@ -230,6 +265,7 @@ class RayExecutor(LocalExecutor):
         self._started_ray = False
         self._limits = None
         self._snapshot: tuple[tuple[int, int, int], Any] | None = None
+        self._from_workers: list[str] | None = None
 
     def _init_ray(self):
         if self._ray is None:
@@ -278,11 +314,20 @@ class RayExecutor(LocalExecutor):
         self._snapshot = (key, snap)
         return snap
 
-    def _stream(self, stage: Stage, items: list[Record]):
-        """Run ``stage`` over ``items`` on Ray, yielding each batch of results as Ray returns it."""
+    def _workers_write_parts(self, stage: Stage) -> bool:
+        """Workers write their batches' parts themselves when every machine reaches the parts (an object
+        store) and each result is stored as it comes (a resumed stage; the others keep only what changed,
+        which the driver decides)."""
+        return self.parts.remote and stage.resume and not stage.driver_side and self._run_id is not None
+
+    def _stream(self, stage: Stage, items: list[Record], attempt: int = 1, written: list[str] | None = None):
+        """Run ``stage`` over ``items`` on Ray, yielding each batch of results as Ray returns it. With
+        ``written`` (a list), the workers write the parts of their batches, whose names are added to it
+        before each batch is yielded."""
         ray = self._init_ray()
         if not items:
             return
+        parts_spec = (self.parts.url, self._run_id, self._tag, attempt) if written is not None else None
         snapshot = self.catalog_snapshot() if self.catalog.path.is_file() else None
         limits = self.shared_limits() if stage.shared_limits else None
         # Workers may not open the live catalog; they read the snapshot. (The guard is set by the worker's
@@ -312,7 +357,9 @@ class RayExecutor(LocalExecutor):
             if stateful:
                 out = ds.map_batches(
                     _StageActor,
-                    fn_constructor_args=(type(stage), config, stage.context, cls.table, snapshot, limits, guard),
+                    fn_constructor_args=(
+                        type(stage), config, stage.context, cls.table, snapshot, limits, guard, parts_spec
+                    ),
                     # As many actors as can be busy (``workers``, or fewer when there are fewer batches),
                     # each given one batch at a time: batches are heavy, so none waits behind a busy actor
                     # while another is idle.
@@ -325,19 +372,26 @@ class RayExecutor(LocalExecutor):
             else:
                 out = ds.map_batches(
                     _stage_fn,
-                    fn_args=(type(stage), config, stage.context, cls.table, snapshot, limits, run_key, guard),
+                    fn_args=(
+                        type(stage), config, stage.context, cls.table, snapshot, limits, run_key, guard, parts_spec
+                    ),
                     **common,
                 )
             # Ray Data streams: each output batch is yielded (and persisted by the caller) while later
             # batches are still running, so a crash loses only the batches in flight.
             for batch in out.iter_batches(batch_format="pyarrow", batch_size=None):
-                results = results_from_rows(batch.to_pylist())
+                rows = batch.to_pylist()
+                if written is not None:
+                    written.extend(n for row in rows for n in row.get("parts") or [])
+                results = results_from_rows(rows)
                 if results:
                     yield results
 
-    def _map(self, stage: Stage, items: list[Record]) -> list[Result]:
+    def _map(
+        self, stage: Stage, items: list[Record], attempt: int = 1, written: list[str] | None = None
+    ) -> list[Result]:
         """Run ``stage`` over ``items`` on Ray; results come back in input order."""
-        got = {r.item_id: r for results in self._stream(stage, items) for r in results}
+        got = {r.item_id: r for results in self._stream(stage, items, attempt, written) for r in results}
         return [got[stage.item_id(i)] for i in items]
 
     def _process(self, stage: Stage, items: list[Record]):
@@ -347,9 +401,39 @@ class RayExecutor(LocalExecutor):
             yield from super()._process(stage, items)
             return
         by_id = {stage.item_id(i): i for i in items}
-        for results in self._stream(stage, items):
+        if not self._workers_write_parts(stage):
+            for results in self._stream(stage, items):
+                batch = [by_id[r.item_id] for r in results]
+                yield self._with_retries(lambda b, _attempt: self._map(stage, b), stage, batch, first=results)
+            return
+        # Workers write the parts: this batch's names arrive with it, a retry's with the retry, and
+        # _write_parts hands them to the caller instead of writing the results again.
+        arrived: list[str] = []
+        for results in self._stream(stage, items, 1, arrived):
             batch = [by_id[r.item_id] for r in results]
-            yield self._with_retries(lambda b: self._map(stage, b), stage, batch, first=results)
+            written, arrived[:] = list(arrived), []
+            out = self._with_retries(
+                lambda b, attempt, w=written: self._map(stage, b, attempt, w), stage, batch, first=results
+            )
+            self._from_workers = written
+            yield out
+
+    def _write_parts(self, run_id: str, stage: Stage, seq: int, results: list[Result], attempt: dict[str, int]):
+        written, self._from_workers = self._from_workers, None
+        if written is not None:  # the workers wrote this batch's parts
+            return written
+        return super()._write_parts(run_id, stage, seq, results, attempt)
+
+    def _run_stage(self, run_id: str, stage: Stage, items: list[Record]):
+        out = super()._run_stage(run_id, stage, items)
+        if self._workers_write_parts(stage):
+            # A task that Ray ran again (its node died after the worker wrote the parts, before they came
+            # back) left parts that no result named; the run's results of those items came from the re-run.
+            prefix = f"{run_id}/{self._tag}-"
+            stale = [n for n in self.parts.names() if n.startswith(prefix)]
+            if stale:
+                self._unlink_parts(stale)
+        return out
 
     def shutdown(self) -> None:
         if self._limits is not None and self._ray is not None and self._ray.is_initialized():
