@@ -242,10 +242,26 @@ def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
     rows_before = cat.scalar("SELECT count(*) FROM stage_outcomes")
     monkeypatch.setattr(LocalExecutor, "_unlink_parts", unlink)
 
+    # In the run that resumes, media.analyse also finds the parts of a task that Ray ran a second time (its
+    # first run's node died after the worker wrote them): no result names them, and the stage deletes them.
+    from clipfactory.executors.parts import write_batch_parts
+    from clipfactory.executors.ray import RayExecutor
+    from clipfactory.records import Result
+
+    process = RayExecutor._process
+
+    def with_a_rerun_task(self, stage, items):
+        if stage.name == "media.analyse":
+            prefix_of_stage_run = f"{self._run_id}/{self._tag}-a01-0000000000000000rerun0-{stage.name}"
+            write_batch_parts(self.parts, prefix_of_stage_run, self._run_id, stage, [Result("lost-task", Result.KEPT)], {})
+        yield from process(self, stage, items)
+
+    monkeypatch.setattr(RayExecutor, "_process", with_a_rerun_task)
     out = run_pipeline(settings, datasets=["gen"])
     assert out["status"] == "finished"
     assert out["recovered_parts"] == len(left)
     assert not s3_env.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents")
+    assert cat.scalar("SELECT count(*) FROM stage_outcomes WHERE item_id = 'lost-task'") == 0
     # Loaded once: no outcome row of the dead run twice, and its rows are all still there.
     dup = cat.scalar(
         "SELECT count(*) FROM (SELECT run_id, stage, item_id, attempt FROM stage_outcomes GROUP BY ALL HAVING count(*) > 1)"
