@@ -236,7 +236,9 @@ def test_reading_commands_work_on_a_read_only_catalog_and_leave_it_as_it_was(mad
     assert out["builds list"] == f"no builds yet in {cat}\n"
     assert json.loads(out["builds list json"]) == []
     runs = json.loads(out["runs list json"])
-    assert [(x["command"], x["status"], x["kept"]) for x in runs] == [("add", "finished", 1)]
+    assert [(x["command"], x["status"], x["last_stage"], x["last_stage_kept"]) for x in runs] == [
+        ("add", "finished", "acquire.local", 1)
+    ]
     assert "runs" in out["runs list"] and "no runs" not in out["runs list"]
     datasets = json.loads(out["datasets list json"])["datasets"]
     assert sorted(d["dataset"] for d in datasets) == ["kinetics-400", "owned"]

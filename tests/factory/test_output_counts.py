@@ -194,11 +194,31 @@ def test_runs_list_says_what_a_resumed_run_did_not_redo(runs):
     # The third run redid nothing: every item the first run finished in a stage that resumes by item.
     resumable = ("acquire.local", "policy.gate", "media.probe", "media.analyse", "signals.visual", "quality.filter", "media.cut")
     finished_before = sum(first["stages"][n]["received"] for n in resumable)
-    assert rows[third["run_id"]]["kept"] == 0
+    assert (rows[third["run_id"]]["last_stage"], rows[third["run_id"]]["last_stage_kept"]) == (None, 0)
     assert rows[third["run_id"]]["resumed"] == finished_before > 0
     table = CliRunner().invoke(app, ["runs", "list", "--catalog", str(cat.path)]).output
     line = next(x for x in table.splitlines() if third["run_id"] in x)
     assert line.split()[-4:] == ["0", "0", "0", str(finished_before)]
+
+
+def test_runs_list_counts_what_a_run_delivered_once_not_once_per_stage(runs):
+    """`runs list` shows the stage a run reached last and the items it kept there: the first run's clips in
+    its build, each counted once (not once for every stage it passed), beside the items stopped on the way."""
+    cat, first, _, _ = runs
+    n_clips = len(_members(Path(first["build"]["out_dir"])))  # read from the build's shards
+    assert n_clips > 0
+    r = CliRunner().invoke(app, ["runs", "list", "--catalog", str(cat.path), "--json"])
+    assert r.exit_code == 0, r.output
+    row = {x["run_id"]: x for x in json.loads(r.output)}[first["run_id"]]
+    assert (row["last_stage"], row["last_stage_kept"], row["stages"]) == ("build.export", n_clips, len(PIPELINE_ORDER))
+    # each dropped or failed item once, at the stage that stopped it (the first run resumed nothing)
+    dropped = sum(first["stages"][n]["dropped"] for n in PIPELINE_ORDER)
+    failed = sum(first["stages"][n]["failed"] for n in PIPELINE_ORDER)
+    assert (row["dropped"], row["failed"]) == (dropped, failed) and dropped >= 1
+    table = CliRunner().invoke(app, ["runs", "list", "--catalog", str(cat.path)], env={"COLUMNS": "200"}).output
+    assert "kept by" in table and "last stage" in table
+    line = next(x for x in table.splitlines() if first["run_id"] in x)
+    assert line.split()[-5:] == ["build.export", str(n_clips), str(dropped), str(failed), "0"]
 
 
 def _members(out: Path) -> dict[str, bytes]:

@@ -456,8 +456,8 @@ def test_dashboard_counts_and_clip_filters(app, world):
     c = _login(app)
     page = c.get("/operator").text
     runs = re.search(r'<table id="runs">(.*?)</table>', page, re.S).group(1)
-    # the run of the fixture: 2 kept, 1 dropped, 1 failed
-    assert re.search(r"<td>finished</td>.*?<td>2</td><td>1</td><td>1</td>", runs, re.S)
+    # the run of the fixture, one stage: 2 kept, 1 dropped, 1 failed
+    assert re.search(r"<td>finished</td>.*?<td>quality.filter</td><td>2</td><td>1</td><td>1</td>", runs, re.S)
     failures = re.search(r'<table id="failures">(.*?)</table>', page, re.S).group(1)
     assert "<td>quality.filter</td><td>dropped</td><td>quality.too_dark</td><td>1</td>" in failures
     assert "<td>quality.filter</td><td>failed</td><td>media.decode</td><td>1</td>" in failures

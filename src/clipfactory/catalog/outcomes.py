@@ -178,8 +178,18 @@ def mark_interrupted(catalog) -> list[str]:
 
 # -- reading ----------------------------------------------------------------------------------------------
 def list_runs(catalog) -> list[dict[str, Any]]:
-    """Runs, newest first, with the counts of their own outcome rows and, where recorded, ``resumed``: the items
-    they received that earlier runs had finished (a run that only resumed finished work counts 0 kept)."""
+    """Runs, newest first, each with figures from its own outcome rows that add up:
+
+    * ``last_stage``: the stage the run reached last (the one whose first outcome came last, the order of
+      :func:`run_detail`), ``None`` for a run without outcome rows; ``last_stage_kept``: the items that
+      stage kept, which is what the run delivered (clips exported by ``build.export``, files acquired by
+      ``add``'s ``acquire.local``). An item kept by every stage is counted once, not once per stage.
+    * ``dropped`` / ``failed``: the items dropped or failed at any stage, each at the stage that stopped it
+      (an item dropped at one stage goes no further, so none is counted twice).
+    * ``stages``: how many stages the run has outcome rows for.
+    * ``resumed``, where recorded: the items the run received that earlier runs had finished (a run that
+      only resumed finished work has no outcome rows: no last stage, 0 kept).
+    """
     from .db import table_columns
 
     mark_interrupted(catalog)
@@ -187,12 +197,26 @@ def list_runs(catalog) -> list[dict[str, Any]]:
         has_resumed = "resumed" in table_columns(con).get("runs", set())
     resumed = "r.resumed" if has_resumed else "NULL::BIGINT AS resumed"
     return catalog.query(
-        f"""SELECT r.run_id, r.command, r.status, r.started_at, r.finished_at, {resumed},
-                  count(o.item_id) FILTER (WHERE o.status = 'kept') AS kept,
-                  count(o.item_id) FILTER (WHERE o.status = 'dropped') AS dropped,
-                  count(o.item_id) FILTER (WHERE o.status = 'failed') AS failed
-           FROM runs r LEFT JOIN stage_outcomes o USING (run_id)
-           GROUP BY ALL ORDER BY r.started_at DESC"""
+        f"""WITH per_stage AS (
+               SELECT run_id, stage, min(recorded_at) AS first_at,
+                      count(DISTINCT item_id) FILTER (WHERE status = 'kept') AS kept,
+                      count(DISTINCT item_id) FILTER (WHERE status = 'dropped') AS dropped,
+                      count(DISTINCT item_id) FILTER (WHERE status = 'failed') AS failed
+               FROM stage_outcomes GROUP BY run_id, stage),
+           ranked AS (
+               SELECT *, row_number() OVER (PARTITION BY run_id ORDER BY first_at DESC, stage DESC) AS rn
+               FROM per_stage),
+           per_run AS (
+               SELECT run_id, count(*) AS stages, sum(dropped) AS dropped, sum(failed) AS failed,
+                      any_value(stage) FILTER (WHERE rn = 1) AS last_stage,
+                      any_value(kept) FILTER (WHERE rn = 1) AS last_stage_kept
+               FROM ranked GROUP BY run_id)
+           SELECT r.run_id, r.command, r.status, r.started_at, r.finished_at, {resumed},
+                  coalesce(p.stages, 0) AS stages, p.last_stage,
+                  coalesce(p.last_stage_kept, 0) AS last_stage_kept,
+                  coalesce(p.dropped, 0)::BIGINT AS dropped, coalesce(p.failed, 0)::BIGINT AS failed
+           FROM runs r LEFT JOIN per_run p USING (run_id)
+           ORDER BY r.started_at DESC"""
     )
 
 

@@ -29,13 +29,17 @@ def render_runs(rows: list[dict[str, Any]], empty: str = "no runs yet") -> None:
     t.add_column("command", overflow="fold")
     t.add_column("status", overflow="fold")
     t.add_column("started", min_width=10)  # a narrow terminal puts the time under the date
-    # ``resumed``: items the run received that earlier runs had finished; blank where not recorded.
-    for c in ("kept", "dropped", "failed", "resumed"):
+    # What the run delivered: the items its last stage kept (each item once, not once per stage it passed);
+    # dropped and failed: items stopped at any stage; resumed: items it received that earlier runs had
+    # finished, blank where not recorded.
+    t.add_column("last stage", overflow="fold")
+    for c in ("kept by\nlast stage", "dropped", "failed", "resumed"):
         t.add_column(c, justify="right", no_wrap=True)
     for r in rows:
         t.add_row(
             str(r["run_id"]), str(r.get("command") or ""), str(r.get("status") or ""), _when(r.get("started_at")),
-            *(str(r.get(c) or 0) for c in ("kept", "dropped", "failed")),
+            str(r.get("last_stage") or ""),
+            *(str(r.get(c) or 0) for c in ("last_stage_kept", "dropped", "failed")),
             "" if r.get("resumed") is None else str(r["resumed"]),
         )
     print_table(t)
@@ -43,7 +47,8 @@ def render_runs(rows: list[dict[str, Any]], empty: str = "no runs yet") -> None:
 
 @runs_app.command("list")
 def runs_list(catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False) -> None:
-    """List runs, newest first, with counts derived from their outcome rows."""
+    """List runs, newest first: the stage each reached last and the items it kept there (what the run
+    delivered), the items dropped or failed at any stage, and those earlier runs had finished."""
     cat = open_catalog(settings(config, catalog=catalog))
     emit(reports.list_runs(cat), json_, lambda rows: render_runs(rows, f"no runs yet in {cat.where}"))
 
