@@ -11,8 +11,12 @@ fresh catalog and store each time, interleaved in one process run:
 Throughput is seconds of video per second of wall time. Target: ray / local >= 0.8, with the same build
 content hash. Optional: ``--kill-node`` kills the second raylet during the Ray run's analysis and reports
 whether the run still finished with the same build (its batches in flight are re-run by Ray).
+``--parts-s3`` adds a third side, **ray-2-nodes-s3-parts**: the same Ray run with ``parts`` on an S3 API
+server on 127.0.0.1 (moto's threaded server, started here before the raylets so their workers reach it),
+where the workers write their batches' parts to the bucket and the driver loads them; a killed-node run
+then uses it too.
 
-    python bench/bench_ray.py [--video PATH] [--segments 8] [--seconds 20] [--repeat 2] [--json]
+    python bench/bench_ray.py [--video PATH] [--segments 8] [--seconds 20] [--repeat 2] [--parts-s3] [--json]
 """
 
 from __future__ import annotations
@@ -58,6 +62,30 @@ def make_segments(video: str, out: Path, n: int, seconds: float) -> list[str]:
     return paths
 
 
+S3_BUCKET = "bench-parts"
+
+
+def start_s3():
+    """moto's S3 server on a free loopback port with one bucket; the AWS settings that point at it go into
+    this process's environment, which the raylets started after it inherit."""
+    import logging
+    import os
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+    )
+    boto3.client("s3").create_bucket(Bucket=S3_BUCKET)
+    return srv
+
+
 def video_seconds(paths: list[str]) -> float:
     total = 0.0
     for p in paths:
@@ -86,7 +114,8 @@ class StageProgress:
 
 
 def run_once(
-    executor: str, inputs: list[str], workdir: Path, address: str | None = None, progress: StageProgress | None = None
+    executor: str, inputs: list[str], workdir: Path, address: str | None = None, progress: StageProgress | None = None,
+    parts: str | None = None,
 ) -> dict:
     from clipfactory import registry
     from clipfactory.catalog import Catalog
@@ -107,6 +136,8 @@ def run_once(
     )
     if address:
         data["ray_address"] = address
+    if parts:
+        data["parts"] = parts
     s = Settings(**data)
     t = time.perf_counter()
     summary = run_pipeline(s, progress=progress)
@@ -128,8 +159,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--kill-node", action="store_true", help="also kill one raylet during a Ray run")
     ap.add_argument("--kill-after", type=float, default=15.0, help="seconds into that run")
+    ap.add_argument("--parts-s3", action="store_true", help="also run Ray with parts on a local S3 API server")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    moto = start_s3() if args.parts_s3 else None
 
     import ray
     from ray.cluster_utils import Cluster
@@ -148,9 +181,16 @@ def main() -> int:
         ray.init(address=cluster.address, log_to_driver=False)
         try:
             runs: dict[str, list[dict]] = {"local": [], "ray-2-nodes": []}
+            s3_parts = f"s3://{S3_BUCKET}/parts" if moto else None
+            if moto:
+                runs["ray-2-nodes-s3-parts"] = []
             for i in range(args.repeat):
                 runs["local"].append(run_once("local", inputs, base / f"local{i}"))
                 runs["ray-2-nodes"].append(run_once("ray", inputs, base / f"ray{i}", cluster.address))
+                if moto:
+                    runs["ray-2-nodes-s3-parts"].append(
+                        run_once("ray", inputs, base / f"rays3{i}", cluster.address, parts=s3_parts)
+                    )
             killed = None
             if args.kill_node:
                 victim = list(cluster.worker_nodes)[0]
@@ -166,7 +206,7 @@ def main() -> int:
                 th = threading.Thread(target=kill_later, daemon=True)
                 th.start()
                 try:
-                    killed = run_once("ray", inputs, base / "killed", cluster.address, progress)
+                    killed = run_once("ray", inputs, base / "killed", cluster.address, progress, parts=s3_parts)
                 except Exception as exc:  # reported, not hidden
                     killed = {"error": f"{type(exc).__name__}: {exc}"}
                 th.join()
@@ -175,6 +215,8 @@ def main() -> int:
         finally:
             ray.shutdown()
             cluster.shutdown()
+            if moto:
+                moto.stop()
 
     med = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
     hashes = {k: sorted({r["content_hash"] for r in v}) for k, v in runs.items()}
@@ -184,10 +226,12 @@ def main() -> int:
         "median_seconds": {k: round(v, 2) for k, v in med.items()},
         "throughput_x_realtime": {k: round(secs / v, 2) for k, v in med.items()},
         "ray_over_local": round(med["local"] / med["ray-2-nodes"], 3),
-        "same_build_hash": hashes["local"] == hashes["ray-2-nodes"] and len(hashes["local"]) == 1,
+        "same_build_hash": all(h == hashes["local"] for h in hashes.values()) and len(hashes["local"]) == 1,
         "clips": {k: [r["clips"] for r in v] for k, v in runs.items()},
         "runs": runs,
     }
+    if moto:
+        result["ray_s3_parts_over_local"] = round(med["local"] / med["ray-2-nodes-s3-parts"], 3)
     if killed is not None:
         result["node_killed"] = {
             **killed,
@@ -200,6 +244,8 @@ def main() -> int:
         for k in runs:
             print(f"  {k:12s} {med[k]:7.1f} s  {secs / med[k]:5.2f}x real time")
         print(f"  ray / local throughput: {result['ray_over_local']:.2f} (target >= 0.8)")
+        if moto:
+            print(f"  ray with parts on S3 / local throughput: {result['ray_s3_parts_over_local']:.2f}")
         print(f"  same build hash: {result['same_build_hash']}")
         if killed is not None:
             print(f"  node killed mid-run: {result['node_killed']}")
