@@ -45,7 +45,8 @@ def add_cmd(
 
     A sidecar <file>.json ({"license", "rights_holder", "title"}) beside a file overrides the options. A file
     with neither is refused and nothing is added: the config's `license` and `rights_holder` apply only to
-    the config's own `inputs` (what `clipfactory run` adds).
+    the config's own `inputs` (what `clipfactory run` adds). So is a file that is not a video or audio file
+    (a text file named .mp4, a still image): its container header is read once when it is added.
     """
     from ..factory.add import add_owned
 
