@@ -1,10 +1,10 @@
 """Process-wide caches of loaded models, and one call that lets them all go.
 
-Stages share one loaded model per process (the OCR engine, the NSFW scorer, the text and visual
-encoders, TransNetV2, the aesthetic head, the language identifier), held in a dictionary in the module
-that loads it, so a batch of clips never pays for a second load. A long-lived process that moves on to
-other work (a notebook, the web UI between jobs, a test runner between test files) calls
-:func:`release_models` to drop them; the next use loads the model again.
+Stages share one loaded model per process (the OCR engine, the NSFW scorer, the BlazeFace face
+detector, the text and visual encoders, TransNetV2, the aesthetic head, the language identifier), held
+in a dictionary in the module that loads it, so a batch of clips never pays for a second load. A
+long-lived process that moves on to other work (a notebook, the web UI between jobs, a test runner
+between test files) calls :func:`release_models` to drop them; the next use loads the model again.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ MODEL_CACHES: tuple[tuple[str, str], ...] = (
     ("clipfactory.media.analyse", "_OCR"),
     ("clipfactory.media.transnet", "_MODELS"),
     ("clipfactory.signals.nsfw", "_SCORERS"),
+    ("clipfactory.signals.blazeface", "_SESSIONS"),
     ("clipfactory.signals.aesthetic", "_MODELS"),
     ("clipfactory.semantic.text_model", "_SHARED"),
     ("clipfactory.semantic.visual_model", "_SHARED"),

@@ -134,7 +134,9 @@ def test_stage_writes_scores_once_per_thumbnail_and_says_what_it_skipped(tmp_pat
     assert all(r.aesthetic is None for r in recs)
     assert stage._timing["thumbnails"] == 2
     detail = json.loads(results[0].detail)
-    assert detail["models"]["faces"].startswith("opencv-haar") and detail["models"]["nsfw"].startswith("open-nsfw")
+    # BlazeFace by default (tests/signals/test_blazeface.py has the cascade's name with face_detector = "haar")
+    assert detail["models"]["faces"] == "mediapipe-blazeface-full-range"
+    assert detail["models"]["nsfw"].startswith("open-nsfw")
     assert "no aesthetic head" in detail["skipped"]["aesthetic"]
     assert json.loads(results[3].detail)["skipped"]["all"] == "the clip has no thumbnail"
 

