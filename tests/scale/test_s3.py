@@ -263,3 +263,42 @@ def test_parts_on_s3_survive_a_dead_writer_and_stay_with_their_catalog(s3, tmp_p
     first_run = cat.scalar("SELECT run_id FROM runs WHERE command = 'run' ORDER BY started_at LIMIT 1")
     assert cat.scalar("SELECT count(*) FROM stage_outcomes WHERE run_id = ?", [first_run]) == rows_before
     assert again["clips_exported"] == other["clips_exported"] == 2
+
+
+def test_a_parts_location_that_cannot_be_reached_is_one_error_naming_the_setting(s3, tmp_path, monkeypatch):
+    """A ``parts`` bucket that does not exist stops the run before any work, and a part that cannot be
+    written is the same kind of error: the setting, the cause and the fix."""
+    from clipfactory.catalog import Catalog
+    from clipfactory.config import load_settings
+    from clipfactory.executors import parts as parts_mod
+    from clipfactory.factory.pipeline import run_pipeline
+
+    monkeypatch.setattr(parts_mod, "BACKOFF_S", 0.01)
+    monkeypatch.chdir(tmp_path)
+    synth.make_video(tmp_path / "owned.mp4", [("bars", 1.0)], size=(64, 48), keyint=25, scenecut=False, audio=None)
+    (tmp_path / "clipfactory.toml").write_text(
+        'catalog = "cat.duckdb"\nstore = "store"\nparts = "s3://no-such-bucket-here/parts"\n'
+        'inputs = ["owned.mp4"]\nlicense = "CC-BY-4.0"\nrights_holder = "tests"\n'
+    )
+    with pytest.raises(parts_mod.PartsStorageError) as err:
+        run_pipeline(load_settings(tmp_path / "clipfactory.toml"))
+    text = str(err.value)
+    assert text.startswith("parts = s3://no-such-bucket-here/parts: ")
+    assert "no-such-bucket-here" in text and "fix:" in text and "AWS_ENDPOINT_URL" in text
+    cat = Catalog(tmp_path / "cat.duckdb")
+    assert cat.scalar("SELECT count(*) FROM stage_outcomes") == 0, "no stage ran"
+
+    store = parts_mod.PartStore(f"s3://no-such-bucket-here/parts/{'0' * 32}")
+    calls = []
+    real = parts_mod.PartStore._call
+
+    def counted(self, what, fn):
+        calls.append(what)
+        return real(self, what, fn)
+
+    monkeypatch.setattr(parts_mod.PartStore, "_call", counted)
+    import pyarrow as pa
+
+    with pytest.raises(parts_mod.PartsStorageError, match="could not write the part r/x.parquet"):
+        store.write("r/x.parquet", pa.table({"a": [1]}))
+    assert calls == ["write the part r/x.parquet"]

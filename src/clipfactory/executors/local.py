@@ -105,7 +105,7 @@ class LocalExecutor:
             root = f"{str(parts).rstrip('/')}/{catalog_id(catalog)}"
         else:
             root = str(catalog.path.with_name(catalog.path.name + ".parts"))
-        self.parts = PartStore(root)
+        self.parts = PartStore(root, setting=str(parts) if parts else None)
         self.parts_root = self.parts.root  # the local folder of the parts (None on an object store)
         #: Batches' part files are loaded into the catalog at most this often (and at the end of each
         #: stage): a catalog transaction costs tens of milliseconds, a part file a fraction of one. A crash

@@ -17,13 +17,36 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import ClipfactoryError
 from ..storage import atomic_path, is_url
+
+T = TypeVar("T")
+
+#: Attempts of one object-store call, and the first pause between them (doubled after each).
+ATTEMPTS = 3
+BACKOFF_S = 0.5
+
+
+class PartsStorageError(ClipfactoryError):
+    """The parts location cannot be listed, written or read."""
+
+
+def storage_error(url: str, what: str, exc: BaseException) -> PartsStorageError:
+    return PartsStorageError(
+        f"could not {what}: {type(exc).__name__}: {exc}",
+        item=f"parts = {url}",
+        fix="check that the bucket exists and that this machine's credentials (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY or an instance role) and endpoint (AWS_ENDPOINT_URL) reach it, then run the "
+        "command again (finished work is kept)",
+    )
 
 
 def write_batch_parts(store: PartStore, prefix: str, run_id: str, stage, results, attempts: dict[str, int]) -> list[str]:
@@ -57,7 +80,7 @@ def write_batch_parts(store: PartStore, prefix: str, run_id: str, stage, results
 class PartStore:
     """Parts under one root: a local folder or an object-store URL."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, setting: str | None = None):
         self.remote = is_url(str(root))
         if self.remote:
             self.url = str(root).rstrip("/")
@@ -65,6 +88,8 @@ class PartStore:
         else:
             self.root = Path(root)
             self.url = str(self.root)
+        #: The ``parts`` setting as configured (the root is the catalog's folder under it), for errors.
+        self.setting = setting or self.url
         self._fs = None
 
     def __repr__(self) -> str:
@@ -86,6 +111,25 @@ class PartStore:
     def _remote_path(self, name: str) -> str:
         return f"{self.base}/{name}"
 
+    def _call(self, what: str, fn: Callable[[], T], *, absent_ok: bool = False) -> T:
+        """``fn()`` against the object store, tried :data:`ATTEMPTS` times with backoff; then one error that
+        names the ``parts`` setting and the fix. With ``absent_ok`` a ``FileNotFoundError`` (nothing there)
+        goes to the caller as it is."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return fn()
+            except ClipfactoryError:  # already one of ours (a missing extra)
+                raise
+            except FileNotFoundError as exc:
+                if absent_ok:
+                    raise
+                raise storage_error(self.setting, what, exc) from exc
+            except Exception as exc:
+                if attempt == ATTEMPTS:
+                    raise storage_error(self.setting, what, exc) from exc
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
     # -- writing -----------------------------------------------------------------------------------
     def write(self, name: str, table: pa.Table) -> str:
         """Write ``table`` as the part ``name``; it is listed only once it is whole."""
@@ -98,7 +142,8 @@ class PartStore:
 
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        write_object(self.fs, self._remote_path(name), [sink.getvalue().to_pybytes()])
+        data = sink.getvalue().to_pybytes()
+        self._call(f"write the part {name}", lambda: write_object(self.fs, self._remote_path(name), [data]))
         return name
 
     # -- reading -----------------------------------------------------------------------------------
@@ -113,12 +158,22 @@ class PartStore:
                 for p in self.root.rglob("*.parquet")
                 if not p.name.startswith(".")
             )
-        base = self.base
-        # Other processes (workers, another run) write here: list the store, not this client's cache.
-        self.fs.invalidate_cache(base)
+        base = self._call("open the parts location", lambda: self.base)
+
+        def find():
+            # Other processes (workers, another run) write here: list the store, not this client's cache.
+            self.fs.invalidate_cache(base)
+            return self.fs.find(base)
+
         try:
-            found = self.fs.find(base)
-        except FileNotFoundError:
+            found = self._call("list the parts", find, absent_ok=True)
+        except FileNotFoundError as exc:
+            protocol = self.url.partition("://")[0].lower()
+            bucket = base.split("/", 1)[0]
+            if protocol in ("s3", "s3a", "gs", "gcs", "az", "abfs") and not self._call(
+                "look for the bucket", lambda: self.fs.exists(bucket)
+            ):
+                raise storage_error(self.setting, f"find the bucket {bucket!r}", exc) from exc
             return []
         out = []
         for key in found:
@@ -152,7 +207,7 @@ class PartStore:
             for n in names:
                 Path(local[n]).parent.mkdir(parents=True, exist_ok=True)
             for n in names:  # one object at a time: every s3fs release takes single paths
-                self.fs.get(self._remote_path(n), local[n])
+                self._call(f"read the part {n}", lambda n=n: self.fs.get(self._remote_path(n), local[n]))
             yield local
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -165,7 +220,7 @@ class PartStore:
         if self.remote:
             for n in names:
                 with contextlib.suppress(FileNotFoundError):  # deleted by an earlier attempt
-                    self.fs.rm(self._remote_path(n))
+                    self._call(f"delete the part {n}", lambda n=n: self.fs.rm(self._remote_path(n)), absent_ok=True)
             return
         assert self.root is not None
         paths = [self.root / n for n in names]

@@ -61,8 +61,10 @@ _RESULT_SCHEMA = pa.schema(
         ("detail", pa.string()),
         ("out_types", pa.list_(pa.string())),
         ("out_rows", pa.list_(pa.string())),
-        # The parts a worker wrote for its batch (on the batch's first row), when workers write them.
+        # The parts a worker wrote for its batch (on the batch's first row), when workers write them, or
+        # why it could not write them.
         ("parts", pa.list_(pa.string())),
+        ("parts_error", pa.string()),
     ]
 )
 
@@ -73,7 +75,9 @@ def _record_types() -> dict[str, type[Record]]:
     return {cls.table: cls for cls in RECORD_TYPES}
 
 
-def results_to_table(results: list[Result], parts: list[str] | None = None) -> pa.Table:
+def results_to_table(
+    results: list[Result], parts: list[str] | None = None, parts_error: str | None = None
+) -> pa.Table:
     rows = []
     for i, r in enumerate(results):
         rows.append(
@@ -87,6 +91,7 @@ def results_to_table(results: list[Result], parts: list[str] | None = None) -> p
                 "out_types": [type(rec).table for rec in r.records],
                 "out_rows": [json.dumps(rec.to_row()) for rec in r.records],
                 "parts": list(parts or []) if i == 0 else [],
+                "parts_error": parts_error if i == 0 else None,
             }
         )
     return pa.Table.from_pylist(rows, schema=_RESULT_SCHEMA)
@@ -168,23 +173,26 @@ _PART_STORES: dict[str, Any] = {}
 
 
 def _run_batch(stage: Stage, cls: type[Record], batch: pa.Table, parts_spec) -> pa.Table:
-    """Process one batch; with ``parts_spec`` (parts URL, run id, stage run token, attempt) also write the
-    batch's parts from here and name them in the result."""
+    """Process one batch; with ``parts_spec`` (parts URL, the ``parts`` setting, run id, stage run token,
+    attempt) also write the batch's parts from here and name them in the result."""
     items = cls.from_table(batch)
     results = stage.process_batch(items)
     if parts_spec is None:
         return results_to_table(results)
     from .local import _check_results
-    from .parts import PartStore, write_batch_parts
+    from .parts import PartsStorageError, PartStore, write_batch_parts
 
     _check_results(stage, items, results)  # a stage's bug fails here, before anything is written
-    url, run_id, tag, attempt = parts_spec
+    url, setting, run_id, tag, attempt = parts_spec
     store = _PART_STORES.get(url)
     if store is None:
-        store = _PART_STORES[url] = PartStore(url)
+        store = _PART_STORES[url] = PartStore(url, setting)
     # The stage run's token first, then the attempt: a retry's parts load after the attempt before it.
     prefix = f"{run_id}/{tag}-a{attempt:02d}-{time.time_ns():016x}{uuid.uuid4().hex[:6]}-{stage.name}"
-    names = write_batch_parts(store, prefix, run_id, stage, results, {r.item_id: attempt for r in results})
+    try:
+        names = write_batch_parts(store, prefix, run_id, stage, results, {r.item_id: attempt for r in results})
+    except PartsStorageError as exc:  # the driver stops the run with it; the batch is done again next time
+        return results_to_table(results, parts_error=str(exc))
     return results_to_table(results, names)
 
 
@@ -327,7 +335,9 @@ class RayExecutor(LocalExecutor):
         ray = self._init_ray()
         if not items:
             return
-        parts_spec = (self.parts.url, self._run_id, self._tag, attempt) if written is not None else None
+        parts_spec = (
+            (self.parts.url, self.parts.setting, self._run_id, self._tag, attempt) if written is not None else None
+        )
         snapshot = self.catalog_snapshot() if self.catalog.path.is_file() else None
         limits = self.shared_limits() if stage.shared_limits else None
         # Workers may not open the live catalog; they read the snapshot. (The guard is set by the worker's
@@ -382,6 +392,12 @@ class RayExecutor(LocalExecutor):
             for batch in out.iter_batches(batch_format="pyarrow", batch_size=None):
                 rows = batch.to_pylist()
                 if written is not None:
+                    failed = next((row["parts_error"] for row in rows if row.get("parts_error")), None)
+                    if failed:
+                        from .parts import PartsStorageError
+
+                        # already one line naming the setting and the fix, written by the worker
+                        raise PartsStorageError(failed)
                     written.extend(n for row in rows for n in row.get("parts") or [])
                 results = results_from_rows(rows)
                 if results:
