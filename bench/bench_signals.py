@@ -10,7 +10,10 @@ Baseline: the plain analysis pass (``clipfactory.media.analyse.analyse`` with th
 * ``signals.visual`` (NSFW score and faces; no aesthetic head) over one clip per shot, from the thumbnails
   of the plain pass put in a blob store, in the stage's own batches: JPEG decode, the Open-NSFW graph on
   ONNX Runtime (``int8``: the default 8-bit graph; ``float32``: ``nsfw_int8 = false``, the rewritten float
-  graph; with ``--packaged`` also the float graph as packaged), the Haar face cascade.
+  graph; with ``--packaged`` also the float graph as packaged), and the faces of the default detector
+  (BlazeFace); beside them the Haar cascade (``face_detector = "haar"``, NSFW off) on the same thumbnails,
+  so that ``faces_haar`` and ``faces_<variant>`` compare the two detectors' CPU and ``clips_with_faces``
+  their counts (bench/bench_faces.py compares what they find).
 
 The film's thumbnails are held out from the int8 calibration (``bench/calibrate_nsfw.py``): the int8 scores
 are compared with float32's on them (largest difference, rank correlation, decisions at 0.2, 0.5, 0.8).
@@ -92,6 +95,8 @@ def main() -> None:
         if has_ocr and variant != "float32":  # OCR has no int8 graph: "int8" runs the rewritten one
             engines["packaged" if variant == "packaged" else "rewritten"] = analyse_mod.ocr_engine()
     onnxgraph.optimized_model = rewrite
+    haar = registry.get("signals.visual")({"nsfw": False, "face_detector": "haar"}, ctx)
+    haar.check()
 
     worker = {"cpu": 0.0, "n": 0}
     read_shot = analyse_mod._TextSampler._read_shot
@@ -143,12 +148,22 @@ def main() -> None:
             recs = [r.records[0] for r in results]
             info[f"nsfw_{variant}"] = [r.nsfw for r in recs]
             info[f"faces_{variant}"] = [r.face_count for r in recs]
+        haar_cpu = {"faces_s": 0.0, "faces_cpu_s": 0.0}
+        haar_recs = []
+        for i in range(0, len(clips), haar.batch_size):
+            haar_recs += [r.records[0] for r in haar.process_batch(clips[i : i + haar.batch_size])]
+            for k in haar_cpu:
+                haar_cpu[k] += haar._timing[k]
+        runs.setdefault("faces_haar", []).append((haar_cpu["faces_s"], haar_cpu["faces_cpu_s"]))
+        info["faces_haar"] = [r.face_count for r in haar_recs]
         info.update({
             "frames": result.n_frames,
             "shots": len(result.shots),
             "thumbnails": len(clips),
             "thumbnail_size": _size(store, clips[0].thumb_uri) if clips else None,
             "clips_with_faces": sum(1 for f in info["faces_int8"] if f),
+            "clips_with_faces_haar": sum(1 for f in info["faces_haar"] if f),
+            "face_detector": stages["int8"]._faces.name,
             "nsfw_max_float32": round(max((x for x in info["nsfw_float32"] if x is not None), default=0.0), 4),
             "nsfw_above_0.8_float32": sum(1 for x in info["nsfw_float32"] if (x or 0) > 0.8),
             "ocr_reads": worker.get("reads"),
@@ -161,7 +176,7 @@ def main() -> None:
             (abs(a - b) for a, b in zip(info["nsfw_float32"], info["nsfw_packaged"], strict=True)), default=0.0
         )
     info["same_faces"] = all(info[f"faces_{v}"] == info["faces_int8"] for v in variants)
-    for k in [k for k in info if k.startswith(tuple(f"{p}_{v}" for p in ("nsfw", "faces") for v in variants))
+    for k in [k for k in info if k.startswith(tuple(f"{p}_{v}" for p in ("nsfw", "faces") for v in [*variants, "haar"]))
               and not k.startswith("nsfw_int8_vs")]:
         del info[k]
 
@@ -170,7 +185,8 @@ def main() -> None:
     rows = []
     for k, (w, c) in med.items():
         rows.append({"measure": k, "wall_s": round(w, 2), "cpu_s": round(c, 2)})
-    ratios = {}
+    ratios = {"haar: faces / analysis (cpu)": round(med["faces_haar"][1] / plain_c, 4),
+              "faces: default detector / haar (cpu)": round(med["faces_int8"][1] / med["faces_haar"][1], 4)}
     for variant in variants:
         sig_w, sig_c = med[f"signals_{variant}"]
         ratios[f"{variant}: signals / analysis (wall)"] = round(sig_w / plain_w, 4)
