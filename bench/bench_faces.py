@@ -2,7 +2,7 @@
 
 Pictures, all as the analysis pass keeps them (320 pixels wide, JPEG quality 80):
 
-* tune set (the score threshold and the input width were chosen on it): the scikit-image sample pictures,
+* tune set (the score threshold and the input width were chosen on it): 16 scikit-image sample pictures,
   and frames one a second of two shared videos (``vtest.avi``: pedestrians, small faces;
   ``carphone_pristine.mp4`` and its distorted copy ``carphone_distorted.mp4``: one face, close);
 * held-out set: frames one a second of the other shared videos and of ``examples/media``, and the shot

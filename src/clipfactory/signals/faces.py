@@ -3,8 +3,8 @@
 Two detectors, chosen with ``signals.visual.face_detector`` (docs/signals.md):
 
 * ``"blazeface"`` (the default): MediaPipe's BlazeFace full-range model on ONNX Runtime
-  (:mod:`clipfactory.signals.blazeface`), a small CNN that finds frontal to near-profile faces down to
-  about 20 pixels on a thumbnail, in about a third of the cascade's CPU.
+  (:mod:`clipfactory.signals.blazeface`), a small CNN that finds frontal to turned faces down to the
+  ``min_face_px`` floor (about 16 pixels without it) on a thumbnail, in about a third of the cascade's CPU.
 * ``"haar"``: OpenCV's Haar cascade, ``haarcascade_frontalface_default.xml`` as OpenCV 4 ships it in
   ``cv2.data`` (OpenCV 5 dropped the cascade classifier, hence ``opencv-python<5`` in the ``signals``
   extra). Cascades find frontal and near-frontal faces of at least ``min_face_px`` pixels on the analysed

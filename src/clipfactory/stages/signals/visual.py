@@ -25,16 +25,17 @@ class VisualSignalsStage(Stage):
 
     Writes: the same record with ``nsfw`` (P(pornographic), Yahoo's Open-NSFW model on ONNX Runtime),
     ``face_count`` and ``face_area`` (faces found by MediaPipe's BlazeFace on ONNX Runtime, or OpenCV's Haar
-    cascade with ``face_detector = "haar"``, and the largest one's share of the frame area) and ``aesthetic`` (a CLIP-based head, only with ``aesthetic_head``). A signal
-    that is turned off, or a clip without a thumbnail, leaves its field empty; the outcome's detail says
+    cascade with ``face_detector = "haar"``, and the largest one's share of the frame area) and
+    ``aesthetic`` (a CLIP-based head, only with ``aesthetic_head``). A signal that is turned off, or a clip without a thumbnail, leaves its field empty; the outcome's detail says
     which signals ran, with the model ids, and why any was skipped.
 
     Drops: none (``quality.filter`` drops by ``max_nsfw``). A missing extra stops the stage at its start
     with one line naming the ``pip install`` (or the option that turns the signal off).
 
     Resources: one CPU; about 7 ms of CPU per thumbnail for the NSFW model in 8 bits (13 ms in float32; its
-    graph rewritten and quantized by :mod:`clipfactory.onnxgraph`), about 5 ms for BlazeFace (14 ms for the
-    Haar cascade; bench/bench_faces.py, bench/bench_signals.py), about 100 MB for the NSFW graph, plus the CLIP model with an aesthetic head.
+    graph rewritten and quantized by :mod:`clipfactory.onnxgraph`), 4 to 6 ms for BlazeFace (14 ms for the
+    Haar cascade; bench/bench_faces.py, bench/bench_signals.py), about 100 MB for the NSFW graph, plus the
+    CLIP model with an aesthetic head.
     """
 
     name = "signals.visual"
