@@ -162,3 +162,12 @@ def test_a_missing_package_is_one_line_naming_its_pip_install(monkeypatch, modul
     line = str(err.value)
     assert "\n" not in line and install in line and "signals.visual.faces = false" in line, line
     registry.get("signals.visual")({"nsfw": False, "face_detector": "haar"}).check()  # the cascade needs neither
+
+
+def test_blur_faces_uses_the_configured_detector_and_only_then_hashes_it():
+    cut = registry.get("media.cut")
+    assert cut({"blur_faces": True, "face_detector": "haar"})._blur().detector.name.startswith("opencv-haar")
+    assert cut({"blur_faces": True})._blur().detector.name == blazeface.DETECTOR_NAME
+    # Without blurring the face options change nothing, so they leave the cut's configuration hash alone.
+    assert cut({}).config_hash == cut({"face_detector": "haar", "face_min_score": 0.7}).config_hash
+    assert cut({"blur_faces": True}).config_hash != cut({"blur_faces": True, "face_detector": "haar"}).config_hash

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import uuid
 from pathlib import Path
@@ -85,6 +87,16 @@ class CutStage(Stage):
 
     def _blur(self):
         return _face_blur(self.config.face_detector, self.config.face_min_score)
+
+    @property
+    def config_hash(self) -> str:
+        """Without ``blur_faces`` the face options change nothing: they are left out of the hash, so clips
+        cut before the options existed are not cut again."""
+        payload = self.config.model_dump(mode="json")
+        if not payload["blur_faces"]:
+            for key in ("face_detector", "face_min_score"):
+                payload.pop(key)
+        return hashlib.sha256(f"{self.name}|{json.dumps(payload, sort_keys=True)}".encode()).hexdigest()[:16]
 
     def process_batch(self, items):
         if not hasattr(self, "_sources"):

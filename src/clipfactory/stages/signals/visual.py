@@ -39,7 +39,7 @@ class VisualSignalsStage(Stage):
     """
 
     name = "signals.visual"
-    version = 2  # 2: the NSFW score comes from the int8 graph by default
+    version = 3  # 2: the NSFW score comes from the int8 graph by default; 3: faces from BlazeFace by default
     resources = Resources(cpus=1, memory_gb=1.0)
     batch_size = 64
     input_type = ClipRecord
