@@ -14,7 +14,8 @@ PNG (the picture with the box drawn) to look at. ``--sweep`` prints the tune set
 thresholds and input widths. The astronaut's face pasted onto a 320x180 picture at several sizes gives the
 smallest face each detector finds (the cascade at the stage's ``face_min_px = 24`` and at 8; BlazeFace with
 its 24-pixel floor and without it). CPU per thumbnail of each detector on the film's thumbnails (one thread;
-CPU seconds of the process, steadier than wall time on a shared machine).
+CPU seconds of the process, steadier than wall time on a shared machine), and per detection of
+``privacy.blur_faces`` (video frames analysed 480 pixels wide).
 
     python bench/bench_faces.py [--crops DIR] [--sweep] [--no-film]
 """
@@ -231,6 +232,28 @@ def cpu_per_picture(det, pictures, repeat: int = 3) -> float:
     return round(sorted(best)[len(best) // 2] * 1000, 2)
 
 
+def blur_cpu(min_score: float, repeat: int = 3) -> dict:
+    """CPU per detection of ``privacy.blur_faces`` (frames at their own size, analysed 480 pixels wide):
+    every tenth frame of ``Megamind_bugy.avi`` (720x528), at most 40."""
+    import av
+
+    from clipfactory.signals.faces import make_detector
+
+    frames = []
+    with av.open(str(SHARED / "media" / "Megamind_bugy.avi")) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i % 10 == 0:
+                frames.append((str(i), f.to_ndarray(format="rgb24")))
+            if len(frames) >= 40:
+                break
+    out = {"frames": len(frames), "frame_size": list(frames[0][1].shape[1::-1])}
+    for kind in ("haar", "blazeface"):
+        det = make_detector(kind, min_score=min_score, width=480)
+        out[f"{kind}_ms"] = cpu_per_picture(det, frames, repeat)
+        out[f"{kind}_faces"] = sum(len(det.detect_rgb(f)) for _, f in frames)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--crops", type=Path, help="write each disagreement as a PNG here")
@@ -274,6 +297,7 @@ def main() -> None:
         if w != width:
             _, other = detectors(min_score, w)
             report["cpu_ms_per_thumbnail"][f"blazeface_input_width_{w}"] = cpu_per_picture(other, timing)
+    report["blur_faces_cpu_per_detection"] = blur_cpu(min_score)
     print(json.dumps(report, indent=1))
 
 

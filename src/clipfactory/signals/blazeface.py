@@ -64,7 +64,7 @@ _PATHS: dict[tuple[str, int, int], Path] = {}
 @dataclass(frozen=True)
 class BlazeFaceOptions:
     min_score: float = 0.5  # sigmoid score a detection needs
-    min_face_px: int = 24  # smallest face side kept, in pixels of the picture
+    min_face_px: int = 24  # smallest face side kept, in pixels of the analysed (scaled) picture
     input_width: int = 320  # pictures are scaled to fit this width (and the height in proportion)
     threads: int = 1  # ONNX Runtime intra-op threads
 
@@ -151,11 +151,11 @@ def _convert(conv, src: Path, out: Path, in_w: int, in_h: int) -> None:
                 continue
             # Fixed output sizes (for 192x192) become a factor: twice the input, as the Keras up-sampling was.
             size = numpy_helper.to_array(inits[node.input[3]]).astype(np.int64)
+            if len(size) != 4 or size[2] != size[3] or 192 % int(size[2]):
+                raise RuntimeError(f"unexpected Resize sizes {size.tolist()} in {src.name}")
             name = f"{node.output[0]}/scales"
             g.initializer.append(numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), name))
             node.input[2], node.input[3] = name, ""
-            if len(size) != 4:
-                raise RuntimeError(f"unexpected Resize sizes {size.tolist()} in {src.name}")
         used = {i for node in g.node for i in node.input}
         for init in [i for i in g.initializer if i.name not in used]:
             g.initializer.remove(init)
