@@ -55,6 +55,11 @@ class ConfigError(TerminalError):
     """The configuration or a command-line argument is wrong."""
 
 
+class StorageLocationError(ConfigError):
+    """An object-store location in the settings (``store``, ``build.out``) cannot be listed or written with
+    this machine's credentials and endpoint. ``item`` is the setting, e.g. ``store = s3://bucket/x``."""
+
+
 class CatalogError(ClipfactoryError):
     """The catalog cannot be opened or is in an unexpected state."""
 

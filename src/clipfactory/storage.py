@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import NotFoundError
+from .errors import ClipfactoryError, NotFoundError, StorageLocationError
 
 BLOB_PREFIX = "blob:sha256:"
 
@@ -238,6 +238,47 @@ def filesystem(url: str):
     return fs, path
 
 
+#: Protocols whose first path segment is a bucket (or container) that must exist before anything is written.
+BUCKET_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "abfs")
+
+LOCATION_FIX = (
+    "check that the bucket exists and that this machine's credentials (AWS_ACCESS_KEY_ID, "
+    "AWS_SECRET_ACCESS_KEY or an instance role) and endpoint (AWS_ENDPOINT_URL) reach it, then run the "
+    "command again"
+)
+
+
+def location_error(setting: str, url: str, what: str, exc: BaseException | None = None) -> StorageLocationError:
+    """The one-line error for an object-store location of the settings (``store = s3://bucket/x``) that this
+    machine cannot use: the setting, what failed and why, and the fix."""
+    cause = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    return StorageLocationError(f"could not {what}{cause}", item=f"{setting} = {url}", fix=LOCATION_FIX)
+
+
+def check_location(setting: str, url: str) -> None:
+    """Check that the bucket of the object-store location ``url`` (the value of the setting ``setting``)
+    exists and can be listed with this machine's credentials and endpoint; otherwise raise
+    :class:`~clipfactory.errors.StorageLocationError` naming the setting, the bucket and the fix. Locations
+    without buckets (local folders, ``memory://``) pass."""
+    if not is_url(url):
+        return
+    protocol = url.partition("://")[0].lower()
+    if protocol not in BUCKET_PROTOCOLS:
+        return
+    fs, path = filesystem(url)
+    bucket = path.strip("/").split("/", 1)[0]
+    try:
+        fs.invalidate_cache(bucket)
+        if protocol in ("s3", "s3a") and hasattr(fs, "call_s3"):
+            fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)  # one request, whatever the bucket holds
+        else:
+            fs.ls(bucket, detail=False)
+    except ClipfactoryError:
+        raise
+    except Exception as exc:
+        raise location_error(setting, url, f"list the bucket {bucket!r}", exc) from exc
+
+
 def upload_file(src: str | os.PathLike, url: str, *, part_size: int | None = None) -> None:
     """Copy a local file to ``url`` so that the object appears only complete: parts of a multipart upload
     become an object when the upload completes, after the last byte, and an error (or a killed process)
@@ -298,6 +339,16 @@ class ObjectBlobStore(BlobStore):
             self._fs, self._base = filesystem(self.url)
         return self._fs
 
+    def _write(self, what: str, fn):
+        """``fn()``, a write to the object store. A missing bucket or a refused request (which s3fs raises as
+        ``FileNotFoundError`` / ``PermissionError``) is about the ``store`` setting, not about the item being
+        written: it becomes the error that names the setting and the fix, never one a caller could take for
+        a missing input file."""
+        try:
+            return fn()
+        except (FileNotFoundError, PermissionError) as exc:
+            raise location_error("store", self.url, what, exc) from exc
+
     def key(self, sha256_hex: str) -> str:
         self.fs  # noqa: B018 - sets the base path
         return f"{self._base}/blobs/{sha256_hex[:2]}/{sha256_hex[2:4]}/{sha256_hex}"
@@ -342,8 +393,9 @@ class ObjectBlobStore(BlobStore):
 
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if not self.fs.exists(self.key(sha)):
-            write_object(self.fs, self.key(sha), [data])
+        key = self.key(sha)
+        if not self.fs.exists(key):
+            self._write(f"write the blob {key}", lambda: write_object(self.fs, key, [data]))
         target = self.path(sha)
         if not target.exists():
             with atomic_write(target) as fh:
@@ -356,7 +408,8 @@ class ObjectBlobStore(BlobStore):
         key = self.key(sha256_hex)
         if not self.fs.exists(key):
             with open(tmp_path, "rb") as fin:
-                write_object(self.fs, key, iter(lambda: fin.read(8 * 2**20), b""))
+                chunks = iter(lambda: fin.read(8 * 2**20), b"")
+                self._write(f"write the blob {key}", lambda: write_object(self.fs, key, chunks))
         return super().adopt(tmp_path, sha256_hex)
 
     def delete(self, uri_or_sha: str) -> bool:

@@ -228,11 +228,11 @@ def test_parts_on_s3_survive_a_dead_writer_and_stay_with_their_catalog(s3, tmp_p
     unlink = LocalExecutor._unlink_parts
     dead: list[bool] = []
 
-    def dies(self, names):
+    def dies(self, names, *store):
         if dead or any("-media.probe-" in n for n in names):
             dead.append(True)
             raise KeyboardInterrupt("the writer dies")
-        return unlink(self, names)
+        return unlink(self, names, *store)
 
     monkeypatch.setattr(LocalExecutor, "_unlink_parts", dies)
     with pytest.raises(KeyboardInterrupt):
@@ -302,3 +302,73 @@ def test_a_parts_location_that_cannot_be_reached_is_one_error_naming_the_setting
     with pytest.raises(parts_mod.PartsStorageError, match="could not write the part r/x.parquet"):
         store.write("r/x.parquet", pa.table({"a": [1]}))
     assert calls == ["write the part r/x.parquet"]
+
+
+def _owned_config(tmp_path, *, store: str, out: str) -> Path:
+    synth.make_video(tmp_path / "owned.mp4", [("bars", 1.0)], size=(64, 48), keyint=25, scenecut=False, audio=None)
+    cfg = tmp_path / "clipfactory.toml"
+    cfg.write_text(
+        f'catalog = "cat.duckdb"\nstore = "{store}"\ninputs = ["owned.mp4"]\nlicense = "CC-BY-4.0"\n'
+        f'rights_holder = "tests"\n[build]\nname = "owned"\nout = "{out}"\n'
+    )
+    return cfg
+
+
+def test_a_store_bucket_that_does_not_exist_stops_the_run_before_any_work(s3, tmp_path, monkeypatch):
+    from clipfactory.config import load_settings
+    from clipfactory.errors import ConfigError
+    from clipfactory.factory.pipeline import run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    cfg = _owned_config(tmp_path, store="s3://missing-bucket/x", out="builds")
+    with pytest.raises(ConfigError) as err:
+        run_pipeline(load_settings(cfg))
+    text = str(err.value)
+    assert text.startswith("store = s3://missing-bucket/x: could not list the bucket 'missing-bucket'"), text
+    assert "(fix: check that the bucket exists" in text and "AWS_ENDPOINT_URL" in text
+    assert "owned.mp4" not in text
+    assert not (tmp_path / "cat.duckdb").exists(), "the catalog was not even opened: no run, no outcome"
+
+
+def test_a_build_out_bucket_that_does_not_exist_is_one_line_from_the_cli(s3, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from clipfactory.cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    cfg = _owned_config(tmp_path, store=f"s3://{BUCKET}/store-out-check", out="s3://missing-bucket/builds")
+    res = CliRunner().invoke(app, ["run", "--config", str(cfg)])
+    assert res.exit_code == 1, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    text = " ".join(" ".join(lines).split())
+    assert text.startswith("error: build.out = s3://missing-bucket/builds: could not list the bucket 'missing-bucket'"), text
+    assert "AWS_ACCESS_KEY_ID" in text and "Traceback" not in res.output
+    assert not (tmp_path / "cat.duckdb").exists()
+    assert not _keys(s3, "store-out-check/"), "nothing was written to the store"
+
+
+def test_a_store_that_cannot_be_reached_is_not_mistaken_for_a_missing_input(s3, tmp_path, monkeypatch):
+    """Past the early check (the bucket goes away during the run), a blob write that fails on the bucket is an
+    error about ``store``; the input file, which exists, is not reported missing."""
+    from clipfactory.catalog import Catalog
+    from clipfactory.config import load_settings
+    from clipfactory.errors import ClipfactoryError
+    from clipfactory.factory import pipeline
+
+    with pytest.raises(ClipfactoryError, match=r"^store = s3://missing-bucket/x: could not write the blob "):
+        ObjectBlobStore("s3://missing-bucket/x", cache=tmp_path / "cache").put_bytes(b"clip bytes")
+    assert not issubclass(ClipfactoryError, FileNotFoundError)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "check_location", lambda setting, url: None)
+    cfg = _owned_config(tmp_path, store="s3://missing-bucket/x", out="builds")
+    try:
+        pipeline.run_pipeline(load_settings(cfg))
+    except Exception as exc:  # whatever the run ends with, it is not "file not found"
+        assert "file not found" not in str(exc)
+    rows = Catalog(tmp_path / "cat.duckdb").query(
+        "SELECT status, error_kind, error FROM stage_outcomes WHERE stage = 'acquire.local'"
+    )
+    assert [(r["status"], r["error_kind"]) for r in rows] == [("failed", "terminal")]
+    assert rows[0]["error"].startswith("store = s3://missing-bucket/x: could not write the blob"), rows[0]["error"]
+    assert "file not found" not in rows[0]["error"]

@@ -42,7 +42,7 @@ from ..pipelines import Run
 from ..progress import NullProgress, Progress
 from ..records import ClipRecord, SourceRecord
 from ..stage import Stage
-from ..storage import BlobStore
+from ..storage import BlobStore, check_location
 from .add import add_owned
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,11 @@ def run_pipeline(
     # opens the catalog or does any work (each stage reads its options again when the run reaches it)
     for n in sorted(settings.stages):
         registry.get(n)(settings.stage_config(n))
+    # so is every object-store location the run writes to: a missing bucket, missing credentials or an
+    # unreachable endpoint is one error naming the setting, not a failure of every item (``parts`` is the
+    # executor's to check)
+    for setting, location in (("store", settings.store), ("build.out", settings.build.out)):
+        check_location(setting, str(location))
     catalog = Catalog(settings.catalog)
     if not settings.inputs and not datasets and not source_ids:
         raise _nothing_named(catalog)
