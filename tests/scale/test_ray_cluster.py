@@ -219,11 +219,11 @@ def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
     written_by = LocalExecutor._write_parts
     by_driver: list[str] = []
 
-    def dies(self, names):
+    def dies(self, names, *store):
         if dead or any("-media.probe-" in n for n in names):
             dead.append(True)
             raise KeyboardInterrupt("the writer dies")
-        return unlink(self, names)
+        return unlink(self, names, *store)
 
     def driver_writes(self, run_id, stage, seq, results, attempt):
         by_driver.append(stage.name)

@@ -21,6 +21,7 @@ from .db import Catalog
 
 STORE_KEY = "store"
 CATALOG_ID_KEY = "catalog_id"
+PARTS_KEY = "parts_locations"
 
 
 def _now() -> datetime:
@@ -92,4 +93,20 @@ def catalog_id(catalog: Catalog) -> str:
     return found
 
 
-__all__ = ["CATALOG_ID_KEY", "STORE_KEY", "catalog_id", "get_value", "record_store", "recorded_store", "set_value", "store_location"]
+def parts_locations(catalog: Catalog) -> list[tuple[str, str | None]]:
+    """Where this catalog's executors have put Parquet parts that may still wait to be loaded: ``(root,
+    setting)`` pairs, the root being the folder or URL the parts are under and the setting the ``parts``
+    value that gave it (``None`` for the default beside the catalog)."""
+    import json
+
+    raw = get_value(catalog, PARTS_KEY)
+    return [(r, s) for r, s in json.loads(raw)] if raw else []
+
+
+def set_parts_locations(catalog: Catalog, locations: list[tuple[str, str | None]]) -> None:
+    import json
+
+    set_value(catalog, PARTS_KEY, json.dumps([list(x) for x in locations]))
+
+
+__all__ = ["CATALOG_ID_KEY", "PARTS_KEY", "STORE_KEY", "catalog_id", "parts_locations", "set_parts_locations", "get_value", "record_store", "recorded_store", "set_value", "store_location"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import multiprocessing as mp
+import os
 import random
 import time
 import uuid
@@ -104,7 +105,7 @@ class LocalExecutor:
 
             root = f"{str(parts).rstrip('/')}/{catalog_id(catalog)}"
         else:
-            root = str(catalog.path.with_name(catalog.path.name + ".parts"))
+            root = os.path.abspath(catalog.path.with_name(catalog.path.name + ".parts"))
         self.parts = PartStore(root, setting=str(parts) if parts else None)
         self.parts_root = self.parts.root  # the local folder of the parts (None on an object store)
         #: Batches' part files are loaded into the catalog at most this often (and at the end of each
@@ -116,12 +117,30 @@ class LocalExecutor:
 
     # -- parts -------------------------------------------------------------------------------------
     def recover_parts(self) -> int:
-        """Load part files left by an interrupted run. Returns how many were loaded."""
-        self.parts.clean_temporaries()
-        names = self.parts.names()
-        if names:
-            self._load_parts(names)
-        return len(names)
+        """Load part files left by an interrupted run, before any new work. Returns how many were loaded.
+
+        The catalog records every location its parts went to (``catalog_meta``), so parts left under an
+        earlier ``parts`` setting are loaded too, in the order they were written, whatever this run's
+        setting: loaded later, after newer work, their older rows would replace newer ones. A location that
+        cannot be reached stops the run (one error naming it) rather than leaving its parts behind."""
+        from ..catalog import meta
+
+        current = (self.parts.url, self.parts.setting)
+        known = meta.parts_locations(self.catalog)
+        stores = [PartStore(root, setting) for root, setting in known if root != self.parts.url]
+        pending = []
+        for store in [*stores, self.parts]:
+            store.clean_temporaries()
+            names = store.names()
+            if names:
+                pending.append((names[0], store, names))
+        for _, store, names in sorted(pending, key=lambda p: p[0]):
+            if store is not self.parts:
+                log.info("loading %d parts left under %s", len(names), store.setting)
+            self._load_parts(names, store)
+        if known != [current]:  # the others are empty now
+            meta.set_parts_locations(self.catalog, [current])
+        return sum(len(names) for _, _, names in pending)
 
     def _write_parts(
         self, run_id: str, stage: Stage, seq: int, results: list[Result], attempt: dict[str, int]
@@ -131,10 +150,12 @@ class LocalExecutor:
         prefix = f"{run_id}/{self._tag}-{seq:06d}-{stage.name}"
         return write_batch_parts(self.parts, prefix, run_id, stage, results, attempt)
 
-    def _load_parts(self, names: list[str]) -> None:
-        """Load the parts ``names`` (relative to the parts root) into the catalog, then delete them."""
+    def _load_parts(self, names: list[str], store: PartStore | None = None) -> None:
+        """Load the parts ``names`` (relative to the root of ``store``, by default this executor's) into the
+        catalog, then delete them."""
         from ..catalog.db import RECORD_TYPES
 
+        store = store or self.parts
         tables = {cls.table: cls for cls in RECORD_TYPES}
         # One statement per table for all the parts (in the order they were written: the last row of an
         # id wins), records before outcomes, all in one transaction with the record of the parts loaded.
@@ -146,7 +167,7 @@ class LocalExecutor:
                 ).fetchall()
             }
             todo = [n for n in names if n not in done]
-            with self.parts.local_files(todo) as local:
+            with store.local_files(todo) as local:
                 outcome_parts: list[str] = []
                 record_parts: dict[str, list[str]] = {}
                 for n in todo:
@@ -170,10 +191,10 @@ class LocalExecutor:
                     outcomes.load_outcome_parts(con, outcome_parts)
             if todo:
                 outcomes.record_loaded_parts(con, [(n, n.split("/", 1)[0]) for n in todo])
-        self._unlink_parts(list(names))
+        self._unlink_parts(list(names), store)
 
-    def _unlink_parts(self, names: list[str]) -> None:
-        self.parts.delete(names)
+    def _unlink_parts(self, names: list[str], store: PartStore | None = None) -> None:
+        (store or self.parts).delete(names)
 
     # -- resume ------------------------------------------------------------------------------------
     def _finished(self, stage: Stage, ids: list[str]) -> dict[str, tuple[str, list[str]]]:
