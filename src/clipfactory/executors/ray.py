@@ -259,7 +259,8 @@ class _RemoteLimits:
 class RayExecutor(LocalExecutor):
     """Runs each stage as a Ray Data ``map_batches``; persistence, resume and retries are the local executor's.
 
-    ``address`` is a Ray cluster address (``auto`` or ``ray://host:10001``); ``None`` starts a local Ray,
+    ``address`` is a Ray cluster address (``auto``, or ``host:port`` of the head node; the driver runs on a node
+    of the cluster: Ray Client's ``ray://`` is refused); ``None`` starts a Ray of its own on this machine,
     unless this process already runs one, which is then used as it is. :meth:`shutdown` stops only a Ray
     that this executor started itself.
     """
@@ -267,6 +268,15 @@ class RayExecutor(LocalExecutor):
     name = "ray"
 
     def __init__(self, catalog, *, address: str | None = None, **kwargs):
+        if address and address.strip().lower().startswith("ray://"):
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                "the Ray executor does not run through Ray Client (ray://): Ray Data's streaming execution "
+                "needs a driver that is part of the cluster",
+                item=f"ray_address = {address}",
+                fix='run `clipfactory run` on a node of the cluster (the head node) with ray_address = "auto"',
+            )
         super().__init__(catalog, **kwargs)
         self.address = address
         self._ray = None
@@ -283,8 +293,12 @@ class RayExecutor(LocalExecutor):
                 if self.address:
                     kwargs["address"] = self.address
                 else:
+                    # A Ray of its own on this machine, also when another Ray (a cluster, another job's)
+                    # runs here: without "local", ray.init joins that one.
                     kwargs.update(
-                        num_cpus=self.workers if self.workers > 1 else None, include_dashboard=False
+                        address="local",
+                        num_cpus=self.workers if self.workers > 1 else None,
+                        include_dashboard=False,
                     )
                 ray.init(**{k: v for k, v in kwargs.items() if v is not None})
                 self._started_ray = True
