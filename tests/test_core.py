@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import pickle
+import sys
 import time
 
 import duckdb
@@ -221,3 +222,13 @@ def test_blob_store_is_content_addressed_and_atomic(tmp_path):
             raise RuntimeError("killed")
     assert not (tmp_path / "out.tar").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_the_nsfw_scorer_without_onnxruntime_names_the_extra(monkeypatch):
+    """A missing onnxruntime is the one-line error with the install command, not a ModuleNotFoundError."""
+    from clipfactory.signals.nsfw import NsfwScorer
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(MissingExtraError) as exc:
+        NsfwScorer()
+    assert "pip install 'clipfactory[signals]'" in str(exc.value)

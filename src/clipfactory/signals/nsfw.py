@@ -52,9 +52,9 @@ class NsfwScorer:
     """One ONNX Runtime session of the packaged model; safe to share between threads."""
 
     def __init__(self, threads: int = 1, int8: bool = True) -> None:
+        pkg = _import()  # first: a missing onnxruntime is the error that names the extra
         import onnxruntime as ort
 
-        pkg = _import()
         self.model_path = Path(pkg.MODEL_PATH)
         opts = ort.SessionOptions()
         if threads:
