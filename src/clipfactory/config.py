@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     permissions_file: str | None = Field(None, description="A TOML recording written acquisition permissions")
     executor: str = Field("local", description="Executor: local (this machine) or ray (a Ray cluster)")
     ray_address: str | None = Field(
-        None, description="Ray cluster address for the ray executor; none starts a local Ray"
+        None,
+        description='Ray cluster address for the ray executor: "auto" (the cluster this machine is a node of; '
+        "run clipfactory there, Ray Client ray:// addresses do not work); none starts a local Ray",
     )
     workers: int = Field(1, description="Worker processes (local) or actors per stage (ray)")
     error_budget: float = Field(0.05, description="Share of items failing with bugs that stops a run")
