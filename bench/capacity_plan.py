@@ -277,7 +277,7 @@ storage). No GPU: every figure is for the CPU path.
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--from", dest="src", help="saved figures (bench/results/capacity.json) instead of measuring")
     ap.add_argument("--short", type=int, default=40, help="short sources to measure over")
@@ -286,14 +286,20 @@ def main() -> int:
     ap.add_argument("--core-hour-usd", type=float, default=0.01)
     ap.add_argument("--gb-month-usd", type=float, default=0.02)
     ap.add_argument("--index-machine-gb", type=int, default=512, help="memory of the fingerprint lookup machine")
-    ap.add_argument("--print", action="store_true", help="print the document instead of writing docs/capacity.md")
-    a = ap.parse_args()
+    ap.add_argument(
+        "--print", action="store_true",
+        help="print the document and write nothing (neither docs/capacity.md nor bench/results/capacity.json)",
+    )
+    a = ap.parse_args(argv)
     if a.src:
         m = json.loads(Path(a.src).read_text())
     else:
         m = measure(a.short)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(m, indent=2) + "\n")
+        if a.print:  # the saved figures stay those docs/capacity.md was made from
+            print(f"measured figures (not saved, --print): {json.dumps(m)}", file=sys.stderr)
+        else:
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(m, indent=2) + "\n")
     p = plan(m, a)
     doc = render(m, p, a)
     if a.print:

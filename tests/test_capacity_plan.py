@@ -30,3 +30,25 @@ def test_the_plan_recomputes_from_the_saved_figures():
     gbit = 29_200 * m["per_video_hour"]["source_bytes"] * 8 / 3600 / 1e9
     assert daily["ingress_gbit_s"] == round(gbit, 2)
     assert "| nodes of 32 cores |" in doc and "# Capacity plan" in doc
+
+
+def test_print_writes_nothing_even_after_measuring(tmp_path, monkeypatch, capsys):
+    """``--short N --print`` measures and prints: the saved figures (what ``--from`` reproduces
+    docs/capacity.md from) and the document stay as they were."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("capacity_plan_under_test", ROOT / "bench" / "capacity_plan.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    saved = json.loads(SAVED.read_text())
+    monkeypatch.setattr(mod, "measure", lambda short: saved)  # the real measurement takes minutes
+    results, doc = tmp_path / "results" / "capacity.json", tmp_path / "capacity.md"
+    results.parent.mkdir()
+    results.write_text("saved figures\n")
+    doc.write_text("the document\n")
+    monkeypatch.setattr(mod, "RESULTS", results)
+    monkeypatch.setattr(mod, "DOC", doc)
+    monkeypatch.setattr(sys, "argv", ["capacity_plan.py", "--short", "2", "--print"])
+    assert mod.main() == 0
+    assert results.read_text() == "saved figures\n" and doc.read_text() == "the document\n"
+    assert "# Capacity plan" in capsys.readouterr().out
