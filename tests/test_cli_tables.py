@@ -45,3 +45,33 @@ def test_piped_tables_keep_ids_whole_for_the_next_command(tmp_path):
     assert re.fullmatch(r"\d{8}T\d{6}-[0-9a-f]{6}", run_id), row
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row), row  # the time beside the date
     assert runner.invoke(app, ["runs", "show", run_id, "--catalog", cat]).exit_code == 0
+
+
+def test_runs_show_says_how_each_run_ended(tmp_path):
+    """`runs show` names the run's status, in the text and the JSON: a finished, a failed and an interrupted
+    run, each ended by hand here."""
+    from clipfactory.catalog import Catalog
+    from clipfactory.config import load_settings
+    from clipfactory.pipelines import Run
+
+    cat_path = str(tmp_path / "c.duckdb")
+    s = load_settings(overrides={"catalog": cat_path, "store": str(tmp_path / "store")})
+    ids = {}
+    for want, exc in (("finished", None), ("failed", RuntimeError("boom")), ("interrupted", KeyboardInterrupt())):
+        run = Run(s, command="add", catalog=Catalog(cat_path))
+        try:
+            with run:
+                ids[want] = run.run_id
+                if exc is not None:
+                    raise exc
+        except (RuntimeError, KeyboardInterrupt):
+            pass
+    runner = CliRunner()
+    for want, run_id in ids.items():
+        r = runner.invoke(app, ["runs", "show", run_id, "--catalog", cat_path])
+        assert r.exit_code == 0, r.output
+        first = r.stdout.splitlines()[0]
+        assert first.startswith(f"run {run_id}: {want} (clipfactory add, executor local, started "), first
+        r = runner.invoke(app, ["runs", "show", run_id, "--catalog", cat_path, "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["status"] == want

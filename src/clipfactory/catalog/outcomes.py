@@ -239,7 +239,11 @@ def run_detail(catalog, run_id: str) -> dict[str, Any]:
            WHERE run_id = ? AND status = 'failed' ORDER BY stage, item_id LIMIT 200""",
         [run_id],
     )
-    return {"run_id": run_id, "status": run[0]["status"], "command": run[0]["command"], "counts": counts, "failures": failures}
+    r = run[0]
+    return {
+        "run_id": run_id, "status": r["status"], "command": r["command"], "executor": r["executor"],
+        "started_at": r["started_at"], "finished_at": r["finished_at"], "counts": counts, "failures": failures,
+    }
 
 
 def record_loaded_parts(con, parts: list[tuple[str, str]]) -> None:

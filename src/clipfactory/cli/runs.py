@@ -57,11 +57,18 @@ def runs_list(catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonO
 def runs_show(
     run_id: str, catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False
 ) -> None:
-    """Counts by stage (in the order the run ran them), status and reason for one run, and its failures."""
+    """The run's status (running, finished, interrupted or failed), command and times, then counts by stage (in
+    the order the run ran them), status and reason, and its failures."""
     cat = open_catalog(settings(config, catalog=catalog))
     data = reports.run_detail(cat, run_id)
 
     def render(d):
+        when = f"started {_when(d.get('started_at'))}"
+        if d.get("finished_at"):
+            when += f", ended {_when(d['finished_at'])}"
+        what = ", ".join(x for x in (f"clipfactory {d.get('command')}" if d.get("command") else "",
+                                     f"executor {d['executor']}" if d.get("executor") else "", when) if x)
+        console.print(f"run {run_id}: {d['status']} ({what})", highlight=False, markup=False, soft_wrap=True)
         table(d["counts"], f"run {run_id}")
         if d["failures"]:
             table(d["failures"], "failures")
