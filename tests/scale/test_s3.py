@@ -305,11 +305,12 @@ def test_a_parts_location_that_cannot_be_reached_is_one_error_naming_the_setting
 
 
 def _owned_config(tmp_path, *, store: str, out: str) -> Path:
-    synth.make_video(tmp_path / "owned.mp4", [("bars", 1.0)], size=(64, 48), keyint=25, scenecut=False, audio=None)
+    synth.make_video(tmp_path / "owned.mp4", [("bars", 1.5)], size=(160, 96), keyint=25, scenecut=False, audio=None)
     cfg = tmp_path / "clipfactory.toml"
     cfg.write_text(
-        f'catalog = "cat.duckdb"\nstore = "{store}"\ninputs = ["owned.mp4"]\nlicense = "CC-BY-4.0"\n'
-        f'rights_holder = "tests"\n[build]\nname = "owned"\nout = "{out}"\n'
+        f'catalog = "cat.duckdb"\nstore = "{store}"\npurpose = "commercial"\ninputs = ["owned.mp4"]\n'
+        f'license = "CC-BY-4.0"\nrights_holder = "tests"\n[build]\nname = "owned"\nout = "{out}"\n'
+        "[quality.filter]\nmin_duration_s = 0.5\n"
     )
     return cfg
 
@@ -372,3 +373,17 @@ def test_a_store_that_cannot_be_reached_is_not_mistaken_for_a_missing_input(s3, 
     assert [(r["status"], r["error_kind"]) for r in rows] == [("failed", "terminal")]
     assert rows[0]["error"].startswith("store = s3://missing-bucket/x: could not write the blob"), rows[0]["error"]
     assert "file not found" not in rows[0]["error"]
+
+
+def test_a_build_out_bucket_that_goes_away_is_an_error_about_build_out(s3, tmp_path, monkeypatch):
+    """Past the early check, an upload of the build that the bucket refuses names ``build.out``, not a file."""
+    from clipfactory.config import load_settings
+    from clipfactory.errors import ClipfactoryError
+    from clipfactory.factory import pipeline
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "check_location", lambda setting, url: None)
+    cfg = _owned_config(tmp_path, store="store", out="s3://missing-bucket/builds")
+    with pytest.raises(ClipfactoryError) as err:
+        pipeline.run_pipeline(load_settings(cfg))
+    assert str(err.value).startswith("build.out = s3://missing-bucket/builds: could not upload the build to "), err.value

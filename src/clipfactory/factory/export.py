@@ -952,7 +952,12 @@ def write_build(
         fh.write(json.dumps(manifest, indent=2, ensure_ascii=False))
     if out_url:
         staged, out_dir = out_dir, f"{out_url}/{name}/v{version}"
-        publish_dir(staged, out_dir, last="build.json")
+        try:
+            publish_dir(staged, out_dir, last="build.json")
+        except (FileNotFoundError, PermissionError) as exc:  # the bucket, not a file of the build
+            from ..storage import location_error
+
+            raise location_error("build.out", out_url, f"upload the build to {out_dir}", exc) from exc
         shutil.rmtree(staged, ignore_errors=True)
     manifest["out_dir"] = str(out_dir)
 
