@@ -10,11 +10,15 @@ fresh catalog and store each time, interleaved in one process run:
 
 Throughput is seconds of video per second of wall time. Target: ray / local >= 0.8, with the same build
 content hash. Optional: ``--kill-node`` kills the second raylet during the Ray run's analysis and reports
-whether the run still finished with the same build (its batches in flight are re-run by Ray).
+whether the run still finished with the same build (its batches in flight are re-run by Ray); a run that
+finishes before ``--kill-after`` kills nothing and says so (``"killed": false`` and why).
 ``--parts-s3`` adds a third side, **ray-2-nodes-s3-parts**: the same Ray run with ``parts`` on an S3 API
 server on 127.0.0.1 (moto's threaded server, started here before the raylets so their workers reach it),
 where the workers write their batches' parts to the bucket and the driver loads them; a killed-node run
 then uses it too.
+
+The film is ``~/.cache/shared-media/bbb.mp4`` unless ``--video`` names another: ``bash ../shared/data/get-bbb.sh``
+downloads it.
 
     python bench/bench_ray.py [--video PATH] [--segments 8] [--seconds 20] [--repeat 2] [--parts-s3] [--json]
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -162,6 +167,13 @@ def main() -> int:
     ap.add_argument("--parts-s3", action="store_true", help="also run Ray with parts on a local S3 API server")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if not Path(args.video).is_file():
+        if Path(args.video) == DEFAULT_VIDEO:
+            print(f"{DEFAULT_VIDEO}: the default film is missing: run `bash ../shared/data/get-bbb.sh` (it downloads "
+                  "it there), or pass --video PATH", file=sys.stderr)
+        else:
+            print(f"{args.video}: no such file (pass --video PATH of a film)", file=sys.stderr)
+        return 2
     moto = start_s3() if args.parts_s3 else None
 
     import ray
@@ -197,11 +209,17 @@ def main() -> int:
 
                 progress = StageProgress()
                 during: list[str | None] = []
+                run_over = threading.Event()  # set when run_once returns: from then on no node is killed
+                lock = threading.Lock()  # the check and the kill happen together, never after the run ended
 
                 def kill_later():
-                    time.sleep(args.kill_after)
-                    during.append(progress.current)
-                    cluster.remove_node(victim, allow_graceful=False)
+                    if run_over.wait(args.kill_after):
+                        return
+                    with lock:
+                        if run_over.is_set():
+                            return
+                        during.append(progress.current)
+                        cluster.remove_node(victim, allow_graceful=False)
 
                 th = threading.Thread(target=kill_later, daemon=True)
                 th.start()
@@ -209,9 +227,16 @@ def main() -> int:
                     killed = run_once("ray", inputs, base / "killed", cluster.address, progress, parts=s3_parts)
                 except Exception as exc:  # reported, not hidden
                     killed = {"error": f"{type(exc).__name__}: {exc}"}
+                finally:
+                    with lock:
+                        run_over.set()
                 th.join()
                 killed["killed_after_s"] = args.kill_after
-                killed["stage_running_at_kill"] = during[0] if during else None
+                killed["killed"] = bool(during)
+                if during:
+                    killed["stage_running_at_kill"] = during[0]
+                else:
+                    killed["why"] = "the run finished before --kill-after"
         finally:
             ray.shutdown()
             cluster.shutdown()
@@ -248,7 +273,10 @@ def main() -> int:
             print(f"  ray with parts on S3 / local throughput: {result['ray_s3_parts_over_local']:.2f}")
         print(f"  same build hash: {result['same_build_hash']}")
         if killed is not None:
-            print(f"  node killed mid-run: {result['node_killed']}")
+            if killed["killed"]:
+                print(f"  node killed mid-run: {result['node_killed']}")
+            else:
+                print(f"  no node killed ({killed['why']}): {result['node_killed']}")
     return 0
 
 
