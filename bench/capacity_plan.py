@@ -12,7 +12,8 @@ One command measures and writes the plan:
   spent inside each stage's ``process_batch``;
 * bytes per video-hour: of the source media, of the clips and shards written, of the fingerprints;
 * catalog rows and catalog bytes per clip;
-* the catalog's single-writer rate from ``bench/bench_ingest.py``'s figure in BENCHMARKS.md (rows/s).
+* the catalog's single-writer rate for stage results: Parquet parts of analysis-shaped results loaded by
+  the executor's own loader (``bench/bench_parts_load.py``, rows/s, parts beside the catalog).
 
 **Assumed** (stated in the document, change them with the flags): node size, prices, the share of
 sources' hours that become clips, and the duty cycle.
@@ -133,18 +134,20 @@ def measure(n_short: int) -> dict:
             "rows_per_clip": round(sum(rows.values()) / max(1, clips_in_catalog), 1),
             "bytes_per_clip": round(catalog_bytes / max(1, clips_in_catalog)),
         },
-        "writer_rows_per_s": _ingest_rate(),
+        "writer_rows_per_s": _parts_load_rate(),
     }
 
 
-def _ingest_rate() -> float:
-    """The catalog writer's measured rate (rows/s) from BENCHMARKS.md's ingest section, else 0.59 M/s."""
-    import re
+def _parts_load_rate() -> float:
+    """The catalog writer's rate (rows/s) for stage results, measured here: 20,000 analysis-shaped results
+    (one outcome row and three clip records each) in parts of 16, loaded 200 batches at a time by the
+    executor's loader (``bench/bench_parts_load.py``). Manifest ingest (``bench/bench_ingest.py``) is a
+    different path: one large file in one transaction."""
+    import bench_parts_load as bpl
 
-    text = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else ""
-    sec = text.split("## Ingest", 1)[1][:4000] if "## Ingest" in text else ""
-    m = re.search(r"([0-9.]+)\s*M rows/s", sec)
-    return float(m.group(1)) * 1e6 if m else 0.59e6
+    with tempfile.TemporaryDirectory() as d:
+        m = bpl.measure(20_000, 16, 3, 200, None, Path(d))
+    return float(m["rows_per_s"])
 
 
 def plan(m: dict, a: argparse.Namespace) -> dict:
@@ -229,7 +232,8 @@ video, served from 127.0.0.1), one process: {m['run']['wall_s']} s wall, {m['run
 | clips | {pv['clips']:,.0f} |
 
 Catalog: {m['catalog']['rows_per_clip']} rows and {m['catalog']['bytes_per_clip']:,} bytes per clip. The catalog
-writer loads {m['writer_rows_per_s'] / 1e6:.2f} M rows/s (`bench/bench_ingest.py`, BENCHMARKS.md).
+writer loads stage results at {m['writer_rows_per_s']:,.0f} rows/s (Parquet parts of 16 results, 200 batches a
+load, on this machine: `bench/bench_parts_load.py`).
 
 CPU core-seconds per video-hour by stage (the run's CPU time shared out by time inside each stage):
 
@@ -261,11 +265,13 @@ storage). No GPU: every figure is for the CPU path.
   {index_days / 10:,.2f} days). The remedy, not built yet: partition the index by source-id hash over several
   lookup processes (the search is exact within each partition, so answers merge by union), and hash fewer
   frames per hour of long static footage.
-- **The single catalog writer at about {writer_break:,.0f}×.** Workers never open the catalog; they append
+- **The single catalog writer at about {writer_break:,.1f}×.** Workers never open the catalog; they append
   Parquet parts and one writer loads them in batches (`docs/architecture.md`). It needs
   {daily['writer_load']:.1%} of its measured rate at 1×, {daily['writer_load'] * 10:.0%} at 10× and
-  {daily['writer_load'] * 100:.0%} at 100×. Beyond that: one catalog per corpus partition (sources by id hash), each
-  with its own writer; builds read the parts of every partition.
+  {daily['writer_load'] * 100:.0%} at 100×. Its cost is per part more than per row (DuckDB opens each small
+  part, and each is deleted after the load), so larger parts (several batches per part, at the price of
+  more results in flight) raise the rate; beyond that, one catalog per corpus partition (sources by id
+  hash), each with its own writer, and builds that read every partition's catalog.
 - **The catalog's size.** {daily['catalog_gb_per_day']:,.0f} GB a day at 1× ({m['catalog']['rows_per_clip']} rows per clip, most of them
   one outcome row per stage): a year is {daily['catalog_gb_per_day'] * 365 / 1000:,.0f} TB. Outcome rows of finished runs can
   be compacted to one per item; the partitioned catalogs above split the rest.
