@@ -1,10 +1,12 @@
 """Where the executor's Parquet parts wait to be loaded into the catalog.
 
 A part is one batch's outcome rows (or output records) as a Parquet file, named
-``<run id>/<stage run token>-<batch>-<stage>-<kind>.parquet`` relative to the parts root. The root is a local
-folder (by default ``<catalog>.parts`` beside the catalog) or an fsspec URL (``s3://bucket/prefix``), so that
-results that reached the writer survive the loss of its machine's disk: a writer started again, anywhere,
-with the same catalog and ``parts`` setting loads them.
+``<run id>/<stage run token>-<batch>-<stage>-<kind>.parquet`` relative to the parts root (a part that a Ray
+worker wrote has ``a<attempt>-<time and random token>`` for ``<batch>``), so names sort in the order parts
+were written. The root is a local folder (by default ``<catalog>.parts`` beside the catalog) or an fsspec
+URL (``s3://bucket/prefix``), so that results that reached the writer survive the loss of its machine's
+disk: a writer started again, anywhere, with the same catalog loads them (the catalog records the
+locations its parts went to).
 
 Writes are atomic in both cases: a local part is written to a hidden temporary sibling and renamed; an
 object goes up in one request or as a multipart upload that becomes an object only after its last byte
