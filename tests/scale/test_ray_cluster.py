@@ -439,3 +439,54 @@ def test_ray_and_local_give_the_same_build_fetch_included(cluster, tmp_path, mon
     assert cat_l.query(q) == cat_r.query(q)
     runs = cat_r.query("SELECT executor, status FROM runs WHERE command = 'run'")
     assert runs == [{"executor": "ray", "status": "finished"}]
+
+
+# -- retries with the workers writing the parts ------------------------------------------------------------
+from clipfactory.errors import TransientError  # noqa: E402
+from clipfactory.records import Result  # noqa: E402
+from clipfactory.stage import Stage, StageConfig  # noqa: E402
+
+
+class FailsOnce(Stage):
+    """Fails each item transiently on its first attempt (a marker file per item), then keeps it."""
+
+    name = "test.fails_once"
+    batch_size = 2
+    input_type = SourceRecord
+
+    class Config(StageConfig):
+        marks: str = ""
+
+    def process(self, item):
+        mark = Path(self.config.marks) / item.source_id.replace(":", "_")
+        if not mark.exists():
+            mark.write_text("seen")
+            raise TransientError("busy", item=item.source_id)
+        return Result.kept(item.source_id, item)
+
+
+def test_a_retried_item_keeps_only_its_last_attempt_with_parts_on_s3(cluster, s3_env, tmp_path):
+    """Transient failures retried on Ray, the workers writing parts to the bucket: as on the local executor,
+    the catalog stores each item's final attempt only (kept, attempt 2), not the failure it recovered from."""
+    import ray.cloudpickle
+
+    from clipfactory.executors.ray import RayExecutor
+
+    if s3_env is None:
+        pytest.skip("parts on S3 need moto[server] and s3fs: pip install 'clipfactory[dev]'")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
+    sources = [SourceRecord(f"owned:{i:04d}", "owned") for i in range(4)]
+    rows = {}
+    for side in ("local", "ray"):
+        (tmp_path / side).mkdir()
+        cat = Catalog(tmp_path / side / "cat.duckdb")
+        stage = FailsOnce({"marks": str(tmp_path / side)})
+        if side == "local":
+            ex = get_executor("local", cat, retries=3, backoff_s=0.001)
+        else:
+            ex = RayExecutor(cat, workers=2, retries=3, backoff_s=0.001, parts=f"s3://{BUCKET}/retries")
+        out = ex.run([stage], sources)
+        assert out.stages[0].kept == 4 and out.stages[0].failed == 0
+        rows[side] = cat.query("SELECT item_id, status, attempt FROM stage_outcomes ORDER BY item_id, attempt")
+    assert rows["local"] == [{"item_id": s.source_id, "status": "kept", "attempt": 2} for s in sources]
+    assert rows["ray"] == rows["local"]

@@ -21,8 +21,9 @@ On a cluster of several machines:
   ``per_host_connections`` requests at once to an origin.
 - **Workers write the parts when every machine reaches them.** With ``parts`` on object storage
   (``s3://…``), the worker that ran a batch of a resumed stage writes the batch's Parquet parts to the bucket
-  and returns their names with the results; the driver loads them. Otherwise (parts beside the catalog, or a
-  stage that keeps only changed results) the driver writes the parts of each batch as it comes back.
+  and returns their names with the results; the driver loads them. Otherwise (parts beside the catalog, a
+  stage that keeps only changed results, or a batch with transient failures, which the driver retries and
+  then stores with each item's last attempt only) the driver writes the parts of each batch.
 - **A lost node loses only its batches in flight.** Ray Data re-runs the tasks of a node that died (the
   parts a re-run task had already written are deleted at the end of the stage: no result names them); a
   driver that dies leaves the parts to the next run, which loads each part once (``loaded_parts``) and skips
@@ -183,6 +184,10 @@ def _run_batch(stage: Stage, cls: type[Record], batch: pa.Table, parts_spec) -> 
     from .parts import PartsStorageError, PartStore, write_batch_parts
 
     _check_results(stage, items, results)  # a stage's bug fails here, before anything is written
+    if any(r.status == Result.FAILED and r.error_kind == "transient" for r in results):
+        # The driver retries these items and writes the batch's final results itself, as the local executor
+        # does: an attempt that a retry supersedes is not stored.
+        return results_to_table(results)
     url, setting, run_id, tag, attempt = parts_spec
     store = _PART_STORES.get(url)
     if store is None:
@@ -442,6 +447,9 @@ class RayExecutor(LocalExecutor):
         for results in self._stream(stage, items, 1, arrived):
             batch = [by_id[r.item_id] for r in results]
             written, arrived[:] = list(arrived), []
+            if not written:  # a batch with failures to retry: the worker left its parts to the driver
+                yield self._with_retries(lambda b, _attempt: self._map(stage, b), stage, batch, first=results)
+                continue
             out = self._with_retries(
                 lambda b, attempt, w=written: self._map(stage, b, attempt, w), stage, batch, first=results
             )
