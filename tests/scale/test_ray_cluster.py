@@ -43,39 +43,57 @@ MEDIA = Path(__file__).resolve().parents[3] / "shared" / "data" / "media"
 BUCKET = "clipfactory-ray"
 
 
+class _LazyS3:
+    """A moto S3 server for the tests that put parts on S3, on a loopback port chosen (and written into the
+    AWS settings) before the raylets start, so that their workers have the settings too, as a cluster's
+    machines would; the server itself starts when a test first asks for its client, so moto is not loaded
+    while the earlier tests run (the file's memory peak)."""
+
+    def __init__(self, port: int):
+        self.port, self.server, self._client = port, None, None
+
+    def client(self):
+        if self._client is None:
+            import logging
+
+            import boto3
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self.server.start()
+            self._client = boto3.client("s3")
+            self._client.create_bucket(Bucket=BUCKET)
+        return self._client
+
+
 @pytest.fixture(scope="module")
 def s3_env():
-    """A moto S3 server on a free loopback port with one bucket, and the AWS settings that point at it, set
-    before the raylets start so that their workers have them too (as a cluster's machines would). ``None``
-    without moto and s3fs."""
+    """The lazy S3 server (``None`` without moto and s3fs) and the AWS settings that point at it."""
     import importlib.util
-    import logging
+    import socket
 
     if not (importlib.util.find_spec("moto") and importlib.util.find_spec("s3fs")):
         yield None
         return
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     env = {
         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    client = boto3.client("s3")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
+    lazy_s3 = _LazyS3(port)
+    yield lazy_s3
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    srv.stop()
+    if lazy_s3.server is not None:
+        lazy_s3.server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -194,93 +212,6 @@ def local_build(tmp_path_factory, origin):
     out = run_pipeline(settings, datasets=["gen"])
     assert out["status"] == "finished" and out["clips_exported"] >= 2  # two shots, two clips
     return settings, out
-
-
-def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
-    cluster, s3_env, origin, local_build, tmp_path, monkeypatch, on_ray
-):
-    """With ``parts`` on S3 the Ray workers write their batches' parts to the bucket themselves; the driver
-    loads them. A writer that dies after loading some leaves them there, and the next run loads each once."""
-    from clipfactory.catalog.meta import catalog_id
-    from clipfactory.executors.local import LocalExecutor
-    from clipfactory.factory.pipeline import run_pipeline
-
-    if s3_env is None:
-        pytest.skip("parts on S3 need moto[server] and s3fs: pip install 'clipfactory[dev]'")
-    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-    settings = _settings(tmp_path / "ray", "ray", cluster.address, parts=f"s3://{BUCKET}/parts")
-    _catalog(settings, origin)
-    cat = Catalog(settings.catalog)
-
-    # The writer dies after loading media.probe's parts (the catalog has them) and before deleting them;
-    # once dead it deletes nothing more.
-    unlink = LocalExecutor._unlink_parts
-    dead = []
-    written_by = LocalExecutor._write_parts
-    by_driver: list[str] = []
-
-    def dies(self, names, *store):
-        if dead or any("-media.probe-" in n for n in names):
-            dead.append(True)
-            raise KeyboardInterrupt("the writer dies")
-        return unlink(self, names, *store)
-
-    def driver_writes(self, run_id, stage, seq, results, attempt):
-        by_driver.append(stage.name)
-        return written_by(self, run_id, stage, seq, results, attempt)
-
-    monkeypatch.setattr(LocalExecutor, "_unlink_parts", dies)
-    monkeypatch.setattr(LocalExecutor, "_write_parts", driver_writes)
-    with pytest.raises(KeyboardInterrupt):
-        run_pipeline(settings, datasets=["gen"])
-    prefix = f"parts/{catalog_id(cat)}/"
-    pages = s3_env.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    left = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
-    assert any("-media.probe-" in k for k in left), "the dead writer left the probe's parts in the bucket"
-    assert "media.probe" not in by_driver, "the Ray workers wrote the probe's parts, not the driver"
-    assert not Path(str(settings.catalog) + ".parts").exists()
-    rows_before = cat.scalar("SELECT count(*) FROM stage_outcomes")
-    monkeypatch.setattr(LocalExecutor, "_unlink_parts", unlink)
-
-    # In the run that resumes, media.analyse also finds the parts of a task that Ray ran a second time (its
-    # first run's node died after the worker wrote them): no result names them, and the stage deletes them.
-    from clipfactory.executors.parts import write_batch_parts
-    from clipfactory.executors.ray import RayExecutor
-    from clipfactory.records import Result
-
-    process = RayExecutor._process
-
-    def with_a_rerun_task(self, stage, items):
-        if stage.name == "media.analyse":
-            prefix_of_stage_run = f"{self._run_id}/{self._tag}-a01-0000000000000000rerun0-{stage.name}"
-            write_batch_parts(self.parts, prefix_of_stage_run, self._run_id, stage, [Result("lost-task", Result.KEPT)], {})
-        yield from process(self, stage, items)
-
-    monkeypatch.setattr(RayExecutor, "_process", with_a_rerun_task)
-    out = run_pipeline(settings, datasets=["gen"])
-    assert out["status"] == "finished"
-    assert out["recovered_parts"] == len(left)
-    assert not s3_env.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents")
-    assert cat.scalar("SELECT count(*) FROM stage_outcomes WHERE item_id = 'lost-task'") == 0
-    # Loaded once: no outcome row of the dead run twice, and its rows are all still there.
-    dup = cat.scalar(
-        "SELECT count(*) FROM (SELECT run_id, stage, item_id, attempt FROM stage_outcomes GROUP BY ALL HAVING count(*) > 1)"
-    )
-    assert dup == 0
-    first_run = cat.scalar("SELECT run_id FROM runs WHERE command = 'run' ORDER BY started_at LIMIT 1")
-    assert cat.scalar("SELECT count(*) FROM stage_outcomes WHERE run_id = ?", [first_run]) == rows_before
-    # The stages the dead run finished are not run again (the source has its blob: nothing to fetch).
-    assert out["resumed"]["policy.gate"] == 1 and out["resumed"]["media.probe"] == 1 and out["fetched"] == 0
-
-    local_settings, local_out = local_build
-    assert out["clips_exported"] == local_out["clips_exported"]
-    assert _hash(settings) == _hash(local_settings)
-    assert cat.query(OUTCOMES) == Catalog(local_settings.catalog).query(OUTCOMES)
-    assert cat.query("SELECT DISTINCT executor FROM runs WHERE command = 'run'") == [{"executor": "ray"}]
-    # the media stages ran on Ray (the probe in the run that died, the others after the resume), and their
-    # workers wrote their parts
-    assert {"media.probe", "media.analyse", "media.cut"} <= set(on_ray), on_ray
-    assert not {"media.probe", "media.analyse", "media.cut"} & set(by_driver), by_driver
 
 
 def test_fetch_workers_on_two_raylets_share_the_per_host_limits(cluster, tmp_path):
@@ -441,6 +372,95 @@ def test_ray_and_local_give_the_same_build_fetch_included(cluster, tmp_path, mon
     assert runs == [{"executor": "ray", "status": "finished"}]
 
 
+# -- the whole factory with the workers writing parts to S3 (last: their workers keep s3fs loaded) ---------
+def test_two_raylets_give_the_local_build_and_survive_the_writer_dying(
+    cluster, s3_env, origin, local_build, tmp_path, monkeypatch, on_ray
+):
+    """With ``parts`` on S3 the Ray workers write their batches' parts to the bucket themselves; the driver
+    loads them. A writer that dies after loading some leaves them there, and the next run loads each once."""
+    from clipfactory.catalog.meta import catalog_id
+    from clipfactory.executors.local import LocalExecutor
+    from clipfactory.factory.pipeline import run_pipeline
+
+    if s3_env is None:
+        pytest.skip("parts on S3 need moto[server] and s3fs: pip install 'clipfactory[dev]'")
+    s3 = s3_env.client()
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    settings = _settings(tmp_path / "ray", "ray", cluster.address, parts=f"s3://{BUCKET}/parts")
+    _catalog(settings, origin)
+    cat = Catalog(settings.catalog)
+
+    # The writer dies after loading media.probe's parts (the catalog has them) and before deleting them;
+    # once dead it deletes nothing more.
+    unlink = LocalExecutor._unlink_parts
+    dead = []
+    written_by = LocalExecutor._write_parts
+    by_driver: list[str] = []
+
+    def dies(self, names, *store):
+        if dead or any("-media.probe-" in n for n in names):
+            dead.append(True)
+            raise KeyboardInterrupt("the writer dies")
+        return unlink(self, names, *store)
+
+    def driver_writes(self, run_id, stage, seq, results, attempt):
+        by_driver.append(stage.name)
+        return written_by(self, run_id, stage, seq, results, attempt)
+
+    monkeypatch.setattr(LocalExecutor, "_unlink_parts", dies)
+    monkeypatch.setattr(LocalExecutor, "_write_parts", driver_writes)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(settings, datasets=["gen"])
+    prefix = f"parts/{catalog_id(cat)}/"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    left = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+    assert any("-media.probe-" in k for k in left), "the dead writer left the probe's parts in the bucket"
+    assert "media.probe" not in by_driver, "the Ray workers wrote the probe's parts, not the driver"
+    assert not Path(str(settings.catalog) + ".parts").exists()
+    rows_before = cat.scalar("SELECT count(*) FROM stage_outcomes")
+    monkeypatch.setattr(LocalExecutor, "_unlink_parts", unlink)
+
+    # In the run that resumes, media.analyse also finds the parts of a task that Ray ran a second time (its
+    # first run's node died after the worker wrote them): no result names them, and the stage deletes them.
+    from clipfactory.executors.parts import write_batch_parts
+    from clipfactory.executors.ray import RayExecutor
+    from clipfactory.records import Result
+
+    process = RayExecutor._process
+
+    def with_a_rerun_task(self, stage, items):
+        if stage.name == "media.analyse":
+            prefix_of_stage_run = f"{self._run_id}/{self._tag}-a01-0000000000000000rerun0-{stage.name}"
+            write_batch_parts(self.parts, prefix_of_stage_run, self._run_id, stage, [Result("lost-task", Result.KEPT)], {})
+        yield from process(self, stage, items)
+
+    monkeypatch.setattr(RayExecutor, "_process", with_a_rerun_task)
+    out = run_pipeline(settings, datasets=["gen"])
+    assert out["status"] == "finished"
+    assert out["recovered_parts"] == len(left)
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents")
+    assert cat.scalar("SELECT count(*) FROM stage_outcomes WHERE item_id = 'lost-task'") == 0
+    # Loaded once: no outcome row of the dead run twice, and its rows are all still there.
+    dup = cat.scalar(
+        "SELECT count(*) FROM (SELECT run_id, stage, item_id, attempt FROM stage_outcomes GROUP BY ALL HAVING count(*) > 1)"
+    )
+    assert dup == 0
+    first_run = cat.scalar("SELECT run_id FROM runs WHERE command = 'run' ORDER BY started_at LIMIT 1")
+    assert cat.scalar("SELECT count(*) FROM stage_outcomes WHERE run_id = ?", [first_run]) == rows_before
+    # The stages the dead run finished are not run again (the source has its blob: nothing to fetch).
+    assert out["resumed"]["policy.gate"] == 1 and out["resumed"]["media.probe"] == 1 and out["fetched"] == 0
+
+    local_settings, local_out = local_build
+    assert out["clips_exported"] == local_out["clips_exported"]
+    assert _hash(settings) == _hash(local_settings)
+    assert cat.query(OUTCOMES) == Catalog(local_settings.catalog).query(OUTCOMES)
+    assert cat.query("SELECT DISTINCT executor FROM runs WHERE command = 'run'") == [{"executor": "ray"}]
+    # the media stages ran on Ray (the probe in the run that died, the others after the resume), and their
+    # workers wrote their parts
+    assert {"media.probe", "media.analyse", "media.cut"} <= set(on_ray), on_ray
+    assert not {"media.probe", "media.analyse", "media.cut"} & set(by_driver), by_driver
+
+
 # -- retries with the workers writing the parts ------------------------------------------------------------
 from clipfactory.errors import TransientError  # noqa: E402
 from clipfactory.records import Result  # noqa: E402
@@ -474,6 +494,7 @@ def test_a_retried_item_keeps_only_its_last_attempt_with_parts_on_s3(cluster, s3
 
     if s3_env is None:
         pytest.skip("parts on S3 need moto[server] and s3fs: pip install 'clipfactory[dev]'")
+    s3_env.client()  # the server, and the bucket
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
     sources = [SourceRecord(f"owned:{i:04d}", "owned") for i in range(4)]
     rows = {}
