@@ -32,6 +32,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -80,16 +81,31 @@ def model_path() -> Path:
     raise MissingExtraError(PACKAGE, SIGNALS_EXTRA, feature="BlazeFace face detection", install=INSTALL)
 
 
+def _missing_converter(name: str, exc: BaseException | None = None):
+    package = {"tflite2onnx": "tflite2onnx", "tflite": "tflite", "onnx": "onnx"}.get(name, name)
+    return MissingExtraError(package, SIGNALS_EXTRA, feature="BlazeFace face detection (its ONNX conversion)",
+                             install=f"pip install {package}")
+
+
+def _converter_version() -> str:
+    """The converter's version (part of the cache key), checked without importing it: tflite2onnx with onnx
+    and tflite takes most of a second to import, which only a conversion needs."""
+    import importlib.metadata
+    import importlib.util
+
+    for name in ("onnx", "tflite", "tflite2onnx"):
+        if sys.modules.get(name, False) is None or importlib.util.find_spec(name) is None:
+            raise _missing_converter(name)
+    return importlib.metadata.version("tflite2onnx")
+
+
 def _converter():
     try:
         import onnx  # noqa: F401
         import tflite  # noqa: F401
         import tflite2onnx
     except ImportError as exc:
-        name = (exc.name or "tflite2onnx").split(".")[0]
-        package = {"tflite2onnx": "tflite2onnx", "tflite": "tflite", "onnx": "onnx"}.get(name, name)
-        raise MissingExtraError(package, SIGNALS_EXTRA, feature="BlazeFace face detection (its ONNX conversion)",
-                                install=f"pip install {package}") from exc
+        raise _missing_converter((exc.name or "tflite2onnx").split(".")[0]) from exc
     return tflite2onnx
 
 
@@ -109,12 +125,11 @@ def onnx_model(in_w: int, in_h: int, tflite_file: Path | None = None) -> Path:
     known = _PATHS.get((str(src), in_w, in_h))
     if known is not None and known.exists():
         return known
-    conv = _converter()
-    version = getattr(conv, "__version__", "?")
+    version = _converter_version()
     key = hashlib.sha256(f"{sha256_file(str(src))}|{version}|{CONVERT_VERSION}".encode()).hexdigest()[:16]
     out = cache_dir() / f"{src.stem}-{key}-{in_w}x{in_h}.onnx"
     if not out.exists():
-        _convert(conv, src, out, in_w, in_h)
+        _convert(_converter(), src, out, in_w, in_h)
     _PATHS[(str(src), in_w, in_h)] = out
     return out
 
@@ -246,7 +261,7 @@ class BlazeFaceDetector:
         except ImportError as exc:
             raise MissingExtraError("onnxruntime", SIGNALS_EXTRA, feature="BlazeFace face detection") from exc
         self._tflite = model_path()
-        _converter()
+        _converter_version()
         self._by_size: dict[tuple[int, int], tuple[object, np.ndarray]] = {}
         # Load the graph of a 16:9 thumbnail now: a failure shows at setup, not on the first picture.
         self._model(*input_size(320, 180, self.options.input_width)[:2])
