@@ -307,7 +307,10 @@ def test_cli_run_on_the_bundled_example(tmp_path):
     md = (out / "ATTRIBUTION.md").read_text()
     assert "## Big Buck Bunny (1 of 2)" in md and "## Big Buck Bunny (2 of 2)" in md
     res = runner.invoke(app, ["builds", "list", "--catalog", str(tmp_path / "c.duckdb"), "--json"])
-    assert json.loads(res.stdout)[0]["build_id"] == "example-v1"
+    (listed,) = json.loads(res.stdout)
+    assert listed["build_id"] == "example-v1"
+    # the content hash the build published in its own build.json, beside the build in the list
+    assert listed["content_hash"] == json.loads((out / "build.json").read_text())["content_hash"]
 
 
 def test_cli_add(tmp_path, media_dir):

@@ -307,6 +307,7 @@ class RayExecutor(LocalExecutor):
                     )
                 ray.init(**{k: v for k, v in kwargs.items() if v is not None})
                 self._started_ray = True
+            _quiet_ray_data()
             self._ray = ray
         return self._ray
 
@@ -481,6 +482,21 @@ class RayExecutor(LocalExecutor):
         if self._ray is not None and self._started_ray and not self.address:
             self._ray.shutdown()
         self._ray, self._started_ray = None, False
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data reports every dataset it runs (a dozen lines of progress and plans on stderr for each stage);
+    the run's own progress says what runs. Its messages stay in Ray's log files, and on stderr with ``-v``
+    (``clipfactory``'s logging at INFO or below)."""
+    import logging
+
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    if hasattr(ctx, "print_on_execution_start"):
+        ctx.print_on_execution_start = False
+    if logging.getLogger("clipfactory").getEffectiveLevel() > logging.INFO:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def _catalog_env() -> str:

@@ -1162,7 +1162,12 @@ def _index_table(build_id: str, planned: list[dict[str, Any]]) -> pa.Table:
 
 
 def list_builds(catalog: Catalog, name: str | None = None) -> list[dict[str, Any]]:
-    sql = "SELECT build_id, name, version, purpose, status, created_at, n_clips, n_shards, supersedes, out_dir FROM builds"
+    # The content hash says whether two builds hold the same clips and files (the same build on two executors,
+    # a rebuild); it is in the build's configuration.
+    sql = (
+        "SELECT build_id, name, version, purpose, status, created_at, n_clips, n_shards, "
+        "config->>'content_hash' AS content_hash, supersedes, out_dir FROM builds"
+    )
     params: list[Any] = []
     if name:
         sql += " WHERE name = ?"
