@@ -388,3 +388,34 @@ def test_a_build_out_bucket_that_goes_away_is_an_error_about_build_out(s3, tmp_p
     with pytest.raises(ClipfactoryError) as err:
         pipeline.run_pipeline(load_settings(cfg))
     assert str(err.value).startswith("build.out = s3://missing-bucket/builds: could not upload the build to "), err.value
+
+
+def test_a_run_after_a_finished_one_on_s3_parts_does_not_need_the_bucket(s3, tmp_path, monkeypatch):
+    """Once a run with ``parts`` on S3 has loaded all its parts, the next run with parts beside the catalog
+    does not list that bucket: it runs where the bucket cannot be reached (no endpoint there)."""
+    import s3fs
+
+    from clipfactory.config import load_settings
+    from clipfactory.executors import parts as parts_mod
+    from clipfactory.factory.pipeline import run_pipeline
+
+    monkeypatch.setattr(parts_mod, "BACKOFF_S", 0.01)
+    monkeypatch.chdir(tmp_path)
+    synth.make_video(tmp_path / "owned.mp4", [("bars", 1.0)], size=(64, 48), keyint=25, scenecut=False, audio=None)
+
+    def settings_with(parts_line: str):
+        (tmp_path / "clipfactory.toml").write_text(
+            f'catalog = "cat.duckdb"\nstore = "store"\n{parts_line}'
+            'inputs = ["owned.mp4"]\nlicense = "CC-BY-4.0"\nrights_holder = "tests"\n'
+            "[quality.filter]\nmin_duration_s = 0.5\n"
+        )
+        return load_settings(tmp_path / "clipfactory.toml")
+
+    assert run_pipeline(settings_with(f'parts = "s3://{BUCKET}/once"\n'))["status"] == "finished"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        again = run_pipeline(settings_with(""))
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+    assert again["status"] == "finished" and again["recovered_parts"] == 0

@@ -142,6 +142,14 @@ class LocalExecutor:
             meta.set_parts_locations(self.catalog, [current])
         return sum(len(names) for _, _, names in pending)
 
+    def _nothing_pending(self) -> None:
+        """Every part this executor wrote is loaded: the catalog stops naming its object-store location, so a
+        later run with another setting, and without that store's credentials, does not have to list it."""
+        from ..catalog import meta
+
+        if meta.parts_locations(self.catalog):
+            meta.set_parts_locations(self.catalog, [])
+
     def _write_parts(
         self, run_id: str, stage: Stage, seq: int, results: list[Result], attempt: dict[str, int]
     ) -> list[str]:
@@ -259,6 +267,8 @@ class LocalExecutor:
                 current, summary = self._run_stage(run_id, stage, current)
                 summaries.append(summary)
             status = "finished"
+            if self.parts.remote:
+                self._nothing_pending()
         except KeyboardInterrupt:
             status = "interrupted"
             raise
