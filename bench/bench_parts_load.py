@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -108,24 +107,16 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "bench"))
     out = {"items": args.items, "batch": args.batch, "fanout": args.fanout, "per_load": args.per_load}
     with tempfile.TemporaryDirectory() as d:
         out["local"] = measure(args.items, args.batch, args.fanout, args.per_load, None, Path(d) / "local")
         if args.s3:
-            import logging
+            from bench_ray import S3_BUCKET, start_s3
 
-            import boto3
-            from moto.server import ThreadedMotoServer
-
-            logging.getLogger("werkzeug").setLevel(logging.ERROR)
-            srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            srv.start()
-            host, port = srv.get_host_and_port()
-            os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                              AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=f"http://{host}:{port}")
-            boto3.client("s3").create_bucket(Bucket="bench-parts")
+            srv = start_s3()
             try:
-                out["s3"] = measure(args.items, args.batch, args.fanout, args.per_load, "s3://bench-parts/p",
+                out["s3"] = measure(args.items, args.batch, args.fanout, args.per_load, f"s3://{S3_BUCKET}/p",
                                     Path(d) / "s3")
             finally:
                 srv.stop()

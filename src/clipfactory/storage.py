@@ -248,11 +248,14 @@ LOCATION_FIX = (
 )
 
 
-def location_error(setting: str, url: str, what: str, exc: BaseException | None = None) -> StorageLocationError:
+def location_error(
+    setting: str, url: str, what: str, exc: BaseException | None = None, *,
+    cls: type[StorageLocationError] = StorageLocationError, fix: str = LOCATION_FIX,
+) -> StorageLocationError:
     """The one-line error for an object-store location of the settings (``store = s3://bucket/x``) that this
     machine cannot use: the setting, what failed and why, and the fix."""
     cause = f": {type(exc).__name__}: {exc}" if exc is not None else ""
-    return StorageLocationError(f"could not {what}{cause}", item=f"{setting} = {url}", fix=LOCATION_FIX)
+    return cls(f"could not {what}{cause}", item=f"{setting} = {url}", fix=fix)
 
 
 def check_location(setting: str, url: str) -> None:

@@ -27,8 +27,8 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import ClipfactoryError
-from ..storage import atomic_path, is_url
+from ..errors import ClipfactoryError, StorageLocationError
+from ..storage import BUCKET_PROTOCOLS, LOCATION_FIX, atomic_path, is_url, location_error
 
 T = TypeVar("T")
 
@@ -37,17 +37,13 @@ ATTEMPTS = 3
 BACKOFF_S = 0.5
 
 
-class PartsStorageError(ClipfactoryError):
+class PartsStorageError(StorageLocationError):
     """The parts location cannot be listed, written or read."""
 
 
 def storage_error(url: str, what: str, exc: BaseException) -> PartsStorageError:
-    return PartsStorageError(
-        f"could not {what}: {type(exc).__name__}: {exc}",
-        item=f"parts = {url}",
-        fix="check that the bucket exists and that this machine's credentials (AWS_ACCESS_KEY_ID, "
-        "AWS_SECRET_ACCESS_KEY or an instance role) and endpoint (AWS_ENDPOINT_URL) reach it, then run the "
-        "command again (finished work is kept)",
+    return location_error(
+        "parts", url, what, exc, cls=PartsStorageError, fix=f"{LOCATION_FIX} (finished work is kept)"
     )
 
 
@@ -172,7 +168,7 @@ class PartStore:
         except FileNotFoundError as exc:
             protocol = self.url.partition("://")[0].lower()
             bucket = base.split("/", 1)[0]
-            if protocol in ("s3", "s3a", "gs", "gcs", "az", "abfs") and not self._call(
+            if protocol in BUCKET_PROTOCOLS and not self._call(
                 "look for the bucket", lambda: self.fs.exists(bucket)
             ):
                 raise storage_error(self.setting, f"find the bucket {bucket!r}", exc) from exc
