@@ -9,15 +9,23 @@ import typer
 
 from ..progress import default_progress
 from .app import app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, open_catalog, settings, table
+from .common import (
+    CatalogOpt,
+    ConfigOpt,
+    JsonOpt,
+    SetOpt,
+    StoreOpt,
+    console,
+    emit,
+    open_catalog,
+    settings,
+    table,
+)
 from .policy import PermissionsOpt, PolicyFileOpt, RegistryOpt
 
 builds_app = typer.Typer(help="Builds: versioned WebDataset exports.", no_args_is_help=True)
 app.add_typer(builds_app, name="builds")
 
-StoreOpt = Annotated[
-    Path | None, typer.Option("--store", envvar="CLIPFACTORY_STORE", help="Root folder of the blob store.")
-]
 PurposeOpt = Annotated[
     str | None, typer.Option("--purpose", help="Purpose profile the build is checked against.")
 ]

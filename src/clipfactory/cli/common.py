@@ -56,6 +56,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override a setting, e.g. --set quality.filter.min_luma=12.")
 ]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", envvar="CLIPFACTORY_STORE", help="Root folder of the blob store.")
+]
 
 
 def settings(config: Path | None = None, sets: list[str] | None = None, **flags: Any) -> Settings:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from .app import app, sources_app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, console, emit, settings, table
-
-StoreOpt = Annotated[
-    Path | None, typer.Option("--store", envvar="CLIPFACTORY_STORE", help="Root folder of the blob store.")
-]
+from .common import CatalogOpt, ConfigOpt, JsonOpt, SetOpt, StoreOpt, console, emit, settings, table
 
 
 @app.command("fetch")

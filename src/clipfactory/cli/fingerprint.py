@@ -15,6 +15,7 @@ from .common import (
     ConfigOpt,
     JsonOpt,
     SetOpt,
+    StoreOpt,
     console,
     emit,
     err_console,
@@ -27,10 +28,6 @@ fingerprints_app = typer.Typer(
     help="The fingerprint index: load new fingerprints, show its state.", no_args_is_help=True
 )
 app.add_typer(fingerprints_app, name="fingerprints")
-
-StoreOpt = Annotated[
-    Path | None, typer.Option("--store", envvar="CLIPFACTORY_STORE", help="Root folder of the blob store.")
-]
 
 
 def _resolve(config, sets, catalog, store):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .app import app
-from .common import CatalogOpt, ConfigOpt, err_console, existing_catalog, settings
+from .common import CatalogOpt, ConfigOpt, StoreOpt, err_console, existing_catalog, settings
 
 
 @app.command("serve")
@@ -19,10 +18,7 @@ def serve_cmd(
         bool,
         typer.Option("--public-only", help="Serve the public pages only (lookup, requests, transparency)."),
     ] = False,
-    store: Annotated[
-        Path | None,
-        typer.Option("--store", envvar="CLIPFACTORY_STORE", help="Root folder of the blob store."),
-    ] = None,
+    store: StoreOpt = None,
     max_upload_mb: Annotated[
         int, typer.Option("--max-upload-mb", help="Largest upload accepted (MB).")
     ] = 500,
