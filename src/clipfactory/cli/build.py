@@ -21,7 +21,7 @@ from .common import (
     settings,
     table,
 )
-from .policy import PermissionsOpt, PolicyFileOpt, RegistryOpt
+from .policy import PermissionsOpt, PolicyFileOpt, RegistryOpt, settings_with_policy
 
 builds_app = typer.Typer(help="Builds: versioned WebDataset exports.", no_args_is_help=True)
 app.add_typer(builds_app, name="builds")
@@ -128,8 +128,7 @@ def run_cmd(
         purpose = the_plan["purpose"]
         if not the_plan["sources"]:
             raise ConfigError("the plan lists no sources", item=str(plan), fix="see its `impossible` categories")
-    s = settings(config, sets, catalog=catalog, store=store, purpose=purpose, policy_file=policy_file,
-                 registry_file=registry, permissions_file=permissions)
+    s = settings_with_policy(config, sets, catalog, policy_file, registry, permissions, purpose, store=store)
     datasets = dataset or None
     if the_plan is not None:
         from ..catalog import Catalog

@@ -33,7 +33,11 @@ PermissionsOpt = Annotated[
 ]
 
 
-def _settings(config, sets, catalog=None, policy=None, registry=None, permissions=None, purpose=None):
+def settings_with_policy(
+    config, sets, catalog=None, policy=None, registry=None, permissions=None, purpose=None, **flags
+):
+    """Settings of a command that takes --policy, --registry and --permissions (the settings
+    ``policy_file``, ``registry_file`` and ``permissions_file``); ``flags`` are its other options."""
     return settings(
         config,
         sets,
@@ -42,6 +46,7 @@ def _settings(config, sets, catalog=None, policy=None, registry=None, permission
         registry_file=registry,
         permissions_file=permissions,
         purpose=purpose,
+        **flags,
     )
 
 
@@ -68,7 +73,7 @@ def check_cmd(
     """Decide every source for a purpose, store the decisions, and print counts by decision and reason."""
     from ..policy.gate import evaluate
 
-    s = _settings(config, sets, catalog, policy, registry, permissions, purpose)
+    s = settings_with_policy(config, sets, catalog, policy, registry, permissions, purpose)
     evaluation = list(s.build.evaluation_manifests) + [
         e for e in eval_ or [] if e not in s.build.evaluation_manifests
     ]
@@ -103,7 +108,7 @@ def profiles_cmd(
     """List the purpose profiles (built-in and from the policy file)."""
     from ..policy.profiles import list_profiles
 
-    s = _settings(config, sets, policy=policy)
+    s = settings_with_policy(config, sets, policy=policy)
     rows = list_profiles(s)
 
     def render(rs: list[dict[str, Any]]) -> None:
@@ -135,7 +140,7 @@ def datasets_cmd(
     """List the dataset registry: licences, content source, lineage and flags."""
     from ..policy.lineage import describe_datasets
 
-    s = _settings(config, sets, registry=registry, policy=policy)
+    s = settings_with_policy(config, sets, registry=registry, policy=policy)
     rows = describe_datasets(s)
 
     def render(rs: list[dict[str, Any]]) -> None:
@@ -186,7 +191,7 @@ def explain_cmd(
     """Explain a source: its lineage, every licence on it, its memberships, and each purpose's decision."""
     from ..explain import explain_source
 
-    s = _settings(config, sets, catalog, policy, registry, permissions)
+    s = settings_with_policy(config, sets, catalog, policy, registry, permissions)
     data = explain_source(open_catalog(s), source, purpose=purpose, settings=s)
     emit(data, json_, _render_explain)
 

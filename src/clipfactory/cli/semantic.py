@@ -20,7 +20,7 @@ from .common import (
     settings,
     table,
 )
-from .policy import PermissionsOpt, PolicyFileOpt, RegistryOpt
+from .policy import PermissionsOpt, PolicyFileOpt, RegistryOpt, settings_with_policy
 
 semantic_app = typer.Typer(help="Embeddings: compute what is missing.", no_args_is_help=True)
 app.add_typer(semantic_app, name="semantic")
@@ -92,8 +92,7 @@ def search_cmd(
     from ..policy.gate import load_policy
     from ..semantic.search import search
 
-    s = settings(config, sets, catalog=catalog, purpose=purpose, policy_file=policy_file, registry_file=registry,
-                 permissions_file=permissions)
+    s = settings_with_policy(config, sets, catalog, policy_file, registry, permissions, purpose)
     load_policy(s).profile(s.purpose)  # an unknown purpose is named with the known ones
     r = search(
         existing_catalog(s), query, k=k, purpose=s.purpose, kind=kind, modality=modality,
@@ -192,8 +191,7 @@ def plan_cmd(
     from ..errors import ConfigError
     from ..semantic.plan import check_plan, load_plan, parse_target, plan_mix
 
-    s = settings(config, sets, catalog=catalog, purpose=purpose, policy_file=policy_file, registry_file=registry,
-                 permissions_file=permissions)
+    s = settings_with_policy(config, sets, catalog, policy_file, registry, permissions, purpose)
     if check is None:
         from ..policy.gate import load_policy
 
