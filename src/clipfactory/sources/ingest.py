@@ -168,6 +168,20 @@ def _already_summary(uri: str, manifest_id: str, row: dict[str, Any]) -> IngestS
     )
 
 
+def _begin(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, uri: str, manifest_id: str, opts: IngestOptions
+) -> IngestSummary | None:
+    """In the write transaction of an ingest: the summary of an earlier ingest of ``manifest_id`` (nothing
+    to do), else None once ``con`` is configured and has the SQL macros."""
+    if con.execute("SELECT count(*) FROM manifests WHERE manifest_id = ?", [manifest_id]).fetchall()[0][0]:
+        row = _already(catalog, manifest_id)
+        assert row is not None
+        return _already_summary(uri, manifest_id, row)
+    _configure(con, opts)
+    install_macros(con)
+    return None
+
+
 # -- the shared SQL pass ------------------------------------------------------------------------------
 #: Pre-row columns that are kept in ``_cf_rows`` when the adapter fills them.
 _OPTIONAL = (
@@ -709,14 +723,9 @@ def _ingest_file(
     registry_key = _registry_key(name, inferred or adapter.registry_key)
 
     with catalog.write() as con:
-        if con.execute("SELECT count(*) FROM manifests WHERE manifest_id = ?", [manifest_id]).fetchall()[0][
-            0
-        ]:
-            row = _already(catalog, manifest_id)
-            assert row is not None
-            return _already_summary(uri, manifest_id, row)
-        _configure(con, opts)
-        install_macros(con)
+        done = _begin(con, catalog, uri, manifest_id, opts)
+        if done is not None:
+            return done
         with _step("read"):
             staged = _stage(con, facts, det.kind, adapter)
         ctx.staged = staged
@@ -766,14 +775,9 @@ def ingest_pre_rows(
     given = {c for c in pre.column_names if pre.column(c).null_count < pre.num_rows}
     pre = pre.select(list(PRE_COLUMNS))
     with catalog.write() as con:
-        if con.execute("SELECT count(*) FROM manifests WHERE manifest_id = ?", [manifest_id]).fetchall()[0][
-            0
-        ]:
-            row = _already(catalog, manifest_id)
-            assert row is not None
-            return _already_summary(uri, manifest_id, row)
-        _configure(con, opts)
-        install_macros(con)
+        done = _begin(con, catalog, uri, manifest_id, opts)
+        if done is not None:
+            return done
         con.register("_cf_pre_in", pre)
         con.execute("CREATE OR REPLACE TEMP TABLE _cf_pre AS SELECT * FROM _cf_pre_in")
         con.unregister("_cf_pre_in")
