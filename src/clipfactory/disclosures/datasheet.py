@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from .facts import OPERATOR, UNKNOWN
-from .text import fmt_hours, fmt_share, label, statement
+from .text import cell, fmt_hours, fmt_share, label, statement
 
 #: The vendored bundles, in load order (see vendor/README.md).
 VENDORED = {"vega": "5.33.1", "vega-lite": "5.23.0", "vega-embed": "6.29.0"}
@@ -156,15 +156,7 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
     head = "".join(f"<th>{html.escape(t)}</th>" for _, t in cols)
     body = []
     for r in rows:
-        cells = []
-        for k, _ in cols:
-            v = r.get(k)
-            if k == "share":
-                v = fmt_share(v)
-            elif k == "hours":
-                v = fmt_hours(v)
-            cells.append(f"<td>{html.escape(label(v))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        body.append("<tr>" + "".join(f"<td>{html.escape(cell(r, k))}</td>" for k, _ in cols) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 

@@ -61,18 +61,21 @@ def size_band(hours: float) -> str:
     return "more than 1,000,000 hours"
 
 
+def cell(row: dict[str, Any], key: str) -> str:
+    """The text of a table cell: ``share`` and ``hours`` columns formatted, a missing value labelled."""
+    v = row.get(key)
+    if key == "share":
+        v = fmt_share(v)
+    elif key == "hours":
+        v = fmt_hours(v)
+    return label(v)
+
+
 def md_table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
     if not rows:
         return "none\n"
     out = ["| " + " | ".join(t for _, t in cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
     for r in rows:
-        cells = []
-        for k, _ in cols:
-            v = r.get(k)
-            if k == "share":
-                v = fmt_share(v)
-            elif k == "hours":
-                v = fmt_hours(v)
-            cells.append(label(v).replace("|", "\\|").replace("\n", " "))
+        cells = [cell(r, k).replace("|", "\\|").replace("\n", " ") for k, _ in cols]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
