@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import tarfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,25 @@ _OUTCOMES_OF = (
 )
 
 
+def _tables_with_rows(con) -> Iterator[tuple[str, list[str], str, int]]:
+    """Each table but the :data:`KEEP_TABLES` that has rows of the planned sources or clips (``_td_src``,
+    ``_td_clip``): its name, its columns, the WHERE clause of those rows and how many there are."""
+    for table, cols in _columns(con).items():
+        if table in KEEP_TABLES:
+            continue
+        where = _where(cols)
+        if where is None:
+            continue
+        n = con.execute(f'SELECT count(*) FROM "{table}" WHERE {where}').fetchall()[0][0]
+        if n:
+            yield table, cols, where, int(n)
+
+
+def _outcome_rows(con) -> int:
+    """How many outcome rows are of the planned sources and clips (:data:`_OUTCOMES_OF`)."""
+    return con.execute("SELECT count(*) FROM stage_outcomes WHERE " + _OUTCOMES_OF).fetchall()[0][0]
+
+
 def derived_artefacts(con, source_ids: list[str], clip_ids: list[str] | None = None) -> dict[str, Any]:
     """Every catalog row and blob derived from ``source_ids`` (see the module docstring).
 
@@ -228,25 +248,15 @@ def derived_artefacts(con, source_ids: list[str], clip_ids: list[str] | None = N
     try:
         tables: dict[str, int] = {}
         blobs: dict[str, set[str]] = {}
-        for table, cols in _columns(con).items():
-            if table in KEEP_TABLES:
-                continue
-            where = _where(cols)
-            if where is None:
-                continue
-            n = con.execute(f'SELECT count(*) FROM "{table}" WHERE {where}').fetchall()[0][0]
-            if not n:
-                continue
-            tables[table] = int(n)
+        for table, cols, where, n in _tables_with_rows(con):
+            tables[table] = n
             for col in cols:
                 if col.endswith("_uri"):
                     for (uri,) in con.execute(
                         f'SELECT DISTINCT "{col}" FROM "{table}" WHERE ({where}) AND "{col}" LIKE \'{BLOB_PREFIX}%\''
                     ).fetchall():
                         blobs.setdefault(uri, set()).add(f"{table}.{col}")
-        n_out = con.execute(
-            "SELECT count(*) FROM stage_outcomes WHERE " + _OUTCOMES_OF
-        ).fetchall()[0][0]
+        n_out = _outcome_rows(con)
         if n_out:
             tables["stage_outcomes"] = int(n_out)
         clips = [
@@ -1209,19 +1219,10 @@ def _delete_rows(catalog: Catalog, plan: dict[str, Any]) -> dict[str, int]:
         con.register("_td_src", pa.table({"id": pa.array(sids, pa.string())}))
         con.register("_td_clip", pa.table({"id": pa.array(cids, pa.string())}))
         try:
-            for table, cols in _columns(con).items():
-                if table in KEEP_TABLES:
-                    continue
-                where = _where(cols)
-                if where is None:
-                    continue
-                n = con.execute(f'SELECT count(*) FROM "{table}" WHERE {where}').fetchall()[0][0]
-                if n:
-                    con.execute(f'DELETE FROM "{table}" WHERE {where}')
-                    counts[table] = int(n)
-            n = con.execute(
-                "SELECT count(*) FROM stage_outcomes WHERE " + _OUTCOMES_OF
-            ).fetchall()[0][0]
+            for table, _cols, where, n in _tables_with_rows(con):
+                con.execute(f'DELETE FROM "{table}" WHERE {where}')
+                counts[table] = n
+            n = _outcome_rows(con)
             if n:
                 con.execute(
                     "DELETE FROM stage_outcomes WHERE " + _OUTCOMES_OF
