@@ -13,7 +13,11 @@ here with the executor's own methods on synthetic results shaped like the analys
 Prints rows per second of loading (outcome rows plus record rows; wall and CPU of this process) and of
 writing the parts. The capacity plan (``bench/capacity_plan.py``) reads ``rows_per_s`` of the local side.
 
-    python bench/bench_parts_load.py [--items 20000] [--batch 16] [--fanout 3] [--per-load 50] [--s3] [--json]
+    python bench/bench_parts_load.py [--items 20000] [--batch 16] [--fanout 3] [--per-load 50] [--s3]
+                                     [--against-threads] [--repeat 1] [--json]
+
+A load reads its parts with one DuckDB thread (``LocalExecutor.load_threads``); ``--against-threads`` runs
+the local side again with the catalog's own thread count, interleaved, for the ratio.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -38,13 +43,16 @@ class _Stage:
     name, version, config_hash = "media.analyse", 1, "bench"
 
 
-def measure(items: int, batch: int, fanout: int, per_load: int, parts: str | None, workdir: Path) -> dict:
+def measure(
+    items: int, batch: int, fanout: int, per_load: int, parts: str | None, workdir: Path, load_threads: int = 1
+) -> dict:
     from clipfactory.catalog import Catalog
     from clipfactory.executors.local import LocalExecutor
     from clipfactory.records import ClipRecord, Result
 
     cat = Catalog(workdir / "cat.duckdb")
     ex = LocalExecutor(cat, parts=parts)
+    ex.load_threads = load_threads
     ex.recover_parts()  # records the location, as a run does
     stage = _Stage()
     # A warm-up batch, untimed: a run's writer has its imports and its catalog connection already.
@@ -104,13 +112,23 @@ def main() -> int:
     ap.add_argument("--fanout", type=int, default=3)
     ap.add_argument("--per-load", type=int, default=50, help="batches pending at each load")
     ap.add_argument("--s3", action="store_true", help="also with the parts on a local S3 API server (moto)")
+    ap.add_argument("--against-threads", action="store_true",
+                    help="also load with DuckDB's own thread count (what ran before one thread a load), interleaved")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each side (medians)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "bench"))
     out = {"items": args.items, "batch": args.batch, "fanout": args.fanout, "per_load": args.per_load}
     with tempfile.TemporaryDirectory() as d:
-        out["local"] = measure(args.items, args.batch, args.fanout, args.per_load, None, Path(d) / "local")
+        sides = {"local": 1, "local, DuckDB's threads": 0} if args.against_threads else {"local": 1}
+        runs: dict[str, list[dict]] = {k: [] for k in sides}
+        for i in range(args.repeat):
+            for side, threads in sides.items():
+                runs[side].append(measure(args.items, args.batch, args.fanout, args.per_load, None,
+                                          Path(d) / f"local-{threads}-{i}", load_threads=threads))
+        for side, ms in runs.items():
+            out[side] = {k: statistics.median(m[k] for m in ms) for k in ms[0]}
         if args.s3:
             from bench_ray import S3_BUCKET, start_s3
 
@@ -123,7 +141,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        for side in ("local", "s3"):
+        for side in ("local", "local, DuckDB's threads", "s3"):
             if side in out:
                 m = out[side]
                 print(f"{side}: {m['rows']:,} rows in {m['parts']:,} parts; load {m['rows_per_s']:,} rows/s "

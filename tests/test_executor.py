@@ -6,6 +6,7 @@ import re
 import sys
 from typing import ClassVar
 
+import duckdb
 import pytest
 from pydantic import Field
 
@@ -203,6 +204,39 @@ def test_parts_left_by_a_crash_are_loaded_on_the_next_start(catalog):
     out = LocalExecutor(catalog).run([FanOut()], _sources(2))
     assert Calls.seen == [] and len(out.outputs) == 6
     assert not list(ex.parts_root.rglob("*.parquet"))
+
+
+def test_a_load_reads_its_parts_on_one_thread_and_gives_the_catalog_its_threads_back(catalog):
+    ex = LocalExecutor(catalog)
+    stage = FanOut()
+    seen = []
+    names = ex._write_parts("run-a", stage, 0, [stage.process(s) for s in _sources(2)], {})
+    import clipfactory.executors.local as local_mod
+
+    real_replace = local_mod.replace_records
+
+    def replace(con, *a, **k):
+        seen.append(con.execute("SELECT current_setting('threads')").fetchone()[0])
+        return real_replace(con, *a, **k)
+
+    local_mod.replace_records = replace
+    before = catalog.scalar("SELECT current_setting('threads')")
+    if before == 1:
+        pytest.skip("DuckDB runs one thread on this machine already")
+    try:
+        ex._load_parts(names)
+        assert seen == [1, 1]  # the records of both tables (sources and clips) read on one thread
+        assert catalog.scalar("SELECT current_setting('threads')") == before
+        assert catalog.scalar("SELECT count(*) FROM clips") == 4
+        # A load that fails inside its transaction (a part that is not Parquet) gives the threads back too.
+        bad = ex._write_parts("run-b", stage, 1, [stage.process(s) for s in _sources(3)[2:]], {})
+        (ex.parts_root / bad[0]).write_bytes(b"not parquet")
+        with pytest.raises(duckdb.Error):
+            ex._load_parts(bad)
+        assert catalog.scalar("SELECT current_setting('threads')") == before
+        assert catalog.scalar("SELECT count(*) FROM clips") == 4, "the failed load changed nothing"
+    finally:
+        local_mod.replace_records = real_replace
 
 
 def test_transient_failures_are_retried(catalog):
