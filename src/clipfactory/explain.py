@@ -17,7 +17,7 @@ import logging
 import re
 from typing import Any
 
-from .catalog import Catalog, load_records
+from .catalog import Catalog, has_table, load_records
 from .errors import NotFoundError
 from .ids import url_source_id, youtube_source_id
 from .records import SourceRecord
@@ -94,14 +94,6 @@ def resolve_source_id(con, text: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _has_table(con, name: str) -> bool:
-    rows = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
-        [name],
-    ).fetchall()
-    return rows[0][0] > 0
-
-
 def _rows(con, sql: str, params: list[Any]) -> list[dict[str, Any]]:
     cur = con.execute(sql, params)
     names = [d[0] for d in cur.description]
@@ -145,7 +137,7 @@ def explain_source(
 
     with catalog.read() as con:
         sid = resolve_source_id(con, source)
-        if sid is None and _has_table(con, "tombstones") and (source or "").strip():
+        if sid is None and has_table(con, "tombstones") and (source or "").strip():
             gone = con.execute(
                 """SELECT source_id, takedown_id, reason, created_at FROM tombstones
                    WHERE source_id IN (SELECT unnest(?)) ORDER BY created_at DESC LIMIT 1""",
@@ -168,7 +160,7 @@ def explain_source(
             )
         record = load_records(con, SourceRecord, [sid])[0]
         memberships: list[dict[str, Any]] = []
-        if _has_table(con, "memberships"):
+        if has_table(con, "memberships"):
             memberships = _rows(
                 con,
                 "SELECT * FROM memberships WHERE source_id = ? ORDER BY dataset, split",
@@ -176,7 +168,7 @@ def explain_source(
             )
         keys = registry_keys(con)
         stored: list[dict[str, Any]] = []
-        if _has_table(con, "policy_decisions"):
+        if has_table(con, "policy_decisions"):
             stored = _rows(con, "SELECT * FROM policy_decisions WHERE source_id = ? ORDER BY purpose", [sid])
         sections = _sections(con, sid)
     sections.update(_sections(catalog, sid, CATALOG_SECTION_PROVIDERS))

@@ -701,3 +701,12 @@ def table_columns(con) -> dict[str, set[str]]:
     for t, c in rows:
         out.setdefault(t, set()).add(c)
     return out
+
+
+def has_table(con, name: str) -> bool:
+    """Whether the catalog (``main`` schema) has the table ``name``: an older catalog may lack it."""
+    rows = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
+        [name],
+    ).fetchall()
+    return rows[0][0] > 0

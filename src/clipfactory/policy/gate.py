@@ -35,6 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..catalog.db import has_table
 from ..errors import PolicyError
 from ..records import SourceRecord
 from .lineage import content_terms, dataset_lineage, dataset_terms
@@ -530,7 +531,7 @@ _EMPTY_MEMBERSHIPS = pa.table(
 
 def _membership_datasets(con, mem_name: str) -> list[tuple[str, str | None]]:
     """Distinct membership datasets with their registry key (from ``datasets.registry_key``)."""
-    if _has_table(con, "datasets"):
+    if has_table(con, "datasets"):
         sql = (
             f"SELECT DISTINCT m.dataset, d.registry_key FROM (SELECT DISTINCT dataset FROM {mem_name}) m "
             "LEFT JOIN datasets d ON d.dataset = m.dataset WHERE m.dataset IS NOT NULL"
@@ -542,18 +543,10 @@ def _membership_datasets(con, mem_name: str) -> list[tuple[str, str | None]]:
 
 def registry_keys(con) -> dict[str, str]:
     """``datasets.registry_key`` by dataset name, where the ingest recorded one."""
-    if not _has_table(con, "datasets"):
+    if not has_table(con, "datasets"):
         return {}
     rows = con.execute("SELECT dataset, registry_key FROM datasets WHERE registry_key IS NOT NULL").fetchall()
     return {d: k for d, k in rows}
-
-
-def _has_table(con, name: str) -> bool:
-    rows = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
-        [name],
-    ).fetchall()
-    return rows[0][0] > 0
 
 
 def _scoped_tables(ctx: _Context, names: list[tuple[str, str | None]]) -> tuple[pa.Table, pa.Table]:
@@ -709,7 +702,7 @@ def evaluate(
             registered.append(name)
 
         mem_name = "memberships"
-        if not _has_table(con, "memberships"):
+        if not has_table(con, "memberships"):
             register("_pol_memberships", _EMPTY_MEMBERSHIPS)
             mem_name = "_pol_memberships"
         subset_join = ""
