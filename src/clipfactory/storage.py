@@ -149,21 +149,29 @@ class BlobStore:
 
     def put_file(self, src: str | os.PathLike) -> tuple[str, int]:
         """Copy a file in, hashing as it streams. Returns ``(uri, size)``."""
+        with open(src, "rb") as fin:
+            uri, _, size = self.put_stream(fin)
+        return uri, size
+
+    def put_stream(self, fh, prefix: str = ".put.") -> tuple[str, str, int]:
+        """Stream an open binary file in (a temp file ``prefix*.part`` in ``incoming/``, hashed as it is
+        written, then :meth:`adopt`). Returns ``(uri, sha256, size)``; an error leaves no temp file."""
         h = hashlib.sha256()
         size = 0
-        fd, tmp = self.new_part()
+        fd, tmp = self.new_part(prefix)
         try:
-            with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            with os.fdopen(fd, "wb") as out:
                 while True:
-                    buf = fin.read(1 << 20)
+                    buf = fh.read(1 << 20)
                     if not buf:
                         break
                     h.update(buf)
                     size += len(buf)
-                    fout.write(buf)
-                fout.flush()
-                os.fsync(fout.fileno())
-            return self.adopt(tmp, h.hexdigest()), size
+                    out.write(buf)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = h.hexdigest()
+            return self.adopt(tmp, sha), sha, size
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,26 +62,7 @@ def stream_into_store(store, fh) -> tuple[str, str, int]:
     Returns ``(uri, sha256, size)``. A crash leaves at most a ``.part`` file that
     :meth:`BlobStore.clean_incoming` removes.
     """
-    h = hashlib.sha256()
-    size = 0
-    fd, tmp = store.new_part(".acquire.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while True:
-                buf = fh.read(1 << 20)
-                if not buf:
-                    break
-                h.update(buf)
-                size += len(buf)
-                out.write(buf)
-            out.flush()
-            os.fsync(out.fileno())
-        sha = h.hexdigest()
-        return store.adopt(tmp, sha), sha, size
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    return store.put_stream(fh, ".acquire.")
 
 
 @register
