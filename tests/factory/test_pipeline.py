@@ -42,10 +42,33 @@ def new_rows(cat: Catalog, run_id: str) -> dict[str, int]:
     return {r["stage"]: r["n"] for r in rows}
 
 
+@pytest.fixture(scope="module")
+def _first_run_as_it_ended(tmp_path_factory, media_dir):
+    """One first run of the module, and a copy of its folder (catalog, store, builds) as the run left it."""
+    from clipfactory.catalog.db import close_idle_connections
+
+    root = tmp_path_factory.mktemp("first_run")
+    s = make_settings(root / "run", [media_dir])
+    summary = pipeline.run_pipeline(s)
+    close_idle_connections()  # the catalog file and its log are complete on disk before they are copied
+    shutil.copytree(root / "run", root / "as_it_ended", symlinks=True)
+    return s, summary, root / "run", root / "as_it_ended"
+
+
 @pytest.fixture
-def first_run(tmp_path, media_dir):
-    s = make_settings(tmp_path, [media_dir])
-    return s, pipeline.run_pipeline(s)
+def first_run(_first_run_as_it_ended):
+    """The catalog, store and builds of a first run over ``media_dir``, as that run left them: the module's
+    run is made once and its folder put back, at the same paths (which its catalog and blobs name), before
+    each test that changes it."""
+    import copy
+
+    from clipfactory.catalog.db import close_idle_connections
+
+    s, summary, run, as_it_ended = _first_run_as_it_ended
+    close_idle_connections()  # no connection of this process stays open on the file replaced
+    shutil.rmtree(run)
+    shutil.copytree(as_it_ended, run, symlinks=True)
+    return s, copy.deepcopy(summary)
 
 
 def test_run_exports_allowed_clips_and_refuses_the_rest(first_run):
