@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import PolicyError, describe_invalid
-from ..sources.registry import Registry, load_registry
+from ..sources.registry import Registry, load_registry, read_toml
 from .taxonomy import USE_CLASSES, LicenseTable
 
 
@@ -93,16 +93,6 @@ def builtin_policy_text() -> str:
     return resources.files("clipfactory.policy").joinpath("default_policy.toml").read_text()
 
 
-def _read(path: str) -> dict[str, Any]:
-    p = Path(path)
-    if not p.exists():
-        raise PolicyError("policy file not found", item=str(p), fix="check policy_file / --policy")
-    try:
-        return tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"invalid TOML: {exc}", item=str(p)) from exc
-
-
 def _check_sections(data: dict[str, Any], where: str) -> None:
     unknown = set(data) - {"licenses", "profiles"}
     if unknown:
@@ -148,7 +138,7 @@ def _resolve_profiles(raw: dict[str, dict[str, Any]], where: str) -> dict[str, P
 @functools.lru_cache(maxsize=16)
 def _load_cached(policy_path: str | None, _mtime: tuple[int, int] | None, registry: Registry) -> Policy:
     base = tomllib.loads(builtin_policy_text())
-    user = _read(policy_path) if policy_path else {}
+    user = read_toml(policy_path, "policy file", "check policy_file / --policy") if policy_path else {}
     _check_sections(user, policy_path or "")
 
     table = LicenseTable()

@@ -197,10 +197,12 @@ def builtin_registry_text() -> str:
     return resources.files("clipfactory.sources").joinpath("registry/datasets.toml").read_text()
 
 
-def _read_toml(path: str | os.PathLike) -> dict[str, Any]:
+def read_toml(path: str | os.PathLike, what: str, fix: str) -> dict[str, Any]:
+    """The TOML file ``path`` of the registry or the policy: where it is missing the error says
+    ``WHAT not found`` with ``fix``; where it is not valid TOML, what the parser says."""
     p = Path(path)
     if not p.exists():
-        raise PolicyError("registry file not found", item=str(p), fix="check registry_file / --registry")
+        raise PolicyError(f"{what} not found", item=str(p), fix=fix)
     try:
         return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -244,7 +246,7 @@ def _load_cached(path: str | None, mtime: tuple[int, int] | None) -> Registry:
     data = tomllib.loads(builtin_registry_text())
     sources = ["builtin:sources/registry/datasets.toml"]
     if path:
-        data = _merge(data, _read_toml(path), path)
+        data = _merge(data, read_toml(path, "registry file", "check registry_file / --registry"), path)
         sources.append(path)
     return _build(data, sources)
 
