@@ -6,6 +6,7 @@ running and leave it running).
   as the local executor, with workers that never open the catalog, and a run survives its writer dying after
   it loaded parts and before it deleted them (one short generated video fetched over HTTP).
 - Fetch workers on the two raylets share the per-host limits.
+- A raylet killed mid-run loses only its batch in flight, which Ray runs again on the other raylet.
 - The local and the Ray executor write the same stage rows for the media stages, and the same build for the
   whole factory, fetch included, on real media."""
 
@@ -511,3 +512,97 @@ def test_a_retried_item_keeps_only_its_last_attempt_with_parts_on_s3(cluster, s3
         rows[side] = cat.query("SELECT item_id, status, attempt FROM stage_outcomes ORDER BY item_id, attempt")
     assert rows["local"] == [{"item_id": s.source_id, "status": "kept", "attempt": 2} for s in sources]
     assert rows["ray"] == rows["local"]
+
+
+# -- a node lost mid-run -------------------------------------------------------------------------------------
+class StallsOnTheOtherNode(Stage):
+    """Logs each call; the first call that runs on a raylet other than ``head`` marks itself and waits there
+    (its node is killed under it); every other call keeps its item at once."""
+
+    name = "test.stalls_on_the_other_node"
+    batch_size = 1
+    input_type = SourceRecord
+
+    class Config(StageConfig):
+        marks: str = ""
+        head: str = ""
+
+    def process(self, item):
+        import time
+
+        node = ""
+        if self.config.head:
+            import ray as _ray
+
+            node = _ray.get_runtime_context().get_node_id()
+        marks = Path(self.config.marks)
+        with open(marks / "calls.log", "a") as f:
+            f.write(f"{item.source_id} {node}\n")
+        stalled = marks / "stalled"
+        if node and node != self.config.head and not stalled.exists():
+            stalled.write_text(f"{item.source_id} {node}")
+            time.sleep(120)  # the test kills this raylet
+        return Result.kept(item.source_id, item)
+
+
+def test_a_raylet_killed_mid_run_loses_only_its_batch_in_flight(cluster, tmp_path):
+    """The second raylet is killed while it runs a batch: Ray runs that batch again on the other raylet, the
+    run finishes with every item kept and the same stage rows as the local executor, and no other item ran
+    twice."""
+    import threading
+    import time
+
+    import ray.cloudpickle
+
+    from clipfactory.executors.ray import RayExecutor
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
+    head = ray.get_runtime_context().get_node_id()
+    sources = [SourceRecord(f"owned:{i:04d}", "owned") for i in range(6)]
+    rows, calls = {}, {}
+    killed: list[str] = []
+    try:
+        for side in ("local", "ray"):
+            marks = tmp_path / side
+            marks.mkdir()
+            cat = Catalog(marks / "cat.duckdb")
+            stage = StallsOnTheOtherNode({"marks": str(marks), "head": head if side == "ray" else ""})
+            stop = threading.Event()
+            watcher = None
+            if side == "local":
+                ex = get_executor("local", cat)
+            else:
+                ex = RayExecutor(cat, workers=2)
+
+                def kill_when_stalled(marks=marks, stop=stop):
+                    while not stop.is_set():
+                        if (marks / "stalled").exists():
+                            item, node_id = (marks / "stalled").read_text().split()
+                            node = next(n for n in cluster.list_all_nodes() if n.node_id == node_id)
+                            cluster.remove_node(node)
+                            killed.append(item)
+                            return
+                        time.sleep(0.05)
+
+                watcher = threading.Thread(target=kill_when_stalled, daemon=True)
+                watcher.start()
+            try:
+                out = ex.run([stage], sources)
+            finally:
+                stop.set()
+                if watcher is not None:
+                    watcher.join(5)
+            assert out.stages[0].kept == 6 and out.stages[0].failed == 0
+            rows[side] = cat.query("SELECT item_id, status, attempt FROM stage_outcomes ORDER BY item_id")
+            calls[side] = [line.split()[0] for line in (marks / "calls.log").read_text().splitlines()]
+    finally:
+        if killed:  # the cluster serves the rest of the file with two raylets again
+            cluster.add_node(num_cpus=1, object_store_memory=80 * MB)
+            cluster.wait_for_nodes()
+    assert len(killed) == 1, "no batch ran on the second raylet"
+    assert rows["ray"] == rows["local"] == [
+        {"item_id": s.source_id, "status": "kept", "attempt": 1} for s in sources
+    ]
+    assert sorted(calls["local"]) == [s.source_id for s in sources]
+    # Only the batch in flight on the killed raylet ran again.
+    assert sorted(calls["ray"]) == sorted([s.source_id for s in sources] + killed)
