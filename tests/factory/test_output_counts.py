@@ -255,7 +255,7 @@ def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_dat
     files, and the blob store's: 0666 less the umask, like any new file."""
     old_umask = os.umask(umask)
     try:
-        s = _settings(tmp_path, _footage(tmp_path, shared_data, ["bbb_5s.mp4", "bikes.mp4"]))
+        s = _settings(tmp_path, _footage(tmp_path, shared_data, ["carphone_pristine.mp4", "bikes.mp4"]))
         first = pipeline.run_pipeline(s)
         old_dir = Path(first["build"]["out_dir"])
         built_hash = json.loads((old_dir / "build.json").read_text())["content_hash"]
@@ -273,7 +273,7 @@ def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_dat
     old_manifest = json.loads((old_dir / "build.json").read_text())
     assert 0 < manifest["n_clips"] < first["build"]["n_clips"]
     credits = json.loads((new_dir / "ATTRIBUTION.json").read_text())
-    assert [w["title"] for w in credits["works"]] == ["bbb_5s.mp4"]  # the taken-down work is not credited
+    assert [w["title"] for w in credits["works"]] == ["carphone_pristine.mp4"]  # the taken-down work is not credited
     assert manifest["content_hash"] == _hash_of_files(new_dir) != built_hash
     # The superseded version lost its affected shards: its build.json no longer claims the hash of a whole
     # build (it keeps the one it was built with apart), lists the hashes of the files that are there now,
@@ -294,7 +294,7 @@ def test_takedown_rewrite_carries_the_hash_of_its_own_files(tmp_path, shared_dat
         assert hashlib.sha256((old_dir / f["name"]).read_bytes()).hexdigest() == f["sha256"], f["name"]
     assert {"index.parquet", "ATTRIBUTION.md", "ATTRIBUTION.json"} <= {f["name"] for f in old_manifest["files"]}
     old_credits = json.loads((old_dir / "ATTRIBUTION.json").read_text())
-    assert [w["title"] for w in old_credits["works"]] == ["bbb_5s.mp4"]
+    assert [w["title"] for w in old_credits["works"]] == ["carphone_pristine.mp4"]
     assert "bikes.mp4" not in (old_dir / "ATTRIBUTION.md").read_text()
     assert row["h"] == manifest["content_hash"]  # the catalog row agrees with the file
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in sorted(new_dir.iterdir())}
@@ -338,8 +338,8 @@ def test_a_run_that_names_nothing_to_build_says_what_the_catalog_holds(tmp_path,
     monkeypatch.chdir(tmp_path)  # the build goes to ./builds
     runner = CliRunner()
     cat = tmp_path / "cat.duckdb"
-    video = tmp_path / "bbb_5s.mp4"
-    shutil.copy(shared_data / "media" / "bbb_5s.mp4", video)
+    video = tmp_path / "carphone_pristine.mp4"
+    shutil.copy(shared_data / "media" / "carphone_pristine.mp4", video)
     r = runner.invoke(app, ["add", str(video), "--license", "CC-BY-4.0", "--rights-holder", "B", "--catalog", str(cat),
                             "--store", str(tmp_path / "store")])
     assert r.exit_code == 0, r.output
