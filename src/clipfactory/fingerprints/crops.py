@@ -186,17 +186,8 @@ def load_variant_index(catalog: Catalog, store: BlobStore | str) -> HashIndex:
         with _index_lock(root):
             with catalog.read() as con:
                 gen = _gen(con)
-                tbl = con.sql(
-                    f"SELECT source_id, time_ms, variant, pdq FROM fp_variants WHERE quality >= {MIN_QUALITY} "
-                    "ORDER BY source_id, time_ms, variant"
-                ).to_arrow_table()
-            idx = HashIndex.empty(gen).extend(
-                _binary_to_array(tbl.column("pdq")),
-                tbl.column("source_id").to_pylist(),
-                tbl.column("time_ms").to_numpy(),
-                generation=gen,
-                tag=tbl.column("variant").to_numpy(),
-            )
+                tbl = _variant_rows(con)
+            idx = _with_rows(HashIndex.empty(gen), tbl, gen)
             idx.save(root)
     _CACHE[str(root)] = idx
     return idx
@@ -209,15 +200,20 @@ def _variant_index_in_memory(catalog: Catalog, store: BlobStore) -> HashIndex:
     idx = HashIndex.load(root)
     if idx is None or idx.generation != gen:
         with catalog.read() as con:
-            tbl = con.sql(
-                f"SELECT source_id, time_ms, variant, pdq FROM fp_variants WHERE quality >= {MIN_QUALITY} "
-                "ORDER BY source_id, time_ms, variant"
-            ).to_arrow_table()
+            tbl = _variant_rows(con)
         idx = _with_rows(HashIndex.empty(gen), tbl, gen)
     extra = pending_variants(catalog, store)
     if extra is None:
         return idx
     return _with_rows(idx, extra.filter(pa.array(extra.column("quality").to_numpy() >= MIN_QUALITY)), gen)
+
+
+def _variant_rows(con) -> pa.Table:
+    """The catalog's usable crop-variant hashes (``quality >= MIN_QUALITY``), in index order."""
+    return con.sql(
+        f"SELECT source_id, time_ms, variant, pdq FROM fp_variants WHERE quality >= {MIN_QUALITY} "
+        "ORDER BY source_id, time_ms, variant"
+    ).to_arrow_table()
 
 
 def _with_rows(idx: HashIndex, tbl: pa.Table, gen: int) -> HashIndex:
