@@ -412,11 +412,15 @@ class FetchOutcome:
                 acquired_at=self.acquired_at,
             )
             return Result.kept(source.source_id, rec, detail=detail)
+        return self.not_kept_result(source.source_id, detail)
+
+    def not_kept_result(self, item_id: str, detail: str) -> Result:
+        """The result of a dropped or failed outcome, with ``detail`` (a JSON document)."""
         if self.status == Result.DROPPED:
-            return Result.dropped(source.source_id, self.reason or "fetch.unknown", detail=detail)
+            return Result.dropped(item_id, self.reason or "fetch.unknown", detail=detail)
         # Failures name their reason too, so counts and reports group them like drops.
         return Result(
-            source.source_id,
+            item_id,
             Result.FAILED,
             reason=self.reason,
             error_kind=self.error_kind or "terminal",

@@ -94,14 +94,4 @@ def _result(source: SourceRecord, out: Any, checked_at: str) -> Result:
     detail = json.dumps(info, sort_keys=True, default=str)
     if out.status == Result.KEPT:  # alive; no output record: the source row is not rewritten
         return Result.kept(source.source_id, detail=detail)
-    if out.status == Result.DROPPED:
-        return Result.dropped(source.source_id, out.reason or "fetch.unknown", detail)
-    # Failures name their reason too, so counts and reports group them like drops.
-    return Result(
-        source.source_id,
-        Result.FAILED,
-        reason=out.reason,
-        error_kind=out.error_kind or "terminal",
-        error=out.error or out.reason,
-        detail=detail,
-    )
+    return out.not_kept_result(source.source_id, detail)
