@@ -37,6 +37,13 @@ def _superseded(f: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _superseded_banner(doc: dict[str, Any]) -> list[str]:
+    """The Markdown lines that open a superseded version's summary (none for a current one)."""
+    if not doc["superseded"]:
+        return []
+    return [f"> **Superseded** by {label(doc['superseded']['superseded_by'])}: {doc['superseded']['note']}.", ""]
+
+
 def eu_summary(f: dict[str, Any]) -> dict[str, Any]:
     """The EU AI Act public summary of training content, as a JSON-ready dict."""
     b, t, st = f["build"], f["totals"], f["statements"]
@@ -144,11 +151,7 @@ def eu_markdown(doc: dict[str, Any]) -> str:
     g, s, p = doc["1_general_information"], doc["2_list_of_data_sources"], doc["3_data_processing"]
     video = g["modalities"][0]
     lines = [f"# Public summary of training content: {doc['build_id']}", ""]
-    if doc["superseded"]:
-        lines += [
-            f"> **Superseded** by {label(doc['superseded']['superseded_by'])}: {doc['superseded']['note']}.",
-            "",
-        ]
+    lines += _superseded_banner(doc)
     lines += [
         "Following the EU AI Office's template for the summary of training content (2025). Figures are",
         f"computed from the build's lineage; “{OPERATOR}” marks what only the provider can say.",
@@ -307,11 +310,7 @@ def ab2013(f: dict[str, Any]) -> dict[str, Any]:
 
 def ab2013_markdown(doc: dict[str, Any]) -> str:
     lines = [f"# AB 2013 training data documentation: {doc['build_id']}", ""]
-    if doc["superseded"]:
-        lines += [
-            f"> **Superseded** by {label(doc['superseded']['superseded_by'])}: {doc['superseded']['note']}.",
-            "",
-        ]
+    lines += _superseded_banner(doc)
     lines += [
         "California Civil Code § 3111 (AB 2013). Each item is computed from the build's lineage, or marked",
         f"“{OPERATOR}” where the catalog cannot know it.",
