@@ -26,7 +26,6 @@ def analyse_cmd(
     """
     from .. import registry
     from ..media.cut import keyframes_ms
-    from ..stages.media.analyse import plan_spans
 
     s = settings(config, sets)
     stage = registry.get("media.analyse")(s.stage_config("media.analyse"))
@@ -34,16 +33,7 @@ def analyse_cmd(
     from ..media.analyse import analyse
 
     result = analyse(str(path), stage.analyse_config())
-    spans, too_short = plan_spans(
-        result,
-        min_clip_s=cfg.min_clip_s,
-        max_clip_s=cfg.max_clip_s,
-        gradual_margin_s=cfg.gradual_margin_s,
-        cut_trim_frames=cfg.cut_trim_frames,
-        keyframes=keyframes_ms(str(path)) if cfg.snap_to_keyframes else None,
-        keyframe_tolerance_s=cfg.keyframe_tolerance_s,
-        keyframe_tolerance_share=cfg.keyframe_tolerance_share,
-    )
+    spans, too_short = stage.plan_shot_spans(result, keyframes_ms(str(path)) if cfg.snap_to_keyframes else None)
     doc = json.loads(result.to_json())
     out = {
         "path": str(path),

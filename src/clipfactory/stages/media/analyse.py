@@ -208,6 +208,22 @@ class AnalyseStage(Stage):
     def analyse_config(self) -> AnalyseConfig:
         return AnalyseConfig(**{k: getattr(self.config, k) for k in AnalyseConfig.model_fields})
 
+    def plan_shot_spans(
+        self, result: AnalysisResult, keyframes: list[int] | None
+    ) -> tuple[list[PlannedSpan], int]:
+        """:func:`plan_spans` of ``result`` with this stage's clip settings: ``(spans, too_short)``."""
+        cfg = self.config
+        return plan_spans(
+            result,
+            min_clip_s=cfg.min_clip_s,
+            max_clip_s=cfg.max_clip_s,
+            gradual_margin_s=cfg.gradual_margin_s,
+            cut_trim_frames=cfg.cut_trim_frames,
+            keyframes=keyframes,
+            keyframe_tolerance_s=cfg.keyframe_tolerance_s,
+            keyframe_tolerance_share=cfg.keyframe_tolerance_share,
+        )
+
     def progress_info(self, results: list[Result]) -> dict[str, float]:
         import json
 
@@ -295,16 +311,7 @@ class AnalyseStage(Stage):
             spans, too_short = [], span_counts["spans_too_short"]
         else:
             planned = []
-            spans, too_short = plan_spans(
-                result,
-                min_clip_s=cfg.min_clip_s,
-                max_clip_s=cfg.max_clip_s,
-                gradual_margin_s=cfg.gradual_margin_s,
-                cut_trim_frames=cfg.cut_trim_frames,
-                keyframes=kf,
-                keyframe_tolerance_s=cfg.keyframe_tolerance_s,
-                keyframe_tolerance_share=cfg.keyframe_tolerance_share,
-            )
+            spans, too_short = self.plan_shot_spans(result, kf)
         detail = {
             "frames": result.n_frames,
             "seconds": round(seconds, 3),
