@@ -178,7 +178,10 @@ class BlobStore:
             raise
 
     def put_bytes(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
+        return self._keep_bytes(hashlib.sha256(data).hexdigest(), data)
+
+    def _keep_bytes(self, sha: str, data: bytes) -> str:
+        """Write ``data`` (of hash ``sha``) to its local path unless it is there; its blob URI."""
         target = self.path(sha)
         if not target.exists():
             with atomic_write(target) as fh:
@@ -407,11 +410,7 @@ class ObjectBlobStore(BlobStore):
         key = self.key(sha)
         if not self.fs.exists(key):
             self._write(f"write the blob {key}", lambda: write_object(self.fs, key, [data]))
-        target = self.path(sha)
-        if not target.exists():
-            with atomic_write(target) as fh:
-                fh.write(data)
-        return blob_uri(sha)
+        return self._keep_bytes(sha, data)
 
     def adopt(self, tmp_path: str | os.PathLike, sha256_hex: str) -> str:
         """Upload a fully written and hashed local file (unless the store has the blob), then keep it in
