@@ -26,22 +26,70 @@ from .conftest import add_source, write_test_build
 pytestmark = pytest.mark.own_process  # what it loads leaves with its process (tests/conftest.py)
 
 
+def _made_once(tmp_path_factory, name: str, make) -> dict:
+    """``make(catalog, store, builds)`` run once per module in a folder of its own, which :func:`_copied`
+    copies for each test (the tests take sources down, so each needs its own catalog, store and builds)."""
+    from clipfactory.catalog import Catalog
+    from clipfactory.catalog.db import close_idle_connections
+
+    root = tmp_path_factory.mktemp(name)
+    made = make(Catalog(root / "catalog.duckdb"), BlobStore(root / "store"), root / "builds")
+    close_idle_connections()  # the catalog file is complete on disk before it is copied
+    return {"root": root, "made": made}
+
+
+def _copied(template: dict, catalog, tmp_path: Path) -> tuple[BlobStore, dict]:
+    """The template's catalog, store and builds copied to ``catalog``'s file and ``tmp_path``; the build
+    folder that the ``builds`` rows and each ``build.json`` name is the copy's. The records the template's
+    ``make`` returned come with it."""
+    import copy
+    import shutil
+
+    from clipfactory.catalog.db import close_idle_connections
+
+    root = template["root"]
+    close_idle_connections()
+    for f in root.glob("catalog.duckdb*"):
+        if not f.name.endswith(".lock"):
+            shutil.copy2(f, catalog.path.with_name(catalog.path.name + f.name[len("catalog.duckdb") :]))
+    for name in ("store", "builds"):
+        shutil.copytree(root / name, tmp_path / name, symlinks=True)
+    old, new = str(root / "builds"), str(tmp_path / "builds")
+    with catalog.write() as con:
+        con.execute("UPDATE builds SET out_dir = replace(out_dir, ?, ?)", [old, new])
+    for p in (tmp_path / "builds").rglob("build.json"):
+        manifest = json.loads(p.read_text())
+        manifest["out_dir"] = manifest["out_dir"].replace(old, new)
+        p.write_text(json.dumps(manifest))
+    made = copy.deepcopy(template["made"])
+    if isinstance(made.get("build"), dict):
+        made["build"]["out_dir"] = made["build"]["out_dir"].replace(old, new)
+    return BlobStore(tmp_path / "store"), made
+
+
+@pytest.fixture(scope="module")
+def _world_made(tmp_path_factory, synth_dir):
+    def make(catalog, store, builds):
+        a, a_clips = add_source(
+            catalog, store, synth_dir / "A.mp4", url="https://example.org/a", uploader="alice"
+        )
+        b, b_clips = add_source(catalog, store, synth_dir / "B.mp4", url="https://example.org/b", uploader="bob")
+        c, c_clips = add_source(catalog, store, synth_dir / "C.mp4", uploader="carol")
+        build = write_test_build(catalog, store, builds, a_clips + b_clips + c_clips, shard_size=2)
+        index_catalog(catalog, store)
+        return {"a": (a, a_clips), "b": (b, b_clips), "c": (c, c_clips), "build": build}
+
+    return _made_once(tmp_path_factory, "world", make)
+
+
 @pytest.fixture
-def world(catalog, tmp_path, synth_dir):
-    store = BlobStore(tmp_path / "store")
-    a, a_clips = add_source(
-        catalog, store, synth_dir / "A.mp4", url="https://example.org/a", uploader="alice"
-    )
-    b, b_clips = add_source(catalog, store, synth_dir / "B.mp4", url="https://example.org/b", uploader="bob")
-    c, c_clips = add_source(catalog, store, synth_dir / "C.mp4", uploader="carol")
-    build = write_test_build(catalog, store, tmp_path / "builds", a_clips + b_clips + c_clips, shard_size=2)
-    index_catalog(catalog, store)
+def world(catalog, tmp_path, synth_dir, _world_made):
+    """Sources A (URL, uploader alice), B (URL, bob) and C (carol) with 3 s clips, a build ``b-v1`` of
+    all their clips and the fingerprint index: made once per module, copied for each test."""
+    store, made = _copied(_world_made, catalog, tmp_path)
     return {
         "store": store,
-        "a": (a, a_clips),
-        "b": (b, b_clips),
-        "c": (c, c_clips),
-        "build": build,
+        **made,
         "builds": tmp_path / "builds",
         "synth": synth_dir,
         "tmp": tmp_path,
@@ -387,16 +435,26 @@ def real_media(tmp_path_factory, shared_data) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def _real_world_made(tmp_path_factory, real_media):
+    def make(catalog, store, builds):
+        t, t_clips = add_source(
+            catalog, store, real_media["trailer"], url="https://example.org/trailer", uploader="blender"
+        )
+        b, b_clips = add_source(catalog, store, real_media["bikes"], uploader="cyclist")
+        write_test_build(catalog, store, builds, t_clips + b_clips, shard_size=2)
+        index_catalog(catalog, store)
+        return {"t": (t, t_clips), "b": (b, b_clips)}
+
+    return _made_once(tmp_path_factory, "real_world", make)
+
+
 @pytest.fixture
-def real_world(catalog, tmp_path, real_media):
-    store = BlobStore(tmp_path / "store")
-    t, t_clips = add_source(
-        catalog, store, real_media["trailer"], url="https://example.org/trailer", uploader="blender"
-    )
-    b, b_clips = add_source(catalog, store, real_media["bikes"], uploader="cyclist")
-    write_test_build(catalog, store, tmp_path / "builds", t_clips + b_clips, shard_size=2)
-    index_catalog(catalog, store)
-    return {"store": store, "t": (t, t_clips), "b": (b, b_clips), "tmp": tmp_path, "media": real_media}
+def real_world(catalog, tmp_path, real_media, _real_world_made):
+    """The trailer excerpt (URL, uploader blender) and bikes.mp4 (cyclist) with 3 s clips, a build
+    ``b-v1`` of their clips and the fingerprint index: made once per module, copied for each test."""
+    store, made = _copied(_real_world_made, catalog, tmp_path)
+    return {"store": store, **made, "tmp": tmp_path, "media": real_media}
 
 
 def _snapshot(root: Path) -> dict[str, str]:
