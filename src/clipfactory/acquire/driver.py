@@ -82,16 +82,21 @@ def fetch_sources(
         "requests": stats.get("requests", 0),
         "retries": stats.get("retries", 0),
         "bytes": stats.get("bytes", 0),
-        "host_documents_fetched": {
-            "robots.txt": stats.get("host_doc.robots.txt", 0),
-            "tdmrep.json": stats.get("host_doc.tdmrep.json", 0),
-        },
+        "host_documents_fetched": host_documents_fetched(stats),
         "spawning_queries": {
             "requests": stats.get("spawning.requests", 0),
             "retries": stats.get("spawning.retries", 0),
             "errors": stats.get("spawning.errors", 0),
         },
         "evidence_loaded": {k: loaded[k] + caught_up[k] for k in loaded},
+    }
+
+
+def host_documents_fetched(stats: dict[str, int]) -> dict[str, int]:
+    """How many times a run's fetcher fetched robots.txt and tdmrep.json (from its ``stats``)."""
+    return {
+        "robots.txt": stats.get("host_doc.robots.txt", 0),
+        "tdmrep.json": stats.get("host_doc.tdmrep.json", 0),
     }
 
 
@@ -115,4 +120,4 @@ def fetch_stage_run(run: Any, sources: list[SourceRecord], *, platform_check: An
     return stage, {"outputs": done.outputs, "summary": done.summary, "_loaded": loaded}
 
 
-__all__ = ["fetch_sources", "fetch_stage_run", "policy_settings", "select_unfetched"]
+__all__ = ["fetch_sources", "fetch_stage_run", "host_documents_fetched", "policy_settings", "select_unfetched"]

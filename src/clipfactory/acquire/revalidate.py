@@ -27,7 +27,7 @@ import pyarrow as pa
 from ..catalog import Catalog
 from ..errors import NotFoundError
 from ..records import SourceRecord
-from .driver import policy_settings
+from .driver import host_documents_fetched, policy_settings
 from .evidence import evidence_rows, link_status_of, load_fetch_evidence, parse_time, write_evidence
 
 STAGE = "acquire.revalidate"
@@ -143,10 +143,7 @@ def revalidate_sources(
         "content_changed": sum(1 for it in items if it["content_changed"]),
         "queued_for_takedown": [q for q in loaded["queued"] if q in mine],
         "requests": stats.get("requests", 0),
-        "host_documents_fetched": {
-            "robots.txt": stats.get("host_doc.robots.txt", 0),
-            "tdmrep.json": stats.get("host_doc.tdmrep.json", 0),
-        },
+        "host_documents_fetched": host_documents_fetched(stats),
         "items": items,
     }
 
