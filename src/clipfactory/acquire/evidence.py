@@ -230,6 +230,17 @@ def _pending_outcomes(con, source_id: str | None = None) -> list[tuple]:
     return con.execute(sql + " ORDER BY o.recorded_at", params).fetchall()
 
 
+def mark_loaded(con, markers: list[dict[str, Any]]) -> None:
+    """Record outcome rows (``run_id``, ``item_id``, ``recorded_at``) as loaded into the evidence tables,
+    so that a later load skips them."""
+    _insert(
+        con,
+        "fetch_evidence_loaded",
+        [("run_id", pa.string()), ("item_id", pa.string()), ("recorded_at", pa.timestamp("us"))],
+        markers,
+    )
+
+
 def load_fetch_evidence(con) -> dict[str, int]:
     """Copy the evidence of ``acquire.http`` outcomes not loaded yet. Call inside ``catalog.write()``."""
     rows = _pending_outcomes(con)
@@ -260,12 +271,7 @@ def load_fetch_evidence(con) -> dict[str, int]:
             }
         )
     write_evidence(con, attempts=attempts, checks=checks, documents=docs, links=links)
-    _insert(
-        con,
-        "fetch_evidence_loaded",
-        [("run_id", pa.string()), ("item_id", pa.string()), ("recorded_at", pa.timestamp("us"))],
-        markers,
-    )
+    mark_loaded(con, markers)
     return {
         "outcomes": len(markers),
         "attempts": len(attempts),

@@ -22,13 +22,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from ..catalog import Catalog
 from ..errors import NotFoundError
 from ..records import SourceRecord
 from .driver import host_documents_fetched, policy_settings
-from .evidence import evidence_rows, link_status_of, load_fetch_evidence, parse_time, write_evidence
+from .evidence import (
+    evidence_rows,
+    link_status_of,
+    load_fetch_evidence,
+    mark_loaded,
+    parse_time,
+    write_evidence,
+)
 
 STAGE = "acquire.revalidate"
 QUEUE_STATUSES = ("gone", "opted_out")
@@ -223,18 +228,7 @@ def load_revalidation(con) -> dict[str, Any]:
             )
     write_evidence(con, attempts=attempts, checks=checks, documents=docs, links=links)
     queued = _enqueue(con, queue)
-    if markers:
-        t = pa.Table.from_pylist(
-            markers,
-            schema=pa.schema(
-                [("run_id", pa.string()), ("item_id", pa.string()), ("recorded_at", pa.timestamp("us"))]
-            ),
-        )
-        con.register("_cf_revalidated", t)
-        try:
-            con.execute("INSERT INTO fetch_evidence_loaded BY NAME SELECT * FROM _cf_revalidated")
-        finally:
-            con.unregister("_cf_revalidated")
+    mark_loaded(con, markers)
     return {"items": items, "queued": queued, "attempts": len(attempts), "consent_checks": len(checks)}
 
 
