@@ -15,6 +15,7 @@ from .common import (
     JsonOpt,
     SetOpt,
     StoreOpt,
+    catalog_of,
     console,
     emit,
     open_catalog,
@@ -223,7 +224,7 @@ def builds_list(
     """List builds, oldest first."""
     from ..factory.export import list_builds
 
-    cat = open_catalog(settings(config, catalog=catalog))
+    cat = catalog_of(config, catalog)
     rows = list_builds(cat, name)
     none = f"no builds named {name} in {cat.where}" if name else f"no builds yet in {cat.where}"
     emit(rows, json_, lambda r: table(r, "builds", empty=none))
@@ -236,5 +237,5 @@ def builds_show(
     """One build's catalog row."""
     from ..factory.export import get_build
 
-    row = get_build(open_catalog(settings(config, catalog=catalog)), build_id)
+    row = get_build(catalog_of(config, catalog), build_id)
     emit(row, json_, lambda r: table([r], build_id))

@@ -75,6 +75,11 @@ def open_catalog(s: Settings, *, create: bool | None = None) -> Catalog:
     return Catalog(s.catalog, create=create, origin=catalog_origin(s))
 
 
+def catalog_of(config: Path | None, catalog: Path | None) -> Catalog:
+    """The catalog of a command whose only settings are --config and --catalog (see :func:`open_catalog`)."""
+    return open_catalog(settings(config, catalog=catalog))
+
+
 def existing_catalog(s: Settings) -> Catalog:
     """The catalog of ``s`` for a command that works on what it holds (fetch, policy check, takedown...):
     where there is none, the error of :func:`open_catalog` names the path, and nothing is created."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..catalog import outcomes as reports
 from .app import runs_app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, console, emit, open_catalog, print_table, settings, table
+from .common import CatalogOpt, ConfigOpt, JsonOpt, catalog_of, console, emit, print_table, table
 
 
 def _when(value: Any) -> str:
@@ -49,7 +49,7 @@ def render_runs(rows: list[dict[str, Any]], empty: str = "no runs yet") -> None:
 def runs_list(catalog: CatalogOpt = None, config: ConfigOpt = None, json_: JsonOpt = False) -> None:
     """List runs, newest first: the stage each reached last and the items it kept there (what the run
     delivered), the items dropped or failed at any stage, and those earlier runs had finished."""
-    cat = open_catalog(settings(config, catalog=catalog))
+    cat = catalog_of(config, catalog)
     emit(reports.list_runs(cat), json_, lambda rows: render_runs(rows, f"no runs yet in {cat.where}"))
 
 
@@ -59,7 +59,7 @@ def runs_show(
 ) -> None:
     """The run's status (running, finished, interrupted or failed), command and times, then counts by stage (in
     the order the run ran them), status and reason, and its failures."""
-    cat = open_catalog(settings(config, catalog=catalog))
+    cat = catalog_of(config, catalog)
     data = reports.run_detail(cat, run_id)
 
     def render(d):

@@ -12,7 +12,18 @@ import typer
 from rich.markup import escape
 
 from .app import app, datasets_app, sources_app
-from .common import CatalogOpt, ConfigOpt, JsonOpt, console, emit, err_console, open_catalog, settings, table
+from .common import (
+    CatalogOpt,
+    ConfigOpt,
+    JsonOpt,
+    catalog_of,
+    console,
+    emit,
+    err_console,
+    open_catalog,
+    settings,
+    table,
+)
 
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name.")]
 
@@ -184,7 +195,7 @@ def datasets_list_cmd(catalog: CatalogOpt = None, config: ConfigOpt = None, json
     """Datasets in the catalog with their manifests, sources, spans, captions and bad rows."""
     from ..sources.listing import list_datasets
 
-    cat = open_catalog(settings(config, catalog=catalog))
+    cat = catalog_of(config, catalog)
     rows = list_datasets(cat)
 
     def render(rows: list[dict[str, Any]]) -> None:
@@ -215,7 +226,7 @@ def datasets_overlap_cmd(
     """Shared sources between every pair of datasets, and each dataset's unique sources."""
     from ..sources.overlap import overlap_matrix
 
-    m = overlap_matrix(open_catalog(settings(config, catalog=catalog)), only or None)
+    m = overlap_matrix(catalog_of(config, catalog), only or None)
 
     def render(d: dict[str, Any]) -> None:
         names = d["datasets"]
@@ -244,7 +255,7 @@ def datasets_errors_cmd(
     """Manifest rows that were not ingested, with file, line and reason."""
     from ..sources.listing import list_errors
 
-    rows = list_errors(open_catalog(settings(config, catalog=catalog)), dataset=dataset, limit=limit or None)
+    rows = list_errors(catalog_of(config, catalog), dataset=dataset, limit=limit or None)
 
     def render(d: dict[str, Any]) -> None:
         if not d["errors"]:
@@ -267,7 +278,7 @@ def sources_list_cmd(
     """Sources (one per canonical video) and the datasets that list them."""
     from ..sources.listing import count_sources, list_sources
 
-    cat = open_catalog(settings(config, catalog=catalog))
+    cat = catalog_of(config, catalog)
     rows = list_sources(cat, dataset=dataset, limit=limit or None)
     total = count_sources(cat, dataset=dataset)
 
@@ -299,7 +310,7 @@ def sources_missing_cmd(
     """Manifest entries (sources) that have no media in a store."""
     from ..sources.missing import missing_sources
 
-    cat = open_catalog(settings(config, catalog=catalog))
+    cat = catalog_of(config, catalog)
     report = missing_sources(cat, store, dataset=dataset, output=output, limit=limit or None)
 
     def render(d: dict[str, Any]) -> None:
