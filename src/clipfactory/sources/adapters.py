@@ -220,6 +220,10 @@ def _py_strings(expr: str) -> str:
     return f"list_transform(regexp_extract_all({expr}, {lit(_PY_STR)}, 0), lambda s: s[2:length(s) - 1])"
 
 
+#: What :func:`_literal_list` raises on text that is not a Python list literal (deep or huge ones included).
+_NOT_A_LITERAL = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError)
+
+
 def _literal_list(text: str | None) -> list:
     if text is None or not text.strip():
         return []
@@ -269,22 +273,22 @@ def _panda(ctx: Context, con: duckdb.DuckDBPyConnection) -> str:
                 ts = [str(x) for pair in pairs for x in pair]
                 if any(len(pair) != 2 for pair in pairs):
                     raise ValueError
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            except _NOT_A_LITERAL:
                 err = "timestamp is not a Python list of [start, end] pairs"
             if err is None:
                 try:
                     caps = [str(x) for x in _literal_list(cap_text)]
-                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                except _NOT_A_LITERAL:
                     err = "caption is not a Python list of strings"
             if err is None and score != "NULL":
                 try:
                     scores = [float(x) for x in _literal_list(score_text)]
-                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                except _NOT_A_LITERAL:
                     err = "matching_score is not a Python list of numbers"
             if err is None and desirable != "NULL":
                 try:
                     desirable_l = [str(x) for x in _literal_list(des_text)]
-                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                except _NOT_A_LITERAL:
                     err = "desirable_filtering is not a Python list"
             out["ord"].append(ord_)
             out["ts"].append(ts)
