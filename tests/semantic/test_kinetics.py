@@ -27,7 +27,7 @@ EXPECT = list(csv.DictReader(open(HERE / "kinetics_expectations.csv")))
 
 
 @pytest.fixture(scope="module")
-def kinetics(tmp_path_factory, encoder):
+def kinetics(tmp_path_factory):
     from .conftest import SHARED
 
     if not (SHARED / "manifests" / "kinetics-400_val.csv").is_file():
