@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import ClipfactoryError, NotFoundError, StorageLocationError
+from .ids import sha256_file
 
 BLOB_PREFIX = "blob:sha256:"
 
@@ -387,7 +388,7 @@ class ObjectBlobStore(BlobStore):
                     f"blob is missing from the store at {self.url} (no object {self.key(sha)})", item=uri,
                     fix="re-acquire the source (`clipfactory fetch`), or give the store that holds it (--store)",
                 ) from None
-            got = _sha256_file(tmp)
+            got = sha256_file(tmp)
             if got != sha:  # a damaged object never enters the cache under another's name
                 raise NotFoundError(
                     f"the object store holds other bytes for this blob (sha256 {got})",
@@ -445,14 +446,6 @@ class ObjectBlobStore(BlobStore):
 
     def copy_out(self, uri: str, dest: str | os.PathLike) -> None:
         shutil.copyfile(self.path_of(uri), dest)
-
-
-def _sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for buf in iter(lambda: fh.read(1 << 20), b""):
-            h.update(buf)
-    return h.hexdigest()
 
 
 def publish_dir(local_dir: str | os.PathLike, url: str, *, last: str | None = None) -> None:

@@ -15,7 +15,6 @@ rewrites the old version's to say they are superseded. ``clipfactory report`` wr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any
 
 from ..catalog import Catalog
 from ..errors import NotFoundError
+from ..ids import sha256_file
 from ..storage import atomic_write
 from . import croissant as _croissant
 from . import datasheet as _datasheet
@@ -228,11 +228,7 @@ def rewrite_reports(catalog: Catalog, out_dir: str | os.PathLike) -> dict[str, A
 
 def _file_entry(path: Path) -> dict[str, Any]:
     """``sha256`` and ``bytes`` of a file, as ``build.json`` lists its files."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for buf in iter(lambda: fh.read(1 << 20), b""):
-            h.update(buf)
-    return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def build_dir(catalog: Catalog, build: str) -> Path:

@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 
 from ..catalog import Catalog, load_records
 from ..errors import NotFoundError
+from ..ids import sha256_file
 from ..records import ClipRecord, SourceRecord
 from ..storage import BlobStore, atomic_path, atomic_write, is_url, local_cache, publish_dir, read_bytes_at
 
@@ -92,20 +93,12 @@ def write_shard(path: str | Path, members: Iterable[ShardMember]) -> str:
                         info.size = Path(data).stat().st_size
                         with open(data, "rb") as fh:
                             tar.addfile(info, fh)
-        digest = _sha256_path(tmp)
+        digest = sha256_file(tmp)
     return digest
 
 
 def _member_order(ext: str) -> tuple[int, str]:
     return ({"mp4": 0, "json": 1, "jpg": 2}.get(ext, 9), ext)
-
-
-def _sha256_path(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for buf in iter(lambda: fh.read(1 << 20), b""):
-            h.update(buf)
-    return h.hexdigest()
 
 
 def assign_shards(clips: list[ClipRecord], shard_size: int) -> list[tuple[str, list[ClipRecord]]]:
@@ -1056,7 +1049,7 @@ def _earlier_statements(catalog: Catalog, name: str, version: int) -> dict[str, 
 
 
 def _file_entry(path: Path) -> dict[str, Any]:
-    return {"sha256": _sha256_path(path), "bytes": path.stat().st_size}
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def _license_table(settings):

@@ -53,6 +53,7 @@ import pyarrow.parquet as pq
 
 from ..catalog import Catalog
 from ..errors import ConfigError, NotFoundError
+from ..ids import sha256_file
 from ..storage import BLOB_PREFIX, BlobStore, atomic_path, atomic_write
 from .hashes import MIN_QUALITY, pack_many
 
@@ -845,14 +846,6 @@ def _rewrite_shard(src: Path, dst: Path, removed_keys: set[str]) -> tuple[int, i
     return kept, removed
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for buf in iter(lambda: fh.read(1 << 20), b""):
-            h.update(buf)
-    return h.hexdigest()
-
-
 def _shards_of(out_dir: Path, manifest: dict[str, Any]) -> list[str]:
     names = [s["name"] for s in manifest.get("shards", []) if isinstance(s, dict) and "name" in s]
     if not names:
@@ -916,7 +909,7 @@ def _new_version(b: dict[str, Any], takedown_id: str) -> dict[str, Any]:
         if name in b["affected_shards"]:
             n = None
         shards.append(
-            {"name": name, "n_clips": n, "sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+            {"name": name, "n_clips": n, "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
         )
     index = _filter_index(
         old_dir / manifest.get("index", "index.parquet"),
@@ -1181,7 +1174,7 @@ def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, An
         for name in b["affected_shards"]:
             p = old_dir / name
             if p.exists():
-                removed_files.append({"path": str(p), "sha256": _sha256(p), "bytes": p.stat().st_size})
+                removed_files.append({"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size})
                 p.unlink()
         manifest_path = old_dir / "build.json"
         if manifest_path.exists():
@@ -1502,7 +1495,6 @@ def _request_key(ids_: list[str], url, uploader, match, scope: str = "source") -
     elif uploader:
         key = {"kind": "uploader", "value": uploader}
     elif match is not None:
-        from ..ids import sha256_file
 
         p = Path(match)
         key = {"kind": "match", "value": sha256_file(str(p)) if p.is_file() else str(p)}
