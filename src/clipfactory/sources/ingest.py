@@ -113,7 +113,7 @@ _PROGRESS: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.Co
 
 @contextlib.contextmanager
 def _step(name: str):
-    """Log how long one step of an ingest took (``clipfactory -v``, or DEBUG logging), and tell the
+    """Log how long one step of an ingest took (at DEBUG level: ``bench/bench_ingest.py`` turns it on), and tell the
     ingest's progress callback when a new phase begins."""
     report = _PROGRESS.get()
     if report is not None and name in _PHASE_OF_STEP:
