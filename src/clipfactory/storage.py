@@ -444,9 +444,6 @@ class ObjectBlobStore(BlobStore):
             if len(name) == 64 and not name.startswith("."):
                 yield blob_uri(name)
 
-    def copy_out(self, uri: str, dest: str | os.PathLike) -> None:
-        shutil.copyfile(self.path_of(uri), dest)
-
 
 def publish_dir(local_dir: str | os.PathLike, url: str, *, last: str | None = None) -> None:
     """Upload every file of ``local_dir`` to ``url`` (atomically each), ``last`` after all the others:
