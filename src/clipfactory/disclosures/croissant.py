@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .facts import UNKNOWN
-from .text import fmt_hours, fmt_share, label, statement
+from .text import fmt_hhi, fmt_hours, fmt_share, label, statement
 
 CONTEXT = {
     "@language": "en",
@@ -195,7 +195,7 @@ def croissant(f: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "rai:personalSensitiveInformation": statement(st, "personal_information"),
         "rai:dataBiases": (
-            f"Concentration (HHI, 0-1) by uploader: {_num(f['uploader_hhi'])}, by source domain: {_num(f['domain_hhi'])}. "
+            f"Concentration (HHI, 0-1) by uploader: {fmt_hhi(f['uploader_hhi'])}, by source domain: {fmt_hhi(f['domain_hhi'])}. "
             f"Largest dataset share: {fmt_share(max((d['share'] for d in f['datasets']), default=None))}. "
             f"Languages: {', '.join(label(r['language']) for r in f['languages']) or UNKNOWN}."
         ),
@@ -250,7 +250,3 @@ def croissant(f: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, Any]:
         ],
     }
     return doc
-
-
-def _num(v: Any) -> str:
-    return UNKNOWN if v is None else f"{float(v):.4f}"

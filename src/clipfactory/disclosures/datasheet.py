@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from .facts import OPERATOR, UNKNOWN
-from .text import cell, fmt_hours, fmt_share, label, statement
+from .text import cell, fmt_hhi, fmt_hours, fmt_share, label, statement
 
 #: The vendored bundles, in load order (see vendor/README.md).
 VENDORED = {"vega": "5.33.1", "vega-lite": "5.23.0", "vega-embed": "6.29.0"}
@@ -263,7 +263,7 @@ def render(f: dict[str, Any]) -> str:
         _dl(
             [
                 ("Distinct uploaders", f["n_uploaders"]),
-                ("Concentration (HHI of uploader shares, 0–1)", _num(f["uploader_hhi"])),
+                ("Concentration (HHI of uploader shares, 0–1)", fmt_hhi(f["uploader_hhi"])),
             ]
         ),
         _table(
@@ -384,7 +384,3 @@ def _faces(t: dict[str, Any]) -> str:
     if t.get("faces_unchecked"):
         text += f"; {t['faces_unchecked']} not checked for faces"
     return text
-
-
-def _num(v: Any) -> str:
-    return UNKNOWN if v is None else f"{float(v):.4f}"

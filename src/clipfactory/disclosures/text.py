@@ -52,6 +52,11 @@ def fmt_share(s: Any) -> str:
     return f"{100 * float(s):.1f}%"
 
 
+def fmt_hhi(v: Any) -> str:
+    """A concentration (HHI, 0 to 1) to four decimals."""
+    return UNKNOWN if v is None else f"{float(v):.4f}"
+
+
 def size_band(hours: float) -> str:
     """The EU template's size band of the video modality."""
     if hours < 10_000:
