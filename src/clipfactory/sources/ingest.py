@@ -33,7 +33,7 @@ from ..catalog import Catalog
 from ..errors import ClipfactoryError, ConfigError, ManifestError, TerminalError
 from ..ids import CLIP_ID_SQL
 from . import readers
-from .adapters import PRE_COLUMNS, Context, parse_mapping
+from .adapters import PRE_COLUMNS, Context, ident, parse_mapping
 from .detect import choose
 from .owned import MEDIA_SUFFIXES
 from .readers import FileFacts, RowError, Staged
@@ -255,13 +255,9 @@ def _raw_fill_sql(staged: Staged) -> str:
     if staged.kind == "jsonl":
         return "s.j"
     if staged.kind in ("csv", "parquet") and staged.columns:
-        cols = ", ".join(f"coalesce(s.{_q(c)}, '')" for c in staged.columns)
+        cols = ", ".join(f"coalesce(s.{ident(c)}, '')" for c in staged.columns)
         return f"concat_ws(',', {cols})"
     return "NULL"
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass
