@@ -27,7 +27,7 @@ pytestmark = pytest.mark.own_process  # what it loads leaves with its process (t
 
 
 @needs_model
-def test_takedown_removes_vectors_and_search_results(tmp_path, encoder):
+def test_takedown_removes_vectors_and_search_results(tmp_path):
     m = tmp_path / "k.csv"
     m.write_text(MANIFEST)
     cat = tmp_path / "c.duckdb"
