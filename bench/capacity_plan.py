@@ -13,7 +13,9 @@ One command measures and writes the plan:
 * bytes per video-hour: of the source media, of the clips and shards written, of the fingerprints;
 * catalog rows and catalog bytes per clip;
 * the catalog's single-writer rate for stage results: Parquet parts of analysis-shaped results loaded by
-  the executor's own loader (``bench/bench_parts_load.py``, rows/s, parts beside the catalog).
+  the executor's own loader (``bench/bench_parts_load.py``, rows/s, parts beside the catalog);
+* the fingerprint index's search cost per candidate (1 M random hashes), for a lookup's time as the index
+  grows.
 
 **Assumed** (stated in the document, change them with the flags): node size, prices, the share of
 sources' hours that become clips, and the duty cycle.
@@ -41,6 +43,9 @@ ONE_OFF_HOURS = 20_000_000
 ONE_OFF_DAYS = 30
 #: hash (32 B), source number and time (8 B), 16 chunk tables (4 B each) in the fingerprint index
 INDEX_BYTES_PER_HASH = 104
+#: hashes a lookup's first stage probes the index with for a 5-minute query: the re-encoded excerpt of the
+#: Big Buck Bunny film in ``bench/bench_fingerprints.py`` (BENCHMARKS.md "Fingerprints", plain and mirrored)
+LOOKUP_PROBES_5MIN = 9_367
 
 
 def _cpu() -> float:
@@ -50,6 +55,27 @@ def _cpu() -> float:
 
 def _tree_bytes(p: Path, pattern: str = "*") -> int:
     return sum(f.stat().st_size for f in p.rglob(pattern) if f.is_file()) if p.exists() else 0
+
+
+def _index_candidate_cost(n: int = 1_000_000, queries: int = 2_000) -> dict:
+    """The fingerprint index's cost per candidate in a lookup's first stage (``HashIndex.search`` without
+    exact probes: each query hash reads its 16 chunk buckets, every row there a candidate to compare), on
+    an index of ``n`` random hashes. Random hashes fill the 65,536 buckets of a chunk evenly, so
+    ``16 * n / 65,536`` candidates a query hash is a floor: real frames crowd some buckets."""
+    import numpy as np
+
+    from clipfactory.fingerprints.index import CHUNK_VALUES, N_CHUNKS, HashIndex
+
+    rng = np.random.default_rng(0)
+    index = HashIndex(rng.integers(0, 256, (n, 32), dtype=np.uint8), np.zeros(n, np.int32), np.zeros(n), ["s"])
+    q = rng.integers(0, 256, (queries, 32), dtype=np.uint8)
+    index.search(q[:100], exact=False)  # warm
+    t = time.perf_counter()
+    index.search(q, exact=False)
+    seconds = time.perf_counter() - t
+    candidates = queries * N_CHUNKS * n / CHUNK_VALUES
+    return {"index_hashes": n, "query_hashes": queries, "seconds": round(seconds, 4),
+            "s_per_candidate": seconds / candidates}
 
 
 def measure(n_short: int) -> dict:
@@ -135,6 +161,7 @@ def measure(n_short: int) -> dict:
             "bytes_per_clip": round(catalog_bytes / max(1, clips_in_catalog)),
         },
         "writer_rows_per_s": _parts_load_rate(),
+        "index_search": _index_candidate_cost(),
     }
 
 
@@ -211,6 +238,30 @@ def render(m: dict, p: dict, a: argparse.Namespace) -> str:
     index_gb_day = hashes_day * INDEX_BYTES_PER_HASH / 1e9
     index_days = a.index_machine_gb / index_gb_day if index_gb_day else float("inf")
     writer_break = 1 / daily["writer_load"] if daily["writer_load"] else float("inf")
+    search = m.get("index_search")  # figures saved before it was measured have none
+    if search:
+        from clipfactory.fingerprints.index import CHUNK_VALUES, N_CHUNKS
+
+        per_hash_s = N_CHUNKS * search["s_per_candidate"] / CHUNK_VALUES  # seconds per probe and index hash
+        lookup_s = lambda n: LOOKUP_PROBES_5MIN * n * per_hash_s  # noqa: E731
+        one_s_hashes = 1 / (LOOKUP_PROBES_5MIN * per_hash_s)
+        hour_hashes = pv["frame_hashes"] or 1
+        index_search = f"""
+- **The fingerprint index's search time, at once.** A lookup's first stage (candidate sources) reads, for
+  each hash it probes, the 16 buckets of that hash's 16-bit chunks; each bucket holds about 1/65,536 of
+  the index, so the work grows with the index. Measured here: {search['s_per_candidate'] * 1e9:,.0f} ns a candidate
+  ({search['query_hashes']:,} query hashes against {search['index_hashes'] / 1e6:,.0f} M random hashes in
+  {search['seconds']:.2f} s). A 5-minute query ({LOOKUP_PROBES_5MIN:,} probe hashes, plain and mirrored) then
+  takes at least {lookup_s(1e6):,.1f} s of first stage per million index hashes: the lookup target of 1 s holds to
+  about {one_s_hashes / 1e6:,.1f} M hashes ({one_s_hashes / hour_hashes:,.0f} video-hours at {hour_hashes:,} hashes a
+  video-hour), which "80 years a day" adds in {one_s_hashes / (hashes_day / 86400):,.0f} s; after one day the
+  first stage would take about {lookup_s(hashes_day) / 3600:,.1f} hours. Partitions over K lookup processes
+  divide that time by K at K times the machines (each query searches all of them). The remedy, not built yet: a first stage on longer
+  keys (two chunks, 32 bits: buckets of n / 4.3 G rows, probed only at their exact value, which a copy's
+  many frames still hit), with the 16-bit tables kept for the exact searches of crops, tombstones and
+  near-duplicates, which run on small indexes."""
+    else:
+        index_search = ""
     return f"""# Capacity plan
 
 Generated by `python bench/capacity_plan.py` on {m['date']} from figures measured on this machine
@@ -264,12 +315,12 @@ storage). No GPU: every figure is for the CPU path.
   of index, a day: a {a.index_machine_gb} GB machine is full after {index_days:,.1f} days (at 10×:
   {index_days / 10:,.2f} days). The remedy, not built yet: partition the index by source-id hash over several
   lookup processes (the search is exact within each partition, so answers merge by union), and hash fewer
-  frames per hour of long static footage.
+  frames per hour of long static footage.{index_search}
 - **The single catalog writer at about {writer_break:,.1f}×.** Workers never open the catalog; they append
   Parquet parts and one writer loads them in batches (`docs/architecture.md`). It needs
   {daily['writer_load']:.1%} of its measured rate at 1×, {daily['writer_load'] * 10:.0%} at 10× and
   {daily['writer_load'] * 100:.0%} at 100×. Its cost is per part more than per row (DuckDB opens each small
-  part, and each is deleted after the load), so larger parts (several batches per part, at the price of
+  part, on one thread, and each is deleted after the load), so larger parts (several batches per part, at the price of
   more results in flight) raise the rate; beyond that, one catalog per corpus partition (sources by id
   hash), each with its own writer, and builds that read every partition's catalog.
 - **The catalog's size.** {daily['catalog_gb_per_day']:,.0f} GB a day at 1× ({m['catalog']['rows_per_clip']} rows per clip, most of them
