@@ -52,3 +52,35 @@ def test_print_writes_nothing_even_after_measuring(tmp_path, monkeypatch, capsys
     assert mod.main() == 0
     assert results.read_text() == "saved figures\n" and doc.read_text() == "the document\n"
     assert "# Capacity plan" in capsys.readouterr().out
+
+
+def test_the_index_search_time_follows_the_measured_cost_per_candidate(tmp_path):
+    """With a measured cost of 500 ns a candidate: a 5-minute query's 9,367 probe hashes each read 16 buckets
+    of 1/65,536 of the index, so 1 s of first stage is reached at 65,536 / (9,367 * 16 * 5e-7) = 874,560
+    index hashes (0.9 M), and one day of "80 years a day" at the saved hashes per video-hour is
+    24 * 29,200 * that many hashes."""
+    m = json.loads(SAVED.read_text())
+    m["index_search"] = {"index_hashes": 1_000_000, "query_hashes": 2_000, "seconds": 0.25,
+                         "s_per_candidate": 5e-7}
+    src = tmp_path / "figures.json"
+    src.write_text(json.dumps(m))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "capacity_plan.py"), "--from", str(src), "--print"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = " ".join(proc.stdout.partition("\n{\n")[0].split())
+    assert "500 ns a candidate" in doc
+    assert "holds to about 0.9 M hashes" in doc
+    day = 24 * 29_200 * m["per_video_hour"]["frame_hashes"]
+    hours = 9_367 * 16 / 65_536 * 5e-7 * day / 3600
+    assert f"first stage would take about {hours:,.1f} hours" in doc
+    # figures saved before the index was measured give the plan without that paragraph
+    old = dict(m)
+    del old["index_search"]
+    src.write_text(json.dumps(old))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "capacity_plan.py"), "--from", str(src), "--print"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert proc.returncode == 0 and "search time" not in proc.stdout
