@@ -17,7 +17,7 @@ import logging
 import re
 from typing import Any
 
-from .catalog import Catalog, has_table, load_records
+from .catalog import Catalog, dict_rows, has_table, load_records
 from .errors import NotFoundError
 from .ids import url_source_id, youtube_source_id
 from .records import SourceRecord
@@ -95,9 +95,7 @@ def resolve_source_id(con, text: str) -> str | None:
 
 
 def _rows(con, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return dict_rows(con.execute(sql, params))
 
 
 def _sections(con, source_id: str, providers: list[str] | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .db import Catalog, table_columns
+from .db import Catalog, dict_rows, table_columns
 
 #: Clip scores a browser may filter by range.
 SCORES = (
@@ -24,11 +24,6 @@ SCORES = (
     "black_fraction",
 )
 _SHA = re.compile(r"[0-9a-f]{64}")
-
-
-def _dicts(cur) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def browse_clips(
@@ -93,7 +88,7 @@ def browse_clips(
                 params.append(float(hi))
         cond = " AND ".join(where) or "TRUE"
         total = con.execute(f"SELECT count(*) FROM clips c WHERE {cond}", params).fetchone()[0]
-        rows = _dicts(
+        rows = dict_rows(
             con.execute(
                 f"""SELECT c.clip_id, c.source_id, c.start_ms, c.end_ms, c.blob_uri, c.thumb_uri, c.caption,
                            c.sharpness, c.motion, c.aesthetic, s.title, s.content_license
@@ -144,11 +139,11 @@ def clip_detail(catalog: Catalog, clip_id: str) -> dict[str, Any] | None:
     """The clip's row, its source's title, URL and licence, and the builds that ship it; None if unknown."""
     with catalog.read() as con:
         tables = table_columns(con)
-        rows = _dicts(con.execute("SELECT * FROM clips WHERE clip_id = ?", [clip_id]))
+        rows = dict_rows(con.execute("SELECT * FROM clips WHERE clip_id = ?", [clip_id]))
         if not rows:
             return None
         clip = {k: v for k, v in rows[0].items() if v is not None}
-        src = _dicts(
+        src = dict_rows(
             con.execute(
                 "SELECT source_id, title, url, platform, uploader, content_license, rights_holder FROM sources "
                 "WHERE source_id = ?",
@@ -156,7 +151,7 @@ def clip_detail(catalog: Catalog, clip_id: str) -> dict[str, Any] | None:
             )
         )
         builds = (
-            _dicts(
+            dict_rows(
                 con.execute(
                     "SELECT m.build_id, m.shard, m.member_key, b.status FROM build_members m JOIN builds b "
                     "USING (build_id) WHERE m.clip_id = ? ORDER BY m.build_id",

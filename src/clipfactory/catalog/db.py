@@ -627,9 +627,7 @@ class Catalog:
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run a read query and return rows as dicts."""
         with self.read() as con:
-            cur = con.execute(sql, params or [])
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            return dict_rows(con.execute(sql, params or []))
 
     def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
         with self.read() as con:
@@ -701,6 +699,12 @@ def table_columns(con) -> dict[str, set[str]]:
     for t, c in rows:
         out.setdefault(t, set()).add(c)
     return out
+
+
+def dict_rows(cur) -> list[dict[str, Any]]:
+    """The rows of an executed DuckDB query, each as a dict by column name."""
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def has_table(con, name: str) -> bool:

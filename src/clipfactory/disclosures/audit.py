@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Catalog
+from ..catalog import Catalog, dict_rows
 from . import build_dir, facts_for, read_manifest
 from .facts import UNKNOWN
 
@@ -208,8 +208,7 @@ def _by_source(con, a: str, b: str) -> list[dict[str, Any]]:
             FROM {a} x WHERE x.clip_id NOT IN (SELECT clip_id FROM {b})
             GROUP BY x.source_id ORDER BY clips DESC, x.source_id"""
     )
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return dict_rows(cur)
 
 
 def dumps(doc: dict[str, Any]) -> str:

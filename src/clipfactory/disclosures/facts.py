@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..catalog import table_columns
+from ..catalog import dict_rows, table_columns
 
 #: The figures are named in one place, and every document uses these words for them.
 UNKNOWN = "unknown"
@@ -65,9 +65,7 @@ def domain_sql(col: str) -> str:
 
 
 def _rows(con, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params or [])
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return dict_rows(con.execute(sql, params or []))
 
 
 def _one(con, sql: str, params: list[Any] | None = None) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..catalog import Catalog, load_records
+from ..catalog import Catalog, dict_rows, load_records
 from ..errors import NotFoundError
 from ..ids import sha256_file
 from ..records import ClipRecord, SourceRecord
@@ -444,8 +444,7 @@ def _memberships(con, source_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         cur = con.execute(
             "SELECT m.* FROM memberships m JOIN _cf_src s ON m.source_id = s.id ORDER BY m.source_id, m.dataset"
         )
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        rows = dict_rows(cur)
     finally:
         con.unregister("_cf_src")
     out: dict[str, list[dict[str, Any]]] = {}

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..catalog import Catalog, table_columns
+from ..catalog import Catalog, dict_rows, table_columns
 from ..errors import ConfigError, NotFoundError
 from ..ids import sha256_file
 from ..storage import BlobStore
@@ -346,11 +346,6 @@ def _removed(catalog: Catalog, sha: str, query: QueryHashes) -> dict[str, Any] |
 
 
 # -- resolving matches to the catalog ------------------------------------------------------------------
-def _dicts(cur) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 def describe(
     catalog: Catalog,
     segments: list[Segment],
@@ -388,9 +383,9 @@ def describe(
         try:
             sources = {
                 r["source_id"]: r
-                for r in _dicts(con.execute("SELECT s.* FROM sources s JOIN _fp_sids USING (source_id)"))
+                for r in dict_rows(con.execute("SELECT s.* FROM sources s JOIN _fp_sids USING (source_id)"))
             }
-            clips = _dicts(
+            clips = dict_rows(
                 con.execute(
                     """SELECT c.clip_id, c.source_id, c.start_ms, c.end_ms, c.content_sha256, c.blob_uri, c.thumb_uri
                        FROM clips c JOIN _fp_sids USING (source_id) ORDER BY c.source_id, c.start_ms"""
@@ -402,7 +397,7 @@ def describe(
             ).fetchall()
             members: list[dict[str, Any]] = []
             if "build_members" in tables and "builds" in tables:
-                members = _dicts(
+                members = dict_rows(
                     con.execute(
                         """SELECT m.build_id, m.clip_id, m.source_id, m.shard, m.member_key, m.mp4_sha256,
                                   b.name, b.version, b.purpose, b.status, b.created_at, b.out_dir
@@ -412,14 +407,14 @@ def describe(
                 )
             memberships: list[dict[str, Any]] = []
             if "memberships" in tables:
-                memberships = _dicts(
+                memberships = dict_rows(
                     con.execute(
                         "SELECT m.* FROM memberships m JOIN _fp_sids USING (source_id) ORDER BY dataset"
                     )
                 )
             decisions: list[dict[str, Any]] = []
             if "policy_decisions" in tables:
-                decisions = _dicts(
+                decisions = dict_rows(
                     con.execute(
                         """SELECT p.source_id, p.purpose, p.decision, p.effective_class, p.attribution,
                                   p.share_alike, p.reasons, p.decided_at

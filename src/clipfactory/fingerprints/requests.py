@@ -21,7 +21,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from ..catalog import Catalog
+from ..catalog import Catalog, dict_rows
 from ..errors import ConfigError, NotFoundError
 
 STATUSES = ("pending", "info_requested", "approved", "rejected")
@@ -228,8 +228,7 @@ def list_requests(catalog: Catalog, status: str | None = None) -> list[dict[str,
                FROM takedown_requests WHERE ? IS NULL OR status = ? ORDER BY created_at""",
             [status, status],
         )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        return dict_rows(cur)
 
 
 def _open(catalog: Catalog, request_id: str) -> dict[str, Any]:

@@ -51,7 +51,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..catalog import Catalog
+from ..catalog import Catalog, dict_rows
 from ..errors import ConfigError, NotFoundError
 from ..ids import sha256_file
 from ..storage import BLOB_PREFIX, BlobStore, atomic_path, atomic_write
@@ -274,8 +274,7 @@ def derived_artefacts(con, source_ids: list[str], clip_ids: list[str] | None = N
                           m.jpg_sha256 FROM build_members m WHERE m.source_id IN (SELECT id FROM _td_src)
                           OR m.clip_id IN (SELECT id FROM _td_clip) ORDER BY m.build_id, m.shard, m.member_key"""
             )
-            names = [d[0] for d in cur.description]
-            members = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            members = dict_rows(cur)
         shared = _referenced_outside(con, sorted(blobs))
         copies = _dedup_copies(con)
     finally:

@@ -174,11 +174,12 @@ def read_vectors(
 
 
 def models(con) -> list[dict[str, Any]]:
+    from ..catalog.db import dict_rows
+
     if not has_table(con, "embedding_models"):
         return []
     cur = con.execute(
         """SELECT m.*, (SELECT count(*) FROM embeddings e WHERE e.model_id = m.model_id) AS vectors
            FROM embedding_models m ORDER BY registered_at DESC, model_id"""
     )
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    return dict_rows(cur)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..catalog import Catalog
+from ..catalog import Catalog, dict_rows
 from ..errors import NotFoundError
 from ..storage import atomic_path
 from .sql import lit
@@ -137,8 +137,7 @@ def missing_sources(
         missing = con.execute("SELECT count(*) FROM _cf_missing").fetchall()[0][0]
         lim = f"LIMIT {int(limit)}" if limit else ""
         cur = con.execute(f"SELECT * FROM _cf_missing ORDER BY source_id {lim}")
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        rows = dict_rows(cur)
         out = None
         if output is not None:
             with atomic_path(output) as tmp:
