@@ -96,6 +96,16 @@ def world(catalog, tmp_path, synth_dir, _world_made):
     }
 
 
+def _analysis_of(path: Path):
+    """``analyse(path)`` of a file the world holds: the analysis its ``add_source`` used, made once per
+    test run (tests/fingerprints/conftest.py), not computed again."""
+    import hashlib
+
+    from .conftest import _analysed
+
+    return _analysed(path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
 def _rows_of(catalog, source_id: str, clip_ids: list[str]) -> dict[str, int]:
     """Rows left anywhere in the catalog that name the source or its clips."""
     out = {}
@@ -168,7 +178,7 @@ def test_takedown_cascade_end_to_end(catalog, world):
         scale=0.5,
     )
     assert is_tombstoned(catalog, pdq_hashes=analyse(copy).pdq)
-    assert is_tombstoned(catalog, pdq_hashes=analyse(world["synth"] / "B.mp4").pdq) is None
+    assert is_tombstoned(catalog, pdq_hashes=_analysis_of(world["synth"] / "B.mp4").pdq) is None
     assert is_tombstoned(catalog, source_id=world["b"][0].source_id) is None
     # lookup no longer finds it; verify proves the new build is clean
     assert lookup(catalog, world["synth"] / "A.mp4", store=store)["status"] == "no_match"
@@ -376,7 +386,7 @@ def test_tombstone_match_details(catalog, world):
     store = world["store"]
     a = world["a"][0]
     takedown(catalog, store=store, source_id=a.source_id)
-    m = tombstone_match(catalog, pdq_hashes=analyse(world["synth"] / "A.mp4").pdq)
+    m = tombstone_match(catalog, pdq_hashes=_analysis_of(world["synth"] / "A.mp4").pdq)
     assert m.kind == "pdq" and m.source_id == a.source_id and m.share >= 0.8
     assert tombstone_match(catalog, pdq_hashes=[]) is None
 
