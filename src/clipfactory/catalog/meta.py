@@ -12,20 +12,16 @@ DuckDB connection of one (it runs inside the caller's transaction).
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
 from .db import Catalog
+from .outcomes import now as _now
 
 STORE_KEY = "store"
 CATALOG_ID_KEY = "catalog_id"
 PARTS_KEY = "parts_locations"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def store_location(store_root: Any) -> str:

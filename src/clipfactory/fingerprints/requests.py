@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from ..catalog import Catalog, dict_rows
+from ..catalog.outcomes import now as _now
 from ..errors import ConfigError, NotFoundError
 
 STATUSES = ("pending", "info_requested", "approved", "rejected")
@@ -36,10 +36,6 @@ RELATIONSHIPS = {
 MAX_TEXT = 4000
 #: Lowest lookup confidence for a matched source to be named by a request (as ``takedown --match``).
 MIN_CONFIDENCE = 0.5
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _text(value: str | None, name: str, *, required: bool = True, limit: int = MAX_TEXT) -> str | None:

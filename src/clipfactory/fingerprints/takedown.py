@@ -43,7 +43,7 @@ import re
 import shutil
 import tarfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..catalog import Catalog, dict_rows
+from ..catalog.outcomes import now as _now
 from ..errors import ConfigError, NotFoundError
 from ..ids import sha256_file
 from ..storage import BLOB_PREFIX, BlobStore, atomic_path, atomic_write
@@ -64,10 +65,6 @@ STEPS = ("plan", "tombstone", "builds", "catalog", "blobs", "index", "receipt")
 KEEP_TABLES = {"tombstones", "tombstone_hashes", "takedowns", "takedown_queue"}
 #: Lowest lookup confidence for ``--match`` to take a source down.
 MATCH_MIN_CONFIDENCE = 0.5
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _iso(dt: datetime) -> str:
