@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from .store import has_table
+
 #: A label's parenthesised negation, "(not gaming)", "(not on a tie)": it names what the content is *not*,
 #: and a sentence model reads the word it negates as present ("using remote controller (not gaming)" lands
 #: near video games), so the text of a label leaves it out.
@@ -29,12 +31,6 @@ def label_text(label: str) -> str:
     return re.sub(NEGATION, "", label.replace("_", " "), flags=re.IGNORECASE).strip() or label.replace("_", " ").strip()
 
 
-def _has(con, name: str) -> bool:
-    return bool(
-        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0][0]
-    )
-
-
 def source_texts(con, source_ids: list[str] | None = None, *, max_captions: int = 3) -> dict[str, str]:
     """source_id → text (an empty string when the catalog holds no text for it)."""
     con.register(
@@ -46,7 +42,7 @@ def source_texts(con, source_ids: list[str] | None = None, *, max_captions: int 
         labels = (
             f"""(SELECT source_id, string_agg(DISTINCT {_LABEL_SQL}, '. ' ORDER BY {_LABEL_SQL}) AS labels
                 FROM memberships WHERE label IS NOT NULL AND trim(label) <> '' GROUP BY source_id)"""
-            if _has(con, "memberships")
+            if has_table(con, "memberships")
             else "(SELECT NULL::VARCHAR AS source_id, NULL::VARCHAR AS labels WHERE false)"
         )
         captions = (
@@ -55,7 +51,7 @@ def source_texts(con, source_ids: list[str] | None = None, *, max_captions: int 
                     FROM (SELECT DISTINCT source_id, trim(caption) AS caption FROM clip_spans
                           WHERE caption IS NOT NULL AND trim(caption) <> '')
                 ) WHERE rn <= {int(max_captions)} GROUP BY source_id)"""
-            if _has(con, "clip_spans")
+            if has_table(con, "clip_spans")
             else "(SELECT NULL::VARCHAR AS source_id, NULL::VARCHAR AS captions WHERE false)"
         )
         rows = con.execute(
@@ -126,7 +122,7 @@ def _annotated_texts(con, source_ids: list[str] | None) -> list[dict[str, Any]]:
 
 
 def _span_texts(con, source_ids: list[str] | None) -> list[dict[str, Any]]:
-    if not _has(con, "clip_spans"):
+    if not has_table(con, "clip_spans"):
         return []
     con.register("_sem_ids", pa.table({"source_id": pa.array(sorted(set(source_ids or [])), pa.string())}))
     try:
@@ -135,7 +131,7 @@ def _span_texts(con, source_ids: list[str] | None) -> list[dict[str, Any]]:
                        any_value(end_ms) AS e, string_agg(DISTINCT trim(caption), '. ' ORDER BY trim(caption)) AS text
                 FROM clip_spans WHERE clip_id IS NOT NULL AND caption IS NOT NULL AND trim(caption) <> '' {subset}
                 GROUP BY clip_id"""
-        if _has(con, "clips"):
+        if has_table(con, "clips"):
             # The cut clip of a span may start a frame or a keyframe later than the manifest said, and so have
             # another id: a span's text goes to the clip of its source that covers most of it (at least half).
             rows = con.execute(
