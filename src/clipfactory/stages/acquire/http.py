@@ -134,6 +134,11 @@ class HttpFetchStage(Stage):
             self._fetcher.prime_host_document(row["host"], row["kind"], age, row["status_code"], body)
 
     # -- work ------------------------------------------------------------------------------------------
+    @staticmethod
+    def as_sources(items: list[Record]) -> list[SourceRecord]:
+        """The batch as source records: an item of another record type is rebuilt from its row."""
+        return [i if isinstance(i, SourceRecord) else SourceRecord.from_row(i.to_row()) for i in items]
+
     def process_batch(self, items: list[Record]) -> list[Result]:
         if not items:
             return []
@@ -143,7 +148,7 @@ class HttpFetchStage(Stage):
         from ...fingerprints.guard import TombstoneGuard
 
         guard = TombstoneGuard(self.context.catalog_path)  # one catalog read per batch
-        sources = [i if isinstance(i, SourceRecord) else SourceRecord.from_row(i.to_row()) for i in items]
+        sources = self.as_sources(items)
         refused = {s.source_id: guard.check(source_id=s.source_id) for s in sources} if guard else {}
         todo = [s for s in sources if not refused.get(s.source_id)]
         fetched = dict(zip([id(s) for s in todo], self._loop.run(fetcher.fetch_many(todo)), strict=True))

@@ -65,7 +65,7 @@ class RevalidateStage(HttpFetchStage):
         fetcher = self.fetcher
         assert self._loop is not None
         started = time.monotonic()
-        sources = [i if isinstance(i, SourceRecord) else SourceRecord.from_row(i.to_row()) for i in items]
+        sources = self.as_sources(items)
         validators = held_validators(self.context.catalog_path, sources)
 
         async def check():
