@@ -20,33 +20,63 @@ def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
 
+class _Encoder:
+    """An encode of ``codec`` at ``fps`` into ``path`` that takes its frames one at a time (RGB arrays, or
+    PyAV frames that the encoder scales and converts to its size and yuv420p in one step)."""
+
+    def __init__(
+        self, path: Path, *, fps: float, codec: str, bit_rate: int | None, width: int, height: int
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.out = av.open(str(path), "w")
+        try:
+            self.rate = Fraction(fps).limit_denominator(1001)
+            st = self.st = self.out.add_stream(codec, rate=self.rate)
+            st.width, st.height = width, height
+            st.pix_fmt = "yuv420p"
+            if bit_rate:
+                st.bit_rate = int(bit_rate)
+            if codec in ("libx264", "h264"):
+                st.options = {"preset": "ultrafast", "tune": "fastdecode"}
+        except BaseException:
+            self.out.close()
+            raise
+        self.k = 0
+
+    def add(self, img) -> None:
+        if isinstance(img, av.VideoFrame):
+            vf = img
+            vf.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses, not the source
+        else:
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        vf.pts = self.k
+        vf.time_base = Fraction(1, 1) / self.rate
+        self.k += 1
+        for pkt in self.st.encode(vf):
+            self.out.mux(pkt)
+
+    def close(self, *, flush: bool = True) -> None:
+        try:
+            if flush:
+                for pkt in self.st.encode():
+                    self.out.mux(pkt)
+        finally:
+            self.out.close()
+
+
 def _encode(
     path: Path, frames, *, fps: float, codec: str, bit_rate: int | None, width: int, height: int
 ) -> None:
     """Encode ``frames`` (RGB arrays, or PyAV frames that the encoder scales and converts to its size and
     yuv420p in one step) as ``codec`` at ``fps``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        rate = Fraction(fps).limit_denominator(1001)
-        st = out.add_stream(codec, rate=rate)
-        st.width, st.height = width, height
-        st.pix_fmt = "yuv420p"
-        if bit_rate:
-            st.bit_rate = int(bit_rate)
-        if codec in ("libx264", "h264"):
-            st.options = {"preset": "ultrafast", "tune": "fastdecode"}
-        for k, img in enumerate(frames):
-            if isinstance(img, av.VideoFrame):
-                vf = img
-                vf.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses, not the source
-            else:
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            vf.pts = k
-            vf.time_base = Fraction(1, 1) / rate
-            for pkt in st.encode(vf):
-                out.mux(pkt)
-        for pkt in st.encode():
-            out.mux(pkt)
+    enc = _Encoder(path, fps=fps, codec=codec, bit_rate=bit_rate, width=width, height=height)
+    try:
+        for img in frames:
+            enc.add(img)
+    except BaseException:
+        enc.close(flush=False)
+        raise
+    enc.close()
 
 
 def _resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -110,6 +140,55 @@ def transform(
 
         _encode(dst, chain(), fps=fps, codec=codec, bit_rate=bit_rate, width=width, height=height)
     return dst
+
+
+def transform_many(src: str | os.PathLike, edits: dict[str | os.PathLike, dict]) -> list[Path]:
+    """:func:`transform` of ``src`` to each ``dst`` of ``edits`` with its keyword arguments, from one decode
+    of ``src``: the same files as one :func:`transform` each, for one decode instead of one per copy."""
+    outs = [dict(dst=Path(dst), enc=None, done=False, **kw) for dst, kw in edits.items()]
+    for o in outs:
+        bad = set(o) - {"dst", "enc", "done", "codec", "bit_rate", "scale", "crop", "letterbox", "start_s", "end_s"}
+        if bad:
+            raise TypeError(f"transform_many: unknown edit arguments {sorted(bad)}")
+    try:
+        with av.open(str(src)) as inp:
+            vs = inp.streams.video[0]
+            vs.thread_type = "AUTO"
+            fps = float(vs.average_rate or 25)
+            tb = float(vs.time_base)
+            start_pts = vs.start_time or 0
+            n = 0
+            for f in inp.decode(vs):  # each copy takes the frames frames_in_span gives it
+                if all(o["done"] for o in outs):
+                    break
+                t = (f.pts - start_pts) * tb if f.pts is not None else n / fps
+                n += 1
+                for o in outs:
+                    start_s, end_s = o.get("start_s"), o.get("end_s")
+                    if o["done"] or (start_s is not None and t < start_s - 1e-6):
+                        continue
+                    if end_s is not None and t >= end_s - 1e-6:
+                        o["done"] = True
+                        continue
+                    frame, (width, height) = _edit(f, o.get("crop"), o.get("scale", 1.0), o.get("letterbox", 0.0))
+                    if o["enc"] is None:
+                        o["enc"] = _Encoder(
+                            o["dst"], fps=fps, codec=o.get("codec", "libx264"), bit_rate=o.get("bit_rate"),
+                            width=width, height=height,
+                        )
+                    o["enc"].add(frame)
+        for o in outs:
+            if o["enc"] is None:
+                raise ValueError(f"no frames in the requested span of {src} for {o['dst']}")
+    except BaseException:
+        for o in outs:
+            if o["enc"] is not None:
+                o["enc"].close(flush=False)
+                o["enc"] = None
+        raise
+    for o in outs:
+        o["enc"].close()
+    return [o["dst"] for o in outs]
 
 
 def _edit(f: av.VideoFrame, crop, scale: float, letterbox: float):

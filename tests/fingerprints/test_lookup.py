@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from media_synth import flat_video, transform
+from media_synth import flat_video, transform, transform_many
 
 from clipfactory.fingerprints.lookup import lookup
 from clipfactory.media.probe import MediaProbeError
@@ -155,11 +155,14 @@ def test_real_media_copies_are_found(name, real_catalog, tmp_path):
     }
     for kind in SKIPPED_EDITS.get(name, ()):
         del kinds[kind]
-    for kind, kw in kinds.items():
-        # the first 12 s of each edit (the whole of the short files); a crop is found through the crop
-        # variants of shot thumbnails, so its query keeps the whole file (and the thumbnail's frame)
-        extra = {} if kind == "crop" else {"end_s": 12.0}
-        q = transform(media / name, tmp_path / f"{kind}.mp4", **{**extra, **kw})
+    # the first 12 s of each edit (the whole of the short files); a crop is found through the crop
+    # variants of shot thumbnails, so its query keeps the whole file (and the thumbnail's frame). The
+    # copies are the files transform() writes, from one decode of the source.
+    queries = transform_many(
+        media / name,
+        {tmp_path / f"{kind}.mp4": {**({} if kind == "crop" else {"end_s": 12.0}), **kw} for kind, kw in kinds.items()},
+    )
+    for kind, q in zip(kinds, queries, strict=True):
         res = lookup(cat, q, store=store, config={"mirror_search": False})  # mirrors: test_lookup_edits
         got = [m["source_id"] for m in res["matches"]]
         assert got and got[0] == ids_[name], (name, kind, res["status"], got)
