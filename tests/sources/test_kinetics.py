@@ -178,8 +178,9 @@ def test_line_numbers_of_a_large_file_read_in_parallel(catalog, tmp_path):
     rng = random.Random(7)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     lines = ["label,youtube_id,time_start,time_end,split"]
+    chars = "".join(rng.choices(alphabet, k=11 * 300_000))  # the random 11-character ids, drawn at once
     for i in range(300_000):
-        vid = "".join(rng.choice(alphabet) for _ in range(11))
+        vid = chars[11 * i : 11 * i + 11]
         lines.append(f"label {i % 400},{vid},{i % 50},{i % 50 + 10},train")
     lines.insert(123_456, "broken,row")
     lines.insert(200_001, '"two\nlines",AbCdEfGhIjK,1,2,train')
