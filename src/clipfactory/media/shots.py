@@ -229,6 +229,12 @@ class ShotDetector:
             # frame is compared with the blend of the ends at its own position between them.
             while pos[i] - pos[ia + 1] >= k:
                 ia += 1
+            if ia + 1 >= i:
+                # One step over more than the window (frames lost to damage, or a long gap): no frame in
+                # between to compare with a blend, so no dissolve here; one in progress ends.
+                if self._dis_start is not None:
+                    self._close_dissolve()
+                return
             mid = (pos[ia] + pos[i]) / 2
             im = min(range(ia + 1, i), key=lambda t: abs(pos[t] - mid))
         a = self._ring[ia % (k + 1)]
