@@ -296,6 +296,7 @@ class RayExecutor(LocalExecutor):
             if not ray.is_initialized():
                 kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
                 if self.address:
+                    _check_reachable(self.address)
                     kwargs["address"] = self.address
                 else:
                     # A Ray of its own on this machine, also when another Ray (a cluster, another job's)
@@ -305,7 +306,10 @@ class RayExecutor(LocalExecutor):
                         num_cpus=self.workers if self.workers > 1 else None,
                         include_dashboard=False,
                     )
-                ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+                try:
+                    ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+                except ConnectionError as exc:  # "auto" with no Ray running here, a GCS that went away
+                    raise _unreachable(self.address, str(exc).splitlines()[0] if str(exc) else "") from None
                 self._started_ray = True
             _quiet_ray_data()
             self._ray = ray
@@ -497,6 +501,37 @@ def _quiet_ray_data() -> None:
         ctx.print_on_execution_start = False
     if logging.getLogger("clipfactory").getEffectiveLevel() > logging.INFO:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _unreachable(address: str | None, why: str):
+    from ..errors import ConfigError
+
+    return ConfigError(
+        f"no Ray cluster answers at {address}" + (f" ({why})" if why else ""),
+        item=f"ray_address = {address}",
+        fix="start the cluster first (`ray start --head` on its head node, then run there with "
+        'ray_address = "auto"), or leave ray_address out to run a Ray of this machine\'s own',
+    )
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse at once an address ``host:port`` whose port takes no connection: ``ray.init`` would retry
+    the cluster's GCS for minutes, printing only its own retries. ``auto`` and ``local`` are Ray's to
+    resolve (``ray.init`` fails at once when nothing runs)."""
+    import socket
+
+    if address.strip().lower() in ("auto", "local") or ":" not in address:
+        return
+    host, _, port = address.strip().rpartition(":")
+    try:
+        port_no = int(port)
+    except ValueError:
+        return  # not host:port; Ray says what it makes of it
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", port_no), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise _unreachable(address, exc.strerror or type(exc).__name__) from None
 
 
 def _catalog_env() -> str:
