@@ -382,10 +382,20 @@ def verify_cmd(
 
     def render(d):
         colour = "green" if d["ok"] else "red"
+        if d["ok"]:
+            verdict = "clean"
+        elif d["findings"]:
+            verdict = "TOMBSTONED CONTENT FOUND"
+        else:
+            verdict = "NOT VERIFIED (the build was not read whole)"
         console.print(
-            f"[{colour}]{d['build_id']}: {'clean' if d['ok'] else 'TOMBSTONED CONTENT FOUND'}[/] "
-            f"({d['members_scanned']} members in {d['shards_scanned']} shards, {d['frames_checked']} frames checked)"
+            f"[{colour}]{d['build_id']}: {verdict}[/] "
+            f"({d['members_scanned']} members in {d['shards_scanned']} shards, {d['frames_checked']} frames checked)",
+            highlight=False,
+            soft_wrap=True,
         )
+        for p in d.get("problems") or []:
+            console.print(f"[red]error:[/] {d['build_id']} at {d['out_dir']}: {p}", highlight=False, soft_wrap=True)
         if d["findings"]:
             table(d["findings"], "findings")
 

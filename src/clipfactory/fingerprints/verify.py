@@ -11,9 +11,14 @@ folder is scanned member by member:
   dense frame hashes, which finds re-encoded, resized or re-cut copies: a member is flagged when at least
   60% of its usable sampled frames (and two of them, or all when fewer) match a tombstone.
 
-The catalog's ``build_members`` rows of tombstoned sources are reported too, and so are shards that
-``build.json`` lists but that are missing (an incomplete copy is not proof either way). ``ok`` is true only
-when no tombstoned content was found; the CLI exits with code 1 otherwise.
+The catalog's ``build_members`` rows of tombstoned sources are reported too. A build that was not read
+whole is not proof either way: shards that ``build.json`` lists but that are missing, clips the build holds
+by its own account (the catalog's members, else ``build.json``'s counts) that no shard gave, or no
+``build.json`` at all are ``problems``. ``ok`` is true only when the build was read whole and no tombstoned
+content was found; the CLI exits with code 1 otherwise.
+
+The build's folder may be local or on object storage (``s3://…``, read through fsspec): each shard is
+downloaded to a temporary file in turn, scanned and removed.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ import hashlib
 import json
 import logging
 import tarfile
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..buildfolder import BuildFolder
 from ..catalog import Catalog
 from ..errors import NotFoundError
 from .hashes import MATCH_DISTANCE, MIN_QUALITY
@@ -47,20 +55,21 @@ def resolve_build(catalog: Catalog, build: str) -> dict[str, Any]:
             [build],
         )
     if not rows:
-        p = Path(build)
-        if (p / "build.json").exists():
-            m = json.loads((p / "build.json").read_text())
+        folder = BuildFolder(build)
+        m = folder.manifest()
+        if m is not None:
             return {
-                "build_id": m.get("build_id", str(p)),
+                "build_id": m.get("build_id", folder.location),
                 "name": m.get("name"),
                 "version": m.get("version"),
                 "status": m.get("status"),
-                "out_dir": str(p),
+                "out_dir": folder.location,
+                "in_catalog": False,
             }
         raise NotFoundError(
             "no such build", item=build, fix="give a build id (name-vN), a build name or a build folder"
         )
-    return rows[0]
+    return {**rows[0], "in_catalog": True}
 
 
 def _member_key(name: str) -> tuple[str, str]:
@@ -83,7 +92,7 @@ def verify_build(
 
     t0 = time.perf_counter()
     b = resolve_build(catalog, build)
-    out_dir = Path(b["out_dir"])
+    folder = BuildFolder(b["out_dir"] or "", b["build_id"])
     with catalog.read() as con:
         tomb_sources = {
             r[0]: r[1] for r in con.execute("SELECT source_id, tombstone_id FROM tombstones").fetchall()
@@ -111,22 +120,38 @@ def verify_build(
                     "tombstone_id": tomb_sources[source_id],
                 }
             )
-    manifest = json.loads((out_dir / "build.json").read_text()) if (out_dir / "build.json").exists() else {}
+    manifest = folder.manifest()
+    no_manifest = manifest is None
+    manifest = manifest or {}
     removed_shards = set(manifest.get("removed_shards", []))
     listed = [
         s["name"]
         for s in manifest.get("shards", [])
         if isinstance(s, dict) and "name" in s and s["name"] not in removed_shards
     ]
-    tars = sorted(p for p in out_dir.glob("*.tar") if not p.name.startswith("."))
-    missing = [n for n in listed if not (out_dir / n).exists()]
+    tars = folder.names(".tar")
+    missing = [n for n in listed if n not in tars]
+    # What the build holds by its own account: the catalog's members (less those of shards a takedown
+    # removed), else the clips its build.json lists. Members it holds that no shard gave are missing.
+    if b.get("in_catalog", True):
+        expected = {key or cid for cid, _sid, shard, key in cat_rows if shard not in removed_shards}
+        n_expected = len(expected)
+    else:
+        expected = None
+        n_expected = sum(
+            int(s.get("n_clips") or 0)
+            for s in manifest.get("shards", [])
+            if isinstance(s, dict) and s.get("name") not in removed_shards
+        )
+    seen_keys: set[str] = set()
     n_members = 0
     samples: list[np.ndarray] = []
     owners: list[tuple[str, str]] = []
     frame_owner: list[int] = []
     n_frames = 0
     use_pdq = frames_per_clip > 0 and len(tomb.index) > 0
-    for tar_path in tars:
+    gone: list[str] = []
+    for tar_path in _shards(folder, tars, gone):
         with tarfile.open(tar_path, "r") as tar:
             for info in tar:
                 if not info.isfile():
@@ -134,6 +159,7 @@ def verify_build(
                 n_members += 1
                 data = tar.extractfile(info).read()
                 key, ext = _member_key(info.name)
+                seen_keys.add(key)
                 sha = hashlib.sha256(data).hexdigest()
                 if sha in tomb_hashes:
                     findings.append(
@@ -220,16 +246,55 @@ def verify_build(
                             }
                         )
                         break
+    missing += [n for n in gone if n not in missing]
+    if expected is not None:
+        missing_members = sorted(expected - seen_keys)
+    else:
+        missing_members = [] if len(seen_keys) >= n_expected else [f"{n_expected - len(seen_keys)} clips"]
+    problems = []
+    if no_manifest:
+        problems.append(f"no build.json at {folder.location}")
+    if missing:
+        problems.append(f"{len(missing)} shard{'s' if len(missing) != 1 else ''} missing: {', '.join(missing)}")
+    if missing_members:
+        problems.append(
+            f"{len(missing_members)} of the build's {n_expected} clips are in no shard read"
+            + (f" (e.g. {missing_members[0]})" if expected is not None else "")
+        )
     return {
         "build_id": b["build_id"],
-        "out_dir": str(out_dir),
+        "out_dir": folder.location,
         "status": b.get("status"),
-        "ok": not findings,
-        "shards_scanned": len(tars),
+        # Clean only when the build was read whole: every shard it lists, every clip it holds.
+        "ok": not findings and not problems,
+        "complete": not problems,
+        "problems": problems,
+        "shards_scanned": len(tars) - len(gone),
         "members_scanned": n_members,
+        "clips_scanned": len(seen_keys),
+        "clips_expected": n_expected,
+        "missing_members": missing_members,
         "frames_checked": n_frames,
         "tombstones": len(tomb_sources),
         "findings": findings,
         "missing_shards": missing,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _shards(folder: BuildFolder, names: list[str], gone: list[str]) -> Iterator[Path]:
+    """A local path of each shard of ``folder`` in turn: the file itself in a local folder, else a
+    download of it to a temporary file that is removed once the next is asked for. A shard that went
+    away after the listing is added to ``gone``."""
+    if not folder.remote:
+        for n in names:
+            yield folder.path(n)
+        return
+    with tempfile.TemporaryDirectory(prefix=".cf-verify-") as tmp:
+        for n in names:
+            dest = Path(tmp) / n
+            if folder.fetch(n, dest):
+                yield dest
+                dest.unlink(missing_ok=True)
+            else:
+                gone.append(n)
