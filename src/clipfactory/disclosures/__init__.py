@@ -15,13 +15,16 @@ rewrites the old version's to say they are superseded. ``clipfactory report`` wr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..buildfolder import MANIFEST, BuildFolder
 from ..catalog import Catalog
 from ..errors import NotFoundError
 from ..ids import sha256_file
@@ -231,16 +234,17 @@ def _file_entry(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def build_dir(catalog: Catalog, build: str) -> Path:
-    """The folder of ``build``: a build id of the catalog (``example-v1``), a build name (its latest
-    version) or a build version folder."""
-    p = Path(build)
-    if (p / "build.json").exists():
-        return p
-    rows = catalog.query("SELECT out_dir FROM builds WHERE build_id = ?", [build])
+def locate_build(catalog: Catalog, build: str) -> BuildFolder:
+    """The folder of ``build`` (a build id of the catalog, ``example-v1``; a build name, its latest
+    version; or a build version folder, local or ``s3://…``), checked to hold a ``build.json``. The
+    folder may be local or on object storage."""
+    folder = BuildFolder(build)
+    if folder.exists(MANIFEST):
+        return folder
+    rows = catalog.query("SELECT build_id, out_dir FROM builds WHERE build_id = ?", [build])
     if not rows:
         rows = catalog.query(
-            "SELECT out_dir FROM builds WHERE name = ? ORDER BY version DESC LIMIT 1", [build]
+            "SELECT build_id, out_dir FROM builds WHERE name = ? ORDER BY version DESC LIMIT 1", [build]
         )
     if not rows:
         raise NotFoundError(
@@ -248,14 +252,46 @@ def build_dir(catalog: Catalog, build: str) -> Path:
             item=build,
             fix="give a build id (name-vN) or a build name from `clipfactory builds list`, or a build folder",
         )
-    out = Path(rows[0]["out_dir"])
-    if not (out / "build.json").exists():
+    folder = BuildFolder(rows[0]["out_dir"] or "", rows[0]["build_id"])
+    if not folder.exists(MANIFEST):
         raise NotFoundError(
-            "the build's folder has no build.json",
-            item=str(out),
+            f"the build's folder {folder.location} has no build.json",
+            item=rows[0]["build_id"],
+            fix="the build's files were moved or deleted; check the location (and, on object storage, "
+            "this machine's credentials and AWS_ENDPOINT_URL)",
+        )
+    return folder
+
+
+def build_dir(catalog: Catalog, build: str) -> Path:
+    """The local folder of ``build`` (see :func:`locate_build`); a build on object storage has none: use
+    :func:`opened_build`."""
+    folder = locate_build(catalog, build)
+    if folder.remote:
+        raise NotFoundError(
+            f"the build is on object storage ({folder.location}), not in a local folder",
+            item=folder.build,
+            fix="read it with opened_build()",
+        )
+    return Path(folder.location)
+
+
+@contextlib.contextmanager
+def opened_build(catalog: Catalog, build: str) -> Iterator[tuple[BuildFolder, Path, dict[str, Any]]]:
+    """``(folder, local, manifest)`` of ``build``: where it lies (:func:`locate_build`), a local folder
+    that holds its ``build.json``, index and credit files (the folder itself, or for a build on object
+    storage a temporary folder they are downloaded to, removed afterwards), and its ``build.json``."""
+    folder = locate_build(catalog, build)
+    manifest = folder.manifest()
+    if manifest is None:  # gone since it was located
+        raise NotFoundError(
+            f"the build's folder {folder.location} has no build.json", item=folder.build,
             fix="the build's files were moved or deleted",
         )
-    return out
+    names = [MANIFEST, manifest.get("index") or "index.parquet"]
+    names += [e["name"] for e in manifest.get("files") or [] if isinstance(e, dict) and e.get("name")]
+    with folder.local(names) as local:
+        yield folder, local, manifest
 
 
 def report(
@@ -269,20 +305,25 @@ def report(
     """``clipfactory report BUILD``: write the reports of ``build`` into ``out`` (default: the build's
     folder, where they are listed in ``build.json``, with the ``statements`` used). Without
     ``statements``, those the build recorded are used. Returns what was written, and the EU summary and
-    AB 2013 items."""
-    out_dir = build_dir(catalog, build)
-    manifest = read_manifest(out_dir)
-    if statements is not None:
-        # a statements file adds to (and overrides) what the build recorded; it does not forget the rest
-        statements = {**(manifest.get("report_statements") or {}), **statements}
-    res = write_reports(catalog, settings, out_dir, manifest, dest=out, statements=statements)
-    if out is None:
-        _list_in_manifest(out_dir, manifest, res["files"], res["statements"])
+    AB 2013 items.
+
+    A build on object storage is read from a download of its ``build.json`` and index; without ``out``
+    its reports (and its ``build.json``, last) are uploaded back into its folder."""
+    with opened_build(catalog, build) as (folder, out_dir, manifest):
+        if statements is not None:
+            # a statements file adds to (and overrides) what the build recorded; it does not forget the rest
+            statements = {**(manifest.get("report_statements") or {}), **statements}
+        before = (out_dir / MANIFEST).read_bytes()
+        res = write_reports(catalog, settings, out_dir, manifest, dest=out, statements=statements)
+        if out is None:
+            _list_in_manifest(out_dir, manifest, res["files"], res["statements"])
+            changed = (out_dir / MANIFEST).read_bytes() != before
+            folder.publish(out_dir, [f["name"] for f in res["files"]] + ([MANIFEST] if changed else []))
     f = res["facts"]
     return {
         "build_id": manifest.get("build_id"),
         "status": manifest.get("status"),
-        "out_dir": str(Path(out) if out is not None else out_dir),
+        "out_dir": str(Path(out)) if out is not None else folder.location,
         "reports": res["reports"],
         "files": res["files"],
         "totals": f["totals"],
@@ -327,6 +368,8 @@ __all__ = [
     "REPORT_FILES",
     "build_dir",
     "facts_for",
+    "locate_build",
+    "opened_build",
     "load_statements",
     "report",
     "report_context",

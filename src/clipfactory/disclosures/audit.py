@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import Catalog, dict_rows
-from . import build_dir, facts_for, read_manifest
+from . import facts_for, opened_build
 from .facts import UNKNOWN
 
 #: Audit dimensions: (name, facts key, the key of the value in each row).
@@ -35,11 +35,10 @@ def audit(
     max_share: float | None = None,
     statements: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The composition of ``build`` (a build id or folder) as shares of its hours, with warnings above
+    """The composition of ``build`` (a build id or folder, local or on object storage) as shares of its hours, with warnings above
     ``max_share`` (default: ``max_share`` of the statements, else 0.2)."""
-    out_dir = build_dir(catalog, build)
-    manifest = read_manifest(out_dir)
-    f = facts_for(catalog, settings, manifest, out_dir, statements=statements)
+    with opened_build(catalog, build) as (_folder, out_dir, manifest):
+        f = facts_for(catalog, settings, manifest, out_dir, statements=statements)
     limit = float(max_share) if max_share is not None else f["max_share"]
     dims: dict[str, list[dict[str, Any]]] = {}
     for name, key, col in DIMENSIONS:
@@ -94,8 +93,11 @@ def audit(
 
 def diff(catalog: Catalog, build_a: str, build_b: str) -> dict[str, Any]:
     """What entered and left between ``build_a`` and ``build_b`` (ids or folders), and why."""
-    dir_a, dir_b = build_dir(catalog, build_a), build_dir(catalog, build_b)
-    ma, mb = read_manifest(dir_a), read_manifest(dir_b)
+    with opened_build(catalog, build_a) as (_fa, dir_a, ma), opened_build(catalog, build_b) as (_fb, dir_b, mb):
+        return _diff(catalog, dir_a, ma, dir_b, mb)
+
+
+def _diff(catalog: Catalog, dir_a: Path, ma: dict[str, Any], dir_b: Path, mb: dict[str, Any]) -> dict[str, Any]:
     from .facts import load_members
 
     refused_a = {r["source_id"]: r.get("reason") for r in ma.get("refused_sources") or []}
