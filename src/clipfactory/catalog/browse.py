@@ -7,7 +7,6 @@ Every function reads; none writes. The web UI (:mod:`clipfactory.web`) shows wha
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from .db import Catalog, dict_rows, table_columns
@@ -213,7 +212,8 @@ def referenced_blob(
 def builds_with_reports(catalog: Catalog) -> list[dict[str, Any]]:
     """Every build (by name, newest version first) with the disclosure documents its ``build.json`` lists
     and that exist (``reports``: role -> file name), and its folder (``out_dir``)."""
-    from ..disclosures import REPORTS, read_manifest
+    from ..buildfolder import BuildFolder
+    from ..disclosures import REPORTS
     from ..errors import ClipfactoryError
 
     with catalog.read() as con:
@@ -224,15 +224,15 @@ def builds_with_reports(catalog: Catalog) -> list[dict[str, Any]]:
         "FROM builds ORDER BY name, version DESC"
     )
     for r in rows:
-        out = Path(r["out_dir"] or "")
+        # a local folder or an object-store URL (``s3://…``): read through BuildFolder, never as a Path
+        out = BuildFolder(r["out_dir"] or "", r["build_id"])
         try:
-            m = read_manifest(out)
+            m = out.manifest() or {}
+            have = set(out.names()) if m.get("reports") else set()
         except (ClipfactoryError, OSError, ValueError):
-            m = {}
+            m, have = {}, set()
         r["reports"] = {
-            k: v
-            for k, v in (m.get("reports") or {}).items()
-            if k in REPORTS and v == REPORTS[k] and (out / v).is_file()
+            k: v for k, v in (m.get("reports") or {}).items() if k in REPORTS and v == REPORTS[k] and v in have
         }
     return rows
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 try:
     from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, RedirectResponse
+    from fastapi.responses import HTMLResponse, RedirectResponse, Response
     from fastapi.staticfiles import StaticFiles
     from fastapi.templating import Jinja2Templates
 except ImportError as exc:  # pragma: no cover - the [web] extra is missing
@@ -400,7 +400,9 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
     def report_file(request: Request, build_id: str, role: str):
         for b in builds():
             if b["build_id"] == build_id and role in b["reports"]:
-                out = Path(b["out_dir"])
+                from ..buildfolder import BuildFolder
+
+                folder = BuildFolder(b["out_dir"], build_id)
                 name = b["reports"][role]
                 kind = {
                     ".html": "text/html; charset=utf-8",
@@ -408,7 +410,18 @@ def create_app(settings=None, config: WebConfig | None = None) -> FastAPI:
                     ".md": "text/plain; charset=utf-8",
                     ".csv": "text/csv; charset=utf-8",
                 }.get(Path(name).suffix, "application/octet-stream")
-                resp = file_response(out / name, out, kind, None)
+                if folder.remote:  # a build on object storage: the report is read from the bucket
+                    try:
+                        data = folder.read_bytes(name)
+                    except ClipfactoryError:
+                        data = None
+                    resp = (
+                        None if data is None
+                        else Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=3600"})
+                    )
+                else:
+                    out = Path(b["out_dir"])
+                    resp = file_response(out / name, out, kind, None)
                 if resp is not None:
                     resp.headers["x-cf-report"] = "1"
                     return resp
