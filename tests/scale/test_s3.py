@@ -419,3 +419,93 @@ def test_a_run_after_a_finished_one_on_s3_parts_does_not_need_the_bucket(s3, tmp
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
     assert again["status"] == "finished" and again["recovered_parts"] == 0
+
+
+def _tar_members(client, keys: list[str]) -> tuple[int, set[str]]:
+    """Files in the tar objects ``keys`` of the bucket, read with boto3: how many, and their clip keys."""
+    n, clips = 0, set()
+    for key in keys:
+        body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            for info in tar:
+                if info.isfile():
+                    n += 1
+                    clips.add(info.name.split(".", 1)[0])
+    return n, clips
+
+
+def test_verify_report_and_audit_read_a_build_on_s3(s3, tmp_path, monkeypatch):
+    """The commands that read a finished build read it from the bucket: verify scans every member of
+    every shard there, report and audit read its build.json and index; a shard deleted from the bucket
+    (or its build.json) makes verify fail, never "clean"."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from clipfactory.cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    synth.make_video(tmp_path / "owned.mp4", [("bars", 1.0), ("checker", 1.0)], size=(128, 72), keyint=25, scenecut=False, audio=None)
+    cfg = tmp_path / "clipfactory.toml"
+    cfg.write_text(
+        'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\ninputs = ["owned.mp4"]\n'
+        'license = "CC-BY-4.0"\nrights_holder = "tests"\n'
+        f'[build]\nname = "s3ex"\nout = "s3://{BUCKET}/read-builds"\nshard_size = 1\n'
+        "[quality.filter]\nmin_duration_s = 0.5\n"
+    )
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    prefix = "read-builds/s3ex/v1/"
+    shards = [k for k in _keys(s3, prefix) if k.endswith(".tar")]
+    assert len(shards) == 2
+    n_files, clips = _tar_members(s3, shards)
+    assert len(clips) == 2 and n_files >= 4  # each clip: its mp4 and its json at least
+
+    def cli(*args: str):
+        return runner.invoke(app, [*args, "--config", str(cfg), "--json"])
+
+    res = cli("verify", "--build", "s3ex-v1")
+    assert res.exit_code == 0, res.output
+    v = json.loads(res.output)
+    assert v["ok"] is True and v["out_dir"] == f"s3://{BUCKET}/read-builds/s3ex/v1"
+    assert v["members_scanned"] == n_files and v["shards_scanned"] == 2
+    assert v["clips_scanned"] == v["clips_expected"] == 2 and v["problems"] == []
+
+    s3.delete_object(Bucket=BUCKET, Key=f"{prefix}datasheet.html")
+    res = cli("report", "s3ex-v1")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output)
+    assert r["out_dir"] == f"s3://{BUCKET}/read-builds/s3ex/v1" and r["totals"]["n_clips"] == 2
+    assert f"{prefix}datasheet.html" in _keys(s3, prefix), "the report was written back into the build's folder"
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}build.json")["Body"].read())
+    assert {f["name"] for f in manifest["files"]} >= {"datasheet.html", "croissant.json", "copyrighted_works.csv"}
+    res = cli("report", "s3ex-v1", "--out", str(tmp_path / "docs"))
+    assert res.exit_code == 0, res.output
+    works = (tmp_path / "docs" / "copyrighted_works.csv").read_text().splitlines()
+    assert len(works) == 2  # the header and the one work of the build
+    res = cli("audit", "s3ex-v1")
+    assert res.exit_code == 0, res.output
+    a = json.loads(res.output)
+    assert a["build_id"] == "s3ex-v1" and a["n_clips"] == 2
+    assert sum(row["clips"] for row in a["dimensions"]["dataset"]) == 2
+
+    # One shard deleted from the bucket: the build was not read whole, so it is not clean.
+    s3.delete_object(Bucket=BUCKET, Key=shards[0])
+    res = cli("verify", "--build", "s3ex-v1")
+    assert res.exit_code == 1, res.output
+    v = json.loads(res.output)
+    assert v["ok"] is False and v["missing_shards"] == [shards[0].rsplit("/", 1)[-1]]
+    assert v["clips_scanned"] == 1 and len(v["missing_members"]) == 1
+    res = runner.invoke(app, ["verify", "--build", "s3ex-v1", "--config", str(cfg)])
+    assert res.exit_code == 1 and "clean" not in res.output, res.output
+
+    # No build.json in the bucket: verify fails, report and audit say so in one line.
+    s3.delete_object(Bucket=BUCKET, Key=f"{prefix}build.json")
+    res = cli("verify", "--build", "s3ex-v1")
+    assert res.exit_code == 1 and json.loads(res.output)["ok"] is False
+    for cmd in ("report", "audit"):
+        res = runner.invoke(app, [cmd, "s3ex-v1", "--config", str(cfg)])
+        assert res.exit_code == 1, res.output
+        text = " ".join(res.output.split())
+        assert text.startswith(f"error: s3ex-v1: the build's folder s3://{BUCKET}/read-builds/s3ex/v1 has no build.json"), text
