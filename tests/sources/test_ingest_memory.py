@@ -132,3 +132,24 @@ def test_an_unreadable_memory_limit_is_named(manifests, tmp_path):
         err == "error: --memory-limit: not a memory size: 'lots' (fix: give a size such as 512MB, 1GB or 4GB)"
     )
     assert list(tmp_path.iterdir()) == []  # refused before the catalog is opened: nothing is created
+
+
+def test_the_cli_bounds_the_ingest_memory_when_no_limit_is_given(manifests, tmp_path, monkeypatch):
+    """Without --memory-limit the CLI gives the ingest 1536MB (DuckDB's own default, 80% of RAM, let a
+    10 M-row file peak at 3.9 GB); a given limit is passed as given."""
+    import clipfactory.sources.ingest as ingest
+
+    seen = []
+    real = ingest.ingest_manifest
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["memory_limit"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "ingest_manifest", spy)
+    manifest = str(manifests / "kinetics400_sample.csv")
+    r = CliRunner().invoke(app, ["ingest", manifest, "--catalog", str(tmp_path / "a.duckdb")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["ingest", manifest, "--memory-limit", "3GB", "--catalog", str(tmp_path / "b.duckdb")])
+    assert r.exit_code == 0, r.output
+    assert seen == ["1536MB", "3GB"]
