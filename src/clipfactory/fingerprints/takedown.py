@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -55,7 +56,7 @@ from ..catalog import Catalog, dict_rows
 from ..catalog.outcomes import now as _now
 from ..errors import ConfigError, NotFoundError
 from ..ids import sha256_file
-from ..storage import BLOB_PREFIX, BlobStore, atomic_path, atomic_write
+from ..storage import BLOB_PREFIX, BlobStore, atomic_path, atomic_write, filesystem, is_url
 from .hashes import MIN_QUALITY, pack_many
 
 log = logging.getLogger(__name__)
@@ -465,13 +466,22 @@ def _thin(hashes: np.ndarray, min_change: int = 4) -> np.ndarray:
     return np.array(keep, np.int64)
 
 
-def _next_version(con, name: str, parent: Path) -> int:
+def _next_version(con, name: str, parent: Path | str) -> int:
     n = con.execute("SELECT coalesce(max(version), 0) FROM builds WHERE name = ?", [name]).fetchall()[0][0]
-    if parent.exists():
-        for p in parent.iterdir():
-            m = re.fullmatch(r"\.?v(\d+)(?:\..*)?", p.name)
-            if m:
-                n = max(n, int(m.group(1)))
+    if is_url(parent):
+        fs, base = filesystem(str(parent))
+        fs.invalidate_cache(base)
+        try:
+            names = [str(e).rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(base, detail=False)]
+        except FileNotFoundError:
+            names = []
+    else:
+        parent = Path(parent)
+        names = [p.name for p in parent.iterdir()] if parent.exists() else []
+    for entry in names:
+        m = re.fullmatch(r"\.?v(\d+)(?:\..*)?", entry)
+        if m:
+            n = max(n, int(m.group(1)))
     return int(n) + 1
 
 
@@ -741,13 +751,18 @@ def _plan_builds(con, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         current = status != "superseded" and version == latest.get(name)
         if current:
-            parent = Path(out_dir).parent
-            nv = max(_next_version(con, name, parent), reserved.get(name, 0) + 1)
+            if is_url(out_dir):  # a build on object storage: its new version goes beside it in the bucket
+                parent_url, _, leaf = str(out_dir).rstrip("/").rpartition("/")
+                nv = max(_next_version(con, name, parent_url), reserved.get(name, 0) + 1)
+                new_loc = f"{parent_url}/v{nv}" if re.fullmatch(r"v\d+", leaf) else f"{str(out_dir).rstrip('/')}-v{nv}"
+            else:
+                parent = Path(out_dir).parent
+                nv = max(_next_version(con, name, parent), reserved.get(name, 0) + 1)
+                new_loc = str(
+                    parent / f"v{nv}" if re.fullmatch(r"v\d+", Path(out_dir).name) else Path(f"{out_dir}-v{nv}")
+                )
             reserved[name] = nv
-            new_dir = (
-                parent / f"v{nv}" if re.fullmatch(r"v\d+", Path(out_dir).name) else Path(f"{out_dir}-v{nv}")
-            )
-            entry.update({"new_version": nv, "new_build_id": f"{name}-v{nv}", "new_out_dir": str(new_dir)})
+            entry.update({"new_version": nv, "new_build_id": f"{name}-v{nv}", "new_out_dir": new_loc})
         out.append(entry)
     return out
 
@@ -930,7 +945,7 @@ def _new_version(b: dict[str, Any], takedown_id: str) -> dict[str, Any]:
             "n_clips": n_clips,
             "n_shards": len(shards),
             "shards": shards,
-            "out_dir": str(new_dir),
+            "out_dir": b.get("record_out_dir") or str(new_dir),
             "status": "complete",
             "takedown": {"takedown_id": takedown_id, "removed_members": len(b["removed"])},
         }
@@ -1105,96 +1120,161 @@ def _describe_what_is_left(
 def _rewrite_builds(catalog: Catalog, plan: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for b in plan["builds"]:
-        old_dir = Path(b["out_dir"])
-        removed_clips = {r["clip_id"] for r in b["removed"]}
-        entry: dict[str, Any] = {
-            "superseded": b["build_id"],
-            "removed_members": len(b["removed"]),
-            "affected_shards": b["affected_shards"],
-        }
-        if "new_build_id" in b:
-            manifest = _new_version(b, plan["takedown_id"])
-            with catalog.write() as con:
-                have = con.execute("SELECT 1 FROM builds WHERE build_id = ?", [b["new_build_id"]]).fetchall()
-                if not have:
-                    old = con.execute(
-                        "SELECT config FROM builds WHERE build_id = ?", [b["build_id"]]
-                    ).fetchall()
-                    cfg = json.loads(old[0][0] or "{}") if old else {}
-                    con.register("_td_rm", pa.table({"id": pa.array(sorted(removed_clips), pa.string())}))
-                    try:
-                        con.execute(
-                            """INSERT INTO build_members BY NAME
-                               SELECT ? AS build_id, clip_id, source_id, shard, member_key, mp4_sha256, json_sha256, jpg_sha256
-                               FROM build_members WHERE build_id = ? AND clip_id NOT IN (SELECT id FROM _td_rm)""",
-                            [b["new_build_id"], b["build_id"]],
-                        )
-                    finally:
-                        con.unregister("_td_rm")
-                    rows = con.execute(
-                        "SELECT clip_id, mp4_sha256, json_sha256, jpg_sha256 FROM build_members WHERE build_id = ? ORDER BY clip_id",
-                        [b["new_build_id"]],
-                    ).fetchall()
-                    members = [
-                        dict(zip(("clip_id", "mp4_sha256", "json_sha256", "jpg_sha256"), r, strict=True))
-                        for r in rows
-                    ]
-                    cfg["content_hash"] = manifest.get("content_hash")
-                    cfg["takedown_id"] = plan["takedown_id"]
-                    con.execute(
-                        "INSERT INTO builds VALUES (?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
-                        [
-                            b["new_build_id"],
-                            b["name"],
-                            b["new_version"],
-                            b["purpose"],
-                            _now(),
-                            b["new_out_dir"],
-                            len(members),
-                            manifest.get("n_shards"),
-                            b["build_id"],
-                            json.dumps(cfg),
-                        ],
-                    )
-                    con.execute("UPDATE builds SET status = 'superseded' WHERE build_id = ?", [b["build_id"]])
-            entry.update(
-                {
-                    "new_build_id": b["new_build_id"],
-                    "new_out_dir": b["new_out_dir"],
-                    "rewritten_shards": manifest.get("_rewritten", []),
-                    "linked_shards": manifest.get("_linked"),
-                }
-            )
-        # The old version keeps no removed content: its affected shards go, its index is rewritten.
-        removed_files = []
-        for name in b["affected_shards"]:
-            p = old_dir / name
-            if p.exists():
-                removed_files.append({"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size})
-                p.unlink()
-        manifest_path = old_dir / "build.json"
-        if manifest_path.exists():
-            old_manifest = json.loads(manifest_path.read_text())
-            _describe_what_is_left(old_dir, old_manifest, b, removed_clips)
-            with catalog.write() as con:
-                con.execute(
-                    "UPDATE builds SET n_clips = ?, n_shards = ? WHERE build_id = ?",
-                    [old_manifest.get("n_clips"), old_manifest.get("n_shards"), b["build_id"]],
-                )
-            old_manifest["status"] = "superseded"
-            if "new_build_id" in b:
-                old_manifest["superseded_by"] = b["new_build_id"]
-            old_manifest.setdefault("removed_shards", [])
-            old_manifest["removed_shards"] = sorted(
-                set(old_manifest["removed_shards"]) | set(b["affected_shards"])
-            )
-            old_manifest["takedowns"] = sorted(set(old_manifest.get("takedowns", [])) | {plan["takedown_id"]})
-            with atomic_write(manifest_path, "w") as fh:
-                fh.write(json.dumps(old_manifest, indent=2, ensure_ascii=False))
-        _rewrite_reports(catalog, b, old_dir)
-        entry["removed_shard_files"] = removed_files
-        out.append(entry)
+        out.append(_rewrite_remote_build(catalog, plan, b) if is_url(b["out_dir"]) else _rewrite_build(catalog, plan, b))
     return out
+
+
+def _rewrite_remote_build(catalog: Catalog, plan: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The takedown of a build on object storage: its files are downloaded to a temporary folder and
+    rewritten there as a local build's are; the new version is uploaded (``build.json`` last) before the
+    catalog records it, then the old version's rewritten files go back (``build.json`` last) and its
+    affected shards are deleted from the bucket. A takedown resumed after an interruption finds a new
+    version already uploaded and keeps it."""
+    from ..buildfolder import MANIFEST, BuildFolder
+
+    old_f = BuildFolder(b["out_dir"], b["build_id"])
+    new_f = BuildFolder(b["new_out_dir"], b["new_build_id"]) if "new_build_id" in b else None
+    with tempfile.TemporaryDirectory(prefix=".cf-takedown-") as tmp:
+        old_local, new_local = Path(tmp) / "old", Path(tmp) / "new"
+        old_local.mkdir()
+        before = {}
+        for name in old_f.names():
+            if old_f.fetch(name, old_local / name):
+                before[name] = sha256_file(old_local / name)
+        sent: dict[str, str] = {}
+        if new_f is not None and new_f.exists(MANIFEST):  # uploaded by an interrupted attempt: kept
+            new_local.mkdir()
+            for name in new_f.names():
+                if new_f.fetch(name, new_local / name):
+                    sent[name] = sha256_file(new_local / name)
+        local = {**b, "out_dir": str(old_local)}
+        if new_f is not None:
+            local.update({"new_out_dir": str(new_local), "record_out_dir": b["new_out_dir"]})
+
+        def publish_new() -> None:
+            """Upload what of the new version changed since it was last uploaded (all of it, first)."""
+            if new_f is None:
+                return
+            files = {p.name: sha256_file(p) for p in new_local.iterdir() if p.is_file() and not p.name.startswith(".")}
+            new_f.publish(new_local, [n for n, h in files.items() if sent.get(n) != h])
+            sent.update(files)
+
+        entry = _rewrite_build(catalog, plan, b, local=local, published=publish_new)
+        publish_new()  # its reports, written again once the catalog records it, and its build.json
+        # The old version: its rewritten files go back, build.json last; then its removed shards go.
+        changed = [
+            p.name for p in old_local.iterdir()
+            if p.is_file() and not p.name.startswith(".") and before.get(p.name) != sha256_file(p)
+        ]
+        old_f.publish(old_local, changed)
+        for f in entry.get("removed_shard_files", []):
+            name = Path(f["path"]).name
+            old_f._call(f"delete {name}", lambda name=name: old_f.fs.rm_file(old_f._key(name)))
+            f["path"] = f"{old_f.location}/{name}"
+        for name in b["affected_shards"]:  # deleted by an interrupted attempt, or still in the bucket
+            if old_f.exists(name):
+                old_f._call(f"delete {name}", lambda name=name: old_f.fs.rm_file(old_f._key(name)))
+    return entry
+
+
+def _rewrite_build(
+    catalog: Catalog, plan: dict[str, Any], b: dict[str, Any], *, local: dict[str, Any] | None = None, published=None
+) -> dict[str, Any]:
+    """The takedown of one build. ``b`` is what the catalog and the receipt record; ``local`` (default
+    ``b``) names the local folders the files are rewritten in, and ``published()`` is called once the new
+    version is complete there, before the catalog records it."""
+    local = local or b
+    old_dir = Path(local["out_dir"])
+    removed_clips = {r["clip_id"] for r in b["removed"]}
+    entry: dict[str, Any] = {
+        "superseded": b["build_id"],
+        "removed_members": len(b["removed"]),
+        "affected_shards": b["affected_shards"],
+    }
+    if "new_build_id" in b:
+        manifest = _new_version(local, plan["takedown_id"])
+        if published is not None:
+            published()
+        with catalog.write() as con:
+            have = con.execute("SELECT 1 FROM builds WHERE build_id = ?", [b["new_build_id"]]).fetchall()
+            if not have:
+                old = con.execute(
+                    "SELECT config FROM builds WHERE build_id = ?", [b["build_id"]]
+                ).fetchall()
+                cfg = json.loads(old[0][0] or "{}") if old else {}
+                con.register("_td_rm", pa.table({"id": pa.array(sorted(removed_clips), pa.string())}))
+                try:
+                    con.execute(
+                        """INSERT INTO build_members BY NAME
+                           SELECT ? AS build_id, clip_id, source_id, shard, member_key, mp4_sha256, json_sha256, jpg_sha256
+                           FROM build_members WHERE build_id = ? AND clip_id NOT IN (SELECT id FROM _td_rm)""",
+                        [b["new_build_id"], b["build_id"]],
+                    )
+                finally:
+                    con.unregister("_td_rm")
+                rows = con.execute(
+                    "SELECT clip_id, mp4_sha256, json_sha256, jpg_sha256 FROM build_members WHERE build_id = ? ORDER BY clip_id",
+                    [b["new_build_id"]],
+                ).fetchall()
+                members = [
+                    dict(zip(("clip_id", "mp4_sha256", "json_sha256", "jpg_sha256"), r, strict=True))
+                    for r in rows
+                ]
+                cfg["content_hash"] = manifest.get("content_hash")
+                cfg["takedown_id"] = plan["takedown_id"]
+                con.execute(
+                    "INSERT INTO builds VALUES (?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?)",
+                    [
+                        b["new_build_id"],
+                        b["name"],
+                        b["new_version"],
+                        b["purpose"],
+                        _now(),
+                        b["new_out_dir"],
+                        len(members),
+                        manifest.get("n_shards"),
+                        b["build_id"],
+                        json.dumps(cfg),
+                    ],
+                )
+                con.execute("UPDATE builds SET status = 'superseded' WHERE build_id = ?", [b["build_id"]])
+        entry.update(
+            {
+                "new_build_id": b["new_build_id"],
+                "new_out_dir": b["new_out_dir"],
+                "rewritten_shards": manifest.get("_rewritten", []),
+                "linked_shards": manifest.get("_linked"),
+            }
+        )
+    # The old version keeps no removed content: its affected shards go, its index is rewritten.
+    removed_files = []
+    for name in b["affected_shards"]:
+        p = old_dir / name
+        if p.exists():
+            removed_files.append({"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size})
+            p.unlink()
+    manifest_path = old_dir / "build.json"
+    if manifest_path.exists():
+        old_manifest = json.loads(manifest_path.read_text())
+        _describe_what_is_left(old_dir, old_manifest, local, removed_clips)
+        with catalog.write() as con:
+            con.execute(
+                "UPDATE builds SET n_clips = ?, n_shards = ? WHERE build_id = ?",
+                [old_manifest.get("n_clips"), old_manifest.get("n_shards"), b["build_id"]],
+            )
+        old_manifest["status"] = "superseded"
+        if "new_build_id" in b:
+            old_manifest["superseded_by"] = b["new_build_id"]
+        old_manifest.setdefault("removed_shards", [])
+        old_manifest["removed_shards"] = sorted(
+            set(old_manifest["removed_shards"]) | set(b["affected_shards"])
+        )
+        old_manifest["takedowns"] = sorted(set(old_manifest.get("takedowns", [])) | {plan["takedown_id"]})
+        with atomic_write(manifest_path, "w") as fh:
+            fh.write(json.dumps(old_manifest, indent=2, ensure_ascii=False))
+    _rewrite_reports(catalog, local, old_dir)
+    entry["removed_shard_files"] = removed_files
+    return entry
 
 
 # -- step 4: catalog -------------------------------------------------------------------------------------
@@ -1404,6 +1484,16 @@ def plan_view(plan: dict[str, Any], *, resumes: list[str] | None = None) -> dict
     shared = set(art.get("blobs_shared", []))
     shard_files = []
     for b in plan["builds"]:
+        if is_url(b["out_dir"]):
+            from ..buildfolder import BuildFolder
+
+            folder = BuildFolder(b["out_dir"], b["build_id"])
+            have = set(folder.names(".tar"))
+            for name in b["affected_shards"]:
+                if name in have:
+                    size = folder.fs.size(folder._key(name))
+                    shard_files.append({"path": f"{folder.location}/{name}", "bytes": int(size)})
+            continue
         for name in b["affected_shards"]:
             p = Path(b["out_dir"]) / name
             if p.exists():
