@@ -509,3 +509,49 @@ def test_verify_report_and_audit_read_a_build_on_s3(s3, tmp_path, monkeypatch):
         assert res.exit_code == 1, res.output
         text = " ".join(res.output.split())
         assert text.startswith(f"error: s3ex-v1: the build's folder s3://{BUCKET}/read-builds/s3ex/v1 has no build.json"), text
+
+
+def test_a_takedown_rewrites_a_build_on_s3(s3, tmp_path, monkeypatch):
+    """A takedown of one of a build's two sources: the new version is written in the bucket without it,
+    the old version's shard that held it is deleted from the bucket, and verify reads both from there."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from clipfactory.catalog import Catalog
+    from clipfactory.cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    synth.make_video(tmp_path / "a.mp4", [("bars", 1.0)], size=(128, 72), keyint=25, scenecut=False, audio=None)
+    synth.make_video(tmp_path / "b.mp4", [("checker", 1.0)], size=(128, 72), keyint=25, scenecut=False, audio=None)
+    cfg = tmp_path / "clipfactory.toml"
+    cfg.write_text(
+        'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\ninputs = ["a.mp4", "b.mp4"]\n'
+        'license = "CC-BY-4.0"\nrights_holder = "tests"\n'
+        f'[build]\nname = "td"\nout = "s3://{BUCKET}/td-builds"\nshard_size = 1\n'
+        "[quality.filter]\nmin_duration_s = 0.5\n"
+    )
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    cat = Catalog(tmp_path / "cat.duckdb")
+    members = cat.query("SELECT clip_id, source_id, shard FROM build_members WHERE build_id = 'td-v1' ORDER BY clip_id")
+    assert len({m["source_id"] for m in members}) == 2 and len(members) == 2
+    gone, kept = members[0], members[1]
+    res = runner.invoke(app, ["takedown", gone["source_id"], "--reason", "test", "--yes", "--config", str(cfg), "--json"])
+    assert res.exit_code == 0, res.output
+    receipt = json.loads(res.output)
+    assert receipt["builds"][0]["new_out_dir"] == f"s3://{BUCKET}/td-builds/td/v2"
+    v1, v2 = set(_keys(s3, "td-builds/td/v1/")), set(_keys(s3, "td-builds/td/v2/"))
+    assert f"td-builds/td/v1/{gone['shard']}" not in v1 and f"td-builds/td/v1/{kept['shard']}" in v1
+    assert [k for k in v2 if k.endswith(".tar")] == [f"td-builds/td/v2/{kept['shard']}"]
+    _, clips = _tar_members(s3, [f"td-builds/td/v2/{kept['shard']}"])
+    assert clips == {kept["clip_id"]}
+    old = json.loads(s3.get_object(Bucket=BUCKET, Key="td-builds/td/v1/build.json")["Body"].read())
+    assert old["status"] == "superseded" and old["removed_shards"] == [gone["shard"]]
+    assert not any(p.name.startswith("s3:") for p in tmp_path.iterdir()), "nothing written to a local s3:/ folder"
+    for build, n in (("td-v2", 1), ("td-v1", 1)):
+        res = runner.invoke(app, ["verify", "--build", build, "--config", str(cfg), "--json"])
+        assert res.exit_code == 0, res.output
+        v = json.loads(res.output)
+        assert v["ok"] and v["clips_scanned"] == v["clips_expected"] == n, v
