@@ -29,6 +29,8 @@ from clipfactory.storage import BlobStore, ObjectBlobStore, upload_file, write_o
 synth = sys.modules["cf_synth"]  # loaded by conftest.py
 MiB = 2**20
 BUCKET = "clipfactory-test"
+#: The models a build needs none of here (they take seconds to load): what the build-reading tests turn off.
+NO_MODELS = "[media.analyse]\ndetect_text = false\n[signals.visual]\nnsfw = false\nfaces = false\n"
 ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -451,7 +453,7 @@ def test_verify_report_and_audit_read_a_build_on_s3(s3, tmp_path, monkeypatch):
         'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\ninputs = ["owned.mp4"]\n'
         'license = "CC-BY-4.0"\nrights_holder = "tests"\n'
         f'[build]\nname = "s3ex"\nout = "s3://{BUCKET}/read-builds"\nshard_size = 1\n'
-        "[quality.filter]\nmin_duration_s = 0.5\n"
+        "[quality.filter]\nmin_duration_s = 0.5\n" + NO_MODELS
     )
     runner = CliRunner()
     res = runner.invoke(app, ["run", "--config", str(cfg)])
@@ -480,6 +482,18 @@ def test_verify_report_and_audit_read_a_build_on_s3(s3, tmp_path, monkeypatch):
     assert f"{prefix}datasheet.html" in _keys(s3, prefix), "the report was written back into the build's folder"
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}build.json")["Body"].read())
     assert {f["name"] for f in manifest["files"]} >= {"datasheet.html", "croissant.json", "copyrighted_works.csv"}
+    # The transparency page lists the build's documents and serves them from the bucket.
+    pytest.importorskip("fastapi", reason="the web UI needs the 'web' extra")
+    from fastapi.testclient import TestClient
+
+    from clipfactory.config import load_settings
+    from clipfactory.web import WebConfig, create_app
+
+    web = TestClient(create_app(load_settings(cfg), WebConfig()))
+    assert "s3ex-v1" in web.get("/transparency").text
+    page = web.get("/transparency/s3ex-v1/datasheet")
+    assert page.status_code == 200
+    assert page.content == s3.get_object(Bucket=BUCKET, Key=f"{prefix}datasheet.html")["Body"].read()
     res = cli("report", "s3ex-v1", "--out", str(tmp_path / "docs"))
     assert res.exit_code == 0, res.output
     works = (tmp_path / "docs" / "copyrighted_works.csv").read_text().splitlines()
@@ -529,7 +543,7 @@ def test_a_takedown_rewrites_a_build_on_s3(s3, tmp_path, monkeypatch):
         'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\ninputs = ["a.mp4", "b.mp4"]\n'
         'license = "CC-BY-4.0"\nrights_holder = "tests"\n'
         f'[build]\nname = "td"\nout = "s3://{BUCKET}/td-builds"\nshard_size = 1\n'
-        "[quality.filter]\nmin_duration_s = 0.5\n"
+        "[quality.filter]\nmin_duration_s = 0.5\n" + NO_MODELS
     )
     runner = CliRunner()
     res = runner.invoke(app, ["run", "--config", str(cfg)])
