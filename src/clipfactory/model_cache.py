@@ -55,3 +55,26 @@ def _trim_heap() -> None:
         ctypes.CDLL(name).malloc_trim(0)
     except (OSError, AttributeError):  # another C library (musl) without malloc_trim
         pass
+
+
+def local_model_folder(name: str) -> str | None:
+    """The folder of a model named ``name`` on this machine: ``name`` itself when it is a folder, else the
+    snapshot of the hub name ``name`` in the local Hugging Face cache (found on disk, without asking the
+    hub: even ``from_pretrained(..., local_files_only=True)`` looks a host up for its request headers).
+    ``None`` when it is neither: clipfactory never downloads model files at run time."""
+    from pathlib import Path
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if name.count("/") > 1 or path.is_absolute() or name.startswith("."):
+        return None  # a path, and no folder there
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # a name the hub's rules refuse (huggingface_hub's validation errors)
+        return None
+    return str(Path(found).parent) if isinstance(found, str) else None

@@ -178,3 +178,24 @@ def test_a_transformers_clip_folder_loads_and_gives_the_models_own_image_feature
     assert np.allclose(got, ref / np.linalg.norm(ref), atol=1e-5)
     with pytest.raises(Exception, match="cannot load a visual model"):
         VisualEncoder(str(tmp_path / "no-such-model"))
+
+
+def test_a_hub_name_not_in_the_local_cache_is_refused_without_asking_the_hub(monkeypatch):
+    """A visual model named like a hub model whose files are not on this machine: one ConfigError naming
+    the setting, and no host name looked up (clipfactory downloads no model)."""
+    import socket
+
+    pytest.importorskip("transformers")
+    from clipfactory.errors import ConfigError
+
+    tried = []
+
+    def no_network(*args, **kwargs):
+        tried.append(args[:1])
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    with pytest.raises(ConfigError, match="neither a folder nor a model in the local Hugging Face cache") as err:
+        VisualEncoder("openai/clip-vit-base-patch32-not-cached")
+    assert "semantic.visual.model" in str(err.value)
+    assert tried == [], f"the hub was asked: {tried}"

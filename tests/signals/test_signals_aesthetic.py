@@ -141,3 +141,25 @@ def test_wrong_files_are_named_with_the_fix(tiny_clip, tmp_path):
     torch.save(LaionMLP(EMB).state_dict(), head)
     with pytest.raises(ConfigError, match="could not load the CLIP model"):
         AestheticModel(str(tmp_path / "no-such-clip"), str(head))
+
+
+def test_a_model_name_not_on_disk_is_refused_without_asking_the_hub(tiny_clip, tmp_path, monkeypatch):
+    """clipfactory never downloads model files at run time: a hub name whose files are not in the local cache
+    is a ConfigError at once, and no host name is looked up and no connection attempted."""
+    import socket
+
+    from clipfactory.signals.aesthetic import AestheticModel
+
+    tried = []
+
+    def no_network(*args, **kwargs):
+        tried.append(args[:1])
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    head = tmp_path / "head.pth"
+    torch.save(LaionMLP(EMB).state_dict(), head)
+    with pytest.raises(ConfigError, match="could not load the CLIP model"):
+        AestheticModel("openai/clip-vit-large-patch14-not-cached", str(head))
+    assert tried == [], f"the hub was asked: {tried}"

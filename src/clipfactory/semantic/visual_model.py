@@ -153,10 +153,20 @@ class VisualEncoder:
         except ImportError as exc:
             raise MissingExtraError("transformers", TORCH_EXTRA, feature="transformers visual models",
                                     install="pip install transformers") from exc
-        where = str(folder) if folder is not None else self.model
+        from ..model_cache import local_model_folder
+
+        where = str(folder) if folder is not None else local_model_folder(self.model)
+        if where is None:
+            raise ConfigError(
+                f"cannot load a visual model from {self.model!r}: neither a folder nor a model in the local "
+                "Hugging Face cache (clipfactory downloads no model)",
+                item="semantic.visual.model",
+                fix="give a folder written by save_pretrained (with its processor files), an ONNX folder "
+                "(docs/semantic.md), or a hub name whose files are in the local cache",
+            )
         try:
-            self._tmodel = AutoModel.from_pretrained(where).eval()
-            self._processor = AutoProcessor.from_pretrained(where)
+            self._tmodel = AutoModel.from_pretrained(where, local_files_only=True).eval()
+            self._processor = AutoProcessor.from_pretrained(where, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"cannot load a visual model from {where!r}: {exc}",

@@ -106,10 +106,15 @@ class AestheticModel:
         torch = _torch()
         from transformers import CLIPImageProcessor, CLIPModel
 
+        from ..model_cache import local_model_folder
+
         self.layers = load_head(head_path)
+        folder = local_model_folder(clip_model)
         try:
-            self._model = CLIPModel.from_pretrained(clip_model).eval()
-            self._processor = CLIPImageProcessor.from_pretrained(clip_model)
+            if folder is None:
+                raise FileNotFoundError("neither a folder nor a model in the local Hugging Face cache")
+            self._model = CLIPModel.from_pretrained(folder, local_files_only=True).eval()
+            self._processor = CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
         except Exception as exc:
             raise ConfigError(
                 f"could not load the CLIP model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
