@@ -211,6 +211,27 @@ def _add_to_shard(path: Path, name: str, data: bytes) -> None:
         t.addfile(info, io.BytesIO(data))
 
 
+def test_verify_is_never_clean_for_a_build_it_did_not_read_whole(catalog, world):
+    """A build whose shards are not all there is not proven clean: a shard gone, every shard gone (0
+    members read of a build that has 9 clips), its folder gone."""
+    out_dir = Path(catalog.query("SELECT out_dir FROM builds WHERE build_id = 'b-v1'")[0]["out_dir"])
+    shards = sorted(out_dir.glob("*.tar"))
+    assert verify_build(catalog, "b-v1", frames_per_clip=0)["ok"]
+    shards[0].unlink()
+    v = verify_build(catalog, "b-v1", frames_per_clip=0)
+    assert not v["ok"] and v["findings"] == [] and v["missing_shards"] == [shards[0].name]
+    for p in shards[1:]:
+        p.unlink()
+    v = verify_build(catalog, "b-v1", frames_per_clip=0)
+    assert not v["ok"] and v["members_scanned"] == 0 and v["clips_expected"] == 9
+    assert len(v["missing_members"]) == 9
+    res = CliRunner().invoke(app, ["verify", "--build", "b-v1", "--catalog", str(catalog.path), "--frames", "0"])
+    assert res.exit_code == 1 and "b-v1: clean" not in res.output and "b-v1: NOT VERIFIED" in res.output, res.output
+    (out_dir / "build.json").unlink()
+    v = verify_build(catalog, "b-v1", frames_per_clip=0)
+    assert not v["ok"] and any("no build.json" in p for p in v["problems"])
+
+
 def test_verify_fails_when_tombstoned_content_is_re_added(catalog, world):
     store = world["store"]
     a, a_clips = world["a"]

@@ -512,7 +512,7 @@ def test_verify_report_and_audit_read_a_build_on_s3(s3, tmp_path, monkeypatch):
     assert v["ok"] is False and v["missing_shards"] == [shards[0].rsplit("/", 1)[-1]]
     assert v["clips_scanned"] == 1 and len(v["missing_members"]) == 1
     res = runner.invoke(app, ["verify", "--build", "s3ex-v1", "--config", str(cfg)])
-    assert res.exit_code == 1 and "clean" not in res.output, res.output
+    assert res.exit_code == 1 and "s3ex-v1: clean" not in res.output and "s3ex-v1: NOT VERIFIED" in res.output, res.output
 
     # No build.json in the bucket: verify fails, report and audit say so in one line.
     s3.delete_object(Bucket=BUCKET, Key=f"{prefix}build.json")
