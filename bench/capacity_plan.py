@@ -166,15 +166,17 @@ def measure(n_short: int) -> dict:
 
 
 def _parts_load_rate() -> float:
-    """The catalog writer's rate (rows/s) for stage results, measured here: 20,000 analysis-shaped results
-    (one outcome row and three clip records each) in parts of 16, loaded 200 batches at a time by the
-    executor's loader (``bench/bench_parts_load.py``). Manifest ingest (``bench/bench_ingest.py``) is a
-    different path: one large file in one transaction."""
+    """The catalog writer's rate for stage results, measured here: 20,000 analysis-shaped results (one
+    outcome row and three clip records each) in parts of 16, loaded 200 batches at a time by the executor's
+    loader (``bench/bench_parts_load.py``), as rows per CPU-second of the loading process: the writer of a
+    cluster is one process on a core of its own, and the CPU figure does not move with this machine's
+    load, as its wall time does (17 to 54 thousand rows/s of wall time on the same code). Manifest ingest
+    (``bench/bench_ingest.py``) is a different path: one large file in one transaction."""
     import bench_parts_load as bpl
 
     with tempfile.TemporaryDirectory() as d:
         m = bpl.measure(20_000, 16, 3, 200, None, Path(d))
-    return float(m["rows_per_s"])
+    return float(m["rows_per_cpu_s"])
 
 
 def plan(m: dict, a: argparse.Namespace) -> dict:
@@ -283,8 +285,8 @@ video, served from 127.0.0.1), one process: {m['run']['wall_s']} s wall, {m['run
 | clips | {pv['clips']:,.0f} |
 
 Catalog: {m['catalog']['rows_per_clip']} rows and {m['catalog']['bytes_per_clip']:,} bytes per clip. The catalog
-writer loads stage results at {m['writer_rows_per_s']:,.0f} rows/s (Parquet parts of 16 results, 200 batches a
-load, on this machine: `bench/bench_parts_load.py`).
+writer loads stage results at {m['writer_rows_per_s']:,.0f} rows per CPU-second (Parquet parts of 16 results, 200
+batches a load, on this machine: `bench/bench_parts_load.py`; a writer with a core of its own).
 
 CPU core-seconds per video-hour by stage (the run's CPU time shared out by time inside each stage):
 
@@ -348,8 +350,17 @@ def main(argv: list[str] | None = None) -> int:
         help="print the document and write nothing (neither docs/capacity.md nor bench/results/capacity.json)",
     )
     a = ap.parse_args(argv)
+    if not 0 < a.utilisation <= 1:
+        ap.error(f"--utilisation is a share of the time busy, above 0 and at most 1 (0.7 is 70%), not {a.utilisation}")
     if a.src:
-        m = json.loads(Path(a.src).read_text())
+        try:
+            m = json.loads(Path(a.src).read_text())
+        except (OSError, ValueError) as exc:
+            ap.error(f"--from {a.src}: cannot read saved figures ({exc}); run without --from to measure them")
+        missing = [k for k in ("per_video_hour", "catalog", "writer_rows_per_s", "corpus", "run") if k not in m]
+        if missing:
+            ap.error(f"--from {a.src}: not the figures capacity_plan.py saves (no {', '.join(missing)}); "
+                     "run without --from to measure them")
     else:
         m = measure(a.short)
         if a.print:  # the saved figures stay those docs/capacity.md was made from

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SAVED = ROOT / "bench" / "results" / "capacity.json"
 
@@ -84,3 +86,19 @@ def test_the_index_search_time_follows_the_measured_cost_per_candidate(tmp_path)
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )
     assert proc.returncode == 0 and "search time" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--utilisation", "70"], "--utilisation is a share of the time busy"),
+        (["--from", "no-such-figures.json"], "--from no-such-figures.json: cannot read saved figures"),
+    ],
+)
+def test_wrong_arguments_are_one_line_naming_the_flag(args, said):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "capacity_plan.py"), *args, "--print"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
