@@ -374,7 +374,8 @@ def verify_cmd(
     config: ConfigOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Prove that no tombstoned content is in a build: scans its shards (exit code 1 if any is found)."""
+    """Prove that no tombstoned content is in a build: scans its shards, local or on object storage (exit
+    code 1 if any is found, or if the build was not read whole: a shard or clip of it missing)."""
     from ..fingerprints.verify import verify_build
 
     s, cat = _resolve(config, None, catalog, store)
