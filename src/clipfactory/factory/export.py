@@ -779,7 +779,9 @@ def write_build(
     # A build bound for an object store (``s3://…``) is written in a local staging folder first, then
     # uploaded file by file, build.json last (storage.publish_dir).
     out_url = str(out or settings.build.out).rstrip("/") if is_url(out or settings.build.out) else None
-    out_root = local_cache(out_url) / "staging" if out_url else Path(out or settings.build.out)
+    # The catalog records the folder absolute: a later command (a takedown, verify, the web UI) may run
+    # in another working directory, where a relative folder would name another place.
+    out_root = local_cache(out_url) / "staging" if out_url else Path(out or settings.build.out).absolute()
     clips = list({c.clip_id: c for c in clips}.values())
     from ..fingerprints.dedup import dropped_clip_ids
 

@@ -733,6 +733,17 @@ def _plan_builds(con, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
     reserved: dict[str, int] = {}
     for build_id, name, version, purpose, status, out_dir in sorted(rows, key=lambda r: (r[1], r[2])):
         ms = by_build[build_id]
+        if not is_url(out_dir) and not (Path(out_dir) / "build.json").is_file():
+            # Its files cannot be rewritten from here: refused before anything is changed, rather than a
+            # takedown that says "done" and leaves the shipped shards as they are.
+            raise NotFoundError(
+                f"the files of build {build_id} are not at {out_dir}"
+                + ("" if Path(out_dir).is_absolute() else f" (a folder relative to {Path.cwd()})"),
+                item=build_id,
+                fix="run the takedown from the folder the build was made in, or move the build's folder back "
+                "(a build records its folder absolute; one an older clipfactory made may name it relative to where "
+                "that run was)",
+            )
         entry = {
             "build_id": build_id,
             "name": name,
