@@ -44,8 +44,9 @@ class PrivacySettings(BaseModel):
 
     blur_faces: bool = Field(
         False,
-        description="Blur faces in clips: a clip whose thumbnail shows a face (or was not checked) is re-encoded "
-        "with the faces of its frames blurred (docs/signals.md)",
+        description="Blur the faces of what a build ships and what caption.vlm sends: the clips whose thumbnail "
+        "shows a face (or was not checked) are re-encoded with the faces of their frames blurred, and the shipped "
+        "thumbnails are blurred (docs/signals.md)",
     )
 
 

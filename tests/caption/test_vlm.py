@@ -140,3 +140,50 @@ def test_the_key_comes_from_the_environment_and_is_never_in_the_config(monkeypat
 
 def test_errors_carry_their_kind():
     assert TransientError("x").transient and not TerminalError("x").transient
+
+
+def test_with_blur_faces_the_frames_sent_show_no_face(shared_data, tmp_path):
+    """carphone_pristine.mp4: a man talking into the camera on every frame. The frames sent with
+    blur_faces hold no face that kept its detail (checked as tests/signals/test_blur_no_leak.py checks a
+    build); the same frames sent without it show his face to every checker."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from clipfactory.signals.blazeface import BlazeFaceOptions, BlazeFaceShortDetector
+    from clipfactory.signals.faces import make_detector
+
+    store = BlobStore(tmp_path / "store")
+    uri, size = store.put_file(shared_data / "media" / "carphone_pristine.mp4")
+    cat = Catalog(tmp_path / "cat.duckdb")
+    with cat.write() as con:
+        upsert_records(con, [SourceRecord("car", "owned", blob_uri=uri, size_bytes=size)])
+    clip = ClipRecord("car1", "car", 0, 4000)
+    ctx = StageContext(store_root=str(tmp_path / "store"), catalog_path=str(cat.path))
+    checkers = [
+        make_detector("blazeface", width=320, min_score=0.7),
+        BlazeFaceShortDetector(BlazeFaceOptions(min_score=0.7, min_face_px=8)),
+    ]
+
+    def sent(**cfg):
+        with VlmServer() as srv:
+            [r] = _stage(ctx, srv.url, frames=4, frame_size=176, **cfg).process_batch([clip])
+        assert r.status == "kept"
+        [req] = srv.requests
+        return [np.asarray(Image.open(io.BytesIO(j)).convert("RGB")) for j in req["jpegs"]]
+
+    def detail(rgb, box):
+        x, y, w, h = box
+        r = rgb[max(0, y):y + h, max(0, x):x + w].astype(np.float32)
+        return float(np.abs(np.diff(r, axis=1)).mean() + np.abs(np.diff(r, axis=0)).mean())
+
+    plain, blurred = sent(), sent(blur_faces=True)
+    assert len(plain) == len(blurred) == 4
+    for p, b in zip(plain, blurred, strict=True):
+        faces = [box for d in checkers for box in d.detect_rgb(p)]
+        assert faces  # the checkers see him on the unblurred frame
+        for box in faces:
+            assert detail(b, box) < 0.5 * detail(p, box), box
+        for box in (box for d in checkers for box in d.detect_rgb(b)):  # a blurred head may still score
+            assert detail(b, box) < 0.5 * detail(p, box), box

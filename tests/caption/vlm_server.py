@@ -42,11 +42,12 @@ class VlmServer:
                     parts = req["messages"][0]["content"]
                     text = next(p["text"] for p in parts if p["type"] == "text")
                     images = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
-                    sizes = []
+                    sizes, jpegs = [], []
                     for url in images:
                         head, data = url.split(",", 1)
                         assert head == "data:image/jpeg;base64"
-                        img = Image.open(io.BytesIO(base64.b64decode(data)))
+                        jpegs.append(base64.b64decode(data))
+                        img = Image.open(io.BytesIO(jpegs[-1]))
                         assert img.format == "JPEG"
                         sizes.append(img.size)
                 except Exception as exc:  # a malformed request is the client's bug: answer 400
@@ -56,7 +57,7 @@ class VlmServer:
                     n = outer.seen.get(key, 0)
                     outer.seen[key] = n + 1
                     rec = {
-                        "model": req.get("model"), "prompt": text, "images": len(images), "sizes": sizes,
+                        "model": req.get("model"), "prompt": text, "images": len(images), "sizes": sizes, "jpegs": jpegs,
                         "auth": self.headers.get("Authorization"), "attempt": n + 1, "key": key,
                     }
                     outer.requests.append(rec)

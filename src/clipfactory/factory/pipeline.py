@@ -330,7 +330,7 @@ def run_pipeline(
 
                 cfg = {"purpose": purpose, **cfg}
                 prepare(catalog, store, purpose, settings)
-            if n == "media.cut" and settings.privacy.blur_faces:
+            if n in ("media.cut", "caption.vlm") and settings.privacy.blur_faces:
                 faces = settings.stage_config("signals.visual")  # the same face detector as the clips' scores
                 cfg = {**cfg, "blur_faces": True,
                        **{k: faces[k] for k in ("face_detector", "face_min_score") if k in faces}}

@@ -32,6 +32,11 @@ DETECTOR_NAME = "opencv-haar-frontalface-default"
 #: The values of ``signals.visual.face_detector``.
 DETECTORS = ("blazeface", "haar")
 DEFAULT_DETECTOR = "blazeface"
+#: Bumped when what privacy.blur_faces does changes: ``media.cut`` and ``caption.vlm`` hash it with
+#: blur_faces only, so their work blurred by an earlier version is done again and the rest is not.
+#: 2: BlazeFace's short-range model beside the configured detector, faces held for the rest of the clip,
+#: the thumbnail's faces as seeds.
+BLUR_VERSION = 2
 _LOCAL = threading.local()
 
 
@@ -271,14 +276,30 @@ class FaceBlur:
         return out
 
 
-def thumbnail_faces(jpeg: bytes, detector) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """The RGB pixels of a JPEG and the face boxes ``detector`` finds on it."""
+def jpeg_rgb(jpeg: bytes) -> np.ndarray:
+    """The RGB pixels of a JPEG."""
     import io
 
     from PIL import Image
 
     with Image.open(io.BytesIO(jpeg)) as im:
-        rgb = np.asarray(im.convert("RGB"))
+        return np.asarray(im.convert("RGB"))
+
+
+def jpeg_bytes(rgb: np.ndarray, *, quality: int = 90) -> bytes:
+    """``rgb`` as a JPEG."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def thumbnail_faces(jpeg: bytes, detector) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """The RGB pixels of a JPEG and the face boxes ``detector`` finds on it."""
+    rgb = jpeg_rgb(jpeg)
     return rgb, detector.detect_rgb(rgb)
 
 
@@ -286,17 +307,11 @@ def blurred_jpeg(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]] | None,
                  quality: int = 90) -> bytes:
     """A JPEG of ``rgb`` with ``boxes`` blurred (:func:`blur_region`); ``None``: the whole picture blurred
     (a face was reported where no box can be found)."""
-    import io
-
-    from PIL import Image
-
     out = np.ascontiguousarray(rgb).copy()
     h, w = out.shape[:2]
     for box in boxes if boxes is not None else [(0, 0, w, h)]:
         blur_region(out, box, pad=pad)
-    buf = io.BytesIO()
-    Image.fromarray(out).save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
+    return jpeg_bytes(out, quality=quality)
 
 
 def blur_region(img: np.ndarray, box: tuple[int, int, int, int], *, pad: float = 0.25) -> None:

@@ -97,6 +97,34 @@ class VlmCaptionStage(Stage):
         required: bool = Field(
             False, description="A clip left without a VLM caption after the retries stays out of the build."
         )
+        blur_faces: bool = Field(
+            False,
+            description="Blur the faces of the frames sent (set by the run from privacy.blur_faces), as "
+            "media.cut blurs the clips (docs/signals.md).",
+        )
+        face_detector: Literal["blazeface", "haar"] = Field(
+            "blazeface", description="The face detector of blur_faces (set by the run from signals.visual.face_detector)."
+        )
+        face_min_score: float = Field(
+            0.5, gt=0.0, lt=1.0,
+            description="BlazeFace's score a face needs for blur_faces (set by the run from signals.visual.face_min_score).",
+        )
+
+    @property
+    def config_hash(self) -> str:
+        """Without ``blur_faces`` the face options change nothing: they are left out of the hash, so captions
+        asked for before the options existed are not asked for again."""
+        import hashlib
+
+        from ...signals.faces import BLUR_VERSION
+
+        payload = self.config.model_dump(mode="json")
+        if payload["blur_faces"]:
+            payload["blur_version"] = BLUR_VERSION
+        else:
+            for key in ("blur_faces", "face_detector", "face_min_score"):
+                payload.pop(key)
+        return hashlib.sha256(f"{self.name}|{json.dumps(payload, sort_keys=True)}".encode()).hexdigest()[:16]
 
     @classmethod
     def wanted(cls, config: dict) -> bool:
@@ -118,6 +146,8 @@ class VlmCaptionStage(Stage):
             )
         self._client()  # an unset API key variable is named here
         self._close()
+        if self.config.blur_faces:
+            self._detector()  # a missing face detector stops the run before any frame is sent unblurred
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _client(self):
@@ -136,7 +166,16 @@ class VlmCaptionStage(Stage):
             vlm.close()
         self._vlm = None
 
+    def _detector(self):
+        from ...signals.faces import blur_detector
+
+        if getattr(self, "_faces", None) is None:
+            self._faces = blur_detector(self.config.face_detector, min_score=self.config.face_min_score)
+        return self._faces
+
     def setup(self) -> None:
+        if self.config.blur_faces:
+            self._detector()
         self._sources: dict[str, SourceRecord] = {}
         self._setup_error: ClipfactoryError | None = None
         try:
@@ -194,6 +233,38 @@ class VlmCaptionStage(Stage):
         return Result.kept(item.clip_id, rec, detail={"model": cfg.model, "frames": len(jpegs), "captions": len(entries)})
 
     def _frames(self, item: ClipRecord) -> list[bytes]:
+        jpegs = self._unblurred_frames(item)
+        return self._blurred(item, jpegs) if self.config.blur_faces else jpegs
+
+    def _blurred(self, item: ClipRecord, jpegs: list[bytes]) -> list[bytes]:
+        """The frames with their faces blurred as ``media.cut`` blurs a clip: every detector, each face held
+        over the later frames, the thumbnail's faces as seeds (:class:`clipfactory.signals.faces.FaceBlur`).
+        A face reported on the thumbnail that no detector finds again blurs the whole of every frame until
+        a detection finds one."""
+        from ...signals.faces import FaceBlur, jpeg_bytes, jpeg_rgb, thumbnail_faces
+
+        store = self.context.store()
+        detector = self._detector()
+        seed: list[tuple[float, float, float, float]] = []
+        if item.thumb_uri and store.exists(item.thumb_uri):
+            try:
+                rgb, boxes = thumbnail_faces(store.path_of(item.thumb_uri).read_bytes(), detector)
+            except OSError:  # an unreadable thumbnail: the frames' own detections decide
+                boxes, rgb = [], None
+            if rgb is not None:
+                h, w = rgb.shape[:2]
+                seed = [(x / w, y / h, bw / w, bh / h) for x, y, bw, bh in boxes]
+        if not seed and (item.face_count or 0) > 0:
+            seed = [(0.0, 0.0, 1.0, 1.0)]
+        blur = FaceBlur(detector, detect_every=1, seed=seed)
+        out = []
+        for jpeg in jpegs:
+            rgb = jpeg_rgb(jpeg)
+            done = blur(rgb)
+            out.append(jpeg if done is rgb else jpeg_bytes(done, quality=85))
+        return out
+
+    def _unblurred_frames(self, item: ClipRecord) -> list[bytes]:
         from ...caption.frames import clip_frames
 
         store = self.context.store()
@@ -221,3 +292,4 @@ def _captions(clip: ClipRecord) -> list[dict]:
         return [c for c in json.loads(clip.captions) if isinstance(c, dict)]
     except ValueError:
         return []
+

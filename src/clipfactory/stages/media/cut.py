@@ -24,11 +24,6 @@ from ...resources import Resources
 from ...stage import Stage, StageConfig
 from .probe import media_failure
 
-#: Bumped when what blur_faces does changes: part of the configuration hash only with blur_faces, so clips
-#: blurred by an earlier version are cut again and the others are not. 2: BlazeFace's short-range model
-#: beside the configured detector, tracks held for the rest of the clip, the thumbnail's faces as seeds.
-BLUR_VERSION = 2
-
 
 def _face_blur(detector: str, min_score: float, seed=None, shared=None):
     from ...signals.faces import FaceBlur
@@ -129,6 +124,8 @@ class CutStage(Stage):
             for key in ("face_detector", "face_min_score"):
                 payload.pop(key)
         else:
+            from ...signals.faces import BLUR_VERSION
+
             payload["blur_version"] = BLUR_VERSION
         return hashlib.sha256(f"{self.name}|{json.dumps(payload, sort_keys=True)}".encode()).hexdigest()[:16]
 
