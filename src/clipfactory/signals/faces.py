@@ -12,9 +12,12 @@ Two detectors, chosen with ``signals.visual.face_detector`` (docs/signals.md):
 
 :func:`make_detector` builds either; both give boxes ``(x, y, w, h)`` in the picture's pixels.
 :func:`face_stats` turns boxes into the clip's figures: the count and the largest box's share of the frame
-area. :class:`FaceBlur` blurs the faces of decoded frames: a detection every ``detect_every`` frames on a
-``detect_width`` copy, each box held for ``hold`` detections (so a face missed on one detection stays
-covered), widened by ``pad`` on each side, then pixelated and smoothed so that it cannot be recognised.
+area. Blurring (``privacy.blur_faces``) runs :func:`blur_detector`: the configured detector with every other
+one installed (BlazeFace's full-range model beside the cascade, and its short-range model for faces close
+to the camera), merged by :class:`UnionDetector`. :class:`FaceBlur` blurs the faces of decoded frames: a
+detection every ``detect_every`` frames, each face held where it was last seen until it is found again
+(its region growing while unseen), the clip's thumbnail faces as seeds, each region widened, pixelated and
+smoothed so that it cannot be recognised. :func:`blurred_jpeg` blurs a thumbnail.
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ class CutStage(Stage):
         blur_faces: bool = Field(
             False,
             description="Blur faces (set by the run from privacy.blur_faces): a clip whose thumbnail shows a "
-            "face, or was not checked for faces, is re-encoded with the faces of its frames blurred.",
+            "face, or was not checked for faces, is re-encoded with the faces of its frames blurred; the faces "
+            "of its thumbnail are recorded for build.export to blur.",
         )
         face_detector: Literal["blazeface", "haar"] = Field(
             "blazeface", description="The face detector of blur_faces (set by the run from signals.visual.face_detector)."
