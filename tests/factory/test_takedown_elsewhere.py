@@ -1,7 +1,8 @@
 """A build made without a config file names its folder relative to where the run was; a takedown (or any
 later command) may run in another folder. The catalog records the folder absolute, so the takedown from
 elsewhere rewrites the shipped shards; a catalog that still names a relative folder that is not there is
-refused before anything changes, never reported as done."""
+refused before anything changes, never reported as done. And the same media built in two folders is the
+same build (content hash)."""
 
 from __future__ import annotations
 
@@ -84,3 +85,27 @@ def test_a_relative_build_folder_that_is_not_here_is_refused_before_anything_cha
     assert cat.scalar("SELECT count(*) FROM builds") == 1
     assert cat.scalar("SELECT count(*) FROM sources WHERE source_id = ?", [one]) == 1
     assert _members(a / "builds/build/v1") == before and not (b / "builds").exists()
+
+
+def test_the_same_media_in_two_folders_gives_the_same_build(tmp_path):
+    """A build's content hash is about its content: the same files added from two folders (two machines,
+    two checkouts) give the same hash; the manifest of owned files names them relative to their folder."""
+    from clipfactory.config import Settings
+    from clipfactory.factory import pipeline
+
+    hashes = []
+    for side in ("left", "right"):
+        root = tmp_path / side / "deep" if side == "right" else tmp_path / side
+        media = root / "media"
+        media.mkdir(parents=True)
+        synth.make_video(media / "one.mp4", [("bars", 3), ("rings", 3)], size=(160, 96), keyint=25, scenecut=False)
+        s = Settings(
+            catalog=str(root / "cat.duckdb"), store=str(root / "store"), inputs=[str(media)], license="CC-BY-4.0",
+            rights_holder="Me", purpose="commercial", build={"name": "t", "out": str(root / "builds")},
+            stages={"media.analyse": {"detect_text": False}, "signals.visual": {"nsfw": False, "faces": False}},
+        )
+        pipeline.run_pipeline(s)
+        [row] = Catalog(root / "cat.duckdb").query("SELECT config->>'content_hash' AS content_hash, n_clips FROM builds")
+        assert row["n_clips"] >= 1
+        hashes.append(row["content_hash"])
+    assert hashes[0] == hashes[1]

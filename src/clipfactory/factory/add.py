@@ -73,12 +73,16 @@ def record_memberships(
     """Record that ``sources`` belong to the owned dataset ``dataset``, so the policy gate sees them.
 
     Writes a ``datasets`` row (format ``owned``, registry key ``owned``), a ``manifests`` row for the file
-    listing (its id is the sha256 of the sorted ``origin_uri  content_sha256`` lines) and one
+    listing (its id is the sha256 of the sorted ``name  content_sha256`` lines, local files named relative to
+    the folder that holds them all: :func:`~clipfactory.sources.owned.listing_names`) and one
     ``memberships`` row per new source. Skipped (returns 0) while the ingest tables are not in the catalog.
     """
     if not sources:
         return 0
-    listing = "\n".join(sorted(f"{s.origin_uri}  {s.content_sha256}" for s in sources))
+    from ..sources.owned import listing_names
+
+    named = listing_names([s.origin_uri for s in sources])
+    listing = "\n".join(sorted(f"{named[s.origin_uri]}  {s.content_sha256}" for s in sources))
     manifest_id = hashlib.sha256(listing.encode()).hexdigest()
     now = datetime.now(UTC).replace(tzinfo=None)
     ids_ = list(dict.fromkeys(s.source_id for s in sources))

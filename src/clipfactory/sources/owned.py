@@ -243,6 +243,18 @@ def _sidecar(path: str, fs: Any) -> tuple[dict[str, Any] | None, str | None]:
     return data, None
 
 
+def listing_names(uris: list[str]) -> dict[str, str]:
+    """How an owned manifest's listing names each file: local paths relative to the folder that holds them
+    all, URLs as they are. A manifest's identity is what the files are, not where this machine keeps them,
+    so the same media added from another folder (or machine) is the same manifest, and a build of it has
+    the same content hash."""
+    local = [u for u in uris if "://" not in u and os.path.isabs(u)]
+    root = os.path.commonpath(local) if local else None
+    if root is not None and (len(set(local)) == 1 or not os.path.isdir(root)):
+        root = os.path.dirname(root)
+    return {u: os.path.relpath(u, root) if root is not None and u in local else u for u in uris}
+
+
 def scan_owned_files(
     paths: Iterable[str | os.PathLike],
     license: str | None = None,
@@ -350,12 +362,13 @@ def ingest_owned(
     if not scan.files:
         raise ManifestError("no media files found", item=", ".join(paths), fix="check the folder or prefix")
     recs = scan.records
+    named = listing_names([r.origin_uri for r in recs] + [p.pointer for p in scan.problems])
     listing = "\n".join(
         sorted(
-            f"{r.origin_uri}\t{r.content_sha256}\t{r.content_license}\t{r.rights_holder}\t{r.title}"
+            f"{named[r.origin_uri]}\t{r.content_sha256}\t{r.content_license}\t{r.rights_holder}\t{r.title}"
             for r in recs
         )
-        + sorted(f"{p.pointer}\t{p.reason}" for p in scan.problems)
+        + sorted(f"{named[p.pointer]}\t{p.reason}" for p in scan.problems)
     )
     manifest_id = hashlib.sha256(f"owned\n{dataset}\n{listing}".encode()).hexdigest()
     pre = pa.table(
