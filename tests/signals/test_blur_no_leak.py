@@ -13,6 +13,7 @@ to 84, y 52 to 86 of every frame.
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -110,3 +111,38 @@ def test_the_cascade_alone_holds_the_faces_it_loses(shared_data, tmp_path, check
     cut_clip(path, tmp_path / "c.mp4", 0, 4004, frame_filter=blur)
     assert blur.held_frames > 40  # the cascade lost him on many frames
     _assert_no_face(_frames(str(tmp_path / "c.mp4")), _frames(path), checkers)
+
+
+def test_a_clip_whose_thumbnail_shows_no_face_is_still_blurred_where_its_frames_show_one(face_video, tmp_path):
+    """The astronaut's face fills the video's first 3 s; a clip of them whose thumbnail is the coffee cup
+    (so signals.visual counted no face) is still re-encoded with her face blurred, and a clip of the cup is
+    stream-copied as before."""
+    from signals_media import FACE_BOX, coffee
+
+    from clipfactory.catalog import Catalog
+    from clipfactory.catalog.db import upsert_records
+    from clipfactory.records import ClipRecord, SourceRecord
+    from clipfactory.signals.faces import jpeg_bytes
+    from clipfactory.stage import StageContext
+    from clipfactory.stages.media.cut import CutStage
+    from clipfactory.storage import BlobStore
+
+    store = BlobStore(tmp_path / "store")
+    uri, size = store.put_file(face_video)
+    cup = store.put_bytes(jpeg_bytes(coffee()))
+    cat = Catalog(tmp_path / "cat.duckdb")
+    with cat.write() as con:
+        upsert_records(con, [SourceRecord("faces", "owned", blob_uri=uri, size_bytes=size)])
+    ctx = StageContext(store_root=str(tmp_path / "store"), catalog_path=str(cat.path))
+    clips = [ClipRecord(cid, "faces", a, b, thumb_uri=cup, face_count=0)
+             for cid, a, b in (("face", 0, 2000), ("cup", 3000, 5000))]
+    face, plain = CutStage({"blur_faces": True}, ctx).process_batch(clips)
+    assert face.status == plain.status == "kept"
+    fd, pd = json.loads(face.detail), json.loads(plain.detail)
+    assert face.records[0].cut_method == "reencode" and fd["faces_blurred"]["frames"] == 50
+    assert plain.records[0].cut_method == "copy" and "faces_blurred" not in pd
+    original = _frames(str(face_video))[:50]
+    shipped = _frames(str(store.path_of(face.records[0].blob_uri)))
+    x0, y0, x1, y1 = (v // 2 for v in FACE_BOX)  # the video is the photo at half scale
+    for s, o in zip(shipped, original, strict=True):
+        assert _detail(s, (x0, y0, x1, y1)) < 0.5 * _detail(o, (x0, y0, x1, y1))

@@ -37,6 +37,48 @@ def _thumbnail_detector(detector: str, min_score: float):
     return blur_detector(detector, min_score=min_score)  # at the thumbnails' own width, as signals.visual
 
 
+#: Without a face on its thumbnail, a clip is still checked for faces on one frame this often (ms).
+SCAN_EVERY_MS = 200
+
+
+def faces_in_span(path, start_ms: int, end_ms: int, detector, every_ms: int = SCAN_EVERY_MS) -> bool:
+    """Whether ``detector`` finds a face on the frames of ``[start_ms, end_ms)`` of ``path``, checked one
+    frame every ``every_ms`` (the first decoded frame, then the first at or after each step). A span that
+    cannot be read answers ``True``: the clip is then cut with blurring, never without."""
+    from ...media.probe import open_container
+
+    try:
+        container = open_container(path)
+    except MediaProbeError:
+        return True
+    try:
+        if not container.streams.video:
+            return True
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = stream.time_base
+        t0 = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        container.seek(int((t0 + start_ms / 1000) / tb), stream=stream, backward=True, any_frame=False)
+        due = start_ms
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = (float(frame.pts * tb) - t0) * 1000
+            if t < start_ms - 1:
+                continue
+            if t >= end_ms:
+                break
+            if t >= due - 1:
+                if detector.detect_rgb(frame.to_ndarray(format="rgb24")):
+                    return True
+                due = t + every_ms
+        return False
+    except (av.error.FFmpegError, ValueError):
+        return True
+    finally:
+        container.close()
+
+
 @register
 class CutStage(Stage):
     """Cut planned clips out of their source.
@@ -61,8 +103,9 @@ class CutStage(Stage):
     blurring detector (the configured one and BlazeFace's short-range model) and the boxes it finds are the
     detail's ``thumbnail_faces`` (``build.export`` blurs them on the thumbnail it ships; ``null``: a face
     was reported that no box was found for, and the whole thumbnail is blurred). A clip whose
-    ``face_count`` is not 0 (a face on its thumbnail, or not checked), or whose thumbnail shows a face to
-    that check, is re-encoded with the faces of its frames blurred
+    ``face_count`` is not 0 (a face on its thumbnail, or not checked), whose thumbnail shows a face to
+    that check, or on one of whose frames the blurring detector finds a face (one frame every
+    :data:`SCAN_EVERY_MS` checked, :func:`faces_in_span`) is re-encoded with the faces of its frames blurred
     (:class:`clipfactory.signals.faces.FaceBlur`, seeded with the thumbnail's faces); the detail's
     ``faces_blurred`` counts the frames.
 
@@ -155,7 +198,7 @@ class CutStage(Stage):
         if self.config.blur_faces:
             thumb_faces, seed = self._thumbnail_faces(store, item)
             thumb = {"thumbnail_faces": thumb_faces}
-            if item.face_count != 0 or seed:
+            if item.face_count != 0 or seed or faces_in_span(src, item.start_ms, item.end_ms, self._frame_faces):
                 blur = _face_blur(self.config.face_detector, self.config.face_min_score, seed, self._frame_faces)
         try:
             if opts.mode == "auto" and source.source_id not in self._keyframes:
