@@ -647,8 +647,12 @@ def test_segment_scope_removes_only_the_matched_clips(catalog, real_world):
     assert tomb["scope"] == "segment" and tomb["ranges"] == ranges and tomb["n_pdq"] > 0
     assert verify_build(catalog, "b-v2")["ok"]
     # the source media still holds the footage, but no clip of it is left
-    m = lookup(catalog, excerpt, store=store)["matches"]
+    answer = lookup(catalog, excerpt, store=store)
+    m = answer["matches"]
     assert [x["source_id"] for x in m] == [t.source_id] and m[0]["clips"] == []
+    # and the answer names the takedown that removed the segment from the builds
+    assert answer["removed"] and answer["removed"]["takedown_id"] == r["takedown_id"]
+    assert answer["removed"]["tombstone_id"] == tomb["tombstone_id"]
 
 
 def test_receipt_lists_the_copies_dedup_linked(catalog, real_world):

@@ -136,6 +136,15 @@ def _render_lookup(d) -> None:
         console.print(searched, highlight=False, soft_wrap=True)
         return
     console.print(searched, highlight=False, soft_wrap=True)
+    if d.get("removed"):
+        r = d["removed"]
+        console.print(
+            f"removed: a takedown ({r['takedown_id'] or r['tombstone_id']}, {r['removed_at'] or '?'}) removed "
+            f"this footage from the builds ({r['source_id']}); tombstone {r['tombstone_id']} refuses it; the "
+            "source's other footage stays in the catalog",
+            highlight=False,
+            soft_wrap=True,
+        )
     for m in d["matches"]:
         console.print(
             f"[bold]{m['source_id']}[/] confidence {m['confidence']:.2f}  licence {m['content_license'] or '?'}"

@@ -166,6 +166,8 @@ def lookup(
 
     Footage that a takedown removed is no match, but the answer says so: ``removed`` holds the tombstone
     that refuses the file (by its sha256 or its frames, :func:`~.tombstones.tombstone_match`), else None.
+    After a segment takedown the source stays, so its footage still matches, and ``removed`` names the
+    takedown that took the segment out of the builds.
     ``keep_hashes`` adds the file's usable PDQ hashes (hex, not mirrored) as ``query.pdq`` and their times
     as ``query.pdq_time_ms``: the fingerprints a takedown request keeps instead of the file.
 
@@ -238,7 +240,9 @@ def lookup(
         result["message"] = (
             f"no catalog footage matches the {query.n_usable_frames} usable frames of the file"
         )
-    result["removed"] = _removed(catalog, sha, query) if not matches else None
+    # Also with matches: a segment takedown leaves its source (and so a match) but removed the segment
+    # from the builds, and the answer says so.
+    result["removed"] = _removed(catalog, sha, query)
     if keep_hashes:
         plain = query.select(~query.mirrored)
         result["query"]["pdq"] = [bytes(h).hex() for h in plain.hashes]
