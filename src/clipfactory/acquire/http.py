@@ -280,12 +280,38 @@ class _CachedDoc:
     expires: float  # monotonic
 
 
+class OriginPaused(Exception):
+    """An origin asked us (``Retry-After``) to wait longer than ``max_retry_after_s``: it is not asked again
+    before :attr:`until` (epoch seconds); items of that origin fail at once as ``fetch.rate_limited``."""
+
+    def __init__(self, origin: str, until: float, why: str | None, max_wait: float):
+        self.origin = origin
+        self.until = until
+        self.why = why
+        super().__init__(
+            f"{origin} asked us to wait ({why or 'Retry-After'}): it is not asked again before "
+            f"{iso_utc(until)}, longer than max_retry_after_s ({max_wait:g}s) allows a fetch to wait; "
+            "run again after that time (a later run skips the origin until then)"
+        )
+
+
+def iso_utc(epoch: float, timespec: str = "seconds") -> str:
+    """Epoch seconds as ``2026-12-08T06:20:00Z`` (rounded up to ``timespec``: never earlier than asked)."""
+    step = 1.0 if timespec == "seconds" else 0.001
+    epoch = -(-epoch // step) * step
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 class HostState:
     """Politeness state of one origin (scheme, host and port).
 
     With ``shared`` (a :class:`clipfactory.limits.SharedLimits` or a client of one that every worker of the
     run uses), the connection slots and the request rate are counted over all workers; without, over this
-    process only."""
+    process only.
+
+    A ``Retry-After`` pauses the origin. A pause of up to ``max_retry_after_s`` is waited out (and logged);
+    a longer one *closes* the origin until then: every request for it fails at once with
+    :class:`OriginPaused` instead of waiting."""
 
     def __init__(self, origin: str, options: FetchOptions, shared: Any = None):
         self.origin = origin
@@ -293,8 +319,12 @@ class HostState:
         self.sem = asyncio.Semaphore(self.connections)
         self.bucket = TokenBucket(options.per_host_rate, options.per_host_burst)
         self.shared = shared
+        self.max_wait = float(options.max_retry_after_s)
         self._tasks: set[asyncio.Future] = set()
         self.not_before = 0.0  # monotonic time before which no request goes out (Retry-After)
+        self.closed_until = 0.0  # monotonic: before it, requests fail at once (Retry-After too long to wait)
+        self.closed_until_wall = 0.0  # the same, epoch seconds
+        self.closed_why: str | None = None
         self.docs: dict[str, _CachedDoc] = {}
         self.doc_locks: dict[str, asyncio.Lock] = {}
 
@@ -311,24 +341,51 @@ class HostState:
         finally:
             await self.shared.release(self.origin)
 
+    def check_open(self) -> None:
+        """Raise :class:`OriginPaused` while the origin is closed by a long ``Retry-After``."""
+        if self.closed_until > time.monotonic():
+            raise OriginPaused(self.origin, self.closed_until_wall, self.closed_why, self.max_wait)
+
     async def wait_pause(self) -> None:
+        logged = False
         while True:
+            self.check_open()
             wait = self.not_before - time.monotonic()
             if wait <= 0:
                 return
+            if not logged and wait >= 1.0:
+                log.info("%s asked us to wait (Retry-After): waiting %.1fs", self.origin, wait)
+                logged = True
             await asyncio.sleep(wait)
 
     async def turn(self) -> None:
         await self.wait_pause()
         if self.shared is not None:
             delay = await self.shared.reserve(self.origin, self.bucket.rate, int(self.bucket.capacity))
+            if delay > self.max_wait:  # another worker of the run was told to wait this long
+                self._close(delay, self.closed_why or "Retry-After, seen by another worker")
+                self.check_open()
         else:
             delay = self.bucket.reserve()
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def pause(self, seconds: float) -> None:
-        self.not_before = max(self.not_before, time.monotonic() + seconds)
+    def _close(self, seconds: float, why: str | None) -> None:
+        until = time.monotonic() + seconds
+        if until > self.closed_until:
+            self.closed_until = until
+            self.closed_until_wall = time.time() + seconds
+            self.closed_why = why
+
+    def pause(self, seconds: float, why: str | None = None, *, wait: bool | None = None) -> None:
+        """No request for ``seconds``. ``wait`` (default: ``seconds <= max_retry_after_s``) says whether
+        requests wait the pause out or fail at once."""
+        if wait is None:
+            wait = seconds <= self.max_wait
+        if wait:
+            self.not_before = max(self.not_before, time.monotonic() + seconds)
+        else:
+            self._close(seconds, why)
         if self.shared is not None:  # every worker waits, not only this one
             task = asyncio.ensure_future(self.shared.pause(self.origin, seconds))
             self._tasks.add(task)
@@ -353,6 +410,8 @@ class Evidence:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     consent: list[dict[str, Any]] = field(default_factory=list)
     host_documents: list[dict[str, Any]] = field(default_factory=list)
+    #: ``Retry-After`` pauses this source's requests set on their origin (kept in ``host_pauses``)
+    host_pauses: list[dict[str, Any]] = field(default_factory=list)
 
     def add_checks(self, url: str, phase: str, checks: Iterable[c.Check]) -> None:
         at = now_iso()
@@ -365,6 +424,7 @@ class Evidence:
             "attempts": self.attempts,
             "consent": self.consent,
             "host_documents": self.host_documents,
+            **({"host_pauses": self.host_pauses} if self.host_pauses else {}),
         }
 
 
@@ -909,6 +969,7 @@ class Fetcher:
         self._write_pool: cf.ThreadPoolExecutor | None = None
         self._url_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._primed: list[tuple[str, str, float, Any]] = []
+        self._primed_pauses: list[tuple[str, float, str | None]] = []
         self._c2pa_state: str | None = None
         self._incoming_dir: Path | None = None
         self._addresses: dict[str, str | None] = {}  # host → a non-public address it resolves to
@@ -961,6 +1022,11 @@ class Fetcher:
         for origin, kind, expires, doc in self._primed:
             self._host(origin).docs[kind] = _CachedDoc(doc, expires)
         self._primed.clear()
+        for origin, until, why in self._primed_pauses:
+            left = until - time.time()
+            if left > 0:
+                self._host(origin).pause(left, why)
+        self._primed_pauses.clear()
         key = os.environ.get(o.spawning_api_key_env)
         if key:
             from .spawning import SpawningRegistry
@@ -1015,6 +1081,42 @@ class Fetcher:
         else:
             self._primed.append((origin, kind, expires, doc))
 
+    def _record_pause(
+        self,
+        host: HostState,
+        seconds: float,
+        why: str | None,
+        url: str,
+        ev: Evidence | None = None,
+        *,
+        wait: bool | None = None,
+    ) -> dict[str, Any]:
+        """Pause ``host`` for a ``Retry-After`` of ``seconds`` and return the record kept in the catalog's
+        ``host_pauses`` (appended to ``ev`` when given), so later commands and runs honour it too."""
+        host.pause(seconds, why, wait=wait)
+        self.stats["host_pauses"] += 1
+        record = {
+            "host": host.origin,
+            "url": url,
+            "why": why,
+            "set_at": now_iso(),
+            "not_before": iso_utc(time.time() + seconds, "milliseconds"),
+            "seconds": seconds,
+        }
+        if ev is not None:
+            ev.host_pauses.append(record)
+        return record
+
+    def prime_pause(self, origin: str, until: float, why: str | None) -> None:
+        """Honour a ``Retry-After`` pause recorded by an earlier command or run (``until``: epoch seconds)."""
+        left = until - time.time()
+        if left <= 0:
+            return
+        if self._client is not None:
+            self._host(origin).pause(left, why)
+        else:
+            self._primed_pauses.append((origin, until, why))
+
     def _host(self, origin: str) -> HostState:
         state = self.hosts.get(origin)
         if state is None:
@@ -1057,6 +1159,11 @@ class Fetcher:
         ev = Evidence(source.source_id, url)
         try:
             out = await self._resolve(source, ev, mode, validators)
+        except OriginPaused as exc:  # asked to wait longer than max_retry_after_s: not asked before then
+            self.stats["paused_skips"] += 1
+            out = FetchOutcome(
+                source.source_id, Result.FAILED, "fetch.rate_limited", "transient", str(exc), final_url=url
+            )
         except MissingExtraError as exc:
             out = FetchOutcome(source.source_id, Result.FAILED, "fetch.missing_extra", "terminal", str(exc))
         except ClipfactoryError as exc:
@@ -1269,12 +1376,18 @@ class Fetcher:
                 if step.kind != "retry":
                     break
                 too_long = step.retry_after is not None and step.retry_after > o.max_retry_after_s
+                if step.retry_after is not None:
+                    # Every Retry-After is recorded (a later command honours what is left of it); one too
+                    # long to wait closes the origin until then, so its other items fail at once.
+                    self._record_pause(host, step.retry_after, step.message, url, ev, wait=not too_long)
                 if attempt >= o.max_attempts or too_long:
                     msg = step.message or step.reason
                     if too_long:
-                        msg = f"{msg}; Retry-After {step.retry_after:.0f}s is longer than max_retry_after_s"
-                    if step.retry_after is not None:
-                        host.pause(min(step.retry_after, o.max_retry_after_s))
+                        msg = (
+                            f"{msg}: Retry-After {step.retry_after:.0f}s is longer than max_retry_after_s "
+                            f"({o.max_retry_after_s:g}s); {host.origin} is not asked again before "
+                            f"{iso_utc(host.closed_until_wall)}"
+                        )
                     step = _Step(
                         "final",
                         FetchOutcome(
@@ -1294,7 +1407,7 @@ class Fetcher:
                 )
                 self.stats["retries"] += 1
                 if step.host_wide:
-                    host.pause(delay)  # a 429 slows every request to the host, not just this one
+                    host.pause(delay, wait=True)  # a 429 slows every request to the host, not just this one
                 else:
                     await asyncio.sleep(delay)
         return step
@@ -1408,7 +1521,9 @@ class Fetcher:
             if status == 429 or status == 503:
                 ra = parse_retry_after(response.headers.get("retry-after"))
                 reason = "fetch.rate_limited" if status == 429 else "fetch.http_503"
-                return _Step("retry", reason=reason, retry_after=ra, host_wide=True, message=f"HTTP {status}")
+                raw = response.headers.get("retry-after")
+                msg = f"HTTP {status}" + (f" with Retry-After: {raw[:100]}" if raw else "")
+                return _Step("retry", reason=reason, retry_after=ra, host_wide=True, message=msg)
             if status >= 500:
                 return _Step("retry", reason=f"fetch.http_{status}", message=f"HTTP {status}")
             if status == 416 and partial is not None:
@@ -1834,6 +1949,7 @@ class Fetcher:
             else:
                 ttl = self.options.robots_ttl_s if kind == "robots.txt" else self.options.tdmrep_ttl_s
             state.docs[kind] = _CachedDoc(doc, time.monotonic() + ttl)
+            ev.host_pauses += record.pop("pauses", [])
             ev.host_documents.append(record)
             self.stats[f"host_doc.{kind}"] += 1
             return doc
@@ -1848,6 +1964,7 @@ class Fetcher:
         body = b""
         error: str | None = None
         final_url = url
+        pauses: list[dict[str, Any]] = []
         try:
             async with asyncio.timeout(o.connect_timeout_s + o.read_timeout_s):
                 for _ in range(5):  # RFC 9309 §2.3.1.2: follow at least five redirects
@@ -1861,9 +1978,11 @@ class Fetcher:
                                 final_url = urljoin(final_url, resp.headers["location"])
                                 continue
                             if status in (429, 503):
-                                ra = parse_retry_after(resp.headers.get("retry-after"))
+                                raw = resp.headers.get("retry-after")
+                                ra = parse_retry_after(raw)
                                 if ra is not None:
-                                    state.pause(min(ra, o.max_retry_after_s))
+                                    why = f"HTTP {status} with Retry-After: {raw[:100]}"
+                                    pauses.append(self._record_pause(state, ra, why, final_url))
                             if 200 <= status < 300:
                                 buf = bytearray()
                                 async for chunk in resp.aiter_raw():
@@ -1893,6 +2012,8 @@ class Fetcher:
             "body_sha256": None,
             "body_uri": None,
         }
+        if pauses:
+            record["pauses"] = pauses  # moved to the evidence's host_pauses by _host_doc
         if body and self.store is not None:
             record["body_uri"] = self.store.put_bytes(body)
             record["body_sha256"] = hashlib.sha256(body).hexdigest()
@@ -1978,6 +2099,7 @@ __all__ = [
     "Fetcher",
     "Evidence",
     "LoopThread",
+    "OriginPaused",
     "TokenBucket",
     "backoff_delay",
     "default_platform_check",
