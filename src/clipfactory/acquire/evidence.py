@@ -58,6 +58,16 @@ _DOC_COLS = [
     ("body_uri", pa.string()),
     ("run_id", pa.string()),
 ]
+_PAUSE_COLS = [
+    ("host", pa.string()),
+    ("url", pa.string()),
+    ("why", pa.string()),
+    ("set_at", pa.timestamp("us")),
+    ("not_before", pa.timestamp("us")),
+    ("seconds", pa.float64()),
+    ("source_id", pa.string()),
+    ("run_id", pa.string()),
+]
 _LINK_COLS = [
     ("source_id", pa.string()),
     ("status", pa.string()),
@@ -178,6 +188,56 @@ def evidence_rows(
     return attempts, checks, docs
 
 
+def pause_rows(run_id: str, source_id: str, fetch: dict[str, Any]) -> list[dict]:
+    """``host_pauses`` rows (the ``Retry-After`` pauses a fetch set) from the ``fetch`` part of a detail."""
+    return [
+        {
+            "host": p.get("host"),
+            "url": p.get("url"),
+            "why": p.get("why"),
+            "set_at": parse_time(p.get("set_at")),
+            "not_before": parse_time(p.get("not_before")),
+            "seconds": p.get("seconds"),
+            "source_id": source_id,
+            "run_id": run_id,
+        }
+        for p in fetch.get("host_pauses", [])
+        if p.get("host") and p.get("not_before")
+    ]
+
+
+def active_host_pauses(catalog_or_con, origins: list[str] | None = None) -> list[dict[str, Any]]:
+    """Origins that asked us not to come back before a time still to come: ``host``, ``not_before`` (naive
+    UTC), ``why``, ``url`` of the latest such pause per origin. Reads a catalog or a connection; a catalog
+    older than the ``host_pauses`` table has none."""
+    sql = """
+        SELECT host, not_before, why, url, set_at FROM (
+            SELECT *, row_number() OVER (PARTITION BY host ORDER BY not_before DESC) AS rn
+            FROM host_pauses WHERE not_before > ?
+        ) WHERE rn = 1"""
+    params: list[Any] = [utcnow()]
+    if origins is not None:
+        if not origins:
+            return []
+        sql += " AND host IN (SELECT unnest(?))"
+        params.append(sorted(set(origins)))
+    sql += " ORDER BY host"
+    if hasattr(catalog_or_con, "query"):  # a Catalog
+        with catalog_or_con.read() as con:
+            return _pauses(con, sql, params)
+    return _pauses(catalog_or_con, sql, params)
+
+
+def _pauses(con, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    from ..catalog import has_table
+
+    if not has_table(con, "host_pauses"):
+        return []
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
 def _insert(con, table: str, cols: list[tuple[str, pa.DataType]], rows: list[dict], *, replace: bool = False):
     if not rows:
         return
@@ -199,8 +259,10 @@ def write_evidence(
     checks: list[dict] = (),  # type: ignore[assignment]
     documents: list[dict] = (),  # type: ignore[assignment]
     links: list[dict] = (),  # type: ignore[assignment]
+    pauses: list[dict] = (),  # type: ignore[assignment]
 ) -> None:
     """Insert evidence rows (inside the caller's write transaction)."""
+    _insert(con, "host_pauses", _PAUSE_COLS, list(pauses))
     _insert(con, "fetch_attempts", _ATTEMPT_COLS, list(attempts))
     _insert(con, "consent_checks", _CHECK_COLS, list(checks))
     _insert(con, "host_documents", _DOC_COLS, list(documents))
@@ -248,6 +310,7 @@ def load_fetch_evidence(con) -> dict[str, int]:
     checks: list[dict] = []
     docs: list[dict] = []
     links: list[dict] = []
+    pauses: list[dict] = []
     markers = []
     for run_id, item_id, recorded_at, status, reason, detail in rows:
         markers.append({"run_id": run_id, "item_id": item_id, "recorded_at": recorded_at})
@@ -259,6 +322,7 @@ def load_fetch_evidence(con) -> dict[str, int]:
         attempts += a
         checks += c
         docs += d
+        pauses += pause_rows(run_id, item_id, fetch)
         links.append(
             {
                 "source_id": item_id,
@@ -270,13 +334,14 @@ def load_fetch_evidence(con) -> dict[str, int]:
                 "content_changed": None,
             }
         )
-    write_evidence(con, attempts=attempts, checks=checks, documents=docs, links=links)
+    write_evidence(con, attempts=attempts, checks=checks, documents=docs, links=links, pauses=pauses)
     mark_loaded(con, markers)
     return {
         "outcomes": len(markers),
         "attempts": len(attempts),
         "consent_checks": len(checks),
         "host_documents": len(docs),
+        "host_pauses": len(pauses),
     }
 
 
@@ -387,11 +452,13 @@ def _origin(url: str) -> str:
 
 
 __all__ = [
+    "active_host_pauses",
     "evidence_rows",
     "explain_section",
     "link_status_of",
     "load_fetch_evidence",
     "parse_time",
+    "pause_rows",
     "recent_host_documents",
     "write_evidence",
 ]

@@ -32,6 +32,7 @@ from .evidence import (
     load_fetch_evidence,
     mark_loaded,
     parse_time,
+    pause_rows,
     write_evidence,
 )
 
@@ -170,6 +171,7 @@ def load_revalidation(con) -> dict[str, Any]:
         [STAGE],
     ).fetchall()
     attempts, checks, docs, links, queue, items, markers = [], [], [], [], [], [], []
+    pauses: list[dict] = []
     for run_id, source_id, recorded_at, outcome, reason, detail in rows:
         markers.append({"run_id": run_id, "item_id": source_id, "recorded_at": recorded_at})
         try:
@@ -177,6 +179,7 @@ def load_revalidation(con) -> dict[str, Any]:
         except (ValueError, AttributeError):
             continue
         a, c, d = evidence_rows(run_id, source_id, rv, purpose="revalidate")
+        pauses += pause_rows(run_id, source_id, rv)
         attempts += a
         checks += c
         docs += d
@@ -226,7 +229,7 @@ def load_revalidation(con) -> dict[str, Any]:
                     "queued_at": checked_at,
                 }
             )
-    write_evidence(con, attempts=attempts, checks=checks, documents=docs, links=links)
+    write_evidence(con, attempts=attempts, checks=checks, documents=docs, links=links, pauses=pauses)
     queued = _enqueue(con, queue)
     mark_loaded(con, markers)
     return {"items": items, "queued": queued, "attempts": len(attempts), "consent_checks": len(checks)}

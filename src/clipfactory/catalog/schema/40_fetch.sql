@@ -35,6 +35,19 @@ CREATE TABLE IF NOT EXISTS host_documents (
     run_id VARCHAR
 );
 
+-- Retry-After pauses an origin asked for (429, 503; on a media URL or on robots.txt/tdmrep.json). The fetcher
+-- sends no request to the origin before the latest not_before: every later command and run reads this.
+CREATE TABLE IF NOT EXISTS host_pauses (
+    host VARCHAR,                  -- origin: scheme://host:port
+    url VARCHAR,                   -- the request that was answered with Retry-After
+    why VARCHAR,                   -- e.g. HTTP 429 with Retry-After: 7200
+    set_at TIMESTAMP,
+    not_before TIMESTAMP,          -- no request to the origin before this time
+    seconds DOUBLE,                -- the Retry-After, in seconds from set_at
+    source_id VARCHAR,
+    run_id VARCHAR
+);
+
 -- One row per signal checked for a source (several per URL: before the request, on headers, on content).
 CREATE TABLE IF NOT EXISTS consent_checks (
     run_id VARCHAR,

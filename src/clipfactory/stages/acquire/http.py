@@ -88,6 +88,7 @@ class HttpFetchStage(Stage):
             shared_limits=self.context.extras.get("shared_limits"),
         )
         self._prime_from_catalog()
+        self._prime_pauses()
         self._loop = LoopThread()
         self._loop.run(self._fetcher.open())
 
@@ -132,6 +133,30 @@ class HttpFetchStage(Stage):
                     continue
             age = (now - row["fetched_at"]).total_seconds()
             self._fetcher.prime_host_document(row["host"], row["kind"], age, row["status_code"], body)
+
+    def _prime_pauses(self) -> None:
+        """Honour the ``Retry-After`` pauses earlier commands and runs recorded (``host_pauses``): an origin
+        that asked us to come back later gets no request before then (read-only)."""
+        path = self.context.catalog_path
+        if not path or self._fetcher is None:
+            return
+        try:
+            from ...acquire.evidence import active_host_pauses
+            from ...catalog import Catalog
+
+            rows = active_host_pauses(Catalog(path))
+        except Exception as exc:  # an unreadable catalog fails the run elsewhere, with its own error
+            log.warning("the Retry-After pauses recorded in the catalog could not be read: %s", exc)
+            return
+        for row in rows:
+            until = row["not_before"].replace(tzinfo=UTC).timestamp()
+            self._fetcher.prime_pause(row["host"], until, row["why"])
+            log.info(
+                "%s: no request before %sZ (%s, recorded earlier)",
+                row["host"],
+                row["not_before"].isoformat(timespec="seconds"),
+                row["why"],
+            )
 
     # -- work ------------------------------------------------------------------------------------------
     @staticmethod
