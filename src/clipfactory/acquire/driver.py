@@ -7,11 +7,14 @@ one write transaction.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..catalog import Catalog
 from ..records import SourceRecord
-from .evidence import load_fetch_evidence
+from .evidence import STAGE, active_host_pauses, load_fetch_evidence
+from .http import iso_utc, origin_of
 
 
 def policy_settings(settings: Any) -> dict[str, Any]:
@@ -71,6 +74,17 @@ def fetch_sources(
     loaded = summary.pop("_loaded")
     st = summary["summary"]
     stats = stage.last_stats
+    reasons = run_reasons(catalog, run.run_id, [s.source_id for s in sources])
+    origins = sorted({origin_of(s.url)[0] for s in sources if s.url and urlsplit(s.url).hostname})
+    paused = [
+        {
+            "origin": p["host"],
+            "not_before": iso_utc(p["not_before"].replace(tzinfo=UTC).timestamp()),
+            "why": p["why"],
+            "url": p["url"],
+        }
+        for p in active_host_pauses(catalog, origins)
+    ]
     return {
         "run_id": run.run_id,
         "selected": len(sources),
@@ -78,7 +92,8 @@ def fetch_sources(
         "dropped": st.dropped if st else 0,
         "failed": st.failed if st else 0,
         "skipped": st.skipped if st else 0,
-        "reasons": dict(sorted((st.reasons if st else {}).items())),
+        "reasons": reasons,
+        "paused_origins": paused,
         "requests": stats.get("requests", 0),
         "retries": stats.get("retries", 0),
         "bytes": stats.get("bytes", 0),
@@ -90,6 +105,25 @@ def fetch_sources(
         },
         "evidence_loaded": {k: loaded[k] + caught_up[k] for k in loaded},
     }
+
+
+def run_reasons(catalog: Catalog, run_id: str, item_ids: list[str]) -> dict[str, int]:
+    """Counts by reason of the outcomes ``run_id`` recorded at ``acquire.http`` for ``item_ids``, read from
+    the outcome rows as the ``run`` summary and ``explain`` do: a failure counts under its own reason
+    (``fetch.rate_limited``), and only one without a reason under ``failed.<kind>``."""
+    if not item_ids:
+        return {}
+    rows = catalog.query(
+        """SELECT reason, count(*) AS n FROM (
+               SELECT arg_max(coalesce(reason, CASE WHEN status = 'failed' THEN 'failed.' || error_kind END),
+                              recorded_at) AS reason
+               FROM stage_outcomes
+               WHERE run_id = ? AND stage = ? AND item_id IN (SELECT unnest(?)) AND status <> 'kept'
+               GROUP BY item_id)
+           WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason""",
+        [run_id, STAGE, list(dict.fromkeys(item_ids))],
+    )
+    return {r["reason"]: int(r["n"]) for r in rows}
 
 
 def host_documents_fetched(stats: dict[str, int]) -> dict[str, int]:
@@ -120,4 +154,11 @@ def fetch_stage_run(run: Any, sources: list[SourceRecord], *, platform_check: An
     return stage, {"outputs": done.outputs, "summary": done.summary, "_loaded": loaded}
 
 
-__all__ = ["fetch_sources", "fetch_stage_run", "host_documents_fetched", "policy_settings", "select_unfetched"]
+__all__ = [
+    "fetch_sources",
+    "fetch_stage_run",
+    "host_documents_fetched",
+    "policy_settings",
+    "run_reasons",
+    "select_unfetched",
+]

@@ -36,6 +36,11 @@ def _render_fetch(r: dict[str, Any]) -> None:
     )
     if r["reasons"]:
         table([{"reason": k, "sources": v} for k, v in r["reasons"].items()], title="Not fetched")
+    for p in r.get("paused_origins") or []:
+        console.print(
+            f"{p['origin']} asked us to wait ({p['why']}): not asked again before {p['not_before']}",
+            highlight=False,
+        )
     docs = r["host_documents_fetched"]
     console.print(
         f"{r['requests']} requests, {r['retries']} retries; robots.txt fetched {docs['robots.txt']}x, "
