@@ -47,6 +47,16 @@ def test_commercial_allows_cc_youtube_upload_with_recorded_permission(permission
     assert d.decision == "deny" and d.acquire_ok and not d.use_ok
 
 
+def test_msr_vtt_clip_files_are_a_known_platform_that_needs_permission():
+    """MSR-VTT's caption file names the dataset's own clip files (video7010): their platform is in the
+    registry, so a research build is refused for the platform's terms, not told to register it."""
+    src = SourceRecord("msr-vtt:video7010", "msr-vtt", platform_id="video7010")
+    d = decide_source(src, ["msr-vtt"], "research")
+    assert d.decision == "deny"
+    assert "policy.platform_terms_no_permission:msr-vtt" in d.reasons
+    assert not any(r.startswith("policy.platform_unknown") for r in d.reasons)
+
+
 def test_permission_scopes_purposes_and_expiry(permission_file):
     s = permission_file(scope="sources", source_ids=[CC_UPLOAD.source_id])
     assert decide_source(CC_UPLOAD, [], "commercial", settings=s).acquire_ok
