@@ -140,3 +140,31 @@ def test_a_wait_is_logged_and_other_origins_are_not_held_up(server, server2, fet
     t = server.times_of("/a.mp4")
     assert t[1] - t[0] >= 0.95
     assert server2.times_of("/b.mp4")[0] < t[0] + 0.9  # not paused by the other origin's 429
+
+
+def test_the_stage_run_uses_honours_a_recorded_pause(env, server):
+    """`clipfactory run` fetches through fetch_stage_run, whose acquire.http stage reads host_pauses too."""
+    from cf_acquire_helpers import allow_all
+
+    from clipfactory.stage import StageContext
+    from clipfactory.stages.acquire.http import HttpFetchStage
+
+    server.add("/a.mp4", body=fake_mp4(1000, 1), fail_times=10**6, fail_headers=[("Retry-After", "600")])
+    add_sources(env, [("url:a", server.url("/a.mp4"))])
+    r, _, _ = cli_fetch(env)
+    assert r["reasons"] == {"fetch.rate_limited": 1} and server.hits["/a.mp4"] == 1
+    hits = dict(server.hits)
+    stage = HttpFetchStage(
+        {"allow_private_addresses": True, "max_retry_after_s": 30},
+        StageContext(store_root=env["store"], catalog_path=env["catalog"]),
+        platform_check=allow_all,
+    )
+    try:
+        (res,) = stage.process_batch(
+            [SourceRecord(source_id="url:a", platform="web", url=server.url("/a.mp4"))]
+        )
+    finally:
+        stage.teardown()
+    assert res.status == "failed" and res.reason == "fetch.rate_limited"
+    assert server.origin in res.error and "not asked again before" in res.error
+    assert dict(server.hits) == hits  # not even robots.txt
