@@ -168,3 +168,16 @@ def test_the_stage_run_uses_honours_a_recorded_pause(env, server):
     assert res.status == "failed" and res.reason == "fetch.rate_limited"
     assert server.origin in res.error and "not asked again before" in res.error
     assert dict(server.hits) == hits  # not even robots.txt
+
+
+def test_explain_names_the_pause_still_in_force(env, server):
+    from clipfactory.acquire.evidence import explain_section
+
+    server.add("/a.mp4", body=fake_mp4(1000, 1), fail_times=10**6, fail_headers=[("Retry-After", "600")])
+    add_sources(env, [("url:a", server.url("/a.mp4"))])
+    r, _, _ = cli_fetch(env)
+    with Catalog(env["catalog"]).read() as con:
+        ex = explain_section(con, "url:a")
+    (p,) = ex["host_pauses"]
+    assert p["host"] == server.origin and "600" in p["why"]
+    json.dumps(ex)

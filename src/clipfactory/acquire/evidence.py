@@ -222,7 +222,9 @@ def active_host_pauses(catalog_or_con, origins: list[str] | None = None) -> list
         sql += " AND host IN (SELECT unnest(?))"
         params.append(sorted(set(origins)))
     sql += " ORDER BY host"
-    if hasattr(catalog_or_con, "query"):  # a Catalog
+    from ..catalog import Catalog
+
+    if isinstance(catalog_or_con, Catalog):
         with catalog_or_con.read() as con:
             return _pauses(con, sql, params)
     return _pauses(catalog_or_con, sql, params)
@@ -431,6 +433,10 @@ def explain_section(con, source_id: str) -> dict[str, Any] | None:
                 ) WHERE rn = 1 ORDER BY host, kind""",
             hosts,
         )
+    pauses = [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in p.items()}
+        for p in active_host_pauses(con, hosts)
+    ]
     if not (attempts or checks or link or queue):
         return None
     denials = [c for c in checks if c.get("verdict") == "deny"]
@@ -440,6 +446,7 @@ def explain_section(con, source_id: str) -> dict[str, Any] | None:
         "attempts": attempts,
         "consent_checks": checks,
         "host_documents": documents,
+        "host_pauses": pauses,  # origins that asked us to come back later, still in force
         "takedown_queue": queue,
         "pending_load": pending,
     }
