@@ -157,7 +157,7 @@ def describe_invalid(exc: Exception, model: Any = None) -> str:
     """One readable line per invalid field of a pydantic ``ValidationError`` (no links, no type codes).
 
     ``cut_min_score: Input should be a valid number (got 'abc')``; an unknown key is ``bogus: unknown option
-    (known: a, b, c)`` when ``model`` (the validated class) is given; other exceptions come back as
+    (known: a, b, c); did you mean b?`` when ``model`` (the validated class) is given; other exceptions come back as
     ``str(exc)``.
     """
     errors = getattr(exc, "errors", None)
@@ -174,7 +174,14 @@ def describe_invalid(exc: Exception, model: Any = None) -> str:
         shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
         if err.get("type") == "extra_forbidden":
             known = _known_fields(model, tuple(err.get("loc", ()))[:-1]) if model is not None else []
-            parts.append(f"{where}: unknown option" + (f" (known: {', '.join(known)})" if known else ""))
+            import difflib
+
+            near = difflib.get_close_matches(str(err["loc"][-1]), known, n=1, cutoff=0.6) if known else []
+            parts.append(
+                f"{where}: unknown option"
+                + (f" (known: {', '.join(known)})" if known else "")
+                + (f"; did you mean {near[0]}?" if near else "")
+            )
             continue
         parts.append(f"{where}: {err.get('msg', 'invalid')}{shown}")
     return "; ".join(parts) or str(exc)

@@ -57,13 +57,20 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override a setting, e.g. --set quality.filter.min_luma=12.")
 ]
 StoreOpt = Annotated[
-    Path | None, typer.Option("--store", envvar="CLIPFACTORY_STORE", help="Root folder of the blob store.")
+    Path | None,
+    typer.Option(
+        "--store", envvar="CLIPFACTORY_STORE", help="Root folder of the blob store.", callback=_note_source
+    ),
 ]
 
 
 def settings(config: Path | None = None, sets: list[str] | None = None, **flags: Any) -> Settings:
-    """Resolve settings with flags > environment > TOML > defaults."""
+    """Resolve settings with flags (and --set) > environment > TOML > defaults."""
     overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
+    for name in ("catalog", "store"):
+        # --catalog/--store read from CLIPFACTORY_CATALOG/STORE are the environment's, weaker than --set
+        if _GIVEN.get(name, (None, None))[0] == "ENVIRONMENT" and overrides.get(name) is not None:
+            overrides.pop(name)
     return load_settings(config, overrides=overrides, sets=sets)
 
 
