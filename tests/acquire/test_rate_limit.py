@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 
 import pytest
-from cf_acquire_server import fake_mp4
+from cf_acquire_server import Route, fake_mp4
 from typer.testing import CliRunner
 
 from clipfactory.catalog import Catalog, upsert_records
@@ -181,3 +181,19 @@ def test_explain_names_the_pause_still_in_force(env, server):
     (p,) = ex["host_pauses"]
     assert p["host"] == server.origin and "600" in p["why"]
     json.dumps(ex)
+
+
+def test_a_long_retry_after_on_robots_txt_closes_the_origin(server, server2, fetch):
+    server.routes["/robots.txt"] = Route(status=429, body=b"slow down", headers=[("Retry-After", "3600")])
+    server.add("/a.mp4", body=fake_mp4(1000, 1))
+    server.add("/b.mp4", body=fake_mp4(1000, 2))
+    other = server2.add("/c.mp4", body=fake_mp4(1000, 3))
+    t0 = time.monotonic()
+    outs, _ = fetch([server.url("/a.mp4"), server.url("/b.mp4"), other], max_retry_after_s=30)
+    assert time.monotonic() - t0 < 10
+    assert outs[2].status == "kept"
+    # robots.txt answered 429: its item fails as robots unreachable; the origin is not asked for anything more
+    assert {o.reason for o in outs[:2]} <= {"fetch.robots_unreachable", "fetch.rate_limited"}
+    assert server.hits["/robots.txt"] == 1 and server.hits["/a.mp4"] == server.hits["/b.mp4"] == 0
+    pauses = [p for o in outs for p in o.evidence.host_pauses]
+    assert [(p["host"], p["url"]) for p in pauses] == [(server.origin, server.url("/robots.txt"))]

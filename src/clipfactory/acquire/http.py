@@ -3,8 +3,9 @@
 One :class:`Fetcher` owns one ``httpx.AsyncClient`` (HTTP/1.1, bounded connection pool, no proxies from the
 environment, redirects followed by hand so that policy and consent are re-checked on every host a redirect
 lands on). Per origin it keeps a semaphore (concurrent connections), a token bucket (requests per second,
-lowered by a robots.txt ``Crawl-delay``), a pause set by ``Retry-After``, and the cached robots.txt and
-tdmrep.json with their TTLs.
+lowered by a robots.txt ``Crawl-delay``), a pause set by ``Retry-After`` (waited out up to
+``max_retry_after_s``; a longer one closes the origin until then, and is recorded so that later runs honour it
+too), and the cached robots.txt and tdmrep.json with their TTLs.
 
 A download streams into ``<store>/incoming/<key>.partial`` while it is hashed; a ``.partial.json`` beside it
 keeps the URL and the validators (ETag, Last-Modified). An interrupted download resumes on the next
@@ -100,7 +101,9 @@ class FetchOptions(StageConfig):
     backoff_base_s: float = Field(1.0, description="First backoff delay; doubles per attempt, with jitter")
     backoff_max_s: float = Field(60.0, description="Longest backoff delay between attempts")
     max_retry_after_s: float = Field(
-        300.0, description="A Retry-After longer than this ends the attempts (recorded as rate_limited)"
+        300.0,
+        description="Longest Retry-After waited out; a longer one fails the item at once (fetch.rate_limited) "
+        "and sends its origin no request before the time it asked for, in this and later runs",
     )
     robots_ttl_s: float = Field(86400.0, description="How long a fetched robots.txt is trusted, in seconds")
     tdmrep_ttl_s: float = Field(86400.0, description="How long a fetched tdmrep.json is trusted, in seconds")
@@ -1198,6 +1201,7 @@ class Fetcher:
             return FetchOutcome(sid, Result.DROPPED, "fetch.bad_url", error=f"not an http(s) URL: {url!r}")
         for hop in range(self.options.max_redirects + 1):
             origin, host = origin_of(url)
+            self._host(origin).check_open()  # an origin that asked us to come back later gets nothing now
             if (
                 not self.options.allow_private_addresses
             ):  # first: such a URL goes nowhere, not even to Spawning
