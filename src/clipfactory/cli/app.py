@@ -8,7 +8,7 @@ import os
 import sys
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, _click  # _click: the click typer runs on (its exceptions)
 
 from ..errors import ClipfactoryError
 from .common import _GIVEN, err_console
@@ -16,8 +16,35 @@ from .common import _GIVEN, err_console
 _DEBUG = {"on": bool(os.environ.get("CLIPFACTORY_DEBUG"))}
 
 
+def _print_error(text: str) -> None:
+    """One line ``error: ...`` on stderr, the same for every error clipfactory reports."""
+    from rich.markup import escape
+
+    # escape: items such as "[media.analyse]" are text, not Rich markup
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _usage_error(exc: _click.exceptions.ClickException) -> None:
+    """A command-line mistake (an unknown option, a bad value, a missing argument) as one ``error:`` line
+    like every other error, naming the command and how to see its usage; its exit code is kept (2).
+    A group called without a command still shows its help."""
+    if isinstance(exc, _click.exceptions.NoArgsIsHelpError):
+        raise exc
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "clipfactory"
+    _print_error(f"{command}: {exc.format_message()} (fix: `{command} --help` shows its usage)")
+    raise typer.Exit(exc.exit_code) from None
+
+
 class _Group(TyperGroup):
-    """Turns a :class:`ClipfactoryError` into one red line and exit code 1 (``--debug`` shows the traceback)."""
+    """Turns a :class:`ClipfactoryError` into one red line ``error: ...`` and exit code 1 (``--debug`` shows
+    the traceback), and a command-line mistake into the same kind of line with exit code 2."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _click.exceptions.UsageError as exc:
+            _usage_error(exc)
 
     def invoke(self, ctx):
         try:
@@ -27,11 +54,10 @@ class _Group(TyperGroup):
         except ClipfactoryError as exc:
             if _DEBUG["on"]:
                 raise
-            from rich.markup import escape
-
-            # escape: items such as "[media.analyse]" are text, not Rich markup
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            _print_error(str(exc))
             raise typer.Exit(1) from None
+        except _click.exceptions.UsageError as exc:
+            _usage_error(exc)
         except Exception as exc:
             if _DEBUG["on"] or not _is_interrupt(exc):
                 raise
