@@ -16,7 +16,9 @@ Drop reasons
     ``fetch.bad_url``, ``takedown.tombstoned:<id>`` (taken down before: refused by source id before any
     request, or by content hash after the download, whose bytes are then deleted).
 Failures (retried on a later run; each names its reason too)
-    transient: ``fetch.rate_limited``, ``fetch.timeout``, ``fetch.truncated`` (the partial file is kept and
+    transient: ``fetch.rate_limited`` (a 429 or 503 after ``max_attempts``, or a ``Retry-After`` longer than
+    ``max_retry_after_s``: the origin then gets no request before that time, in later runs too, see
+    ``host_pauses``), ``fetch.timeout``, ``fetch.truncated`` (the partial file is kept and
     resumed with ``Range``), ``fetch.http_5xx``, ``fetch.connect_error``, ``fetch.robots_unreachable``,
     ``fetch.spawning_unavailable`` (the registry did not answer), ``fetch.storage_error`` (the local disk:
     full, or not writable);
@@ -40,7 +42,14 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from ...acquire.http import Fetcher, FetchOptions, LoopThread, default_platform_check, user_agent
+from ...acquire.http import (
+    Fetcher,
+    FetchOptions,
+    LoopThread,
+    default_platform_check,
+    iso_utc,
+    user_agent,
+)
 from ...records import Record, Result, SourceRecord
 from ...registry import register
 from ...resources import Resources
@@ -152,10 +161,7 @@ class HttpFetchStage(Stage):
             until = row["not_before"].replace(tzinfo=UTC).timestamp()
             self._fetcher.prime_pause(row["host"], until, row["why"])
             log.info(
-                "%s: no request before %sZ (%s, recorded earlier)",
-                row["host"],
-                row["not_before"].isoformat(timespec="seconds"),
-                row["why"],
+                "%s: no request before %s (%s, recorded earlier)", row["host"], iso_utc(until), row["why"]
             )
 
     # -- work ------------------------------------------------------------------------------------------
