@@ -62,6 +62,8 @@ def test_text_settings_stay_text_and_other_variables_are_left_alone(toml, monkey
     monkeypatch.setenv("CLIPFACTORY_TAXONOMY", "t.toml")
     assert load_settings(toml).build.name == "2024"
     assert load_settings(toml, sets=["build.name=2025"]).build.name == "2025"
+    assert load_settings(toml, sets=['build.name="quoted"']).build.name == "quoted"
+    assert load_settings(toml, sets=["build.shard_size=7"]).build.shard_size == 7
 
 
 def test_a_misspelt_environment_variable_is_named_with_a_close_match(toml, monkeypatch):

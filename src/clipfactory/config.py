@@ -196,8 +196,12 @@ def _annotation(path: tuple[str, ...], stage_classes: dict[str, Any]) -> Any:
 
 
 def _typed(text: str, path: tuple[str, ...], stage_classes: dict[str, Any]) -> Any:
-    """A value given as text (``--set``, the environment) as TOML reads it, except for text-only settings."""
-    return text if _wants_text(_annotation(path, stage_classes)) else _parse_value(text)
+    """A value given as text (``--set``, the environment) as TOML reads it; a text-only setting keeps the
+    text unless it is a quoted TOML string (``--set build.name='"b"'`` is ``b``)."""
+    value = _parse_value(text)
+    if _wants_text(_annotation(path, stage_classes)) and not isinstance(value, str):
+        return text
+    return value
 
 
 def _stage_key(parts: list[str], stage_names: set[str]) -> tuple[str, list[str]] | None:
