@@ -250,3 +250,30 @@ def test_bugs_past_the_error_budget_stop_the_run(catalog):
     with pytest.raises(ErrorBudgetExceeded):
         LocalExecutor(catalog, error_budget=0.0).run([Flaky({"bug": True})], _sources(8))
     assert catalog.scalar("SELECT status FROM runs") == "failed"
+
+
+def test_workers_start_with_ctrl_c_ignored_then_leave_quietly():
+    """Ctrl-C reaches every process of the terminal's group. The local executor's workers start (spawn)
+    with SIGINT ignored, so one that is still importing prints no traceback, and _worker_init makes it a
+    SystemExit, which multiprocessing does not print; the driver's own handler is given back."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import signal
+
+    from clipfactory.executors import local
+
+    before = signal.getsignal(signal.SIGINT)
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        with local._sigint_ignored():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            fut = pool.submit(signal.getsignal, signal.SIGINT)  # the worker is spawned here
+        assert fut.result(timeout=60) == signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is before
+    try:
+        local._worker_init(STAGES["quality.filter"], {}, None)
+        assert signal.getsignal(signal.SIGINT) is local._quiet_interrupt
+    finally:
+        signal.signal(signal.SIGINT, before)
+    with pytest.raises(SystemExit) as left:
+        local._quiet_interrupt(signal.SIGINT, None)
+    assert left.value.code == 130

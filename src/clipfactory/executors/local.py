@@ -65,8 +65,34 @@ class RunSummary:
 _WORKER_STAGE: Stage | None = None
 
 
+def _quiet_interrupt(signum, frame) -> None:
+    # Ctrl-C reaches every process of the terminal's group: a worker leaves as SystemExit, which unwinds its
+    # stack as KeyboardInterrupt would (temporary files are removed) but which multiprocessing does not
+    # print as a traceback; the driver says "interrupted" once.
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored in this process for the block (the main thread only: signals are its business)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def _worker_init(stage_cls: type[Stage], config: dict, context) -> None:
     global _WORKER_STAGE
+    import signal
+
+    signal.signal(signal.SIGINT, _quiet_interrupt)
     _WORKER_STAGE = stage_cls(config, context)
     _WORKER_STAGE.setup()
 
@@ -380,7 +406,11 @@ class LocalExecutor:
             initializer=_worker_init,
             initargs=(type(stage), stage.config.model_dump(), stage.context),
         ) as pool:
-            futures = [pool.submit(_worker_run, b) for b in batches]
+            # The workers start (spawn) inside submit: with Ctrl-C ignored there, they import clipfactory
+            # with it ignored too, until _worker_init makes it a quiet exit; an interrupt while they
+            # import would print a traceback per worker.
+            with _sigint_ignored():
+                futures = [pool.submit(_worker_run, b) for b in batches]
             for batch, fut in zip(batches, futures, strict=True):
                 yield self._with_retries(
                     lambda b, _attempt: pool.submit(_worker_run, b).result(), stage, batch, first=fut.result()
