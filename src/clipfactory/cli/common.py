@@ -19,8 +19,10 @@ from rich.console import Console
 from ..catalog import Catalog
 from ..config import DEFAULT_CONFIG_FILE, Settings, load_settings
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or redirected, printed lines are not wrapped at 80 columns (a script or grep reads each whole);
+# tables go through print_table.
+console = Console(soft_wrap=not sys.stdout.isatty())
+err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 #: Where this command's --catalog and --config came from (set as typer parses them), for messages.
 _GIVEN: dict[str, Any] = {}
