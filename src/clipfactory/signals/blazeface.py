@@ -340,6 +340,7 @@ class BlazeFaceShortDetector:
     128-pixel input are left out. The same interface as :class:`BlazeFaceDetector`."""
 
     name = SHORT_DETECTOR_NAME
+    cheap = True  # about 2.5 ms a frame: FaceBlur runs it on every frame
 
     def __init__(self, options: BlazeFaceOptions | None = None) -> None:
         self.options = options or BlazeFaceOptions(min_face_px=8)

@@ -159,9 +159,12 @@ class UnionDetector:
         self.detectors = list(detectors)
         self.name = "+".join(d.name for d in self.detectors)
 
-    def detect_rgb(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+    def detect_rgb(self, rgb: np.ndarray, *, cheap_only: bool = False) -> list[tuple[int, int, int, int]]:
+        """The merged boxes; ``cheap_only``: of the detectors marked ``cheap`` only (the short-range
+        model, about 2.5 ms a frame), which :class:`FaceBlur` runs on the frames between detections."""
+        detectors = [d for d in self.detectors if getattr(d, "cheap", False)] if cheap_only else self.detectors
         out: list[tuple[int, int, int, int]] = []
-        for b in (b for d in self.detectors for b in d.detect_rgb(rgb)):
+        for b in (b for d in detectors for b in d.detect_rgb(rgb)):
             for i, a in enumerate(out):
                 if _overlaps(a, b):
                     x0, y0 = min(a[0], b[0]), min(a[1], b[1])
@@ -201,6 +204,13 @@ def blur_detector(kind: str = DEFAULT_DETECTOR, *, min_score: float = 0.5, width
     return UnionDetector(found + ([close] if close is not None else []))
 
 
+def _same_face(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether detection ``b`` finds the held face ``a`` again: their boxes overlap (:func:`_overlaps`) and
+    are of about one size (sides within a factor of 2), so a large face beside a small one found alone
+    does not take the small one's place."""
+    return _overlaps(a, b) and max(a[2], b[2]) <= 2 * max(1, min(a[2], b[2]))
+
+
 def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     """Whether box ``b`` is the same face as ``a`` seen again: either's centre inside the other."""
     ax, ay, aw, ah = a
@@ -214,9 +224,10 @@ class FaceBlur:
     """Blurs the faces of successive frames of one clip (RGB ``ndarray`` in, RGB ``ndarray`` out).
 
     A detection runs every ``detect_every`` frames (``detector``: by default :func:`blur_detector`, the
-    configured detector with BlazeFace's short-range model). Each box found becomes a *track*, blurred on
-    every later frame of the clip until a detection finds that face again (a box whose centre falls inside
-    it, or inside which its centre falls), which replaces it: a face the detector loses stays blurred where
+    configured detector with BlazeFace's short-range model), and the cheap detectors of a
+    :class:`UnionDetector` (the short-range model) run on the frames between. Each box found becomes a *track*, blurred on
+    every later frame of the clip until a detection finds that face again (a box of about its size whose
+    centre falls inside it, or inside which its centre falls), which replaces it: a face the detector loses stays blurred where
     it was last seen, and its blurred region grows by ``grow`` of its size on each side for every frame it
     is not seen again (from ``pad`` up to ``max_pad``), so that a face moving while unseen stays covered.
     ``seed``: boxes as fractions of the picture ``(x, y, w, h)`` (the faces of the clip's thumbnail) that
@@ -262,10 +273,18 @@ class FaceBlur:
             self._seed_tracks(rgb.shape[1], rgb.shape[0])
         for t in self._tracks:
             t[1] += 1
+        found = None
         if self._n % self.detect_every == 0:
             found = self.detector.detect_rgb(rgb)
             self.max_faces = max(self.max_faces, len(found))
-            self._tracks = [t for t in self._tracks if not any(_overlaps(t[0], b) for b in found)]
+        elif isinstance(self.detector, UnionDetector):  # between detections, the cheap detectors
+            found = self.detector.detect_rgb(rgb, cheap_only=True)
+        if found:
+            whole = (0, 0, rgb.shape[1], rgb.shape[0])  # a whole-frame seed: any face found replaces it
+            self._tracks = [
+                t for t in self._tracks
+                if not any(_same_face(t[0], b) or t[0] == whole for b in found)
+            ]
             self._tracks += [[b, 0] for b in found]
         self._n += 1
         if not self._tracks:
