@@ -32,10 +32,19 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # nothing listens there once the socket is closed
 
 
-def test_an_address_where_no_ray_listens_is_one_error_at_once(tmp_path):
+def test_an_address_where_no_ray_listens_is_one_error_at_once(tmp_path, monkeypatch):
     """``ray.init`` would retry the GCS of a ``host:port`` that takes no connection for minutes; the
     executor refuses it at once, naming the setting and the fix, before starting anything."""
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
+    called = []
+
+    def init(**kwargs):
+        # Without the executor's own check, ray.init would be reached here; it would retry the GCS for
+        # minutes and end in a ConnectionError, which the executor turns into the same error text.
+        called.append(kwargs.get("address"))
+        raise ConnectionError("ray.init was called")
+
+    monkeypatch.setattr(ray, "init", init)
     address = f"127.0.0.1:{_closed_port()}"
     ex = get_executor("ray", Catalog(tmp_path / "cat.duckdb"), address=address)
     with pytest.raises(ConfigError) as err:
@@ -43,8 +52,8 @@ def test_an_address_where_no_ray_listens_is_one_error_at_once(tmp_path):
     text = str(err.value)
     assert text.startswith(f"ray_address = {address}: no Ray cluster answers at {address}")
     assert "ray start --head" in text and "leave ray_address out" in text
-    import ray
-
+    assert called == [], "refused only after ray.init was called, not before starting anything"
+    assert "ray.init was called" not in text
     assert not ray.is_initialized()
 
 
