@@ -127,7 +127,8 @@ def test_the_key_comes_from_the_environment_and_is_never_in_the_config(monkeypat
     with pytest.raises(ConfigError, match="CF_VLM_KEY"):
         st.check()
     monkeypatch.setenv("CF_VLM_KEY", "sk-secret-123")
-    st.check()
+    with VlmServer() as srv:
+        VlmCaptionStage({"endpoint": srv.url, "model": "m1", "api_key_env": "CF_VLM_KEY"}, ctx).check()
     assert "sk-secret-123" not in json.dumps(st.describe())
     with VlmServer() as srv:
         client = VlmClient(srv.url, "m1", api_key_env="CF_VLM_KEY")
@@ -136,6 +137,20 @@ def test_the_key_comes_from_the_environment_and_is_never_in_the_config(monkeypat
     assert srv.requests[0]["auth"] == "Bearer sk-secret-123"
     with pytest.raises(ConfigError, match="model"):
         VlmCaptionStage({"endpoint": "http://127.0.0.1:9/v1"}, ctx).check()
+
+
+def test_an_endpoint_that_takes_no_connection_stops_the_run_before_any_work(clip_world):
+    """Every clip would fail caption.unreachable after its own retries: check() refuses it at once, naming
+    the setting; a server that is up passes."""
+    ctx, _, _ = clip_world
+    with VlmServer() as srv:
+        url = srv.url
+        VlmCaptionStage({"endpoint": url, "model": "m1"}, ctx).check()
+    with pytest.raises(ConfigError) as err:  # the server is gone: connection refused
+        VlmCaptionStage({"endpoint": url, "model": "m1"}, ctx).check()
+    text = str(err.value)
+    assert text.startswith("[caption.vlm] endpoint = ") and "cannot be reached" in text
+    assert "start the server first" in text
 
 
 def test_errors_carry_their_kind():

@@ -132,13 +132,14 @@ class VlmCaptionStage(Stage):
         return bool(config.get("endpoint"))
 
     def check(self) -> None:
-        """Configuration errors (no model, a bad URL, an unset key variable) stop the run before any work."""
+        """Configuration errors (no model, a bad URL, an unset key variable, an endpoint whose port takes no
+        connection) stop the run before any work."""
         from ...caption.client import completions_url
         from ...errors import ConfigError
 
         if not self.config.endpoint:
             raise ConfigError("caption.vlm needs an endpoint", item="[caption.vlm] endpoint")
-        completions_url(self.config.endpoint)
+        url = completions_url(self.config.endpoint)
         if not self.config.model:
             raise ConfigError(
                 "caption.vlm needs the model name the server serves", item="[caption.vlm] model",
@@ -148,6 +149,7 @@ class VlmCaptionStage(Stage):
         self._close()
         if self.config.blur_faces:
             self._detector()  # a missing face detector stops the run before any frame is sent unblurred
+        _check_reachable(url, min(5.0, float(self.config.timeout_s)))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _client(self):
@@ -293,3 +295,27 @@ def _captions(clip: ClipRecord) -> list[dict]:
     except ValueError:
         return []
 
+
+def _check_reachable(url: str, timeout_s: float) -> None:
+    """Refuse, before any work, an endpoint whose host does not resolve or whose port takes no connection:
+    every clip would otherwise fail ``caption.unreachable`` after its own retries. A server that accepts the
+    connection but answers slowly or badly is each clip's transient failure, as before."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from ...errors import ConfigError
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=max(0.5, timeout_s)):
+            pass
+    except TimeoutError:
+        return  # slow to accept: the clips' own timeouts and retries decide
+    except OSError as exc:
+        raise ConfigError(
+            f"the VLM endpoint {host}:{port} cannot be reached ({exc.strerror or type(exc).__name__})",
+            item=f"[caption.vlm] endpoint = {url}",
+            fix="start the server first (vLLM, llama.cpp's server, ...) or correct the endpoint; "
+            "caption.vlm is on only when its endpoint is set",
+        ) from None
