@@ -277,3 +277,25 @@ def test_workers_start_with_ctrl_c_ignored_then_leave_quietly():
     with pytest.raises(SystemExit) as left:
         local._quiet_interrupt(signal.SIGINT, None)
     assert left.value.code == 130
+
+
+def test_the_executor_starts_its_workers_with_ctrl_c_ignored(catalog, monkeypatch):
+    """The executor itself submits the batches that spawn its workers with SIGINT ignored (the test above
+    checks the helpers; this one, that a run with workers goes through them), and its own handler is back
+    once they are submitted."""
+    import concurrent.futures as cf
+    import signal
+
+    at_submit = []
+    real_submit = cf.ProcessPoolExecutor.submit
+
+    def submit(pool, fn, *args, **kwargs):
+        at_submit.append(signal.getsignal(signal.SIGINT))
+        return real_submit(pool, fn, *args, **kwargs)
+
+    monkeypatch.setattr(cf.ProcessPoolExecutor, "submit", submit)
+    before = signal.getsignal(signal.SIGINT)
+    out = LocalExecutor(catalog, workers=2).run([FanOut()], _sources(4))
+    assert out.stages[0].kept == 4
+    assert len(at_submit) == 2 and all(h == signal.SIG_IGN for h in at_submit), at_submit
+    assert signal.getsignal(signal.SIGINT) is before
