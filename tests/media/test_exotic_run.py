@@ -185,13 +185,16 @@ def factory(tmp_path_factory):
     shared = sorted(p for p in SHARED_MEDIA.iterdir() if p.is_file()) if SHARED_MEDIA.is_dir() else []
     files = {p.name: p for p in [*made.values(), *shared]}
     assert len(files) == len(made) + len(shared), "two inputs share a file name"
-    # The quality filter is not under test: the synthetic footage is short and soft.
+    # The quality filter is not under test: the synthetic footage is short and soft. Nor are the NSFW and
+    # face scores, which read the shot thumbnails (JPEGs the analysis makes, whatever the file was): their
+    # own tests are tests/signals/.
     s = _settings(
         tmp,
         list(files.values()),
         **{
             "quality.filter": {"min_duration_s": 0.5, "min_sharpness": 0},
             "media.cut": {"preset": "ultrafast"},
+            "signals.visual": {"nsfw": False, "faces": False},
         },
     )
     summary = run_pipeline(s)
