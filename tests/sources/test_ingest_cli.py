@@ -102,6 +102,26 @@ def test_the_same_file_under_another_dataset_says_the_dataset_is_not_applied(tmp
     assert len(r.stdout.splitlines()) == 1
 
 
+def test_options_given_to_a_manifest_read_before_are_said_not_applied(tmp_path, manifests):
+    """A corrected --map (or --format, --license, ...) on a file already ingested changes nothing: the
+    answer says so and names what to do, in the table and in --json, instead of a silent "nothing to do"."""
+    src = str(manifests / "kinetics400_sample.csv")
+    cat = str(tmp_path / "c.duckdb")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", src, "--catalog", cat]).exit_code == 0
+    r = runner.invoke(app, ["ingest", src, "--map", "id=youtube_id,license=licence", "--catalog", cat], terminal_width=400)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].endswith("nothing to do")
+    assert lines[1].startswith("  --map id=youtube_id,license=licence: not applied")
+    assert "ingest it into a new catalog (--catalog NEW.duckdb)" in lines[1]
+    r = runner.invoke(app, ["ingest", src, "--format", "kinetics", "--license", "CC-BY-4.0", "--catalog", cat, "--json"])
+    (m,) = json.loads(r.stdout)["manifests"]
+    assert m["already_ingested"] and m["options_not_applied"] == ["--format kinetics", "--license CC-BY-4.0"]
+    r = runner.invoke(app, ["ingest", src, "--catalog", cat, "--json"])  # nothing given: no such field
+    assert "options_not_applied" not in json.loads(r.stdout)["manifests"][0]
+
+
 def test_datasets_list_counts_spans_with_times_and_captions_apart(tmp_path, manifests):
     # Two videos with whole-video captions (3 in all, no times) and the Kinetics sample: 4 good rows, each
     # a span with times and no caption, two of them the same span of one video (lines 9 and 10), so 3

@@ -120,9 +120,18 @@ def ingest_cmd(
         ignored = summary.already_ingested and dataset is not None and dataset != summary.dataset
         if ignored:
             row["dataset_not_applied"] = dataset
+        # Options that shape how rows are read do nothing to a manifest read before: say so, not silently.
+        unread = [
+            f"{flag} {value}"
+            for flag, value in (("--map", map_), ("--format", format), ("--captions", captions),
+                                ("--license", license), ("--rights-holder", rights_holder))
+            if value is not None
+        ] if summary.already_ingested else []
+        if unread:
+            row["options_not_applied"] = unread
         results.append(row)
         if not json_:
-            _render_summary(summary, ignored_dataset=dataset if ignored else None)
+            _render_summary(summary, ignored_dataset=dataset if ignored else None, unread=unread)
     if json_:
         emit({"manifests": results}, True)
 
@@ -155,7 +164,7 @@ def _ingest_bar(path: str, show: bool) -> Iterator[Callable[[str], None] | None]
         bar.update(task, completed=len(INGEST_PHASES), phase="done")
 
 
-def _render_summary(s: Any, *, ignored_dataset: str | None = None) -> None:
+def _render_summary(s: Any, *, ignored_dataset: str | None = None, unread: list[str] | None = None) -> None:
     from rich.markup import escape
 
     if s.already_ingested:
@@ -169,6 +178,13 @@ def _render_summary(s: Any, *, ignored_dataset: str | None = None) -> None:
                 f"  --dataset {escape(ignored_dataset)} is not applied: a manifest is ingested once, under the "
                 f"dataset of its first ingest, whatever its file name (its id is the sha256 of its bytes, "
                 f"{s.manifest_id})",
+                soft_wrap=True, highlight=False,
+            )
+        if unread:
+            console.print(
+                f"  {escape(', '.join(unread))}: not applied: its rows are what the first ingest read (a source "
+                "keeps the fields it has; a later ingest only fills those it lacks). To read the file with other "
+                "options, ingest it into a new catalog (--catalog NEW.duckdb)",
                 soft_wrap=True, highlight=False,
             )
         return
