@@ -271,7 +271,21 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU):
     return np.array(out_b, np.float32), np.array(out_s, np.float32)
 
 
-class BlazeFaceDetector:
+class _Detector:
+    """What both BlazeFace models give besides ``detect_scored``: boxes alone, of an RGB array or a PIL image."""
+
+    def detect_scored(self, rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+        raise NotImplementedError
+
+    def detect_rgb(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+        return [b for b, _ in self.detect_scored(rgb)]
+
+    def detect_image(self, image) -> list[tuple[int, int, int, int]]:
+        """Faces of a PIL image."""
+        return self.detect_rgb(np.asarray(image.convert("RGB")))
+
+
+class BlazeFaceDetector(_Detector):
     """BlazeFace on ONNX Runtime; the same interface as :class:`clipfactory.signals.faces.FaceDetector`.
     Sessions are shared per input size and thread count in the process, and are safe between threads."""
 
@@ -313,24 +327,10 @@ class BlazeFaceDetector:
         sess, anc = self._model(in_w, in_h)
         raw_boxes, raw_scores = sess.run(None, {sess.get_inputs()[0].name: x})
         boxes, scores = decode(raw_boxes, raw_scores, anc, o.min_score)
-        out = []
-        for (x0, y0, x1, y1), s in zip(boxes, scores, strict=True):
-            x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(sw), x1), min(float(sh), y1)
-            if min(x1 - x0, y1 - y0) < o.min_face_px:  # counted on the analysed picture, as the cascade does
-                continue
-            x0, y0, x1, y1 = x0 / scale, y0 / scale, x1 / scale, y1 / scale
-            out.append(((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))), float(s)))
-        return out
-
-    def detect_rgb(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
-        return [b for b, _ in self.detect_scored(rgb)]
-
-    def detect_image(self, image) -> list[tuple[int, int, int, int]]:
-        """Faces of a PIL image."""
-        return self.detect_rgb(np.asarray(image.convert("RGB")))
+        return _frame_boxes(boxes, scores, sw, sh, scale, o.min_face_px)
 
 
-class BlazeFaceShortDetector:
+class BlazeFaceShortDetector(_Detector):
     """MediaPipe's BlazeFace short-range model (``face_detection_short_range.tflite``, the same wheel) on ONNX
     Runtime: trained for faces within about 2 metres, large in the picture, where the full-range model
     loses them (a face of a fifth of a 720x528 frame is missed at 480 pixels wide). The picture is scaled to
@@ -366,18 +366,18 @@ class BlazeFaceShortDetector:
         x[0, :, :sh, :sw] = np.transpose(small, (2, 0, 1)) * np.float32(1 / 127.5) - 1.0
         raw_boxes, raw_scores = self._sess.run(None, {self._sess.get_inputs()[0].name: x})
         boxes, scores = decode(raw_boxes, raw_scores, self._anchors, o.min_score)
-        out = []
-        for (x0, y0, x1, y1), s in zip(boxes, scores, strict=True):
-            x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(sw), x1), min(float(sh), y1)
-            if min(x1 - x0, y1 - y0) < o.min_face_px:
-                continue
-            x0, y0, x1, y1 = x0 / scale, y0 / scale, x1 / scale, y1 / scale
-            out.append(((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))), float(s)))
-        return out
+        return _frame_boxes(boxes, scores, sw, sh, scale, o.min_face_px)
 
-    def detect_rgb(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
-        return [b for b, _ in self.detect_scored(rgb)]
 
-    def detect_image(self, image) -> list[tuple[int, int, int, int]]:
-        """Faces of a PIL image."""
-        return self.detect_rgb(np.asarray(image.convert("RGB")))
+def _frame_boxes(boxes, scores, sw: int, sh: int, scale: float, min_face_px: int):
+    """``((x, y, w, h), score)`` of the decoded boxes in the frame's pixels: clipped to the analysed picture
+    (``sw`` x ``sh``, the frame scaled by ``scale``), those under ``min_face_px`` there left out (counted
+    on the analysed picture, as the cascade does)."""
+    out = []
+    for (x0, y0, x1, y1), s in zip(boxes, scores, strict=True):
+        x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(sw), x1), min(float(sh), y1)
+        if min(x1 - x0, y1 - y0) < min_face_px:
+            continue
+        x0, y0, x1, y1 = x0 / scale, y0 / scale, x1 / scale, y1 / scale
+        out.append(((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))), float(s)))
+    return out
