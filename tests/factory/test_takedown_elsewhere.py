@@ -35,6 +35,15 @@ def _build_in(a, monkeypatch):
     return cat, one
 
 
+def _takedown(a, source_id):
+    """``clipfactory takedown`` of ``source_id`` from the current folder, on the catalog and store in ``a``."""
+    return CliRunner().invoke(
+        app,
+        ["takedown", source_id, "--catalog", str(a / "clipfactory.duckdb"), "--store", str(a / "clipfactory-store"),
+         "--reason", "test", "--yes"],
+    )
+
+
 def _members(folder):
     names = []
     for shard in sorted(folder.glob("shard-*.tar")):
@@ -52,11 +61,7 @@ def test_a_takedown_from_another_folder_rewrites_the_build_where_it_is(tmp_path,
     assert clips_of_one and any(k.split(".")[0] in clips_of_one for k in _members(a / "builds/build/v1"))
     b.mkdir()
     monkeypatch.chdir(b)
-    r = CliRunner().invoke(
-        app,
-        ["takedown", one, "--catalog", str(a / "clipfactory.duckdb"), "--store", str(a / "clipfactory-store"),
-         "--reason", "test", "--yes"],
-    )
+    r = _takedown(a, one)
     assert r.exit_code == 0, r.output
     assert not (b / "builds").exists(), "nothing is written where the takedown ran"
     v2 = a / "builds" / "build" / "v2"
@@ -73,11 +78,7 @@ def test_a_relative_build_folder_that_is_not_here_is_refused_before_anything_cha
     before = _members(a / "builds/build/v1")
     b.mkdir()
     monkeypatch.chdir(b)
-    r = CliRunner().invoke(
-        app,
-        ["takedown", one, "--catalog", str(a / "clipfactory.duckdb"), "--store", str(a / "clipfactory-store"),
-         "--reason", "test", "--yes"],
-    )
+    r = _takedown(a, one)
     assert r.exit_code == 1, r.output
     err = " ".join(r.stderr.split())
     assert "the files of build build-v1 are not at builds/build/v1" in err
