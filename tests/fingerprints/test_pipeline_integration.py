@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import pytest
 from media_synth import transform
 
@@ -53,6 +54,13 @@ def test_lookup_finds_clips_in_the_real_build(piped, synth_dir, tmp_path):
     assert shipped and shipped[0]["build_id"] == build_id
     assert shipped[0]["included_under"]["content_license"] == "CC-BY-4.0"
     assert res["builds"][0]["build_id"] == build_id
+    # the ranges it names lie within both files (a run ends one sample step after its last matched frame)
+    src_ms = cat.scalar("SELECT duration_ms FROM sources WHERE source_id = ?", [top["source_id"]])
+    with av.open(str(q)) as c:
+        q_ms = int(c.duration / 1000)
+    for seg in top["segments"]:
+        assert 0 <= seg["query_start_ms"] < seg["query_end_ms"] <= q_ms, (seg, q_ms)
+        assert 0 <= seg["source_start_ms"] < seg["source_end_ms"] <= src_ms, (seg, src_ms)
 
 
 def test_dedup_finds_the_reencoded_input(piped):

@@ -350,6 +350,17 @@ def _removed(catalog: Catalog, sha: str, query: QueryHashes) -> dict[str, Any] |
 
 
 # -- resolving matches to the catalog ------------------------------------------------------------------
+def _within(seg: dict[str, Any], query: QueryHashes | None, source_ms: int | None) -> dict[str, Any]:
+    """A segment's ranges within the two files: a run ends one sample step after its last matched frame,
+    which past a file's last frame would name time the file does not have."""
+    q_ms = getattr(query, "duration_ms", None) if query is not None else None
+    if q_ms:
+        seg["query_end_ms"] = min(seg["query_end_ms"], int(q_ms))
+    if source_ms:
+        seg["source_end_ms"] = min(seg["source_end_ms"], int(source_ms))
+    return seg
+
+
 def describe(
     catalog: Catalog,
     segments: list[Segment],
@@ -508,7 +519,7 @@ def describe(
                 "datasets": ms_by_src.get(sid, []),
                 "policy": [_decision_view(d) for (s, _p), d in sorted(dec_by_src.items()) if s == sid],
                 "matched_query_frames": sum(s.matched_query_frames for s in segs),
-                "segments": [s.to_dict() for s in segs],
+                "segments": [_within(s.to_dict(), query, src.get("duration_ms")) for s in segs],
                 "clips": clip_rows,
             }
         )
