@@ -518,7 +518,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Refuse at once an address ``host:port`` whose port takes no connection: ``ray.init`` would retry
     the cluster's GCS for minutes, printing only its own retries. ``auto`` and ``local`` are Ray's to
     resolve (``ray.init`` fails at once when nothing runs)."""
-    import socket
+    from ..net import connect_error, why
 
     if address.strip().lower() in ("auto", "local") or ":" not in address:
         return
@@ -527,11 +527,9 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         port_no = int(port)
     except ValueError:
         return  # not host:port; Ray says what it makes of it
-    try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", port_no), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        raise _unreachable(address, exc.strerror or type(exc).__name__) from None
+    err = connect_error(host.strip("[]") or "127.0.0.1", port_no, timeout_s)
+    if err is not None:  # a timeout too: ray.init would wait on it for minutes
+        raise _unreachable(address, why(err))
 
 
 def _catalog_env() -> str:

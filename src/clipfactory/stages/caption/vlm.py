@@ -300,22 +300,18 @@ def _check_reachable(url: str, timeout_s: float) -> None:
     """Refuse, before any work, an endpoint whose host does not resolve or whose port takes no connection:
     every clip would otherwise fail ``caption.unreachable`` after its own retries. A server that accepts the
     connection but answers slowly or badly is each clip's transient failure, as before."""
-    import socket
     from urllib.parse import urlsplit
 
     from ...errors import ConfigError
+    from ...net import connect_error, why
 
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=max(0.5, timeout_s)):
-            pass
-    except TimeoutError:
-        return  # slow to accept: the clips' own timeouts and retries decide
-    except OSError as exc:
+    err = connect_error(host, port, max(0.5, timeout_s))
+    if err is not None and not isinstance(err, TimeoutError):  # slow to accept: each clip's timeout decides
         raise ConfigError(
-            f"the VLM endpoint {host}:{port} cannot be reached ({exc.strerror or type(exc).__name__})",
+            f"the VLM endpoint {host}:{port} cannot be reached ({why(err)})",
             item=f"[caption.vlm] endpoint = {url}",
             fix="start the server first (vLLM, llama.cpp's server, ...) or correct the endpoint; "
             "caption.vlm is on only when its endpoint is set",
-        ) from None
+        )
