@@ -67,6 +67,16 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
+def own_settings(tmp_path, monkeypatch):
+    """The test runs in ``tmp_path`` with no ``CLIPFACTORY_*`` variable: no clipfactory.toml or setting
+    from elsewhere reaches the commands it runs."""
+    monkeypatch.chdir(tmp_path)
+    for k in [k for k in os.environ if k.startswith("CLIPFACTORY_")]:
+        monkeypatch.delenv(k)
+    return tmp_path
+
+
+@pytest.fixture
 def catalog(tmp_path):
     from clipfactory.catalog import Catalog
 

@@ -15,11 +15,7 @@ from clipfactory.records import SourceRecord
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no clipfactory.toml from elsewhere
-    for k in list(__import__("os").environ):
-        if k.startswith("CLIPFACTORY_"):
-            monkeypatch.delenv(k)
+def env(tmp_path, monkeypatch, own_settings):
     # The test server is on 127.0.0.1, which the fetcher refuses unless told (CLI runs read this file too).
     (tmp_path / "clipfactory.toml").write_text("[acquire.http]\nallow_private_addresses = true\n")
     s = load_settings(overrides={"catalog": str(tmp_path / "cat.duckdb"), "store": str(tmp_path / "store")})

@@ -17,11 +17,7 @@ from clipfactory.records import SourceRecord
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no clipfactory.toml from elsewhere
-    for k in list(__import__("os").environ):
-        if k.startswith("CLIPFACTORY_"):
-            monkeypatch.delenv(k)
+def env(tmp_path, monkeypatch, own_settings):
     return {"catalog": str(tmp_path / "cat.duckdb"), "store": str(tmp_path / "store")}
 
 
