@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import signal
@@ -423,6 +424,25 @@ def test_a_run_after_a_finished_one_on_s3_parts_does_not_need_the_bucket(s3, tmp
     assert again["status"] == "finished" and again["recovered_parts"] == 0
 
 
+def _build_on_s3(runner, tmp_path: Path, name: str, prefix: str, videos: dict[str, list]) -> Path:
+    """``clipfactory run`` of owned videos (``{file: shots}``) made in ``tmp_path``, one clip a shard, the
+    build written to ``s3://BUCKET/<prefix>``; returns the config file."""
+    from clipfactory.cli.app import app
+
+    for file, shots in videos.items():
+        synth.make_video(tmp_path / file, shots, size=(128, 72), keyint=25, scenecut=False, audio=None)
+    cfg = tmp_path / "clipfactory.toml"
+    cfg.write_text(
+        f'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\ninputs = {json.dumps(list(videos))}\n'
+        'license = "CC-BY-4.0"\nrights_holder = "tests"\n'
+        f'[build]\nname = "{name}"\nout = "s3://{BUCKET}/{prefix}"\nshard_size = 1\n'
+        "[quality.filter]\nmin_duration_s = 0.5\n" + NO_MODELS
+    )
+    res = runner.invoke(app, ["run", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    return cfg
+
+
 def _tar_members(client, keys: list[str]) -> tuple[int, set[str]]:
     """Files in the tar objects ``keys`` of the bucket, read with boto3: how many, and their clip keys."""
     n, clips = 0, set()
@@ -440,24 +460,13 @@ def test_verify_report_and_audit_read_a_build_on_s3(s3, tmp_path, monkeypatch):
     """The commands that read a finished build read it from the bucket: verify scans every member of
     every shard there, report and audit read its build.json and index; a shard deleted from the bucket
     (or its build.json) makes verify fail, never "clean"."""
-    import json
-
     from typer.testing import CliRunner
 
     from clipfactory.cli.app import app
 
     monkeypatch.chdir(tmp_path)
-    synth.make_video(tmp_path / "owned.mp4", [("bars", 1.0), ("checker", 1.0)], size=(128, 72), keyint=25, scenecut=False, audio=None)
-    cfg = tmp_path / "clipfactory.toml"
-    cfg.write_text(
-        'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\ninputs = ["owned.mp4"]\n'
-        'license = "CC-BY-4.0"\nrights_holder = "tests"\n'
-        f'[build]\nname = "s3ex"\nout = "s3://{BUCKET}/read-builds"\nshard_size = 1\n'
-        "[quality.filter]\nmin_duration_s = 0.5\n" + NO_MODELS
-    )
     runner = CliRunner()
-    res = runner.invoke(app, ["run", "--config", str(cfg)])
-    assert res.exit_code == 0, res.output
+    cfg = _build_on_s3(runner, tmp_path, "s3ex", "read-builds", {"owned.mp4": [("bars", 1.0), ("checker", 1.0)]})
     prefix = "read-builds/s3ex/v1/"
     shards = [k for k in _keys(s3, prefix) if k.endswith(".tar")]
     assert len(shards) == 2
@@ -528,26 +537,14 @@ def test_verify_report_and_audit_read_a_build_on_s3(s3, tmp_path, monkeypatch):
 def test_a_takedown_rewrites_a_build_on_s3(s3, tmp_path, monkeypatch):
     """A takedown of one of a build's two sources: the new version is written in the bucket without it,
     the old version's shard that held it is deleted from the bucket, and verify reads both from there."""
-    import json
-
     from typer.testing import CliRunner
 
     from clipfactory.catalog import Catalog
     from clipfactory.cli.app import app
 
     monkeypatch.chdir(tmp_path)
-    synth.make_video(tmp_path / "a.mp4", [("bars", 1.0)], size=(128, 72), keyint=25, scenecut=False, audio=None)
-    synth.make_video(tmp_path / "b.mp4", [("checker", 1.0)], size=(128, 72), keyint=25, scenecut=False, audio=None)
-    cfg = tmp_path / "clipfactory.toml"
-    cfg.write_text(
-        'catalog = "cat.duckdb"\nstore = "store"\npurpose = "commercial"\ninputs = ["a.mp4", "b.mp4"]\n'
-        'license = "CC-BY-4.0"\nrights_holder = "tests"\n'
-        f'[build]\nname = "td"\nout = "s3://{BUCKET}/td-builds"\nshard_size = 1\n'
-        "[quality.filter]\nmin_duration_s = 0.5\n" + NO_MODELS
-    )
     runner = CliRunner()
-    res = runner.invoke(app, ["run", "--config", str(cfg)])
-    assert res.exit_code == 0, res.output
+    cfg = _build_on_s3(runner, tmp_path, "td", "td-builds", {"a.mp4": [("bars", 1.0)], "b.mp4": [("checker", 1.0)]})
     cat = Catalog(tmp_path / "cat.duckdb")
     members = cat.query("SELECT clip_id, source_id, shard FROM build_members WHERE build_id = 'td-v1' ORDER BY clip_id")
     assert len({m["source_id"] for m in members}) == 2 and len(members) == 2
