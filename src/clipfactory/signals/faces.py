@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import ConfigError, MissingExtraError
 from . import SIGNALS_EXTRA
@@ -40,6 +42,17 @@ DEFAULT_DETECTOR = "blazeface"
 #: 2: BlazeFace's short-range model beside the configured detector, faces held for the rest of the clip,
 #: the thumbnail's faces as seeds.
 BLUR_VERSION = 2
+
+#: The blur options a stage that blurs (media.cut, caption.vlm) takes from the run, as one definition.
+BlurDetectorOpt = Annotated[
+    Literal["blazeface", "haar"],
+    Field(description="The face detector of blur_faces (set by the run from signals.visual.face_detector)."),
+]
+BlurMinScoreOpt = Annotated[
+    float,
+    Field(gt=0.0, lt=1.0,
+          description="BlazeFace's score a face needs for blur_faces (set by the run from signals.visual.face_min_score)."),
+]
 _LOCAL = threading.local()
 
 

@@ -38,6 +38,7 @@ from ...media.probe import MediaProbeError
 from ...records import ClipRecord, Result, SourceRecord
 from ...registry import register
 from ...resources import Resources
+from ...signals.faces import BlurDetectorOpt, BlurMinScoreOpt
 from ...stage import Stage, StageConfig
 
 DEFAULT_PROMPT = (
@@ -102,13 +103,8 @@ class VlmCaptionStage(Stage):
             description="Blur the faces of the frames sent (set by the run from privacy.blur_faces), as "
             "media.cut blurs the clips (docs/signals.md).",
         )
-        face_detector: Literal["blazeface", "haar"] = Field(
-            "blazeface", description="The face detector of blur_faces (set by the run from signals.visual.face_detector)."
-        )
-        face_min_score: float = Field(
-            0.5, gt=0.0, lt=1.0,
-            description="BlazeFace's score a face needs for blur_faces (set by the run from signals.visual.face_min_score).",
-        )
+        face_detector: BlurDetectorOpt = "blazeface"
+        face_min_score: BlurMinScoreOpt = 0.5
 
     @property
     def config_hash(self) -> str:

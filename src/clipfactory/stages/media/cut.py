@@ -8,7 +8,6 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Literal
 
 import av
 from pydantic import Field
@@ -21,6 +20,7 @@ from ...media.probe import MediaProbeError
 from ...records import ClipRecord, Result, SourceRecord
 from ...registry import register
 from ...resources import Resources
+from ...signals.faces import BlurDetectorOpt, BlurMinScoreOpt
 from ...stage import Stage, StageConfig
 from .probe import media_failure
 
@@ -126,13 +126,8 @@ class CutStage(Stage):
             "face, or was not checked for faces, is re-encoded with the faces of its frames blurred; the faces "
             "of its thumbnail are recorded for build.export to blur.",
         )
-        face_detector: Literal["blazeface", "haar"] = Field(
-            "blazeface", description="The face detector of blur_faces (set by the run from signals.visual.face_detector)."
-        )
-        face_min_score: float = Field(
-            0.5, gt=0.0, lt=1.0,
-            description="BlazeFace's score a face needs for blur_faces (set by the run from signals.visual.face_min_score).",
-        )
+        face_detector: BlurDetectorOpt = "blazeface"
+        face_min_score: BlurMinScoreOpt = 0.5
 
     def setup(self) -> None:
         if self.config.blur_faces:
